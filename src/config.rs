@@ -1,0 +1,323 @@
+//! Settings (§1): a TOML file, then `RESTKIT_` environment variables (`__`
+//! nests: `RESTKIT_RATE_LIMIT__TOKEN__REQUESTS=100`), then command-line
+//! flags. Everything is checked before start-up; a bad value stops it with
+//! a message naming the key. Unknown keys are errors too, so a typo never
+//! silently leaves a default in force.
+//!
+//! Durations are written `500ms`, `30s`, `5m`, `1h`, `30d`; sizes `512`,
+//! `64KiB`, `1MiB`, `1MB`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::de::{Deserializer, Error as _, IgnoredAny};
+use serde::Deserialize;
+
+/// Every setting restkit reads.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
+    pub pagination: PaginationSettings,
+    /// API declarations live in the same file; read by `model::toml`.
+    #[serde(rename = "module")]
+    modules: Option<IgnoredAny>,
+    seed: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    #[serde(deserialize_with = "addr")]
+    pub bind: SocketAddr,
+    pub public_url: String,
+    #[serde(deserialize_with = "size")]
+    pub body_limit: usize,
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: String::new(),
+            body_limit: 1 << 20,
+            request_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            url: "sqlite://restkit-demo.db".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub issuer: String,
+    #[serde(deserialize_with = "duration")]
+    pub access_token_ttl: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub refresh_token_ttl: Duration,
+    pub private_key: String,
+    pub public_key: String,
+    pub query_param_token: bool,
+    pub grants: Vec<String>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            issuer: "http://127.0.0.1:8080".into(),
+            access_token_ttl: Duration::from_secs(3600),
+            refresh_token_ttl: Duration::from_secs(30 * 86400),
+            private_key: String::new(),
+            public_key: String::new(),
+            query_param_token: true,
+            grants: vec![
+                "authorization_code".into(),
+                "client_credentials".into(),
+                "refresh_token".into(),
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub backend: String,
+    pub redis_url: String,
+    pub on_backend_error: String,
+    pub trusted_proxies: Vec<String>,
+    pub token: Tier,
+    pub anonymous: Tier,
+    pub authenticated: Tier,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        RateLimitSettings {
+            backend: "memory".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            on_backend_error: "allow".into(),
+            trusted_proxies: Vec::new(),
+            token: Tier::new(1, 5),
+            anonymous: Tier::new(10, 60),
+            authenticated: Tier::new(600, 3600),
+        }
+    }
+}
+
+/// One rate-limit tier: `requests` per `period`; 0 requests disables it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    pub requests: u32,
+    #[serde(deserialize_with = "duration")]
+    pub period: Duration,
+}
+
+impl Tier {
+    fn new(requests: u32, secs: u64) -> Tier {
+        Tier {
+            requests,
+            period: Duration::from_secs(secs),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaginationSettings {
+    pub default_per_page: u64,
+    pub max_per_page: u64,
+}
+
+impl Default for PaginationSettings {
+    fn default() -> Self {
+        PaginationSettings {
+            default_per_page: 20,
+            max_per_page: 100,
+        }
+    }
+}
+
+/// Command-line values that override file and environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub bind: Option<String>,
+    pub database: Option<String>,
+}
+
+/// A configuration problem, naming the key where known.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Reads `toml_text` (the file's text, or the built-in demo's), then the
+    /// environment, then `overrides`, and checks the result.
+    pub fn load(toml_text: &str, overrides: &Overrides) -> Result<Settings, ConfigError> {
+        let env = config::Environment::with_prefix("RESTKIT")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("rate_limit.trusted_proxies")
+            .with_list_parse_key("auth.grants");
+        let mut b = config::Config::builder()
+            .add_source(config::File::from_str(toml_text, config::FileFormat::Toml))
+            .add_source(env);
+        let set = |b: config::ConfigBuilder<config::builder::DefaultState>, k: &str, v: &Option<String>| match v {
+            Some(v) => b.set_override(k, v.as_str()),
+            None => Ok(b),
+        };
+        b = set(b, "server.bind", &overrides.bind).map_err(|e| ConfigError(e.to_string()))?;
+        b = set(b, "database.url", &overrides.database).map_err(|e| ConfigError(e.to_string()))?;
+        let settings: Settings = b
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if !matches!(self.rate_limit.backend.as_str(), "memory" | "redis") {
+            return bad("rate_limit.backend", "must be \"memory\" or \"redis\"");
+        }
+        if !matches!(self.rate_limit.on_backend_error.as_str(), "allow" | "deny") {
+            return bad("rate_limit.on_backend_error", "must be \"allow\" or \"deny\"");
+        }
+        if !self.database.url.starts_with("sqlite:") && !self.database.url.starts_with("postgres") {
+            return bad("database.url", "must start with sqlite: or postgres://");
+        }
+        if self.database.max_connections == 0 {
+            return bad("database.max_connections", "must be at least 1");
+        }
+        if self.pagination.default_per_page == 0
+            || self.pagination.default_per_page > self.pagination.max_per_page
+        {
+            return bad("pagination.default_per_page", "must be between 1 and pagination.max_per_page");
+        }
+        if self.server.body_limit == 0 {
+            return bad("server.body_limit", "must be more than 0");
+        }
+        let url = &self.server.public_url;
+        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+            return bad("server.public_url", "must be empty or start with http:// or https://");
+        }
+        Ok(())
+    }
+}
+
+fn addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse()
+        .map_err(|_| D::Error::custom(format!("'{s}' is not an address like 127.0.0.1:8080")))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).ok_or_else(|| D::Error::custom(format!("'{s}' is not a duration like 30s, 5m, 1h, 30d")))
+}
+
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_size(&s).ok_or_else(|| D::Error::custom(format!("'{s}' is not a size like 512KiB or 1MiB")))
+}
+
+/// `500ms`, `30s`, `5m`, `1h`, `30d`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    Some(Duration::from_millis(n.checked_mul(ms)?))
+}
+
+/// `512`, `64KiB`, `1MiB`, `1MB`, `1GiB`.
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: usize = n.parse().ok()?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "kb" => 1000,
+        "mib" => 1 << 20,
+        "mb" => 1_000_000,
+        "gib" => 1 << 30,
+        "gb" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_parse() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30d"), Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_size("1MiB"), Some(1 << 20));
+        assert_eq!(parse_size("64KiB"), Some(65536));
+        assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let e = Settings::load("[server]\nbody_limit = \"lots\"\n", &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("body_limit"), "{e}");
+        let e = Settings::load("[rate_limit]\nbackend = \"disk\"\n", &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("rate_limit.backend"), "{e}");
+        let e = Settings::load("[servr]\nbind = \"x\"\n", &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("servr"), "{e}");
+    }
+
+    #[test]
+    fn overrides_win() {
+        let s = Settings::load(
+            "[server]\nbind = \"127.0.0.1:1\"\n",
+            &Overrides {
+                bind: Some("127.0.0.1:9".into()),
+                database: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(s.server.bind.port(), 9);
+    }
+}

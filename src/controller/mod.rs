@@ -1,0 +1,246 @@
+//! Controllers: what runs for a route once the request is understood (§2.2).
+//!
+//! A [`Controller`] has one method per §4.1 operation; a method it does not
+//! list in [`Controller::operations`] answers 405 with `Allow`. Methods take
+//! a [`Ctx`] (identity, path parameters, query, store) and return a
+//! [`Reply`]: data, not HTTP. The dispatcher turns a reply into status,
+//! headers and a body in the negotiated format.
+//!
+//! [`table::TableController`] serves a declared table; hand-written
+//! controllers implement the same trait. [`ActionHandler`]s serve custom
+//! actions (§4.3).
+
+pub mod table;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{HeaderMap, Method, StatusCode};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::model::Resource;
+use crate::store::{Record, Store};
+
+/// The operations of §4.1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Find,
+    Fetch,
+    Create,
+    Update,
+    Patch,
+    Delete,
+    BulkUpdate,
+    DeleteAll,
+}
+
+impl Operation {
+    /// The operation a method maps to on a collection (`record == false`)
+    /// or record route.
+    pub fn for_method(method: &Method, record: bool) -> Option<Operation> {
+        Some(match (method.as_str(), record) {
+            ("GET" | "HEAD", false) => Operation::Find,
+            ("POST", false) => Operation::Create,
+            ("PUT", false) => Operation::BulkUpdate,
+            ("DELETE", false) => Operation::DeleteAll,
+            ("GET" | "HEAD", true) => Operation::Fetch,
+            ("PUT", true) => Operation::Update,
+            ("PATCH", true) => Operation::Patch,
+            ("DELETE", true) => Operation::Delete,
+            _ => return None,
+        })
+    }
+
+    pub fn method(self) -> Method {
+        match self {
+            Operation::Find | Operation::Fetch => Method::GET,
+            Operation::Create => Method::POST,
+            Operation::Update | Operation::BulkUpdate => Method::PUT,
+            Operation::Patch => Method::PATCH,
+            Operation::Delete | Operation::DeleteAll => Method::DELETE,
+        }
+    }
+
+    pub fn on_record(self) -> bool {
+        matches!(
+            self,
+            Operation::Fetch | Operation::Update | Operation::Patch | Operation::Delete
+        )
+    }
+
+    pub fn is_write(self) -> bool {
+        !matches!(self, Operation::Find | Operation::Fetch)
+    }
+
+    pub fn takes_body(self) -> bool {
+        matches!(
+            self,
+            Operation::Create | Operation::Update | Operation::Patch | Operation::BulkUpdate
+        )
+    }
+}
+
+/// Everything a controller may know about the request.
+#[derive(Clone)]
+pub struct Ctx {
+    pub identity: Option<Identity>,
+    /// Path parameters by declared name (`bookId`), parents first; the
+    /// record's own id is passed to the method separately.
+    pub params: Vec<(String, String)>,
+    /// Decoded query-string pairs, in order.
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    /// `scheme://host[:port]` for absolute links.
+    pub base_url: String,
+    /// The request path as received.
+    pub path: String,
+    pub store: Store,
+    /// Serve `snake_case` keys of handler values as `camelCase`.
+    pub convert_snake_case: bool,
+}
+
+impl Ctx {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The identity's user id, or 401.
+    pub fn require_user(&self) -> Result<i64, ApiError> {
+        match &self.identity {
+            Some(Identity {
+                user_id: Some(id), ..
+            }) => Ok(*id),
+            Some(_) => Err(ApiError::forbidden("This action needs a user, not a client.")),
+            None => Err(ApiError::unauthorized("Sign in to use this action.")),
+        }
+    }
+}
+
+/// Page position of a collection reply (drives pagination headers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub total: Option<u64>,
+    pub per_page: u64,
+    pub offset: u64,
+}
+
+/// What a controller answers. The dispatcher renders it.
+#[derive(Debug)]
+pub enum Reply {
+    /// 200 with a value (records, or anything a handler returns).
+    Value(Value),
+    /// 200 with one record.
+    Record(Record),
+    /// 200 with records of a collection.
+    Collection { records: Vec<Record>, page: Page },
+    /// 201 with the new record; `location` is the record's path.
+    Created { record: Record, location: String },
+    /// 204, no body.
+    Empty,
+}
+
+impl Reply {
+    /// Any serializable value; `null` (e.g. `()`) becomes 204.
+    pub fn json<T: Serialize>(value: &T) -> Result<Reply, ApiError> {
+        match serde_json::to_value(value).map_err(ApiError::internal)? {
+            Value::Null => Ok(Reply::Empty),
+            v => Ok(Reply::Value(v)),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Reply::Created { .. } => StatusCode::CREATED,
+            Reply::Empty => StatusCode::NO_CONTENT,
+            _ => StatusCode::OK,
+        }
+    }
+}
+
+fn not_implemented() -> ApiError {
+    // The dispatcher checks `operations()` first; reaching this means a
+    // controller listed an operation it did not write.
+    ApiError::internal("controller listed an operation it does not implement")
+}
+
+/// A hand-written (or table-backed) endpoint set for one resource path.
+#[async_trait]
+pub trait Controller: Send + Sync + 'static {
+    /// The operations this controller implements; others answer 405.
+    fn operations(&self) -> Vec<Operation>;
+
+    /// The resource declaration, when the controller serves one.
+    fn resource(&self) -> Option<&Arc<Resource>> {
+        None
+    }
+
+    async fn find(&self, _cx: &Ctx) -> Result<Reply, ApiError> {
+        Err(not_implemented())
+    }
+    async fn fetch(&self, _cx: &Ctx, _id: &str) -> Result<Reply, ApiError> {
+        Err(not_implemented())
+    }
+    async fn create(&self, _cx: &Ctx, _body: Value) -> Result<Reply, ApiError> {
+        Err(not_implemented())
+    }
+    async fn update(&self, _cx: &Ctx, _id: &str, _body: Value) -> Result<Reply, ApiError> {
+        Err(not_implemented())
+    }
+    async fn patch(&self, _cx: &Ctx, _id: &str, _patch: Value) -> Result<Reply, ApiError> {
+        Err(not_implemented())
+    }
+    async fn delete(&self, _cx: &Ctx, _id: &str) -> Result<Reply, ApiError> {
+        Err(not_implemented())
+    }
+    async fn bulk_update(&self, _cx: &Ctx, _body: Value) -> Result<Reply, ApiError> {
+        Err(not_implemented())
+    }
+    async fn delete_all(&self, _cx: &Ctx) -> Result<Reply, ApiError> {
+        Err(not_implemented())
+    }
+}
+
+/// Input of a custom action: its validated, coerced parameters.
+#[derive(Debug, Clone)]
+pub struct ActionInput {
+    /// Query and body parameters merged (body wins), nested brackets
+    /// parsed, coerced and validated by the action's schema.
+    pub params: Value,
+    /// The record id for record-level actions.
+    pub id: Option<String>,
+    /// The resource a resource action hangs on.
+    pub resource: Option<Arc<Resource>>,
+}
+
+/// The code behind a custom action (§4.3), registered by name.
+#[async_trait]
+pub trait ActionHandler: Send + Sync + 'static {
+    async fn call(&self, cx: Ctx, input: ActionInput) -> Result<Reply, ApiError>;
+}
+
+/// Adapts an async closure into an [`ActionHandler`].
+pub struct FnHandler<F>(pub F);
+
+#[async_trait]
+impl<F, Fut> ActionHandler for FnHandler<F>
+where
+    F: Fn(Ctx, ActionInput) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Reply, ApiError>> + Send + 'static,
+{
+    async fn call(&self, cx: Ctx, input: ActionInput) -> Result<Reply, ApiError> {
+        (self.0)(cx, input).await
+    }
+}

@@ -1,0 +1,79 @@
+//! The edge of the pipeline: the one place errors become bodies (§7, §12).
+//!
+//! [`edge`] wraps every request: it accepts or generates `X-Request-Id`,
+//! bounds the request's run time, renders any [`ApiError`] a handler or
+//! inner layer left in the response extensions as `application/problem+json`
+//! (with the request id), and logs one line per request.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderName, HeaderValue, Method, StatusCode};
+
+use super::dispatch::RouteTemplate;
+use super::render;
+use super::AppState;
+use crate::error::ApiError;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+static PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
+
+/// The request's id, in request extensions for handlers that want it.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub HeaderValue);
+
+/// A client's id is kept when it is short, visible ASCII.
+fn accepted_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
+}
+
+pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = match req.headers().get(REQUEST_ID) {
+        Some(v) if accepted_id(v) => v.clone(),
+        _ => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            .unwrap_or(HeaderValue::from_static("-")),
+    };
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let timeout = state.settings.server.request_timeout;
+    let mut res = match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "REQUEST_TIMEOUT",
+            format!("The request took longer than {timeout:?}."),
+        )
+        .into_response(),
+    };
+    if let Some(err) = res.extensions_mut().remove::<ApiError>() {
+        let body = render::error_body(&err, id.to_str().unwrap_or(""));
+        res.headers_mut().insert(header::CONTENT_TYPE, PROBLEM_JSON.clone());
+        res.headers_mut().remove(header::CONTENT_LENGTH);
+        *res.body_mut() = Body::from(body);
+        if method == Method::HEAD {
+            render::strip_body(&mut res);
+        }
+    }
+    res.headers_mut().insert(REQUEST_ID, id.clone());
+    let route = res
+        .extensions()
+        .get::<RouteTemplate>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(|| Arc::from("-"));
+    tracing::info!(
+        target: "restkit::request",
+        method = %method,
+        route = %route,
+        status = res.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        request_id = id.to_str().unwrap_or(""),
+    );
+    res
+}

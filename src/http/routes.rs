@@ -1,0 +1,299 @@
+//! The route table, derived from the model once at start-up (§4).
+//!
+//! Every resource yields a collection route and a record route; nested
+//! resources hang below their parent's record route; custom actions add
+//! their own paths. Each path becomes one [`Route`] holding the endpoints
+//! (method → target) served there, so 405 `Allow` lists are precomputed.
+//! `restkit routes`, the router and OPTIONS all read this table.
+//!
+//! Path parameters are registered positionally (`{p0}`, `{p1}`) because the
+//! router requires one name per position, while the model names them by
+//! field (`bookId`); [`Route::param_names`] maps them back.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method};
+use indexmap::IndexMap;
+
+use crate::controller::table::{Paging, TableController};
+use crate::controller::{ActionHandler, Controller, Operation};
+use crate::model::{Action, ActionLevel, ApiModel, Module, Resource, Verb};
+use crate::registry::Registry;
+use crate::validate::Schema;
+
+/// What an endpoint runs.
+#[derive(Clone)]
+pub enum Target {
+    Operation {
+        controller: Arc<dyn Controller>,
+        op: Operation,
+    },
+    Action {
+        action: Action,
+        handler: Arc<dyn ActionHandler>,
+        schema: Option<Arc<Schema>>,
+        /// The resource's controller, for resource-level actions: record
+        /// actions fetch the record through it first (404, scopes).
+        controller: Option<Arc<dyn Controller>>,
+    },
+}
+
+#[derive(Clone)]
+pub struct Endpoint {
+    pub method: Method,
+    pub target: Target,
+    /// Scope required (§8.5).
+    pub scope: String,
+}
+
+/// Module-wide settings a request needs.
+#[derive(Debug)]
+pub struct ModuleInfo {
+    pub prefix: String,
+    pub versions: Vec<String>,
+    pub convert_snake_case: bool,
+}
+
+/// One path and everything served there.
+pub struct Route {
+    /// As declared: `/v1/books/{bookId}/reviews/{id}`.
+    pub template: String,
+    /// As registered with the router: `/v1/books/{p0}/reviews/{p1}`.
+    pub router_path: String,
+    /// Declared names of the positional parameters.
+    pub param_names: Vec<String>,
+    /// The last parameter is this route's own record id.
+    pub record: bool,
+    pub endpoints: Vec<Endpoint>,
+    pub module: Arc<ModuleInfo>,
+    /// `Allow` header value: every method served, HEAD and OPTIONS included.
+    pub allow: HeaderValue,
+}
+
+impl Route {
+    pub fn endpoint(&self, method: &Method) -> Option<&Endpoint> {
+        let m = if method == Method::HEAD { &Method::GET } else { method };
+        self.endpoints.iter().find(|e| e.method == *m)
+    }
+
+    pub fn allow_list(endpoints: &[Endpoint]) -> String {
+        let mut names: Vec<&str> = Vec::new();
+        for (m, name) in [
+            (Method::GET, "GET"),
+            (Method::HEAD, "HEAD"),
+            (Method::POST, "POST"),
+            (Method::PUT, "PUT"),
+            (Method::PATCH, "PATCH"),
+            (Method::DELETE, "DELETE"),
+        ] {
+            let served = endpoints
+                .iter()
+                .any(|e| e.method == m || (m == Method::HEAD && e.method == Method::GET));
+            if served {
+                names.push(name);
+            }
+        }
+        names.push("OPTIONS");
+        names.join(", ")
+    }
+}
+
+fn verb_method(v: Verb) -> Method {
+    match v {
+        Verb::Get => Method::GET,
+        Verb::Post => Method::POST,
+        Verb::Put => Method::PUT,
+        Verb::Patch => Method::PATCH,
+        Verb::Delete => Method::DELETE,
+    }
+}
+
+/// Builder state: routes by router path, in declaration order.
+struct Table {
+    routes: IndexMap<String, Route>,
+}
+
+impl Table {
+    fn add(
+        &mut self,
+        module: &Arc<ModuleInfo>,
+        template: String,
+        router_path: String,
+        param_names: Vec<String>,
+        record: bool,
+        endpoint: Endpoint,
+    ) -> Result<(), String> {
+        let route = self.routes.entry(router_path.clone()).or_insert_with(|| Route {
+            template: template.clone(),
+            router_path,
+            param_names,
+            record,
+            endpoints: Vec::new(),
+            module: module.clone(),
+            allow: HeaderValue::from_static("OPTIONS"),
+        });
+        if route.endpoints.iter().any(|e| e.method == endpoint.method) {
+            return Err(format!("{} {template} is declared twice", endpoint.method));
+        }
+        route.endpoints.push(endpoint);
+        Ok(())
+    }
+}
+
+/// Collection path pieces of `r`: declared template, router path, names.
+fn collection_paths(module: &Module, r: &Resource) -> (String, String, Vec<String>) {
+    let template = module.collection_path(r);
+    let mut chain: Vec<&Resource> = vec![r];
+    let ancestors = module.ancestors(r);
+    chain.extend(ancestors.iter().map(|a| a.as_ref()));
+    chain.reverse();
+    let mut router_path = module.prefix.clone();
+    let mut names = Vec::new();
+    for (i, res) in chain.iter().enumerate() {
+        router_path.push('/');
+        router_path.push_str(&res.name);
+        if let Some(child) = chain.get(i + 1) {
+            let link = child.parent.as_ref().expect("chain child has a parent");
+            router_path.push_str(&format!("/{{p{}}}", names.len()));
+            names.push(child.fields[link.field].name.clone());
+        }
+    }
+    (template, router_path, names)
+}
+
+fn action_endpoint(
+    action: &Action,
+    registry: &Registry,
+    controller: Option<Arc<dyn Controller>>,
+    default_scope: &crate::model::Scopes,
+    place: &str,
+) -> Result<Endpoint, String> {
+    let handler = registry
+        .handler(&action.handler)
+        .ok_or_else(|| format!("{place}: no handler is registered as '{}'", action.handler))?;
+    let schema = match &action.input {
+        Some(s) => Some(Arc::new(Schema::compile(s.clone()).map_err(|e| format!("{place}: {e}"))?)),
+        None => None,
+    };
+    let scope = action.scope.clone().unwrap_or_else(|| {
+        if action.verb.is_write() {
+            default_scope.write.clone()
+        } else {
+            default_scope.read.clone()
+        }
+    });
+    Ok(Endpoint {
+        method: verb_method(action.verb),
+        target: Target::Action {
+            action: action.clone(),
+            handler,
+            schema,
+            controller,
+        },
+        scope,
+    })
+}
+
+/// Derives every route of `model`.
+pub fn build(model: &ApiModel, registry: &Registry, paging: Paging) -> Result<Vec<Route>, String> {
+    let mut table = Table {
+        routes: IndexMap::new(),
+    };
+    for module in &model.modules {
+        let info = Arc::new(ModuleInfo {
+            prefix: module.prefix.clone(),
+            versions: module.versions.clone(),
+            convert_snake_case: module.convert_snake_case,
+        });
+        for r in &module.resources {
+            let place = format!("{} resource '{}'", module.prefix, r.name);
+            let controller: Arc<dyn Controller> = match &r.controller {
+                Some(c) => c.clone(),
+                None => Arc::new(
+                    TableController::new(module, r.clone(), paging)
+                        .map_err(|e| format!("{place}: {e}"))?,
+                ),
+            };
+            let (ctemplate, cpath, cnames) = collection_paths(module, r);
+            let id_param = format!("{{p{}}}", cnames.len());
+            let rpath = format!("{cpath}/{id_param}");
+            let rtemplate = format!("{ctemplate}/{{id}}");
+            let mut rnames = cnames.clone();
+            rnames.push("id".to_string());
+            for op in controller.operations() {
+                let scope = if op.is_write() { &r.scopes.write } else { &r.scopes.read };
+                let ep = Endpoint {
+                    method: op.method(),
+                    target: Target::Operation {
+                        controller: controller.clone(),
+                        op,
+                    },
+                    scope: scope.clone(),
+                };
+                if op.on_record() {
+                    table.add(&info, rtemplate.clone(), rpath.clone(), rnames.clone(), true, ep)?;
+                } else {
+                    table.add(&info, ctemplate.clone(), cpath.clone(), cnames.clone(), false, ep)?;
+                }
+            }
+            for action in &r.actions {
+                let ep = action_endpoint(action, registry, Some(controller.clone()), &r.scopes, &place)?;
+                match action.level {
+                    ActionLevel::Record => table.add(
+                        &info,
+                        format!("{rtemplate}/{}", action.path),
+                        format!("{rpath}/{}", action.path),
+                        rnames.clone(),
+                        true,
+                        ep,
+                    )?,
+                    _ => table.add(
+                        &info,
+                        format!("{ctemplate}/{}", action.path),
+                        format!("{cpath}/{}", action.path),
+                        cnames.clone(),
+                        false,
+                        ep,
+                    )?,
+                }
+            }
+        }
+        for action in &module.actions {
+            let place = format!("{} action '{}'", module.prefix, action.path);
+            let ep = action_endpoint(action, registry, None, &Default::default(), &place)?;
+            let path = format!("{}{}", module.prefix, action.path);
+            table.add(&info, path.clone(), path, Vec::new(), false, ep)?;
+        }
+    }
+    let mut routes: Vec<Route> = table.routes.into_values().collect();
+    for r in &mut routes {
+        r.allow = HeaderValue::from_str(&Route::allow_list(&r.endpoints))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(routes)
+}
+
+/// The route table as text for `restkit routes`: method, path, handler,
+/// scope.
+pub fn table_text(routes: &[Route]) -> String {
+    let mut rows = vec![("METHOD".to_string(), "PATH".to_string(), "HANDLER".to_string(), "SCOPE".to_string())];
+    rows.push(("GET".into(), "/health".into(), "ops::health".into(), "-".into()));
+    for r in routes {
+        for e in &r.endpoints {
+            let handler = match &e.target {
+                Target::Operation { controller, op } => match controller.resource() {
+                    Some(res) => format!("{}::{op:?}", res.name),
+                    None => format!("controller::{op:?}"),
+                },
+                Target::Action { action, .. } => action.handler.clone(),
+            };
+            rows.push((e.method.to_string(), r.template.clone(), handler, e.scope.clone()));
+        }
+    }
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let w2 = rows.iter().map(|r| r.2.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(m, p, h, s)| format!("{m:w0$}  {p:w1$}  {h:w2$}  {s}\n"))
+        .collect()
+}

@@ -1,0 +1,195 @@
+//! Building an [`ApiModel`] in Rust (§2.2): the same model the TOML loader
+//! builds, so everything downstream is shared.
+//!
+//! ```
+//! use restkit::model::{builder::*, FieldType};
+//! let model = ApiModel::builder()
+//!     .module(
+//!         Module::new("/v1").resource(
+//!             Resource::new("notes", "notes")
+//!                 .field(Field::new("id", FieldType::Integer).primary_key())
+//!                 .field(Field::new("text", FieldType::String).required().max_length(500)),
+//!         ),
+//!     )
+//!     .build()
+//!     .unwrap();
+//! assert_eq!(model.modules[0].resources[0].name, "notes");
+//! ```
+
+use std::sync::Arc;
+
+pub use super::{Action, ActionLevel, ApiModel, Field, Module, Resource, Verb};
+use super::{ModelError, Owner, OwnerPolicy, ParentLink, Relation, RelationKind};
+use crate::controller::Controller;
+
+/// Collects modules, then checks them.
+#[derive(Default)]
+pub struct ModelBuilder {
+    model: ApiModel,
+}
+
+impl ApiModel {
+    pub fn builder() -> ModelBuilder {
+        ModelBuilder::default()
+    }
+}
+
+impl ModelBuilder {
+    pub fn module(mut self, m: Module) -> Self {
+        self.model.modules.push(m);
+        self
+    }
+
+    pub fn build(mut self) -> Result<ApiModel, ModelError> {
+        self.model.validate()?;
+        Ok(self.model)
+    }
+}
+
+impl Module {
+    pub fn new(prefix: impl Into<String>) -> Module {
+        Module {
+            prefix: prefix.into(),
+            versions: Vec::new(),
+            convert_snake_case: true,
+            resources: Vec::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    pub fn versions(mut self, v: &[&str]) -> Self {
+        self.versions = v.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn resource(mut self, r: Resource) -> Self {
+        self.resources.push(Arc::new(r));
+        self
+    }
+
+    /// A module-level action: `path` below the prefix, mapped to a handler
+    /// registered under `handler`.
+    pub fn action(mut self, verb: Verb, path: &str, handler: &str) -> Self {
+        self.actions.push(Action {
+            path: path.to_string(),
+            verb,
+            level: ActionLevel::Module,
+            handler: handler.to_string(),
+            input: None,
+            scope: None,
+            summary: String::new(),
+        });
+        self
+    }
+}
+
+impl Resource {
+    pub fn field(mut self, f: Field) -> Self {
+        self.fields.push(f);
+        self
+    }
+
+    pub fn bulk(mut self) -> Self {
+        self.bulk = true;
+        self
+    }
+
+    pub fn sync(mut self) -> Self {
+        self.sync = true;
+        self
+    }
+
+    /// Nests this resource under `parent`; `key` is this resource's field
+    /// holding the parent's id.
+    pub fn nested_under(mut self, parent: &str, key: &str) -> Self {
+        let field = self.field_index(key).expect("declare the parent key field first");
+        self.parent = Some(ParentLink {
+            resource: parent.to_string(),
+            field,
+        });
+        self
+    }
+
+    pub fn owned_by(mut self, key: &str, policy: OwnerPolicy) -> Self {
+        let field = self.field_index(key).expect("declare the owner field first");
+        self.owner = Some(Owner { field, policy });
+        self
+    }
+
+    pub fn has_many(mut self, name: &str, resource: &str, foreign_key: &str) -> Self {
+        self.relations.push(Relation {
+            name: name.into(),
+            kind: RelationKind::HasMany,
+            resource: resource.into(),
+            foreign_key: foreign_key.into(),
+        });
+        self
+    }
+
+    /// Serves this path with a hand-written controller instead of the table.
+    pub fn controller(mut self, c: impl Controller) -> Self {
+        self.controller = Some(Arc::new(c));
+        self
+    }
+
+    pub fn action(mut self, level: ActionLevel, verb: Verb, path: &str, handler: &str) -> Self {
+        self.actions.push(Action {
+            path: path.to_string(),
+            verb,
+            level,
+            handler: handler.to_string(),
+            input: None,
+            scope: None,
+            summary: String::new(),
+        });
+        self
+    }
+}
+
+impl Field {
+    pub fn primary_key(mut self) -> Self {
+        self.primary_key = true;
+        self
+    }
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+    pub fn hidden(mut self) -> Self {
+        self.hidden = true;
+        self
+    }
+    pub fn unique(mut self) -> Self {
+        self.unique = true;
+        self
+    }
+    pub fn column(mut self, c: &str) -> Self {
+        self.column = c.to_string();
+        self
+    }
+    pub fn max_length(mut self, n: u64) -> Self {
+        self.max_length = Some(n);
+        self
+    }
+    pub fn range(mut self, min: f64, max: f64) -> Self {
+        self.minimum = Some(min);
+        self.maximum = Some(max);
+        self
+    }
+    pub fn pattern(mut self, p: &str) -> Self {
+        self.pattern = Some(p.to_string());
+        self
+    }
+    pub fn created_at(mut self) -> Self {
+        self.created_at = true;
+        self
+    }
+    pub fn updated_at(mut self) -> Self {
+        self.updated_at = true;
+        self
+    }
+}

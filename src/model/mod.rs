@@ -1,0 +1,622 @@
+//! The declared API: modules → resources → fields, relations and actions.
+//!
+//! This is the single source of truth. The router, the SQL store, the
+//! validation schemas, the renderers' field lists and `restkit routes` all
+//! read it; nothing else lists fields or routes. A model is built either from
+//! TOML ([`toml`]) or in Rust ([`builder`]) and is checked once, by
+//! [`ApiModel::validate`], before anything serves it.
+//!
+//! The model never sees HTTP requests or SQL connections.
+
+pub mod builder;
+pub mod schema;
+pub mod toml;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::controller::Controller;
+
+/// A whole API: every module it serves.
+#[derive(Clone, Default)]
+pub struct ApiModel {
+    pub modules: Vec<Module>,
+    /// Name of a built-in seed to run on an empty database (`"library"`).
+    pub seed: Option<String>,
+}
+
+/// A versioned prefix (`/v1`) holding resources and free-standing actions.
+#[derive(Clone)]
+pub struct Module {
+    pub prefix: String,
+    /// Accepted minor versions, e.g. `["1.0", "1.1"]` (§4.5).
+    pub versions: Vec<String>,
+    /// `author_name` is served as `authorName` (§5.1).
+    pub convert_snake_case: bool,
+    pub resources: Vec<Arc<Resource>>,
+    /// Actions mapped to a path of their own (`POST /health/echo`).
+    pub actions: Vec<Action>,
+}
+
+/// Scopes an action requires (§8.5). Enforced once auth lands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scopes {
+    pub read: String,
+    pub write: String,
+}
+
+impl Default for Scopes {
+    fn default() -> Self {
+        Scopes {
+            read: "basic".into(),
+            write: "write".into(),
+        }
+    }
+}
+
+/// Who may see which rows (§8.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerPolicy {
+    /// Every action sees only the caller's rows; others' are 404.
+    Private,
+    /// Everyone reads every row; only the owner writes (others: 403).
+    ReadAllWriteOwn,
+}
+
+/// The owner column of a resource.
+#[derive(Clone, Debug)]
+pub struct Owner {
+    /// Index into [`Resource::fields`].
+    pub field: usize,
+    pub policy: OwnerPolicy,
+}
+
+/// A nested resource's link to its parent (§4.2).
+#[derive(Clone, Debug)]
+pub struct ParentLink {
+    /// The parent resource's name within the same module.
+    pub resource: String,
+    /// Index of the child's field holding the parent key (`bookId`).
+    pub field: usize,
+}
+
+/// How a relation joins (§6.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelationKind {
+    HasMany,
+    BelongsTo,
+}
+
+/// A relation that `expand=` can embed.
+#[derive(Clone, Debug)]
+pub struct Relation {
+    pub name: String,
+    pub kind: RelationKind,
+    /// Target resource name in the same module.
+    pub resource: String,
+    /// API name of the key: on the target for has-many, on this resource for
+    /// belongs-to.
+    pub foreign_key: String,
+}
+
+/// Which fields an action may read or write (Yii "scenarios").
+#[derive(Clone, Debug, Default)]
+pub struct Scenarios {
+    pub list: Option<Vec<usize>>,
+    pub view: Option<Vec<usize>>,
+    pub create: Option<Vec<usize>>,
+    pub update: Option<Vec<usize>>,
+}
+
+/// A table served as a resource, or a hand-written [`Controller`].
+#[derive(Clone)]
+pub struct Resource {
+    /// Plural URL segment (`books`).
+    pub name: String,
+    pub table: String,
+    pub fields: Vec<Field>,
+    /// Index of the primary key in `fields`.
+    pub primary_key: usize,
+    pub bulk: bool,
+    pub sync: bool,
+    pub links: bool,
+    pub scopes: Scopes,
+    pub owner: Option<Owner>,
+    pub parent: Option<ParentLink>,
+    pub relations: Vec<Relation>,
+    pub scenarios: Scenarios,
+    /// Actions under this resource's path (`/books/search`, `/books/{id}/borrow`).
+    pub actions: Vec<Action>,
+    /// Replaces the table controller when set.
+    pub controller: Option<Arc<dyn Controller>>,
+    /// Module prefix this resource belongs to; filled in by validation.
+    pub module_prefix: String,
+}
+
+impl fmt::Debug for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resource")
+            .field("name", &self.name)
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Declared type of a field. Drives SQL column types, JSON Schema and
+/// decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    Integer,
+    Number,
+    String,
+    Boolean,
+    /// RFC 3339 timestamp, stored in UTC.
+    DateTime,
+    /// Any JSON value, stored as text.
+    Json,
+}
+
+impl FieldType {
+    pub fn parse(s: &str) -> Option<FieldType> {
+        Some(match s {
+            "integer" | "int" => FieldType::Integer,
+            "number" | "float" | "double" => FieldType::Number,
+            "string" | "text" => FieldType::String,
+            "boolean" | "bool" => FieldType::Boolean,
+            "datetime" | "timestamp" => FieldType::DateTime,
+            "json" => FieldType::Json,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::Integer => "integer",
+            FieldType::Number => "number",
+            FieldType::String => "string",
+            FieldType::Boolean => "boolean",
+            FieldType::DateTime => "datetime",
+            FieldType::Json => "json",
+        }
+    }
+}
+
+/// One field of a resource: its API name, its column and its constraints.
+#[derive(Clone, Debug)]
+pub struct Field {
+    /// Name on the wire (`authorName`).
+    pub name: String,
+    /// Column in the table (`author_name`).
+    pub column: String,
+    pub ty: FieldType,
+    pub primary_key: bool,
+    pub required: bool,
+    /// Served but never written by clients; values sent are ignored.
+    pub read_only: bool,
+    /// Never readable in any format or path; not writable either.
+    pub hidden: bool,
+    pub unique: bool,
+    pub max_length: Option<u64>,
+    pub min_length: Option<u64>,
+    pub minimum: Option<f64>,
+    pub maximum: Option<f64>,
+    pub pattern: Option<String>,
+    pub enumeration: Option<Vec<Value>>,
+    pub default: Option<Value>,
+    /// Set by restkit on insert.
+    pub created_at: bool,
+    /// Set by restkit on every write.
+    pub updated_at: bool,
+}
+
+impl Field {
+    pub fn new(name: impl Into<String>, ty: FieldType) -> Field {
+        let name = name.into();
+        Field {
+            column: snake_case(&name),
+            name,
+            ty,
+            primary_key: false,
+            required: false,
+            read_only: false,
+            hidden: false,
+            unique: false,
+            max_length: None,
+            min_length: None,
+            minimum: None,
+            maximum: None,
+            pattern: None,
+            enumeration: None,
+            default: None,
+            created_at: false,
+            updated_at: false,
+        }
+    }
+
+    /// Clients may send a value for it.
+    pub fn writable(&self) -> bool {
+        !(self.read_only
+            || self.hidden
+            || self.primary_key
+            || self.created_at
+            || self.updated_at)
+    }
+}
+
+/// HTTP methods an action may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verb {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Verb {
+    pub fn parse(s: &str) -> Option<Verb> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "GET" => Verb::Get,
+            "POST" => Verb::Post,
+            "PUT" => Verb::Put,
+            "PATCH" => Verb::Patch,
+            "DELETE" => Verb::Delete,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Post => "POST",
+            Verb::Put => "PUT",
+            Verb::Patch => "PATCH",
+            Verb::Delete => "DELETE",
+        }
+    }
+
+    pub fn is_write(self) -> bool {
+        !matches!(self, Verb::Get)
+    }
+}
+
+/// Where a custom action hangs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionLevel {
+    /// `/books/search`
+    Collection,
+    /// `/books/{id}/borrow`
+    Record,
+    /// A module-level path (`/health/echo`).
+    Module,
+}
+
+/// A custom action (§4.3): a path and verb mapped to a named handler.
+#[derive(Clone, Debug)]
+pub struct Action {
+    /// Path segment (resource actions) or path below the module prefix
+    /// (module actions, starting with `/`).
+    pub path: String,
+    pub verb: Verb,
+    pub level: ActionLevel,
+    /// Name the handler was registered under (`users::me`).
+    pub handler: String,
+    /// JSON Schema for the merged query + body parameters.
+    pub input: Option<Value>,
+    /// Scope required; `None` takes the read/write default.
+    pub scope: Option<String>,
+    pub summary: String,
+}
+
+/// A problem found while checking a model; names the place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{place}: {problem}")]
+pub struct ModelError {
+    pub place: String,
+    pub problem: String,
+}
+
+impl ModelError {
+    pub fn new(place: impl Into<String>, problem: impl Into<String>) -> ModelError {
+        ModelError {
+            place: place.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl ApiModel {
+    /// Checks cross-references (parents, relations, owners, duplicates) and
+    /// fills derived data. Called once before serving.
+    pub fn validate(&mut self) -> Result<(), ModelError> {
+        let mut prefixes = HashMap::new();
+        for (mi, module) in self.modules.iter_mut().enumerate() {
+            let place = format!("module[{mi}] ({})", module.prefix);
+            if !module.prefix.starts_with('/') || module.prefix.ends_with('/') {
+                return Err(ModelError::new(
+                    place,
+                    "prefix must start with '/' and not end with one",
+                ));
+            }
+            if prefixes.insert(module.prefix.clone(), mi).is_some() {
+                return Err(ModelError::new(place, "duplicate prefix"));
+            }
+            let names: Vec<String> = module.resources.iter().map(|r| r.name.clone()).collect();
+            for (i, name) in names.iter().enumerate() {
+                if names[..i].contains(name) {
+                    return Err(ModelError::new(
+                        &place,
+                        format!("resource '{name}' declared twice"),
+                    ));
+                }
+            }
+            for res in module.resources.iter_mut() {
+                let r = Arc::make_mut(res);
+                r.module_prefix = module.prefix.clone();
+                let rplace = format!("{place}.resource '{}'", r.name);
+                r.check(&rplace)?;
+                if let Some(parent) = &r.parent {
+                    if !names.contains(&parent.resource) || parent.resource == r.name {
+                        return Err(ModelError::new(
+                            &rplace,
+                            format!("parent '{}' is not a resource of this module", parent.resource),
+                        ));
+                    }
+                }
+                for rel in &r.relations {
+                    if !names.contains(&rel.resource) {
+                        return Err(ModelError::new(
+                            &rplace,
+                            format!(
+                                "relation '{}' targets unknown resource '{}'",
+                                rel.name, rel.resource
+                            ),
+                        ));
+                    }
+                }
+            }
+            // Parent chains must end: a cycle would recurse forever in routing.
+            for r in &module.resources {
+                let mut seen = vec![r.name.as_str()];
+                let mut cur = r.parent.as_ref();
+                while let Some(p) = cur {
+                    if seen.contains(&p.resource.as_str()) {
+                        return Err(ModelError::new(&place, format!("parent cycle at '{}'", r.name)));
+                    }
+                    seen.push(&p.resource);
+                    cur = module
+                        .resources
+                        .iter()
+                        .find(|x| x.name == p.resource)
+                        .and_then(|x| x.parent.as_ref());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Module {
+    pub fn find_resource(&self, name: &str) -> Option<&Arc<Resource>> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+
+    /// Parents of `r`, nearest first.
+    pub fn ancestors(&self, r: &Resource) -> Vec<Arc<Resource>> {
+        let mut out = Vec::new();
+        let mut cur = r.parent.as_ref();
+        while let Some(p) = cur {
+            match self.find_resource(&p.resource) {
+                Some(parent) => {
+                    out.push(parent.clone());
+                    cur = parent.parent.as_ref();
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// The collection path of `r`, with parents as `{paramName}` segments:
+    /// `/v1/books/{bookId}/reviews`.
+    pub fn collection_path(&self, r: &Resource) -> String {
+        let mut chain = vec![r];
+        let ancestors = self.ancestors(r);
+        chain.extend(ancestors.iter().map(|a| a.as_ref()));
+        chain.reverse();
+        let mut path = self.prefix.clone();
+        for (i, res) in chain.iter().enumerate() {
+            path.push('/');
+            path.push_str(&res.name);
+            if let Some(child) = chain.get(i + 1) {
+                let link = child.parent.as_ref().expect("chain child has a parent");
+                path.push_str("/{");
+                path.push_str(&child.fields[link.field].name);
+                path.push('}');
+            }
+        }
+        path
+    }
+}
+
+impl Resource {
+    /// A resource over `table` with no fields yet; see [`builder`].
+    pub fn new(name: impl Into<String>, table: impl Into<String>) -> Resource {
+        Resource {
+            name: name.into(),
+            table: table.into(),
+            fields: Vec::new(),
+            primary_key: 0,
+            bulk: false,
+            sync: false,
+            links: false,
+            scopes: Scopes::default(),
+            owner: None,
+            parent: None,
+            relations: Vec::new(),
+            scenarios: Scenarios::default(),
+            actions: Vec::new(),
+            controller: None,
+            module_prefix: String::new(),
+        }
+    }
+
+    pub fn find_field(&self, api_name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == api_name)
+    }
+
+    pub fn field_index(&self, api_name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == api_name)
+    }
+
+    pub fn pk(&self) -> &Field {
+        &self.fields[self.primary_key]
+    }
+
+    /// Fields served by list (`view == false`) or view (`true`), in
+    /// declaration order: never hidden ones.
+    pub fn readable(&self, view: bool) -> Vec<usize> {
+        let chosen = if view {
+            self.scenarios.view.as_ref()
+        } else {
+            self.scenarios.list.as_ref()
+        };
+        (0..self.fields.len())
+            .filter(|i| !self.fields[*i].hidden)
+            .filter(|i| chosen.is_none_or(|c| c.contains(i)))
+            .collect()
+    }
+
+    /// Fields a client may send on create (`create == true`) or update.
+    pub fn writable(&self, create: bool) -> Vec<usize> {
+        let chosen = if create {
+            self.scenarios.create.as_ref()
+        } else {
+            self.scenarios.update.as_ref()
+        };
+        (0..self.fields.len())
+            .filter(|i| self.fields[*i].writable())
+            .filter(|i| {
+                // The parent key comes from the path, not the body.
+                self.parent.as_ref().is_none_or(|p| p.field != *i)
+            })
+            .filter(|i| self.owner.as_ref().is_none_or(|o| o.field != *i))
+            .filter(|i| chosen.is_none_or(|c| c.contains(i)))
+            .collect()
+    }
+
+    pub fn updated_at(&self) -> Option<&Field> {
+        self.fields.iter().find(|f| f.updated_at)
+    }
+
+    fn check(&mut self, place: &str) -> Result<(), ModelError> {
+        if self.controller.is_some() {
+            return Ok(());
+        }
+        if !is_identifier(&self.name) {
+            return Err(ModelError::new(place, "name must be letters, digits, '_' or '-'"));
+        }
+        if !is_identifier(&self.table) {
+            return Err(ModelError::new(place, "table must be letters, digits or '_'"));
+        }
+        let pks: Vec<usize> = (0..self.fields.len())
+            .filter(|i| self.fields[*i].primary_key)
+            .collect();
+        match pks.as_slice() {
+            [one] => self.primary_key = *one,
+            [] => return Err(ModelError::new(place, "no field has primary_key = true")),
+            _ => return Err(ModelError::new(place, "more than one primary key")),
+        }
+        if self.fields[self.primary_key].ty != FieldType::Integer {
+            return Err(ModelError::new(place, "the primary key must be an integer"));
+        }
+        for (i, f) in self.fields.iter().enumerate() {
+            if !is_identifier(&f.name) || !is_identifier(&f.column) {
+                return Err(ModelError::new(
+                    format!("{place}.fields.{}", f.name),
+                    "names and columns must be letters, digits or '_'",
+                ));
+            }
+            if self.fields[..i].iter().any(|g| g.name == f.name || g.column == f.column) {
+                return Err(ModelError::new(
+                    format!("{place}.fields.{}", f.name),
+                    "duplicate field name or column",
+                ));
+            }
+            if let Some(p) = &f.pattern {
+                if let Err(e) = jsonschema::validator_for(&serde_json::json!({"pattern": p})) {
+                    return Err(ModelError::new(
+                        format!("{place}.fields.{}.pattern", f.name),
+                        e.to_string(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `authorName` → `author_name`.
+pub fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, ch) in name.chars().enumerate() {
+        if ch.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(ch.to_ascii_lowercase());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// `author_name` → `authorName`.
+pub fn camel_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for ch in name.chars() {
+        if ch == '_' && !out.is_empty() {
+            upper = true;
+        } else if upper {
+            out.push(ch.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_conversions_round_trip() {
+        assert_eq!(snake_case("authorName"), "author_name");
+        assert_eq!(camel_case("author_name"), "authorName");
+        assert_eq!(camel_case("update_time"), "updateTime");
+        assert_eq!(camel_case("id"), "id");
+        assert_eq!(snake_case("createdAt"), "created_at");
+    }
+
+    #[test]
+    fn identifiers_reject_sql_fragments() {
+        assert!(is_identifier("books"));
+        assert!(!is_identifier("books; drop table x"));
+        assert!(!is_identifier("1abc"));
+        assert!(!is_identifier("a\"b"));
+    }
+}

@@ -1,0 +1,125 @@
+//! JSON Schemas derived from field declarations.
+//!
+//! Validation (422s) and, later, OpenAPI read these; the constraints are
+//! written once, on the fields.
+
+use serde_json::{json, Map, Value};
+
+use super::{Field, FieldType, Resource};
+
+/// Schema of one field's value. Optional fields also accept `null`.
+pub fn field_schema(f: &Field) -> Value {
+    let mut s = Map::new();
+    let ty = match f.ty {
+        FieldType::Integer => "integer",
+        FieldType::Number => "number",
+        FieldType::String | FieldType::DateTime => "string",
+        FieldType::Boolean => "boolean",
+        FieldType::Json => "",
+    };
+    if !ty.is_empty() {
+        if f.required || f.primary_key {
+            s.insert("type".into(), json!(ty));
+        } else {
+            s.insert("type".into(), json!([ty, "null"]));
+        }
+    }
+    if f.ty == FieldType::DateTime {
+        s.insert("format".into(), json!("date-time"));
+    }
+    if let Some(n) = f.max_length {
+        s.insert("maxLength".into(), json!(n));
+    }
+    match f.min_length {
+        Some(n) => {
+            s.insert("minLength".into(), json!(n));
+        }
+        // A required string must say something: "" is not a title.
+        None if f.required && f.ty == FieldType::String => {
+            s.insert("minLength".into(), json!(1));
+        }
+        None => {}
+    }
+    if let Some(n) = f.minimum {
+        s.insert("minimum".into(), number(n));
+    }
+    if let Some(n) = f.maximum {
+        s.insert("maximum".into(), number(n));
+    }
+    if let Some(p) = &f.pattern {
+        s.insert("pattern".into(), json!(p));
+    }
+    if let Some(e) = &f.enumeration {
+        let mut e = e.clone();
+        if !f.required {
+            e.push(Value::Null);
+        }
+        s.insert("enum".into(), Value::Array(e));
+    }
+    if f.read_only || f.primary_key || f.created_at || f.updated_at {
+        s.insert("readOnly".into(), json!(true));
+    }
+    Value::Object(s)
+}
+
+/// Integral bounds print as integers so messages read `maximum of 2100`.
+fn number(n: f64) -> Value {
+    if n.fract() == 0.0 && n.abs() < 9e15 {
+        json!(n as i64)
+    } else {
+        json!(n)
+    }
+}
+
+/// Schema a request body must satisfy to create (`create == true`) or
+/// replace a record: the writable fields, the required ones required, and
+/// nothing else.
+pub fn input_schema(r: &Resource, create: bool) -> Value {
+    let mut props = Map::new();
+    let mut required = Vec::new();
+    for i in r.writable(create) {
+        let f = &r.fields[i];
+        props.insert(f.name.clone(), field_schema(f));
+        if f.required {
+            required.push(json!(f.name));
+        }
+    }
+    json!({
+        "type": "object",
+        "properties": props,
+        "required": required,
+        "additionalProperties": false,
+    })
+}
+
+/// Schema of a record as served (for docs and OpenAPI).
+pub fn output_schema(r: &Resource) -> Value {
+    let mut props = Map::new();
+    for i in r.readable(true) {
+        let f = &r.fields[i];
+        props.insert(f.name.clone(), field_schema(f));
+    }
+    json!({"type": "object", "properties": props})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::builder::*;
+    use crate::model::FieldType;
+
+    #[test]
+    fn required_fields_are_required_and_optional_ones_nullable() {
+        let r = Resource::new("books", "books")
+            .field(Field::new("id", FieldType::Integer).primary_key())
+            .field(Field::new("title", FieldType::String).required().max_length(200))
+            .field(Field::new("year", FieldType::Integer).range(0.0, 2100.0))
+            .field(Field::new("createdAt", FieldType::DateTime).created_at());
+        let s = input_schema(&r, true);
+        assert_eq!(s["required"], json!(["title"]));
+        assert_eq!(s["properties"]["year"]["type"], json!(["integer", "null"]));
+        assert_eq!(s["properties"]["year"]["maximum"], json!(2100));
+        assert!(s["properties"].get("id").is_none());
+        assert!(s["properties"].get("createdAt").is_none());
+    }
+}

@@ -1,0 +1,42 @@
+//! Named code a declaration can refer to: action handlers (§4.3) and
+//! hand-written controllers. TOML says `handler = "users::me"`; Rust
+//! registers what that name runs. Unknown names fail at start-up.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::controller::{ActionHandler, ActionInput, Ctx, FnHandler, Reply};
+use crate::error::ApiError;
+
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<String, Arc<dyn ActionHandler>>,
+}
+
+impl Registry {
+    /// restkit's built-in handlers: `echo`, `users::me`, `library::borrow`.
+    pub fn builtin() -> Registry {
+        let mut r = Registry::default();
+        crate::actions::register(&mut r);
+        r
+    }
+
+    pub fn handle(&mut self, name: &str, handler: impl ActionHandler) -> &mut Self {
+        self.handlers.insert(name.to_string(), Arc::new(handler));
+        self
+    }
+
+    /// Registers an async function as a handler.
+    pub fn handle_fn<F, Fut>(&mut self, name: &str, f: F) -> &mut Self
+    where
+        F: Fn(Ctx, ActionInput) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Reply, ApiError>> + Send + 'static,
+    {
+        self.handle(name, FnHandler(f))
+    }
+
+    pub fn handler(&self, name: &str) -> Option<Arc<dyn ActionHandler>> {
+        self.handlers.get(name).cloned()
+    }
+}

@@ -1,0 +1,301 @@
+//! Typed reads and writes over the declared tables (§13).
+//!
+//! The store takes typed requests ([`ListQuery`], [`Scope`], field indexes,
+//! JSON values already validated against the model) and returns
+//! [`Record`]s keyed by API field names. It builds every statement with
+//! sea-query and binds every value ([`sql`]); identifiers come only from the
+//! model. It never sees HTTP: no headers, no status codes, no query strings.
+//!
+//! Backends: SQLite ([`sqlite`]). Each public method matches on
+//! [`Backend`], so adding PostgreSQL adds an arm here and a sibling of
+//! `sqlite.rs`, and nothing above this module changes.
+
+pub mod migrate;
+pub mod sql;
+pub mod sqlite;
+
+use serde_json::{Map, Value};
+
+use crate::model::{FieldType, Resource};
+
+/// A record as served: API field name → value, in declaration order.
+pub type Record = Map<String, Value>;
+
+/// Equality conditions every statement carries: the parent key from the
+/// path, the owner column from the identity (§4.2, §8.6).
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// (field index, value)
+    pub equal: Vec<(usize, Value)>,
+}
+
+impl Scope {
+    pub fn and(mut self, field: usize, value: Value) -> Scope {
+        self.equal.push((field, value));
+        self
+    }
+}
+
+/// One sort key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortKey {
+    pub field: usize,
+    pub descending: bool,
+}
+
+/// What to read from a collection.
+#[derive(Debug, Clone)]
+pub struct ListQuery<'a> {
+    pub fields: &'a [usize],
+    pub scope: &'a Scope,
+    pub sort: Vec<SortKey>,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+/// Why a store call failed. Converted into [`crate::error::ApiError`] in
+/// exactly one place (`impl From<StoreError> for ApiError`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached (pool timeout, I/O): 503.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A unique constraint rejected the write: 409. Holds the API field
+    /// name when the column could be identified.
+    #[error("unique constraint violated on {field:?}")]
+    Unique { field: Option<String> },
+    /// A referenced row does not exist.
+    #[error("foreign key constraint failed")]
+    ForeignKey,
+    /// Anything else: 500, logged.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    fn from_sqlx(e: sqlx::Error, r: Option<&Resource>) -> StoreError {
+        match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                StoreError::Unavailable(e.to_string())
+            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                let msg = db.message();
+                let field = r.and_then(|r| {
+                    r.fields
+                        .iter()
+                        .find(|f| {
+                            msg.ends_with(&format!(".{}", f.column))
+                                || msg.contains(&format!(".{},", f.column))
+                                || db.constraint().is_some_and(|c| c.contains(&f.column))
+                        })
+                        .map(|f| f.name.clone())
+                });
+                StoreError::Unique { field }
+            }
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::ForeignKey,
+            _ => StoreError::Other(e.to_string()),
+        }
+    }
+}
+
+/// The connected database.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://file.db`, `sqlite:///abs.db`,
+    /// `sqlite::memory:`), creating an SQLite file if missing.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            let s = sqlite::SqliteStore::connect(url, max_connections).await?;
+            return Ok(Store {
+                backend: Backend::Sqlite(s),
+            });
+        }
+        Err(StoreError::Other(format!(
+            "unsupported database URL scheme in '{}'; use sqlite://",
+            url.split(':').next().unwrap_or("")
+        )))
+    }
+
+    /// `SELECT 1`: is the database reachable?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.ping().await,
+        }
+    }
+
+    pub async fn list(&self, r: &Resource, q: &ListQuery<'_>) -> Result<Vec<Record>, StoreError> {
+        let stmt = sql::select_list(r, q);
+        match &self.backend {
+            Backend::Sqlite(s) => s.fetch_all(r, q.fields, stmt).await,
+        }
+    }
+
+    pub async fn count(&self, r: &Resource, scope: &Scope) -> Result<u64, StoreError> {
+        let stmt = sql::select_count(r, scope);
+        match &self.backend {
+            Backend::Sqlite(s) => s.fetch_count(stmt).await,
+        }
+    }
+
+    pub async fn fetch(
+        &self,
+        r: &Resource,
+        fields: &[usize],
+        id: i64,
+        scope: &Scope,
+    ) -> Result<Option<Record>, StoreError> {
+        let stmt = sql::select_one(r, fields, id, scope);
+        match &self.backend {
+            Backend::Sqlite(s) => s.fetch_optional(r, fields, stmt).await,
+        }
+    }
+
+    /// Does a row with this id exist within `scope`?
+    pub async fn exists(&self, r: &Resource, id: i64, scope: &Scope) -> Result<bool, StoreError> {
+        Ok(self.fetch(r, &[r.primary_key], id, scope).await?.is_some())
+    }
+
+    /// Inserts `values` (field index → JSON value) and returns the stored
+    /// record's `fields`.
+    pub async fn insert(
+        &self,
+        r: &Resource,
+        values: &[(usize, Value)],
+        fields: &[usize],
+    ) -> Result<Record, StoreError> {
+        let stmt = sql::insert(r, values, fields, &now_utc());
+        match &self.backend {
+            Backend::Sqlite(s) => s.write_returning(r, fields, sql::Write::Insert(stmt)).await?,
+        }
+        .ok_or_else(|| StoreError::Other("insert returned no row".into()))
+    }
+
+    /// Updates the row `id` within `scope`; `None` when no such row.
+    pub async fn update(
+        &self,
+        r: &Resource,
+        id: i64,
+        scope: &Scope,
+        values: &[(usize, Value)],
+        fields: &[usize],
+    ) -> Result<Option<Record>, StoreError> {
+        let stmt = sql::update(r, id, scope, values, fields, &now_utc());
+        match &self.backend {
+            Backend::Sqlite(s) => s.write_returning(r, fields, sql::Write::Update(stmt)).await,
+        }
+    }
+
+    /// Deletes the row `id` within `scope`; `false` when no such row.
+    pub async fn delete(&self, r: &Resource, id: i64, scope: &Scope) -> Result<bool, StoreError> {
+        let stmt = sql::delete(r, id, scope);
+        match &self.backend {
+            Backend::Sqlite(s) => s.execute_write(r, stmt).await.map(|n| n > 0),
+        }
+    }
+
+    /// Creates or upgrades the declared tables (§13).
+    pub async fn migrate(&self, model: &crate::model::ApiModel) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => migrate::sqlite(s, model).await,
+        }
+    }
+
+    /// Runs restkit-owned statements (seeding, own tables) in one
+    /// transaction. Values are bound; the SQL is restkit's.
+    pub async fn execute_batch(
+        &self,
+        statements: Vec<sea_query::InsertStatement>,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                let built = statements
+                    .iter()
+                    .map(|st| st.build(sea_query::SqliteQueryBuilder))
+                    .collect();
+                s.execute_batch(built).await
+            }
+        }
+    }
+
+    /// Is this table empty (or missing)? Used to decide seeding.
+    pub async fn table_is_empty(&self, table: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.table_is_empty(table).await,
+        }
+    }
+
+}
+
+/// Current UTC time in the fixed-width form restkit stores: sorts as text
+/// and round-trips through RFC 3339.
+pub fn now_utc() -> String {
+    format_datetime(chrono::Utc::now())
+}
+
+pub fn format_datetime(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Converts a validated JSON value for `ty` into a bound SQL value.
+pub fn to_sql_value(ty: FieldType, v: &Value) -> sea_query::Value {
+    use sea_query::Value as V;
+    match (ty, v) {
+        (FieldType::Integer, Value::Null) => V::BigInt(None),
+        (FieldType::Integer, v) => V::BigInt(v.as_i64()),
+        (FieldType::Number, v) => V::Double(v.as_f64()),
+        (FieldType::Boolean, v) => V::Bool(v.as_bool()),
+        (FieldType::String, Value::String(s)) => V::String(Some(s.clone())),
+        (FieldType::String, Value::Null) => V::String(None),
+        (FieldType::String, v) => V::String(Some(v.to_string())),
+        (FieldType::DateTime, Value::String(s)) => V::String(Some(
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| format_datetime(t.to_utc()))
+                .unwrap_or_else(|_| s.clone()),
+        )),
+        (FieldType::DateTime, _) => V::String(None),
+        (FieldType::Json, Value::Null) => V::String(None),
+        (FieldType::Json, v) => V::String(Some(v.to_string())),
+    }
+}
+
+impl From<StoreError> for crate::error::ApiError {
+    fn from(e: StoreError) -> Self {
+        use crate::error::{ApiError, FieldError};
+        match e {
+            StoreError::Unavailable(cause) => ApiError::unavailable(cause),
+            StoreError::Unique { field } => {
+                let mut err = ApiError::new(
+                    http::StatusCode::CONFLICT,
+                    "DUPLICATE_VALUE",
+                    match &field {
+                        Some(f) => format!("Another record already has this {f}."),
+                        None => "Another record already has this value.".to_string(),
+                    },
+                );
+                if let Some(f) = field {
+                    err.errors.push(FieldError {
+                        message: format!("{f} must be unique."),
+                        field: f,
+                        code: "unique".into(),
+                    });
+                }
+                err
+            }
+            StoreError::ForeignKey => ApiError::new(
+                http::StatusCode::CONFLICT,
+                "REFERENCE_CONFLICT",
+                "The record refers to, or is referred to by, another record.",
+            ),
+            StoreError::Other(cause) => ApiError::internal(cause),
+        }
+    }
+}
