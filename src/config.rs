@@ -188,7 +188,9 @@ impl Settings {
         let mut b = config::Config::builder()
             .add_source(config::File::from_str(toml_text, config::FileFormat::Toml))
             .add_source(env);
-        let set = |b: config::ConfigBuilder<config::builder::DefaultState>, k: &str, v: &Option<String>| match v {
+        let set = |b: config::ConfigBuilder<config::builder::DefaultState>,
+                   k: &str,
+                   v: &Option<String>| match v {
             Some(v) => b.set_override(k, v.as_str()),
             None => Ok(b),
         };
@@ -208,7 +210,10 @@ impl Settings {
             return bad("rate_limit.backend", "must be \"memory\" or \"redis\"");
         }
         if !matches!(self.rate_limit.on_backend_error.as_str(), "allow" | "deny") {
-            return bad("rate_limit.on_backend_error", "must be \"allow\" or \"deny\"");
+            return bad(
+                "rate_limit.on_backend_error",
+                "must be \"allow\" or \"deny\"",
+            );
         }
         if !self.database.url.starts_with("sqlite:") && !self.database.url.starts_with("postgres") {
             return bad("database.url", "must start with sqlite: or postgres://");
@@ -219,14 +224,20 @@ impl Settings {
         if self.pagination.default_per_page == 0
             || self.pagination.default_per_page > self.pagination.max_per_page
         {
-            return bad("pagination.default_per_page", "must be between 1 and pagination.max_per_page");
+            return bad(
+                "pagination.default_per_page",
+                "must be between 1 and pagination.max_per_page",
+            );
         }
         if self.server.body_limit == 0 {
             return bad("server.body_limit", "must be more than 0");
         }
         let url = &self.server.public_url;
-        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
-            return bad("server.public_url", "must be empty or start with http:// or https://");
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return bad(
+                "server.public_url",
+                "must be empty or start with http:// or https://",
+            );
         }
         Ok(())
     }
@@ -240,12 +251,14 @@ fn addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    parse_duration(&s).ok_or_else(|| D::Error::custom(format!("'{s}' is not a duration like 30s, 5m, 1h, 30d")))
+    parse_duration(&s)
+        .ok_or_else(|| D::Error::custom(format!("'{s}' is not a duration like 30s, 5m, 1h, 30d")))
 }
 
 fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let s = String::deserialize(d)?;
-    parse_size(&s).ok_or_else(|| D::Error::custom(format!("'{s}' is not a size like 512KiB or 1MiB")))
+    parse_size(&s)
+        .ok_or_else(|| D::Error::custom(format!("'{s}' is not a size like 512KiB or 1MiB")))
 }
 
 /// `500ms`, `30s`, `5m`, `1h`, `30d`.
@@ -300,9 +313,11 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let e = Settings::load("[server]\nbody_limit = \"lots\"\n", &Overrides::default()).unwrap_err();
+        let e =
+            Settings::load("[server]\nbody_limit = \"lots\"\n", &Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("body_limit"), "{e}");
-        let e = Settings::load("[rate_limit]\nbackend = \"disk\"\n", &Overrides::default()).unwrap_err();
+        let e = Settings::load("[rate_limit]\nbackend = \"disk\"\n", &Overrides::default())
+            .unwrap_err();
         assert!(e.to_string().contains("rate_limit.backend"), "{e}");
         let e = Settings::load("[servr]\nbind = \"x\"\n", &Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("servr"), "{e}");

@@ -17,8 +17,16 @@ pub fn book(n: u32) -> (String, String, i64) {
     match n {
         1 => ("Greatest book".into(), "John Doe".into(), 2010),
         2 => ("Book of books".into(), "John Doe".into(), 2010),
-        3 => ("OAuth2 with Phalcon".into(), "Stanimir Stoyanov".into(), 2016),
-        n => (format!("Book {n}"), format!("Author {}", n % 50), 1950 + i64::from(n % 70)),
+        3 => (
+            "OAuth2 with Phalcon".into(),
+            "Stanimir Stoyanov".into(),
+            2016,
+        ),
+        n => (
+            format!("Book {n}"),
+            format!("Author {}", n % 50),
+            1950 + i64::from(n % 70),
+        ),
     }
 }
 
@@ -103,6 +111,9 @@ mod tests {
     fn seeded_books_follow_the_spec() {
         assert_eq!(book(3).0, "OAuth2 with Phalcon");
         assert_eq!(book(7), ("Book 7".into(), "Author 7".into(), 1957));
-        assert_eq!(book(1000), ("Book 1000".into(), "Author 0".into(), 1950 + 20));
+        assert_eq!(
+            book(1000),
+            ("Book 1000".into(), "Author 0".into(), 1950 + 20)
+        );
     }
 }

@@ -47,8 +47,14 @@ pub struct FieldError {
 }
 
 /// A §7 error: status, stable code and messages, plus headers it needs.
+/// Boxed ([`Problem`] inside) so `Result<T, ApiError>` stays one pointer
+/// wide on the hot path.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct ApiError(Box<Problem>);
+
+/// The contents of an [`ApiError`]; reach them through `Deref`.
+#[derive(Debug, Clone)]
+pub struct Problem {
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: Cow<'static, str>,
@@ -65,7 +71,7 @@ impl ApiError {
         detail: impl Into<Cow<'static, str>>,
     ) -> ApiError {
         let detail = detail.into();
-        ApiError {
+        ApiError(Box::new(Problem {
             status,
             code,
             user_message: Cow::Borrowed(default_user_message(status)),
@@ -73,7 +79,7 @@ impl ApiError {
             detail,
             errors: Vec::new(),
             headers: Vec::new(),
-        }
+        }))
     }
 
     pub fn dev(mut self, msg: impl Into<Cow<'static, str>>) -> ApiError {
@@ -89,8 +95,12 @@ impl ApiError {
     }
 
     pub fn route_not_found(path: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", "No route matches this path.")
-            .dev(format!("No route is declared for {path}."))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ROUTE_NOT_FOUND",
+            "No route matches this path.",
+        )
+        .dev(format!("No route is declared for {path}."))
     }
 
     /// A row that does not exist (or is out of the caller's scope).
@@ -203,6 +213,19 @@ fn default_user_message(status: StatusCode) -> &'static str {
         429 => "Too many requests; please slow down.",
         503 => "The service is temporarily unavailable.",
         _ => "Something went wrong on our side.",
+    }
+}
+
+impl std::ops::Deref for ApiError {
+    type Target = Problem;
+    fn deref(&self) -> &Problem {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut Problem {
+        &mut self.0
     }
 }
 

@@ -60,7 +60,8 @@ pub async fn open(
     settings: config::Settings,
     registry: &registry::Registry,
 ) -> Result<App, StartError> {
-    let store = store::Store::connect(&settings.database.url, settings.database.max_connections).await?;
+    let store =
+        store::Store::connect(&settings.database.url, settings.database.max_connections).await?;
     store.migrate(&model).await?;
     demo::seed(&store, &model)
         .await

@@ -8,7 +8,11 @@ use restkit::config::{Overrides, Settings};
 use restkit::registry::Registry;
 
 #[derive(Parser)]
-#[command(name = "restkit", version, about = "Serve declared resources over SQL as a REST API")]
+#[command(
+    name = "restkit",
+    version,
+    about = "Serve declared resources over SQL as a REST API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,14 +49,20 @@ enum Command {
 fn read_config(path: &Option<PathBuf>) -> Result<String, String> {
     match path {
         None => Ok(restkit::demo::DEMO_TOML.to_string()),
-        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display())),
+        Some(p) => {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        }
     }
 }
 
-fn load(path: &Option<PathBuf>, overrides: Overrides) -> Result<(Settings, restkit::model::ApiModel), String> {
+fn load(
+    path: &Option<PathBuf>,
+    overrides: Overrides,
+) -> Result<(Settings, restkit::model::ApiModel), String> {
     let text = read_config(path)?;
     let settings = Settings::load(&text, &overrides).map_err(|e| e.to_string())?;
-    let model = restkit::model::toml::parse(&text).map_err(|e| format!("invalid API declaration: {e}"))?;
+    let model =
+        restkit::model::toml::parse(&text).map_err(|e| format!("invalid API declaration: {e}"))?;
     Ok((settings, model))
 }
 
@@ -77,7 +87,11 @@ async fn shutdown_signal() {
 
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Serve { config, bind, database } => {
+        Command::Serve {
+            config,
+            bind,
+            database,
+        } => {
             let (settings, model) = load(&config, Overrides { bind, database })?;
             let addr = settings.server.bind;
             let app = restkit::open(model, settings, &Registry::builtin())
@@ -87,10 +101,18 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             tracing::info!("serving on http://{addr}");
-            app.serve(listener, shutdown_signal()).await.map_err(|e| e.to_string())
+            app.serve(listener, shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
         }
         Command::Migrate { config, database } => {
-            let (settings, model) = load(&config, Overrides { bind: None, database })?;
+            let (settings, model) = load(
+                &config,
+                Overrides {
+                    bind: None,
+                    database,
+                },
+            )?;
             let store = restkit::store::Store::connect(&settings.database.url, 1)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -112,7 +134,13 @@ async fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // Log lines are formatted on the request's thread but written by a
+    // background thread: a slow stdout must not slow requests down. The
+    // guard flushes what is queued when main returns.
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking(std::io::stdout());
     tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),
@@ -120,7 +148,10 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("restkit: cannot start the runtime: {e}");

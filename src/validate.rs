@@ -24,7 +24,9 @@ pub struct Schema {
 
 impl std::fmt::Debug for Schema {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Schema").field("source", &self.source).finish()
+        f.debug_struct("Schema")
+            .field("source", &self.source)
+            .finish()
     }
 }
 
@@ -90,7 +92,10 @@ fn describe(kind: &ValidationErrorKind, fallback: &str) -> (&'static str, String
     match kind {
         K::Type { kind } => ("type", format!("must be of type {}.", type_name(kind))),
         K::MaxLength { limit } => ("max_length", format!("must be at most {limit} characters.")),
-        K::MinLength { limit } => ("min_length", format!("must be at least {limit} characters.")),
+        K::MinLength { limit } => (
+            "min_length",
+            format!("must be at least {limit} characters."),
+        ),
         K::Maximum { limit } => ("maximum", format!("must be at most {limit}.")),
         K::Minimum { limit } => ("minimum", format!("must be at least {limit}.")),
         K::ExclusiveMaximum { limit } => ("maximum", format!("must be less than {limit}.")),
@@ -237,8 +242,7 @@ mod tests {
             &json!({"year": -1, "bogus": 1, "pagination": {"page": 0}}),
             "",
         );
-        let mut got: Vec<(String, String)> =
-            errs.into_iter().map(|e| (e.field, e.code)).collect();
+        let mut got: Vec<(String, String)> = errs.into_iter().map(|e| (e.field, e.code)).collect();
         got.sort();
         assert_eq!(
             got,
@@ -263,7 +267,10 @@ mod tests {
         let s = schema();
         let mut v = json!({"title": "12", "year": "2010", "pagination": {"page": "x"}});
         coerce(&mut v, &s.source);
-        assert_eq!(v, json!({"title": "12", "year": 2010, "pagination": {"page": "x"}}));
+        assert_eq!(
+            v,
+            json!({"title": "12", "year": 2010, "pagination": {"page": "x"}})
+        );
     }
 
     #[test]

@@ -43,6 +43,8 @@ async fn borrow(cx: Ctx, input: ActionInput) -> Result<Reply, ApiError> {
         .as_deref()
         .and_then(|s| s.parse::<i64>().ok())
         .ok_or_else(|| ApiError::not_found("book", input.id.as_deref().unwrap_or("")))?;
-    let due = (Utc::now() + Duration::days(14)).format("%Y-%m-%d").to_string();
+    let due = (Utc::now() + Duration::days(14))
+        .format("%Y-%m-%d")
+        .to_string();
     Reply::json(&json!({"book_id": id, "borrowed_by": user, "due": due}))
 }

@@ -47,7 +47,10 @@ const PASSWORD_SCOPES: &[&str] = &["basic", "write"];
 
 /// Reads credentials from the request. `Ok(None)`: none were sent.
 /// Wrong credentials are a 401, never an anonymous request.
-pub async fn authenticate(headers: &HeaderMap, store: &Store) -> Result<Option<Identity>, ApiError> {
+pub async fn authenticate(
+    headers: &HeaderMap,
+    store: &Store,
+) -> Result<Option<Identity>, ApiError> {
     let Some(value) = headers.get(http::header::AUTHORIZATION) else {
         return Ok(None);
     };

@@ -5,7 +5,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use serde_json::Value;
 
@@ -25,7 +27,11 @@ pub fn model() -> ApiModel {
 fn users_resource() -> Resource {
     Resource::new("users", "restkit_users")
         .field(Field::new("id", FieldType::Integer).primary_key())
-        .field(Field::new("username", FieldType::String).required().unique())
+        .field(
+            Field::new("username", FieldType::String)
+                .required()
+                .unique(),
+        )
         .field(Field::new("passwordHash", FieldType::String).hidden())
         .field(Field::new("createdAt", FieldType::DateTime).created_at())
 }
@@ -67,7 +73,11 @@ pub async fn add(store: &Store, username: &str, password: &str) -> Result<i64, A
 }
 
 /// The user's id when `password` is theirs.
-pub async fn verify(store: &Store, username: &str, password: &str) -> Result<Option<i64>, ApiError> {
+pub async fn verify(
+    store: &Store,
+    username: &str,
+    password: &str,
+) -> Result<Option<i64>, ApiError> {
     let r = resource();
     let scope = Scope::default().and(1, Value::from(username));
     let rows = store
@@ -95,7 +105,11 @@ pub async fn verify(store: &Store, username: &str, password: &str) -> Result<Opt
     let password = password.to_string();
     let ok = tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await

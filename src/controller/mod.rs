@@ -123,7 +123,9 @@ impl Ctx {
             Some(Identity {
                 user_id: Some(id), ..
             }) => Ok(*id),
-            Some(_) => Err(ApiError::forbidden("This action needs a user, not a client.")),
+            Some(_) => Err(ApiError::forbidden(
+                "This action needs a user, not a client.",
+            )),
             None => Err(ApiError::unauthorized("Sign in to use this action.")),
         }
     }

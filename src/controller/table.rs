@@ -61,7 +61,9 @@ impl TableController {
             .fields
             .iter()
             .enumerate()
-            .filter(|(i, f)| !f.hidden && !writable_create.contains(i) && !writable_update.contains(i))
+            .filter(|(i, f)| {
+                !f.hidden && !writable_create.contains(i) && !writable_update.contains(i)
+            })
             .map(|(_, f)| f.name.clone())
             .collect();
         Ok(TableController {
@@ -123,7 +125,9 @@ impl TableController {
             .ok_or_else(|| self.not_found(&id.to_string()))?;
         let field = &self.resource.fields[owner.field].name;
         if rec.get(field).and_then(Value::as_i64) != Some(user) {
-            return Err(ApiError::forbidden("Only the owner may change this record."));
+            return Err(ApiError::forbidden(
+                "Only the owner may change this record.",
+            ));
         }
         Ok(())
     }
@@ -145,7 +149,12 @@ impl TableController {
         }
     }
 
-    fn values(&self, body: &Map<String, Value>, fields: &[usize], fill: bool) -> Vec<(usize, Value)> {
+    fn values(
+        &self,
+        body: &Map<String, Value>,
+        fields: &[usize],
+        fill: bool,
+    ) -> Vec<(usize, Value)> {
         let mut out = Vec::with_capacity(fields.len());
         for &i in fields {
             let f = &self.resource.fields[i];
@@ -166,12 +175,19 @@ impl TableController {
 /// Resolves the parent id of `r` from the path, checking every ancestor
 /// exists within its own scope: a missing parent, or a child under the
 /// wrong parent, is 404.
-async fn parent_chain_id(cx: &Ctx, r: &Resource, ancestors: &[Arc<Resource>]) -> Result<i64, ApiError> {
+async fn parent_chain_id(
+    cx: &Ctx,
+    r: &Resource,
+    ancestors: &[Arc<Resource>],
+) -> Result<i64, ApiError> {
     // Walk from the top-most ancestor down to the direct parent.
     let mut links = Vec::with_capacity(ancestors.len());
     let mut child: &Resource = r;
     for parent in ancestors {
-        let link = child.parent.as_ref().expect("ancestor chain follows parent links");
+        let link = child
+            .parent
+            .as_ref()
+            .expect("ancestor chain follows parent links");
         let name = &child.fields[link.field].name;
         let raw = cx.param(name).unwrap_or_default();
         links.push((parent.clone(), raw.to_string()));
@@ -304,7 +320,9 @@ impl Controller for TableController {
         let body = self.writable_body(body)?;
         let instance = Value::Object(body);
         self.create_schema.check(&instance)?;
-        let Value::Object(body) = instance else { unreachable!("checked above") };
+        let Value::Object(body) = instance else {
+            unreachable!("checked above")
+        };
         let mut values = self.values(&body, &self.resource.writable(true), false);
         for (i, f) in self.resource.fields.iter().enumerate() {
             if f.default.is_some() && !values.iter().any(|(j, _)| *j == i) && f.writable() {
@@ -336,7 +354,9 @@ impl Controller for TableController {
         self.check_owner(cx, n, &scope).await?;
         let body = Value::Object(self.writable_body(body)?);
         self.update_schema.check(&body)?;
-        let Value::Object(body) = body else { unreachable!("checked above") };
+        let Value::Object(body) = body else {
+            unreachable!("checked above")
+        };
         let values = self.values(&body, &self.update_fields, true);
         cx.store
             .update(&self.resource, n, &scope, &values, &self.view_fields)
@@ -361,7 +381,9 @@ impl Controller for TableController {
         let mut merged = Value::Object(current.into_iter().filter(|(_, v)| !v.is_null()).collect());
         merge_patch(&mut merged, &patch);
         self.update_schema.check(&merged)?;
-        let Value::Object(merged) = merged else { unreachable!("patched an object") };
+        let Value::Object(merged) = merged else {
+            unreachable!("patched an object")
+        };
         let values = self.values(&merged, &self.update_fields, true);
         cx.store
             .update(&self.resource, n, &scope, &values, &self.view_fields)

@@ -12,7 +12,11 @@ pub fn camel_keys(v: Value) -> Value {
             let needs = map.keys().any(|k| k.contains('_'));
             let mut out = Map::with_capacity(map.len());
             for (k, v) in map {
-                let k = if needs && k.contains('_') { camel_case(&k) } else { k };
+                let k = if needs && k.contains('_') {
+                    camel_case(&k)
+                } else {
+                    k
+                };
                 out.insert(k, camel_keys(v));
             }
             Value::Object(out)

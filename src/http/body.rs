@@ -47,7 +47,11 @@ pub async fn read(body: Body, headers: &HeaderMap, limit: usize) -> Result<Parse
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large(limit)),
-        Err(e) => return Err(ApiError::bad_body(format!("The body could not be read: {e}."))),
+        Err(e) => {
+            return Err(ApiError::bad_body(format!(
+                "The body could not be read: {e}."
+            )))
+        }
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(ParsedBody {
@@ -59,11 +63,15 @@ pub async fn read(body: Body, headers: &HeaderMap, limit: usize) -> Result<Parse
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
-        let value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::bad_body(format!("The body is not valid JSON: {e}."))
-        })?;
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_body(format!("The body is not valid JSON: {e}.")))?;
         Ok(ParsedBody { value, form: false })
     } else if mime == "application/x-www-form-urlencoded" {
         let pairs = form_urlencoded::parse(&bytes).into_owned();
@@ -77,7 +85,11 @@ pub async fn read(body: Body, headers: &HeaderMap, limit: usize) -> Result<Parse
             "UNSUPPORTED_MEDIA_TYPE",
             format!(
                 "Send application/json or application/x-www-form-urlencoded, not '{}'.",
-                if mime.is_empty() { "no content type" } else { &mime }
+                if mime.is_empty() {
+                    "no content type"
+                } else {
+                    &mime
+                }
             ),
         ))
     }
@@ -185,8 +197,8 @@ pub fn deep_merge(base: &mut Value, over: Value) {
 fn arrays(v: Value) -> Value {
     match v {
         Value::Object(map) => {
-            let sequential = !map.is_empty()
-                && map.keys().enumerate().all(|(i, k)| k == &i.to_string());
+            let sequential =
+                !map.is_empty() && map.keys().enumerate().all(|(i, k)| k == &i.to_string());
             if sequential {
                 Value::Array(map.into_iter().map(|(_, v)| arrays(v)).collect())
             } else {
@@ -214,8 +226,14 @@ mod tests {
             nest(pairs("pagination[page]=2&pagination[size]=5&x=y")).unwrap(),
             json!({"pagination": {"page": "2", "size": "5"}, "x": "y"})
         );
-        assert_eq!(nest(pairs("f[in][]=A&f[in][]=B")).unwrap(), json!({"f": {"in": ["A", "B"]}}));
-        assert_eq!(nest(pairs("a[0]=x&a[1]=y")).unwrap(), json!({"a": ["x", "y"]}));
+        assert_eq!(
+            nest(pairs("f[in][]=A&f[in][]=B")).unwrap(),
+            json!({"f": {"in": ["A", "B"]}})
+        );
+        assert_eq!(
+            nest(pairs("a[0]=x&a[1]=y")).unwrap(),
+            json!({"a": ["x", "y"]})
+        );
     }
 
     #[test]
@@ -229,7 +247,10 @@ mod tests {
     fn query_and_body_merge_deeply_body_winning() {
         let mut q = nest(pairs("pagination[page]=2&pagination[size]=9&a=1")).unwrap();
         deep_merge(&mut q, nest(pairs("pagination[size]=5&b=2")).unwrap());
-        assert_eq!(q, json!({"pagination": {"page": "2", "size": "5"}, "a": "1", "b": "2"}));
+        assert_eq!(
+            q,
+            json!({"pagination": {"page": "2", "size": "5"}, "a": "1", "b": "2"})
+        );
     }
 
     #[test]

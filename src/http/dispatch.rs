@@ -73,7 +73,11 @@ async fn serve(route: &Route, state: &AppState, req: Request<Body>) -> Result<Re
         .cloned()
         .zip(raw.iter().map(|(_, v)| v.to_string()))
         .collect();
-    let record_id = if route.record { params.pop().map(|(_, v)| v) } else { None };
+    let record_id = if route.record {
+        params.pop().map(|(_, v)| v)
+    } else {
+        None
+    };
     let cx = Ctx {
         identity,
         params,
@@ -88,8 +92,13 @@ async fn serve(route: &Route, state: &AppState, req: Request<Body>) -> Result<Re
         Target::Operation { controller, op } => {
             let id = record_id.as_deref().unwrap_or("");
             let input = if op.takes_body() {
-                let parsed = body::read(body, &cx.headers, state.settings.server.body_limit).await?;
-                Some(typed_body(parsed, controller.resource().map(|r| r.as_ref()), *op))
+                let parsed =
+                    body::read(body, &cx.headers, state.settings.server.body_limit).await?;
+                Some(typed_body(
+                    parsed,
+                    controller.resource().map(|r| r.as_ref()),
+                    *op,
+                ))
             } else {
                 None
             };
@@ -111,7 +120,11 @@ async fn serve(route: &Route, state: &AppState, req: Request<Body>) -> Result<Re
 }
 
 /// Form bodies carry strings; a resource's declared types convert them.
-fn typed_body(parsed: body::ParsedBody, r: Option<&crate::model::Resource>, op: Operation) -> Value {
+fn typed_body(
+    parsed: body::ParsedBody,
+    r: Option<&crate::model::Resource>,
+    op: Operation,
+) -> Value {
     let mut value = parsed.value;
     if parsed.form {
         if let Some(r) = r {
@@ -171,7 +184,8 @@ async fn run_action(
 /// 404 for paths no route matches.
 pub async fn not_found(req: Request<Body>) -> Response {
     let mut res = ApiError::route_not_found(req.uri().path()).into_response();
-    res.extensions_mut().insert(RouteTemplate(Arc::from("(unmatched)")));
+    res.extensions_mut()
+        .insert(RouteTemplate(Arc::from("(unmatched)")));
     res
 }
 
@@ -187,7 +201,8 @@ pub fn describe(route: &Route) -> Value {
                     m["operation"] = json!(format!("{op:?}"));
                     if op.takes_body() {
                         if let Some(r) = controller.resource() {
-                            m["input"] = crate::model::schema::input_schema(r, *op == Operation::Create);
+                            m["input"] =
+                                crate::model::schema::input_schema(r, *op == Operation::Create);
                         }
                     }
                 }

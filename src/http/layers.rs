@@ -54,7 +54,8 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
     };
     if let Some(err) = res.extensions_mut().remove::<ApiError>() {
         let body = render::error_body(&err, id.to_str().unwrap_or(""));
-        res.headers_mut().insert(header::CONTENT_TYPE, PROBLEM_JSON.clone());
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, PROBLEM_JSON.clone());
         res.headers_mut().remove(header::CONTENT_LENGTH);
         *res.body_mut() = Body::from(body);
         if method == Method::HEAD {

@@ -69,7 +69,12 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 impl App {
     /// Builds routes and layers. The store must be migrated already.
-    pub fn new(model: ApiModel, store: Store, settings: Settings, registry: &Registry) -> Result<App, String> {
+    pub fn new(
+        model: ApiModel,
+        store: Store,
+        settings: Settings,
+        registry: &Registry,
+    ) -> Result<App, String> {
         let paging = Paging {
             default_per_page: settings.pagination.default_per_page,
             max_per_page: settings.pagination.max_per_page,
@@ -84,20 +89,28 @@ impl App {
             model,
             routes: routes.clone(),
         });
-        let mut router: Router<Arc<AppState>> = Router::new().route("/health", get(crate::ops::health));
+        let mut router: Router<Arc<AppState>> =
+            Router::new().route("/health", get(crate::ops::health));
         for route in routes {
             let st = state.clone();
             let path = route.router_path.clone();
             let r = route.clone();
-            let handler = any(move |req: Request<Body>| dispatch::handle(r.clone(), st.clone(), req));
+            let handler =
+                any(move |req: Request<Body>| dispatch::handle(r.clone(), st.clone(), req));
             // The router panics on conflicting paths; report them instead.
-            router = std::panic::catch_unwind(AssertUnwindSafe(move || router.route(&path, handler)))
-                .map_err(|_| format!("route {} conflicts with another route", route.template))?;
+            router =
+                std::panic::catch_unwind(AssertUnwindSafe(move || router.route(&path, handler)))
+                    .map_err(|_| {
+                        format!("route {} conflicts with another route", route.template)
+                    })?;
         }
         let router = router
             .fallback(dispatch::not_found)
             .layer(CatchPanicLayer::custom(panic_response))
-            .layer(axum::middleware::from_fn_with_state(state.clone(), layers::edge))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                layers::edge,
+            ))
             .with_state(state.clone());
         Ok(App { router, state })
     }

@@ -41,13 +41,17 @@ fn serialize<T: serde::Serialize>(v: &T) -> Bytes {
 fn wants_minimal(headers: &HeaderMap) -> bool {
     headers.get_all("prefer").iter().any(|v| {
         v.to_str()
-            .map(|s| s.split([',', ';']).any(|p| p.trim().eq_ignore_ascii_case("return=minimal")))
+            .map(|s| {
+                s.split([',', ';'])
+                    .any(|p| p.trim().eq_ignore_ascii_case("return=minimal"))
+            })
             .unwrap_or(false)
     })
 }
 
 pub fn reply(reply: Reply, cx: &Ctx, method: &Method, _state: &AppState) -> Response {
-    let minimal = matches!(*method, Method::POST | Method::PUT | Method::PATCH) && wants_minimal(&cx.headers);
+    let minimal =
+        matches!(*method, Method::POST | Method::PUT | Method::PATCH) && wants_minimal(&cx.headers);
     let mut res = match reply {
         Reply::Empty => {
             let mut res = Response::new(Body::empty());
@@ -55,7 +59,11 @@ pub fn reply(reply: Reply, cx: &Ctx, method: &Method, _state: &AppState) -> Resp
             res
         }
         Reply::Value(v) => {
-            let v = if cx.convert_snake_case { camel_keys(v) } else { v };
+            let v = if cx.convert_snake_case {
+                camel_keys(v)
+            } else {
+                v
+            };
             json_response(StatusCode::OK, serialize(&v))
         }
         Reply::Record(r) => json_response(StatusCode::OK, serialize(&r)),
@@ -78,8 +86,10 @@ pub fn reply(reply: Reply, cx: &Ctx, method: &Method, _state: &AppState) -> Resp
         }
         *res.body_mut() = Body::empty();
         res.headers_mut().remove(header::CONTENT_TYPE);
-        res.headers_mut()
-            .insert(PREFERENCE_APPLIED, HeaderValue::from_static("return=minimal"));
+        res.headers_mut().insert(
+            PREFERENCE_APPLIED,
+            HeaderValue::from_static("return=minimal"),
+        );
     }
     if *method == Method::HEAD {
         strip_body(&mut res);
@@ -91,7 +101,8 @@ pub fn reply(reply: Reply, cx: &Ctx, method: &Method, _state: &AppState) -> Resp
 pub fn strip_body(res: &mut Response) {
     use http_body::Body as _;
     if let Some(n) = res.body().size_hint().exact() {
-        res.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        res.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
     *res.body_mut() = Body::empty();
 }
@@ -144,7 +155,10 @@ fn pagination_headers(h: &mut HeaderMap, page: &Page, count: usize, cx: &Ctx) {
         format!("{}; rel=\"first\"", link(0)),
     ];
     if page.offset > 0 {
-        links.push(format!("{}; rel=\"prev\"", link(page.offset.saturating_sub(per))));
+        links.push(format!(
+            "{}; rel=\"prev\"",
+            link(page.offset.saturating_sub(per))
+        ));
     }
     let has_next = match page.total {
         Some(total) => page.offset + per < total,

@@ -72,7 +72,11 @@ pub struct Route {
 
 impl Route {
     pub fn endpoint(&self, method: &Method) -> Option<&Endpoint> {
-        let m = if method == Method::HEAD { &Method::GET } else { method };
+        let m = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
         self.endpoints.iter().find(|e| e.method == *m)
     }
 
@@ -123,15 +127,18 @@ impl Table {
         record: bool,
         endpoint: Endpoint,
     ) -> Result<(), String> {
-        let route = self.routes.entry(router_path.clone()).or_insert_with(|| Route {
-            template: template.clone(),
-            router_path,
-            param_names,
-            record,
-            endpoints: Vec::new(),
-            module: module.clone(),
-            allow: HeaderValue::from_static("OPTIONS"),
-        });
+        let route = self
+            .routes
+            .entry(router_path.clone())
+            .or_insert_with(|| Route {
+                template: template.clone(),
+                router_path,
+                param_names,
+                record,
+                endpoints: Vec::new(),
+                module: module.clone(),
+                allow: HeaderValue::from_static("OPTIONS"),
+            });
         if route.endpoints.iter().any(|e| e.method == endpoint.method) {
             return Err(format!("{} {template} is declared twice", endpoint.method));
         }
@@ -172,7 +179,9 @@ fn action_endpoint(
         .handler(&action.handler)
         .ok_or_else(|| format!("{place}: no handler is registered as '{}'", action.handler))?;
     let schema = match &action.input {
-        Some(s) => Some(Arc::new(Schema::compile(s.clone()).map_err(|e| format!("{place}: {e}"))?)),
+        Some(s) => Some(Arc::new(
+            Schema::compile(s.clone()).map_err(|e| format!("{place}: {e}"))?,
+        )),
         None => None,
     };
     let scope = action.scope.clone().unwrap_or_else(|| {
@@ -221,7 +230,11 @@ pub fn build(model: &ApiModel, registry: &Registry, paging: Paging) -> Result<Ve
             let mut rnames = cnames.clone();
             rnames.push("id".to_string());
             for op in controller.operations() {
-                let scope = if op.is_write() { &r.scopes.write } else { &r.scopes.read };
+                let scope = if op.is_write() {
+                    &r.scopes.write
+                } else {
+                    &r.scopes.read
+                };
                 let ep = Endpoint {
                     method: op.method(),
                     target: Target::Operation {
@@ -231,13 +244,33 @@ pub fn build(model: &ApiModel, registry: &Registry, paging: Paging) -> Result<Ve
                     scope: scope.clone(),
                 };
                 if op.on_record() {
-                    table.add(&info, rtemplate.clone(), rpath.clone(), rnames.clone(), true, ep)?;
+                    table.add(
+                        &info,
+                        rtemplate.clone(),
+                        rpath.clone(),
+                        rnames.clone(),
+                        true,
+                        ep,
+                    )?;
                 } else {
-                    table.add(&info, ctemplate.clone(), cpath.clone(), cnames.clone(), false, ep)?;
+                    table.add(
+                        &info,
+                        ctemplate.clone(),
+                        cpath.clone(),
+                        cnames.clone(),
+                        false,
+                        ep,
+                    )?;
                 }
             }
             for action in &r.actions {
-                let ep = action_endpoint(action, registry, Some(controller.clone()), &r.scopes, &place)?;
+                let ep = action_endpoint(
+                    action,
+                    registry,
+                    Some(controller.clone()),
+                    &r.scopes,
+                    &place,
+                )?;
                 match action.level {
                     ActionLevel::Record => table.add(
                         &info,
@@ -267,8 +300,8 @@ pub fn build(model: &ApiModel, registry: &Registry, paging: Paging) -> Result<Ve
     }
     let mut routes: Vec<Route> = table.routes.into_values().collect();
     for r in &mut routes {
-        r.allow = HeaderValue::from_str(&Route::allow_list(&r.endpoints))
-            .map_err(|e| e.to_string())?;
+        r.allow =
+            HeaderValue::from_str(&Route::allow_list(&r.endpoints)).map_err(|e| e.to_string())?;
     }
     Ok(routes)
 }
@@ -276,8 +309,18 @@ pub fn build(model: &ApiModel, registry: &Registry, paging: Paging) -> Result<Ve
 /// The route table as text for `restkit routes`: method, path, handler,
 /// scope.
 pub fn table_text(routes: &[Route]) -> String {
-    let mut rows = vec![("METHOD".to_string(), "PATH".to_string(), "HANDLER".to_string(), "SCOPE".to_string())];
-    rows.push(("GET".into(), "/health".into(), "ops::health".into(), "-".into()));
+    let mut rows = vec![(
+        "METHOD".to_string(),
+        "PATH".to_string(),
+        "HANDLER".to_string(),
+        "SCOPE".to_string(),
+    )];
+    rows.push((
+        "GET".into(),
+        "/health".into(),
+        "ops::health".into(),
+        "-".into(),
+    ));
     for r in routes {
         for e in &r.endpoints {
             let handler = match &e.target {
@@ -287,7 +330,12 @@ pub fn table_text(routes: &[Route]) -> String {
                 },
                 Target::Action { action, .. } => action.handler.clone(),
             };
-            rows.push((e.method.to_string(), r.template.clone(), handler, e.scope.clone()));
+            rows.push((
+                e.method.to_string(),
+                r.template.clone(),
+                handler,
+                e.scope.clone(),
+            ));
         }
     }
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);

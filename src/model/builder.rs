@@ -102,7 +102,9 @@ impl Resource {
     /// Nests this resource under `parent`; `key` is this resource's field
     /// holding the parent's id.
     pub fn nested_under(mut self, parent: &str, key: &str) -> Self {
-        let field = self.field_index(key).expect("declare the parent key field first");
+        let field = self
+            .field_index(key)
+            .expect("declare the parent key field first");
         self.parent = Some(ParentLink {
             resource: parent.to_string(),
             field,
@@ -111,7 +113,9 @@ impl Resource {
     }
 
     pub fn owned_by(mut self, key: &str, policy: OwnerPolicy) -> Self {
-        let field = self.field_index(key).expect("declare the owner field first");
+        let field = self
+            .field_index(key)
+            .expect("declare the owner field first");
         self.owner = Some(Owner { field, policy });
         self
     }

@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::controller::Controller;
 
 /// A whole API: every module it serves.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 pub struct ApiModel {
     pub modules: Vec<Module>,
     /// Name of a built-in seed to run on an empty database (`"library"`).
@@ -29,7 +29,7 @@ pub struct ApiModel {
 }
 
 /// A versioned prefix (`/v1`) holding resources and free-standing actions.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Module {
     pub prefix: String,
     /// Accepted minor versions, e.g. `["1.0", "1.1"]` (§4.5).
@@ -238,11 +238,7 @@ impl Field {
 
     /// Clients may send a value for it.
     pub fn writable(&self) -> bool {
-        !(self.read_only
-            || self.hidden
-            || self.primary_key
-            || self.created_at
-            || self.updated_at)
+        !(self.read_only || self.hidden || self.primary_key || self.created_at || self.updated_at)
     }
 }
 
@@ -362,7 +358,10 @@ impl ApiModel {
                     if !names.contains(&parent.resource) || parent.resource == r.name {
                         return Err(ModelError::new(
                             &rplace,
-                            format!("parent '{}' is not a resource of this module", parent.resource),
+                            format!(
+                                "parent '{}' is not a resource of this module",
+                                parent.resource
+                            ),
                         ));
                     }
                 }
@@ -384,7 +383,10 @@ impl ApiModel {
                 let mut cur = r.parent.as_ref();
                 while let Some(p) = cur {
                     if seen.contains(&p.resource.as_str()) {
-                        return Err(ModelError::new(&place, format!("parent cycle at '{}'", r.name)));
+                        return Err(ModelError::new(
+                            &place,
+                            format!("parent cycle at '{}'", r.name),
+                        ));
                     }
                     seen.push(&p.resource);
                     cur = module
@@ -517,10 +519,16 @@ impl Resource {
             return Ok(());
         }
         if !is_identifier(&self.name) {
-            return Err(ModelError::new(place, "name must be letters, digits, '_' or '-'"));
+            return Err(ModelError::new(
+                place,
+                "name must be letters, digits, '_' or '-'",
+            ));
         }
         if !is_identifier(&self.table) {
-            return Err(ModelError::new(place, "table must be letters, digits or '_'"));
+            return Err(ModelError::new(
+                place,
+                "table must be letters, digits or '_'",
+            ));
         }
         let pks: Vec<usize> = (0..self.fields.len())
             .filter(|i| self.fields[*i].primary_key)
@@ -540,7 +548,10 @@ impl Resource {
                     "names and columns must be letters, digits or '_'",
                 ));
             }
-            if self.fields[..i].iter().any(|g| g.name == f.name || g.column == f.column) {
+            if self.fields[..i]
+                .iter()
+                .any(|g| g.name == f.name || g.column == f.column)
+            {
                 return Err(ModelError::new(
                     format!("{place}.fields.{}", f.name),
                     "duplicate field name or column",
@@ -595,7 +606,8 @@ pub fn camel_case(name: &str) -> String {
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         && !s.starts_with(|c: char| c.is_ascii_digit())
 }
 

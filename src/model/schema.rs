@@ -112,7 +112,11 @@ mod tests {
     fn required_fields_are_required_and_optional_ones_nullable() {
         let r = Resource::new("books", "books")
             .field(Field::new("id", FieldType::Integer).primary_key())
-            .field(Field::new("title", FieldType::String).required().max_length(200))
+            .field(
+                Field::new("title", FieldType::String)
+                    .required()
+                    .max_length(200),
+            )
             .field(Field::new("year", FieldType::Integer).range(0.0, 2100.0))
             .field(Field::new("createdAt", FieldType::DateTime).created_at());
         let s = input_schema(&r, true);

@@ -209,7 +209,13 @@ pub fn parse(text: &str) -> Result<ApiModel, ModelError> {
                 .push(action(a, path, ActionLevel::Module, &place)?);
         }
         for r in m.resource {
-            flatten(r, None, module.convert_snake_case, &place, &mut module.resources)?;
+            flatten(
+                r,
+                None,
+                module.convert_snake_case,
+                &place,
+                &mut module.resources,
+            )?;
         }
         model.modules.push(module);
     }
@@ -283,10 +289,16 @@ fn flatten(
             });
         }
         (Some(_), None) => {
-            return Err(ModelError::new(&place, "a nested resource needs parent_key"))
+            return Err(ModelError::new(
+                &place,
+                "a nested resource needs parent_key",
+            ))
         }
         (None, Some(_)) => {
-            return Err(ModelError::new(&place, "parent_key is only for nested resources"))
+            return Err(ModelError::new(
+                &place,
+                "parent_key is only for nested resources",
+            ))
         }
         (None, None) => {}
     }
@@ -362,7 +374,11 @@ fn field(key: &str, d: FieldDecl, convert: bool, place: &str) -> Result<Field, M
             ),
         )
     })?;
-    let name = if convert { camel_case(key) } else { key.to_string() };
+    let name = if convert {
+        camel_case(key)
+    } else {
+        key.to_string()
+    };
     let mut f = Field::new(name, ty);
     f.column = d.column.unwrap_or_else(|| snake_case(key));
     f.primary_key = d.primary_key;
@@ -380,12 +396,20 @@ fn field(key: &str, d: FieldDecl, convert: bool, place: &str) -> Result<Field, M
     f.created_at = d.created_at;
     f.updated_at = d.updated_at;
     if (f.created_at || f.updated_at) && ty != FieldType::DateTime {
-        return Err(ModelError::new(place, "created_at/updated_at need type = \"datetime\""));
+        return Err(ModelError::new(
+            place,
+            "created_at/updated_at need type = \"datetime\"",
+        ));
     }
     Ok(f)
 }
 
-fn action(a: ActionDecl, path: String, level: ActionLevel, place: &str) -> Result<Action, ModelError> {
+fn action(
+    a: ActionDecl,
+    path: String,
+    level: ActionLevel,
+    place: &str,
+) -> Result<Action, ModelError> {
     let verb = Verb::parse(&a.method).ok_or_else(|| {
         ModelError::new(
             format!("{place}.action '{}'.method", a.path),
@@ -439,7 +463,10 @@ bookId = { type = "integer" }
         let books = m.modules[0].find_resource("books").unwrap();
         let names: Vec<_> = books.fields.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["id", "authorName", "title", "internalNote"]);
-        assert_eq!(books.find_field("authorName").unwrap().column, "author_name");
+        assert_eq!(
+            books.find_field("authorName").unwrap().column,
+            "author_name"
+        );
         assert_eq!(books.find_field("title").unwrap().column, "book_title");
         assert!(books.find_field("internalNote").unwrap().hidden);
         assert_eq!(books.readable(false), vec![0, 1, 2]);
@@ -450,7 +477,10 @@ bookId = { type = "integer" }
         let m = parse(SMALL).unwrap();
         let module = &m.modules[0];
         let reviews = module.find_resource("reviews").unwrap();
-        assert_eq!(module.collection_path(reviews), "/v1/books/{bookId}/reviews");
+        assert_eq!(
+            module.collection_path(reviews),
+            "/v1/books/{bookId}/reviews"
+        );
         // The parent key is set from the path, never the body.
         assert!(!reviews.writable(true).contains(&1));
     }
@@ -471,7 +501,10 @@ bookId = { type = "integer" }
 
     #[test]
     fn missing_primary_key_is_an_error() {
-        let bad = SMALL.replace("id = { type = \"integer\", primary_key = true }\nauthor", "id = { type = \"integer\" }\nauthor");
+        let bad = SMALL.replace(
+            "id = { type = \"integer\", primary_key = true }\nauthor",
+            "id = { type = \"integer\" }\nauthor",
+        );
         assert!(parse(&bad).unwrap_err().to_string().contains("primary_key"));
     }
 }

@@ -25,7 +25,9 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     };
     let mut res = Response::new(Body::from(body.to_string()));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }

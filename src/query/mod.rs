@@ -15,16 +15,24 @@ pub struct PageRequest {
 }
 
 fn number(name: &str, raw: &str) -> Result<u64, ApiError> {
-    raw.trim()
-        .parse::<u64>()
-        .map_err(|_| ApiError::bad_query(format!("'{name}' must be a non-negative integer, not '{raw}'.")))
+    raw.trim().parse::<u64>().map_err(|_| {
+        ApiError::bad_query(format!(
+            "'{name}' must be a non-negative integer, not '{raw}'."
+        ))
+    })
 }
 
 impl PageRequest {
     /// `limit`/`offset` (0-based) or `page` (1-based)/`per-page`. Sizes over
     /// the maximum are capped; zero, negative or non-numeric values are 400.
     pub fn parse(query: &[(String, String)], paging: Paging) -> Result<PageRequest, ApiError> {
-        let get = |k: &str| query.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| {
+            query
+                .iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+        };
         let size = match (get("limit"), get("per-page")) {
             (Some(v), _) => Some(("limit", v)),
             (None, Some(v)) => Some(("per-page", v)),
@@ -60,27 +68,48 @@ mod tests {
     use super::*;
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn pages_and_offsets() {
         let p = Paging::default();
-        assert_eq!(PageRequest::parse(&q(&[]), p).unwrap(), PageRequest { limit: 20, offset: 0 });
+        assert_eq!(
+            PageRequest::parse(&q(&[]), p).unwrap(),
+            PageRequest {
+                limit: 20,
+                offset: 0
+            }
+        );
         assert_eq!(
             PageRequest::parse(&q(&[("page", "3"), ("per-page", "10")]), p).unwrap(),
-            PageRequest { limit: 10, offset: 20 }
+            PageRequest {
+                limit: 10,
+                offset: 20
+            }
         );
         assert_eq!(
             PageRequest::parse(&q(&[("limit", "500"), ("offset", "7")]), p).unwrap(),
-            PageRequest { limit: 100, offset: 7 }
+            PageRequest {
+                limit: 100,
+                offset: 7
+            }
         );
     }
 
     #[test]
     fn nonsense_is_400() {
         let p = Paging::default();
-        for bad in [("limit", "-1"), ("offset", "x"), ("page", "0"), ("per-page", "0"), ("limit", "1e3")] {
+        for bad in [
+            ("limit", "-1"),
+            ("offset", "x"),
+            ("page", "0"),
+            ("per-page", "0"),
+            ("limit", "1e3"),
+        ] {
             let e = PageRequest::parse(&q(&[bad]), p).unwrap_err();
             assert_eq!(e.status, 400, "{bad:?}");
         }

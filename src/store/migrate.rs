@@ -9,9 +9,7 @@
 //! restkit's own tables (users, …) are declared here too, as models, so the
 //! same code creates them.
 
-use sea_query::{
-    Alias, ColumnDef, ForeignKey, ForeignKeyAction, Index, SqliteQueryBuilder, Table,
-};
+use sea_query::{Alias, ColumnDef, ForeignKey, ForeignKeyAction, Index, SqliteQueryBuilder, Table};
 
 use super::sqlite::SqliteStore;
 use super::StoreError;
@@ -50,8 +48,14 @@ fn plan(module: &Module, r: &Resource, existing: &[String]) -> Vec<String> {
             if let Some(parent) = module.find_resource(&link.resource) {
                 t.foreign_key(
                     ForeignKey::create()
-                        .from(Alias::new(r.table.as_str()), Alias::new(r.fields[link.field].column.as_str()))
-                        .to(Alias::new(parent.table.as_str()), Alias::new(parent.pk().column.as_str()))
+                        .from(
+                            Alias::new(r.table.as_str()),
+                            Alias::new(r.fields[link.field].column.as_str()),
+                        )
+                        .to(
+                            Alias::new(parent.table.as_str()),
+                            Alias::new(parent.pk().column.as_str()),
+                        )
                         .on_delete(ForeignKeyAction::Cascade),
                 );
             }
@@ -61,7 +65,8 @@ fn plan(module: &Module, r: &Resource, existing: &[String]) -> Vec<String> {
         for f in &r.fields {
             if !existing.iter().any(|c| c.eq_ignore_ascii_case(&f.column)) {
                 let mut t = Table::alter();
-                t.table(Alias::new(r.table.as_str())).add_column(column_def(f));
+                t.table(Alias::new(r.table.as_str()))
+                    .add_column(column_def(f));
                 out.push(t.build(SqliteQueryBuilder));
             }
         }

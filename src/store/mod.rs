@@ -174,7 +174,10 @@ impl Store {
     ) -> Result<Record, StoreError> {
         let stmt = sql::insert(r, values, fields, &now_utc());
         match &self.backend {
-            Backend::Sqlite(s) => s.write_returning(r, fields, sql::Write::Insert(stmt)).await?,
+            Backend::Sqlite(s) => {
+                s.write_returning(r, fields, sql::Write::Insert(stmt))
+                    .await?
+            }
         }
         .ok_or_else(|| StoreError::Other("insert returned no row".into()))
     }
@@ -232,7 +235,6 @@ impl Store {
             Backend::Sqlite(s) => s.table_is_empty(table).await,
         }
     }
-
 }
 
 /// Current UTC time in the fixed-width form restkit stores: sorts as text

@@ -46,7 +46,11 @@ pub fn select_list(r: &Resource, q: &ListQuery<'_>) -> SelectStatement {
         pk_sorted |= key.field == r.primary_key;
         stmt.order_by(
             col(r, key.field),
-            if key.descending { Order::Desc } else { Order::Asc },
+            if key.descending {
+                Order::Desc
+            } else {
+                Order::Asc
+            },
         );
     }
     // The primary key breaks ties so pages never overlap or skip (§6.5).
@@ -59,7 +63,8 @@ pub fn select_list(r: &Resource, q: &ListQuery<'_>) -> SelectStatement {
 
 pub fn select_count(r: &Resource, scope: &Scope) -> SelectStatement {
     let mut stmt = Query::select();
-    stmt.from(table(r)).expr(Expr::col(col(r, r.primary_key)).count());
+    stmt.from(table(r))
+        .expr(Expr::col(col(r, r.primary_key)).count());
     apply_scope_select(&mut stmt, r, scope);
     stmt
 }
@@ -72,11 +77,18 @@ pub fn select_one(r: &Resource, fields: &[usize], id: i64, scope: &Scope) -> Sel
     }
     stmt.and_where(Expr::col(col(r, r.primary_key)).eq(id));
     apply_scope_select(&mut stmt, r, scope);
-    stmt.limit(1);
+    // No `LIMIT 1`: the primary key already bounds the result, and SQLite's
+    // planner reads a bound LIMIT, so binding one expires the cached
+    // statement and re-parses the SQL on every request.
     stmt
 }
 
-pub fn insert(r: &Resource, values: &[(usize, Value)], fields: &[usize], now: &str) -> InsertStatement {
+pub fn insert(
+    r: &Resource,
+    values: &[(usize, Value)],
+    fields: &[usize],
+    now: &str,
+) -> InsertStatement {
     let mut stmt = Query::insert();
     stmt.into_table(table(r));
     let mut cols = Vec::with_capacity(values.len() + 2);
@@ -164,7 +176,10 @@ mod tests {
         let q = ListQuery {
             fields: &[0, 1],
             scope: &scope,
-            sort: vec![SortKey { field: 1, descending: true }],
+            sort: vec![SortKey {
+                field: 1,
+                descending: true,
+            }],
             limit: 20,
             offset: 40,
         };
@@ -184,7 +199,10 @@ mod tests {
         let q = ListQuery {
             fields: &[0],
             scope: &scope,
-            sort: vec![SortKey { field: 0, descending: true }],
+            sort: vec![SortKey {
+                field: 0,
+                descending: true,
+            }],
             limit: 1,
             offset: 0,
         };

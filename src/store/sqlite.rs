@@ -17,8 +17,8 @@ use sqlx::sqlite::{
 };
 // Every SQL string here comes from sea-query (identifiers from the model,
 // values bound) or is a fixed literal: that is the audit AssertSqlSafe asks for.
-use sqlx::{AssertSqlSafe, Row};
 use serde_json::Value;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::sql::Write;
 use super::{Record, StoreError};
@@ -45,8 +45,12 @@ impl SqliteStore {
             .foreign_keys(true)
             .statement_cache_capacity(256);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        // `test_before_acquire(false)`: an SQLite connection is a local file
+        // handle that cannot go stale, and the default ping costs a round
+        // trip to the connection's worker thread before every query.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             // An in-memory database lives as long as its one connection.
             .idle_timeout(None)
@@ -59,6 +63,7 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts.read_only(true))
                 .await
@@ -199,7 +204,6 @@ impl SqliteStore {
         Ok(row.is_none())
     }
 }
-
 
 /// Builds a record from a row whose columns are `fields`, in order. SQLite
 /// is dynamically typed, so values are decoded by the declared type, leniently.

@@ -1,0 +1,103 @@
+//! Baseline for `bench/run.sh`: what a careful developer would hand-write
+//! with axum + sqlx for the two benchmarked endpoints, over the same
+//! SQLite file restkit serves (same pragmas, same pool size, same JSON and
+//! pagination headers). restkit's figures are quoted as a ratio of these.
+//!
+//! Usage: bench_baseline ADDR DATABASE_FILE
+
+use std::str::FromStr;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+#[derive(Serialize, sqlx::FromRow)]
+struct Book {
+    id: i64,
+    title: String,
+    #[serde(rename = "author")]
+    author_name: String,
+    year: Option<i64>,
+    isbn: Option<String>,
+    #[serde(rename = "createdAt")]
+    created_at: Option<String>,
+    #[serde(rename = "updatedAt")]
+    update_time: Option<String>,
+}
+
+const COLUMNS: &str = "id, title, author_name, year, isbn, created_at, update_time";
+
+async fn one(State(pool): State<SqlitePool>, Path(id): Path<i64>) -> Response {
+    let sql = format!("SELECT {COLUMNS} FROM books WHERE id = ?");
+    match sqlx::query_as::<_, Book>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&pool)
+        .await
+    {
+        Ok(Some(b)) => Json(b).into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list(State(pool): State<SqlitePool>, Query(p): Query<Page>) -> Response {
+    let limit = p.limit.unwrap_or(20).clamp(1, 100);
+    let offset = p.offset.unwrap_or(0).max(0);
+    let sql = format!("SELECT {COLUMNS} FROM books ORDER BY id LIMIT ? OFFSET ?");
+    let rows = sqlx::query_as::<_, Book>(sqlx::AssertSqlSafe(sql))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&pool);
+    let count = sqlx::query_scalar::<_, i64>("SELECT COUNT(id) FROM books").fetch_one(&pool);
+    let (rows, total) = match tokio::try_join!(rows, count) {
+        Ok(x) => x,
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let mut h = HeaderMap::new();
+    h.insert("x-pagination-total-count", HeaderValue::from(total));
+    h.insert("x-pagination-per-page", HeaderValue::from(limit));
+    h.insert(
+        "x-pagination-current-page",
+        HeaderValue::from(offset / limit + 1),
+    );
+    h.insert(
+        "x-pagination-page-count",
+        HeaderValue::from((total + limit - 1) / limit),
+    );
+    h.insert("x-record-count", HeaderValue::from(rows.len()));
+    (h, Json(rows)).into_response()
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (addr, db) = (&args[1], &args[2]);
+    let opts = SqliteConnectOptions::from_str(&format!("sqlite://{db}"))
+        .unwrap()
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .read_only(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(opts)
+        .await
+        .unwrap();
+    let app = Router::new()
+        .route("/v1/books", get(list))
+        .route("/v1/books/{id}", get(one))
+        .with_state(pool);
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    axum::serve(listener, app).await.unwrap();
+}

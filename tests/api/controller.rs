@@ -1,0 +1,178 @@
+//! §2.2: a model built in Rust, a hand-written controller, handlers that
+//! return plain data, and panics that do not take the server down.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use restkit::config::{Overrides, Settings};
+use restkit::controller::{ActionInput, Controller, Ctx, Operation, Reply};
+use restkit::model::builder::*;
+use restkit::model::FieldType;
+use restkit::registry::Registry;
+use restkit::ApiError;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::helpers::{assert_problem, TestApp};
+
+struct Clock;
+
+#[derive(Serialize)]
+struct Tick {
+    tick_count: u32,
+    last_label: &'static str,
+}
+
+#[async_trait]
+impl Controller for Clock {
+    fn operations(&self) -> Vec<Operation> {
+        vec![Operation::Find, Operation::Fetch, Operation::Delete]
+    }
+    async fn find(&self, _cx: &Ctx) -> Result<Reply, ApiError> {
+        Reply::json(&vec![Tick {
+            tick_count: 1,
+            last_label: "one",
+        }])
+    }
+    async fn fetch(&self, _cx: &Ctx, id: &str) -> Result<Reply, ApiError> {
+        match id {
+            "1" => Reply::json(&Tick {
+                tick_count: 1,
+                last_label: "one",
+            }),
+            other => Err(ApiError::not_found("tick", other)),
+        }
+    }
+    async fn delete(&self, _cx: &Ctx, _id: &str) -> Result<Reply, ApiError> {
+        Reply::json(&())
+    }
+}
+
+async fn app() -> TestApp {
+    let model = ApiModel::builder()
+        .module(
+            Module::new("/api")
+                .resource(Resource::new("ticks", "ticks").controller(Clock))
+                .resource(
+                    Resource::new("notes", "notes")
+                        .field(Field::new("id", FieldType::Integer).primary_key())
+                        .field(
+                            Field::new("noteText", FieldType::String)
+                                .required()
+                                .max_length(10),
+                        )
+                        .action(
+                            ActionLevel::Collection,
+                            Verb::Get,
+                            "search",
+                            "notes::search",
+                        ),
+                )
+                .action(Verb::Get, "/boom", "boom"),
+        )
+        .build()
+        .unwrap();
+    let mut registry = Registry::builtin();
+    registry.handle_fn("boom", |_cx: Ctx, _in: ActionInput| async move {
+        if true {
+            panic!("secret internals /etc/passwd SELECT * FROM x");
+        }
+        Ok(Reply::Empty)
+    });
+    registry.handle_fn("notes::search", |cx: Ctx, _in: ActionInput| async move {
+        Reply::json(&json!({"query_text": cx.query_param("q")}))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let settings = Settings::load(
+        "",
+        &Overrides {
+            bind: None,
+            database: Some(url),
+        },
+    )
+    .unwrap();
+    TestApp::from_model(model, settings, registry, dir).await
+}
+
+#[tokio::test]
+async fn hand_written_controller_serves_its_operations_and_405s_the_rest() {
+    let t = app().await;
+    let res = t.get("/api/ticks/1").send().await;
+    assert_eq!(res.json(), json!({"tickCount": 1, "lastLabel": "one"}));
+    assert_eq!(
+        t.get("/api/ticks").send().await.json(),
+        json!([{"tickCount": 1, "lastLabel": "one"}])
+    );
+    assert_problem(
+        &t.get("/api/ticks/2").send().await,
+        404,
+        "RESOURCE_NOT_FOUND",
+    );
+    let res = t.post("/api/ticks").json(json!({})).send().await;
+    assert_problem(&res, 405, "METHOD_NOT_ALLOWED");
+    assert_eq!(res.header("allow"), "GET, HEAD, OPTIONS");
+    let res = t.put("/api/ticks/1").json(json!({})).send().await;
+    assert_eq!(res.header("allow"), "GET, HEAD, DELETE, OPTIONS");
+    assert_eq!(t.delete("/api/ticks/1").send().await.status, 204);
+}
+
+#[tokio::test]
+async fn rust_declared_table_gets_migrations_crud_and_a_collection_action() {
+    let t = app().await;
+    let res = t
+        .post("/api/notes")
+        .json(json!({"noteText": "hi"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 201);
+    assert_eq!(res.json(), json!({"id": 1, "noteText": "hi"}));
+    let res = t
+        .post("/api/notes")
+        .json(json!({"noteText": "far too long"}))
+        .send()
+        .await;
+    assert_problem(&res, 422, "VALIDATION_FAILED");
+    let res = t.get("/api/notes/search?q=hi").send().await;
+    assert_eq!(res.json(), json!({"queryText": "hi"}));
+    assert_eq!(t.get("/api/notes/1").send().await.status, 200);
+}
+
+#[tokio::test]
+async fn a_panic_is_a_500_that_leaks_nothing_and_the_app_keeps_serving() {
+    let t = Arc::new(app().await);
+    let res = t.get("/api/boom").send().await;
+    let b = assert_problem(&res, 500, "INTERNAL_ERROR");
+    let text = b.to_string();
+    for secret in ["passwd", "SELECT", "panicked", "src/"] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    assert_eq!(t.get("/api/ticks/1").send().await.status, 200);
+}
+
+#[tokio::test]
+async fn conflicting_declarations_fail_at_build_time() {
+    let bad = ApiModel::builder()
+        .module(Module::new("/v1").resource(
+            Resource::new("x", "x").field(Field::new("id", FieldType::String).primary_key()),
+        ))
+        .build();
+    assert!(bad.unwrap_err().to_string().contains("integer"));
+    let missing = ApiModel::builder()
+        .module(Module::new("/v1").action(Verb::Get, "/x", "no::such"))
+        .build()
+        .unwrap();
+    let settings = Settings::load(
+        "",
+        &Overrides {
+            bind: None,
+            database: Some("sqlite::memory:".into()),
+        },
+    )
+    .unwrap();
+    let err = restkit::open(missing, settings, &Registry::builtin())
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("no::such"), "{err}");
+}

@@ -1,0 +1,12 @@
+//! Integration tests: one binary, so it links once. Each test builds its
+//! own app over a fresh SQLite file ([`helpers::TestApp`]) and drives it
+//! in-process through the whole pipeline, or over a real socket where the
+//! network matters.
+
+mod actions;
+mod controller;
+mod crud;
+mod errors;
+mod helpers;
+mod nested;
+mod server;

@@ -1,0 +1,113 @@
+//! Over a real socket on 127.0.0.1: graceful shutdown of the library's
+//! server and of the `restkit` binary (§1).
+
+use std::time::{Duration, Instant};
+
+use restkit::config::{Overrides, Settings};
+use restkit::controller::{ActionInput, Ctx, Reply};
+use restkit::model::builder::*;
+use restkit::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Minimal HTTP/1.1 GET; returns (status, body).
+async fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Ok((status, body))
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_then_stops_accepting() {
+    let model = ApiModel::builder()
+        .module(Module::new("/t").action(Verb::Get, "/slow", "slow"))
+        .build()
+        .unwrap();
+    let mut registry = Registry::builtin();
+    registry.handle_fn("slow", |_cx: Ctx, _in: ActionInput| async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        Reply::json(&serde_json::json!({"done": true}))
+    });
+    let settings = Settings::load(
+        "",
+        &Overrides {
+            bind: None,
+            database: Some("sqlite::memory:".into()),
+        },
+    )
+    .unwrap();
+    let app = restkit::open(model, settings, &registry).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let in_flight = tokio::spawn(async move { get(addr, "/t/slow").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(()).unwrap();
+    let (status, body) = in_flight.await.unwrap().unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("\"done\":true"), "{body}");
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
+    assert!(get(addr, "/health").await.is_err(), "no longer accepting");
+}
+
+#[tokio::test]
+async fn binary_serves_the_demo_from_any_directory_and_exits_0_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_restkit"))
+        .args(["serve", "--bind", &addr.to_string()])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if let Ok((200, _)) = get(addr, "/health").await {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = get(addr, "/v1/books/1").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("Greatest book"), "{body}");
+    assert!(dir.path().join("restkit-demo.db").exists());
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
