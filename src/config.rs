@@ -34,6 +34,10 @@ pub struct ServerSettings {
     #[serde(deserialize_with = "addr")]
     pub bind: SocketAddr,
     pub public_url: String,
+    /// Signs cursors (§6.8). Empty: a random secret per process, so
+    /// cursors do not survive a restart or cross instances; set it when
+    /// running several.
+    pub secret: String,
     #[serde(deserialize_with = "size")]
     pub body_limit: usize,
     #[serde(deserialize_with = "duration")]
@@ -47,6 +51,7 @@ impl Default for ServerSettings {
         ServerSettings {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: String::new(),
+            secret: String::new(),
             body_limit: 1 << 20,
             request_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(10),
@@ -202,6 +207,25 @@ impl Settings {
             .map_err(|e| ConfigError(e.to_string()))?;
         settings.check()?;
         Ok(settings)
+    }
+
+    /// What every table controller needs from the settings. An empty
+    /// `server.secret` gets a random one here, once per process.
+    pub fn table_options(&self) -> crate::controller::table::TableOptions {
+        use crate::controller::table::{Paging, TableOptions};
+        let secret = if self.server.secret.is_empty() {
+            uuid::Uuid::new_v4().as_bytes().to_vec()
+        } else {
+            self.server.secret.as_bytes().to_vec()
+        };
+        TableOptions {
+            paging: Paging {
+                default_per_page: self.pagination.default_per_page,
+                max_per_page: self.pagination.max_per_page,
+            },
+            limits: crate::query::Limits::default(),
+            cursor_key: crate::query::cursor::CursorKey::new(&secret),
+        }
     }
 
     fn check(&self) -> Result<(), ConfigError> {

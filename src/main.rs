@@ -122,11 +122,11 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Routes { config } => {
             let (settings, model) = load(&config, Overrides::default())?;
-            let paging = restkit::controller::table::Paging {
-                default_per_page: settings.pagination.default_per_page,
-                max_per_page: settings.pagination.max_per_page,
-            };
-            let routes = restkit::http::routes::build(&model, &Registry::builtin(), paging)?;
+            let routes = restkit::http::routes::build(
+                &model,
+                &Registry::builtin(),
+                &settings.table_options(),
+            )?;
             print!("{}", restkit::http::routes::table_text(&routes));
             Ok(())
         }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::model::builder::*;
 use crate::model::FieldType;
-use crate::store::{ListQuery, Scope, Store};
+use crate::store::{ListQuery, Scope, Selection, Store};
 
 /// The table as a model, so migrations create it like any other.
 pub fn model() -> ApiModel {
@@ -85,8 +85,13 @@ pub async fn verify(
             r,
             &ListQuery {
                 fields: &[0, 2],
-                scope: &scope,
+                selection: Selection {
+                    scope: &scope,
+                    filter: None,
+                    since: None,
+                },
                 sort: Vec::new(),
+                after: None,
                 limit: 1,
                 offset: 0,
             },

@@ -131,12 +131,33 @@ impl Ctx {
     }
 }
 
-/// Page position of a collection reply (drives pagination headers).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a collection reply sits (drives pagination headers, Link and the
+/// envelope's `_meta`/`_links`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Page {
+    /// Total matching records; `None` when not counted.
     pub total: Option<u64>,
+    /// The count mode used, when the request asked for one
+    /// (`Preference-Applied: count=…`).
+    pub count_applied: Option<&'static str>,
     pub per_page: u64,
-    pub offset: u64,
+    /// Offset of the first record; `None` for cursor pages.
+    pub offset: Option<u64>,
+    /// Cursor of the next page, for cursor pages that have one.
+    pub next_cursor: Option<String>,
+    /// Whether a next offset page exists when the total is unknown.
+    pub has_more: bool,
+    /// Sync resources: the next `timestamp` and the ids deleted since the
+    /// request's `timestamp` (§6.7).
+    pub sync: Option<SyncInfo>,
+}
+
+/// Sync data of a collection reply.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncInfo {
+    pub next_timestamp: String,
+    /// `Some` when the request gave `timestamp=`.
+    pub deleted: Option<Vec<i64>>,
 }
 
 /// What a controller answers. The dispatcher renders it.

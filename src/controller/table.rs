@@ -1,22 +1,31 @@
-//! The controller behind every declared table (§4.1, §4.2, §8.6).
+//! The controller behind every declared table (§4.1, §4.2, §4.4, §6, §8.6).
 //!
 //! Per request it only: resolves the scope (parent keys from the path,
-//! owner from the identity), validates the body against schemas compiled at
-//! start-up, and asks the store. Read-only fields sent by a client are
-//! ignored (so a client can PUT back what it GOT); unknown and hidden fields
-//! are 422 `unknown_field`.
+//! owner from the identity), parses the collection query, validates bodies
+//! against schemas compiled at start-up, and asks the store. Read-only
+//! fields sent by a client are ignored (so a client can PUT back what it
+//! GOT); unknown and hidden fields are 422 `unknown_field`.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::{Controller, Ctx, Operation, Page, Reply};
+use super::{Controller, Ctx, Operation, Page, Reply, SyncInfo};
 use crate::error::{ApiError, FieldError};
-use crate::model::{schema, Module, OwnerPolicy, Resource};
-use crate::query::PageRequest;
-use crate::store::{ListQuery, Record, Scope, SortKey, StoreError};
+use crate::model::{schema, Module, OwnerPolicy, RelationKind, Resource};
+use crate::query::cursor::CursorKey;
+use crate::query::{
+    count_preference, CollectionQuery, CountMode, Limits, Position, QueryError, QueryPolicy,
+};
+use crate::store::{sql, Count, ListQuery, Record, Scope, Selection, StoreError};
 use crate::validate::Schema;
+
+/// Most records one bulk PUT may carry.
+pub const MAX_BULK: usize = 1000;
+
+/// Most tombstones reported in one `_meta.deleted`.
+const MAX_TOMBSTONES: u64 = 10_000;
 
 /// Paging limits a table controller applies.
 #[derive(Debug, Clone, Copy)]
@@ -34,8 +43,41 @@ impl Default for Paging {
     }
 }
 
+/// Start-up options every table controller shares.
+#[derive(Debug, Clone)]
+pub struct TableOptions {
+    pub paging: Paging,
+    pub limits: Limits,
+    pub cursor_key: CursorKey,
+}
+
+impl Default for TableOptions {
+    fn default() -> Self {
+        TableOptions {
+            paging: Paging::default(),
+            limits: Limits::default(),
+            cursor_key: CursorKey::new(b"restkit"),
+        }
+    }
+}
+
+/// A relation resolved against its target at start-up.
+struct Link {
+    name: String,
+    kind: RelationKind,
+    target: Arc<Resource>,
+    /// Has-many: the target's foreign key; belongs-to: this resource's.
+    key: usize,
+    target_fields: Vec<usize>,
+}
+
 pub struct TableController {
     resource: Arc<Resource>,
+    /// `/v1/books`: names the resource inside cursors.
+    id: String,
+    links: Vec<Link>,
+    policy: QueryPolicy,
+    cursor_key: CursorKey,
     /// Parents, nearest first.
     ancestors: Vec<Arc<Resource>>,
     create_schema: Schema,
@@ -48,11 +90,14 @@ pub struct TableController {
     /// bodies.
     ignored_on_write: Vec<String>,
     noun: String,
-    paging: Paging,
 }
 
 impl TableController {
-    pub fn new(module: &Module, resource: Arc<Resource>, paging: Paging) -> Result<Self, String> {
+    pub fn new(
+        module: &Module,
+        resource: Arc<Resource>,
+        options: &TableOptions,
+    ) -> Result<Self, String> {
         let create_schema = Schema::compile(schema::input_schema(&resource, true))?;
         let update_schema = Schema::compile(schema::input_schema(&resource, false))?;
         let writable_create = resource.writable(true);
@@ -66,7 +111,38 @@ impl TableController {
             })
             .map(|(_, f)| f.name.clone())
             .collect();
+        let mut links = Vec::new();
+        for rel in &resource.relations {
+            let target = module
+                .find_resource(&rel.resource)
+                .ok_or_else(|| format!("relation {} targets no resource", rel.name))?
+                .clone();
+            let key = match rel.kind {
+                RelationKind::HasMany => target.field_index(&rel.foreign_key),
+                RelationKind::BelongsTo => resource.field_index(&rel.foreign_key),
+            }
+            .ok_or_else(|| format!("relation {}: no field {}", rel.name, rel.foreign_key))?;
+            links.push(Link {
+                name: rel.name.clone(),
+                kind: rel.kind,
+                target_fields: target.readable(false),
+                target,
+                key,
+            });
+        }
+        let policy = QueryPolicy {
+            paging: options.paging,
+            limits: options.limits,
+            filterable: resource.filterable.clone(),
+            sortable: resource.sortable.clone(),
+            count: CountMode::parse(&resource.count).unwrap_or(CountMode::Exact),
+            cursor_by_default: resource.cursor_pagination,
+        };
         Ok(TableController {
+            id: module.collection_path(&resource),
+            links,
+            policy,
+            cursor_key: options.cursor_key.clone(),
             ancestors: module.ancestors(&resource),
             create_schema,
             update_schema,
@@ -76,7 +152,6 @@ impl TableController {
             ignored_on_write,
             noun: singular(&resource.name),
             resource,
-            paging,
         })
     }
 
@@ -169,6 +244,248 @@ impl TableController {
 
     fn conflict(e: StoreError) -> ApiError {
         ApiError::from(e)
+    }
+}
+
+impl TableController {
+    fn since_text(&self, q: &CollectionQuery) -> Option<(usize, String)> {
+        let field = self.resource.fields.iter().position(|f| f.updated_at)?;
+        q.since.map(|t| (field, crate::store::format_datetime(t)))
+    }
+
+    /// Reads one page of the collection as `q` asks.
+    async fn read_page(
+        &self,
+        cx: &Ctx,
+        q: &CollectionQuery,
+        scope: &Scope,
+    ) -> Result<Reply, ApiError> {
+        let r = &self.resource;
+        let shown: Vec<usize> = q.fields.clone().unwrap_or_else(|| self.list_fields.clone());
+        let order = sql::full_order(r, &q.sort);
+        // Also read what expansion and cursors need; strip it afterwards.
+        let mut select = shown.clone();
+        let mut need = |i: usize| {
+            if !select.contains(&i) {
+                select.push(i);
+            }
+        };
+        need(r.primary_key);
+        for e in &q.expand {
+            let link = &self.links[e.relation];
+            if link.kind == RelationKind::BelongsTo {
+                need(link.key);
+            }
+        }
+        let cursor = matches!(q.position, Position::Cursor { .. });
+        if cursor {
+            for k in &order {
+                need(k.field);
+            }
+        }
+        let after = match (&q.position, cx.query_param("cursor")) {
+            (Position::Cursor { .. }, Some(token)) if !token.is_empty() => {
+                let keys = self.cursor_key.open(token, &self.id, &q.signature)?;
+                if keys.len() != order.len() {
+                    return Err(QueryError::BadCursor("it does not fit this sort".into()).into());
+                }
+                Some(keys)
+            }
+            _ => None,
+        };
+        let since = self.since_text(q);
+        // The sync mark is read before the page: any change committed
+        // later has a later time, so the next request sees it.
+        let mark = if r.sync {
+            Some(
+                cx.store
+                    .last_change(r)
+                    .await?
+                    .unwrap_or_else(|| "1970-01-01T00:00:00.000000Z".into()),
+            )
+        } else {
+            None
+        };
+        let selection = Selection {
+            scope,
+            filter: q.filter.as_ref(),
+            since: since.as_ref().map(|(f, t)| (*f, t.as_str())),
+        };
+        let limit = q.position.limit();
+        let offset = match q.position {
+            Position::Offset(p) => p.offset,
+            Position::Cursor { .. } => 0,
+        };
+        let probe = cursor || q.count == CountMode::None;
+        let list = ListQuery {
+            fields: &select,
+            selection,
+            sort: q.sort.clone(),
+            after: after.as_deref(),
+            limit: if probe { limit + 1 } else { limit },
+            offset,
+        };
+        let count = async {
+            match q.count {
+                CountMode::Exact => cx
+                    .store
+                    .count(r, &selection)
+                    .await
+                    .map(|n| Some(Count::Exact(n))),
+                CountMode::Estimated => cx.store.estimate(r, &selection).await.map(Some),
+                CountMode::None => Ok(None),
+            }
+        };
+        let (mut records, total) = tokio::try_join!(cx.store.list(r, &list), count)?;
+        let has_more = probe && records.len() as u64 > limit;
+        records.truncate(limit as usize);
+        let next_cursor = match (cursor, has_more, records.last()) {
+            (true, true, Some(last)) => Some(
+                self.cursor_key.issue(
+                    &self.id,
+                    &q.signature,
+                    order
+                        .iter()
+                        .map(|k| {
+                            last.get(&r.fields[k.field].name)
+                                .cloned()
+                                .unwrap_or(Value::Null)
+                        })
+                        .collect(),
+                ),
+            ),
+            _ => None,
+        };
+        self.expand(cx, q, &mut records).await?;
+        if select.len() > shown.len() {
+            let extra: Vec<&str> = select[shown.len()..]
+                .iter()
+                .map(|i| r.fields[*i].name.as_str())
+                .collect();
+            for rec in &mut records {
+                for name in &extra {
+                    rec.shift_remove(*name);
+                }
+            }
+        }
+        let sync = match mark {
+            Some(next_timestamp) => Some(SyncInfo {
+                next_timestamp,
+                deleted: match &since {
+                    Some((_, t)) => Some(cx.store.deleted_since(r, t, MAX_TOMBSTONES).await?),
+                    None => None,
+                },
+            }),
+            None => None,
+        };
+        Ok(Reply::Collection {
+            records,
+            page: Page {
+                total: total.map(Count::value),
+                count_applied: q.count_requested.then(|| match total {
+                    Some(Count::Estimated(_)) => "estimated",
+                    Some(Count::Exact(_)) if q.count == CountMode::Estimated => "estimated",
+                    Some(Count::Exact(_)) => "exact",
+                    None => "none",
+                }),
+                per_page: limit,
+                offset: (!cursor).then_some(offset),
+                next_cursor,
+                has_more,
+                sync,
+            },
+        })
+    }
+
+    /// Embeds the requested relations (§6.4). Targets are read within
+    /// their own owner scope: private rows of others never appear.
+    async fn expand(
+        &self,
+        cx: &Ctx,
+        q: &CollectionQuery,
+        records: &mut [Record],
+    ) -> Result<(), ApiError> {
+        let r = &self.resource;
+        for e in &q.expand {
+            let link = &self.links[e.relation];
+            let t = &link.target;
+            let shown: Vec<usize> = match &e.fields {
+                None => link.target_fields.clone(),
+                Some(names) => names
+                    .iter()
+                    .map(|n| {
+                        t.field_index(n)
+                            .filter(|i| !t.fields[*i].hidden)
+                            .ok_or_else(|| {
+                                ApiError::from(QueryError::UnknownField {
+                                    param: "fields".into(),
+                                    field: format!("{}.{n}", link.name),
+                                })
+                            })
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
+            let (mine, theirs) = match link.kind {
+                RelationKind::HasMany => (r.primary_key, link.key),
+                RelationKind::BelongsTo => (link.key, t.primary_key),
+            };
+            let mut select = shown.clone();
+            if !select.contains(&theirs) {
+                select.push(theirs);
+            }
+            let mut scope = Scope::default();
+            if let Some(owner) = &t.owner {
+                if owner.policy == OwnerPolicy::Private {
+                    match cx.identity.as_ref().and_then(|i| i.user_id) {
+                        Some(user) => scope = scope.and(owner.field, Value::from(user)),
+                        None => {
+                            for rec in records.iter_mut() {
+                                rec.insert(link.name.clone(), empty(link.kind));
+                            }
+                            continue;
+                        }
+                    }
+                }
+            }
+            let mine_name = &r.fields[mine].name;
+            let mut keys: Vec<Value> = records
+                .iter()
+                .filter_map(|rec| rec.get(mine_name).filter(|v| !v.is_null()).cloned())
+                .collect();
+            keys.dedup();
+            let rows = cx
+                .store
+                .fetch_by_keys(t, &select, theirs, &keys, &scope)
+                .await?;
+            let theirs_name = &t.fields[theirs].name;
+            let strip = !shown.contains(&theirs);
+            for rec in records.iter_mut() {
+                let key = rec.get(mine_name).cloned().unwrap_or(Value::Null);
+                let matching = rows
+                    .iter()
+                    .filter(|row| !key.is_null() && row.get(theirs_name) == Some(&key))
+                    .map(|row| {
+                        let mut row = row.clone();
+                        if strip {
+                            row.shift_remove(theirs_name);
+                        }
+                        Value::Object(row)
+                    });
+                let v = match link.kind {
+                    RelationKind::HasMany => Value::Array(matching.collect()),
+                    RelationKind::BelongsTo => matching.into_iter().next().unwrap_or(Value::Null),
+                };
+                rec.insert(link.name.clone(), v);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn empty(kind: RelationKind) -> Value {
+    match kind {
+        RelationKind::HasMany => Value::Array(Vec::new()),
+        RelationKind::BelongsTo => Value::Null,
     }
 }
 
@@ -271,7 +588,11 @@ fn parse_id(raw: &str) -> Option<i64> {
 impl Controller for TableController {
     fn operations(&self) -> Vec<Operation> {
         use Operation::*;
-        vec![Find, Fetch, Create, Update, Patch, Delete]
+        let mut ops = vec![Find, Fetch, Create, Update, Patch, Delete];
+        if self.resource.bulk {
+            ops.extend([BulkUpdate, DeleteAll]);
+        }
+        ops
     }
 
     fn resource(&self) -> Option<&Arc<Resource>> {
@@ -279,40 +600,143 @@ impl Controller for TableController {
     }
 
     async fn find(&self, cx: &Ctx) -> Result<Reply, ApiError> {
-        let page = PageRequest::parse(&cx.query, self.paging)?;
-        let scope = self.scope(cx, Operation::Find).await?;
-        let q = ListQuery {
-            fields: &self.list_fields,
-            scope: &scope,
-            sort: vec![SortKey {
-                field: self.resource.primary_key,
-                descending: false,
-            }],
-            limit: page.limit,
-            offset: page.offset,
-        };
-        let (records, total) = tokio::try_join!(
-            cx.store.list(&self.resource, &q),
-            cx.store.count(&self.resource, &scope)
+        let q = CollectionQuery::parse(
+            &cx.query,
+            &self.resource,
+            &self.policy,
+            count_preference(&cx.headers),
         )?;
-        Ok(Reply::Collection {
-            records,
-            page: Page {
-                total: Some(total),
-                per_page: page.limit,
-                offset: page.offset,
-            },
-        })
+        let scope = self.scope(cx, Operation::Find).await?;
+        self.read_page(cx, &q, &scope).await
+    }
+
+    async fn bulk_update(&self, cx: &Ctx, body: Value) -> Result<Reply, ApiError> {
+        let scope = self.scope(cx, Operation::BulkUpdate).await?;
+        let Value::Array(items) = body else {
+            return Err(ApiError::validation(vec![FieldError {
+                field: String::new(),
+                code: "type".into(),
+                message: "A bulk update is a JSON array of records.".into(),
+            }]));
+        };
+        if items.len() > MAX_BULK {
+            return Err(ApiError::validation(vec![FieldError {
+                field: String::new(),
+                code: "max_items".into(),
+                message: format!("At most {MAX_BULK} records per request."),
+            }]));
+        }
+        let pk = self.resource.pk().name.clone();
+        let mut errors = Vec::new();
+        let mut writes = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let prefix = format!("[{i}]");
+            let id = item.get(&pk).and_then(Value::as_i64);
+            let body = match self.writable_body(item) {
+                Ok(b) => Value::Object(b),
+                Err(e) => {
+                    errors.extend(e.errors.iter().cloned().map(|mut f| {
+                        f.field = prefix.clone();
+                        f
+                    }));
+                    continue;
+                }
+            };
+            let Some(id) = id else {
+                errors.push(FieldError {
+                    field: format!("{prefix}.{pk}"),
+                    code: "required".into(),
+                    message: format!("{prefix}.{pk} is required to say which record to replace."),
+                });
+                continue;
+            };
+            errors.extend(self.update_schema.errors(&body, &prefix));
+            if let Value::Object(map) = &body {
+                writes.push((id, self.values(map, &self.update_fields, true)));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        for (id, _) in &writes {
+            self.check_owner(cx, *id, &scope).await?;
+        }
+        match cx
+            .store
+            .update_many(&self.resource, &scope, &writes, &self.view_fields)
+            .await
+            .map_err(Self::conflict)?
+        {
+            Ok(records) => Ok(Reply::Value(Value::Array(
+                records.into_iter().map(Value::Object).collect(),
+            ))),
+            Err(missing) => Err(self.not_found(&missing.to_string())),
+        }
+    }
+
+    async fn delete_all(&self, cx: &Ctx) -> Result<Reply, ApiError> {
+        let mut scope = self.scope(cx, Operation::DeleteAll).await?;
+        if let Some(owner) = &self.resource.owner {
+            // Read-all resources still delete only the caller's rows.
+            if owner.policy == OwnerPolicy::ReadAllWriteOwn {
+                scope = scope.and(owner.field, Value::from(cx.require_user()?));
+            }
+        }
+        let q = CollectionQuery::parse(&cx.query, &self.resource, &self.policy, None)?;
+        let all = matches!(cx.query_param("all"), Some("true") | Some("1"));
+        if q.filter.is_none() && !all {
+            return Err(ApiError::bad_query(
+                "Deleting a collection needs q= or filter=, or all=true to delete every record.",
+            ));
+        }
+        let since = self.since_text(&q);
+        let selection = Selection {
+            scope: &scope,
+            filter: q.filter.as_ref(),
+            since: since.as_ref().map(|(f, t)| (*f, t.as_str())),
+        };
+        let n = cx.store.delete_where(&self.resource, &selection).await?;
+        Reply::json(&serde_json::json!({ "deleted": n }))
     }
 
     async fn fetch(&self, cx: &Ctx, id: &str) -> Result<Reply, ApiError> {
         let scope = self.scope(cx, Operation::Fetch).await?;
         let n = parse_id(id).ok_or_else(|| self.not_found(id))?;
-        cx.store
-            .fetch(&self.resource, &self.view_fields, n, &scope)
+        // `fields` and `expand` apply to one record as to a collection.
+        let shaped = cx.query.iter().any(|(k, _)| k == "fields" || k == "expand");
+        if !shaped {
+            return cx
+                .store
+                .fetch(&self.resource, &self.view_fields, n, &scope)
+                .await?
+                .map(Reply::Record)
+                .ok_or_else(|| self.not_found(id));
+        }
+        let q = CollectionQuery::parse(&cx.query, &self.resource, &self.policy, None)?;
+        let shown = q.fields.clone().unwrap_or_else(|| self.view_fields.clone());
+        let mut select = shown.clone();
+        for i in std::iter::once(self.resource.primary_key).chain(
+            q.expand
+                .iter()
+                .filter(|e| self.links[e.relation].kind == RelationKind::BelongsTo)
+                .map(|e| self.links[e.relation].key),
+        ) {
+            if !select.contains(&i) {
+                select.push(i);
+            }
+        }
+        let rec = cx
+            .store
+            .fetch(&self.resource, &select, n, &scope)
             .await?
-            .map(Reply::Record)
-            .ok_or_else(|| self.not_found(id))
+            .ok_or_else(|| self.not_found(id))?;
+        let mut records = [rec];
+        self.expand(cx, &q, &mut records).await?;
+        let [mut rec] = records;
+        for i in &select[shown.len()..] {
+            rec.shift_remove(&self.resource.fields[*i].name);
+        }
+        Ok(Reply::Record(rec))
     }
 
     async fn create(&self, cx: &Ctx, body: Value) -> Result<Reply, ApiError> {

@@ -20,6 +20,17 @@ use super::AppState;
 use crate::error::ApiError;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_STATUS: HeaderName = HeaderName::from_static("x-status");
+
+/// `suppress_error_codes=true` (§5.4): every response is 200; the real
+/// status stays in the body and in `X-Status`.
+fn suppress_requested(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        q.contains("suppress_error_codes")
+            && form_urlencoded::parse(q.as_bytes())
+                .any(|(k, v)| k == "suppress_error_codes" && (v == "true" || v == "1"))
+    })
+}
 
 static PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
 
@@ -42,6 +53,7 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
     };
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
+    let suppress = suppress_requested(req.uri().query());
     let timeout = state.settings.server.request_timeout;
     let mut res = match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(res) => res,
@@ -62,6 +74,15 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
             render::strip_body(&mut res);
         }
     }
+    let status = res.status();
+    let failed = status.is_client_error() || status.is_server_error();
+    res.headers_mut().insert(
+        X_STATUS,
+        HeaderValue::from_static(if failed { "ERROR" } else { "SUCCESS" }),
+    );
+    if suppress && res.status() != StatusCode::OK && res.status() != StatusCode::NOT_MODIFIED {
+        *res.status_mut() = StatusCode::OK;
+    }
     res.headers_mut().insert(REQUEST_ID, id.clone());
     let route = res
         .extensions()
@@ -72,7 +93,7 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
         target: "restkit::request",
         method = %method,
         route = %route,
-        status = res.status().as_u16(),
+        status = status.as_u16(),
         latency_us = started.elapsed().as_micros() as u64,
         request_id = id.to_str().unwrap_or(""),
     );

@@ -24,7 +24,6 @@ use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::Settings;
-use crate::controller::table::Paging;
 use crate::error::ApiError;
 use crate::model::ApiModel;
 use crate::registry::Registry;
@@ -75,14 +74,11 @@ impl App {
         settings: Settings,
         registry: &Registry,
     ) -> Result<App, String> {
-        let paging = Paging {
-            default_per_page: settings.pagination.default_per_page,
-            max_per_page: settings.pagination.max_per_page,
-        };
-        let routes: Vec<Arc<routes::Route>> = routes::build(&model, registry, paging)?
-            .into_iter()
-            .map(Arc::new)
-            .collect();
+        let routes: Vec<Arc<routes::Route>> =
+            routes::build(&model, registry, &settings.table_options())?
+                .into_iter()
+                .map(Arc::new)
+                .collect();
         let state = Arc::new(AppState {
             store,
             settings,

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::dispatch::{allow_header, describe};
 use super::routes::Route;
@@ -52,6 +52,7 @@ fn wants_minimal(headers: &HeaderMap) -> bool {
 pub fn reply(reply: Reply, cx: &Ctx, method: &Method, _state: &AppState) -> Response {
     let minimal =
         matches!(*method, Method::POST | Method::PUT | Method::PATCH) && wants_minimal(&cx.headers);
+    let envelope = matches!(cx.query_param("envelope"), Some("true") | Some("1"));
     let mut res = match reply {
         Reply::Empty => {
             let mut res = Response::new(Body::empty());
@@ -64,16 +65,39 @@ pub fn reply(reply: Reply, cx: &Ctx, method: &Method, _state: &AppState) -> Resp
             } else {
                 v
             };
+            let v = match (envelope, v) {
+                (true, Value::Array(items)) => {
+                    json!({"_meta": {"status": "SUCCESS", "count": items.len()}, "records": items})
+                }
+                (true, v) => record_envelope(v),
+                (false, v) => v,
+            };
             json_response(StatusCode::OK, serialize(&v))
         }
+        Reply::Record(r) if envelope => json_response(
+            StatusCode::OK,
+            serialize(&record_envelope(Value::Object(r))),
+        ),
         Reply::Record(r) => json_response(StatusCode::OK, serialize(&r)),
         Reply::Collection { records, page } => {
-            let mut res = json_response(StatusCode::OK, serialize(&records));
-            pagination_headers(res.headers_mut(), &page, records.len(), cx);
+            let count = records.len();
+            let links = page_links(&page, cx);
+            let body = if envelope {
+                serialize(&collection_envelope(records, &page, &links))
+            } else {
+                serialize(&records)
+            };
+            let mut res = json_response(StatusCode::OK, body);
+            pagination_headers(res.headers_mut(), &page, count, &links);
             res
         }
         Reply::Created { record, location } => {
-            let mut res = json_response(StatusCode::CREATED, serialize(&record));
+            let body = if envelope {
+                record_envelope(Value::Object(record))
+            } else {
+                Value::Object(record)
+            };
+            let mut res = json_response(StatusCode::CREATED, serialize(&body));
             if let Ok(v) = HeaderValue::from_str(&format!("{}{}", cx.base_url, location)) {
                 res.headers_mut().insert(header::LOCATION, v);
             }
@@ -119,60 +143,160 @@ fn set(headers: &mut HeaderMap, name: HeaderName, n: u64) {
     headers.insert(name, HeaderValue::from(n));
 }
 
-fn pagination_headers(h: &mut HeaderMap, page: &Page, count: usize, cx: &Ctx) {
+pub const SYNC_TIMESTAMP: HeaderName = HeaderName::from_static("x-sync-timestamp");
+
+/// Absolute URLs of a page's neighbours, keeping the request's other
+/// parameters.
+#[derive(Debug, Default)]
+struct PageLinks {
+    this: String,
+    first: String,
+    prev: Option<String>,
+    next: Option<String>,
+    last: Option<String>,
+}
+
+fn page_links(page: &Page, cx: &Ctx) -> PageLinks {
     let per = page.per_page.max(1);
-    let current = page.offset / per + 1;
-    set(h, PER_PAGE, per);
-    set(h, CURRENT_PAGE, current);
-    set(h, RECORD_COUNT, count as u64);
-    let pages = page.total.map(|t| t.div_ceil(per).max(1));
-    if let (Some(total), Some(pages)) = (page.total, pages) {
-        set(h, TOTAL_COUNT, total);
-        set(h, PAGE_COUNT, pages);
-    }
-    let offset_style = cx.query.iter().any(|(k, _)| k == "limit" || k == "offset");
+    let paging = ["limit", "offset", "page", "per-page", "cursor"];
     let kept: Vec<&(String, String)> = cx
         .query
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "limit" | "offset" | "page" | "per-page"))
+        .filter(|(k, _)| !paging.contains(&k.as_str()))
         .collect();
-    let link = |offset: u64| -> String {
+    let offset_style = cx.query.iter().any(|(k, _)| k == "limit" || k == "offset");
+    let url = |extra: &[(&str, String)]| -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());
         for (k, v) in &kept {
             q.append_pair(k, v);
         }
-        if offset_style {
-            q.append_pair("limit", &per.to_string());
-            q.append_pair("offset", &offset.to_string());
-        } else {
-            q.append_pair("page", &(offset / per + 1).to_string());
-            q.append_pair("per-page", &per.to_string());
+        for (k, v) in extra {
+            q.append_pair(k, v);
         }
-        format!("<{}{}?{}>", cx.base_url, cx.path, q.finish())
+        format!("{}{}?{}", cx.base_url, cx.path, q.finish())
     };
-    let mut links = vec![
-        format!("{}; rel=\"self\"", link(page.offset)),
-        format!("{}; rel=\"first\"", link(0)),
-    ];
-    if page.offset > 0 {
-        links.push(format!(
-            "{}; rel=\"prev\"",
-            link(page.offset.saturating_sub(per))
-        ));
-    }
+    let Some(offset) = page.offset else {
+        // Cursor pages: forward only.
+        let at = |cursor: &str| url(&[("cursor", cursor.to_string()), ("limit", per.to_string())]);
+        return PageLinks {
+            this: at(cx.query_param("cursor").unwrap_or("")),
+            first: at(""),
+            prev: None,
+            next: page.next_cursor.as_deref().map(at),
+            last: None,
+        };
+    };
+    let at = |offset: u64| {
+        if offset_style {
+            url(&[("limit", per.to_string()), ("offset", offset.to_string())])
+        } else {
+            url(&[
+                ("page", (offset / per + 1).to_string()),
+                ("per-page", per.to_string()),
+            ])
+        }
+    };
     let has_next = match page.total {
-        Some(total) => page.offset + per < total,
-        None => count as u64 == per,
+        Some(total) => offset + per < total,
+        None => page.has_more,
     };
-    if has_next {
-        links.push(format!("{}; rel=\"next\"", link(page.offset + per)));
+    PageLinks {
+        this: at(offset),
+        first: at(0),
+        prev: (offset > 0).then(|| at(offset.saturating_sub(per))),
+        next: has_next.then(|| at(offset + per)),
+        last: page
+            .total
+            .map(|t| at(t.div_ceil(per).max(1).saturating_sub(1) * per)),
     }
-    if let Some(pages) = pages {
-        links.push(format!("{}; rel=\"last\"", link((pages - 1) * per)));
+}
+
+fn pagination_headers(h: &mut HeaderMap, page: &Page, count: usize, links: &PageLinks) {
+    let per = page.per_page.max(1);
+    set(h, PER_PAGE, per);
+    set(h, RECORD_COUNT, count as u64);
+    if let Some(offset) = page.offset {
+        set(h, CURRENT_PAGE, offset / per + 1);
     }
-    if let Ok(v) = HeaderValue::from_str(&links.join(", ")) {
+    if let Some(total) = page.total {
+        set(h, TOTAL_COUNT, total);
+        if page.offset.is_some() {
+            set(h, PAGE_COUNT, total.div_ceil(per).max(1));
+        }
+    }
+    if let Some(mode) = page.count_applied {
+        if let Ok(v) = HeaderValue::from_str(&format!("count={mode}")) {
+            h.append(PREFERENCE_APPLIED, v);
+        }
+    }
+    if let Some(sync) = &page.sync {
+        if let Ok(v) = HeaderValue::from_str(&sync.next_timestamp) {
+            h.insert(SYNC_TIMESTAMP, v);
+        }
+    }
+    let mut parts = vec![
+        format!("<{}>; rel=\"self\"", links.this),
+        format!("<{}>; rel=\"first\"", links.first),
+    ];
+    if let Some(u) = &links.prev {
+        parts.push(format!("<{u}>; rel=\"prev\""));
+    }
+    if let Some(u) = &links.next {
+        parts.push(format!("<{u}>; rel=\"next\""));
+    }
+    if let Some(u) = &links.last {
+        parts.push(format!("<{u}>; rel=\"last\""));
+    }
+    if let Ok(v) = HeaderValue::from_str(&parts.join(", ")) {
         h.insert(header::LINK, v);
     }
+}
+
+/// `envelope=true` (§5.3): the collection under `records` with `_meta` and
+/// `_links`.
+fn collection_envelope(
+    records: Vec<crate::store::Record>,
+    page: &Page,
+    links: &PageLinks,
+) -> Value {
+    let per = page.per_page.max(1);
+    let mut meta = serde_json::Map::new();
+    meta.insert("status".into(), json!("SUCCESS"));
+    meta.insert("count".into(), json!(records.len()));
+    if let Some(total) = page.total {
+        meta.insert("totalCount".into(), json!(total));
+        if page.offset.is_some() {
+            meta.insert("pageCount".into(), json!(total.div_ceil(per).max(1)));
+        }
+    }
+    if let Some(offset) = page.offset {
+        meta.insert("currentPage".into(), json!(offset / per + 1));
+    }
+    meta.insert("perPage".into(), json!(per));
+    if let Some(sync) = &page.sync {
+        meta.insert("timestamp".into(), json!(sync.next_timestamp));
+        if let Some(deleted) = &sync.deleted {
+            meta.insert("deleted".into(), json!(deleted));
+        }
+    }
+    let href = |u: &str| json!({ "href": u });
+    let mut l = serde_json::Map::new();
+    l.insert("self".into(), href(&links.this));
+    l.insert("first".into(), href(&links.first));
+    for (name, u) in [
+        ("prev", &links.prev),
+        ("next", &links.next),
+        ("last", &links.last),
+    ] {
+        if let Some(u) = u {
+            l.insert(name.into(), href(u));
+        }
+    }
+    json!({"_meta": meta, "_links": l, "records": records})
+}
+
+fn record_envelope(record: Value) -> Value {
+    json!({"_meta": {"status": "SUCCESS"}, "record": record})
 }
 
 /// The §7 body for an error, JSON.

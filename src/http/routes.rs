@@ -15,7 +15,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Method};
 use indexmap::IndexMap;
 
-use crate::controller::table::{Paging, TableController};
+use crate::controller::table::{TableController, TableOptions};
 use crate::controller::{ActionHandler, Controller, Operation};
 use crate::model::{Action, ActionLevel, ApiModel, Module, Resource, Verb};
 use crate::registry::Registry;
@@ -204,7 +204,11 @@ fn action_endpoint(
 }
 
 /// Derives every route of `model`.
-pub fn build(model: &ApiModel, registry: &Registry, paging: Paging) -> Result<Vec<Route>, String> {
+pub fn build(
+    model: &ApiModel,
+    registry: &Registry,
+    options: &TableOptions,
+) -> Result<Vec<Route>, String> {
     let mut table = Table {
         routes: IndexMap::new(),
     };
@@ -219,7 +223,7 @@ pub fn build(model: &ApiModel, registry: &Registry, paging: Paging) -> Result<Ve
             let controller: Arc<dyn Controller> = match &r.controller {
                 Some(c) => c.clone(),
                 None => Arc::new(
-                    TableController::new(module, r.clone(), paging)
+                    TableController::new(module, r.clone(), options)
                         .map_err(|e| format!("{place}: {e}"))?,
                 ),
             };

@@ -171,6 +171,10 @@ impl Field {
         self.unique = true;
         self
     }
+    pub fn indexed(mut self) -> Self {
+        self.indexed = true;
+        self
+    }
     pub fn column(mut self, c: &str) -> Self {
         self.column = c.to_string();
         self

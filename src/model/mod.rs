@@ -128,6 +128,14 @@ pub struct Resource {
     pub parent: Option<ParentLink>,
     pub relations: Vec<Relation>,
     pub scenarios: Scenarios,
+    /// Fields usable in `q`/`filter` (§6.9); `None`: every readable field.
+    pub filterable: Option<Vec<usize>>,
+    /// Fields usable in `sort`; `None`: every readable field.
+    pub sortable: Option<Vec<usize>>,
+    /// Default count mode: `exact`, `estimated` or `none` (§5.2).
+    pub count: String,
+    /// Page by cursor unless asked otherwise (§6.8).
+    pub cursor_pagination: bool,
     /// Actions under this resource's path (`/books/search`, `/books/{id}/borrow`).
     pub actions: Vec<Action>,
     /// Replaces the table controller when set.
@@ -199,6 +207,8 @@ pub struct Field {
     /// Never readable in any format or path; not writable either.
     pub hidden: bool,
     pub unique: bool,
+    /// Gets a (non-unique) index: for columns filtered or sorted on.
+    pub indexed: bool,
     pub max_length: Option<u64>,
     pub min_length: Option<u64>,
     pub minimum: Option<f64>,
@@ -224,6 +234,7 @@ impl Field {
             read_only: false,
             hidden: false,
             unique: false,
+            indexed: false,
             max_length: None,
             min_length: None,
             minimum: None,
@@ -460,6 +471,10 @@ impl Resource {
             parent: None,
             relations: Vec::new(),
             scenarios: Scenarios::default(),
+            filterable: None,
+            sortable: None,
+            count: "exact".into(),
+            cursor_pagination: false,
             actions: Vec::new(),
             controller: None,
             module_prefix: String::new(),
@@ -537,6 +552,12 @@ impl Resource {
             [one] => self.primary_key = *one,
             [] => return Err(ModelError::new(place, "no field has primary_key = true")),
             _ => return Err(ModelError::new(place, "more than one primary key")),
+        }
+        if crate::query::CountMode::parse(&self.count).is_none() {
+            return Err(ModelError::new(
+                place,
+                "count must be exact, estimated or none",
+            ));
         }
         if self.fields[self.primary_key].ty != FieldType::Integer {
             return Err(ModelError::new(place, "the primary key must be an integer"));

@@ -88,6 +88,15 @@ struct ResourceDecl {
     #[serde(default)]
     scenarios: ScenariosDecl,
     #[serde(default)]
+    filterable: Option<Vec<String>>,
+    #[serde(default)]
+    sortable: Option<Vec<String>>,
+    #[serde(default)]
+    count: Option<String>,
+    /// `"offset"` (default) or `"cursor"`.
+    #[serde(default)]
+    pagination: Option<String>,
+    #[serde(default)]
     action: Vec<ActionDecl>,
 }
 
@@ -114,6 +123,8 @@ struct FieldDecl {
     hidden: bool,
     #[serde(default)]
     unique: bool,
+    #[serde(default)]
+    index: bool,
     max_length: Option<u64>,
     min_length: Option<u64>,
     minimum: Option<f64>,
@@ -324,16 +335,34 @@ fn flatten(
         list.map(|names| {
             names
                 .iter()
-                .map(|n| index(&r, n, &format!("scenarios.{what} entry")))
+                .map(|n| index(&r, n, &format!("{what} entry")))
                 .collect()
         })
         .transpose()
     };
-    r.scenarios = Scenarios {
+    let filterable = pick(decl.filterable, "filterable")?;
+    let sortable = pick(decl.sortable, "sortable")?;
+    let scenarios = Scenarios {
         list: pick(decl.scenarios.list, "list")?,
         view: pick(decl.scenarios.view, "view")?,
         create: pick(decl.scenarios.create, "create")?,
         update: pick(decl.scenarios.update, "update")?,
+    };
+    r.scenarios = scenarios;
+    r.filterable = filterable;
+    r.sortable = sortable;
+    if let Some(c) = decl.count {
+        r.count = c;
+    }
+    r.cursor_pagination = match decl.pagination.as_deref() {
+        None | Some("offset") => false,
+        Some("cursor") => true,
+        Some(other) => {
+            return Err(ModelError::new(
+                format!("{place}.pagination"),
+                format!("'{other}' is not 'offset' or 'cursor'"),
+            ))
+        }
     };
     for a in decl.action {
         let level = match a.on.as_deref() {
@@ -386,6 +415,7 @@ fn field(key: &str, d: FieldDecl, convert: bool, place: &str) -> Result<Field, M
     f.read_only = d.read_only;
     f.hidden = d.hidden;
     f.unique = d.unique;
+    f.indexed = d.index;
     f.max_length = d.max_length;
     f.min_length = d.min_length;
     f.minimum = d.minimum;

@@ -1,65 +1,455 @@
-//! The query string of a collection request, parsed into typed values.
+//! The query string of a collection request, parsed into a typed
+//! [`CollectionQuery`] (§5.2, §6).
 //!
-//! This module never sees SQL: it produces [`PageRequest`] (and, as §6
-//! lands, filters, sorts and field lists) that the store translates.
-//! Malformed input is a 400 naming the parameter.
+//! This module never sees SQL: it resolves API field names against the
+//! model, types values, enforces the guard rails (§6.9) and produces
+//! predicates, projections, sort keys and page positions that
+//! `store::sql` translates. Every problem is a [`QueryError`], which
+//! becomes a 400 naming the parameter and the field.
+
+pub mod cursor;
+pub mod predicate;
+
+use serde_json::Value;
 
 use crate::controller::table::Paging;
 use crate::error::ApiError;
+use crate::model::Resource;
+use crate::store::SortKey;
+pub use predicate::{Limits, Op, Predicate};
 
-/// Which slice of a collection to read (§5.2).
+/// Why a query string was refused. One conversion into [`ApiError`]: 400.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueryError {
+    #[error("'{param}' is malformed: {why}.")]
+    Syntax { param: String, why: String },
+    #[error("Unknown field '{field}' in '{param}'.")]
+    UnknownField { param: String, field: String },
+    #[error("Field '{field}' cannot be used in '{param}' on this resource.")]
+    NotAllowed { param: String, field: String },
+    #[error("'{field}' expects a value of type {expected}, not '{got}'.")]
+    BadValue {
+        field: String,
+        expected: &'static str,
+        got: String,
+    },
+    #[error("The query is too complex: {0}.")]
+    TooComplex(String),
+    #[error("The cursor is invalid: {0}.")]
+    BadCursor(String),
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> ApiError {
+        let code = match &e {
+            QueryError::UnknownField { .. } => "UNKNOWN_FIELD",
+            QueryError::BadCursor(_) => "INVALID_CURSOR",
+            _ => "INVALID_QUERY",
+        };
+        ApiError::new(http::StatusCode::BAD_REQUEST, code, e.to_string())
+    }
+}
+
+/// Which slice of a collection to read by offset (§5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
     pub limit: u64,
     pub offset: u64,
 }
 
-fn number(name: &str, raw: &str) -> Result<u64, ApiError> {
-    raw.trim().parse::<u64>().map_err(|_| {
-        ApiError::bad_query(format!(
-            "'{name}' must be a non-negative integer, not '{raw}'."
-        ))
+/// How a request pages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Position {
+    Offset(PageRequest),
+    /// Keyset pagination (§6.8): `after` holds the sort-key values and the
+    /// primary key of the last record seen; `None` for the first page.
+    Cursor {
+        limit: u64,
+        after: Option<Vec<Value>>,
+    },
+}
+
+impl Position {
+    pub fn limit(&self) -> u64 {
+        match self {
+            Position::Offset(p) => p.limit,
+            Position::Cursor { limit, .. } => *limit,
+        }
+    }
+}
+
+/// How totals are counted (§5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountMode {
+    Exact,
+    Estimated,
+    None,
+}
+
+impl CountMode {
+    pub fn parse(s: &str) -> Option<CountMode> {
+        match s {
+            "exact" => Some(CountMode::Exact),
+            "estimated" => Some(CountMode::Estimated),
+            "none" => Some(CountMode::None),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CountMode::Exact => "exact",
+            CountMode::Estimated => "estimated",
+            CountMode::None => "none",
+        }
+    }
+}
+
+/// `Prefer: count=…` from request headers, if any.
+pub fn count_preference(headers: &http::HeaderMap) -> Option<CountMode> {
+    headers.get_all("prefer").iter().find_map(|v| {
+        v.to_str().ok().and_then(|s| {
+            s.split([',', ';'])
+                .filter_map(|p| p.trim().strip_prefix("count="))
+                .find_map(CountMode::parse)
+        })
     })
+}
+
+/// A relation to embed, with the fields asked for it (`reviews.rating`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expansion {
+    /// Index into `Resource::relations`.
+    pub relation: usize,
+    /// API names on the target; `None`: its readable fields.
+    pub fields: Option<Vec<String>>,
+}
+
+/// What a resource allows and defaults to; fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct QueryPolicy {
+    pub paging: Paging,
+    pub limits: Limits,
+    /// Fields usable in q/filter; `None`: every readable field.
+    pub filterable: Option<Vec<usize>>,
+    pub sortable: Option<Vec<usize>>,
+    pub count: CountMode,
+    /// Page by cursor even without `cursor=`.
+    pub cursor_by_default: bool,
+}
+
+/// Everything a collection request asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionQuery {
+    pub filter: Option<Predicate>,
+    /// Requested projection (indexes); `None`: the resource's list fields.
+    pub fields: Option<Vec<usize>>,
+    pub expand: Vec<Expansion>,
+    /// Sort keys as asked; the store adds the primary key as tie-break.
+    pub sort: Vec<SortKey>,
+    pub position: Position,
+    pub count: CountMode,
+    /// Whether the request chose the count mode (then `Preference-Applied`).
+    pub count_requested: bool,
+    pub envelope: bool,
+    /// `timestamp=`: only records changed after this instant (§6.7).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Text of q/filter/sort, for binding cursors to their query.
+    pub signature: String,
+}
+
+fn get<'a>(query: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .rev()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.as_str())
+}
+
+fn number(name: &str, raw: &str) -> Result<u64, QueryError> {
+    raw.trim().parse::<u64>().map_err(|_| QueryError::Syntax {
+        param: name.to_string(),
+        why: format!("'{raw}' is not a non-negative integer"),
+    })
+}
+
+fn syntax(param: &str, why: impl Into<String>) -> QueryError {
+    QueryError::Syntax {
+        param: param.to_string(),
+        why: why.into(),
+    }
 }
 
 impl PageRequest {
     /// `limit`/`offset` (0-based) or `page` (1-based)/`per-page`. Sizes over
     /// the maximum are capped; zero, negative or non-numeric values are 400.
-    pub fn parse(query: &[(String, String)], paging: Paging) -> Result<PageRequest, ApiError> {
-        let get = |k: &str| {
-            query
-                .iter()
-                .rev()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.as_str())
-        };
-        let size = match (get("limit"), get("per-page")) {
-            (Some(v), _) => Some(("limit", v)),
-            (None, Some(v)) => Some(("per-page", v)),
-            (None, None) => None,
-        };
-        let limit = match size {
-            Some((name, raw)) => {
-                let n = number(name, raw)?;
-                if n == 0 {
-                    return Err(ApiError::bad_query(format!("'{name}' must be at least 1.")));
-                }
-                n.min(paging.max_per_page)
-            }
-            None => paging.default_per_page,
-        };
-        let offset = match (get("offset"), get("page")) {
+    pub fn parse(query: &[(String, String)], paging: Paging) -> Result<PageRequest, QueryError> {
+        let limit = page_size(query, paging)?;
+        let offset = match (get(query, "offset"), get(query, "page")) {
             (Some(raw), _) => number("offset", raw)?,
             (None, Some(raw)) => {
                 let page = number("page", raw)?;
                 if page == 0 {
-                    return Err(ApiError::bad_query("'page' starts at 1."));
+                    return Err(syntax("page", "pages start at 1"));
                 }
                 (page - 1).saturating_mul(limit)
             }
             (None, None) => 0,
         };
         Ok(PageRequest { limit, offset })
+    }
+}
+
+fn page_size(query: &[(String, String)], paging: Paging) -> Result<u64, QueryError> {
+    let size = match (get(query, "limit"), get(query, "per-page")) {
+        (Some(v), _) => Some(("limit", v)),
+        (None, Some(v)) => Some(("per-page", v)),
+        (None, None) => None,
+    };
+    Ok(match size {
+        Some((name, raw)) => {
+            let n = number(name, raw)?;
+            if n == 0 {
+                return Err(syntax(name, "must be at least 1"));
+            }
+            n.min(paging.max_per_page)
+        }
+        None => paging.default_per_page,
+    })
+}
+
+/// `(a,b)` or `a,b` → trimmed, non-empty names.
+fn name_list<'a>(param: &str, raw: &'a str) -> Result<Vec<&'a str>, QueryError> {
+    let inner = match (raw.strip_prefix('('), raw.strip_suffix(')')) {
+        (Some(_), Some(_)) => &raw[1..raw.len() - 1],
+        (None, None) => raw,
+        _ => return Err(syntax(param, "unbalanced parentheses")),
+    };
+    let names: Vec<&str> = inner.split(',').map(str::trim).collect();
+    if names.iter().any(|n| n.is_empty()) {
+        return Err(syntax(param, "empty name in the list"));
+    }
+    if names.len() > 200 {
+        return Err(QueryError::TooComplex(format!(
+            "'{param}' lists more than 200 names"
+        )));
+    }
+    Ok(names)
+}
+
+/// Parses `timestamp=`: Unix seconds, Unix milliseconds, or RFC 3339.
+pub fn parse_timestamp(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, QueryError> {
+    let bad = || {
+        syntax(
+            "timestamp",
+            "use Unix seconds, Unix milliseconds or RFC 3339",
+        )
+    };
+    let raw = raw.trim();
+    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        let n: i64 = raw.parse().map_err(|_| bad())?;
+        // 12+ digits cannot be seconds before the year 5000: milliseconds.
+        let t = if raw.len() >= 12 {
+            chrono::DateTime::from_timestamp_millis(n)
+        } else {
+            chrono::DateTime::from_timestamp(n, 0)
+        };
+        return t.ok_or_else(bad);
+    }
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.to_utc())
+        .map_err(|_| bad())
+}
+
+impl CollectionQuery {
+    /// Parses every collection parameter against resource `r`.
+    pub fn parse(
+        query: &[(String, String)],
+        r: &Resource,
+        policy: &QueryPolicy,
+        prefer_count: Option<CountMode>,
+    ) -> Result<CollectionQuery, QueryError> {
+        let filter_fields = predicate::Fields {
+            resource: r,
+            allowed: policy.filterable.as_deref(),
+        };
+        let mut parts = Vec::new();
+        let mut signature = String::new();
+        if let Some(q) = get(query, "q") {
+            parts.push(predicate::search(q, &filter_fields)?);
+            signature.push_str(&format!("q={q}\n"));
+        }
+        if let Some(f) = get(query, "filter") {
+            parts.push(predicate::filter_json(f, &filter_fields, policy.limits)?);
+            signature.push_str(&format!("filter={f}\n"));
+        }
+        let brackets: Vec<(String, String)> = query
+            .iter()
+            .filter(|(k, _)| k.starts_with("filter["))
+            .map(|(k, v)| (k["filter".len()..].to_string(), v.clone()))
+            .map(|(k, v)| (format!("f{k}"), v))
+            .collect();
+        if !brackets.is_empty() {
+            for (k, v) in &brackets {
+                signature.push_str(&format!("{k}={v}\n"));
+            }
+            let tree = crate::http::body::nest(brackets)
+                .map_err(|e| syntax("filter", e.detail.to_string()))?;
+            let tree = tree.get("f").cloned().unwrap_or(Value::Null);
+            parts.push(predicate::filter_brackets(
+                &tree,
+                &filter_fields,
+                policy.limits,
+            )?);
+        }
+        let filter = Predicate::all(parts);
+        if let Some(p) = &filter {
+            if p.leaves() > policy.limits.max_predicates {
+                return Err(QueryError::TooComplex(format!(
+                    "more than {} conditions",
+                    policy.limits.max_predicates
+                )));
+            }
+            if p.depth() > policy.limits.max_depth + 1 {
+                return Err(QueryError::TooComplex(format!(
+                    "filters nest deeper than {}",
+                    policy.limits.max_depth
+                )));
+            }
+        }
+
+        let mut expand = Vec::new();
+        if let Some(raw) = get(query, "expand") {
+            for name in name_list("expand", raw)? {
+                let relation = r
+                    .relations
+                    .iter()
+                    .position(|rel| rel.name == name)
+                    .ok_or_else(|| QueryError::UnknownField {
+                        param: "expand".into(),
+                        field: name.to_string(),
+                    })?;
+                if !expand.iter().any(|e: &Expansion| e.relation == relation) {
+                    expand.push(Expansion {
+                        relation,
+                        fields: None,
+                    });
+                }
+            }
+        }
+
+        let mut fields = None;
+        if let Some(raw) = get(query, "fields") {
+            let mut top = Vec::new();
+            for name in name_list("fields", raw)? {
+                if let Some((rel, sub)) = name.split_once('.') {
+                    let relation =
+                        r.relations
+                            .iter()
+                            .position(|x| x.name == rel)
+                            .ok_or_else(|| QueryError::UnknownField {
+                                param: "fields".into(),
+                                field: name.to_string(),
+                            })?;
+                    // Sub-fields apply to an expanded relation; the target
+                    // checks the names when it is read.
+                    if let Some(e) = expand.iter_mut().find(|e| e.relation == relation) {
+                        e.fields.get_or_insert_with(Vec::new).push(sub.to_string());
+                    }
+                    continue;
+                }
+                let i = r
+                    .field_index(name)
+                    .filter(|i| !r.fields[*i].hidden)
+                    .ok_or_else(|| QueryError::UnknownField {
+                        param: "fields".into(),
+                        field: name.to_string(),
+                    })?;
+                if !top.contains(&i) {
+                    top.push(i);
+                }
+            }
+            fields = Some(top);
+        }
+
+        let mut sort = Vec::new();
+        if let Some(raw) = get(query, "sort") {
+            signature.push_str(&format!("sort={raw}\n"));
+            for item in name_list("sort", raw)? {
+                let (name, descending) = match item.strip_prefix('-') {
+                    Some(n) => (n, true),
+                    None => (item.strip_prefix('+').unwrap_or(item), false),
+                };
+                let i = r
+                    .field_index(name)
+                    .filter(|i| !r.fields[*i].hidden)
+                    .ok_or_else(|| QueryError::UnknownField {
+                        param: "sort".into(),
+                        field: name.to_string(),
+                    })?;
+                if policy.sortable.as_ref().is_some_and(|s| !s.contains(&i)) {
+                    return Err(QueryError::NotAllowed {
+                        param: "sort".into(),
+                        field: name.to_string(),
+                    });
+                }
+                if !sort.iter().any(|k: &SortKey| k.field == i) {
+                    sort.push(SortKey {
+                        field: i,
+                        descending,
+                    });
+                }
+            }
+        }
+
+        let since = match get(query, "timestamp") {
+            Some(raw) if r.sync => Some(parse_timestamp(raw)?),
+            Some(_) => {
+                return Err(syntax(
+                    "timestamp",
+                    "this resource does not keep change times",
+                ));
+            }
+            None => None,
+        };
+        if let Some(t) = since {
+            signature.push_str(&format!("timestamp={}\n", t.timestamp_micros()));
+        }
+
+        let cursor = get(query, "cursor");
+        let position = if cursor.is_some() || policy.cursor_by_default {
+            if get(query, "offset").is_some() || get(query, "page").is_some() {
+                return Err(syntax(
+                    "cursor",
+                    "cursor pages cannot be combined with offset or page",
+                ));
+            }
+            Position::Cursor {
+                limit: page_size(query, policy.paging)?,
+                after: None,
+            }
+        } else {
+            Position::Offset(PageRequest::parse(query, policy.paging)?)
+        };
+
+        let envelope = match get(query, "envelope") {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(_) => return Err(syntax("envelope", "use true or false")),
+        };
+
+        Ok(CollectionQuery {
+            filter,
+            fields,
+            expand,
+            sort,
+            position,
+            count: prefer_count.unwrap_or(policy.count),
+            count_requested: prefer_count.is_some(),
+            envelope,
+            since,
+            signature,
+        })
     }
 }
 
@@ -101,7 +491,7 @@ mod tests {
     }
 
     #[test]
-    fn nonsense_is_400() {
+    fn nonsense_is_an_error() {
         let p = Paging::default();
         for bad in [
             ("limit", "-1"),
@@ -110,8 +500,24 @@ mod tests {
             ("per-page", "0"),
             ("limit", "1e3"),
         ] {
-            let e = PageRequest::parse(&q(&[bad]), p).unwrap_err();
-            assert_eq!(e.status, 400, "{bad:?}");
+            assert!(PageRequest::parse(&q(&[bad]), p).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn timestamps_in_three_spellings() {
+        let s = parse_timestamp("1700000000").unwrap();
+        let ms = parse_timestamp("1700000000000").unwrap();
+        let rfc = parse_timestamp("2023-11-14T22:13:20Z").unwrap();
+        assert_eq!(s, ms);
+        assert_eq!(s, rfc);
+        assert!(parse_timestamp("yesterday").is_err());
+    }
+
+    #[test]
+    fn prefer_count_is_read() {
+        let mut h = http::HeaderMap::new();
+        h.insert("prefer", "return=minimal, count=none".parse().unwrap());
+        assert_eq!(count_preference(&h), Some(CountMode::None));
     }
 }

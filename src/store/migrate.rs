@@ -82,6 +82,19 @@ fn plan(module: &Module, r: &Resource, existing: &[String]) -> Vec<String> {
                 .build(SqliteQueryBuilder),
         );
     }
+    for f in &r.fields {
+        let sync_clock = r.sync && f.updated_at;
+        if (f.indexed || sync_clock) && !f.unique && !f.primary_key {
+            out.push(
+                Index::create()
+                    .if_not_exists()
+                    .name(format!("ix_{}_{}", r.table, f.column))
+                    .table(Alias::new(r.table.as_str()))
+                    .col(Alias::new(f.column.as_str()))
+                    .build(SqliteQueryBuilder),
+            );
+        }
+    }
     if let Some(link) = &r.parent {
         let col = &r.fields[link.field].column;
         out.push(
@@ -96,8 +109,31 @@ fn plan(module: &Module, r: &Resource, existing: &[String]) -> Vec<String> {
     out
 }
 
+/// restkit's own tables, declared like any resource.
+pub fn own_model() -> ApiModel {
+    use crate::model::builder::*;
+    let tombstones = Resource::new("tombstones", super::sql::TOMBSTONES)
+        .field(Field::new("id", FieldType::Integer).primary_key())
+        .field(
+            Field::new("tableName", FieldType::String)
+                .required()
+                .indexed(),
+        )
+        .field(Field::new("recordId", FieldType::Integer).required())
+        .field(
+            Field::new("deletedAt", FieldType::DateTime)
+                .required()
+                .indexed(),
+        );
+    let mut model = crate::auth::users::model();
+    model
+        .modules
+        .push(Module::new("/_restkit_sync").resource(tombstones));
+    model
+}
+
 pub async fn sqlite(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreError> {
-    let own = crate::auth::users::model();
+    let own = own_model();
     for module in own.modules.iter().chain(&model.modules) {
         // Parents first, so foreign keys point at existing tables.
         let mut ordered: Vec<&Resource> = module.resources.iter().map(|r| r.as_ref()).collect();

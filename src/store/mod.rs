@@ -43,15 +43,39 @@ pub struct SortKey {
     pub descending: bool,
 }
 
+pub use sql::Selection;
+
 /// What to read from a collection.
 #[derive(Debug, Clone)]
 pub struct ListQuery<'a> {
     pub fields: &'a [usize],
-    pub scope: &'a Scope,
+    pub selection: Selection<'a>,
+    /// Sort keys as asked; the primary key is appended as tie-break.
     pub sort: Vec<SortKey>,
+    /// Keyset position: values of the full order's keys of the last row seen.
+    pub after: Option<&'a [Value]>,
     pub limit: u64,
     pub offset: u64,
 }
+
+/// How a total was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    Exact(u64),
+    Estimated(u64),
+}
+
+impl Count {
+    pub fn value(self) -> u64 {
+        match self {
+            Count::Exact(n) | Count::Estimated(n) => n,
+        }
+    }
+}
+
+/// Up to this many matching rows, "estimated" counts exactly (it is cheap);
+/// past it, a cheaper estimate stands in.
+pub const ESTIMATE_EXACT_UP_TO: u64 = 10_000;
 
 /// Why a store call failed. Converted into [`crate::error::ApiError`] in
 /// exactly one place (`impl From<StoreError> for ApiError`).
@@ -98,6 +122,61 @@ impl StoreError {
     }
 }
 
+/// An open write transaction; dropping it without [`WriteTx::commit`]
+/// rolls back.
+pub enum WriteTx {
+    Sqlite(sqlite::SqliteWrite),
+}
+
+impl WriteTx {
+    /// This transaction's change time (stored form).
+    pub fn now(&self) -> &str {
+        match self {
+            WriteTx::Sqlite(t) => &t.now,
+        }
+    }
+
+    pub async fn returning(
+        &mut self,
+        r: &Resource,
+        fields: &[usize],
+        stmt: sql::Write,
+    ) -> Result<Option<Record>, StoreError> {
+        match self {
+            WriteTx::Sqlite(t) => t.returning(r, fields, stmt).await,
+        }
+    }
+
+    pub async fn delete_returning_ids(
+        &mut self,
+        r: &Resource,
+        stmt: sea_query::DeleteStatement,
+    ) -> Result<Vec<i64>, StoreError> {
+        match self {
+            WriteTx::Sqlite(t) => t.delete_returning_ids(r, stmt).await,
+        }
+    }
+
+    /// Records tombstones for `ids` when `r` is a sync resource.
+    pub async fn tombstones(&mut self, r: &Resource, ids: &[i64]) -> Result<(), StoreError> {
+        if !r.sync {
+            return Ok(());
+        }
+        let Some(stmt) = sql::insert_tombstones(r, ids, self.now()) else {
+            return Ok(());
+        };
+        match self {
+            WriteTx::Sqlite(t) => t.insert(stmt).await,
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            WriteTx::Sqlite(t) => t.commit().await,
+        }
+    }
+}
+
 /// The connected database.
 #[derive(Clone)]
 pub struct Store {
@@ -139,10 +218,70 @@ impl Store {
         }
     }
 
-    pub async fn count(&self, r: &Resource, scope: &Scope) -> Result<u64, StoreError> {
-        let stmt = sql::select_count(r, scope);
+    /// Exact count of the selection.
+    pub async fn count(&self, r: &Resource, s: &Selection<'_>) -> Result<u64, StoreError> {
+        self.scalar(sql::select_count(r, s))
+            .await
+            .map(|n| n.unwrap_or(0).max(0) as u64)
+    }
+
+    /// A cheap count: exact up to [`ESTIMATE_EXACT_UP_TO`] rows; past that,
+    /// for an unfiltered table, the primary-key range (an index answers
+    /// it at once), else the bound itself, reported as an estimate.
+    pub async fn estimate(&self, r: &Resource, s: &Selection<'_>) -> Result<Count, StoreError> {
+        let capped = self
+            .scalar(sql::select_count_capped(r, s, ESTIMATE_EXACT_UP_TO + 1))
+            .await?
+            .unwrap_or(0)
+            .max(0) as u64;
+        if capped <= ESTIMATE_EXACT_UP_TO {
+            return Ok(Count::Exact(capped));
+        }
+        if s.scope.equal.is_empty() && s.filter.is_none() && s.since.is_none() {
+            let stmt = sql::select_key_range(r);
+            let range = match &self.backend {
+                Backend::Sqlite(b) => b.fetch_pair(stmt).await?,
+            };
+            if let (Some(max), Some(min)) = range {
+                return Ok(Count::Estimated((max - min + 1).max(0) as u64));
+            }
+        }
+        Ok(Count::Estimated(capped))
+    }
+
+    async fn scalar(&self, stmt: sea_query::SelectStatement) -> Result<Option<i64>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.fetch_count(stmt).await,
+            Backend::Sqlite(s) => s.fetch_scalar(stmt).await,
+        }
+    }
+
+    async fn text(&self, stmt: sea_query::SelectStatement) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.fetch_text(stmt).await,
+        }
+    }
+
+    /// The latest change (write or delete) of sync resource `r`: every later
+    /// change gets a strictly later time (see [`Store::begin_write`]).
+    pub async fn last_change(&self, r: &Resource) -> Result<Option<String>, StoreError> {
+        let Some(updated) = r.fields.iter().position(|f| f.updated_at) else {
+            return Ok(None);
+        };
+        let rows = self.text(sql::select_last_change(r, updated)).await?;
+        let tomb = self.text(sql::select_last_tombstone(r)).await?;
+        Ok(rows.max(tomb))
+    }
+
+    /// Ids of `r` deleted after `since` (at most `cap`).
+    pub async fn deleted_since(
+        &self,
+        r: &Resource,
+        since: &str,
+        cap: u64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let stmt = sql::select_tombstones(r, since, cap);
+        match &self.backend {
+            Backend::Sqlite(s) => s.fetch_ids(stmt).await,
         }
     }
 
@@ -159,9 +298,38 @@ impl Store {
         }
     }
 
+    /// Rows whose `key` is one of `values`, within `scope` (expansion).
+    pub async fn fetch_by_keys(
+        &self,
+        r: &Resource,
+        fields: &[usize],
+        key: usize,
+        values: &[Value],
+        scope: &Scope,
+    ) -> Result<Vec<Record>, StoreError> {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stmt = sql::select_by_keys(r, fields, key, values, scope);
+        match &self.backend {
+            Backend::Sqlite(s) => s.fetch_all(r, fields, stmt).await,
+        }
+    }
+
     /// Does a row with this id exist within `scope`?
     pub async fn exists(&self, r: &Resource, id: i64, scope: &Scope) -> Result<bool, StoreError> {
         Ok(self.fetch(r, &[r.primary_key], id, scope).await?.is_some())
+    }
+
+    /// Starts a write transaction. Writes are serialized, and the
+    /// transaction's change time is taken while holding the writer and is
+    /// strictly later than every earlier one, so change times order
+    /// commits: a reader that saw the latest time has seen every change up
+    /// to it (§6.7).
+    pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => Ok(WriteTx::Sqlite(s.begin_write().await?)),
+        }
     }
 
     /// Inserts `values` (field index → JSON value) and returns the stored
@@ -172,14 +340,14 @@ impl Store {
         values: &[(usize, Value)],
         fields: &[usize],
     ) -> Result<Record, StoreError> {
-        let stmt = sql::insert(r, values, fields, &now_utc());
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                s.write_returning(r, fields, sql::Write::Insert(stmt))
-                    .await?
-            }
-        }
-        .ok_or_else(|| StoreError::Other("insert returned no row".into()))
+        let mut tx = self.begin_write().await?;
+        let stmt = sql::insert(r, values, fields, tx.now());
+        let rec = tx
+            .returning(r, fields, sql::Write::Insert(stmt))
+            .await?
+            .ok_or_else(|| StoreError::Other("insert returned no row".into()))?;
+        tx.commit().await?;
+        Ok(rec)
     }
 
     /// Updates the row `id` within `scope`; `None` when no such row.
@@ -191,18 +359,55 @@ impl Store {
         values: &[(usize, Value)],
         fields: &[usize],
     ) -> Result<Option<Record>, StoreError> {
-        let stmt = sql::update(r, id, scope, values, fields, &now_utc());
-        match &self.backend {
-            Backend::Sqlite(s) => s.write_returning(r, fields, sql::Write::Update(stmt)).await,
+        let mut tx = self.begin_write().await?;
+        let stmt = sql::update(r, id, scope, values, fields, tx.now());
+        let rec = tx.returning(r, fields, sql::Write::Update(stmt)).await?;
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    /// Updates many rows in one transaction: all or nothing. `Err(Ok(id))`
+    /// names the first id not found in scope (nothing was written).
+    pub async fn update_many(
+        &self,
+        r: &Resource,
+        scope: &Scope,
+        items: &[(i64, Vec<(usize, Value)>)],
+        fields: &[usize],
+    ) -> Result<Result<Vec<Record>, i64>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut out = Vec::with_capacity(items.len());
+        for (id, values) in items {
+            let stmt = sql::update(r, *id, scope, values, fields, tx.now());
+            match tx.returning(r, fields, sql::Write::Update(stmt)).await? {
+                Some(rec) => out.push(rec),
+                // Dropping the transaction rolls it back.
+                None => return Ok(Err(*id)),
+            }
         }
+        tx.commit().await?;
+        Ok(Ok(out))
     }
 
     /// Deletes the row `id` within `scope`; `false` when no such row.
     pub async fn delete(&self, r: &Resource, id: i64, scope: &Scope) -> Result<bool, StoreError> {
-        let stmt = sql::delete(r, id, scope);
-        match &self.backend {
-            Backend::Sqlite(s) => s.execute_write(r, stmt).await.map(|n| n > 0),
-        }
+        let mut tx = self.begin_write().await?;
+        let ids = tx
+            .delete_returning_ids(r, sql::delete(r, id, scope))
+            .await?;
+        tx.tombstones(r, &ids).await?;
+        tx.commit().await?;
+        Ok(!ids.is_empty())
+    }
+
+    /// Deletes every row of the selection in one transaction; returns how
+    /// many.
+    pub async fn delete_where(&self, r: &Resource, s: &Selection<'_>) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let ids = tx.delete_returning_ids(r, sql::delete_where(r, s)).await?;
+        tx.tombstones(r, &ids).await?;
+        tx.commit().await?;
+        Ok(ids.len() as u64)
     }
 
     /// Creates or upgrades the declared tables (§13).
@@ -237,12 +442,8 @@ impl Store {
     }
 }
 
-/// Current UTC time in the fixed-width form restkit stores: sorts as text
-/// and round-trips through RFC 3339.
-pub fn now_utc() -> String {
-    format_datetime(chrono::Utc::now())
-}
-
+/// UTC time in the fixed-width form restkit stores: sorts as text and
+/// round-trips through RFC 3339.
 pub fn format_datetime(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }

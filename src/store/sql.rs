@@ -4,15 +4,21 @@
 //! start-up, quoted by sea-query); every value is a bound parameter. No
 //! function here takes a string that a request produced and puts it into
 //! SQL text.
+//!
+//! Ordering is total and explicit: every sort key says where NULLs go
+//! (first ascending, last descending, on every backend), and the primary
+//! key ends every ORDER BY, so offset pages never overlap and keyset
+//! conditions ([`after`]) agree with the order exactly.
 
 use sea_query::{
-    Alias, DeleteStatement, Expr, ExprTrait, InsertStatement, Order, Query, SelectStatement,
-    UpdateStatement,
+    Alias, Condition, DeleteStatement, Expr, ExprTrait, InsertStatement, LikeExpr, NullOrdering,
+    Order, Query, SelectStatement, UpdateStatement,
 };
 use serde_json::Value;
 
-use super::{to_sql_value, ListQuery, Scope};
+use super::{to_sql_value, ListQuery, Scope, SortKey};
 use crate::model::Resource;
+use crate::query::{Op, Predicate};
 
 /// A write whose `RETURNING` clause yields the record.
 pub enum Write {
@@ -28,10 +34,159 @@ fn table(r: &Resource) -> Alias {
     Alias::new(r.table.as_str())
 }
 
-fn apply_scope_select(stmt: &mut SelectStatement, r: &Resource, scope: &Scope) {
-    for (f, v) in &scope.equal {
-        stmt.and_where(Expr::col(col(r, *f)).eq(to_sql_value(r.fields[*f].ty, v)));
+fn val(r: &Resource, field: usize, v: &Value) -> sea_query::Value {
+    to_sql_value(r.fields[field].ty, v)
+}
+
+/// Rows a read or bulk write may touch: scope, filter, change time.
+#[derive(Debug, Clone, Copy)]
+pub struct Selection<'a> {
+    pub scope: &'a Scope,
+    pub filter: Option<&'a Predicate>,
+    /// (updated_at field, stored timestamp): rows changed after it.
+    pub since: Option<(usize, &'a str)>,
+}
+
+impl Selection<'_> {
+    fn condition(&self, r: &Resource) -> Condition {
+        let mut c = Condition::all();
+        for (f, v) in &self.scope.equal {
+            c = c.add(Expr::col(col(r, *f)).eq(val(r, *f, v)));
+        }
+        if let Some(p) = self.filter {
+            c = c.add(predicate(r, p));
+        }
+        if let Some((f, t)) = self.since {
+            c = c.add(Expr::col(col(r, f)).gt(t.to_string()));
+        }
+        c
     }
+}
+
+/// `%`, `_` and `\` taken literally in a LIKE pattern (escape `\`).
+fn like_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A predicate tree as a condition. LIKE is case-insensitive on SQLite
+/// for ASCII; `=` compares exactly (BINARY collation).
+pub fn predicate(r: &Resource, p: &Predicate) -> Condition {
+    match p {
+        Predicate::And(items) => items
+            .iter()
+            .fold(Condition::all(), |c, i| c.add(predicate(r, i))),
+        Predicate::Or(items) => items
+            .iter()
+            .fold(Condition::any(), |c, i| c.add(predicate(r, i))),
+        Predicate::Not(inner) => predicate(r, inner).not(),
+        Predicate::Compare { field, op, value } => {
+            let c = Expr::col(col(r, *field));
+            let e = match (op, value) {
+                (Op::Eq, Value::Null) => c.is_null(),
+                (Op::Ne, Value::Null) => c.is_not_null(),
+                (Op::Eq, v) => c.eq(val(r, *field, v)),
+                (Op::Ne, v) => c.ne(val(r, *field, v)),
+                (Op::Lt, v) => c.lt(val(r, *field, v)),
+                (Op::Le, v) => c.lte(val(r, *field, v)),
+                (Op::Gt, v) => c.gt(val(r, *field, v)),
+                (Op::Ge, v) => c.gte(val(r, *field, v)),
+            };
+            Condition::all().add(e)
+        }
+        Predicate::In {
+            field,
+            values,
+            negate,
+        } => {
+            let vals: Vec<sea_query::Value> = values.iter().map(|v| val(r, *field, v)).collect();
+            let c = Expr::col(col(r, *field));
+            Condition::all().add(if *negate {
+                c.is_not_in(vals)
+            } else {
+                c.is_in(vals)
+            })
+        }
+        Predicate::Contains { field, text } => Condition::all().add(
+            Expr::col(col(r, *field))
+                .like(LikeExpr::new(format!("%{}%", like_literal(text))).escape('\\')),
+        ),
+        Predicate::Wildcard { field, pattern } => {
+            let p = like_literal(pattern).replace('*', "%");
+            Condition::all().add(Expr::col(col(r, *field)).like(LikeExpr::new(p).escape('\\')))
+        }
+    }
+}
+
+/// The complete order: the sort keys, then the primary key.
+pub fn full_order(r: &Resource, sort: &[SortKey]) -> Vec<SortKey> {
+    let mut keys = sort.to_vec();
+    if !keys.iter().any(|k| k.field == r.primary_key) {
+        keys.push(SortKey {
+            field: r.primary_key,
+            descending: false,
+        });
+    }
+    keys
+}
+
+fn order(stmt: &mut SelectStatement, r: &Resource, keys: &[SortKey]) {
+    for k in keys {
+        let (o, n) = if k.descending {
+            (Order::Desc, NullOrdering::Last)
+        } else {
+            (Order::Asc, NullOrdering::First)
+        };
+        stmt.order_by_with_nulls(col(r, k.field), o, n);
+    }
+}
+
+/// Rows strictly after `values` in the order `keys` (keyset pagination).
+pub fn after(r: &Resource, keys: &[SortKey], values: &[Value]) -> Condition {
+    let (Some(k), Some(v)) = (keys.first(), values.first()) else {
+        return Condition::any(); // nothing comes after the end
+    };
+    let c = || Expr::col(col(r, k.field));
+    let rest = (keys.len() > 1).then(|| after(r, &keys[1..], &values[1..]));
+    let tie = |eq: Expr| {
+        rest.as_ref()
+            .map(|rest| Condition::all().add(eq).add(rest.clone()))
+    };
+    let mut any = Condition::any();
+    match (k.descending, v.is_null()) {
+        // ASC, NULLs first
+        (false, true) => {
+            any = any.add(c().is_not_null());
+            if let Some(t) = tie(c().is_null()) {
+                any = any.add(t);
+            }
+        }
+        (false, false) => {
+            any = any.add(c().gt(val(r, k.field, v)));
+            if let Some(t) = tie(c().eq(val(r, k.field, v))) {
+                any = any.add(t);
+            }
+        }
+        // DESC, NULLs last
+        (true, true) => {
+            if let Some(t) = tie(c().is_null()) {
+                any = any.add(t);
+            }
+        }
+        (true, false) => {
+            any = any.add(c().lt(val(r, k.field, v))).add(c().is_null());
+            if let Some(t) = tie(c().eq(val(r, k.field, v))) {
+                any = any.add(t);
+            }
+        }
+    }
+    any
 }
 
 pub fn select_list(r: &Resource, q: &ListQuery<'_>) -> SelectStatement {
@@ -40,32 +195,56 @@ pub fn select_list(r: &Resource, q: &ListQuery<'_>) -> SelectStatement {
     for f in q.fields {
         stmt.column(col(r, *f));
     }
-    apply_scope_select(&mut stmt, r, q.scope);
-    let mut pk_sorted = false;
-    for key in &q.sort {
-        pk_sorted |= key.field == r.primary_key;
-        stmt.order_by(
-            col(r, key.field),
-            if key.descending {
-                Order::Desc
-            } else {
-                Order::Asc
-            },
-        );
+    stmt.cond_where(q.selection.condition(r));
+    let keys = full_order(r, &q.sort);
+    if let Some(values) = q.after {
+        stmt.cond_where(after(r, &keys, values));
     }
-    // The primary key breaks ties so pages never overlap or skip (§6.5).
-    if !pk_sorted {
-        stmt.order_by(col(r, r.primary_key), Order::Asc);
+    order(&mut stmt, r, &keys);
+    stmt.limit(q.limit);
+    if q.offset > 0 {
+        stmt.offset(q.offset);
     }
-    stmt.limit(q.limit).offset(q.offset);
     stmt
 }
 
-pub fn select_count(r: &Resource, scope: &Scope) -> SelectStatement {
+pub fn select_count(r: &Resource, s: &Selection<'_>) -> SelectStatement {
     let mut stmt = Query::select();
     stmt.from(table(r))
-        .expr(Expr::col(col(r, r.primary_key)).count());
-    apply_scope_select(&mut stmt, r, scope);
+        .expr(Expr::col(col(r, r.primary_key)).count())
+        .cond_where(s.condition(r));
+    stmt
+}
+
+/// `COUNT` of at most `cap` matching rows: cheap bounded counting.
+pub fn select_count_capped(r: &Resource, s: &Selection<'_>, cap: u64) -> SelectStatement {
+    let mut inner = Query::select();
+    inner
+        .from(table(r))
+        .expr(Expr::val(1))
+        .cond_where(s.condition(r))
+        .limit(cap);
+    let mut stmt = Query::select();
+    stmt.expr(Expr::cust("COUNT(*)"))
+        .from_subquery(inner, Alias::new("capped"));
+    stmt
+}
+
+/// Largest and smallest primary key: a table-size estimate that an index
+/// answers at once.
+pub fn select_key_range(r: &Resource) -> SelectStatement {
+    let mut stmt = Query::select();
+    stmt.from(table(r))
+        .expr(Expr::col(col(r, r.primary_key)).max())
+        .expr(Expr::col(col(r, r.primary_key)).min());
+    stmt
+}
+
+/// Latest change time of `r` (its `updated_at` column).
+pub fn select_last_change(r: &Resource, updated_at: usize) -> SelectStatement {
+    let mut stmt = Query::select();
+    stmt.from(table(r))
+        .expr(Expr::col(col(r, updated_at)).max());
     stmt
 }
 
@@ -76,10 +255,34 @@ pub fn select_one(r: &Resource, fields: &[usize], id: i64, scope: &Scope) -> Sel
         stmt.column(col(r, *f));
     }
     stmt.and_where(Expr::col(col(r, r.primary_key)).eq(id));
-    apply_scope_select(&mut stmt, r, scope);
+    for (f, v) in &scope.equal {
+        stmt.and_where(Expr::col(col(r, *f)).eq(val(r, *f, v)));
+    }
     // No `LIMIT 1`: the primary key already bounds the result, and SQLite's
     // planner reads a bound LIMIT, so binding one expires the cached
     // statement and re-parses the SQL on every request.
+    stmt
+}
+
+/// Rows of `r` whose `key` field is one of `values` (expansion).
+pub fn select_by_keys(
+    r: &Resource,
+    fields: &[usize],
+    key: usize,
+    values: &[Value],
+    scope: &Scope,
+) -> SelectStatement {
+    let mut stmt = Query::select();
+    stmt.from(table(r));
+    for f in fields {
+        stmt.column(col(r, *f));
+    }
+    let vals: Vec<sea_query::Value> = values.iter().map(|v| val(r, key, v)).collect();
+    stmt.and_where(Expr::col(col(r, key)).is_in(vals));
+    for (f, v) in &scope.equal {
+        stmt.and_where(Expr::col(col(r, *f)).eq(val(r, *f, v)));
+    }
+    order(&mut stmt, r, &full_order(r, &[]));
     stmt
 }
 
@@ -95,7 +298,7 @@ pub fn insert(
     let mut vals: Vec<Expr> = Vec::with_capacity(values.len() + 2);
     for (f, v) in values {
         cols.push(col(r, *f));
-        vals.push(Expr::val(to_sql_value(r.fields[*f].ty, v)));
+        vals.push(Expr::val(val(r, *f, v)));
     }
     for (i, f) in r.fields.iter().enumerate() {
         if (f.created_at || f.updated_at) && !values.iter().any(|(j, _)| *j == i) {
@@ -125,7 +328,7 @@ pub fn update(
     let mut stmt = Query::update();
     stmt.table(table(r));
     for (f, v) in values {
-        stmt.value(col(r, *f), to_sql_value(r.fields[*f].ty, v));
+        stmt.value(col(r, *f), val(r, *f, v));
     }
     for (i, f) in r.fields.iter().enumerate() {
         if f.updated_at {
@@ -138,7 +341,7 @@ pub fn update(
     }
     stmt.and_where(Expr::col(col(r, r.primary_key)).eq(id));
     for (f, v) in &scope.equal {
-        stmt.and_where(Expr::col(col(r, *f)).eq(to_sql_value(r.fields[*f].ty, v)));
+        stmt.and_where(Expr::col(col(r, *f)).eq(val(r, *f, v)));
     }
     stmt.returning(Query::returning().columns(fields.iter().map(|f| col(r, *f))));
     stmt
@@ -149,8 +352,62 @@ pub fn delete(r: &Resource, id: i64, scope: &Scope) -> DeleteStatement {
     stmt.from_table(table(r))
         .and_where(Expr::col(col(r, r.primary_key)).eq(id));
     for (f, v) in &scope.equal {
-        stmt.and_where(Expr::col(col(r, *f)).eq(to_sql_value(r.fields[*f].ty, v)));
+        stmt.and_where(Expr::col(col(r, *f)).eq(val(r, *f, v)));
     }
+    stmt.returning(Query::returning().column(col(r, r.primary_key)));
+    stmt
+}
+
+/// Deletes every row of the selection, returning their ids.
+pub fn delete_where(r: &Resource, s: &Selection<'_>) -> DeleteStatement {
+    let mut stmt = Query::delete();
+    stmt.from_table(table(r)).cond_where(s.condition(r));
+    stmt.returning(Query::returning().column(col(r, r.primary_key)));
+    stmt
+}
+
+/// Tombstones for deleted ids of a sync resource (§6.7).
+pub fn insert_tombstones(r: &Resource, ids: &[i64], now: &str) -> Option<InsertStatement> {
+    if ids.is_empty() {
+        return None;
+    }
+    let mut stmt = Query::insert();
+    stmt.into_table(Alias::new(TOMBSTONES)).columns([
+        Alias::new("table_name"),
+        Alias::new("record_id"),
+        Alias::new("deleted_at"),
+    ]);
+    for id in ids {
+        stmt.values_panic([
+            Expr::val(r.table.clone()),
+            Expr::val(*id),
+            Expr::val(now.to_string()),
+        ]);
+    }
+    Some(stmt)
+}
+
+/// restkit's tombstone table.
+pub const TOMBSTONES: &str = "restkit_tombstones";
+
+/// Ids of `r` deleted after `since`, oldest first, at most `cap`.
+pub fn select_tombstones(r: &Resource, since: &str, cap: u64) -> SelectStatement {
+    let mut stmt = Query::select();
+    stmt.from(Alias::new(TOMBSTONES))
+        .column(Alias::new("record_id"))
+        .and_where(Expr::col(Alias::new("table_name")).eq(r.table.clone()))
+        .and_where(Expr::col(Alias::new("deleted_at")).gt(since.to_string()))
+        .order_by(Alias::new("deleted_at"), Order::Asc)
+        .limit(cap);
+    stmt
+}
+
+/// Latest tombstone time of `r`.
+pub fn select_last_tombstone(r: &Resource) -> SelectStatement {
+    let mut stmt = Query::select();
+    stmt.from(Alias::new(TOMBSTONES))
+        .expr(Expr::col(Alias::new("deleted_at")).max())
+        .and_where(Expr::col(Alias::new("table_name")).eq(r.table.clone()));
     stmt
 }
 
@@ -159,8 +416,8 @@ mod tests {
     use super::*;
     use crate::model::builder::*;
     use crate::model::FieldType;
-    use crate::store::SortKey;
     use sea_query::SqliteQueryBuilder;
+    use serde_json::json;
 
     fn books() -> Resource {
         Resource::new("books", "books")
@@ -173,40 +430,55 @@ mod tests {
     fn values_are_bound_never_spliced() {
         let r = books();
         let scope = Scope::default().and(2, Value::String("x'); DROP TABLE books;--".into()));
+        let filter = Predicate::Contains {
+            field: 1,
+            text: "50%_off\\".into(),
+        };
         let q = ListQuery {
             fields: &[0, 1],
-            scope: &scope,
+            selection: Selection {
+                scope: &scope,
+                filter: Some(&filter),
+                since: None,
+            },
             sort: vec![SortKey {
                 field: 1,
                 descending: true,
             }],
+            after: None,
             limit: 20,
             offset: 40,
         };
         let (sql, values) = select_list(&r, &q).build(SqliteQueryBuilder);
         assert_eq!(
             sql,
-            r#"SELECT "id", "title" FROM "books" WHERE "author_name" = ? ORDER BY "title" DESC, "id" ASC LIMIT ? OFFSET ?"#
+            r#"SELECT "id", "title" FROM "books" WHERE "author_name" = ? AND "title" LIKE ? ESCAPE '\' ORDER BY "title" DESC NULLS LAST, "id" ASC NULLS FIRST LIMIT ? OFFSET ?"#
         );
         assert!(!sql.contains("DROP"));
-        assert_eq!(values.0.len(), 3);
+        assert_eq!(
+            values.0[1],
+            sea_query::Value::String(Some("%50\\%\\_off\\\\%".into()))
+        );
     }
 
     #[test]
-    fn primary_key_sort_is_not_repeated() {
+    fn keyset_condition_follows_the_order() {
         let r = books();
-        let scope = Scope::default();
-        let q = ListQuery {
-            fields: &[0],
-            scope: &scope,
-            sort: vec![SortKey {
-                field: 0,
+        let keys = full_order(
+            &r,
+            &[SortKey {
+                field: 1,
                 descending: true,
             }],
-            limit: 1,
-            offset: 0,
-        };
-        let (sql, _) = select_list(&r, &q).build(SqliteQueryBuilder);
-        assert!(sql.contains(r#"ORDER BY "id" DESC LIMIT"#), "{sql}");
+        );
+        let (sql, _) = Query::select()
+            .from(table(&r))
+            .column(Alias::new("id"))
+            .cond_where(after(&r, &keys, &[json!("M"), json!(7)]))
+            .build(SqliteQueryBuilder);
+        assert!(
+            sql.ends_with(r#"WHERE "title" < ? OR "title" IS NULL OR ("title" = ? AND "id" > ?)"#),
+            "{sql}"
+        );
     }
 }

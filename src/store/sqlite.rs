@@ -7,6 +7,7 @@
 //! under WAL except for the last transactions on power loss.
 
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sea_query::{Expr, Query, SelectStatement, SqliteQueryBuilder};
@@ -28,6 +29,14 @@ use crate::model::{FieldType, Resource};
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
+    /// Last change time handed out, in Unix microseconds.
+    clock: Arc<Mutex<i64>>,
+}
+
+/// An open write transaction on the single writer connection.
+pub struct SqliteWrite {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    pub now: String,
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -69,7 +78,11 @@ impl SqliteStore {
                 .await
                 .map_err(err)?
         };
-        Ok(SqliteStore { read, write })
+        Ok(SqliteStore {
+            read,
+            write,
+            clock: Arc::new(Mutex::new(0)),
+        })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -108,48 +121,66 @@ impl SqliteStore {
         Ok(row.map(|row| decode(r, fields, &row)))
     }
 
-    pub async fn fetch_count(&self, stmt: SelectStatement) -> Result<u64, StoreError> {
+    pub async fn fetch_scalar(&self, stmt: SelectStatement) -> Result<Option<i64>, StoreError> {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
         let row = sqlx::query_with(AssertSqlSafe(sql), values)
             .fetch_one(&self.read)
             .await
             .map_err(err)?;
-        let n: i64 = row.try_get(0).map_err(err)?;
-        Ok(n.max(0) as u64)
+        Ok(row.try_get_unchecked::<Option<i64>, _>(0).ok().flatten())
     }
 
-    pub async fn write_returning(
-        &self,
-        r: &Resource,
-        fields: &[usize],
-        stmt: Write,
-    ) -> Result<Option<Record>, StoreError> {
-        let (sql, values) = match stmt {
-            Write::Insert(s) => s.build_sqlx(SqliteQueryBuilder),
-            Write::Update(s) => s.build_sqlx(SqliteQueryBuilder),
-        };
-        let mut tx = self.write.begin().await.map_err(err)?;
-        let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| StoreError::from_sqlx(e, Some(r)))?;
-        tx.commit().await.map_err(err)?;
-        Ok(row.map(|row| decode(r, fields, &row)))
-    }
-
-    pub async fn execute_write(
-        &self,
-        r: &Resource,
-        stmt: sea_query::DeleteStatement,
-    ) -> Result<u64, StoreError> {
+    pub async fn fetch_text(&self, stmt: SelectStatement) -> Result<Option<String>, StoreError> {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        let mut tx = self.write.begin().await.map_err(err)?;
-        let done = sqlx::query_with(AssertSqlSafe(sql), values)
-            .execute(&mut *tx)
+        let row = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_one(&self.read)
             .await
-            .map_err(|e| StoreError::from_sqlx(e, Some(r)))?;
-        tx.commit().await.map_err(err)?;
-        Ok(done.rows_affected())
+            .map_err(err)?;
+        Ok(row.try_get_unchecked::<Option<String>, _>(0).ok().flatten())
+    }
+
+    pub async fn fetch_pair(
+        &self,
+        stmt: SelectStatement,
+    ) -> Result<(Option<i64>, Option<i64>), StoreError> {
+        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+        let row = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_one(&self.read)
+            .await
+            .map_err(err)?;
+        Ok((
+            row.try_get_unchecked::<Option<i64>, _>(0).ok().flatten(),
+            row.try_get_unchecked::<Option<i64>, _>(1).ok().flatten(),
+        ))
+    }
+
+    pub async fn fetch_ids(&self, stmt: SelectStatement) -> Result<Vec<i64>, StoreError> {
+        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_all(&self.read)
+            .await
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.try_get_unchecked::<i64, _>(0).ok())
+            .collect())
+    }
+
+    /// Begins a transaction on the single writer, then takes its change
+    /// time: strictly later than any handed out before, even within one
+    /// microsecond or if the wall clock steps back.
+    pub async fn begin_write(&self) -> Result<SqliteWrite, StoreError> {
+        let tx = self.write.begin().await.map_err(err)?;
+        let now = {
+            let mut last = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+            let wall = chrono::Utc::now().timestamp_micros();
+            *last = wall.max(*last + 1);
+            *last
+        };
+        let now = chrono::DateTime::from_timestamp_micros(now)
+            .map(super::format_datetime)
+            .unwrap_or_default();
+        Ok(SqliteWrite { tx, now })
     }
 
     pub async fn execute_batch(
@@ -241,4 +272,52 @@ fn decode(r: &Resource, fields: &[usize], row: &SqliteRow) -> Record {
         rec.insert(field.name.clone(), v.unwrap_or(Value::Null));
     }
     rec
+}
+
+impl SqliteWrite {
+    pub async fn returning(
+        &mut self,
+        r: &Resource,
+        fields: &[usize],
+        stmt: Write,
+    ) -> Result<Option<Record>, StoreError> {
+        let (sql, values) = match stmt {
+            Write::Insert(s) => s.build_sqlx(SqliteQueryBuilder),
+            Write::Update(s) => s.build_sqlx(SqliteQueryBuilder),
+        };
+        let row = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx(e, Some(r)))?;
+        Ok(row.map(|row| decode(r, fields, &row)))
+    }
+
+    pub async fn delete_returning_ids(
+        &mut self,
+        r: &Resource,
+        stmt: sea_query::DeleteStatement,
+    ) -> Result<Vec<i64>, StoreError> {
+        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx(e, Some(r)))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.try_get_unchecked::<i64, _>(0).ok())
+            .collect())
+    }
+
+    pub async fn insert(&mut self, stmt: sea_query::InsertStatement) -> Result<(), StoreError> {
+        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+        sqlx::query_with(AssertSqlSafe(sql), values)
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(err)
+    }
 }

@@ -33,7 +33,7 @@ async fn unsupported_method_is_405_with_allow() {
     let t = TestApp::demo().await;
     let res = t.patch("/v1/books").send().await;
     assert_problem(&res, 405, "METHOD_NOT_ALLOWED");
-    assert_eq!(res.header("allow"), "GET, HEAD, POST, OPTIONS");
+    assert_eq!(res.header("allow"), "GET, HEAD, POST, PUT, DELETE, OPTIONS");
     let res = t.post("/v1/books/3").send().await;
     assert_problem(&res, 405, "METHOD_NOT_ALLOWED");
     assert_eq!(
@@ -47,7 +47,7 @@ async fn options_lists_methods_and_describes_the_route() {
     let t = TestApp::demo().await;
     let res = t.call(http::Method::OPTIONS, "/v1/books").send().await;
     assert_eq!(res.status, 200);
-    assert_eq!(res.header("allow"), "GET, HEAD, POST, OPTIONS");
+    assert_eq!(res.header("allow"), "GET, HEAD, POST, PUT, DELETE, OPTIONS");
     let b = res.json();
     assert_eq!(b["path"], "/v1/books");
     let post = b["methods"]

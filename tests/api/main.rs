@@ -9,4 +9,6 @@ mod crud;
 mod errors;
 mod helpers;
 mod nested;
+mod query;
 mod server;
+mod sync;
