@@ -16,7 +16,10 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-3}
 CONNS=${2:-32}
 ROUNDS=${3:-5}
-EXTRA_PATHS=()
+EXTRA_PATHS=(
+  "/v1/books?q=(author:Author%207)&fields=id,title&sort=-year&limit=20"
+  "/v1/books?q=(author:Author%207)&fields=id,title&sort=-year&limit=20&envelope=true"
+)
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
 cargo build --release --quiet --bin restkit --example bench_baseline
@@ -45,7 +48,7 @@ measure() {
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 echo "rounds=$ROUNDS x ${DURATION}s per server, $CONNS connections; medians over rounds"
-printf '%-38s %11s %9s %12s %9s %7s\n' "endpoint" "restkit r/s" "p99 ms" "baseline r/s" "p99 ms" "ratio"
+printf '%-44s %11s %9s %12s %9s %7s\n' "endpoint" "restkit r/s" "p99 ms" "baseline r/s" "p99 ms" "ratio"
 for path in "/v1/books/3" "/v1/books?limit=20&offset=100" "${EXTRA_PATHS[@]}"; do
   curl -sf "127.0.0.1:18080$path" >/dev/null; curl -sf "127.0.0.1:18081$path" >/dev/null || true
   : >"$work/r"; : >"$work/b"; : >"$work/ratio"
@@ -55,7 +58,7 @@ for path in "/v1/books/3" "/v1/books?limit=20&offset=100" "${EXTRA_PATHS[@]}"; d
     echo "$r_rps $r_p99" >>"$work/r"; echo "$b_rps $b_p99" >>"$work/b"
     awk -v a="$r_rps" -v b="$b_rps" 'BEGIN {printf "%.3f\n", a / b}' >>"$work/ratio"
   done
-  printf '%-38s %11s %9s %12s %9s %7s\n' "GET $path" \
+  printf '%-44s %11s %9s %12s %9s %7s\n' "GET $path" \
     "$(cut -d' ' -f1 "$work/r" | median)" "$(cut -d' ' -f2 "$work/r" | median)" \
     "$(cut -d' ' -f1 "$work/b" | median)" "$(cut -d' ' -f2 "$work/b" | median)" \
     "$(median <"$work/ratio")"

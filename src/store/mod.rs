@@ -238,11 +238,9 @@ impl Store {
             return Ok(Count::Exact(capped));
         }
         if s.scope.equal.is_empty() && s.filter.is_none() && s.since.is_none() {
-            let stmt = sql::select_key_range(r);
-            let range = match &self.backend {
-                Backend::Sqlite(b) => b.fetch_pair(stmt).await?,
-            };
-            if let (Some(max), Some(min)) = range {
+            let max = self.scalar(sql::select_key_bound(r, true)).await?;
+            let min = self.scalar(sql::select_key_bound(r, false)).await?;
+            if let (Some(max), Some(min)) = (max, min) {
                 return Ok(Count::Estimated((max - min + 1).max(0) as u64));
             }
         }
@@ -263,13 +261,21 @@ impl Store {
 
     /// The latest change (write or delete) of sync resource `r`: every later
     /// change gets a strictly later time (see [`Store::begin_write`]).
+    ///
+    /// The mark is global, not per table: the change clock is global, so
+    /// any later change of `r` is still later than it.
     pub async fn last_change(&self, r: &Resource) -> Result<Option<String>, StoreError> {
-        let Some(updated) = r.fields.iter().position(|f| f.updated_at) else {
-            return Ok(None);
+        let from_db = async {
+            let Some(updated) = r.fields.iter().position(|f| f.updated_at) else {
+                return Ok(None);
+            };
+            let rows = self.text(sql::select_last_change(r, updated)).await?;
+            let tomb = self.text(sql::select_last_tombstone(r)).await?;
+            Ok(rows.max(tomb))
         };
-        let rows = self.text(sql::select_last_change(r, updated)).await?;
-        let tomb = self.text(sql::select_last_tombstone(r)).await?;
-        Ok(rows.max(tomb))
+        match &self.backend {
+            Backend::Sqlite(s) => s.last_change(from_db).await,
+        }
     }
 
     /// Ids of `r` deleted after `since` (at most `cap`).

@@ -230,13 +230,14 @@ pub fn select_count_capped(r: &Resource, s: &Selection<'_>, cap: u64) -> SelectS
     stmt
 }
 
-/// Largest and smallest primary key: a table-size estimate that an index
-/// answers at once.
-pub fn select_key_range(r: &Resource) -> SelectStatement {
+/// Largest (`max == true`) or smallest primary key. One aggregate per
+/// statement: SQLite answers a lone MIN or MAX from the index at once, but
+/// scans the table for both together.
+pub fn select_key_bound(r: &Resource, max: bool) -> SelectStatement {
     let mut stmt = Query::select();
+    let key = Expr::col(col(r, r.primary_key));
     stmt.from(table(r))
-        .expr(Expr::col(col(r, r.primary_key)).max())
-        .expr(Expr::col(col(r, r.primary_key)).min());
+        .expr(if max { key.max() } else { key.min() });
     stmt
 }
 

@@ -7,6 +7,7 @@
 //! under WAL except for the last transactions on power loss.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,12 +32,21 @@ pub struct SqliteStore {
     write: SqlitePool,
     /// Last change time handed out, in Unix microseconds.
     clock: Arc<Mutex<i64>>,
+    /// Latest committed change time, in Unix microseconds; `UNKNOWN` until
+    /// first read from the database. Every change passes through this
+    /// process's single writer, so memory knows it without a query.
+    committed: Arc<AtomicI64>,
 }
+
+/// `committed` before it was read from the database.
+const UNKNOWN: i64 = i64::MIN;
 
 /// An open write transaction on the single writer connection.
 pub struct SqliteWrite {
     tx: sqlx::Transaction<'static, sqlx::Sqlite>,
     pub now: String,
+    micros: i64,
+    committed: Arc<AtomicI64>,
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -82,6 +92,7 @@ impl SqliteStore {
             read,
             write,
             clock: Arc::new(Mutex::new(0)),
+            committed: Arc::new(AtomicI64::new(UNKNOWN)),
         })
     }
 
@@ -139,21 +150,6 @@ impl SqliteStore {
         Ok(row.try_get_unchecked::<Option<String>, _>(0).ok().flatten())
     }
 
-    pub async fn fetch_pair(
-        &self,
-        stmt: SelectStatement,
-    ) -> Result<(Option<i64>, Option<i64>), StoreError> {
-        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_one(&self.read)
-            .await
-            .map_err(err)?;
-        Ok((
-            row.try_get_unchecked::<Option<i64>, _>(0).ok().flatten(),
-            row.try_get_unchecked::<Option<i64>, _>(1).ok().flatten(),
-        ))
-    }
-
     pub async fn fetch_ids(&self, stmt: SelectStatement) -> Result<Vec<i64>, StoreError> {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
         let rows = sqlx::query_with(AssertSqlSafe(sql), values)
@@ -177,10 +173,49 @@ impl SqliteStore {
             *last = wall.max(*last + 1);
             *last
         };
+        let micros = now;
         let now = chrono::DateTime::from_timestamp_micros(now)
             .map(super::format_datetime)
             .unwrap_or_default();
-        Ok(SqliteWrite { tx, now })
+        Ok(SqliteWrite {
+            tx,
+            now,
+            micros,
+            committed: self.committed.clone(),
+        })
+    }
+
+    /// The latest committed change time, from memory once known.
+    /// `from_db` reads it from the tables the first time.
+    pub async fn last_change<F>(&self, from_db: F) -> Result<Option<String>, StoreError>
+    where
+        F: std::future::Future<Output = Result<Option<String>, StoreError>>,
+    {
+        let mut known = self.committed.load(Ordering::Acquire);
+        if known == UNKNOWN {
+            let stored = from_db.await?;
+            let micros = stored
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp_micros())
+                .unwrap_or(0);
+            // Never hand out a change time at or before what is stored.
+            {
+                let mut last = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+                *last = (*last).max(micros);
+            }
+            let _ = self.committed.compare_exchange(
+                UNKNOWN,
+                micros,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            known = self.committed.load(Ordering::Acquire);
+        }
+        if known <= 0 {
+            return Ok(None);
+        }
+        Ok(chrono::DateTime::from_timestamp_micros(known).map(super::format_datetime))
     }
 
     pub async fn execute_batch(
@@ -318,6 +353,14 @@ impl SqliteWrite {
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await.map_err(err)
+        self.tx.commit().await.map_err(err)?;
+        // Only once committed: a reader taking this as its sync mark must
+        // be able to see everything up to it.
+        let _ = self
+            .committed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                (c != UNKNOWN && c < self.micros).then_some(self.micros)
+            });
+        Ok(())
     }
 }
