@@ -248,6 +248,29 @@ impl TableController {
 }
 
 impl TableController {
+    /// PUT and PATCH end alike: the complete document must pass the update
+    /// schema, then every writable field is written.
+    async fn replace(
+        &self,
+        cx: &Ctx,
+        id: &str,
+        n: i64,
+        scope: &Scope,
+        doc: Value,
+    ) -> Result<Reply, ApiError> {
+        self.update_schema.check(&doc)?;
+        let Value::Object(doc) = doc else {
+            unreachable!("the update schema only accepts objects")
+        };
+        let values = self.values(&doc, &self.update_fields, true);
+        cx.store
+            .update(&self.resource, n, scope, &values, &self.view_fields)
+            .await
+            .map_err(Self::conflict)?
+            .map(Reply::Record)
+            .ok_or_else(|| self.not_found(id))
+    }
+
     fn since_text(&self, q: &CollectionQuery) -> Option<(usize, String)> {
         let field = self.resource.fields.iter().position(|f| f.updated_at)?;
         q.since.map(|t| (field, crate::store::format_datetime(t)))
@@ -777,17 +800,7 @@ impl Controller for TableController {
         let n = parse_id(id).ok_or_else(|| self.not_found(id))?;
         self.check_owner(cx, n, &scope).await?;
         let body = Value::Object(self.writable_body(body)?);
-        self.update_schema.check(&body)?;
-        let Value::Object(body) = body else {
-            unreachable!("checked above")
-        };
-        let values = self.values(&body, &self.update_fields, true);
-        cx.store
-            .update(&self.resource, n, &scope, &values, &self.view_fields)
-            .await
-            .map_err(Self::conflict)?
-            .map(Reply::Record)
-            .ok_or_else(|| self.not_found(id))
+        self.replace(cx, id, n, &scope, body).await
     }
 
     async fn patch(&self, cx: &Ctx, id: &str, patch: Value) -> Result<Reply, ApiError> {
@@ -804,17 +817,7 @@ impl Controller for TableController {
         // merge patch would leave them.
         let mut merged = Value::Object(current.into_iter().filter(|(_, v)| !v.is_null()).collect());
         merge_patch(&mut merged, &patch);
-        self.update_schema.check(&merged)?;
-        let Value::Object(merged) = merged else {
-            unreachable!("patched an object")
-        };
-        let values = self.values(&merged, &self.update_fields, true);
-        cx.store
-            .update(&self.resource, n, &scope, &values, &self.view_fields)
-            .await
-            .map_err(Self::conflict)?
-            .map(Reply::Record)
-            .ok_or_else(|| self.not_found(id))
+        self.replace(cx, id, n, &scope, merged).await
     }
 
     async fn delete(&self, cx: &Ctx, id: &str) -> Result<Reply, ApiError> {

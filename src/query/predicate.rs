@@ -347,18 +347,23 @@ pub fn filter_json(
     json_node(&v, fields, limits, 1)
 }
 
-fn json_node(
-    v: &Value,
-    fields: &Fields<'_>,
-    limits: Limits,
-    depth: usize,
-) -> Result<Predicate, QueryError> {
+fn check_depth(depth: usize, limits: Limits) -> Result<(), QueryError> {
     if depth > limits.max_depth {
         return Err(QueryError::TooComplex(format!(
             "filters nest deeper than {}",
             limits.max_depth
         )));
     }
+    Ok(())
+}
+
+fn json_node(
+    v: &Value,
+    fields: &Fields<'_>,
+    limits: Limits,
+    depth: usize,
+) -> Result<Predicate, QueryError> {
+    check_depth(depth, limits)?;
     match v {
         Value::Array(items) => Ok(Predicate::And(
             items
@@ -502,12 +507,7 @@ fn bracket_node(
     limits: Limits,
     depth: usize,
 ) -> Result<Predicate, QueryError> {
-    if depth > limits.max_depth {
-        return Err(QueryError::TooComplex(format!(
-            "filters nest deeper than {}",
-            limits.max_depth
-        )));
-    }
+    check_depth(depth, limits)?;
     let map: &Map<String, Value> = v
         .as_object()
         .ok_or_else(|| syntax("expected filter[field][operator]=value"))?;

@@ -581,3 +581,45 @@ async fn bulk_delete_needs_a_filter_or_all() {
     let res = t.delete("/v1/books?all=true").send().await;
     assert_eq!(res.json(), json!({"deleted": 980}));
 }
+
+#[test]
+fn arbitrary_query_strings_never_cause_a_500() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t = rt.block_on(TestApp::demo());
+    let params = prop::sample::select(vec![
+        "q",
+        "filter",
+        "filter[year][gte]",
+        "filter[or][0][title][like]",
+        "filter[not][author][in][]",
+        "fields",
+        "sort",
+        "expand",
+        "cursor",
+        "limit",
+        "page",
+        "timestamp",
+        "envelope",
+    ]);
+    let values = prop_oneof![
+        ".{0,60}",
+        "[()\\[\\]{}:,*%_'\"\\\\ a-z0-9-]{0,40}",
+        Just(r#"[{"field":"year","operator":"in","value":[1,"x",null]}]"#.to_string()),
+        Just(r#"{"not":{"or":[]}}"#.to_string()),
+    ];
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&(params, values), |(k, v)| {
+            let uri = format!("/v1/books?{}={}&fields=id", enc(k), enc(&v));
+            let res = rt.block_on(t.get(&uri).send());
+            prop_assert!(res.status.as_u16() < 500, "{uri} → {}", res.status);
+            Ok(())
+        })
+        .unwrap();
+}
