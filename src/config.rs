@@ -348,6 +348,21 @@ mod tests {
     }
 
     #[test]
+    fn environment_overrides_the_file_and_is_checked() {
+        // Only this test sets RESTKIT_PAGINATION__*; other tests in this
+        // process do not read pagination.
+        std::env::set_var("RESTKIT_PAGINATION__MAX_PER_PAGE", "77");
+        let s = Settings::load("[pagination]\nmax_per_page = 50\n", &Overrides::default());
+        std::env::set_var("RESTKIT_PAGINATION__DEFAULT_PER_PAGE", "x");
+        let bad = Settings::load("", &Overrides::default());
+        std::env::remove_var("RESTKIT_PAGINATION__MAX_PER_PAGE");
+        std::env::remove_var("RESTKIT_PAGINATION__DEFAULT_PER_PAGE");
+        assert_eq!(s.unwrap().pagination.max_per_page, 77);
+        let e = bad.unwrap_err().to_string();
+        assert!(e.contains("default_per_page"), "{e}");
+    }
+
+    #[test]
     fn overrides_win() {
         let s = Settings::load(
             "[server]\nbind = \"127.0.0.1:1\"\n",

@@ -176,3 +176,109 @@ async fn conflicting_declarations_fail_at_build_time() {
         .unwrap();
     assert!(err.to_string().contains("no::such"), "{err}");
 }
+
+const PRIVATE_NOTES: &str = r#"
+[[module]]
+prefix = "/api"
+[[module.resource]]
+name = "topics"
+relations = { notes = { kind = "has_many", resource = "notes", foreign_key = "topicId" } }
+[module.resource.fields]
+id    = { type = "integer", primary_key = true }
+title = { type = "string", required = true }
+[[module.resource]]
+name = "notes"
+owner = { field = "userId", policy = "private" }
+hidden = ["secret"]
+relations = { topic = { kind = "belongs_to", resource = "topics", foreign_key = "topicId" } }
+[module.resource.fields]
+id      = { type = "integer", primary_key = true }
+topicId = { type = "integer" }
+userId  = { type = "integer", read_only = true }
+text    = { type = "string" }
+"#;
+
+#[tokio::test]
+async fn expansion_never_shows_other_users_private_rows_or_hidden_columns() {
+    let t = TestApp::with(PRIVATE_NOTES, "", Registry::builtin()).await;
+    t.post("/api/topics")
+        .json(json!({"title": "T"}))
+        .send()
+        .await;
+    t.post("/api/notes")
+        .by_user(1)
+        .json(json!({"topicId": 1, "text": "stan's"}))
+        .send()
+        .await;
+    t.post("/api/notes")
+        .by_user(2)
+        .json(json!({"topicId": 1, "text": "ana's"}))
+        .send()
+        .await;
+    let stan = t
+        .get("/api/topics?expand=notes")
+        .by_user(1)
+        .send()
+        .await
+        .json();
+    assert_eq!(stan[0]["notes"].as_array().unwrap().len(), 1);
+    assert_eq!(stan[0]["notes"][0]["text"], "stan's");
+    assert!(stan[0]["notes"][0].get("secret").is_none());
+    let anonymous = t.get("/api/topics/1?expand=notes").send().await.json();
+    assert_eq!(anonymous["notes"], json!([]));
+    let mine = t
+        .get("/api/notes?expand=topic&fields=text,topic.title")
+        .by_user(2)
+        .send()
+        .await
+        .json();
+    assert_eq!(mine, json!([{"text": "ana's", "topic": {"title": "T"}}]));
+    let bad = t
+        .get("/api/topics?expand=notes&fields=id,notes.secret")
+        .by_user(1)
+        .send()
+        .await;
+    assert_problem(&bad, 400, "UNKNOWN_FIELD");
+}
+
+#[tokio::test]
+async fn migrate_adds_declared_columns_to_existing_tables_and_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("m.db").display());
+    let v1 = "[[module]]\nprefix = \"/api\"\n[[module.resource]]\nname = \"notes\"\n[module.resource.fields]\nid = { type = \"integer\", primary_key = true }\ntext = { type = \"string\" }\n";
+    let v2 = format!("{v1}stars = {{ type = \"integer\", minimum = 0 }}\n");
+    let load = |toml: &str| {
+        let s = Settings::load(
+            toml,
+            &Overrides {
+                bind: None,
+                database: Some(url.clone()),
+            },
+        )
+        .unwrap();
+        (restkit::model::toml::parse(toml).unwrap(), s)
+    };
+    let (m, s) = load(v1);
+    let app = restkit::open(m, s, &Registry::builtin()).await.unwrap();
+    let req = http::Request::post("/api/notes")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(r#"{"text":"kept"}"#))
+        .unwrap();
+    assert_eq!(app.call(req).await.status(), 201);
+    drop(app);
+    let (m, s) = load(&v2);
+    let app = restkit::open(m, s, &Registry::builtin()).await.unwrap();
+    let t = TestApp { app, _dir: dir };
+    assert_eq!(
+        t.get("/api/notes/1").send().await.json(),
+        json!({"id": 1, "text": "kept", "stars": null})
+    );
+    assert_eq!(
+        t.patch("/api/notes/1")
+            .json(json!({"stars": 3}))
+            .send()
+            .await
+            .json()["stars"],
+        3
+    );
+}

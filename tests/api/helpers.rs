@@ -12,7 +12,7 @@ use serde_json::Value;
 
 pub struct TestApp {
     pub app: App,
-    _dir: tempfile::TempDir,
+    pub _dir: tempfile::TempDir,
 }
 
 pub struct TestResponse {
