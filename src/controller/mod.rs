@@ -100,6 +100,8 @@ pub struct Ctx {
     pub store: Store,
     /// Serve `snake_case` keys of handler values as `camelCase`.
     pub convert_snake_case: bool,
+    /// The negotiated minor version (§4.5), when the module lists any.
+    pub version: Option<String>,
 }
 
 impl Ctx {

@@ -263,12 +263,53 @@ impl TableController {
             unreachable!("the update schema only accepts objects")
         };
         let values = self.values(&doc, &self.update_fields, true);
-        cx.store
+        let rec = cx
+            .store
             .update(&self.resource, n, scope, &values, &self.view_fields)
             .await
             .map_err(Self::conflict)?
-            .map(Reply::Record)
-            .ok_or_else(|| self.not_found(id))
+            .ok_or_else(|| self.not_found(id))?;
+        Ok(self.record_reply(cx, rec))
+    }
+
+    fn record_reply(&self, cx: &Ctx, rec: Record) -> Reply {
+        let mut one = [rec];
+        self.add_links(cx, &mut one);
+        let [rec] = one;
+        Reply::Record(rec)
+    }
+
+    /// The collection's path with this request's parent ids filled in.
+    fn collection_url(&self, cx: &Ctx) -> String {
+        let mut path = self.id.clone();
+        for (name, value) in &cx.params {
+            path = path.replace(&format!("{{{name}}}"), value);
+        }
+        format!("{}{path}", cx.base_url)
+    }
+
+    /// HATEOAS (§5.5): `_links.self`, and `parent` for nested resources.
+    fn add_links(&self, cx: &Ctx, records: &mut [Record]) {
+        if !self.resource.links {
+            return;
+        }
+        let base = self.collection_url(cx);
+        let pk = &self.resource.pk().name;
+        let parent = base.rsplit_once('/').map(|(p, _)| p.to_string());
+        for rec in records {
+            let Some(id) = rec.get(pk).map(|v| v.to_string()) else {
+                continue;
+            };
+            let mut links = serde_json::Map::new();
+            links.insert(
+                "self".into(),
+                serde_json::json!({"href": format!("{base}/{id}")}),
+            );
+            if let (Some(_), Some(p)) = (&self.resource.parent, &parent) {
+                links.insert("parent".into(), serde_json::json!({"href": p}));
+            }
+            rec.insert("_links".into(), Value::Object(links));
+        }
     }
 
     fn since_text(&self, q: &CollectionQuery) -> Option<(usize, String)> {
@@ -380,6 +421,7 @@ impl TableController {
             _ => None,
         };
         self.expand(cx, q, &mut records).await?;
+        self.add_links(cx, &mut records);
         if select.len() > shown.len() {
             let extra: Vec<&str> = select[shown.len()..]
                 .iter()
@@ -728,12 +770,12 @@ impl Controller for TableController {
         // `fields` and `expand` apply to one record as to a collection.
         let shaped = cx.query.iter().any(|(k, _)| k == "fields" || k == "expand");
         if !shaped {
-            return cx
+            let rec = cx
                 .store
                 .fetch(&self.resource, &self.view_fields, n, &scope)
                 .await?
-                .map(Reply::Record)
-                .ok_or_else(|| self.not_found(id));
+                .ok_or_else(|| self.not_found(id))?;
+            return Ok(self.record_reply(cx, rec));
         }
         let q = CollectionQuery::parse(&cx.query, &self.resource, &self.policy, None)?;
         let shown = q.fields.clone().unwrap_or_else(|| self.view_fields.clone());
@@ -755,11 +797,12 @@ impl Controller for TableController {
             .ok_or_else(|| self.not_found(id))?;
         let mut records = [rec];
         self.expand(cx, &q, &mut records).await?;
+        self.add_links(cx, &mut records);
         let [mut rec] = records;
         for i in &select[shown.len()..] {
             rec.shift_remove(&self.resource.fields[*i].name);
         }
-        Ok(Reply::Record(rec))
+        Ok(self.record_reply(cx, rec))
     }
 
     async fn create(&self, cx: &Ctx, body: Value) -> Result<Reply, ApiError> {
@@ -792,6 +835,9 @@ impl Controller for TableController {
             .map(|v| v.to_string())
             .unwrap_or_default();
         let location = format!("{}/{}", cx.path.trim_end_matches('/'), id);
+        let Reply::Record(record) = self.record_reply(cx, record) else {
+            unreachable!("record_reply makes records")
+        };
         Ok(Reply::Created { record, location })
     }
 

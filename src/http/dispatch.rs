@@ -28,17 +28,77 @@ pub struct RouteTemplate(pub Arc<str>);
 /// Longest query string accepted (§6.9): past it, 414.
 const MAX_QUERY: usize = 8 * 1024;
 
+pub const API_VERSION: http::HeaderName = http::HeaderName::from_static("api-version");
+
 pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>) -> Response {
     let template = RouteTemplate(Arc::from(route.template.as_str()));
-    let mut res = match serve(&route, &state, req).await {
-        Ok(res) => res,
+    let version = negotiate_version(req.headers(), &route.module.versions);
+    let mut res = match version {
+        Ok(v) => {
+            let mut res = match serve(&route, &state, req, v.clone()).await {
+                Ok(res) => res,
+                Err(e) => e.into_response(),
+            };
+            if let Some(v) = v.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                res.headers_mut().insert(API_VERSION, v);
+            }
+            res
+        }
         Err(e) => e.into_response(),
     };
     res.extensions_mut().insert(template);
     res
 }
 
-async fn serve(route: &Route, state: &AppState, req: Request<Body>) -> Result<Response, ApiError> {
+/// The minor version the client asked for (§4.5): `Accept: …; version=1.1`
+/// or `Accept: application/vnd.restkit.v1.1+json`; without one, the
+/// module's latest. A version the module does not list is 406.
+pub fn negotiate_version(
+    headers: &http::HeaderMap,
+    offered: &[String],
+) -> Result<Option<String>, ApiError> {
+    if offered.is_empty() {
+        return Ok(None);
+    }
+    let mut asked = None;
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(text) = value.to_str() else { continue };
+        for range in text.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let mime = parts.next().unwrap_or("");
+            if let Some(v) = mime
+                .strip_prefix("application/vnd.restkit.v")
+                .and_then(|m| m.split('+').next())
+            {
+                asked = Some(v.to_string());
+            }
+            for p in parts {
+                if let Some(v) = p.strip_prefix("version=") {
+                    asked = Some(v.trim_matches('"').to_string());
+                }
+            }
+        }
+    }
+    match asked {
+        None => Ok(offered.last().cloned()),
+        Some(v) if offered.contains(&v) => Ok(Some(v)),
+        Some(v) => Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "NOT_ACCEPTABLE",
+            format!(
+                "Version {v} is not offered here; this API offers {}.",
+                offered.join(", ")
+            ),
+        )),
+    }
+}
+
+async fn serve(
+    route: &Route,
+    state: &AppState,
+    req: Request<Body>,
+    version: Option<String>,
+) -> Result<Response, ApiError> {
     let method = req.method().clone();
     if method == Method::OPTIONS {
         return Ok(render::options(route));
@@ -87,6 +147,7 @@ async fn serve(route: &Route, state: &AppState, req: Request<Body>) -> Result<Re
         headers: parts.headers,
         store: state.store.clone(),
         convert_snake_case: route.module.convert_snake_case,
+        version,
     };
     let reply = match &endpoint.target {
         Target::Operation { controller, op } => {

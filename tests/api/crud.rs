@@ -316,3 +316,55 @@ async fn concurrent_creates_lose_nothing() {
     let res = t.get("/v1/books?limit=1").send().await;
     assert_eq!(res.header("x-pagination-total-count"), "1040");
 }
+
+#[tokio::test]
+async fn version_two_records_carry_self_links() {
+    let t = TestApp::demo().await;
+    let b = t.get("/v2/books/3").send().await.json();
+    assert_eq!(b["_links"]["self"]["href"], "http://api.test/v2/books/3");
+    let list = t.get("/v2/books?limit=2&fields=title").send().await.json();
+    assert_eq!(
+        list[1],
+        json!({"title": "Book of books", "_links": {"self": {"href": "http://api.test/v2/books/2"}}})
+    );
+    assert!(t
+        .get("/v1/books/3")
+        .send()
+        .await
+        .json()
+        .get("_links")
+        .is_none());
+}
+
+#[tokio::test]
+async fn minor_versions_are_negotiated_and_unknown_ones_are_406() {
+    let t = TestApp::demo().await;
+    let res = t.get("/v1/books/3").send().await;
+    assert_eq!(res.header("api-version"), "1.1");
+    let res = t
+        .get("/v1/books/3")
+        .header("accept", "application/json; version=1.0")
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("api-version"), "1.0");
+    let res = t
+        .get("/v2/books/3")
+        .header("accept", "application/vnd.restkit.v2.0+json")
+        .send()
+        .await;
+    assert_eq!(res.header("api-version"), "2.0");
+    let res = t
+        .get("/v1/books/3")
+        .header("accept", "application/vnd.restkit.v2.1+json")
+        .send()
+        .await;
+    assert_problem(&res, 406, "NOT_ACCEPTABLE");
+    let res = t
+        .get("/v1/books/3")
+        .header("accept", "application/json; version=1.7")
+        .send()
+        .await;
+    let b = assert_problem(&res, 406, "NOT_ACCEPTABLE");
+    assert!(b["detail"].as_str().unwrap().contains("1.0, 1.1"));
+}
