@@ -100,8 +100,9 @@ async fn binary_serves_the_demo_from_any_directory_and_exits_0_on_sigterm() {
     assert!(body.contains("Greatest book"), "{body}");
     assert!(dir.path().join("restkit-demo.db").exists());
     let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
+    // The shell's builtin kill: no dependency on a procps binary.
+    let killed = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
         .status()
         .unwrap();
     assert!(killed.success());
