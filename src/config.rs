@@ -108,7 +108,7 @@ impl Default for AuthSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "RawRateLimit")]
 pub struct RateLimitSettings {
     pub backend: String,
     pub redis_url: String,
@@ -134,12 +134,56 @@ impl Default for RateLimitSettings {
 }
 
 /// One rate-limit tier: `requests` per `period`; 0 requests disables it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Tier {
     pub requests: u32,
-    #[serde(deserialize_with = "duration")]
     pub period: Duration,
+}
+
+/// A tier as written: either key may be left out and keeps that tier's
+/// default (so `RESTKIT_RATE_LIMIT__TOKEN__REQUESTS=100` alone works).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTier {
+    requests: Option<u32>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    period: Option<Duration>,
+}
+
+impl RawTier {
+    fn or(self, d: Tier) -> Tier {
+        Tier {
+            requests: self.requests.unwrap_or(d.requests),
+            period: self.period.unwrap_or(d.period),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawRateLimit {
+    backend: Option<String>,
+    redis_url: Option<String>,
+    on_backend_error: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+    token: RawTier,
+    anonymous: RawTier,
+    authenticated: RawTier,
+}
+
+impl From<RawRateLimit> for RateLimitSettings {
+    fn from(r: RawRateLimit) -> Self {
+        let d = RateLimitSettings::default();
+        RateLimitSettings {
+            backend: r.backend.unwrap_or(d.backend),
+            redis_url: r.redis_url.unwrap_or(d.redis_url),
+            on_backend_error: r.on_backend_error.unwrap_or(d.on_backend_error),
+            trusted_proxies: r.trusted_proxies.unwrap_or(d.trusted_proxies),
+            token: r.token.or(d.token),
+            anonymous: r.anonymous.or(d.anonymous),
+            authenticated: r.authenticated.or(d.authenticated),
+        }
+    }
 }
 
 impl Tier {
@@ -183,7 +227,18 @@ impl Settings {
     /// Reads `toml_text` (the file's text, or the built-in demo's), then the
     /// environment, then `overrides`, and checks the result.
     pub fn load(toml_text: &str, overrides: &Overrides) -> Result<Settings, ConfigError> {
+        Settings::load_with_env(toml_text, overrides, None)
+    }
+
+    /// As [`Settings::load`], reading `RESTKIT_` variables from `env`
+    /// instead of the process environment when given (tests).
+    pub fn load_with_env(
+        toml_text: &str,
+        overrides: &Overrides,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
         let env = config::Environment::with_prefix("RESTKIT")
+            .source(env)
             .prefix_separator("_")
             .separator("__")
             .try_parsing(true)
@@ -279,6 +334,10 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         .ok_or_else(|| D::Error::custom(format!("'{s}' is not a duration like 30s, 5m, 1h, 30d")))
 }
 
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
 fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let s = String::deserialize(d)?;
     parse_size(&s)
@@ -349,17 +408,33 @@ mod tests {
 
     #[test]
     fn environment_overrides_the_file_and_is_checked() {
-        // Only this test sets RESTKIT_PAGINATION__*; other tests in this
-        // process do not read pagination.
-        std::env::set_var("RESTKIT_PAGINATION__MAX_PER_PAGE", "77");
-        let s = Settings::load("[pagination]\nmax_per_page = 50\n", &Overrides::default());
-        std::env::set_var("RESTKIT_PAGINATION__DEFAULT_PER_PAGE", "x");
-        let bad = Settings::load("", &Overrides::default());
-        std::env::remove_var("RESTKIT_PAGINATION__MAX_PER_PAGE");
-        std::env::remove_var("RESTKIT_PAGINATION__DEFAULT_PER_PAGE");
-        assert_eq!(s.unwrap().pagination.max_per_page, 77);
-        let e = bad.unwrap_err().to_string();
+        let env = |k: &str, v: &str| Some([(k.to_string(), v.to_string())].into_iter().collect());
+        let s = Settings::load_with_env(
+            "[pagination]\nmax_per_page = 50\n",
+            &Overrides::default(),
+            env("RESTKIT_PAGINATION__MAX_PER_PAGE", "77"),
+        )
+        .unwrap();
+        assert_eq!(s.pagination.max_per_page, 77);
+        let s = Settings::load_with_env(
+            "",
+            &Overrides::default(),
+            env("RESTKIT_RATE_LIMIT__TOKEN__REQUESTS", "100"),
+        )
+        .unwrap();
+        assert_eq!(s.rate_limit.token.requests, 100);
+        let e = Settings::load_with_env(
+            "",
+            &Overrides::default(),
+            env("RESTKIT_PAGINATION__DEFAULT_PER_PAGE", "x"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("default_per_page"), "{e}");
+        let e = Settings::load_with_env("", &Overrides::default(), env("RESTKIT_SERVR__BIND", "x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("servr"), "{e}");
     }
 
     #[test]
