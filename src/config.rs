@@ -64,6 +64,10 @@ impl Default for ServerSettings {
 pub struct DatabaseSettings {
     pub url: String,
     pub max_connections: u32,
+    /// A read statement running longer is cancelled and answered 503
+    /// (§6.9). `0s` disables the limit.
+    #[serde(deserialize_with = "duration")]
+    pub statement_timeout: Duration,
 }
 
 impl Default for DatabaseSettings {
@@ -71,6 +75,7 @@ impl Default for DatabaseSettings {
         DatabaseSettings {
             url: "sqlite://restkit-demo.db".into(),
             max_connections: 8,
+            statement_timeout: Duration::from_secs(5),
         }
     }
 }

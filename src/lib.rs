@@ -60,8 +60,12 @@ pub async fn open(
     settings: config::Settings,
     registry: &registry::Registry,
 ) -> Result<App, StartError> {
-    let store =
-        store::Store::connect(&settings.database.url, settings.database.max_connections).await?;
+    let store = store::Store::connect_with_timeout(
+        &settings.database.url,
+        settings.database.max_connections,
+        settings.database.statement_timeout,
+    )
+    .await?;
     store.migrate(&model).await?;
     demo::seed(&store, &model)
         .await

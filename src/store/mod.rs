@@ -88,6 +88,9 @@ pub enum StoreError {
     /// name when the column could be identified.
     #[error("unique constraint violated on {field:?}")]
     Unique { field: Option<String> },
+    /// A statement ran past `database.statement_timeout` and was cancelled.
+    #[error("statement cancelled after the time limit")]
+    Timeout,
     /// A referenced row does not exist.
     #[error("foreign key constraint failed")]
     ForeignKey,
@@ -117,6 +120,8 @@ impl StoreError {
                 StoreError::Unique { field }
             }
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::ForeignKey,
+            // SQLITE_INTERRUPT: the statement watchdog stopped it.
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("9") => StoreError::Timeout,
             _ => StoreError::Other(e.to_string()),
         }
     }
@@ -192,8 +197,18 @@ impl Store {
     /// Connects to `url` (`sqlite://file.db`, `sqlite:///abs.db`,
     /// `sqlite::memory:`), creating an SQLite file if missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Store::connect_with_timeout(url, max_connections, std::time::Duration::ZERO).await
+    }
+
+    /// As [`Store::connect`], cancelling read statements that run longer
+    /// than `statement_timeout` (zero: no limit).
+    pub async fn connect_with_timeout(
+        url: &str,
+        max_connections: u32,
+        statement_timeout: std::time::Duration,
+    ) -> Result<Store, StoreError> {
         if url.starts_with("sqlite:") {
-            let s = sqlite::SqliteStore::connect(url, max_connections).await?;
+            let s = sqlite::SqliteStore::connect(url, max_connections, statement_timeout).await?;
             return Ok(Store {
                 backend: Backend::Sqlite(s),
             });
@@ -499,6 +514,11 @@ impl From<StoreError> for crate::error::ApiError {
                 }
                 err
             }
+            StoreError::Timeout => ApiError::new(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "QUERY_TIMEOUT",
+                "The query took too long and was cancelled; narrow the filter or use an indexed field.",
+            ),
             StoreError::ForeignKey => ApiError::new(
                 http::StatusCode::CONFLICT,
                 "REFERENCE_CONFLICT",

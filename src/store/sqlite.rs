@@ -26,6 +26,66 @@ use super::sql::Write;
 use super::{Record, StoreError};
 use crate::model::{FieldType, Resource};
 
+mod watchdog {
+    //! Cancels read statements that run too long (§6.9), without a cost
+    //! per query: each read connection gets one SQLite progress handler
+    //! at connect time. SQLite calls it every [`OPS`] virtual-machine
+    //! instructions of a running statement; it tells executions apart by
+    //! (busy statement, its run count), restarts the clock on a new one,
+    //! and returns `false` — SQLite then stops the statement with
+    //! `SQLITE_INTERRUPT` — once one has run past the limit.
+
+    use std::time::{Duration, Instant};
+
+    use libsqlite3_sys as ffi;
+    use sqlx::SqliteConnection;
+
+    /// VM instructions between checks: well under a millisecond of work.
+    const OPS: i32 = 10_000;
+
+    /// The statement `db` is executing and how many runs it had before.
+    ///
+    /// # Safety
+    /// `db` must be a live connection, and this must run on the thread
+    /// executing its statement (SQLite calls progress handlers there).
+    /// Only read-only inspection functions are used, as the progress
+    /// handler contract requires.
+    unsafe fn running(db: *mut ffi::sqlite3) -> (usize, i32) {
+        let mut stmt = unsafe { ffi::sqlite3_next_stmt(db, std::ptr::null_mut()) };
+        while !stmt.is_null() {
+            if unsafe { ffi::sqlite3_stmt_busy(stmt) } != 0 {
+                let runs = unsafe { ffi::sqlite3_stmt_status(stmt, ffi::SQLITE_STMTSTATUS_RUN, 0) };
+                return (stmt as usize, runs);
+            }
+            stmt = unsafe { ffi::sqlite3_next_stmt(db, stmt) };
+        }
+        (0, 0)
+    }
+
+    pub async fn install(conn: &mut SqliteConnection, limit: Duration) -> Result<(), sqlx::Error> {
+        if limit.is_zero() {
+            return Ok(());
+        }
+        let mut handle = conn.lock_handle().await?;
+        // The handler is owned by this connection and dropped with it, so
+        // the pointer outlives every call.
+        let db = handle.as_raw_handle().as_ptr() as usize;
+        let mut current = (0usize, -1i32, Instant::now());
+        handle.set_progress_handler(OPS, move || {
+            // SAFETY: see `running`; SQLite invokes this on the executing
+            // thread of connection `db`.
+            let (stmt, runs) = unsafe { running(db as *mut ffi::sqlite3) };
+            let now = Instant::now();
+            if (stmt, runs) != (current.0, current.1) {
+                current = (stmt, runs, now);
+                return true;
+            }
+            now.duration_since(current.2) < limit
+        });
+        Ok(())
+    }
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
     read: SqlitePool,
@@ -54,7 +114,11 @@ fn err(e: sqlx::Error) -> StoreError {
 }
 
 impl SqliteStore {
-    pub async fn connect(url: &str, max_connections: u32) -> Result<SqliteStore, StoreError> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        statement_timeout: Duration,
+    ) -> Result<SqliteStore, StoreError> {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Other(format!("bad SQLite URL: {e}")))?
             .create_if_missing(true)
@@ -83,6 +147,9 @@ impl SqliteStore {
             SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))
                 .test_before_acquire(false)
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move { watchdog::install(conn, statement_timeout).await })
+                })
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts.read_only(true))
                 .await

@@ -282,3 +282,65 @@ async fn migrate_adds_declared_columns_to_existing_tables_and_keeps_data() {
         3
     );
 }
+
+async fn big_table(statement_timeout: &str) -> TestApp {
+    let toml = "[[module]]\nprefix = \"/api\"\n[[module.resource]]\nname = \"rows\"\n[module.resource.fields]\nid = { type = \"integer\", primary_key = true }\ntext = { type = \"string\" }\n";
+    let settings = format!("[database]\nstatement_timeout = \"{statement_timeout}\"\n");
+    let t = TestApp::with(toml, &settings, Registry::builtin()).await;
+    let mut batch = Vec::new();
+    for start in (1..=200_000i64).step_by(1000) {
+        let mut insert = sea_query::Query::insert();
+        insert
+            .into_table(sea_query::Alias::new("rows"))
+            .columns([sea_query::Alias::new("id"), sea_query::Alias::new("text")]);
+        for id in start..start + 1000 {
+            insert.values_panic([
+                sea_query::Expr::val(id),
+                sea_query::Expr::val(format!("row number {id} of many")),
+            ]);
+        }
+        batch.push(insert);
+    }
+    t.app.state().store.execute_batch(batch).await.unwrap();
+    t
+}
+
+#[tokio::test]
+async fn a_runaway_query_is_cancelled_and_answered_503() {
+    let likes: Vec<String> = (0..40)
+        .map(|i| format!(r#"{{"field":"text","operator":"like","value":"zz{i}"}}"#))
+        .collect();
+    let filter = format!(r#"{{"or":[{}]}}"#, likes.join(","));
+    let uri = format!(
+        "/api/rows?filter={}",
+        form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>()
+    );
+
+    let unbounded = big_table("0s").await;
+    let started = std::time::Instant::now();
+    let res = unbounded.get(&uri).send().await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    let natural = started.elapsed();
+
+    let t = big_table("5ms").await;
+    let started = std::time::Instant::now();
+    let res = t.get(&uri).send().await;
+    let cancelled_after = started.elapsed();
+    assert_problem(&res, 503, "QUERY_TIMEOUT");
+    assert!(
+        cancelled_after < natural,
+        "cancelled after {cancelled_after:?}, the query alone takes {natural:?}"
+    );
+    // Cheap statements are untouched and the app keeps serving.
+    assert_eq!(
+        t.get("/api/rows/7").send().await.json()["text"],
+        "row number 7 of many"
+    );
+    // (An exact count of 200,000 rows would itself pass 5 ms.)
+    let res = t
+        .get("/api/rows?limit=5")
+        .header("prefer", "count=none")
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+}
