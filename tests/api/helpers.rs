@@ -34,6 +34,23 @@ impl TestResponse {
             .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
     }
 
+    /// The path and query of the `Link` target with this `rel`.
+    pub fn link(&self, rel: &str) -> Option<String> {
+        let link = self.headers.get("link")?.to_str().ok()?;
+        let entry = link
+            .split(", ")
+            .find(|l| l.ends_with(&format!("rel=\"{rel}\"")))?;
+        let url = &entry[1..entry.find('>')?];
+        Some(url.replace("http://api.test", ""))
+    }
+
+    /// The `cursor` parameter of the next page's link.
+    pub fn next_cursor(&self) -> Option<String> {
+        let next = self.link("next")?;
+        let token = next.split("cursor=").nth(1)?.split('&').next()?;
+        Some(token.to_string())
+    }
+
     /// Field names of a 422/409 body's `errors`, sorted.
     pub fn error_fields(&self) -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = self.json()["errors"]
