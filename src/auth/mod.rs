@@ -35,10 +35,6 @@ impl Identity {
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
         }
     }
-
-    pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope)
-    }
 }
 
 /// Scopes a user authenticated by password holds: everything the demo's

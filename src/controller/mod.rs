@@ -15,7 +15,7 @@ pub mod table;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, Method};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -38,22 +38,6 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// The operation a method maps to on a collection (`record == false`)
-    /// or record route.
-    pub fn for_method(method: &Method, record: bool) -> Option<Operation> {
-        Some(match (method.as_str(), record) {
-            ("GET" | "HEAD", false) => Operation::Find,
-            ("POST", false) => Operation::Create,
-            ("PUT", false) => Operation::BulkUpdate,
-            ("DELETE", false) => Operation::DeleteAll,
-            ("GET" | "HEAD", true) => Operation::Fetch,
-            ("PUT", true) => Operation::Update,
-            ("PATCH", true) => Operation::Patch,
-            ("DELETE", true) => Operation::Delete,
-            _ => return None,
-        })
-    }
-
     pub fn method(self) -> Method {
         match self {
             Operation::Find | Operation::Fetch => Method::GET,
@@ -185,14 +169,6 @@ impl Reply {
             v => Ok(Reply::Value(v)),
         }
     }
-
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Reply::Created { .. } => StatusCode::CREATED,
-            Reply::Empty => StatusCode::NO_CONTENT,
-            _ => StatusCode::OK,
-        }
-    }
 }
 
 fn not_implemented() -> ApiError {
@@ -209,6 +185,12 @@ pub trait Controller: Send + Sync + 'static {
 
     /// The resource declaration, when the controller serves one.
     fn resource(&self) -> Option<&Arc<Resource>> {
+        None
+    }
+
+    /// The JSON Schema a body of `op` must satisfy, when it has one:
+    /// used to type form bodies and to describe the route (OPTIONS).
+    fn input_schema(&self, _op: Operation) -> Option<&Value> {
         None
     }
 

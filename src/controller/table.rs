@@ -664,6 +664,15 @@ impl Controller for TableController {
         Some(&self.resource)
     }
 
+    fn input_schema(&self, op: Operation) -> Option<&Value> {
+        match op {
+            Operation::Create => Some(&self.create_schema.source),
+            Operation::Update | Operation::Patch => Some(&self.update_schema.source),
+            Operation::BulkUpdate => Some(&self.update_schema.source),
+            _ => None,
+        }
+    }
+
     async fn find(&self, cx: &Ctx) -> Result<Reply, ApiError> {
         let q = CollectionQuery::parse(
             &cx.query,

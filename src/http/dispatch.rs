@@ -155,15 +155,17 @@ async fn serve(
             let input = if op.takes_body() {
                 let parsed =
                     body::read(body, &cx.headers, state.settings.server.body_limit).await?;
-                Some(typed_body(
-                    parsed,
-                    controller.resource().map(|r| r.as_ref()),
-                    *op,
-                ))
+                let mut value = parsed.value;
+                // Form bodies carry strings; the declared types convert them.
+                if parsed.form {
+                    if let Some(schema) = controller.input_schema(*op) {
+                        validate::coerce(&mut value, schema);
+                    }
+                }
+                value
             } else {
-                None
+                Value::Null
             };
-            let input = input.unwrap_or(Value::Null);
             match op {
                 Operation::Find => controller.find(&cx).await?,
                 Operation::Fetch => controller.fetch(&cx, id).await?,
@@ -178,22 +180,6 @@ async fn serve(
         Target::Action { .. } => run_action(endpoint, &cx, record_id, body, state).await?,
     };
     Ok(render::reply(reply, &cx, &method, state))
-}
-
-/// Form bodies carry strings; a resource's declared types convert them.
-fn typed_body(
-    parsed: body::ParsedBody,
-    r: Option<&crate::model::Resource>,
-    op: Operation,
-) -> Value {
-    let mut value = parsed.value;
-    if parsed.form {
-        if let Some(r) = r {
-            let schema = crate::model::schema::input_schema(r, op == Operation::Create);
-            validate::coerce(&mut value, &schema);
-        }
-    }
-    value
 }
 
 async fn run_action(
@@ -260,11 +246,8 @@ pub fn describe(route: &Route) -> Value {
             match &e.target {
                 Target::Operation { controller, op } => {
                     m["operation"] = json!(format!("{op:?}"));
-                    if op.takes_body() {
-                        if let Some(r) = controller.resource() {
-                            m["input"] =
-                                crate::model::schema::input_schema(r, *op == Operation::Create);
-                        }
+                    if let Some(schema) = controller.input_schema(*op) {
+                        m["input"] = schema.clone();
                     }
                 }
                 Target::Action { action, .. } => {

@@ -303,7 +303,3 @@ fn record_envelope(record: Value) -> Value {
 pub fn error_body(e: &ApiError, request_id: &str) -> Bytes {
     serialize(&e.body(request_id))
 }
-
-pub fn value(v: &Value) -> Bytes {
-    serialize(v)
-}

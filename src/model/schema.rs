@@ -92,16 +92,6 @@ pub fn input_schema(r: &Resource, create: bool) -> Value {
     })
 }
 
-/// Schema of a record as served (for docs and OpenAPI).
-pub fn output_schema(r: &Resource) -> Value {
-    let mut props = Map::new();
-    for i in r.readable(true) {
-        let f = &r.fields[i];
-        props.insert(f.name.clone(), field_schema(f));
-    }
-    json!({"type": "object", "properties": props})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
