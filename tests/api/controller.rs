@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use restkit::config::{Overrides, Settings};
 use restkit::controller::{ActionInput, Controller, Ctx, Operation, Reply};
 use restkit::model::builder::*;
 use restkit::model::FieldType;
@@ -84,14 +83,7 @@ async fn app() -> TestApp {
     });
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let settings = Settings::load(
-        "",
-        &Overrides {
-            bind: None,
-            database: Some(url),
-        },
-    )
-    .unwrap();
+    let settings = crate::helpers::settings("", &url);
     TestApp::from_model(model, settings, registry, dir).await
 }
 
@@ -162,14 +154,7 @@ async fn conflicting_declarations_fail_at_build_time() {
         .module(Module::new("/v1").action(Verb::Get, "/x", "no::such"))
         .build()
         .unwrap();
-    let settings = Settings::load(
-        "",
-        &Overrides {
-            bind: None,
-            database: Some("sqlite::memory:".into()),
-        },
-    )
-    .unwrap();
+    let settings = crate::helpers::settings("", "sqlite::memory:");
     let err = restkit::open(missing, settings, &Registry::builtin())
         .await
         .err()
@@ -248,14 +233,7 @@ async fn migrate_adds_declared_columns_to_existing_tables_and_keeps_data() {
     let v1 = "[[module]]\nprefix = \"/api\"\n[[module.resource]]\nname = \"notes\"\n[module.resource.fields]\nid = { type = \"integer\", primary_key = true }\ntext = { type = \"string\" }\n";
     let v2 = format!("{v1}stars = {{ type = \"integer\", minimum = 0 }}\n");
     let load = |toml: &str| {
-        let s = Settings::load(
-            toml,
-            &Overrides {
-                bind: None,
-                database: Some(url.clone()),
-            },
-        )
-        .unwrap();
+        let s = crate::helpers::settings(toml, &url);
         (restkit::model::toml::parse(toml).unwrap(), s)
     };
     let (m, s) = load(v1);

@@ -69,6 +69,18 @@ impl TestResponse {
     }
 }
 
+/// Settings from `toml` with the database at `url`.
+pub fn settings(toml: &str, url: &str) -> Settings {
+    Settings::load(
+        toml,
+        &Overrides {
+            bind: None,
+            database: Some(url.to_string()),
+        },
+    )
+    .unwrap()
+}
+
 /// A request under construction.
 pub struct Call<'a> {
     app: &'a TestApp,
@@ -128,14 +140,7 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
         let text = format!("{model_toml}\n{settings_toml}");
-        let settings = Settings::load(
-            &text,
-            &Overrides {
-                bind: None,
-                database: Some(url),
-            },
-        )
-        .unwrap();
+        let settings = settings(&text, &url);
         let model = restkit::model::toml::parse(&text).unwrap();
         TestApp::from_model(model, settings, registry, dir).await
     }

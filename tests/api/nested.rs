@@ -4,6 +4,17 @@ use serde_json::json;
 
 use crate::helpers::{assert_problem, TestApp};
 
+/// Creates a rating-4 review of `book` by `user`; returns its id.
+async fn review(t: &TestApp, book: i64, user: i64) -> serde_json::Value {
+    t.post(&format!("/v1/books/{book}/reviews"))
+        .by_user(user)
+        .json(json!({"rating": 4}))
+        .send()
+        .await
+        .json()["id"]
+        .clone()
+}
+
 #[tokio::test]
 async fn creating_under_a_parent_sets_the_parent_key_from_the_path() {
     let t = TestApp::demo().await;
@@ -43,14 +54,7 @@ async fn listing_returns_only_the_parents_children() {
 #[tokio::test]
 async fn a_child_under_the_wrong_parent_or_a_missing_parent_is_404() {
     let t = TestApp::demo().await;
-    let id = t
-        .post("/v1/books/3/reviews")
-        .by_user(1)
-        .json(json!({"rating": 4}))
-        .send()
-        .await
-        .json()["id"]
-        .clone();
+    let id = review(&t, 3, 1).await;
     assert_eq!(
         t.get(&format!("/v1/books/3/reviews/{id}"))
             .send()
@@ -87,14 +91,7 @@ async fn a_child_under_the_wrong_parent_or_a_missing_parent_is_404() {
 #[tokio::test]
 async fn only_a_reviews_author_may_change_it() {
     let t = TestApp::demo().await;
-    let id = t
-        .post("/v1/books/3/reviews")
-        .by_user(1)
-        .json(json!({"rating": 4}))
-        .send()
-        .await
-        .json()["id"]
-        .clone();
+    let id = review(&t, 3, 1).await;
     let uri = format!("/v1/books/3/reviews/{id}");
     assert_problem(
         &t.patch(&uri)

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use restkit::config::{Overrides, Settings};
 use restkit::controller::{ActionInput, Ctx, Reply};
 use restkit::model::builder::*;
 use restkit::registry::Registry;
@@ -40,14 +39,7 @@ async fn shutdown_finishes_in_flight_requests_then_stops_accepting() {
         tokio::time::sleep(Duration::from_millis(400)).await;
         Reply::json(&serde_json::json!({"done": true}))
     });
-    let settings = Settings::load(
-        "",
-        &Overrides {
-            bind: None,
-            database: Some("sqlite::memory:".into()),
-        },
-    )
-    .unwrap();
+    let settings = crate::helpers::settings("", "sqlite::memory:");
     let app = restkit::open(model, settings, &registry).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
