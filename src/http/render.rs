@@ -197,14 +197,14 @@ fn page_links(page: &Page, cx: &Ctx) -> PageLinks {
         }
     };
     let has_next = match page.total {
-        Some(total) => offset + per < total,
+        Some(total) => offset.saturating_add(per) < total,
         None => page.has_more,
     };
     PageLinks {
         this: at(offset),
         first: at(0),
         prev: (offset > 0).then(|| at(offset.saturating_sub(per))),
-        next: has_next.then(|| at(offset + per)),
+        next: has_next.then(|| at(offset.saturating_add(per))),
         last: page
             .total
             .map(|t| at(t.div_ceil(per).max(1).saturating_sub(1) * per)),

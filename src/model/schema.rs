@@ -40,11 +40,18 @@ pub fn field_schema(f: &Field) -> Value {
         }
         None => {}
     }
-    if let Some(n) = f.minimum {
-        s.insert("minimum".into(), number(n));
+    // Integers are stored as signed 64-bit: the range bounds them even
+    // when the declaration does not, so nothing overflows to NULL.
+    let (lo, hi) = if f.ty == FieldType::Integer {
+        (Some(json!(i64::MIN)), Some(json!(i64::MAX)))
+    } else {
+        (None, None)
+    };
+    if let Some(v) = f.minimum.map(number).or(lo) {
+        s.insert("minimum".into(), v);
     }
-    if let Some(n) = f.maximum {
-        s.insert("maximum".into(), number(n));
+    if let Some(v) = f.maximum.map(number).or(hi) {
+        s.insert("maximum".into(), v);
     }
     if let Some(p) = &f.pattern {
         s.insert("pattern".into(), json!(p));
@@ -115,5 +122,20 @@ mod tests {
         assert_eq!(s["properties"]["year"]["maximum"], json!(2100));
         assert!(s["properties"].get("id").is_none());
         assert!(s["properties"].get("createdAt").is_none());
+    }
+
+    #[test]
+    fn unbounded_integers_still_fit_64_bits() {
+        let r = Resource::new("t", "t")
+            .field(Field::new("id", FieldType::Integer).primary_key())
+            .field(Field::new("count", FieldType::Integer));
+        let s = input_schema(&r, true);
+        assert_eq!(s["properties"]["count"]["maximum"], json!(i64::MAX));
+        let v = crate::validate::Schema::compile(s).unwrap();
+        let errs = v.errors(&json!({"count": 9223372036854775808u64}), "");
+        assert_eq!(
+            (errs[0].field.as_str(), errs[0].code.as_str()),
+            ("count", "maximum")
+        );
     }
 }

@@ -26,6 +26,8 @@ pub enum Write {
     Update(UpdateStatement),
 }
 
+const MAX_SQL_INT: u64 = i64::MAX as u64;
+
 fn col(r: &Resource, field: usize) -> Alias {
     Alias::new(r.fields[field].column.as_str())
 }
@@ -201,9 +203,11 @@ pub fn select_list(r: &Resource, q: &ListQuery<'_>) -> SelectStatement {
         stmt.cond_where(after(r, &keys, values));
     }
     order(&mut stmt, r, &keys);
-    stmt.limit(q.limit);
+    // SQL integers are signed 64-bit: a larger offset is bound as the
+    // largest one (an empty page), never as an overflowing value.
+    stmt.limit(Ord::min(q.limit, MAX_SQL_INT));
     if q.offset > 0 {
-        stmt.offset(q.offset);
+        stmt.offset(Ord::min(q.offset, MAX_SQL_INT));
     }
     stmt
 }

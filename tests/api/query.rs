@@ -370,6 +370,31 @@ async fn cursor_pages_walk_everything_and_refuse_tampering() {
 }
 
 #[tokio::test]
+async fn offsets_beyond_sql_integers_are_empty_pages_not_errors() {
+    let t = TestApp::demo().await;
+    for q in [
+        "offset=18446744073709551615",
+        "page=18446744073709551615",
+        "limit=18446744073709551615",
+    ] {
+        let res = t.get(&format!("/v1/books?{q}")).send().await;
+        assert_eq!(
+            res.status,
+            200,
+            "{q}: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+    }
+    assert_eq!(
+        t.get("/v1/books?offset=18446744073709551615")
+            .send()
+            .await
+            .json(),
+        json!([])
+    );
+}
+
+#[tokio::test]
 async fn count_modes_follow_prefer() {
     let t = TestApp::demo().await;
     let none = t
@@ -574,7 +599,9 @@ fn arbitrary_query_strings_never_cause_a_500() {
         "expand",
         "cursor",
         "limit",
+        "offset",
         "page",
+        "per-page",
         "timestamp",
         "envelope",
     ]);
@@ -583,6 +610,8 @@ fn arbitrary_query_strings_never_cause_a_500() {
         "[()\\[\\]{}:,*%_'\"\\\\ a-z0-9-]{0,40}",
         Just(r#"[{"field":"year","operator":"in","value":[1,"x",null]}]"#.to_string()),
         Just(r#"{"not":{"or":[]}}"#.to_string()),
+        Just("18446744073709551615".to_string()),
+        Just("99999999999999999999999".to_string()),
     ];
     let mut runner = TestRunner::new(Config {
         cases: 300,
