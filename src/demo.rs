@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::model::ApiModel;
-use crate::store::{format_datetime, to_sql_value, Store};
+use crate::store::{to_sql_value, Store};
 
 /// The demo's declaration and settings.
 pub const DEMO_TOML: &str = include_str!("../examples/library/restkit.toml");
@@ -71,8 +71,10 @@ async fn seed_library(store: &Store, model: &ApiModel) -> Result<(), ApiError> {
         col("createdAt")?,
         col("updatedAt")?,
     ];
-    let now = Value::String(format_datetime(chrono::Utc::now()));
-    let mut statements = Vec::new();
+    let mut tx = store.begin_write().await?;
+    // Seeded rows carry the seeding transaction's change time, so a sync
+    // mark taken after seeding is not earlier than them.
+    let now = Value::String(tx.now().to_string());
     for chunk in (1..=1000u32).collect::<Vec<_>>().chunks(100) {
         let mut insert = Query::insert();
         insert
@@ -96,9 +98,9 @@ async fn seed_library(store: &Store, model: &ApiModel) -> Result<(), ApiError> {
                     .map(|((_, ty), v)| sea_query::Expr::val(to_sql_value(*ty, v))),
             );
         }
-        statements.push(insert);
+        tx.execute_insert(insert).await?;
     }
-    store.execute_batch(statements).await?;
+    tx.commit().await?;
     tracing::info!("seeded the library demo: 2 users, 1000 books");
     Ok(())
 }

@@ -194,7 +194,7 @@ fn coerce_str(s: &str, schema: &Value) -> Option<Value> {
     }
     for t in &types {
         let v = match *t {
-            "integer" => s.trim().parse::<i64>().ok().map(Value::from),
+            "integer" => crate::model::parse_integral(s.trim()).map(Value::from),
             "number" => s
                 .trim()
                 .parse::<f64>()

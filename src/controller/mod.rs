@@ -144,6 +144,9 @@ pub struct SyncInfo {
     pub next_timestamp: String,
     /// `Some` when the request gave `timestamp=`.
     pub deleted: Option<Vec<i64>>,
+    /// The sync mark of the traversal's first page, which page links carry
+    /// as `sync_mark`.
+    pub mark: String,
 }
 
 /// What a controller answers. The dispatcher renders it.

@@ -13,18 +13,21 @@ use serde_json::{Map, Value};
 
 use super::{Controller, Ctx, Operation, Page, Reply, SyncInfo};
 use crate::error::{ApiError, FieldError};
-use crate::model::{schema, Module, OwnerPolicy, RelationKind, Resource};
+use crate::model::{schema, value, Module, OwnerPolicy, RelationKind, Resource};
 use crate::query::cursor::CursorKey;
 use crate::query::{
     count_preference, CollectionQuery, CountMode, Limits, Position, QueryError, QueryPolicy,
 };
-use crate::store::{sql, Count, ListQuery, Record, Scope, Selection, StoreError};
+use crate::store::{sql, Count, ListQuery, Record, Scope, Selection, StoreError, WriteTx};
 use crate::validate::Schema;
 
 /// Most records one bulk PUT may carry.
 pub const MAX_BULK: usize = 1000;
 
-/// Most tombstones reported in one `_meta.deleted`.
+/// About the most tombstones reported in one `_meta.deleted`: past it the
+/// list is cut after a whole group of equal deletion times, and
+/// `X-Sync-Timestamp` says to continue from the cut (never silently
+/// capped).
 const MAX_TOMBSTONES: u64 = 10_000;
 
 /// Paging limits a table controller applies.
@@ -185,7 +188,15 @@ impl TableController {
     }
 
     /// For read-all/write-own resources: the caller must own record `id`.
-    async fn check_owner(&self, cx: &Ctx, id: i64, scope: &Scope) -> Result<(), ApiError> {
+    /// Runs inside the write transaction, so ownership cannot change
+    /// between the check and the write.
+    async fn check_owner(
+        &self,
+        cx: &Ctx,
+        tx: &mut WriteTx,
+        id: i64,
+        scope: &Scope,
+    ) -> Result<(), ApiError> {
         let Some(owner) = &self.resource.owner else {
             return Ok(());
         };
@@ -193,8 +204,7 @@ impl TableController {
             return Ok(());
         }
         let user = cx.require_user()?;
-        let rec = cx
-            .store
+        let rec = tx
             .fetch(&self.resource, &[owner.field], id, scope)
             .await?
             .ok_or_else(|| self.not_found(&id.to_string()))?;
@@ -207,12 +217,29 @@ impl TableController {
         Ok(())
     }
 
-    /// Drops fields a client may send but not write; refuses non-objects.
+    /// Drops fields a client may send but not write, brings values into
+    /// their fields' form ([`value::normalize`]); refuses non-objects.
     fn writable_body(&self, body: Value) -> Result<Map<String, Value>, ApiError> {
         match body {
             Value::Object(mut map) => {
                 for name in &self.ignored_on_write {
                     map.remove(name);
+                }
+                let mut errors = Vec::new();
+                for (name, v) in map.iter_mut() {
+                    let Some(field) = self.resource.find_field(name) else {
+                        continue; // the schema reports unknown fields
+                    };
+                    if let Err(refusal) = value::normalize(field, v) {
+                        errors.push(FieldError {
+                            message: format!("{name} {}", refusal.message()),
+                            field: name.clone(),
+                            code: refusal.code().into(),
+                        });
+                    }
+                }
+                if !errors.is_empty() {
+                    return Err(ApiError::validation(errors));
                 }
                 Ok(map)
             }
@@ -248,28 +275,22 @@ impl TableController {
 }
 
 impl TableController {
-    /// PUT and PATCH end alike: the complete document must pass the update
-    /// schema, then every writable field is written.
-    async fn replace(
+    /// Validates `doc` (the complete record as it will be) against the
+    /// update schema and writes `values` in `tx`.
+    async fn write_checked(
         &self,
-        cx: &Ctx,
+        tx: &mut WriteTx,
         id: &str,
         n: i64,
         scope: &Scope,
-        doc: Value,
-    ) -> Result<Reply, ApiError> {
-        self.update_schema.check(&doc)?;
-        let Value::Object(doc) = doc else {
-            unreachable!("the update schema only accepts objects")
-        };
-        let values = self.values(&doc, &self.update_fields, true);
-        let rec = cx
-            .store
-            .update(&self.resource, n, scope, &values, &self.view_fields)
+        doc: &Value,
+        values: &[(usize, Value)],
+    ) -> Result<Record, ApiError> {
+        self.update_schema.check(doc)?;
+        tx.update(&self.resource, n, scope, values, &self.view_fields)
             .await
             .map_err(Self::conflict)?
-            .ok_or_else(|| self.not_found(id))?;
-        Ok(self.record_reply(cx, rec))
+            .ok_or_else(|| self.not_found(id))
     }
 
     fn record_reply(&self, cx: &Ctx, rec: Record) -> Reply {
@@ -361,12 +382,7 @@ impl TableController {
         // The sync mark is read before the page: any change committed
         // later has a later time, so the next request sees it.
         let mark = if r.sync {
-            Some(
-                cx.store
-                    .last_change(r)
-                    .await?
-                    .unwrap_or_else(|| "1970-01-01T00:00:00.000000Z".into()),
-            )
+            Some(cx.store.sync_mark().await?)
         } else {
             None
         };
@@ -380,7 +396,8 @@ impl TableController {
             Position::Offset(p) => p.offset,
             Position::Cursor { .. } => 0,
         };
-        let probe = cursor || q.count == CountMode::None;
+        // Sync pages must know for certain whether more remain.
+        let probe = cursor || q.count == CountMode::None || r.sync;
         let list = ListQuery {
             fields: &select,
             selection,
@@ -434,13 +451,10 @@ impl TableController {
             }
         }
         let sync = match mark {
-            Some(next_timestamp) => Some(SyncInfo {
-                next_timestamp,
-                deleted: match &since {
-                    Some((_, t)) => Some(cx.store.deleted_since(r, t, MAX_TOMBSTONES).await?),
-                    None => None,
-                },
-            }),
+            Some(mark) => Some(
+                self.sync_info(cx, q, since.as_ref(), mark, has_more)
+                    .await?,
+            ),
             None => None,
         };
         Ok(Reply::Collection {
@@ -459,6 +473,50 @@ impl TableController {
                 has_more,
                 sync,
             },
+        })
+    }
+
+    /// What a sync page tells the client (§6.7): the tombstones after its
+    /// `timestamp`, and the `timestamp` to use next, chosen so that no
+    /// change is ever skipped however the client pages:
+    /// - while more pages remain, the `timestamp` it sent (it has not seen
+    ///   everything after it yet: a client that follows this header
+    ///   instead of the `next` link re-reads, it does not skip);
+    /// - on the last page, the mark taken before the first page of the
+    ///   traversal (carried in restkit's page links as `sync_mark`): later
+    ///   changes, and rows an offset shift skipped, are all after it;
+    /// - never later than where a long tombstone list was cut.
+    async fn sync_info(
+        &self,
+        cx: &Ctx,
+        q: &CollectionQuery,
+        since: Option<&(usize, String)>,
+        mark: String,
+        has_more: bool,
+    ) -> Result<SyncInfo, ApiError> {
+        let first_mark = q
+            .sync_mark
+            .map(crate::store::format_datetime)
+            .map_or(mark.clone(), |carried| carried.min(mark.clone()));
+        let from = since.map_or(crate::store::EPOCH.to_string(), |(_, t)| t.clone());
+        let mut next = if has_more { from } else { first_mark.clone() };
+        let deleted = match since {
+            Some((_, t)) => {
+                let d = cx
+                    .store
+                    .deleted_since(&self.resource, t, MAX_TOMBSTONES)
+                    .await?;
+                if let Some(cut) = d.cut {
+                    next = next.min(cut);
+                }
+                Some(d.ids)
+            }
+            None => None,
+        };
+        Ok(SyncInfo {
+            next_timestamp: next,
+            deleted,
+            mark: first_mark,
         })
     }
 
@@ -702,15 +760,23 @@ impl Controller for TableController {
         }
         let pk = self.resource.pk().name.clone();
         let mut errors = Vec::new();
-        let mut writes = Vec::with_capacity(items.len());
+        let mut writes: Vec<(i64, Vec<(usize, Value)>)> = Vec::with_capacity(items.len());
+        let mut first_index = std::collections::HashMap::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
             let prefix = format!("[{i}]");
-            let id = item.get(&pk).and_then(Value::as_i64);
+            let id = match item.get(&pk) {
+                Some(Value::Number(n)) => crate::model::integral(n),
+                _ => None,
+            };
             let body = match self.writable_body(item) {
                 Ok(b) => Value::Object(b),
                 Err(e) => {
                     errors.extend(e.errors.iter().cloned().map(|mut f| {
-                        f.field = prefix.clone();
+                        f.field = if f.field.is_empty() {
+                            prefix.clone()
+                        } else {
+                            format!("{prefix}.{}", f.field)
+                        };
                         f
                     }));
                     continue;
@@ -720,10 +786,22 @@ impl Controller for TableController {
                 errors.push(FieldError {
                     field: format!("{prefix}.{pk}"),
                     code: "required".into(),
-                    message: format!("{prefix}.{pk} is required to say which record to replace."),
+                    message: format!(
+                        "{prefix}.{pk} is required (an integer) to say which record to replace."
+                    ),
                 });
                 continue;
             };
+            // Two replacements of one record in one request: which wins
+            // would depend on order, so neither is written.
+            if let Some(first) = first_index.insert(id, i) {
+                errors.push(FieldError {
+                    field: format!("{prefix}.{pk}"),
+                    code: "duplicate".into(),
+                    message: format!("{prefix}.{pk} {id} also appears at [{first}]."),
+                });
+                continue;
+            }
             errors.extend(self.update_schema.errors(&body, &prefix));
             if let Value::Object(map) = &body {
                 writes.push((id, self.values(map, &self.update_fields, true)));
@@ -732,20 +810,20 @@ impl Controller for TableController {
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
         }
-        for (id, _) in &writes {
-            self.check_owner(cx, *id, &scope).await?;
+        let mut tx = cx.store.begin_write().await?;
+        let mut records = Vec::with_capacity(writes.len());
+        for (id, values) in &writes {
+            self.check_owner(cx, &mut tx, *id, &scope).await?;
+            // Dropping the transaction on any error rolls every write back.
+            let rec = tx
+                .update(&self.resource, *id, &scope, values, &self.view_fields)
+                .await
+                .map_err(Self::conflict)?
+                .ok_or_else(|| self.not_found(&id.to_string()))?;
+            records.push(Value::Object(rec));
         }
-        match cx
-            .store
-            .update_many(&self.resource, &scope, &writes, &self.view_fields)
-            .await
-            .map_err(Self::conflict)?
-        {
-            Ok(records) => Ok(Reply::Value(Value::Array(
-                records.into_iter().map(Value::Object).collect(),
-            ))),
-            Err(missing) => Err(self.not_found(&missing.to_string())),
-        }
+        tx.commit().await?;
+        Ok(Reply::Value(Value::Array(records)))
     }
 
     async fn delete_all(&self, cx: &Ctx) -> Result<Reply, ApiError> {
@@ -853,37 +931,67 @@ impl Controller for TableController {
     async fn update(&self, cx: &Ctx, id: &str, body: Value) -> Result<Reply, ApiError> {
         let scope = self.scope(cx, Operation::Update).await?;
         let n = parse_id(id).ok_or_else(|| self.not_found(id))?;
-        self.check_owner(cx, n, &scope).await?;
-        let body = Value::Object(self.writable_body(body)?);
-        self.replace(cx, id, n, &scope, body).await
+        let body = self.writable_body(body)?;
+        // PUT replaces: omitted optional fields become their default or null.
+        let values = self.values(&body, &self.update_fields, true);
+        let doc = Value::Object(body);
+        let mut tx = cx.store.begin_write().await?;
+        self.check_owner(cx, &mut tx, n, &scope).await?;
+        let rec = self
+            .write_checked(&mut tx, id, n, &scope, &doc, &values)
+            .await?;
+        tx.commit().await?;
+        Ok(self.record_reply(cx, rec))
     }
 
+    /// JSON Merge Patch (RFC 7396), read–merge–validate–write in one
+    /// transaction: concurrent patches of different fields both stay, and
+    /// only the fields the patch names are written (a declared default
+    /// never overwrites a field the client did not send; `null` clears).
     async fn patch(&self, cx: &Ctx, id: &str, patch: Value) -> Result<Reply, ApiError> {
         let scope = self.scope(cx, Operation::Patch).await?;
         let n = parse_id(id).ok_or_else(|| self.not_found(id))?;
-        self.check_owner(cx, n, &scope).await?;
-        let patch = Value::Object(self.writable_body(patch)?);
-        let current = cx
-            .store
+        let patch = self.writable_body(patch)?;
+        let mut tx = cx.store.begin_write().await?;
+        self.check_owner(cx, &mut tx, n, &scope).await?;
+        let current = tx
             .fetch(&self.resource, &self.update_fields, n, &scope)
             .await?
             .ok_or_else(|| self.not_found(id))?;
         // Nulls of optional fields are absent in the merged document, as a
         // merge patch would leave them.
         let mut merged = Value::Object(current.into_iter().filter(|(_, v)| !v.is_null()).collect());
-        merge_patch(&mut merged, &patch);
-        self.replace(cx, id, n, &scope, merged).await
+        merge_patch(&mut merged, &Value::Object(patch.clone()));
+        let named: Vec<usize> = self
+            .update_fields
+            .iter()
+            .copied()
+            .filter(|i| patch.contains_key(&self.resource.fields[*i].name))
+            .collect();
+        let values: Vec<(usize, Value)> = named
+            .into_iter()
+            .map(|i| {
+                let name = &self.resource.fields[i].name;
+                (i, merged.get(name).cloned().unwrap_or(Value::Null))
+            })
+            .collect();
+        let rec = self
+            .write_checked(&mut tx, id, n, &scope, &merged, &values)
+            .await?;
+        tx.commit().await?;
+        Ok(self.record_reply(cx, rec))
     }
 
     async fn delete(&self, cx: &Ctx, id: &str) -> Result<Reply, ApiError> {
         let scope = self.scope(cx, Operation::Delete).await?;
         let n = parse_id(id).ok_or_else(|| self.not_found(id))?;
-        self.check_owner(cx, n, &scope).await?;
-        if cx.store.delete(&self.resource, n, &scope).await? {
-            Ok(Reply::Empty)
-        } else {
-            Err(self.not_found(id))
+        let mut tx = cx.store.begin_write().await?;
+        self.check_owner(cx, &mut tx, n, &scope).await?;
+        if !tx.delete(&self.resource, n, &scope).await? {
+            return Err(self.not_found(id));
         }
+        tx.commit().await?;
+        Ok(Reply::Empty)
     }
 }
 

@@ -158,12 +158,23 @@ struct PageLinks {
 
 fn page_links(page: &Page, cx: &Ctx) -> PageLinks {
     let per = page.per_page.max(1);
-    let paging = ["limit", "offset", "page", "per-page", "cursor"];
+    // Paging parameters are rewritten per link; a credential in the query
+    // string is never copied into a URL that clients log and share.
+    let replaced = [
+        "limit",
+        "offset",
+        "page",
+        "per-page",
+        "cursor",
+        "sync_mark",
+        "access-token",
+    ];
     let kept: Vec<&(String, String)> = cx
         .query
         .iter()
-        .filter(|(k, _)| !paging.contains(&k.as_str()))
+        .filter(|(k, _)| !replaced.contains(&k.as_str()))
         .collect();
+    let sync_mark = page.sync.as_ref().map(|s| s.mark.clone());
     let offset_style = cx.query.iter().any(|(k, _)| k == "limit" || k == "offset");
     let url = |extra: &[(&str, String)]| -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());
@@ -172,6 +183,9 @@ fn page_links(page: &Page, cx: &Ctx) -> PageLinks {
         }
         for (k, v) in extra {
             q.append_pair(k, v);
+        }
+        if let Some(mark) = &sync_mark {
+            q.append_pair("sync_mark", mark);
         }
         format!("{}{}?{}", cx.base_url, cx.path, q.finish())
     };

@@ -11,6 +11,7 @@
 pub mod builder;
 pub mod schema;
 pub mod toml;
+pub mod value;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::controller::Controller;
+pub use value::{integral, parse_integral};
 
 /// A whole API: every module it serves.
 #[derive(Clone, Default, Debug)]
@@ -408,6 +410,33 @@ impl ApiModel {
                 }
             }
         }
+        // Sync is a property of the table, not of one declaration over it:
+        // every delete from a sync table leaves a tombstone, whichever
+        // module's route made it, so every declaration over it serves
+        // `timestamp=` and `X-Sync-Timestamp` too.
+        let sync_tables: Vec<String> = self
+            .modules
+            .iter()
+            .flat_map(|m| m.resources.iter())
+            .filter(|r| r.sync && r.controller.is_none())
+            .map(|r| r.table.clone())
+            .collect();
+        for module in &mut self.modules {
+            for res in module.resources.iter_mut() {
+                if !res.sync && res.controller.is_none() && sync_tables.contains(&res.table) {
+                    Arc::make_mut(res).sync = true;
+                }
+                if res.sync && res.controller.is_none() && res.updated_at().is_none() {
+                    return Err(ModelError::new(
+                        format!("module ({}).resource '{}'", module.prefix, res.name),
+                        format!(
+                            "table '{}' is synced (§6.7), so it needs a field with updated_at = true",
+                            res.table
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -587,8 +616,66 @@ impl Resource {
                 }
             }
         }
+        for f in self.fields.iter_mut() {
+            check_constraints(f, &format!("{place}.fields.{}", f.name))?;
+        }
         Ok(())
     }
+}
+
+/// A field's own constraints agree with each other and with its default:
+/// `minimum > maximum`, or a default that its own field would refuse, is a
+/// start-up error naming the key. A whole-number default of an integer
+/// field is stored as an integer.
+fn check_constraints(f: &mut Field, place: &str) -> Result<(), ModelError> {
+    if let (Some(lo), Some(hi)) = (f.minimum, f.maximum) {
+        if lo > hi {
+            return Err(ModelError::new(
+                format!("{place}.minimum"),
+                format!("minimum {lo} is greater than maximum {hi}"),
+            ));
+        }
+    }
+    if let (Some(lo), Some(hi)) = (f.min_length, f.max_length) {
+        if lo > hi {
+            return Err(ModelError::new(
+                format!("{place}.min_length"),
+                format!("min_length {lo} is greater than max_length {hi}"),
+            ));
+        }
+    }
+    let numeric = matches!(f.ty, FieldType::Integer | FieldType::Number);
+    if (f.minimum.is_some() || f.maximum.is_some()) && !numeric {
+        return Err(ModelError::new(
+            place,
+            format!(
+                "minimum/maximum apply to numbers, not to a {} field",
+                f.ty.as_str()
+            ),
+        ));
+    }
+    let Some(mut default) = f.default.clone() else {
+        return Ok(());
+    };
+    if value::normalize(f, &mut default).is_err() {
+        return Err(ModelError::new(
+            format!("{place}.default"),
+            "the default contains a NUL character",
+        ));
+    }
+    let schema = schema::field_schema(f);
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .map_err(|e| ModelError::new(place, e.to_string()))?;
+    if let Some(e) = validator.iter_errors(&default).next() {
+        return Err(ModelError::new(
+            format!("{place}.default"),
+            format!("the default {default} does not fit the field: {e}"),
+        ));
+    }
+    f.default = Some(default);
+    Ok(())
 }
 
 /// `authorName` → `author_name`.

@@ -87,7 +87,8 @@ pub fn input_schema(r: &Resource, create: bool) -> Value {
     for i in r.writable(create) {
         let f = &r.fields[i];
         props.insert(f.name.clone(), field_schema(f));
-        if f.required {
+        // A required field with a default takes the default when omitted.
+        if f.required && f.default.is_none() {
             required.push(json!(f.name));
         }
     }

@@ -154,6 +154,11 @@ pub struct CollectionQuery {
     pub envelope: bool,
     /// `timestamp=`: only records changed after this instant (§6.7).
     pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// `sync_mark=`: the sync mark of the first page of a traversal, which
+    /// restkit's page links carry so that the last page's
+    /// `X-Sync-Timestamp` is no later than it (a row that an offset shift
+    /// skipped during the traversal is then seen on the next sync).
+    pub sync_mark: Option<chrono::DateTime<chrono::Utc>>,
     /// Text of q/filter/sort, for binding cursors to their query.
     pub signature: String,
 }
@@ -246,19 +251,30 @@ pub fn parse_timestamp(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, Query
         )
     };
     let raw = raw.trim();
-    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+    let t = if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
         let n: i64 = raw.parse().map_err(|_| bad())?;
         // 12+ digits cannot be seconds before the year 5000: milliseconds.
-        let t = if raw.len() >= 12 {
+        if raw.len() >= 12 {
             chrono::DateTime::from_timestamp_millis(n)
         } else {
             chrono::DateTime::from_timestamp(n, 0)
-        };
-        return t.ok_or_else(bad);
+        }
+        .ok_or_else(bad)?
+    } else {
+        chrono::DateTime::parse_from_rfc3339(raw)
+            .map(|t| t.to_utc())
+            .map_err(|_| bad())?
+    };
+    // Change times are stored as fixed-width text, which sorts as time only
+    // for four-digit years: `+10000-…` would compare below every stored
+    // time and return everything.
+    if chrono::Datelike::year(&t) > 9999 {
+        return Err(syntax(
+            "timestamp",
+            "it lies past the year 9999, which restkit cannot store",
+        ));
     }
-    chrono::DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.to_utc())
-        .map_err(|_| bad())
+    Ok(t)
 }
 
 impl CollectionQuery {
@@ -269,6 +285,18 @@ impl CollectionQuery {
         policy: &QueryPolicy,
         prefer_count: Option<CountMode>,
     ) -> Result<CollectionQuery, QueryError> {
+        // A NUL character ends a pattern early in SQLite and is refused by
+        // PostgreSQL: no parameter may carry one (JSON filters decode
+        // `\u0000` later and are checked value by value).
+        if let Some((k, _)) = query
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(syntax(
+                k.split('[').next().unwrap_or(k),
+                "it contains a NUL character",
+            ));
+        }
         let filter_fields = predicate::Fields {
             resource: r,
             allowed: policy.filterable.as_deref(),
@@ -415,6 +443,21 @@ impl CollectionQuery {
         if let Some(t) = since {
             signature.push_str(&format!("timestamp={}\n", t.timestamp_micros()));
         }
+        let sync_mark = match get(query, "sync_mark") {
+            Some(raw) if r.sync => Some(parse_timestamp(raw).map_err(|_| {
+                syntax(
+                    "sync_mark",
+                    "pass back the value restkit's page links carry",
+                )
+            })?),
+            Some(_) => {
+                return Err(syntax(
+                    "sync_mark",
+                    "this resource does not keep change times",
+                ));
+            }
+            None => None,
+        };
 
         let cursor = get(query, "cursor");
         let position = if cursor.is_some() || policy.cursor_by_default {
@@ -448,6 +491,7 @@ impl CollectionQuery {
             count_requested: prefer_count.is_some(),
             envelope,
             since,
+            sync_mark,
             signature,
         })
     }

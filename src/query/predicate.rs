@@ -147,11 +147,16 @@ impl Fields<'_> {
             expected: f.ty.as_str(),
             got: short(raw),
         };
+        if let Value::String(s) = raw {
+            literal_text(&f.name, s)?;
+        }
         Ok(match (f.ty, raw) {
             (_, Value::Null) => Value::Null,
-            (FieldType::Integer, Value::Number(n)) if n.is_i64() => raw.clone(),
+            (FieldType::Integer, Value::Number(n)) => {
+                Value::from(crate::model::integral(n).ok_or_else(bad)?)
+            }
             (FieldType::Integer, Value::String(s)) => {
-                Value::from(s.trim().parse::<i64>().map_err(|_| bad())?)
+                Value::from(crate::model::parse_integral(s.trim()).ok_or_else(bad)?)
             }
             (FieldType::Number, Value::Number(_)) => raw.clone(),
             (FieldType::Number, Value::String(s)) => {
@@ -183,6 +188,20 @@ impl Fields<'_> {
             FieldType::String | FieldType::Json
         )
     }
+}
+
+/// Text a database may not take literally is refused: SQLite ends a LIKE
+/// pattern at a NUL character (so `%\0x` matched every row), and
+/// PostgreSQL refuses NUL in text altogether.
+pub fn literal_text(field: &str, s: &str) -> Result<(), QueryError> {
+    if s.contains('\0') {
+        return Err(QueryError::BadValue {
+            field: field.to_string(),
+            expected: "text without NUL characters",
+            got: short(&Value::String(s.replace('\0', "\\0"))),
+        });
+    }
+    Ok(())
 }
 
 fn short(v: &Value) -> String {
@@ -303,6 +322,7 @@ pub fn search(input: &str, fields: &Fields<'_>) -> Result<Predicate, QueryError>
     for pair in parse_search(input)? {
         let field = fields.resolve(&pair.key, "q")?;
         if pair.value.contains('*') {
+            literal_text(&pair.key, &pair.value)?;
             if !fields.is_text(field) {
                 return Err(QueryError::BadValue {
                     field: pair.key,
@@ -462,6 +482,7 @@ fn leaf(
                 Value::Number(n) => n.to_string(),
                 _ => return Err(syntax(format!("like on '{name}' takes a string"))),
             };
+            literal_text(name, &text)?;
             Ok(Predicate::Contains { field, text })
         }
         "in" | "nin" => {

@@ -1,16 +1,31 @@
 //! Creating and upgrading tables from the model (`restkit migrate`, §13).
 //!
-//! Forward-only and idempotent: a missing table is created, a declared
-//! column missing from an existing table is added, unique fields get a
-//! unique index. Nothing is ever dropped or retyped: data is never lost by
-//! a migration. Nested resources reference their parent's key with
-//! `ON DELETE CASCADE`, so deleting a book deletes its reviews.
+//! Forward-only and idempotent:
+//! - a missing table is created;
+//! - a declared column missing from an existing table is added, with its
+//!   declared default filled into the existing rows;
+//! - unique fields get a unique index, and a unique index whose field is no
+//!   longer unique is dropped (nothing is lost by relaxing a constraint);
+//! - a column whose stored type no longer fits its field's declared type is
+//!   refused with an error naming the resource and field: restkit never
+//!   reinterprets stored values (a text column read as an integer would
+//!   serve `"AP"` as `0`).
 //!
-//! restkit's own tables (users, …) are declared here too, as models, so the
-//! same code creates them.
+//! Nested resources reference their parent's key with `ON DELETE CASCADE`,
+//! so deleting a book deletes its reviews. Every table that a sync
+//! resource serves gets a trigger that writes a tombstone for each deleted
+//! row, whichever route or cascade deleted it (§6.7), stamped with the
+//! deleting transaction's change time from the clock row.
+//!
+//! restkit's own tables (users, tombstones, the clock) are declared here
+//! too, as models, so the same code creates them.
+
+use std::collections::BTreeSet;
 
 use sea_query::{Alias, ColumnDef, ForeignKey, ForeignKeyAction, Index, SqliteQueryBuilder, Table};
+use serde_json::Value;
 
+use super::sql::{CLOCK, TOMBSTONES};
 use super::sqlite::SqliteStore;
 use super::StoreError;
 use crate::model::{ApiModel, Field, FieldType, Module, Resource};
@@ -27,16 +42,66 @@ fn column_def(f: &Field) -> ColumnDef {
         // SQLite: INTEGER PRIMARY KEY AUTOINCREMENT, so ids are never reused
         // (a deleted id must stay deleted for sync clients).
         c.integer().not_null().primary_key().auto_increment();
-    } else if f.required {
-        // NOT NULL would break ALTER TABLE ADD COLUMN on non-empty tables;
-        // required-ness is enforced by validation instead.
+    }
+    // NOT NULL for required fields would break ALTER TABLE ADD COLUMN on
+    // non-empty tables; required-ness is enforced by validation instead.
+    if let Some(v) = f.default.as_ref().and_then(|d| default_value(f.ty, d)) {
+        c.default(v);
     }
     c
 }
 
+/// A declared default as a DDL literal (values come from the model, which
+/// start-up checked against the field's own schema).
+fn default_value(ty: FieldType, d: &Value) -> Option<sea_query::Value> {
+    match d {
+        Value::Null => None,
+        v => Some(super::to_sql_value(ty, v)),
+    }
+}
+
+/// SQLite's type affinity of a declared column type (§3.1 of its
+/// datatype documentation).
+fn affinity(declared: &str) -> &'static str {
+    let t = declared.to_ascii_uppercase();
+    if t.contains("INT") {
+        "INTEGER"
+    } else if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") {
+        "TEXT"
+    } else if t.contains("BLOB") || t.is_empty() {
+        "BLOB"
+    } else if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") {
+        "REAL"
+    } else {
+        "NUMERIC"
+    }
+}
+
+/// Can a column of this affinity hold the field's values as declared,
+/// without SQLite converting them on the way in or restkit on the way out?
+fn fits(ty: FieldType, affinity: &str) -> bool {
+    match ty {
+        FieldType::Integer | FieldType::Boolean => {
+            matches!(affinity, "INTEGER" | "NUMERIC" | "BLOB")
+        }
+        FieldType::Number => matches!(affinity, "REAL" | "NUMERIC" | "INTEGER" | "BLOB"),
+        FieldType::String | FieldType::Json => matches!(affinity, "TEXT" | "BLOB"),
+        FieldType::DateTime => matches!(affinity, "TEXT" | "BLOB" | "NUMERIC"),
+    }
+}
+
+fn unique_index(r: &Resource, f: &Field) -> String {
+    format!("ux_{}_{}", r.table, f.column)
+}
+
 /// The statements that bring `r`'s table up to date, given its existing
-/// columns (empty: create it).
-fn plan(module: &Module, r: &Resource, existing: &[String]) -> Vec<String> {
+/// columns (empty: create it). A column whose type no longer
+/// fits is an error naming the resource and field.
+fn plan(
+    module: &Module,
+    r: &Resource,
+    existing: &[(String, String)],
+) -> Result<Vec<String>, StoreError> {
     let mut out = Vec::new();
     if existing.is_empty() {
         let mut t = Table::create();
@@ -63,11 +128,34 @@ fn plan(module: &Module, r: &Resource, existing: &[String]) -> Vec<String> {
         out.push(t.build(SqliteQueryBuilder));
     } else {
         for f in &r.fields {
-            if !existing.iter().any(|c| c.eq_ignore_ascii_case(&f.column)) {
-                let mut t = Table::alter();
-                t.table(Alias::new(r.table.as_str()))
-                    .add_column(column_def(f));
-                out.push(t.build(SqliteQueryBuilder));
+            match existing
+                .iter()
+                .find(|(c, _)| c.eq_ignore_ascii_case(&f.column))
+            {
+                Some((_, declared)) => {
+                    let a = affinity(declared);
+                    if !f.primary_key && !fits(f.ty, a) {
+                        return Err(StoreError::Schema(format!(
+                            "{}{} field '{}': declared {}, but column {}.{} has type {} ({} affinity); \
+                             restkit will not reinterpret stored values — migrate the column's data \
+                             or change the declaration",
+                            r.module_prefix,
+                            if r.module_prefix.is_empty() { r.name.clone() } else { format!("/{}", r.name) },
+                            f.name,
+                            f.ty.as_str(),
+                            r.table,
+                            f.column,
+                            if declared.is_empty() { "(none)" } else { declared },
+                            a
+                        )));
+                    }
+                }
+                None => {
+                    let mut t = Table::alter();
+                    t.table(Alias::new(r.table.as_str()))
+                        .add_column(column_def(f));
+                    out.push(t.build(SqliteQueryBuilder));
+                }
             }
         }
     }
@@ -76,7 +164,7 @@ fn plan(module: &Module, r: &Resource, existing: &[String]) -> Vec<String> {
             Index::create()
                 .if_not_exists()
                 .unique()
-                .name(format!("ux_{}_{}", r.table, f.column))
+                .name(unique_index(r, f))
                 .table(Alias::new(r.table.as_str()))
                 .col(Alias::new(f.column.as_str()))
                 .build(SqliteQueryBuilder),
@@ -106,25 +194,50 @@ fn plan(module: &Module, r: &Resource, existing: &[String]) -> Vec<String> {
                 .build(SqliteQueryBuilder),
         );
     }
-    out
+    Ok(out)
+}
+
+/// Unique indexes restkit made for fields that are no longer unique.
+fn relaxed_uniques(tables: &[&Resource], indexes: &[String]) -> Vec<String> {
+    indexes
+        .iter()
+        .filter(|ix| ix.starts_with("ux_"))
+        .filter(|ix| {
+            !tables.iter().any(|r| {
+                r.fields
+                    .iter()
+                    .any(|f| f.unique && !f.primary_key && **ix == unique_index(r, f))
+            })
+        })
+        .map(|ix| format!("DROP INDEX IF EXISTS \"{ix}\""))
+        .collect()
+}
+
+/// The tombstone trigger of a sync table (§6.7): fires for every deleted
+/// row, by any statement or cascade.
+fn tombstone_trigger(table: &str, pk_column: &str) -> String {
+    // Identifiers were checked at start-up to be letters, digits, '_' and
+    // '-': they cannot close a quote.
+    format!(
+        "CREATE TRIGGER IF NOT EXISTS \"{name}\" AFTER DELETE ON \"{table}\" BEGIN \
+         INSERT INTO {TOMBSTONES} (table_name, record_id, deleted_at) \
+         VALUES ('{table}', OLD.\"{pk_column}\", (SELECT stamp FROM {CLOCK} WHERE id = 1)); END",
+        name = trigger_name(table)
+    )
+}
+
+fn trigger_name(table: &str) -> String {
+    format!("restkit_tombstone_{table}")
 }
 
 /// restkit's own tables, declared like any resource.
 pub fn own_model() -> ApiModel {
     use crate::model::builder::*;
-    let tombstones = Resource::new("tombstones", super::sql::TOMBSTONES)
+    let tombstones = Resource::new("tombstones", TOMBSTONES)
         .field(Field::new("id", FieldType::Integer).primary_key())
-        .field(
-            Field::new("tableName", FieldType::String)
-                .required()
-                .indexed(),
-        )
+        .field(Field::new("tableName", FieldType::String).required())
         .field(Field::new("recordId", FieldType::Integer).required())
-        .field(
-            Field::new("deletedAt", FieldType::DateTime)
-                .required()
-                .indexed(),
-        );
+        .field(Field::new("deletedAt", FieldType::DateTime).required());
     let mut model = crate::auth::users::model();
     model
         .modules
@@ -132,8 +245,31 @@ pub fn own_model() -> ApiModel {
     model
 }
 
+/// The clock row and the tombstone lookup index: restkit's own DDL.
+fn own_ddl() -> Vec<String> {
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {CLOCK} (id INTEGER PRIMARY KEY CHECK (id = 1), \
+             micros INTEGER NOT NULL, stamp TEXT NOT NULL)"
+        ),
+        // Start at the wall clock: later than every change time a database
+        // from before the clock row can hold.
+        format!(
+            "INSERT OR IGNORE INTO {CLOCK} (id, micros, stamp) VALUES (1, {micros}, '{stamp}')",
+            micros = chrono::Utc::now().timestamp_micros(),
+            stamp = super::format_datetime(chrono::Utc::now()),
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS ix_{TOMBSTONES}_table_time \
+             ON {TOMBSTONES} (table_name, deleted_at)"
+        ),
+    ]
+}
+
 pub async fn sqlite(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreError> {
     let own = own_model();
+    let mut sync_tables = BTreeSet::new();
+    let mut all_tables = BTreeSet::new();
     for module in own.modules.iter().chain(&model.modules) {
         // Parents first, so foreign keys point at existing tables.
         let mut ordered: Vec<&Resource> = module.resources.iter().map(|r| r.as_ref()).collect();
@@ -143,10 +279,59 @@ pub async fn sqlite(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreEr
                 continue;
             }
             let existing = store.columns(&r.table).await?;
-            for sql in plan(module, r, &existing) {
+            for sql in plan(module, r, &existing)? {
                 store.execute_ddl(&sql).await?;
+            }
+            all_tables.insert((r.table.clone(), r.pk().column.clone()));
+            if r.sync {
+                sync_tables.insert(r.table.clone());
             }
         }
     }
+    for sql in own_ddl() {
+        store.execute_ddl(&sql).await?;
+    }
+    // Every resource over a table, across modules, decides its indexes.
+    let resources: Vec<&Resource> = own
+        .modules
+        .iter()
+        .chain(&model.modules)
+        .flat_map(|m| m.resources.iter().map(|r| r.as_ref()))
+        .filter(|r| r.controller.is_none())
+        .collect();
+    for (table, pk) in &all_tables {
+        let over: Vec<&Resource> = resources
+            .iter()
+            .copied()
+            .filter(|r| &r.table == table)
+            .collect();
+        for sql in relaxed_uniques(&over, &store.indexes(table).await?) {
+            tracing::info!(table = %table, "{sql}: the field is no longer unique");
+            store.execute_ddl(&sql).await?;
+        }
+        let trigger = if sync_tables.contains(table) {
+            tombstone_trigger(table, pk)
+        } else {
+            format!("DROP TRIGGER IF EXISTS \"{}\"", trigger_name(table))
+        };
+        store.execute_ddl(&trigger).await?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn affinities_follow_sqlite_rules() {
+        assert_eq!(affinity("bigint"), "INTEGER");
+        assert_eq!(affinity("VARCHAR(200)"), "TEXT");
+        assert_eq!(affinity("double"), "REAL");
+        assert_eq!(affinity("boolean"), "NUMERIC");
+        assert_eq!(affinity(""), "BLOB");
+        assert!(!fits(FieldType::Integer, "TEXT"));
+        assert!(fits(FieldType::String, "TEXT"));
+        assert!(!fits(FieldType::String, "INTEGER"));
+    }
 }

@@ -73,6 +73,18 @@ impl Count {
     }
 }
 
+/// Tombstones of one sync read: ids, and where the list was cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    pub ids: Vec<i64>,
+    /// Set when there were more than the cap: the latest deletion time
+    /// reported, which the next sync must start from.
+    pub cut: Option<String>,
+}
+
+/// The change time before any change: `1970-01-01T00:00:00.000000Z`.
+pub const EPOCH: &str = "1970-01-01T00:00:00.000000Z";
+
 /// Up to this many matching rows, "estimated" counts exactly (it is cheap);
 /// past it, a cheaper estimate stands in.
 pub const ESTIMATE_EXACT_UP_TO: u64 = 10_000;
@@ -94,6 +106,10 @@ pub enum StoreError {
     /// A referenced row does not exist.
     #[error("foreign key constraint failed")]
     ForeignKey,
+    /// The stored schema contradicts the declaration (a migration
+    /// refuses to reinterpret data); names the resource and field.
+    #[error("{0}")]
+    Schema(String),
     /// Anything else: 500, logged.
     #[error("database error: {0}")]
     Other(String),
@@ -127,21 +143,68 @@ impl StoreError {
     }
 }
 
-/// An open write transaction; dropping it without [`WriteTx::commit`]
-/// rolls back.
+/// An open write transaction: one request's reads and writes, committed
+/// together or not at all. Dropping it without [`WriteTx::commit`] rolls
+/// back.
+///
+/// PATCH reads, merges, validates and writes in one of these, so two
+/// concurrent patches of one record cannot lose each other's fields; an
+/// `If-Match` check or a token rotation composes the same way.
 pub enum WriteTx {
     Sqlite(sqlite::SqliteWrite),
 }
 
 impl WriteTx {
-    /// This transaction's change time (stored form).
+    /// This transaction's change time (stored form): strictly later than
+    /// every change committed before it, by any instance.
     pub fn now(&self) -> &str {
         match self {
             WriteTx::Sqlite(t) => &t.now,
         }
     }
 
-    pub async fn returning(
+    /// Reads row `id` within `scope`, seeing this transaction's writes.
+    pub async fn fetch(
+        &mut self,
+        r: &Resource,
+        fields: &[usize],
+        id: i64,
+        scope: &Scope,
+    ) -> Result<Option<Record>, StoreError> {
+        let stmt = sql::select_one(r, fields, id, scope);
+        match self {
+            WriteTx::Sqlite(t) => t.fetch_optional(r, fields, stmt).await,
+        }
+    }
+
+    /// Inserts `values` (field index → JSON value) and returns the stored
+    /// record's `fields`.
+    pub async fn insert(
+        &mut self,
+        r: &Resource,
+        values: &[(usize, Value)],
+        fields: &[usize],
+    ) -> Result<Record, StoreError> {
+        let stmt = sql::insert(r, values, fields, self.now());
+        self.returning(r, fields, sql::Write::Insert(stmt))
+            .await?
+            .ok_or_else(|| StoreError::Other("insert returned no row".into()))
+    }
+
+    /// Updates row `id` within `scope`; `None` when there is no such row.
+    pub async fn update(
+        &mut self,
+        r: &Resource,
+        id: i64,
+        scope: &Scope,
+        values: &[(usize, Value)],
+        fields: &[usize],
+    ) -> Result<Option<Record>, StoreError> {
+        let stmt = sql::update(r, id, scope, values, fields, self.now());
+        self.returning(r, fields, sql::Write::Update(stmt)).await
+    }
+
+    async fn returning(
         &mut self,
         r: &Resource,
         fields: &[usize],
@@ -152,24 +215,43 @@ impl WriteTx {
         }
     }
 
-    pub async fn delete_returning_ids(
+    /// Deletes row `id` within `scope`; `false` when there is no such row.
+    /// Tombstones of sync tables (cascades included) are written by the
+    /// database itself (see `migrate`).
+    pub async fn delete(
+        &mut self,
+        r: &Resource,
+        id: i64,
+        scope: &Scope,
+    ) -> Result<bool, StoreError> {
+        let n = self.execute(r, sql::delete(r, id, scope)).await?;
+        Ok(n > 0)
+    }
+
+    /// Deletes every row of the selection; returns how many.
+    pub async fn delete_where(
+        &mut self,
+        r: &Resource,
+        s: &Selection<'_>,
+    ) -> Result<u64, StoreError> {
+        self.execute(r, sql::delete_where(r, s)).await
+    }
+
+    async fn execute(
         &mut self,
         r: &Resource,
         stmt: sea_query::DeleteStatement,
-    ) -> Result<Vec<i64>, StoreError> {
+    ) -> Result<u64, StoreError> {
         match self {
-            WriteTx::Sqlite(t) => t.delete_returning_ids(r, stmt).await,
+            WriteTx::Sqlite(t) => t.execute(r, stmt).await,
         }
     }
 
-    /// Records tombstones for `ids` when `r` is a sync resource.
-    pub async fn tombstones(&mut self, r: &Resource, ids: &[i64]) -> Result<(), StoreError> {
-        if !r.sync {
-            return Ok(());
-        }
-        let Some(stmt) = sql::insert_tombstones(r, ids, self.now()) else {
-            return Ok(());
-        };
+    /// Runs a restkit-owned insert (seeding, own tables).
+    pub async fn execute_insert(
+        &mut self,
+        stmt: sea_query::InsertStatement,
+    ) -> Result<(), StoreError> {
         match self {
             WriteTx::Sqlite(t) => t.insert(stmt).await,
         }
@@ -274,35 +356,51 @@ impl Store {
         }
     }
 
-    /// The latest change (write or delete) of sync resource `r`: every later
-    /// change gets a strictly later time (see [`Store::begin_write`]).
-    ///
-    /// The mark is global, not per table: the change clock is global, so
-    /// any later change of `r` is still later than it.
-    pub async fn last_change(&self, r: &Resource) -> Result<Option<String>, StoreError> {
-        let from_db = async {
-            let Some(updated) = r.fields.iter().position(|f| f.updated_at) else {
-                return Ok(None);
-            };
-            let rows = self.text(sql::select_last_change(r, updated)).await?;
-            let tomb = self.text(sql::select_last_tombstone(r)).await?;
-            Ok(rows.max(tomb))
-        };
-        match &self.backend {
-            Backend::Sqlite(s) => s.last_change(from_db).await,
-        }
+    /// The latest committed change time (stored form): every change not
+    /// yet committed, of any table, gets a later one. Read it *before*
+    /// reading a page, and a client that asks for changes after it misses
+    /// nothing (§6.7).
+    pub async fn sync_mark(&self) -> Result<String, StoreError> {
+        let mark = self.text(sql::select_clock()).await?;
+        Ok(mark.unwrap_or_else(|| EPOCH.to_string()))
     }
 
-    /// Ids of `r` deleted after `since` (at most `cap`).
+    /// Ids of `r` deleted after `since`, oldest first. At most about
+    /// `cap`: past it, the list ends with the whole group of deletions
+    /// sharing the last reported time, and that time is returned as the
+    /// cut — the client must continue from it (nothing after it is
+    /// reported, nothing before it is left out).
     pub async fn deleted_since(
         &self,
         r: &Resource,
         since: &str,
         cap: u64,
-    ) -> Result<Vec<i64>, StoreError> {
-        let stmt = sql::select_tombstones(r, since, cap);
+    ) -> Result<Deleted, StoreError> {
+        let rows = self
+            .pairs(sql::select_tombstones(r, since, None, cap + 1))
+            .await?;
+        if rows.len() as u64 <= cap {
+            return Ok(Deleted {
+                ids: rows.into_iter().map(|(id, _)| id).collect(),
+                cut: None,
+            });
+        }
+        let cut = rows[cap as usize - 1].1.clone();
+        let rows = self
+            .pairs(sql::select_tombstones(r, since, Some(&cut), u64::MAX))
+            .await?;
+        Ok(Deleted {
+            ids: rows.into_iter().map(|(id, _)| id).collect(),
+            cut: Some(cut),
+        })
+    }
+
+    async fn pairs(
+        &self,
+        stmt: sea_query::SelectStatement,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.fetch_ids(stmt).await,
+            Backend::Sqlite(s) => s.fetch_id_times(stmt).await,
         }
     }
 
@@ -343,18 +441,18 @@ impl Store {
     }
 
     /// Starts a write transaction. Writes are serialized, and the
-    /// transaction's change time is taken while holding the writer and is
-    /// strictly later than every earlier one, so change times order
-    /// commits: a reader that saw the latest time has seen every change up
-    /// to it (§6.7).
+    /// transaction's change time comes from the database's clock row,
+    /// advanced inside the transaction: strictly later than every change
+    /// committed before, by this process or any other sharing the
+    /// database, so change times order commits and a reader that saw the
+    /// latest committed time has seen every change up to it (§6.7).
     pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => Ok(WriteTx::Sqlite(s.begin_write().await?)),
         }
     }
 
-    /// Inserts `values` (field index → JSON value) and returns the stored
-    /// record's `fields`.
+    /// Inserts one row in a transaction of its own.
     pub async fn insert(
         &self,
         r: &Resource,
@@ -362,73 +460,18 @@ impl Store {
         fields: &[usize],
     ) -> Result<Record, StoreError> {
         let mut tx = self.begin_write().await?;
-        let stmt = sql::insert(r, values, fields, tx.now());
-        let rec = tx
-            .returning(r, fields, sql::Write::Insert(stmt))
-            .await?
-            .ok_or_else(|| StoreError::Other("insert returned no row".into()))?;
+        let rec = tx.insert(r, values, fields).await?;
         tx.commit().await?;
         Ok(rec)
-    }
-
-    /// Updates the row `id` within `scope`; `None` when no such row.
-    pub async fn update(
-        &self,
-        r: &Resource,
-        id: i64,
-        scope: &Scope,
-        values: &[(usize, Value)],
-        fields: &[usize],
-    ) -> Result<Option<Record>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let stmt = sql::update(r, id, scope, values, fields, tx.now());
-        let rec = tx.returning(r, fields, sql::Write::Update(stmt)).await?;
-        tx.commit().await?;
-        Ok(rec)
-    }
-
-    /// Updates many rows in one transaction: all or nothing. `Err(Ok(id))`
-    /// names the first id not found in scope (nothing was written).
-    pub async fn update_many(
-        &self,
-        r: &Resource,
-        scope: &Scope,
-        items: &[(i64, Vec<(usize, Value)>)],
-        fields: &[usize],
-    ) -> Result<Result<Vec<Record>, i64>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let mut out = Vec::with_capacity(items.len());
-        for (id, values) in items {
-            let stmt = sql::update(r, *id, scope, values, fields, tx.now());
-            match tx.returning(r, fields, sql::Write::Update(stmt)).await? {
-                Some(rec) => out.push(rec),
-                // Dropping the transaction rolls it back.
-                None => return Ok(Err(*id)),
-            }
-        }
-        tx.commit().await?;
-        Ok(Ok(out))
-    }
-
-    /// Deletes the row `id` within `scope`; `false` when no such row.
-    pub async fn delete(&self, r: &Resource, id: i64, scope: &Scope) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let ids = tx
-            .delete_returning_ids(r, sql::delete(r, id, scope))
-            .await?;
-        tx.tombstones(r, &ids).await?;
-        tx.commit().await?;
-        Ok(!ids.is_empty())
     }
 
     /// Deletes every row of the selection in one transaction; returns how
     /// many.
     pub async fn delete_where(&self, r: &Resource, s: &Selection<'_>) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let ids = tx.delete_returning_ids(r, sql::delete_where(r, s)).await?;
-        tx.tombstones(r, &ids).await?;
+        let n = tx.delete_where(r, s).await?;
         tx.commit().await?;
-        Ok(ids.len() as u64)
+        Ok(n)
     }
 
     /// Creates or upgrades the declared tables (§13).
@@ -438,21 +481,17 @@ impl Store {
         }
     }
 
-    /// Runs restkit-owned statements (seeding, own tables) in one
+    /// Runs restkit-owned inserts (seeding, own tables) in one write
     /// transaction. Values are bound; the SQL is restkit's.
     pub async fn execute_batch(
         &self,
         statements: Vec<sea_query::InsertStatement>,
     ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                let built = statements
-                    .iter()
-                    .map(|st| st.build(sea_query::SqliteQueryBuilder))
-                    .collect();
-                s.execute_batch(built).await
-            }
+        let mut tx = self.begin_write().await?;
+        for stmt in statements {
+            tx.execute_insert(stmt).await?;
         }
+        tx.commit().await
     }
 
     /// Is this table empty (or missing)? Used to decide seeding.
@@ -470,24 +509,52 @@ pub fn format_datetime(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// Converts a validated JSON value for `ty` into a bound SQL value.
+///
+/// Never lossy: `null` is the only value that becomes SQL NULL. A value
+/// of another type than declared (validation should have refused it) is
+/// bound as what it is, so a bug upstream can never erase data.
 pub fn to_sql_value(ty: FieldType, v: &Value) -> sea_query::Value {
     use sea_query::Value as V;
     match (ty, v) {
-        (FieldType::Integer, Value::Null) => V::BigInt(None),
-        (FieldType::Integer, v) => V::BigInt(v.as_i64()),
-        (FieldType::Number, v) => V::Double(v.as_f64()),
-        (FieldType::Boolean, v) => V::Bool(v.as_bool()),
+        (_, Value::Null) => match ty {
+            FieldType::Integer => V::BigInt(None),
+            FieldType::Number => V::Double(None),
+            FieldType::Boolean => V::Bool(None),
+            FieldType::String | FieldType::DateTime | FieldType::Json => V::String(None),
+        },
+        (FieldType::Integer, Value::Number(n)) => match crate::model::integral(n) {
+            Some(i) => V::BigInt(Some(i)),
+            None => as_is(v),
+        },
+        (FieldType::Number, Value::Number(n)) => match n.as_f64() {
+            Some(f) => V::Double(Some(f)),
+            None => as_is(v),
+        },
+        (FieldType::Boolean, Value::Bool(b)) => V::Bool(Some(*b)),
         (FieldType::String, Value::String(s)) => V::String(Some(s.clone())),
-        (FieldType::String, Value::Null) => V::String(None),
-        (FieldType::String, v) => V::String(Some(v.to_string())),
+        (FieldType::String, Value::Number(n)) => V::String(Some(n.to_string())),
         (FieldType::DateTime, Value::String(s)) => V::String(Some(
             chrono::DateTime::parse_from_rfc3339(s)
                 .map(|t| format_datetime(t.to_utc()))
                 .unwrap_or_else(|_| s.clone()),
         )),
-        (FieldType::DateTime, _) => V::String(None),
-        (FieldType::Json, Value::Null) => V::String(None),
         (FieldType::Json, v) => V::String(Some(v.to_string())),
+        (_, v) => as_is(v),
+    }
+}
+
+/// A JSON value bound as itself, whatever the column's declared type.
+fn as_is(v: &Value) -> sea_query::Value {
+    use sea_query::Value as V;
+    match v {
+        Value::Null => V::String(None),
+        Value::Bool(b) => V::Bool(Some(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => V::BigInt(Some(i)),
+            None => V::Double(n.as_f64()),
+        },
+        Value::String(s) => V::String(Some(s.clone())),
+        other => V::String(Some(other.to_string())),
     }
 }
 
@@ -524,7 +591,7 @@ impl From<StoreError> for crate::error::ApiError {
                 "REFERENCE_CONFLICT",
                 "The record refers to, or is referred to by, another record.",
             ),
-            StoreError::Other(cause) => ApiError::internal(cause),
+            StoreError::Other(cause) | StoreError::Schema(cause) => ApiError::internal(cause),
         }
     }
 }

@@ -214,8 +214,11 @@ pub fn select_list(r: &Resource, q: &ListQuery<'_>) -> SelectStatement {
 
 pub fn select_count(r: &Resource, s: &Selection<'_>) -> SelectStatement {
     let mut stmt = Query::select();
+    // `COUNT(*)`, not `COUNT(id)`: SQLite answers the former from the
+    // smallest index, but evaluates the latter row by row (6 µs against
+    // 368 µs on 10,000 rows), a cost that grows with the table.
     stmt.from(table(r))
-        .expr(Expr::col(col(r, r.primary_key)).count())
+        .expr(Expr::cust("COUNT(*)"))
         .cond_where(s.condition(r));
     stmt
 }
@@ -242,14 +245,6 @@ pub fn select_key_bound(r: &Resource, max: bool) -> SelectStatement {
     let key = Expr::col(col(r, r.primary_key));
     stmt.from(table(r))
         .expr(if max { key.max() } else { key.min() });
-    stmt
-}
-
-/// Latest change time of `r` (its `updated_at` column).
-pub fn select_last_change(r: &Resource, updated_at: usize) -> SelectStatement {
-    let mut stmt = Query::select();
-    stmt.from(table(r))
-        .expr(Expr::col(col(r, updated_at)).max());
     stmt
 }
 
@@ -359,60 +354,55 @@ pub fn delete(r: &Resource, id: i64, scope: &Scope) -> DeleteStatement {
     for (f, v) in &scope.equal {
         stmt.and_where(Expr::col(col(r, *f)).eq(val(r, *f, v)));
     }
-    stmt.returning(Query::returning().column(col(r, r.primary_key)));
     stmt
 }
 
-/// Deletes every row of the selection, returning their ids.
+/// Deletes every row of the selection.
 pub fn delete_where(r: &Resource, s: &Selection<'_>) -> DeleteStatement {
     let mut stmt = Query::delete();
     stmt.from_table(table(r)).cond_where(s.condition(r));
-    stmt.returning(Query::returning().column(col(r, r.primary_key)));
     stmt
 }
 
-/// Tombstones for deleted ids of a sync resource (§6.7).
-pub fn insert_tombstones(r: &Resource, ids: &[i64], now: &str) -> Option<InsertStatement> {
-    if ids.is_empty() {
-        return None;
-    }
-    let mut stmt = Query::insert();
-    stmt.into_table(Alias::new(TOMBSTONES)).columns([
-        Alias::new("table_name"),
-        Alias::new("record_id"),
-        Alias::new("deleted_at"),
-    ]);
-    for id in ids {
-        stmt.values_panic([
-            Expr::val(r.table.clone()),
-            Expr::val(*id),
-            Expr::val(now.to_string()),
-        ]);
-    }
-    Some(stmt)
-}
-
-/// restkit's tombstone table.
+/// restkit's tombstone table: one row per deleted row of a sync table,
+/// written by a trigger (see `migrate`), cascades included.
 pub const TOMBSTONES: &str = "restkit_tombstones";
 
-/// Ids of `r` deleted after `since`, oldest first, at most `cap`.
-pub fn select_tombstones(r: &Resource, since: &str, cap: u64) -> SelectStatement {
+/// restkit's change clock: one row holding the latest change time handed
+/// out (`micros`, and `stamp`, its stored text form).
+pub const CLOCK: &str = "restkit_clock";
+
+/// The latest committed change time.
+pub fn select_clock() -> SelectStatement {
+    let mut stmt = Query::select();
+    stmt.from(Alias::new(CLOCK))
+        .column(Alias::new("stamp"))
+        .and_where(Expr::col(Alias::new("id")).eq(1));
+    stmt
+}
+
+/// (id, deletion time) of rows of `r` deleted after `since` and, when
+/// given, not after `upto`; oldest first, at most `limit`.
+pub fn select_tombstones(
+    r: &Resource,
+    since: &str,
+    upto: Option<&str>,
+    limit: u64,
+) -> SelectStatement {
     let mut stmt = Query::select();
     stmt.from(Alias::new(TOMBSTONES))
         .column(Alias::new("record_id"))
+        .column(Alias::new("deleted_at"))
         .and_where(Expr::col(Alias::new("table_name")).eq(r.table.clone()))
-        .and_where(Expr::col(Alias::new("deleted_at")).gt(since.to_string()))
-        .order_by(Alias::new("deleted_at"), Order::Asc)
-        .limit(cap);
-    stmt
-}
-
-/// Latest tombstone time of `r`.
-pub fn select_last_tombstone(r: &Resource) -> SelectStatement {
-    let mut stmt = Query::select();
-    stmt.from(Alias::new(TOMBSTONES))
-        .expr(Expr::col(Alias::new("deleted_at")).max())
-        .and_where(Expr::col(Alias::new("table_name")).eq(r.table.clone()));
+        .and_where(Expr::col(Alias::new("deleted_at")).gt(since.to_string()));
+    if let Some(upto) = upto {
+        stmt.and_where(Expr::col(Alias::new("deleted_at")).lte(upto.to_string()));
+    }
+    stmt.order_by(Alias::new("deleted_at"), Order::Asc)
+        .order_by(Alias::new("id"), Order::Asc);
+    if limit < MAX_SQL_INT {
+        stmt.limit(limit);
+    }
     stmt
 }
 

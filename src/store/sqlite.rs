@@ -7,8 +7,6 @@
 //! under WAL except for the last transactions on power loss.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sea_query::{Expr, Query, SelectStatement, SqliteQueryBuilder};
@@ -90,24 +88,26 @@ mod watchdog {
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
-    /// Last change time handed out, in Unix microseconds.
-    clock: Arc<Mutex<i64>>,
-    /// Latest committed change time, in Unix microseconds; `UNKNOWN` until
-    /// first read from the database. Every change passes through this
-    /// process's single writer, so memory knows it without a query.
-    committed: Arc<AtomicI64>,
 }
-
-/// `committed` before it was read from the database.
-const UNKNOWN: i64 = i64::MIN;
 
 /// An open write transaction on the single writer connection.
 pub struct SqliteWrite {
     tx: sqlx::Transaction<'static, sqlx::Sqlite>,
     pub now: String,
-    micros: i64,
-    committed: Arc<AtomicI64>,
 }
+
+/// Advances the clock row inside the write transaction and returns the new
+/// change time: `max(last + 1 µs, wall clock)`, so times strictly increase
+/// even within one microsecond, across processes sharing the file, and if
+/// the wall clock steps back. Being the transaction's first write, it also
+/// takes SQLite's write lock, so the order of change times is the order of
+/// commits. `stamp` is the fixed-width text form every change time is
+/// stored in (`store::format_datetime`), read by the tombstone triggers.
+const ADVANCE_CLOCK: &str = "UPDATE restkit_clock \
+     SET micros = max(micros + 1, ?1), \
+         stamp = strftime('%Y-%m-%dT%H:%M:%S', max(micros + 1, ?1) / 1000000, 'unixepoch') \
+                 || printf('.%06dZ', max(micros + 1, ?1) % 1000000) \
+     WHERE id = 1 RETURNING stamp";
 
 fn err(e: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(e, None)
@@ -155,12 +155,7 @@ impl SqliteStore {
                 .await
                 .map_err(err)?
         };
-        Ok(SqliteStore {
-            read,
-            write,
-            clock: Arc::new(Mutex::new(0)),
-            committed: Arc::new(AtomicI64::new(UNKNOWN)),
-        })
+        Ok(SqliteStore { read, write })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -229,74 +224,38 @@ impl SqliteStore {
             .collect())
     }
 
-    /// Begins a transaction on the single writer, then takes its change
-    /// time: strictly later than any handed out before, even within one
-    /// microsecond or if the wall clock steps back.
+    /// Begins a transaction on the single writer and takes its change time
+    /// from the clock row ([`ADVANCE_CLOCK`]).
     pub async fn begin_write(&self) -> Result<SqliteWrite, StoreError> {
-        let tx = self.write.begin().await.map_err(err)?;
-        let now = {
-            let mut last = self.clock.lock().unwrap_or_else(|p| p.into_inner());
-            let wall = chrono::Utc::now().timestamp_micros();
-            *last = wall.max(*last + 1);
-            *last
-        };
-        let micros = now;
-        let now = chrono::DateTime::from_timestamp_micros(now)
-            .map(super::format_datetime)
-            .unwrap_or_default();
-        Ok(SqliteWrite {
-            tx,
-            now,
-            micros,
-            committed: self.committed.clone(),
-        })
-    }
-
-    /// The latest committed change time, from memory once known.
-    /// `from_db` reads it from the tables the first time.
-    pub async fn last_change<F>(&self, from_db: F) -> Result<Option<String>, StoreError>
-    where
-        F: std::future::Future<Output = Result<Option<String>, StoreError>>,
-    {
-        let mut known = self.committed.load(Ordering::Acquire);
-        if known == UNKNOWN {
-            let stored = from_db.await?;
-            let micros = stored
-                .as_deref()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.timestamp_micros())
-                .unwrap_or(0);
-            // Never hand out a change time at or before what is stored.
-            {
-                let mut last = self.clock.lock().unwrap_or_else(|p| p.into_inner());
-                *last = (*last).max(micros);
-            }
-            let _ = self.committed.compare_exchange(
-                UNKNOWN,
-                micros,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
-            known = self.committed.load(Ordering::Acquire);
-        }
-        if known <= 0 {
-            return Ok(None);
-        }
-        Ok(chrono::DateTime::from_timestamp_micros(known).map(super::format_datetime))
-    }
-
-    pub async fn execute_batch(
-        &self,
-        statements: Vec<(String, sea_query::Values)>,
-    ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await.map_err(err)?;
-        for (sql, values) in statements {
-            sqlx::query_with(AssertSqlSafe(sql), sea_query_sqlx::SqlxValues(values))
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-        }
-        tx.commit().await.map_err(err)
+        let wall = chrono::Utc::now().timestamp_micros();
+        let row = sqlx::query(ADVANCE_CLOCK)
+            .bind(wall)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?
+            .ok_or_else(|| StoreError::Other("the clock row is missing: run migrations".into()))?;
+        let now = row.try_get::<String, _>(0).map_err(err)?;
+        Ok(SqliteWrite { tx, now })
+    }
+
+    pub async fn fetch_id_times(
+        &self,
+        stmt: SelectStatement,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_all(&self.read)
+            .await
+            .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<i64, _>(0).map_err(err)?,
+                    r.try_get::<String, _>(1).map_err(err)?,
+                ))
+            })
+            .collect()
     }
 
     /// DDL runs outside the sea-query value binding (it has no values).
@@ -308,9 +267,27 @@ impl SqliteStore {
             .map_err(err)
     }
 
-    /// Column names of `table`, empty when the table does not exist.
-    pub async fn columns(&self, table: &str) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT name FROM pragma_table_info(?)")
+    /// Columns of `table` as (name, declared type), empty when the table
+    /// does not exist.
+    pub async fn columns(&self, table: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT name, type FROM pragma_table_info(?)")
+            .bind(table)
+            .fetch_all(&self.write)
+            .await
+            .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>(0).map_err(err)?,
+                    r.try_get::<String, _>(1).map_err(err)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Names of the indexes on `table`.
+    pub async fn indexes(&self, table: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT name FROM pragma_index_list(?)")
             .bind(table)
             .fetch_all(&self.write)
             .await
@@ -394,20 +371,18 @@ impl SqliteWrite {
         Ok(row.map(|row| decode(r, fields, &row)))
     }
 
-    pub async fn delete_returning_ids(
+    pub async fn fetch_optional(
         &mut self,
         r: &Resource,
-        stmt: sea_query::DeleteStatement,
-    ) -> Result<Vec<i64>, StoreError> {
+        fields: &[usize],
+        stmt: SelectStatement,
+    ) -> Result<Option<Record>, StoreError> {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_all(&mut *self.tx)
+        let row = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_optional(&mut *self.tx)
             .await
             .map_err(|e| StoreError::from_sqlx(e, Some(r)))?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| r.try_get_unchecked::<i64, _>(0).ok())
-            .collect())
+        Ok(row.map(|row| decode(r, fields, &row)))
     }
 
     pub async fn insert(&mut self, stmt: sea_query::InsertStatement) -> Result<(), StoreError> {
@@ -419,15 +394,21 @@ impl SqliteWrite {
             .map_err(err)
     }
 
+    /// Runs a statement; returns the rows it changed.
+    pub async fn execute(
+        &mut self,
+        r: &Resource,
+        stmt: sea_query::DeleteStatement,
+    ) -> Result<u64, StoreError> {
+        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+        sqlx::query_with(AssertSqlSafe(sql), values)
+            .execute(&mut *self.tx)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(|e| StoreError::from_sqlx(e, Some(r)))
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await.map_err(err)?;
-        // Only once committed: a reader taking this as its sync mark must
-        // be able to see everything up to it.
-        let _ = self
-            .committed
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
-                (c != UNKNOWN && c < self.micros).then_some(self.micros)
-            });
-        Ok(())
+        self.tx.commit().await.map_err(err)
     }
 }

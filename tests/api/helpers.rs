@@ -155,6 +155,14 @@ impl TestApp {
         TestApp { app, _dir: dir }
     }
 
+    /// An app opened elsewhere (its database lives where its caller says).
+    pub fn from_app(app: App) -> TestApp {
+        TestApp {
+            app,
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     pub fn call(&self, method: Method, uri: &str) -> Call<'_> {
         Call {
             app: self,

@@ -9,6 +9,7 @@ mod controller;
 mod crud;
 mod errors;
 mod helpers;
+mod integrity;
 mod nested;
 mod query;
 mod server;

@@ -1,0 +1,137 @@
+//! Values by declared type: the one place where JSON numbers, form strings
+//! and query-string text become the value a field holds.
+//!
+//! Every conversion here either keeps the value exactly or refuses it;
+//! none turns a value it does not understand into `null`. (A review found
+//! `1999.0` for an integer field stored as NULL: JSON Schema calls it an
+//! integer, `as_i64` did not.)
+
+use serde_json::{Number, Value};
+
+use super::{Field, FieldType};
+
+/// The integer a JSON number stands for: `7`, `7.0`, `7e0`, `-0`; `None`
+/// for fractions and for values outside signed 64 bits.
+pub fn integral(n: &Number) -> Option<i64> {
+    if let Some(i) = n.as_i64() {
+        return Some(i);
+    }
+    let f = n.as_f64()?;
+    // 2^63 is exactly representable; i64::MAX is not (it rounds up to 2^63).
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    (f.is_finite() && f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f)).then_some(f as i64)
+}
+
+/// An integer written as text: `"7"`, and also `"7.0"` or `"1e3"`, as a
+/// JSON body may write it. Not `"inf"`, `"0x10"` or `"7.5"`.
+pub fn parse_integral(s: &str) -> Option<i64> {
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(i);
+    }
+    let looks_numeric = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+    if !looks_numeric {
+        return None;
+    }
+    let f: f64 = s.parse().ok()?;
+    Number::from_f64(f).as_ref().and_then(integral)
+}
+
+/// Why a body value was refused before schema validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Text holding a NUL character.
+    NulCharacter,
+}
+
+impl Refusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::NulCharacter => "invalid_character",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::NulCharacter => "must not contain NUL characters.",
+        }
+    }
+}
+
+/// Brings a body value into the form its field stores, before schema
+/// validation: whole-number floats of integer fields become integers (a
+/// fraction is left for the schema to refuse). Text holding NUL is
+/// refused: SQLite cuts patterns and C strings short at it, PostgreSQL
+/// refuses it.
+pub fn normalize(field: &Field, v: &mut Value) -> Result<(), Refusal> {
+    match (field.ty, &*v) {
+        (FieldType::Integer, Value::Number(n)) => {
+            if let Some(i) = integral(n) {
+                *v = Value::from(i);
+            }
+            Ok(())
+        }
+        (FieldType::String | FieldType::DateTime, Value::String(s)) if s.contains('\0') => {
+            Err(Refusal::NulCharacter)
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn num(text: &str) -> Number {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn whole_numbers_are_integers_whatever_their_spelling() {
+        for (text, want) in [
+            ("1999", Some(1999)),
+            ("1999.0", Some(1999)),
+            ("1e2", Some(100)),
+            ("2.01e3", Some(2010)),
+            ("-0", Some(0)),
+            ("-0.0", Some(0)),
+            ("-9223372036854775808", Some(i64::MIN)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("1.5", None),
+            ("9223372036854775808", None),
+            ("1e19", None),
+            ("-1e19", None),
+        ] {
+            assert_eq!(integral(&num(text)), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn integer_text_parses_in_the_same_spellings() {
+        assert_eq!(parse_integral("1999.0"), Some(1999));
+        assert_eq!(parse_integral("1e3"), Some(1000));
+        assert_eq!(parse_integral("-0"), Some(0));
+        for bad in ["inf", "NaN", "0x10", "7.5", "", " 7", "1e400"] {
+            assert_eq!(parse_integral(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn normalize_keeps_values_or_refuses_them() {
+        let year = Field::new("year", FieldType::Integer);
+        let mut v = json!(1956.0);
+        normalize(&year, &mut v).unwrap();
+        assert_eq!(v, json!(1956));
+        assert!(v.is_i64());
+        let mut v = json!(1956.5);
+        normalize(&year, &mut v).unwrap();
+        assert_eq!(v, json!(1956.5), "fractions are left for the schema");
+        let title = Field::new("title", FieldType::String);
+        assert_eq!(
+            normalize(&title, &mut json!("a\u{0}b")),
+            Err(Refusal::NulCharacter)
+        );
+    }
+}
