@@ -44,6 +44,18 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     #[serde(deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
+    /// Time a client has to send a request's headers, counted from when
+    /// the connection opens or its previous response ends: closes
+    /// slow-header and idle keep-alive connections (§12).
+    #[serde(deserialize_with = "duration")]
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's body once its headers are in:
+    /// past it, 408 (the client stalled; our side did not fail).
+    #[serde(deserialize_with = "duration")]
+    pub body_timeout: Duration,
+    /// Most connections served at once; further ones wait in the listen
+    /// backlog until one closes, so file descriptors cannot run out.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -55,6 +67,9 @@ impl Default for ServerSettings {
             body_limit: 1 << 20,
             request_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 1024,
         }
     }
 }
@@ -290,6 +305,19 @@ impl Settings {
 
     fn check(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if self.server.max_connections == 0 {
+            return bad("server.max_connections", "must be at least 1");
+        }
+        for (key, d) in [
+            ("server.header_timeout", self.server.header_timeout),
+            ("server.body_timeout", self.server.body_timeout),
+            ("server.request_timeout", self.server.request_timeout),
+        ] {
+            if d.is_zero() {
+                return bad(key, "must be longer than zero");
+            }
+        }
+
         if !matches!(self.rate_limit.backend.as_str(), "memory" | "redis") {
             return bad("rate_limit.backend", "must be \"memory\" or \"redis\"");
         }

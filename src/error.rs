@@ -129,16 +129,23 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "INVALID_QUERY", detail)
     }
 
-    pub fn validation(errors: Vec<FieldError>) -> ApiError {
+    /// A 422 listing every failed constraint — up to
+    /// [`MAX_FIELD_ERRORS`]; past that the detail says how many were left
+    /// out (a form with 100,000 unknown keys made an 8 MB error body).
+    pub fn validation(mut errors: Vec<FieldError>) -> ApiError {
         let n = errors.len();
+        let detail = match n {
+            1 => Cow::Borrowed("1 field failed validation."),
+            n if n > MAX_FIELD_ERRORS => Cow::Owned(format!(
+                "{n} fields failed validation; the first {MAX_FIELD_ERRORS} are listed."
+            )),
+            n => Cow::Owned(format!("{n} fields failed validation.")),
+        };
+        errors.truncate(MAX_FIELD_ERRORS);
         let mut e = ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "VALIDATION_FAILED",
-            if n == 1 {
-                Cow::Borrowed("1 field failed validation.")
-            } else {
-                Cow::Owned(format!("{n} fields failed validation."))
-            },
+            detail,
         );
         e.errors = errors;
         e
@@ -204,6 +211,7 @@ fn default_user_message(status: StatusCode) -> &'static str {
         404 => "The requested resource was not found.",
         405 => "This operation is not available here.",
         406 => "The requested format or version is not available.",
+        408 => "The request took too long to arrive.",
         409 => "This conflicts with existing data.",
         412 => "The resource was changed by someone else; reload and retry.",
         413 => "The request is too large.",
@@ -215,6 +223,9 @@ fn default_user_message(status: StatusCode) -> &'static str {
         _ => "Something went wrong on our side.",
     }
 }
+
+/// Most field errors one 422 lists.
+pub const MAX_FIELD_ERRORS: usize = 100;
 
 impl std::ops::Deref for ApiError {
     type Target = Problem;

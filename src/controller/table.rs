@@ -6,6 +6,7 @@
 //! fields sent by a client are ignored (so a client can PUT back what it
 //! GOT); unknown and hidden fields are 422 `unknown_field`.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -20,6 +21,10 @@ use crate::query::{
 };
 use crate::store::{sql, Count, ListQuery, Record, Scope, Selection, StoreError, WriteTx};
 use crate::validate::Schema;
+
+/// Most related records one has-many expansion embeds in each record
+/// (the first ones by primary key); documented in the README.
+pub const MAX_EXPANDED: u64 = 100;
 
 /// Most records one bulk PUT may carry.
 pub const MAX_BULK: usize = 1000;
@@ -571,31 +576,46 @@ impl TableController {
                 }
             }
             let mine_name = &r.fields[mine].name;
-            let mut keys: Vec<Value> = records
+            let mut distinct = HashSet::new();
+            let keys: Vec<Value> = records
                 .iter()
-                .filter_map(|rec| rec.get(mine_name).filter(|v| !v.is_null()).cloned())
+                .filter_map(|rec| rec.get(mine_name).filter(|v| !v.is_null()))
+                .filter(|v| distinct.insert(v.to_string()))
+                .cloned()
                 .collect();
-            keys.dedup();
+            let per_key = (link.kind == RelationKind::HasMany).then_some(MAX_EXPANDED);
             let rows = cx
                 .store
-                .fetch_by_keys(t, &select, theirs, &keys, &scope)
+                .fetch_by_keys(t, &select, theirs, &keys, &scope, per_key)
                 .await?;
+            // Group once by key: linear in records + rows.
             let theirs_name = &t.fields[theirs].name;
             let strip = !shown.contains(&theirs);
+            let mut by_key: HashMap<String, Vec<Value>> = HashMap::with_capacity(keys.len());
+            for mut row in rows {
+                let Some(k) = row.get(theirs_name).map(Value::to_string) else {
+                    continue;
+                };
+                if strip {
+                    row.shift_remove(theirs_name);
+                }
+                by_key.entry(k).or_default().push(Value::Object(row));
+            }
             for rec in records.iter_mut() {
-                let key = rec.get(mine_name).cloned().unwrap_or(Value::Null);
-                let matching = rows
-                    .iter()
-                    .filter(|row| !key.is_null() && row.get(theirs_name) == Some(&key))
-                    .map(|row| {
-                        let mut row = row.clone();
-                        if strip {
-                            row.shift_remove(theirs_name);
-                        }
-                        Value::Object(row)
-                    });
+                let key = rec
+                    .get(mine_name)
+                    .filter(|v| !v.is_null())
+                    .map(Value::to_string);
+                let matching = match (key, link.kind) {
+                    // Each record has its own children: move them.
+                    (Some(k), RelationKind::HasMany) => by_key.remove(&k),
+                    // Several records may share one parent: copy it.
+                    (Some(k), RelationKind::BelongsTo) => by_key.get(&k).cloned(),
+                    (None, _) => None,
+                }
+                .unwrap_or_default();
                 let v = match link.kind {
-                    RelationKind::HasMany => Value::Array(matching.collect()),
+                    RelationKind::HasMany => Value::Array(matching),
                     RelationKind::BelongsTo => matching.into_iter().next().unwrap_or(Value::Null),
                 };
                 rec.insert(link.name.clone(), v);

@@ -15,6 +15,7 @@ use http::{header, HeaderMap, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value};
 
+use crate::config::ServerSettings;
 use crate::error::ApiError;
 
 /// Deepest bracket nesting accepted (`a[b][c]…`).
@@ -35,8 +36,15 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
-/// Reads and parses a body. An empty body is an empty object.
-pub async fn read(body: Body, headers: &HeaderMap, limit: usize) -> Result<ParsedBody, ApiError> {
+/// Reads and parses a body, within `server.body_limit` (413) and
+/// `server.body_timeout` (408: a client that stalls its body is the
+/// client's failure, not ours). An empty body is an empty object.
+pub async fn read(
+    body: Body,
+    headers: &HeaderMap,
+    server: &ServerSettings,
+) -> Result<ParsedBody, ApiError> {
+    let limit = server.body_limit;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -44,7 +52,19 @@ pub async fn read(body: Body, headers: &HeaderMap, limit: usize) -> Result<Parse
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(limit));
     }
-    let bytes = match Limited::new(body, limit).collect().await {
+    let collected = tokio::time::timeout(server.body_timeout, Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "BODY_TIMEOUT",
+                format!(
+                    "The request body did not arrive within {:?}.",
+                    server.body_timeout
+                ),
+            )
+        })?;
+    let bytes = match collected {
         Ok(c) => c.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large(limit)),
         Err(e) => {

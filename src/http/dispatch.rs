@@ -153,8 +153,7 @@ async fn serve(
         Target::Operation { controller, op } => {
             let id = record_id.as_deref().unwrap_or("");
             let input = if op.takes_body() {
-                let parsed =
-                    body::read(body, &cx.headers, state.settings.server.body_limit).await?;
+                let parsed = body::read(body, &cx.headers, &state.settings.server).await?;
                 let mut value = parsed.value;
                 // Form bodies carry strings; the declared types convert them.
                 if parsed.form {
@@ -206,7 +205,7 @@ async fn run_action(
     }
     let mut params = body::nest(cx.query.iter().cloned())?;
     if endpoint.method != Method::GET {
-        let parsed = body::read(body, &cx.headers, state.settings.server.body_limit).await?;
+        let parsed = body::read(body, &cx.headers, &state.settings.server).await?;
         if !parsed.value.is_object() {
             return Err(ApiError::bad_body("An action's body must be an object."));
         }

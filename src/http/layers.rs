@@ -53,16 +53,33 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
     };
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
+    // Absolute URLs (Link, Location, _links) are built from Host unless
+    // server.public_url is set: refuse a Host that is not host[:port].
+    // More than one Host is always refused (RFC 9112 §3.2).
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first_host = hosts.next();
+    let bad_host = hosts.next().is_some()
+        || (state.settings.server.public_url.is_empty()
+            && first_host.is_some_and(|h| !h.to_str().is_ok_and(super::valid_host)));
     let suppress = suppress_requested(req.uri().query());
     let timeout = state.settings.server.request_timeout;
-    let mut res = match tokio::time::timeout(timeout, next.run(req)).await {
-        Ok(res) => res,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "REQUEST_TIMEOUT",
-            format!("The request took longer than {timeout:?}."),
+    let mut res = if bad_host {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_HOST",
+            "The Host header is not a valid host[:port].",
         )
-        .into_response(),
+        .into_response()
+    } else {
+        match tokio::time::timeout(timeout, next.run(req)).await {
+            Ok(res) => res,
+            Err(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "REQUEST_TIMEOUT",
+                format!("The request took longer than {timeout:?}."),
+            )
+            .into_response(),
+        }
     };
     if let Some(err) = res.extensions_mut().remove::<ApiError>() {
         let body = render::error_body(&err, id.to_str().unwrap_or(""));

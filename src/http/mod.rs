@@ -10,8 +10,8 @@ pub mod dispatch;
 pub mod layers;
 pub mod render;
 pub mod routes;
+pub mod server;
 
-use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -39,7 +39,8 @@ pub struct AppState {
 
 impl AppState {
     /// `scheme://host[:port]` for absolute URLs: `server.public_url`, else
-    /// the request's Host.
+    /// the request's Host (checked by [`layers::edge`] to be a plain
+    /// `host[:port]`, so it cannot inject markup or a second URL).
     pub fn base_url(&self, headers: &HeaderMap) -> String {
         let public = self.settings.server.public_url.trim_end_matches('/');
         if !public.is_empty() {
@@ -48,10 +49,52 @@ impl AppState {
         let host = headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+            .filter(|h| valid_host(h))
             .unwrap_or("localhost");
         format!("http://{host}")
     }
+}
+
+/// Is `s` a syntactically valid `host[:port]` (RFC 3986 reg-name, IPv4,
+/// or bracketed IPv6, and a port of at most 65535)?
+pub fn valid_host(s: &str) -> bool {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let ok = !v6.is_empty()
+            && v6.len() <= 45
+            && v6
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        if !ok {
+            return false;
+        }
+        match after {
+            "" => return true,
+            p => match p.strip_prefix(':') {
+                Some(port) => ("ok", Some(port)),
+                None => return false,
+            },
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| n <= 65535)
+    });
+    host_ok && port_ok
 }
 
 /// A served API: call it in-process ([`App::call`]) or serve its
@@ -130,30 +173,47 @@ impl App {
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets in-flight
-    /// requests finish (bounded by `server.shutdown_timeout`).
+    /// requests finish (bounded by `server.shutdown_timeout`); see
+    /// [`server`] for the connection limits.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let grace = self.state.settings.server.shutdown_timeout;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(
-            listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = tx.send(());
-        });
-        let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
-        tokio::select! {
-            res = &mut server => res,
-            _ = async { let _ = rx.await; tokio::time::sleep(grace).await } => {
-                tracing::warn!(?grace, "shutdown timeout: dropping unfinished requests");
-                Ok(())
-            }
+        let settings = self.state.settings.server.clone();
+        server::serve(self.router, &settings, listener, shutdown).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_host;
+
+    #[test]
+    fn hosts_are_plain_host_and_port() {
+        for ok in [
+            "api.test",
+            "127.0.0.1:8080",
+            "[::1]",
+            "[::1]:80",
+            "my_host",
+            "a-b.example:65535",
+        ] {
+            assert!(valid_host(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.example\"><x",
+            "a b",
+            "host:",
+            "host:99999",
+            "host:80:80",
+            "[::1",
+            "[zz]",
+            "user@host",
+            "host/path",
+        ] {
+            assert!(!valid_host(bad), "{bad}");
         }
     }
 }

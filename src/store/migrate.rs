@@ -267,6 +267,13 @@ fn own_ddl() -> Vec<String> {
 }
 
 pub async fn sqlite(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreError> {
+    store.bound_writes(false);
+    let done = run(store, model).await;
+    store.bound_writes(true);
+    done
+}
+
+async fn run(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreError> {
     let own = own_model();
     let mut sync_tables = BTreeSet::new();
     let mut all_tables = BTreeSet::new();

@@ -204,6 +204,19 @@ impl WriteTx {
         self.returning(r, fields, sql::Write::Update(stmt)).await
     }
 
+    /// Sets `values` on every row within `scope`; returns how many.
+    pub async fn update_where(
+        &mut self,
+        r: &Resource,
+        scope: &Scope,
+        values: &[(usize, Value)],
+    ) -> Result<u64, StoreError> {
+        let stmt = sql::update_where(r, scope, values, self.now());
+        match self {
+            WriteTx::Sqlite(t) => t.execute(r, stmt).await,
+        }
+    }
+
     async fn returning(
         &mut self,
         r: &Resource,
@@ -417,7 +430,8 @@ impl Store {
         }
     }
 
-    /// Rows whose `key` is one of `values`, within `scope` (expansion).
+    /// Rows whose `key` is one of `values`, within `scope` (expansion); at
+    /// most `per_key` for each key value when given.
     pub async fn fetch_by_keys(
         &self,
         r: &Resource,
@@ -425,11 +439,12 @@ impl Store {
         key: usize,
         values: &[Value],
         scope: &Scope,
+        per_key: Option<u64>,
     ) -> Result<Vec<Record>, StoreError> {
         if values.is_empty() {
             return Ok(Vec::new());
         }
-        let stmt = sql::select_by_keys(r, fields, key, values, scope);
+        let stmt = sql::select_by_keys(r, fields, key, values, scope, per_key);
         match &self.backend {
             Backend::Sqlite(s) => s.fetch_all(r, fields, stmt).await,
         }

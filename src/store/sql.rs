@@ -12,7 +12,7 @@
 
 use sea_query::{
     Alias, Condition, DeleteStatement, Expr, ExprTrait, InsertStatement, LikeExpr, NullOrdering,
-    Order, Query, SelectStatement, UpdateStatement,
+    Order, Query, SelectStatement, UpdateStatement, WindowStatement,
 };
 use serde_json::Value;
 
@@ -264,13 +264,18 @@ pub fn select_one(r: &Resource, fields: &[usize], id: i64, scope: &Scope) -> Sel
     stmt
 }
 
-/// Rows of `r` whose `key` field is one of `values` (expansion).
+/// Rows of `r` whose `key` field is one of `values` (expansion), in
+/// primary-key order; with `per_key`, at most that many rows for each key
+/// value (the first ones in primary-key order), counted by the database
+/// (`ROW_NUMBER() OVER (PARTITION BY key)`), so a parent with a million
+/// children costs no more than one with `per_key`.
 pub fn select_by_keys(
     r: &Resource,
     fields: &[usize],
     key: usize,
     values: &[Value],
     scope: &Scope,
+    per_key: Option<u64>,
 ) -> SelectStatement {
     let mut stmt = Query::select();
     stmt.from(table(r));
@@ -282,8 +287,30 @@ pub fn select_by_keys(
     for (f, v) in &scope.equal {
         stmt.and_where(Expr::col(col(r, *f)).eq(val(r, *f, v)));
     }
-    order(&mut stmt, r, &full_order(r, &[]));
-    stmt
+    let Some(per_key) = per_key else {
+        order(&mut stmt, r, &full_order(r, &[]));
+        return stmt;
+    };
+    if !fields.contains(&r.primary_key) {
+        stmt.column(col(r, r.primary_key));
+    }
+    let rank = Alias::new("restkit_rank");
+    stmt.expr_window_as(
+        Expr::cust("ROW_NUMBER()"),
+        WindowStatement::partition_by(col(r, key))
+            .order_by(col(r, r.primary_key), Order::Asc)
+            .to_owned(),
+        rank.clone(),
+    );
+    let mut outer = Query::select();
+    for f in fields {
+        outer.column(col(r, *f));
+    }
+    outer
+        .from_subquery(stmt, Alias::new("ranked"))
+        .and_where(Expr::col(rank).lte(Ord::min(per_key, MAX_SQL_INT)));
+    order(&mut outer, r, &full_order(r, &[]));
+    outer
 }
 
 pub fn insert(
@@ -344,6 +371,29 @@ pub fn update(
         stmt.and_where(Expr::col(col(r, *f)).eq(val(r, *f, v)));
     }
     stmt.returning(Query::returning().columns(fields.iter().map(|f| col(r, *f))));
+    stmt
+}
+
+/// Sets `values` (and the update time) on every row within `scope`.
+pub fn update_where(
+    r: &Resource,
+    scope: &Scope,
+    values: &[(usize, Value)],
+    now: &str,
+) -> UpdateStatement {
+    let mut stmt = Query::update();
+    stmt.table(table(r));
+    for (f, v) in values {
+        stmt.value(col(r, *f), val(r, *f, v));
+    }
+    for (i, f) in r.fields.iter().enumerate() {
+        if f.updated_at {
+            stmt.value(col(r, i), now.to_string());
+        }
+    }
+    for (f, v) in &scope.equal {
+        stmt.and_where(Expr::col(col(r, *f)).eq(val(r, *f, v)));
+    }
     stmt
 }
 

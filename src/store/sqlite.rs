@@ -7,6 +7,8 @@
 //! under WAL except for the last transactions on power loss.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_query::{Expr, Query, SelectStatement, SqliteQueryBuilder};
@@ -33,6 +35,8 @@ mod watchdog {
     //! and returns `false` — SQLite then stops the statement with
     //! `SQLITE_INTERRUPT` — once one has run past the limit.
 
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use libsqlite3_sys as ffi;
@@ -60,7 +64,14 @@ mod watchdog {
         (0, 0)
     }
 
-    pub async fn install(conn: &mut SqliteConnection, limit: Duration) -> Result<(), sqlx::Error> {
+    /// Installs the watchdog on `conn`. While `enforce` is false (the
+    /// writer during migrations, whose index builds may rightly take
+    /// long) statements run unbounded.
+    pub async fn install(
+        conn: &mut SqliteConnection,
+        limit: Duration,
+        enforce: Arc<AtomicBool>,
+    ) -> Result<(), sqlx::Error> {
         if limit.is_zero() {
             return Ok(());
         }
@@ -78,7 +89,7 @@ mod watchdog {
                 current = (stmt, runs, now);
                 return true;
             }
-            now.duration_since(current.2) < limit
+            now.duration_since(current.2) < limit || !enforce.load(Ordering::Relaxed)
         });
         Ok(())
     }
@@ -88,6 +99,8 @@ mod watchdog {
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
+    /// Whether the writer's statement watchdog is on (off while migrating).
+    write_enforced: Arc<AtomicBool>,
 }
 
 /// An open write transaction on the single writer connection.
@@ -131,9 +144,17 @@ impl SqliteStore {
         // `test_before_acquire(false)`: an SQLite connection is a local file
         // handle that cannot go stale, and the default ping costs a round
         // trip to the connection's worker thread before every query.
+        // The single writer is bounded too: a long filtered DELETE must not
+        // hold the only writer (it is interrupted, rolled back, and 503).
+        let write_enforced = Arc::new(AtomicBool::new(true));
+        let enforce = write_enforced.clone();
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
+            .after_connect(move |conn, _meta| {
+                let enforce = enforce.clone();
+                Box::pin(async move { watchdog::install(conn, statement_timeout, enforce).await })
+            })
             .acquire_timeout(Duration::from_secs(10))
             // An in-memory database lives as long as its one connection.
             .idle_timeout(None)
@@ -148,14 +169,21 @@ impl SqliteStore {
                 .max_connections(max_connections.max(1))
                 .test_before_acquire(false)
                 .after_connect(move |conn, _meta| {
-                    Box::pin(async move { watchdog::install(conn, statement_timeout).await })
+                    let always = Arc::new(AtomicBool::new(true));
+                    Box::pin(
+                        async move { watchdog::install(conn, statement_timeout, always).await },
+                    )
                 })
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts.read_only(true))
                 .await
                 .map_err(err)?
         };
-        Ok(SqliteStore { read, write })
+        Ok(SqliteStore {
+            read,
+            write,
+            write_enforced,
+        })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -256,6 +284,12 @@ impl SqliteStore {
                 ))
             })
             .collect()
+    }
+
+    /// Lifts (`false`) or restores the writer's statement time limit:
+    /// migrations may rightly run long.
+    pub fn bound_writes(&self, on: bool) {
+        self.write_enforced.store(on, Ordering::Relaxed);
     }
 
     /// DDL runs outside the sea-query value binding (it has no values).
@@ -398,7 +432,7 @@ impl SqliteWrite {
     pub async fn execute(
         &mut self,
         r: &Resource,
-        stmt: sea_query::DeleteStatement,
+        stmt: impl SqlxBinder,
     ) -> Result<u64, StoreError> {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
         sqlx::query_with(AssertSqlSafe(sql), values)

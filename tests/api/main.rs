@@ -10,6 +10,7 @@ mod crud;
 mod errors;
 mod helpers;
 mod integrity;
+mod limits;
 mod nested;
 mod query;
 mod server;
