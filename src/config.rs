@@ -284,25 +284,6 @@ impl Settings {
         Ok(settings)
     }
 
-    /// What every table controller needs from the settings. An empty
-    /// `server.secret` gets a random one here, once per process.
-    pub fn table_options(&self) -> crate::controller::table::TableOptions {
-        use crate::controller::table::{Paging, TableOptions};
-        let secret = if self.server.secret.is_empty() {
-            uuid::Uuid::new_v4().as_bytes().to_vec()
-        } else {
-            self.server.secret.as_bytes().to_vec()
-        };
-        TableOptions {
-            paging: Paging {
-                default_per_page: self.pagination.default_per_page,
-                max_per_page: self.pagination.max_per_page,
-            },
-            limits: crate::query::Limits::default(),
-            cursor_key: crate::query::cursor::CursorKey::new(&secret),
-        }
-    }
-
     fn check(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
         if self.server.max_connections == 0 {

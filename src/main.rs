@@ -125,7 +125,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let routes = restkit::http::routes::build(
                 &model,
                 &Registry::builtin(),
-                &settings.table_options(),
+                &restkit::controller::table::TableOptions::from_settings(&settings),
             )?;
             print!("{}", restkit::http::routes::table_text(&routes));
             Ok(())

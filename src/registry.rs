@@ -6,20 +6,36 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::controller::{ActionHandler, ActionInput, Ctx, FnHandler, Reply};
+use crate::actions;
+use crate::controller::{ActionHandler, ActionInput, Controller, Ctx, FnHandler, Reply};
 use crate::error::ApiError;
 
 #[derive(Clone, Default)]
 pub struct Registry {
     handlers: HashMap<String, Arc<dyn ActionHandler>>,
+    controllers: HashMap<String, Arc<dyn Controller>>,
 }
 
 impl Registry {
     /// restkit's built-in handlers: `echo`, `users::me`, `library::borrow`.
     pub fn builtin() -> Registry {
         let mut r = Registry::default();
-        crate::actions::register(&mut r);
+        r.handle_fn("echo", actions::echo);
+        r.handle_fn("users::me", actions::me);
+        r.handle_fn("library::borrow", actions::borrow);
         r
+    }
+
+    /// Registers a hand-written controller that declarations name with
+    /// `controller = "name"` (TOML) or `.controller("name")` (Rust).
+    pub fn controller(&mut self, name: &str, c: impl Controller) -> &mut Self {
+        self.controllers.insert(name.to_string(), Arc::new(c));
+        self
+    }
+
+    /// The controller registered as `name`.
+    pub fn find_controller(&self, name: &str) -> Option<Arc<dyn Controller>> {
+        self.controllers.get(name).cloned()
     }
 
     pub fn handle(&mut self, name: &str, handler: impl ActionHandler) -> &mut Self {

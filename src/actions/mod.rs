@@ -10,19 +10,13 @@ use serde_json::json;
 
 use crate::controller::{ActionInput, Ctx, Reply};
 use crate::error::ApiError;
-use crate::registry::Registry;
-
-pub fn register(r: &mut Registry) {
-    r.handle_fn("echo", echo);
-    r.handle_fn("users::me", me);
-    r.handle_fn("library::borrow", borrow);
-}
-
-async fn echo(_cx: Ctx, input: ActionInput) -> Result<Reply, ApiError> {
+/// `echo`.
+pub async fn echo(_cx: Ctx, input: ActionInput) -> Result<Reply, ApiError> {
     Ok(Reply::Value(input.params))
 }
 
-async fn me(cx: Ctx, _input: ActionInput) -> Result<Reply, ApiError> {
+/// `users::me`.
+pub async fn me(cx: Ctx, _input: ActionInput) -> Result<Reply, ApiError> {
     let Some(who) = &cx.identity else {
         return Err(ApiError::unauthorized("Sign in to see who you are."));
     };
@@ -36,7 +30,7 @@ async fn me(cx: Ctx, _input: ActionInput) -> Result<Reply, ApiError> {
 
 /// `POST /v1/books/{id}/borrow`: the book exists (the dispatcher fetched it
 /// within scope); the caller borrows it for 14 days.
-async fn borrow(cx: Ctx, input: ActionInput) -> Result<Reply, ApiError> {
+pub async fn borrow(cx: Ctx, input: ActionInput) -> Result<Reply, ApiError> {
     let user = cx.require_user()?;
     let id = input
         .id

@@ -25,33 +25,12 @@ use argon2::Argon2;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::model::builder::*;
-use crate::model::FieldType;
+use crate::model::Resource;
 use crate::store::{ListQuery, Scope, Selection, Store};
 
-/// The table as a model, so migrations create it like any other.
-pub fn model() -> ApiModel {
-    ApiModel::builder()
-        .module(Module::new("/_restkit").resource(users_resource()))
-        .build()
-        .expect("restkit's own model is valid")
-}
-
-fn users_resource() -> Resource {
-    Resource::new("users", "restkit_users")
-        .field(Field::new("id", FieldType::Integer).primary_key())
-        .field(
-            Field::new("username", FieldType::String)
-                .required()
-                .unique(),
-        )
-        .field(Field::new("passwordHash", FieldType::String).hidden())
-        .field(Field::new("createdAt", FieldType::DateTime).created_at())
-}
-
+/// `restkit_users`, declared with restkit's other own tables.
 fn resource() -> &'static Arc<Resource> {
-    static R: OnceLock<Arc<Resource>> = OnceLock::new();
-    R.get_or_init(|| model().modules[0].resources[0].clone())
+    crate::store::own::users()
 }
 
 /// Argon2id PHC string for `password`.

@@ -13,11 +13,12 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{Controller, Ctx, Operation, Page, Reply, SyncInfo};
+use crate::config::Settings;
 use crate::error::{ApiError, FieldError};
 use crate::model::{schema, value, Module, OwnerPolicy, RelationKind, Resource};
 use crate::query::cursor::CursorKey;
 use crate::query::{
-    count_preference, CollectionQuery, CountMode, Limits, Position, QueryError, QueryPolicy,
+    count_preference, CollectionQuery, CountMode, Limits, Paging, Position, QueryError, QueryPolicy,
 };
 use crate::store::{sql, Count, ListQuery, Record, Scope, Selection, StoreError, WriteTx};
 use crate::validate::Schema;
@@ -35,22 +36,6 @@ pub const MAX_BULK: usize = 1000;
 /// capped).
 const MAX_TOMBSTONES: u64 = 10_000;
 
-/// Paging limits a table controller applies.
-#[derive(Debug, Clone, Copy)]
-pub struct Paging {
-    pub default_per_page: u64,
-    pub max_per_page: u64,
-}
-
-impl Default for Paging {
-    fn default() -> Self {
-        Paging {
-            default_per_page: 20,
-            max_per_page: 100,
-        }
-    }
-}
-
 /// Start-up options every table controller shares.
 #[derive(Debug, Clone)]
 pub struct TableOptions {
@@ -65,6 +50,26 @@ impl Default for TableOptions {
             paging: Paging::default(),
             limits: Limits::default(),
             cursor_key: CursorKey::new(b"restkit"),
+        }
+    }
+}
+
+impl TableOptions {
+    /// What every table controller needs from the settings. An empty
+    /// `server.secret` gets a random one here, once per process.
+    pub fn from_settings(settings: &Settings) -> TableOptions {
+        let secret = if settings.server.secret.is_empty() {
+            uuid::Uuid::new_v4().as_bytes().to_vec()
+        } else {
+            settings.server.secret.as_bytes().to_vec()
+        };
+        TableOptions {
+            paging: Paging {
+                default_per_page: settings.pagination.default_per_page,
+                max_per_page: settings.pagination.max_per_page,
+            },
+            limits: crate::query::Limits::default(),
+            cursor_key: crate::query::cursor::CursorKey::new(&secret),
         }
     }
 }
@@ -143,7 +148,7 @@ impl TableController {
             limits: options.limits,
             filterable: resource.filterable.clone(),
             sortable: resource.sortable.clone(),
-            count: CountMode::parse(&resource.count).unwrap_or(CountMode::Exact),
+            count: resource.count,
             cursor_by_default: resource.cursor_pagination,
         };
         Ok(TableController {
@@ -340,7 +345,8 @@ impl TableController {
 
     fn since_text(&self, q: &CollectionQuery) -> Option<(usize, String)> {
         let field = self.resource.fields.iter().position(|f| f.updated_at)?;
-        q.since.map(|t| (field, crate::store::format_datetime(t)))
+        q.since
+            .map(|t| (field, crate::model::value::format_datetime(t)))
     }
 
     /// Reads one page of the collection as `q` asks.
@@ -501,7 +507,7 @@ impl TableController {
     ) -> Result<SyncInfo, ApiError> {
         let first_mark = q
             .sync_mark
-            .map(crate::store::format_datetime)
+            .map(crate::model::value::format_datetime)
             .map_or(mark.clone(), |carried| carried.min(mark.clone()));
         let from = since.map_or(crate::store::EPOCH.to_string(), |(_, t)| t.clone());
         let mut next = if has_more { from } else { first_mark.clone() };

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, Method, Request, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::body;
 use super::render;
@@ -203,13 +203,13 @@ async fn run_action(
             c.fetch(cx, id).await?;
         }
     }
-    let mut params = body::nest(cx.query.iter().cloned())?;
+    let mut params = crate::query::brackets::nest(cx.query.iter().cloned())?;
     if endpoint.method != Method::GET {
         let parsed = body::read(body, &cx.headers, &state.settings.server).await?;
         if !parsed.value.is_object() {
             return Err(ApiError::bad_body("An action's body must be an object."));
         }
-        body::deep_merge(&mut params, parsed.value);
+        crate::query::brackets::deep_merge(&mut params, parsed.value);
     }
     if let Some(schema) = schema {
         validate::coerce(&mut params, &schema.source);
@@ -233,38 +233,4 @@ pub async fn not_found(req: Request<Body>) -> Response {
     res.extensions_mut()
         .insert(RouteTemplate(Arc::from("(unmatched)")));
     res
-}
-
-/// Body of OPTIONS: the route described (§11, basic form).
-pub fn describe(route: &Route) -> Value {
-    let methods: Vec<Value> = route
-        .endpoints
-        .iter()
-        .map(|e| {
-            let mut m = json!({"method": e.method.as_str(), "scope": e.scope});
-            match &e.target {
-                Target::Operation { controller, op } => {
-                    m["operation"] = json!(format!("{op:?}"));
-                    if let Some(schema) = controller.input_schema(*op) {
-                        m["input"] = schema.clone();
-                    }
-                }
-                Target::Action { action, .. } => {
-                    m["handler"] = json!(action.handler);
-                    if let Some(s) = &action.input {
-                        m["input"] = s.clone();
-                    }
-                    if !action.summary.is_empty() {
-                        m["summary"] = json!(action.summary);
-                    }
-                }
-            }
-            m
-        })
-        .collect();
-    json!({"path": route.template, "allow": route.allow.to_str().unwrap_or(""), "methods": methods})
-}
-
-pub fn allow_header(route: &Route) -> (header::HeaderName, HeaderValue) {
-    (header::ALLOW, route.allow.clone())
 }

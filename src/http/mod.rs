@@ -16,6 +16,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
@@ -117,11 +118,14 @@ impl App {
         settings: Settings,
         registry: &Registry,
     ) -> Result<App, String> {
-        let routes: Vec<Arc<routes::Route>> =
-            routes::build(&model, registry, &settings.table_options())?
-                .into_iter()
-                .map(Arc::new)
-                .collect();
+        let routes: Vec<Arc<routes::Route>> = routes::build(
+            &model,
+            registry,
+            &crate::controller::table::TableOptions::from_settings(&settings),
+        )?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
         let state = Arc::new(AppState {
             store,
             settings,
@@ -129,7 +133,12 @@ impl App {
             routes: routes.clone(),
         });
         let mut router: Router<Arc<AppState>> =
-            Router::new().route("/health", get(crate::ops::health));
+            Router::new().route(
+                "/health",
+                get(|State(st): State<Arc<AppState>>| async move {
+                    crate::ops::health(&st.store).await
+                }),
+            );
         for route in routes {
             let st = state.clone();
             let path = route.router_path.clone();

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::dispatch::{allow_header, describe};
 use super::routes::Route;
+use super::routes::{allow_header, describe};
 use super::AppState;
 use crate::controller::{Ctx, Page, Reply};
 use crate::error::ApiError;

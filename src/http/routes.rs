@@ -12,8 +12,9 @@
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Method};
+use http::{header, HeaderValue, Method};
 use indexmap::IndexMap;
+use serde_json::{json, Value};
 
 use crate::controller::table::{TableController, TableOptions};
 use crate::controller::{ActionHandler, Controller, Operation};
@@ -221,7 +222,9 @@ pub fn build(
         for r in &module.resources {
             let place = format!("{} resource '{}'", module.prefix, r.name);
             let controller: Arc<dyn Controller> = match &r.controller {
-                Some(c) => c.clone(),
+                Some(name) => registry
+                    .find_controller(name)
+                    .ok_or_else(|| format!("{place}: no controller is registered as '{name}'"))?,
                 None => Arc::new(
                     TableController::new(module, r.clone(), options)
                         .map_err(|e| format!("{place}: {e}"))?,
@@ -348,4 +351,37 @@ pub fn table_text(routes: &[Route]) -> String {
     rows.iter()
         .map(|(m, p, h, s)| format!("{m:w0$}  {p:w1$}  {h:w2$}  {s}\n"))
         .collect()
+}
+/// Body of OPTIONS: the route described (§11, basic form).
+pub fn describe(route: &Route) -> Value {
+    let methods: Vec<Value> = route
+        .endpoints
+        .iter()
+        .map(|e| {
+            let mut m = json!({"method": e.method.as_str(), "scope": e.scope});
+            match &e.target {
+                Target::Operation { controller, op } => {
+                    m["operation"] = json!(format!("{op:?}"));
+                    if let Some(schema) = controller.input_schema(*op) {
+                        m["input"] = schema.clone();
+                    }
+                }
+                Target::Action { action, .. } => {
+                    m["handler"] = json!(action.handler);
+                    if let Some(s) = &action.input {
+                        m["input"] = s.clone();
+                    }
+                    if !action.summary.is_empty() {
+                        m["summary"] = json!(action.summary);
+                    }
+                }
+            }
+            m
+        })
+        .collect();
+    json!({"path": route.template, "allow": route.allow.to_str().unwrap_or(""), "methods": methods})
+}
+
+pub fn allow_header(route: &Route) -> (header::HeaderName, HeaderValue) {
+    (header::ALLOW, route.allow.clone())
 }

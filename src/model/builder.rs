@@ -20,7 +20,6 @@ use std::sync::Arc;
 
 pub use super::{Action, ActionLevel, ApiModel, Field, Module, Resource, Verb};
 use super::{ModelError, Owner, OwnerPolicy, ParentLink, Relation, RelationKind};
-use crate::controller::Controller;
 
 /// Collects modules, then checks them.
 #[derive(Default)]
@@ -130,9 +129,11 @@ impl Resource {
         self
     }
 
-    /// Serves this path with a hand-written controller instead of the table.
-    pub fn controller(mut self, c: impl Controller) -> Self {
-        self.controller = Some(Arc::new(c));
+    /// Serves this path with the hand-written controller registered under
+    /// `name` ([`crate::registry::Registry::controller`]) instead of the
+    /// table.
+    pub fn controller(mut self, name: &str) -> Self {
+        self.controller = Some(name.to_string());
         self
     }
 

@@ -14,16 +14,15 @@ pub mod toml;
 pub mod value;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::controller::Controller;
 pub use value::{integral, parse_integral};
 
 /// A whole API: every module it serves.
-#[derive(Clone, Default, Debug)]
+#[derive(Clone, Default, Debug, PartialEq, Serialize)]
 pub struct ApiModel {
     pub modules: Vec<Module>,
     /// Name of a built-in seed to run on an empty database (`"library"`).
@@ -31,7 +30,7 @@ pub struct ApiModel {
 }
 
 /// A versioned prefix (`/v1`) holding resources and free-standing actions.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Module {
     pub prefix: String,
     /// Accepted minor versions, e.g. `["1.0", "1.1"]` (§4.5).
@@ -44,7 +43,7 @@ pub struct Module {
 }
 
 /// Scopes an action requires (§8.5). Enforced once auth lands.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Scopes {
     pub read: String,
     pub write: String,
@@ -60,7 +59,7 @@ impl Default for Scopes {
 }
 
 /// Who may see which rows (§8.6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum OwnerPolicy {
     /// Every action sees only the caller's rows; others' are 404.
     Private,
@@ -69,7 +68,7 @@ pub enum OwnerPolicy {
 }
 
 /// The owner column of a resource.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Owner {
     /// Index into [`Resource::fields`].
     pub field: usize,
@@ -77,7 +76,7 @@ pub struct Owner {
 }
 
 /// A nested resource's link to its parent (§4.2).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ParentLink {
     /// The parent resource's name within the same module.
     pub resource: String,
@@ -86,14 +85,14 @@ pub struct ParentLink {
 }
 
 /// How a relation joins (§6.4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum RelationKind {
     HasMany,
     BelongsTo,
 }
 
 /// A relation that `expand=` can embed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Relation {
     pub name: String,
     pub kind: RelationKind,
@@ -105,7 +104,7 @@ pub struct Relation {
 }
 
 /// Which fields an action may read or write (Yii "scenarios").
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Scenarios {
     pub list: Option<Vec<usize>>,
     pub view: Option<Vec<usize>>,
@@ -114,7 +113,7 @@ pub struct Scenarios {
 }
 
 /// A table served as a resource, or a hand-written [`Controller`].
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Resource {
     /// Plural URL segment (`books`).
     pub name: String,
@@ -134,30 +133,51 @@ pub struct Resource {
     pub filterable: Option<Vec<usize>>,
     /// Fields usable in `sort`; `None`: every readable field.
     pub sortable: Option<Vec<usize>>,
-    /// Default count mode: `exact`, `estimated` or `none` (§5.2).
-    pub count: String,
+    /// Default count mode (§5.2).
+    pub count: CountMode,
     /// Page by cursor unless asked otherwise (§6.8).
     pub cursor_pagination: bool,
     /// Actions under this resource's path (`/books/search`, `/books/{id}/borrow`).
     pub actions: Vec<Action>,
-    /// Replaces the table controller when set.
-    pub controller: Option<Arc<dyn Controller>>,
+    /// Name of a hand-written [`crate::controller::Controller`] registered
+    /// in the [`crate::registry::Registry`], which then serves this path
+    /// instead of the table (the model holds names, never code).
+    pub controller: Option<String>,
     /// Module prefix this resource belongs to; filled in by validation.
     pub module_prefix: String,
 }
 
-impl fmt::Debug for Resource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Resource")
-            .field("name", &self.name)
-            .field("table", &self.table)
-            .finish_non_exhaustive()
+/// How totals are counted (§5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum CountMode {
+    #[default]
+    Exact,
+    Estimated,
+    None,
+}
+
+impl CountMode {
+    pub fn parse(s: &str) -> Option<CountMode> {
+        match s {
+            "exact" => Some(CountMode::Exact),
+            "estimated" => Some(CountMode::Estimated),
+            "none" => Some(CountMode::None),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CountMode::Exact => "exact",
+            CountMode::Estimated => "estimated",
+            CountMode::None => "none",
+        }
     }
 }
 
 /// Declared type of a field. Drives SQL column types, JSON Schema and
 /// decoding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum FieldType {
     Integer,
     Number,
@@ -195,7 +215,7 @@ impl FieldType {
 }
 
 /// One field of a resource: its API name, its column and its constraints.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Field {
     /// Name on the wire (`authorName`).
     pub name: String,
@@ -256,7 +276,7 @@ impl Field {
 }
 
 /// HTTP methods an action may use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum Verb {
     Get,
     Post,
@@ -293,7 +313,7 @@ impl Verb {
 }
 
 /// Where a custom action hangs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum ActionLevel {
     /// `/books/search`
     Collection,
@@ -304,7 +324,7 @@ pub enum ActionLevel {
 }
 
 /// A custom action (§4.3): a path and verb mapped to a named handler.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Action {
     /// Path segment (resource actions) or path below the module prefix
     /// (module actions, starting with `/`).
@@ -502,7 +522,7 @@ impl Resource {
             scenarios: Scenarios::default(),
             filterable: None,
             sortable: None,
-            count: "exact".into(),
+            count: CountMode::Exact,
             cursor_pagination: false,
             actions: Vec::new(),
             controller: None,
@@ -581,12 +601,6 @@ impl Resource {
             [one] => self.primary_key = *one,
             [] => return Err(ModelError::new(place, "no field has primary_key = true")),
             _ => return Err(ModelError::new(place, "more than one primary key")),
-        }
-        if crate::query::CountMode::parse(&self.count).is_none() {
-            return Err(ModelError::new(
-                place,
-                "count must be exact, estimated or none",
-            ));
         }
         if self.fields[self.primary_key].ty != FieldType::Integer {
             return Err(ModelError::new(place, "the primary key must be an integer"));

@@ -34,8 +34,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    camel_case, snake_case, Action, ActionLevel, ApiModel, Field, FieldType, ModelError, Module,
-    Owner, OwnerPolicy, ParentLink, Relation, RelationKind, Resource, Scenarios, Scopes, Verb,
+    camel_case, snake_case, Action, ActionLevel, ApiModel, CountMode, Field, FieldType, ModelError,
+    Module, Owner, OwnerPolicy, ParentLink, Relation, RelationKind, Resource, Scenarios, Scopes,
+    Verb,
 };
 
 #[derive(Deserialize)]
@@ -75,7 +76,12 @@ struct ResourceDecl {
     links: bool,
     #[serde(default)]
     hidden: Vec<String>,
+    #[serde(default)]
     fields: IndexMap<String, FieldDecl>,
+    /// A hand-written controller registered under this name serves the
+    /// path instead of the table.
+    #[serde(default)]
+    controller: Option<String>,
     #[serde(default)]
     owner: Option<OwnerDecl>,
     /// Only on `nested` resources: the child field holding the parent key.
@@ -245,6 +251,7 @@ fn flatten(
 ) -> Result<(), ModelError> {
     let place = format!("{place}.resource '{}'", decl.name);
     let mut r = Resource::new(decl.name.clone(), decl.table.unwrap_or(decl.name.clone()));
+    r.controller = decl.controller.clone();
     r.bulk = decl.bulk;
     r.sync = decl.sync;
     r.links = decl.links;
@@ -352,7 +359,12 @@ fn flatten(
     r.filterable = filterable;
     r.sortable = sortable;
     if let Some(c) = decl.count {
-        r.count = c;
+        r.count = CountMode::parse(&c).ok_or_else(|| {
+            ModelError::new(
+                format!("{place}.count"),
+                format!("'{c}' is not exact, estimated or none"),
+            )
+        })?;
     }
     r.cursor_pagination = match decl.pagination.as_deref() {
         None | Some("offset") => false,

@@ -10,6 +10,12 @@ use serde_json::{Number, Value};
 
 use super::{Field, FieldType};
 
+/// UTC time in the fixed-width form restkit stores: sorts as text and
+/// round-trips through RFC 3339.
+pub fn format_datetime(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
 /// The integer a JSON number stands for: `7`, `7.0`, `7e0`, `-0`; `None`
 /// for fractions and for values outside signed 64 bits.
 pub fn integral(n: &Number) -> Option<i64> {

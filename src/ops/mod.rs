@@ -1,19 +1,16 @@
 //! Operational endpoints (§12): `/health`. Public and never rate-limited.
 
-use std::sync::Arc;
-
 use axum::body::Body;
-use axum::extract::State;
 use axum::response::Response;
 use http::{header, HeaderValue, StatusCode};
 use serde_json::json;
 
-use crate::http::AppState;
+use crate::store::Store;
 
 /// `{"status":"ok","database":"ok"}`, or 503 when the database does not
 /// answer.
-pub async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let (status, body) = match state.store.ping().await {
+pub async fn health(store: &Store) -> Response {
+    let (status, body) = match store.ping().await {
         Ok(()) => (StatusCode::OK, json!({"status": "ok", "database": "ok"})),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unreachable");

@@ -7,15 +7,15 @@
 //! `store::sql` translates. Every problem is a [`QueryError`], which
 //! becomes a 400 naming the parameter and the field.
 
+pub mod brackets;
 pub mod cursor;
 pub mod predicate;
 
 use serde_json::Value;
 
-use crate::controller::table::Paging;
 use crate::error::ApiError;
+pub use crate::model::CountMode;
 use crate::model::Resource;
-use crate::store::SortKey;
 pub use predicate::{Limits, Op, Predicate};
 
 /// Why a query string was refused. One conversion into [`ApiError`]: 400.
@@ -50,6 +50,29 @@ impl From<QueryError> for ApiError {
     }
 }
 
+/// Page sizes a collection applies (§5.2).
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    pub default_per_page: u64,
+    pub max_per_page: u64,
+}
+
+impl Default for Paging {
+    fn default() -> Self {
+        Paging {
+            default_per_page: 20,
+            max_per_page: 100,
+        }
+    }
+}
+
+/// One sort key (§6.5): a field index and a direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortKey {
+    pub field: usize,
+    pub descending: bool,
+}
+
 /// Which slice of a collection to read by offset (§5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
@@ -74,33 +97,6 @@ impl Position {
         match self {
             Position::Offset(p) => p.limit,
             Position::Cursor { limit, .. } => *limit,
-        }
-    }
-}
-
-/// How totals are counted (§5.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CountMode {
-    Exact,
-    Estimated,
-    None,
-}
-
-impl CountMode {
-    pub fn parse(s: &str) -> Option<CountMode> {
-        match s {
-            "exact" => Some(CountMode::Exact),
-            "estimated" => Some(CountMode::Estimated),
-            "none" => Some(CountMode::None),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CountMode::Exact => "exact",
-            CountMode::Estimated => "estimated",
-            CountMode::None => "none",
         }
     }
 }
@@ -311,17 +307,17 @@ impl CollectionQuery {
             parts.push(predicate::filter_json(f, &filter_fields, policy.limits)?);
             signature.push_str(&format!("filter={f}\n"));
         }
-        let brackets: Vec<(String, String)> = query
+        let bracket_pairs: Vec<(String, String)> = query
             .iter()
             .filter(|(k, _)| k.starts_with("filter["))
             .map(|(k, v)| (k["filter".len()..].to_string(), v.clone()))
             .map(|(k, v)| (format!("f{k}"), v))
             .collect();
-        if !brackets.is_empty() {
-            for (k, v) in &brackets {
+        if !bracket_pairs.is_empty() {
+            for (k, v) in &bracket_pairs {
                 signature.push_str(&format!("{k}={v}\n"));
             }
-            let tree = crate::http::body::nest(brackets)
+            let tree = brackets::nest(bracket_pairs)
                 .map_err(|e| syntax("filter", e.detail.to_string()))?;
             let tree = tree.get("f").cloned().unwrap_or(Value::Null);
             parts.push(predicate::filter_brackets(

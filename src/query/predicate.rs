@@ -176,7 +176,7 @@ impl Fields<'_> {
             (FieldType::String, Value::Number(n)) => Value::String(n.to_string()),
             (FieldType::DateTime, Value::String(s)) => {
                 let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|_| bad())?;
-                Value::String(crate::store::format_datetime(t.to_utc()))
+                Value::String(crate::model::value::format_datetime(t.to_utc()))
             }
             _ => return Err(bad()),
         })

@@ -230,21 +230,6 @@ fn trigger_name(table: &str) -> String {
     format!("restkit_tombstone_{table}")
 }
 
-/// restkit's own tables, declared like any resource.
-pub fn own_model() -> ApiModel {
-    use crate::model::builder::*;
-    let tombstones = Resource::new("tombstones", TOMBSTONES)
-        .field(Field::new("id", FieldType::Integer).primary_key())
-        .field(Field::new("tableName", FieldType::String).required())
-        .field(Field::new("recordId", FieldType::Integer).required())
-        .field(Field::new("deletedAt", FieldType::DateTime).required());
-    let mut model = crate::auth::users::model();
-    model
-        .modules
-        .push(Module::new("/_restkit_sync").resource(tombstones));
-    model
-}
-
 /// The clock row and the tombstone lookup index: restkit's own DDL.
 fn own_ddl() -> Vec<String> {
     vec![
@@ -274,7 +259,7 @@ pub async fn sqlite(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreEr
 }
 
 async fn run(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreError> {
-    let own = own_model();
+    let own = super::own::model();
     let mut sync_tables = BTreeSet::new();
     let mut all_tables = BTreeSet::new();
     for module in own.modules.iter().chain(&model.modules) {

@@ -11,6 +11,7 @@
 //! `sqlite.rs`, and nothing above this module changes.
 
 pub mod migrate;
+pub mod own;
 pub mod sql;
 pub mod sqlite;
 
@@ -36,13 +37,7 @@ impl Scope {
     }
 }
 
-/// One sort key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SortKey {
-    pub field: usize,
-    pub descending: bool,
-}
-
+pub use crate::query::SortKey;
 pub use sql::Selection;
 
 /// What to read from a collection.
@@ -517,11 +512,7 @@ impl Store {
     }
 }
 
-/// UTC time in the fixed-width form restkit stores: sorts as text and
-/// round-trips through RFC 3339.
-pub fn format_datetime(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
+pub use crate::model::value::format_datetime;
 
 /// Converts a validated JSON value for `ty` into a bound SQL value.
 ///

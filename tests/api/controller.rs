@@ -51,7 +51,7 @@ async fn app() -> TestApp {
     let model = ApiModel::builder()
         .module(
             Module::new("/api")
-                .resource(Resource::new("ticks", "ticks").controller(Clock))
+                .resource(Resource::new("ticks", "ticks").controller("clock"))
                 .resource(
                     Resource::new("notes", "notes")
                         .field(Field::new("id", FieldType::Integer).primary_key())
@@ -72,6 +72,7 @@ async fn app() -> TestApp {
         .build()
         .unwrap();
     let mut registry = Registry::builtin();
+    registry.controller("clock", Clock);
     registry.handle_fn("boom", |_cx: Ctx, _in: ActionInput| async move {
         if true {
             panic!("secret internals /etc/passwd SELECT * FROM x");
@@ -321,4 +322,40 @@ async fn a_runaway_query_is_cancelled_and_answered_503() {
         .send()
         .await;
     assert_eq!(res.status, 200);
+}
+
+#[test]
+fn the_model_is_plain_data_that_snapshots() {
+    let model = restkit::model::toml::parse(restkit::demo::DEMO_TOML).unwrap();
+    let copy = model.clone();
+    assert_eq!(model, copy);
+    let snapshot = serde_json::to_value(&model).unwrap();
+    let books = &snapshot["modules"][0]["resources"][0];
+    assert_eq!(books["name"], "books");
+    assert_eq!(books["sync"], true);
+    assert_eq!(books["controller"], serde_json::Value::Null);
+    // A hand-written controller is a name the registry resolves.
+    let named = ApiModel::builder()
+        .module(Module::new("/api").resource(Resource::new("ticks", "ticks").controller("clock")))
+        .build()
+        .unwrap();
+    let snapshot = serde_json::to_value(&named).unwrap();
+    assert_eq!(
+        snapshot["modules"][0]["resources"][0]["controller"],
+        "clock"
+    );
+}
+
+#[tokio::test]
+async fn an_unregistered_controller_name_stops_start_up() {
+    let model = ApiModel::builder()
+        .module(Module::new("/api").resource(Resource::new("ticks", "ticks").controller("nope")))
+        .build()
+        .unwrap();
+    let settings = crate::helpers::settings("", "sqlite::memory:");
+    let err = restkit::open(model, settings, &Registry::builtin())
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("'nope'"), "{err}");
 }
