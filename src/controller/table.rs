@@ -15,12 +15,13 @@ use serde_json::{Map, Value};
 use super::{Controller, Ctx, Operation, Page, Reply, SyncInfo};
 use crate::config::Settings;
 use crate::error::{ApiError, FieldError};
+use crate::model::plan::ResourcePlan;
 use crate::model::{schema, value, Module, OwnerPolicy, RelationKind, Resource};
 use crate::query::cursor::CursorKey;
 use crate::query::{
     count_preference, CollectionQuery, CountMode, Limits, Paging, Position, QueryError, QueryPolicy,
 };
-use crate::store::{sql, Count, ListQuery, Record, Scope, Selection, StoreError, WriteTx};
+use crate::store::{sql, Count, ListQuery, Record, Scope, Selection, StoreError, Within, WriteTx};
 use crate::validate::Schema;
 
 /// Most related records one has-many expansion embeds in each record
@@ -78,27 +79,23 @@ impl TableOptions {
 struct Link {
     name: String,
     kind: RelationKind,
-    target: Arc<Resource>,
+    /// The target's plan: its readable fields and parent chain.
+    target: ResourcePlan,
     /// Has-many: the target's foreign key; belongs-to: this resource's.
     key: usize,
-    target_fields: Vec<usize>,
 }
 
 pub struct TableController {
     resource: Arc<Resource>,
-    /// `/v1/books`: names the resource inside cursors.
-    id: String,
+    /// Parents, paths and field sets, derived once.
+    plan: ResourcePlan,
     links: Vec<Link>,
+    /// Query rules for lists; `view_policy` for one record's `fields=`.
     policy: QueryPolicy,
+    view_policy: QueryPolicy,
     cursor_key: CursorKey,
-    /// Parents, nearest first.
-    ancestors: Vec<Arc<Resource>>,
     create_schema: Schema,
     update_schema: Schema,
-    list_fields: Vec<usize>,
-    view_fields: Vec<usize>,
-    /// Every writable field for PUT, in order.
-    update_fields: Vec<usize>,
     /// Readable or known-but-not-writable fields, silently dropped from
     /// bodies.
     ignored_on_write: Vec<String>,
@@ -108,19 +105,18 @@ pub struct TableController {
 impl TableController {
     pub fn new(
         module: &Module,
-        resource: Arc<Resource>,
+        plan: &ResourcePlan,
         options: &TableOptions,
     ) -> Result<Self, String> {
+        let resource = plan.resource.clone();
         let create_schema = Schema::compile(schema::input_schema(&resource, true))?;
         let update_schema = Schema::compile(schema::input_schema(&resource, false))?;
-        let writable_create = resource.writable(true);
-        let writable_update = resource.writable(false);
         let ignored_on_write = resource
             .fields
             .iter()
             .enumerate()
             .filter(|(i, f)| {
-                !f.hidden && !writable_create.contains(i) && !writable_update.contains(i)
+                !f.hidden && !plan.create_fields.contains(i) && !plan.update_fields.contains(i)
             })
             .map(|(_, f)| f.name.clone())
             .collect();
@@ -128,8 +124,7 @@ impl TableController {
         for rel in &resource.relations {
             let target = module
                 .find_resource(&rel.resource)
-                .ok_or_else(|| format!("relation {} targets no resource", rel.name))?
-                .clone();
+                .ok_or_else(|| format!("relation {} targets no resource", rel.name))?;
             let key = match rel.kind {
                 RelationKind::HasMany => target.field_index(&rel.foreign_key),
                 RelationKind::BelongsTo => resource.field_index(&rel.foreign_key),
@@ -138,30 +133,31 @@ impl TableController {
             links.push(Link {
                 name: rel.name.clone(),
                 kind: rel.kind,
-                target_fields: target.readable(false),
-                target,
+                target: module.plan(target),
                 key,
             });
         }
         let policy = QueryPolicy {
             paging: options.paging,
             limits: options.limits,
-            filterable: resource.filterable.clone(),
-            sortable: resource.sortable.clone(),
+            readable: plan.list_fields.clone(),
+            filterable: plan.filterable.clone(),
+            sortable: plan.sortable.clone(),
             count: resource.count,
             cursor_by_default: resource.cursor_pagination,
         };
+        let view_policy = QueryPolicy {
+            readable: plan.view_fields.clone(),
+            ..policy.clone()
+        };
         Ok(TableController {
-            id: module.collection_path(&resource),
+            plan: plan.clone(),
             links,
             policy,
+            view_policy,
             cursor_key: options.cursor_key.clone(),
-            ancestors: module.ancestors(&resource),
             create_schema,
             update_schema,
-            list_fields: resource.readable(false),
-            view_fields: resource.readable(true),
-            update_fields: writable_update,
             ignored_on_write,
             noun: singular(&resource.name),
             resource,
@@ -182,7 +178,7 @@ impl TableController {
     async fn scope(&self, cx: &Ctx, op: Operation) -> Result<Scope, ApiError> {
         let mut scope = Scope::default();
         if let Some(link) = &self.resource.parent {
-            let parent_id = parent_chain_id(cx, &self.resource, &self.ancestors).await?;
+            let parent_id = parent_chain_id(cx, &self.plan).await?;
             scope = scope.and(link.field, Value::from(parent_id));
         }
         if let Some(owner) = &self.resource.owner {
@@ -297,7 +293,7 @@ impl TableController {
         values: &[(usize, Value)],
     ) -> Result<Record, ApiError> {
         self.update_schema.check(doc)?;
-        tx.update(&self.resource, n, scope, values, &self.view_fields)
+        tx.update(&self.resource, n, scope, values, &self.plan.view_fields)
             .await
             .map_err(Self::conflict)?
             .ok_or_else(|| self.not_found(id))
@@ -312,7 +308,7 @@ impl TableController {
 
     /// The collection's path with this request's parent ids filled in.
     fn collection_url(&self, cx: &Ctx) -> String {
-        let mut path = self.id.clone();
+        let mut path = self.plan.collection_path.clone();
         for (name, value) in &cx.params {
             path = path.replace(&format!("{{{name}}}"), value);
         }
@@ -357,7 +353,10 @@ impl TableController {
         scope: &Scope,
     ) -> Result<Reply, ApiError> {
         let r = &self.resource;
-        let shown: Vec<usize> = q.fields.clone().unwrap_or_else(|| self.list_fields.clone());
+        let shown: Vec<usize> = q
+            .fields
+            .clone()
+            .unwrap_or_else(|| self.plan.list_fields.clone());
         let order = sql::full_order(r, &q.sort);
         // Also read what expansion and cursors need; strip it afterwards.
         let mut select = shown.clone();
@@ -381,7 +380,9 @@ impl TableController {
         }
         let after = match (&q.position, cx.query_param("cursor")) {
             (Position::Cursor { .. }, Some(token)) if !token.is_empty() => {
-                let keys = self.cursor_key.open(token, &self.id, &q.signature)?;
+                let keys = self
+                    .cursor_key
+                    .open(token, &self.plan.collection_path, &q.signature)?;
                 if keys.len() != order.len() {
                     return Err(QueryError::BadCursor("it does not fit this sort".into()).into());
                 }
@@ -434,7 +435,7 @@ impl TableController {
         let next_cursor = match (cursor, has_more, records.last()) {
             (true, true, Some(last)) => Some(
                 self.cursor_key.issue(
-                    &self.id,
+                    &self.plan.collection_path,
                     &q.signature,
                     order
                         .iter()
@@ -542,14 +543,14 @@ impl TableController {
         let r = &self.resource;
         for e in &q.expand {
             let link = &self.links[e.relation];
-            let t = &link.target;
+            let t = &link.target.resource;
             let shown: Vec<usize> = match &e.fields {
-                None => link.target_fields.clone(),
+                None => link.target.list_fields.clone(),
                 Some(names) => names
                     .iter()
                     .map(|n| {
                         t.field_index(n)
-                            .filter(|i| !t.fields[*i].hidden)
+                            .filter(|i| link.target.list_fields.contains(i))
                             .ok_or_else(|| {
                                 ApiError::from(QueryError::UnknownField {
                                     param: "fields".into(),
@@ -567,20 +568,14 @@ impl TableController {
             if !select.contains(&theirs) {
                 select.push(theirs);
             }
-            let mut scope = Scope::default();
-            if let Some(owner) = &t.owner {
-                if owner.policy == OwnerPolicy::Private {
-                    match cx.identity.as_ref().and_then(|i| i.user_id) {
-                        Some(user) => scope = scope.and(owner.field, Value::from(user)),
-                        None => {
-                            for rec in records.iter_mut() {
-                                rec.insert(link.name.clone(), empty(link.kind));
-                            }
-                            continue;
-                        }
-                    }
+            let user = cx.identity.as_ref().and_then(|i| i.user_id);
+            let Some(scope) = read_scope(&link.target.chain, user) else {
+                // A private owner somewhere up the chain, and no user.
+                for rec in records.iter_mut() {
+                    rec.insert(link.name.clone(), empty(link.kind));
                 }
-            }
+                continue;
+            };
             let mine_name = &r.fields[mine].name;
             let mut distinct = HashSet::new();
             let keys: Vec<Value> = records
@@ -631,6 +626,35 @@ impl TableController {
     }
 }
 
+/// The rows of `chain`'s last resource a caller may read when they are
+/// reached from elsewhere (an expansion): within its private owner's rows,
+/// and each parent within its own scope in turn, up the chain. `None` when
+/// a private owner is met and there is no user (nothing is readable).
+fn read_scope(chain: &[Arc<Resource>], user: Option<i64>) -> Option<Scope> {
+    let mut above: Option<Scope> = None;
+    for (i, res) in chain.iter().enumerate() {
+        let mut scope = Scope::default();
+        if let Some(owner) = res
+            .owner
+            .as_ref()
+            .filter(|o| o.policy == OwnerPolicy::Private)
+        {
+            scope = scope.and(owner.field, Value::from(user?));
+        }
+        if let (Some(link), Some(parent_scope)) = (&res.parent, above.take()) {
+            if !parent_scope.equal.is_empty() || !parent_scope.within.is_empty() {
+                scope.within.push(Within {
+                    field: link.field,
+                    parent: chain[i - 1].clone(),
+                    scope: parent_scope,
+                });
+            }
+        }
+        above = Some(scope);
+    }
+    above
+}
+
 fn empty(kind: RelationKind) -> Value {
     match kind {
         RelationKind::HasMany => Value::Array(Vec::new()),
@@ -641,44 +665,31 @@ fn empty(kind: RelationKind) -> Value {
 /// Resolves the parent id of `r` from the path, checking every ancestor
 /// exists within its own scope: a missing parent, or a child under the
 /// wrong parent, is 404.
-async fn parent_chain_id(
-    cx: &Ctx,
-    r: &Resource,
-    ancestors: &[Arc<Resource>],
-) -> Result<i64, ApiError> {
-    // Walk from the top-most ancestor down to the direct parent.
-    let mut links = Vec::with_capacity(ancestors.len());
-    let mut child: &Resource = r;
-    for parent in ancestors {
-        let link = child
-            .parent
-            .as_ref()
-            .expect("ancestor chain follows parent links");
-        let name = &child.fields[link.field].name;
-        let raw = cx.param(name).unwrap_or_default();
-        links.push((parent.clone(), raw.to_string()));
-        child = parent;
-    }
+async fn parent_chain_id(cx: &Ctx, plan: &ResourcePlan) -> Result<i64, ApiError> {
+    // Walk from the top-most ancestor down to the direct parent; the path
+    // names each parent's key in the same order.
+    let parents = &plan.chain[..plan.chain.len() - 1];
     let mut id = 0;
-    let mut above: Option<(Arc<Resource>, i64)> = None;
-    for (parent, raw) in links.into_iter().rev() {
+    let mut above: Option<i64> = None;
+    for (parent, param) in parents.iter().zip(&plan.parent_params) {
+        let raw = cx.param(param).unwrap_or_default();
         let noun = singular(&parent.name);
         id = raw
             .parse::<i64>()
-            .map_err(|_| ApiError::not_found(&noun, &raw))?;
+            .map_err(|_| ApiError::not_found(&noun, raw))?;
         let mut scope = Scope::default();
-        if let (Some(link), Some((_, above_id))) = (&parent.parent, &above) {
-            scope = scope.and(link.field, Value::from(*above_id));
+        if let (Some(link), Some(above_id)) = (&parent.parent, above) {
+            scope = scope.and(link.field, Value::from(above_id));
         }
         if let Some(owner) = &parent.owner {
             if owner.policy == OwnerPolicy::Private {
                 scope = scope.and(owner.field, Value::from(cx.require_user()?));
             }
         }
-        if !cx.store.exists(&parent, id, &scope).await? {
-            return Err(ApiError::not_found(&noun, &raw));
+        if !cx.store.exists(parent, id, &scope).await? {
+            return Err(ApiError::not_found(&noun, raw));
         }
-        above = Some((parent, id));
+        above = Some(id);
     }
     Ok(id)
 }
@@ -830,7 +841,7 @@ impl Controller for TableController {
             }
             errors.extend(self.update_schema.errors(&body, &prefix));
             if let Value::Object(map) = &body {
-                writes.push((id, self.values(map, &self.update_fields, true)));
+                writes.push((id, self.values(map, &self.plan.update_fields, true)));
             }
         }
         if !errors.is_empty() {
@@ -842,7 +853,7 @@ impl Controller for TableController {
             self.check_owner(cx, &mut tx, *id, &scope).await?;
             // Dropping the transaction on any error rolls every write back.
             let rec = tx
-                .update(&self.resource, *id, &scope, values, &self.view_fields)
+                .update(&self.resource, *id, &scope, values, &self.plan.view_fields)
                 .await
                 .map_err(Self::conflict)?
                 .ok_or_else(|| self.not_found(&id.to_string()))?;
@@ -885,13 +896,16 @@ impl Controller for TableController {
         if !shaped {
             let rec = cx
                 .store
-                .fetch(&self.resource, &self.view_fields, n, &scope)
+                .fetch(&self.resource, &self.plan.view_fields, n, &scope)
                 .await?
                 .ok_or_else(|| self.not_found(id))?;
             return Ok(self.record_reply(cx, rec));
         }
-        let q = CollectionQuery::parse(&cx.query, &self.resource, &self.policy, None)?;
-        let shown = q.fields.clone().unwrap_or_else(|| self.view_fields.clone());
+        let q = CollectionQuery::parse(&cx.query, &self.resource, &self.view_policy, None)?;
+        let shown = q
+            .fields
+            .clone()
+            .unwrap_or_else(|| self.plan.view_fields.clone());
         let mut select = shown.clone();
         for i in std::iter::once(self.resource.primary_key).chain(
             q.expand
@@ -926,7 +940,7 @@ impl Controller for TableController {
         let Value::Object(body) = instance else {
             unreachable!("checked above")
         };
-        let mut values = self.values(&body, &self.resource.writable(true), false);
+        let mut values = self.values(&body, &self.plan.create_fields, false);
         for (i, f) in self.resource.fields.iter().enumerate() {
             if f.default.is_some() && !values.iter().any(|(j, _)| *j == i) && f.writable() {
                 values.push((i, f.default.clone().unwrap_or(Value::Null)));
@@ -940,7 +954,7 @@ impl Controller for TableController {
         }
         let record: Record = cx
             .store
-            .insert(&self.resource, &values, &self.view_fields)
+            .insert(&self.resource, &values, &self.plan.view_fields)
             .await
             .map_err(Self::conflict)?;
         let id = record
@@ -959,7 +973,7 @@ impl Controller for TableController {
         let n = parse_id(id).ok_or_else(|| self.not_found(id))?;
         let body = self.writable_body(body)?;
         // PUT replaces: omitted optional fields become their default or null.
-        let values = self.values(&body, &self.update_fields, true);
+        let values = self.values(&body, &self.plan.update_fields, true);
         let doc = Value::Object(body);
         let mut tx = cx.store.begin_write().await?;
         self.check_owner(cx, &mut tx, n, &scope).await?;
@@ -981,7 +995,7 @@ impl Controller for TableController {
         let mut tx = cx.store.begin_write().await?;
         self.check_owner(cx, &mut tx, n, &scope).await?;
         let current = tx
-            .fetch(&self.resource, &self.update_fields, n, &scope)
+            .fetch(&self.resource, &self.plan.update_fields, n, &scope)
             .await?
             .ok_or_else(|| self.not_found(id))?;
         // Nulls of optional fields are absent in the merged document, as a
@@ -989,6 +1003,7 @@ impl Controller for TableController {
         let mut merged = Value::Object(current.into_iter().filter(|(_, v)| !v.is_null()).collect());
         merge_patch(&mut merged, &Value::Object(patch.clone()));
         let named: Vec<usize> = self
+            .plan
             .update_fields
             .iter()
             .copied()

@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 
 use crate::controller::table::{TableController, TableOptions};
 use crate::controller::{ActionHandler, Controller, Operation};
-use crate::model::{Action, ActionLevel, ApiModel, Module, Resource, Verb};
+use crate::model::plan::ResourcePlan;
+use crate::model::{Action, ActionLevel, ApiModel, Module, Verb};
 use crate::registry::Registry;
 use crate::validate::Schema;
 
@@ -148,25 +149,23 @@ impl Table {
     }
 }
 
-/// Collection path pieces of `r`: declared template, router path, names.
-fn collection_paths(module: &Module, r: &Resource) -> (String, String, Vec<String>) {
-    let template = module.collection_path(r);
-    let mut chain: Vec<&Resource> = vec![r];
-    let ancestors = module.ancestors(r);
-    chain.extend(ancestors.iter().map(|a| a.as_ref()));
-    chain.reverse();
+/// Collection path pieces of a resource: declared template, router path
+/// (parameters renamed `{p0}`, `{p1}`, … so that sibling routes agree),
+/// parameter names.
+fn collection_paths(module: &Module, plan: &ResourcePlan) -> (String, String, Vec<String>) {
     let mut router_path = module.prefix.clone();
-    let mut names = Vec::new();
-    for (i, res) in chain.iter().enumerate() {
+    for (i, res) in plan.chain.iter().enumerate() {
         router_path.push('/');
         router_path.push_str(&res.name);
-        if let Some(child) = chain.get(i + 1) {
-            let link = child.parent.as_ref().expect("chain child has a parent");
-            router_path.push_str(&format!("/{{p{}}}", names.len()));
-            names.push(child.fields[link.field].name.clone());
+        if i + 1 < plan.chain.len() {
+            router_path.push_str(&format!("/{{p{i}}}"));
         }
     }
-    (template, router_path, names)
+    (
+        plan.collection_path.clone(),
+        router_path,
+        plan.parent_params.clone(),
+    )
 }
 
 fn action_endpoint(
@@ -221,16 +220,17 @@ pub fn build(
         });
         for r in &module.resources {
             let place = format!("{} resource '{}'", module.prefix, r.name);
+            let plan = module.plan(r);
             let controller: Arc<dyn Controller> = match &r.controller {
                 Some(name) => registry
                     .find_controller(name)
                     .ok_or_else(|| format!("{place}: no controller is registered as '{name}'"))?,
                 None => Arc::new(
-                    TableController::new(module, r.clone(), options)
+                    TableController::new(module, &plan, options)
                         .map_err(|e| format!("{place}: {e}"))?,
                 ),
             };
-            let (ctemplate, cpath, cnames) = collection_paths(module, r);
+            let (ctemplate, cpath, cnames) = collection_paths(module, &plan);
             let id_param = format!("{{p{}}}", cnames.len());
             let rpath = format!("{cpath}/{id_param}");
             let rtemplate = format!("{ctemplate}/{{id}}");

@@ -9,6 +9,7 @@
 //! The model never sees HTTP requests or SQL connections.
 
 pub mod builder;
+pub mod plan;
 pub mod schema;
 pub mod toml;
 pub mod value;
@@ -466,41 +467,9 @@ impl Module {
         self.resources.iter().find(|r| r.name == name)
     }
 
-    /// Parents of `r`, nearest first.
-    pub fn ancestors(&self, r: &Resource) -> Vec<Arc<Resource>> {
-        let mut out = Vec::new();
-        let mut cur = r.parent.as_ref();
-        while let Some(p) = cur {
-            match self.find_resource(&p.resource) {
-                Some(parent) => {
-                    out.push(parent.clone());
-                    cur = parent.parent.as_ref();
-                }
-                None => break,
-            }
-        }
-        out
-    }
-
-    /// The collection path of `r`, with parents as `{paramName}` segments:
-    /// `/v1/books/{bookId}/reviews`.
-    pub fn collection_path(&self, r: &Resource) -> String {
-        let mut chain = vec![r];
-        let ancestors = self.ancestors(r);
-        chain.extend(ancestors.iter().map(|a| a.as_ref()));
-        chain.reverse();
-        let mut path = self.prefix.clone();
-        for (i, res) in chain.iter().enumerate() {
-            path.push('/');
-            path.push_str(&res.name);
-            if let Some(child) = chain.get(i + 1) {
-                let link = child.parent.as_ref().expect("chain child has a parent");
-                path.push_str("/{");
-                path.push_str(&child.fields[link.field].name);
-                path.push('}');
-            }
-        }
-        path
+    /// The derived facts of `r` (see [`plan`]).
+    pub fn plan(&self, r: &Arc<Resource>) -> plan::ResourcePlan {
+        plan::ResourcePlan::new(self, r)
     }
 }
 

@@ -520,7 +520,7 @@ bookId = { type = "integer" }
         let module = &m.modules[0];
         let reviews = module.find_resource("reviews").unwrap();
         assert_eq!(
-            module.collection_path(reviews),
+            module.plan(reviews).collection_path,
             "/v1/books/{bookId}/reviews"
         );
         // The parent key is set from the path, never the body.

@@ -126,9 +126,13 @@ pub struct Expansion {
 pub struct QueryPolicy {
     pub paging: Paging,
     pub limits: Limits,
-    /// Fields usable in q/filter; `None`: every readable field.
-    pub filterable: Option<Vec<usize>>,
-    pub sortable: Option<Vec<usize>>,
+    /// Fields a request may name in `fields=` (the action's readable
+    /// fields, scenarios applied); any other is unknown.
+    pub readable: Vec<usize>,
+    /// Fields usable in `q`/`filter` (from the resource's plan).
+    pub filterable: Vec<usize>,
+    /// Fields usable in `sort`.
+    pub sortable: Vec<usize>,
     pub count: CountMode,
     /// Page by cursor even without `cursor=`.
     pub cursor_by_default: bool,
@@ -295,7 +299,8 @@ impl CollectionQuery {
         }
         let filter_fields = predicate::Fields {
             resource: r,
-            allowed: policy.filterable.as_deref(),
+            readable: &policy.readable,
+            allowed: &policy.filterable,
         };
         let mut parts = Vec::new();
         let mut signature = String::new();
@@ -366,25 +371,45 @@ impl CollectionQuery {
         if let Some(raw) = get(query, "fields") {
             let mut top = Vec::new();
             for name in name_list("fields", raw)? {
-                if let Some((rel, sub)) = name.split_once('.') {
-                    let relation =
-                        r.relations
-                            .iter()
-                            .position(|x| x.name == rel)
-                            .ok_or_else(|| QueryError::UnknownField {
-                                param: "fields".into(),
-                                field: name.to_string(),
-                            })?;
-                    // Sub-fields apply to an expanded relation; the target
-                    // checks the names when it is read.
-                    if let Some(e) = expand.iter_mut().find(|e| e.relation == relation) {
-                        e.fields.get_or_insert_with(Vec::new).push(sub.to_string());
+                // A relation in `fields` embeds it, as `expand` does:
+                // `reviews` with all its readable fields, `reviews.rating`
+                // with those named (the target checks the names when it is
+                // read). Never silently dropped.
+                let (rel, sub) = match name.split_once('.') {
+                    Some((rel, sub)) => (rel, Some(sub)),
+                    None => (name, None),
+                };
+                if let Some(relation) = r.relations.iter().position(|x| x.name == rel) {
+                    let at = match expand
+                        .iter()
+                        .position(|e: &Expansion| e.relation == relation)
+                    {
+                        Some(at) => at,
+                        None => {
+                            expand.push(Expansion {
+                                relation,
+                                fields: None,
+                            });
+                            expand.len() - 1
+                        }
+                    };
+                    if let Some(sub) = sub {
+                        expand[at]
+                            .fields
+                            .get_or_insert_with(Vec::new)
+                            .push(sub.to_string());
                     }
                     continue;
                 }
+                if sub.is_some() {
+                    return Err(QueryError::UnknownField {
+                        param: "fields".into(),
+                        field: name.to_string(),
+                    });
+                }
                 let i = r
                     .field_index(name)
-                    .filter(|i| !r.fields[*i].hidden)
+                    .filter(|i| policy.readable.contains(i))
                     .ok_or_else(|| QueryError::UnknownField {
                         param: "fields".into(),
                         field: name.to_string(),
@@ -406,12 +431,12 @@ impl CollectionQuery {
                 };
                 let i = r
                     .field_index(name)
-                    .filter(|i| !r.fields[*i].hidden)
+                    .filter(|i| policy.readable.contains(i))
                     .ok_or_else(|| QueryError::UnknownField {
                         param: "sort".into(),
                         field: name.to_string(),
                     })?;
-                if policy.sortable.as_ref().is_some_and(|s| !s.contains(&i)) {
+                if !policy.sortable.contains(&i) {
                     return Err(QueryError::NotAllowed {
                         param: "sort".into(),
                         field: name.to_string(),

@@ -115,8 +115,11 @@ impl Predicate {
 /// Resolves API field names for filtering.
 pub struct Fields<'a> {
     pub resource: &'a Resource,
-    /// `None`: every readable field may be filtered.
-    pub allowed: Option<&'a [usize]>,
+    /// Fields the caller may read: any other is unknown (its existence is
+    /// not revealed).
+    pub readable: &'a [usize],
+    /// Readable fields that may be filtered on; others are 400 not allowed.
+    pub allowed: &'a [usize],
 }
 
 impl Fields<'_> {
@@ -124,12 +127,12 @@ impl Fields<'_> {
         let i = self
             .resource
             .field_index(name)
-            .filter(|i| !self.resource.fields[*i].hidden)
+            .filter(|i| self.readable.contains(i))
             .ok_or_else(|| QueryError::UnknownField {
                 param: what.to_string(),
                 field: name.to_string(),
             })?;
-        if self.allowed.is_some_and(|a| !a.contains(&i)) {
+        if !self.allowed.contains(&i) {
             return Err(QueryError::NotAllowed {
                 param: what.to_string(),
                 field: name.to_string(),
@@ -587,9 +590,11 @@ mod tests {
     }
 
     fn fields(r: &Resource) -> Fields<'_> {
+        let readable: &'static [usize] = Box::leak(r.readable(false).into_boxed_slice());
         Fields {
             resource: r,
-            allowed: None,
+            readable,
+            allowed: readable,
         }
     }
 

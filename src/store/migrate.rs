@@ -21,6 +21,7 @@
 //! too, as models, so the same code creates them.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use sea_query::{Alias, ColumnDef, ForeignKey, ForeignKeyAction, Index, SqliteQueryBuilder, Table};
 use serde_json::Value;
@@ -264,8 +265,8 @@ async fn run(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreError> {
     let mut all_tables = BTreeSet::new();
     for module in own.modules.iter().chain(&model.modules) {
         // Parents first, so foreign keys point at existing tables.
-        let mut ordered: Vec<&Resource> = module.resources.iter().map(|r| r.as_ref()).collect();
-        ordered.sort_by_key(|r| module.ancestors(r).len());
+        let mut ordered: Vec<&Arc<Resource>> = module.resources.iter().collect();
+        ordered.sort_by_key(|r| module.plan(r).depth());
         for r in ordered {
             if r.controller.is_some() {
                 continue;

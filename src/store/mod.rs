@@ -28,6 +28,18 @@ pub type Record = Map<String, Value>;
 pub struct Scope {
     /// (field index, value)
     pub equal: Vec<(usize, Value)>,
+    /// Parent conditions: the row's parent must itself be in scope (an
+    /// expanded review of a private shelf is the caller's only if the
+    /// shelf is).
+    pub within: Vec<Within>,
+}
+
+/// The rows whose `field` holds the key of a `parent` row within `scope`.
+#[derive(Debug, Clone)]
+pub struct Within {
+    pub field: usize,
+    pub parent: std::sync::Arc<Resource>,
+    pub scope: Scope,
 }
 
 impl Scope {
@@ -342,7 +354,11 @@ impl Store {
         if capped <= ESTIMATE_EXACT_UP_TO {
             return Ok(Count::Exact(capped));
         }
-        if s.scope.equal.is_empty() && s.filter.is_none() && s.since.is_none() {
+        if s.scope.equal.is_empty()
+            && s.scope.within.is_empty()
+            && s.filter.is_none()
+            && s.since.is_none()
+        {
             let max = self.scalar(sql::select_key_bound(r, true)).await?;
             let min = self.scalar(sql::select_key_bound(r, false)).await?;
             if let (Some(max), Some(min)) = (max, min) {

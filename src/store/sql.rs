@@ -52,9 +52,7 @@ pub struct Selection<'a> {
 impl Selection<'_> {
     fn condition(&self, r: &Resource) -> Condition {
         let mut c = Condition::all();
-        for (f, v) in &self.scope.equal {
-            c = c.add(Expr::col(col(r, *f)).eq(val(r, *f, v)));
-        }
+        c = c.add(scope_condition(r, self.scope));
         if let Some(p) = self.filter {
             c = c.add(predicate(r, p));
         }
@@ -63,6 +61,25 @@ impl Selection<'_> {
         }
         c
     }
+}
+
+/// The scope as a condition: equalities, and for each `within`, the
+/// parent key among the parent's rows in the parent's own scope
+/// (`book_id IN (SELECT id FROM books WHERE user_id = ?)`).
+pub fn scope_condition(r: &Resource, scope: &Scope) -> Condition {
+    let mut c = Condition::all();
+    for (f, v) in &scope.equal {
+        c = c.add(Expr::col(col(r, *f)).eq(val(r, *f, v)));
+    }
+    for w in &scope.within {
+        let p = &w.parent;
+        let mut sub = Query::select();
+        sub.from(table(p))
+            .column(col(p, p.primary_key))
+            .cond_where(scope_condition(p, &w.scope));
+        c = c.add(Expr::col(col(r, w.field)).in_subquery(sub));
+    }
+    c
 }
 
 /// `%`, `_` and `\` taken literally in a LIKE pattern (escape `\`).
@@ -255,9 +272,7 @@ pub fn select_one(r: &Resource, fields: &[usize], id: i64, scope: &Scope) -> Sel
         stmt.column(col(r, *f));
     }
     stmt.and_where(Expr::col(col(r, r.primary_key)).eq(id));
-    for (f, v) in &scope.equal {
-        stmt.and_where(Expr::col(col(r, *f)).eq(val(r, *f, v)));
-    }
+    stmt.cond_where(scope_condition(r, scope));
     // No `LIMIT 1`: the primary key already bounds the result, and SQLite's
     // planner reads a bound LIMIT, so binding one expires the cached
     // statement and re-parses the SQL on every request.
@@ -284,9 +299,7 @@ pub fn select_by_keys(
     }
     let vals: Vec<sea_query::Value> = values.iter().map(|v| val(r, key, v)).collect();
     stmt.and_where(Expr::col(col(r, key)).is_in(vals));
-    for (f, v) in &scope.equal {
-        stmt.and_where(Expr::col(col(r, *f)).eq(val(r, *f, v)));
-    }
+    stmt.cond_where(scope_condition(r, scope));
     let Some(per_key) = per_key else {
         order(&mut stmt, r, &full_order(r, &[]));
         return stmt;
@@ -367,9 +380,7 @@ pub fn update(
         stmt.value(col(r, r.primary_key), Expr::col(col(r, r.primary_key)));
     }
     stmt.and_where(Expr::col(col(r, r.primary_key)).eq(id));
-    for (f, v) in &scope.equal {
-        stmt.and_where(Expr::col(col(r, *f)).eq(val(r, *f, v)));
-    }
+    stmt.cond_where(scope_condition(r, scope));
     stmt.returning(Query::returning().columns(fields.iter().map(|f| col(r, *f))));
     stmt
 }
@@ -391,9 +402,7 @@ pub fn update_where(
             stmt.value(col(r, i), now.to_string());
         }
     }
-    for (f, v) in &scope.equal {
-        stmt.and_where(Expr::col(col(r, *f)).eq(val(r, *f, v)));
-    }
+    stmt.cond_where(scope_condition(r, scope));
     stmt
 }
 
@@ -401,9 +410,7 @@ pub fn delete(r: &Resource, id: i64, scope: &Scope) -> DeleteStatement {
     let mut stmt = Query::delete();
     stmt.from_table(table(r))
         .and_where(Expr::col(col(r, r.primary_key)).eq(id));
-    for (f, v) in &scope.equal {
-        stmt.and_where(Expr::col(col(r, *f)).eq(val(r, *f, v)));
-    }
+    stmt.cond_where(scope_condition(r, scope));
     stmt
 }
 

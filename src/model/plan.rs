@@ -1,0 +1,131 @@
+//! What each resource's declaration implies, derived once at start-up.
+//!
+//! A [`ResourcePlan`] holds the facts that several places need — the
+//! parent chain and the paths it makes, and which fields each action may
+//! read, write, filter and sort — so they are computed in one place and
+//! every consumer (routes, the table controller, migrations, queries)
+//! reads the same answer. Scenarios (§2.1) are applied here: a field a
+//! scenario leaves out is not readable through `fields=`, `sort`, `filter`
+//! or `q` either.
+
+use std::sync::Arc;
+
+use super::{Module, Resource};
+
+/// The derived facts of one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourcePlan {
+    pub resource: Arc<Resource>,
+    /// The resource and its parents, top-most first (the order of the path).
+    pub chain: Vec<Arc<Resource>>,
+    /// `/v1/books/{bookId}/reviews`: the collection path, parents' keys as
+    /// `{apiName}` segments.
+    pub collection_path: String,
+    /// API names of the parents' key parameters in the path, top-most first.
+    pub parent_params: Vec<String>,
+    /// Readable in lists (`GET` collection), in declaration order.
+    pub list_fields: Vec<usize>,
+    /// Readable in a single record's view.
+    pub view_fields: Vec<usize>,
+    /// Writable on create.
+    pub create_fields: Vec<usize>,
+    /// Writable on replace and patch.
+    pub update_fields: Vec<usize>,
+    /// Usable in `q` and `filter`: list-readable and, when declared, in the
+    /// `filterable` allowlist.
+    pub filterable: Vec<usize>,
+    /// Usable in `sort`: list-readable and, when declared, in `sortable`.
+    pub sortable: Vec<usize>,
+}
+
+impl ResourcePlan {
+    /// Derives `r`'s plan within `module` (the model must be validated:
+    /// parents exist and chains end).
+    pub fn new(module: &Module, r: &Arc<Resource>) -> ResourcePlan {
+        let mut chain = vec![r.clone()];
+        while let Some(p) = chain.last().and_then(|c| c.parent.as_ref()) {
+            match module.find_resource(&p.resource) {
+                Some(parent) if !chain.iter().any(|c| c.name == parent.name) => {
+                    chain.push(parent.clone())
+                }
+                _ => break,
+            }
+        }
+        chain.reverse();
+        let mut collection_path = module.prefix.clone();
+        let mut parent_params = Vec::new();
+        for (i, res) in chain.iter().enumerate() {
+            collection_path.push('/');
+            collection_path.push_str(&res.name);
+            if let Some(link) = chain
+                .get(i + 1)
+                .and_then(|c| c.parent.as_ref().map(|l| (c, l)))
+            {
+                let name = &link.0.fields[link.1.field].name;
+                collection_path.push_str(&format!("/{{{name}}}"));
+                parent_params.push(name.clone());
+            }
+        }
+        let list_fields = r.readable(false);
+        let allowed = |declared: &Option<Vec<usize>>| -> Vec<usize> {
+            list_fields
+                .iter()
+                .copied()
+                .filter(|i| declared.as_ref().is_none_or(|d| d.contains(i)))
+                .collect()
+        };
+        ResourcePlan {
+            filterable: allowed(&r.filterable),
+            sortable: allowed(&r.sortable),
+            view_fields: r.readable(true),
+            create_fields: r.writable(true),
+            update_fields: r.writable(false),
+            list_fields,
+            chain,
+            collection_path,
+            parent_params,
+            resource: r.clone(),
+        }
+    }
+
+    /// The parents, nearest first.
+    pub fn ancestors(&self) -> impl Iterator<Item = &Arc<Resource>> {
+        self.chain.iter().rev().skip(1)
+    }
+
+    /// How deep the resource is nested (0 for a top-level resource).
+    pub fn depth(&self) -> usize {
+        self.chain.len() - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::builder::*;
+    use crate::model::FieldType;
+
+    #[test]
+    fn scenarios_bound_what_queries_may_name() {
+        let mut r = Resource::new("notes", "notes")
+            .field(Field::new("id", FieldType::Integer).primary_key())
+            .field(Field::new("title", FieldType::String))
+            .field(Field::new("secret", FieldType::String));
+        r.scenarios.list = Some(vec![0, 1]);
+        r.sortable = Some(vec![1, 2]);
+        let model = ApiModel::builder()
+            .module(Module::new("/api").resource(r))
+            .build()
+            .unwrap();
+        let module = &model.modules[0];
+        let plan = ResourcePlan::new(module, &module.resources[0]);
+        assert_eq!(plan.list_fields, vec![0, 1]);
+        assert_eq!(plan.view_fields, vec![0, 1, 2]);
+        assert_eq!(plan.filterable, vec![0, 1]);
+        assert_eq!(
+            plan.sortable,
+            vec![1],
+            "the list scenario wins over sortable"
+        );
+    }
+}
