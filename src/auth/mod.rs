@@ -1,10 +1,15 @@
-//! Who is calling (§8).
+//! Who is calling (§8), and whether the route lets them.
 //!
-//! This module turns credentials into an [`Identity`]. Today it knows HTTP
-//! Basic with a user's username and password (§8.4); the OAuth2 server and
-//! JWT verification extend it. It never decides what an identity may do:
-//! scopes and ownership are checked by the controllers against the model.
+//! Two pipeline steps live here. *Identity* ([`identify`]) turns the
+//! request's credentials into a [`Caller`] — before OPTIONS, preflight or
+//! rate limiting decide anything — without refusing yet: a preflight with
+//! a bad token is still answered. *Authorization* ([`scopes::authorize`])
+//! checks the route's declared scope against the identity. Today the
+//! credentials are HTTP Basic with a user's username and password (§8.4);
+//! the OAuth2 server and JWT verification extend [`identify`]. Ownership
+//! of rows (§8.6) is checked by the table controller against the model.
 
+pub mod scopes;
 pub mod users;
 
 use base64::Engine;
@@ -40,6 +45,42 @@ impl Identity {
 /// Scopes a user authenticated by password holds: everything the demo's
 /// resources ask for. (OAuth2 tokens will carry their own.)
 const PASSWORD_SCOPES: &[&str] = &["basic", "write"];
+
+/// The identity step's answer.
+#[derive(Debug)]
+pub enum Caller {
+    /// No credentials were sent.
+    Anonymous,
+    Known(Identity),
+    /// Credentials were sent and are wrong: refused by the steps that need
+    /// a caller (OPTIONS and preflight do not).
+    Refused(ApiError),
+}
+
+impl Caller {
+    /// The identity, if any; wrong credentials are the error they carry
+    /// (401), never an anonymous request.
+    pub fn into_identity(self) -> Result<Option<Identity>, ApiError> {
+        match self {
+            Caller::Anonymous => Ok(None),
+            Caller::Known(id) => Ok(Some(id)),
+            Caller::Refused(e) => Err(e),
+        }
+    }
+}
+
+/// The identity step: an [`Identity`] an in-process caller put in the
+/// request's extensions (§2.2 `app.call`), else the request's credentials.
+pub async fn identify(parts: &http::request::Parts, store: &Store) -> Caller {
+    if let Some(id) = parts.extensions.get::<Identity>() {
+        return Caller::Known(id.clone());
+    }
+    match authenticate(&parts.headers, store).await {
+        Ok(None) => Caller::Anonymous,
+        Ok(Some(id)) => Caller::Known(id),
+        Err(e) => Caller::Refused(e),
+    }
+}
 
 /// Reads credentials from the request. `Ok(None)`: none were sent.
 /// Wrong credentials are a 401, never an anonymous request.

@@ -1,8 +1,23 @@
-//! JSON specifics: key naming of values returned by Rust handlers.
+//! JSON: the encoder, and key naming of values returned by Rust handlers.
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use super::Content;
+
 use crate::model::camel_case;
+
+/// Serializes content as JSON. (Maps and values of JSON cannot fail to
+/// serialize.)
+pub fn encode(content: &Content) -> Bytes {
+    let bytes = match content {
+        Content::Empty => Vec::new(),
+        Content::Record(r) => serde_json::to_vec(r).unwrap_or_default(),
+        Content::Records(rs) => serde_json::to_vec(rs).unwrap_or_default(),
+        Content::Value(v) => serde_json::to_vec(v).unwrap_or_default(),
+    };
+    Bytes::from(bytes)
+}
 
 /// Converts `snake_case` object keys to `camelCase`, recursively (§5.1:
 /// "keys of values returned by Rust handlers are converted the same way").

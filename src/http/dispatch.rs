@@ -1,5 +1,7 @@
-//! From a matched route to a response: method → endpoint, identity, path
-//! and query parameters, body, controller call, rendering (§4.1).
+//! From a matched route to a response (§4.1): the pipeline's steps after
+//! routing — version, identity, OPTIONS, method, authorization,
+//! parameters and body, controller, representation — then encoding in the
+//! negotiated format.
 //!
 //! Everything here is per request; everything it consults (routes, allow
 //! lists, schemas) was built at start-up.
@@ -9,16 +11,15 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::response::{IntoResponse, Response};
-use http::{header, HeaderValue, Method, Request, StatusCode};
+use http::{HeaderValue, Method, Request, StatusCode};
 use serde_json::Value;
 
-use super::body;
-use super::render;
 use super::routes::{Endpoint, Route, Target};
-use super::AppState;
-use crate::auth::{self, Identity};
+use super::{body, negotiate, represent, AppState};
+use crate::auth;
 use crate::controller::{ActionInput, Ctx, Operation, Reply};
 use crate::error::ApiError;
+use crate::format::{self, Format, Representation};
 use crate::validate;
 
 /// The route template that served a request; the edge layer logs it.
@@ -30,17 +31,21 @@ const MAX_QUERY: usize = 8 * 1024;
 
 pub const API_VERSION: http::HeaderName = http::HeaderName::from_static("api-version");
 
+/// Routing has matched `route`; runs the remaining steps and encodes the
+/// result in the negotiated format.
 pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>) -> Response {
     let template = RouteTemplate(Arc::from(route.template.as_str()));
-    let version = negotiate_version(req.headers(), &route.module.versions);
-    let mut res = match version {
-        Ok(v) => {
-            let mut res = match serve(&route, &state, req, v.clone()).await {
-                Ok(res) => res,
-                Err(e) => e.into_response(),
-            };
-            if let Some(v) = v.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                res.headers_mut().insert(API_VERSION, v);
+    let format = req
+        .extensions()
+        .get::<Format>()
+        .copied()
+        .unwrap_or_default();
+    let head = req.method() == Method::HEAD;
+    let mut res = match steps(&route, &state, req).await {
+        Ok(repr) => {
+            let mut res = format::encode(repr, format);
+            if head {
+                represent::strip_body(&mut res);
             }
             res
         }
@@ -50,65 +55,28 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
     res
 }
 
-/// The minor version the client asked for (§4.5): `Accept: …; version=1.1`
-/// or `Accept: application/vnd.restkit.v1.1+json`; without one, the
-/// module's latest. A version the module does not list is 406.
-pub fn negotiate_version(
-    headers: &http::HeaderMap,
-    offered: &[String],
-) -> Result<Option<String>, ApiError> {
-    if offered.is_empty() {
-        return Ok(None);
-    }
-    let mut asked = None;
-    for value in headers.get_all(header::ACCEPT) {
-        let Ok(text) = value.to_str() else { continue };
-        for range in text.split(',') {
-            let mut parts = range.split(';').map(str::trim);
-            let mime = parts.next().unwrap_or("");
-            if let Some(v) = mime
-                .strip_prefix("application/vnd.restkit.v")
-                .and_then(|m| m.split('+').next())
-            {
-                asked = Some(v.to_string());
-            }
-            for p in parts {
-                if let Some(v) = p.strip_prefix("version=") {
-                    asked = Some(v.trim_matches('"').to_string());
-                }
-            }
-        }
-    }
-    match asked {
-        None => Ok(offered.last().cloned()),
-        Some(v) if offered.contains(&v) => Ok(Some(v)),
-        Some(v) => Err(ApiError::new(
-            StatusCode::NOT_ACCEPTABLE,
-            "NOT_ACCEPTABLE",
-            format!(
-                "Version {v} is not offered here; this API offers {}.",
-                offered.join(", ")
-            ),
-        )),
-    }
-}
-
-async fn serve(
+/// The pipeline after routing, one named step after another: version →
+/// identity → OPTIONS → method → authorization → parameters and body →
+/// controller → representation.
+async fn steps(
     route: &Route,
     state: &AppState,
     req: Request<Body>,
-    version: Option<String>,
-) -> Result<Response, ApiError> {
-    let method = req.method().clone();
+) -> Result<Representation, ApiError> {
+    let version = negotiate::version(req.headers(), &route.module.versions)?;
+    let (mut parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let caller = auth::identify(&parts, &state.store).await;
     if method == Method::OPTIONS {
-        return Ok(render::options(route));
+        return Ok(represent::options(route));
     }
     let Some(endpoint) = route.endpoint(&method) else {
         return Err(ApiError::method_not_allowed(
             route.allow.to_str().unwrap_or("OPTIONS"),
         ));
     };
-    let (mut parts, body) = req.into_parts();
+    let identity = caller.into_identity()?;
+    auth::scopes::authorize(&endpoint.scope, identity.as_ref())?;
     let raw_query = parts.uri.query().unwrap_or("");
     if raw_query.len() > MAX_QUERY {
         return Err(ApiError::new(
@@ -120,10 +88,6 @@ async fn serve(
     let query: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes())
         .into_owned()
         .collect();
-    let identity = match parts.extensions.get::<Identity>() {
-        Some(id) => Some(id.clone()),
-        None => auth::authenticate(&parts.headers, &state.store).await?,
-    };
     let raw = RawPathParams::from_request_parts(&mut parts, &())
         .await
         .map_err(|_| ApiError::route_not_found(parts.uri.path()))?;
@@ -147,7 +111,7 @@ async fn serve(
         headers: parts.headers,
         store: state.store.clone(),
         convert_snake_case: route.module.convert_snake_case,
-        version,
+        version: version.clone(),
     };
     let reply = match &endpoint.target {
         Target::Operation { controller, op } => {
@@ -178,7 +142,11 @@ async fn serve(
         }
         Target::Action { .. } => run_action(endpoint, &cx, record_id, body, state).await?,
     };
-    Ok(render::reply(reply, &cx, &method, state))
+    let mut repr = represent::reply(reply, &cx, &method);
+    if let Some(v) = version.and_then(|v| HeaderValue::from_str(v.as_str()).ok()) {
+        repr.headers.insert(API_VERSION, v);
+    }
+    Ok(repr)
 }
 
 async fn run_action(

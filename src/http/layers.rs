@@ -15,9 +15,10 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::dispatch::RouteTemplate;
-use super::render;
+use super::represent;
 use super::AppState;
 use crate::error::ApiError;
+use crate::format::{self, Format};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_STATUS: HeaderName = HeaderName::from_static("x-status");
@@ -31,8 +32,6 @@ fn suppress_requested(query: Option<&str>) -> bool {
                 .any(|(k, v)| k == "suppress_error_codes" && (v == "true" || v == "1"))
     })
 }
-
-static PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
 
 /// The request's id, in request extensions for handlers that want it.
 #[derive(Clone, Debug)]
@@ -82,13 +81,18 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
         }
     };
     if let Some(err) = res.extensions_mut().remove::<ApiError>() {
-        let body = render::error_body(&err, id.to_str().unwrap_or(""));
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, PROBLEM_JSON.clone());
+        // Errors are encoded in the format the request negotiated.
+        let format = res
+            .extensions()
+            .get::<Format>()
+            .copied()
+            .unwrap_or_default();
+        let (content_type, body) = format::encode_error(&err, id.to_str().unwrap_or(""), format);
+        res.headers_mut().insert(header::CONTENT_TYPE, content_type);
         res.headers_mut().remove(header::CONTENT_LENGTH);
         *res.body_mut() = Body::from(body);
         if method == Method::HEAD {
-            render::strip_body(&mut res);
+            represent::strip_body(&mut res);
         }
     }
     let status = res.status();

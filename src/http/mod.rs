@@ -8,7 +8,8 @@
 pub mod body;
 pub mod dispatch;
 pub mod layers;
-pub mod render;
+pub mod negotiate;
+pub mod represent;
 pub mod routes;
 pub mod server;
 
@@ -152,14 +153,21 @@ impl App {
                         format!("route {} conflicts with another route", route.template)
                     })?;
         }
-        let router = router
+        let routes = router
             .fallback(dispatch::not_found)
-            .layer(CatchPanicLayer::custom(panic_response))
+            .with_state(state.clone());
+        // The steps before routing wrap the router itself (a layer added
+        // with Router::layer would run after routing, too late to strip a
+        // URL extension): edge → panic catcher → negotiation → routing.
+        let pipeline = tower::ServiceBuilder::new()
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 layers::edge,
             ))
-            .with_state(state.clone());
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(axum::middleware::from_fn(negotiate::layer))
+            .service(routes);
+        let router = Router::new().fallback_service(pipeline);
         Ok(App { router, state })
     }
 

@@ -72,7 +72,7 @@ async fn borrow_returns_the_book_the_borrower_and_a_due_date() {
         "RESOURCE_NOT_FOUND",
     );
     assert_problem(
-        &t.post("/v1/books/3/borrow").send().await,
+        &t.post("/v1/books/3/borrow").anonymous().send().await,
         401,
         "UNAUTHORIZED",
     );
@@ -88,7 +88,11 @@ async fn users_me_names_the_caller() {
     assert_eq!(b["id"], 1);
     assert_eq!(b["username"], "stan");
     assert_eq!(b["scopes"], json!(["basic", "write"]));
-    assert_problem(&t.get("/v1/users/me").send().await, 401, "UNAUTHORIZED");
+    assert_problem(
+        &t.get("/v1/users/me").anonymous().send().await,
+        401,
+        "UNAUTHORIZED",
+    );
 }
 
 #[tokio::test]

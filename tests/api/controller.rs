@@ -210,7 +210,12 @@ async fn expansion_never_shows_other_users_private_rows_or_hidden_columns() {
     assert_eq!(stan[0]["notes"].as_array().unwrap().len(), 1);
     assert_eq!(stan[0]["notes"][0]["text"], "stan's");
     assert!(stan[0]["notes"][0].get("secret").is_none());
-    let anonymous = t.get("/api/topics/1?expand=notes").send().await.json();
+    let anonymous = t
+        .get("/api/topics/1?expand=notes")
+        .anonymous()
+        .send()
+        .await
+        .json();
     assert_eq!(anonymous["notes"], json!([]));
     let mine = t
         .get("/api/notes?expand=topic&fields=text,topic.title")

@@ -89,8 +89,27 @@ pub struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
+    /// Adds a header. Sending credentials drops the default identity, so
+    /// the request is authenticated by what it sends.
     pub fn header(mut self, k: &str, v: &str) -> Self {
+        if k.eq_ignore_ascii_case("authorization") {
+            self = self.anonymous();
+        }
         self.req = self.req.header(k, v);
+        self
+    }
+
+    /// Sends no identity (requests act as stan, user 1, by default).
+    pub fn anonymous(mut self) -> Self {
+        if let Some(ext) = self.req.extensions_mut() {
+            ext.remove::<Identity>();
+        }
+        self
+    }
+
+    /// Acts as a caller holding only `scopes`.
+    pub fn with_scopes(mut self, scopes: &[&str]) -> Self {
+        self.req = self.req.extension(Identity::user(1, "stan", scopes));
         self
     }
 
@@ -163,13 +182,16 @@ impl TestApp {
         }
     }
 
+    /// A request acting as stan (user 1, scopes `basic write`): tests are
+    /// identified callers unless they ask for `.anonymous()`.
     pub fn call(&self, method: Method, uri: &str) -> Call<'_> {
         Call {
             app: self,
             req: Request::builder()
                 .method(method)
                 .uri(uri)
-                .header(header::HOST, "api.test"),
+                .header(header::HOST, "api.test")
+                .extension(Identity::user(1, "stan", &["basic", "write"])),
             body: Body::empty(),
         }
     }

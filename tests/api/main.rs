@@ -12,6 +12,7 @@ mod helpers;
 mod integrity;
 mod limits;
 mod nested;
+mod pipeline;
 mod plans;
 mod query;
 mod server;

@@ -1,4 +1,6 @@
-//! Replies → responses: status, headers, JSON body (§4.1, §5.2).
+//! Replies → representations: status, headers and format-neutral content
+//! (§4.1, §5.2, §5.3). The negotiated format's encoder (`crate::format`)
+//! turns them into bytes afterwards.
 //!
 //! Collections carry the pagination headers and an RFC 8288 `Link` with
 //! absolute URLs that keep the request's other parameters. `Prefer:
@@ -6,18 +8,13 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::routes::Route;
-use super::routes::{allow_header, describe};
-use super::AppState;
+use super::routes::{allow_header, describe, Route};
 use crate::controller::{Ctx, Page, Reply};
-use crate::error::ApiError;
 use crate::format::json::camel_keys;
-
-static JSON: HeaderValue = HeaderValue::from_static("application/json");
+use crate::format::{Content, Representation};
 
 pub const TOTAL_COUNT: HeaderName = HeaderName::from_static("x-pagination-total-count");
 pub const PAGE_COUNT: HeaderName = HeaderName::from_static("x-pagination-page-count");
@@ -26,16 +23,12 @@ pub const PER_PAGE: HeaderName = HeaderName::from_static("x-pagination-per-page"
 pub const RECORD_COUNT: HeaderName = HeaderName::from_static("x-record-count");
 pub const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
 
-fn json_response(status: StatusCode, body: Bytes) -> Response {
-    let mut res = Response::new(Body::from(body));
-    *res.status_mut() = status;
-    res.headers_mut().insert(header::CONTENT_TYPE, JSON.clone());
-    res
-}
-
-fn serialize<T: serde::Serialize>(v: &T) -> Bytes {
-    // Serializing maps and values of JSON cannot fail.
-    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+fn represented(status: StatusCode, content: Content) -> Representation {
+    Representation {
+        status,
+        headers: HeaderMap::new(),
+        content,
+    }
 }
 
 fn wants_minimal(headers: &HeaderMap) -> bool {
@@ -49,16 +42,13 @@ fn wants_minimal(headers: &HeaderMap) -> bool {
     })
 }
 
-pub fn reply(reply: Reply, cx: &Ctx, method: &Method, _state: &AppState) -> Response {
+/// Represents a controller's reply: status, headers, content.
+pub fn reply(reply: Reply, cx: &Ctx, method: &Method) -> Representation {
     let minimal =
         matches!(*method, Method::POST | Method::PUT | Method::PATCH) && wants_minimal(&cx.headers);
     let envelope = matches!(cx.query_param("envelope"), Some("true") | Some("1"));
-    let mut res = match reply {
-        Reply::Empty => {
-            let mut res = Response::new(Body::empty());
-            *res.status_mut() = StatusCode::NO_CONTENT;
-            res
-        }
+    let mut repr = match reply {
+        Reply::Empty => represented(StatusCode::NO_CONTENT, Content::Empty),
         Reply::Value(v) => {
             let v = if cx.convert_snake_case {
                 camel_keys(v)
@@ -72,53 +62,49 @@ pub fn reply(reply: Reply, cx: &Ctx, method: &Method, _state: &AppState) -> Resp
                 (true, v) => record_envelope(v),
                 (false, v) => v,
             };
-            json_response(StatusCode::OK, serialize(&v))
+            represented(StatusCode::OK, Content::Value(v))
         }
-        Reply::Record(r) if envelope => json_response(
+        Reply::Record(r) if envelope => represented(
             StatusCode::OK,
-            serialize(&record_envelope(Value::Object(r))),
+            Content::Value(record_envelope(Value::Object(r))),
         ),
-        Reply::Record(r) => json_response(StatusCode::OK, serialize(&r)),
+        Reply::Record(r) => represented(StatusCode::OK, Content::Record(r)),
         Reply::Collection { records, page } => {
             let count = records.len();
             let links = page_links(&page, cx);
-            let body = if envelope {
-                serialize(&collection_envelope(records, &page, &links))
+            let content = if envelope {
+                Content::Value(collection_envelope(records, &page, &links))
             } else {
-                serialize(&records)
+                Content::Records(records)
             };
-            let mut res = json_response(StatusCode::OK, body);
-            pagination_headers(res.headers_mut(), &page, count, &links);
-            res
+            let mut repr = represented(StatusCode::OK, content);
+            pagination_headers(&mut repr.headers, &page, count, &links);
+            repr
         }
         Reply::Created { record, location } => {
-            let body = if envelope {
-                record_envelope(Value::Object(record))
+            let content = if envelope {
+                Content::Value(record_envelope(Value::Object(record)))
             } else {
-                Value::Object(record)
+                Content::Record(record)
             };
-            let mut res = json_response(StatusCode::CREATED, serialize(&body));
+            let mut repr = represented(StatusCode::CREATED, content);
             if let Ok(v) = HeaderValue::from_str(&format!("{}{}", cx.base_url, location)) {
-                res.headers_mut().insert(header::LOCATION, v);
+                repr.headers.insert(header::LOCATION, v);
             }
-            res
+            repr
         }
     };
-    if minimal && res.status().is_success() {
-        if res.status() != StatusCode::CREATED {
-            *res.status_mut() = StatusCode::NO_CONTENT;
+    if minimal && repr.status.is_success() {
+        if repr.status != StatusCode::CREATED {
+            repr.status = StatusCode::NO_CONTENT;
         }
-        *res.body_mut() = Body::empty();
-        res.headers_mut().remove(header::CONTENT_TYPE);
-        res.headers_mut().insert(
+        repr.content = Content::Empty;
+        repr.headers.insert(
             PREFERENCE_APPLIED,
             HeaderValue::from_static("return=minimal"),
         );
     }
-    if *method == Method::HEAD {
-        strip_body(&mut res);
-    }
-    res
+    repr
 }
 
 /// HEAD: same headers as GET (Content-Length included), no body.
@@ -131,12 +117,12 @@ pub fn strip_body(res: &mut Response) {
     *res.body_mut() = Body::empty();
 }
 
-/// OPTIONS: `Allow` and a JSON description of the route.
-pub fn options(route: &Route) -> Response {
-    let mut res = json_response(StatusCode::OK, serialize(&describe(route)));
+/// OPTIONS: `Allow` and a description of the route.
+pub fn options(route: &Route) -> Representation {
+    let mut repr = represented(StatusCode::OK, Content::Value(describe(route)));
     let (k, v) = allow_header(route);
-    res.headers_mut().insert(k, v);
-    res
+    repr.headers.insert(k, v);
+    repr
 }
 
 fn set(headers: &mut HeaderMap, name: HeaderName, n: u64) {
@@ -311,9 +297,4 @@ fn collection_envelope(
 
 fn record_envelope(record: Value) -> Value {
     json!({"_meta": {"status": "SUCCESS"}, "record": record})
-}
-
-/// The §7 body for an error, JSON.
-pub fn error_body(e: &ApiError, request_id: &str) -> Bytes {
-    serialize(&e.body(request_id))
 }

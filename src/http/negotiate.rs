@@ -1,0 +1,231 @@
+//! Negotiation (§4.5, §5.1): which format and which minor version a
+//! request gets. Runs before routing, so a URL extension
+//! (`/v1/books/3.json`) is stripped before the router sees the path.
+//!
+//! Format precedence: `type=` > URL extension > `Accept` (q-values,
+//! wildcards) > JSON. An unknown `type=` is 400; an `Accept` that allows
+//! none of restkit's formats is 406. The chosen [`Format`] travels in the
+//! request's extensions to the encoder, and in the response's extensions
+//! to the edge, which encodes errors in it.
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderMap, StatusCode, Uri};
+
+use crate::error::ApiError;
+use crate::format::Format;
+
+/// The negotiation layer: decides the format, rewrites an extension off the
+/// path, and records the format on request and response.
+pub async fn layer(mut req: Request, next: Next) -> Response {
+    let format = match choose(req.uri(), req.headers()) {
+        Ok((format, stripped)) => {
+            if let Some(uri) = stripped {
+                *req.uri_mut() = uri;
+            }
+            format
+        }
+        Err(e) => {
+            let mut res = e.into_response();
+            res.extensions_mut().insert(Format::default());
+            return res;
+        }
+    };
+    req.extensions_mut().insert(format);
+    let mut res = next.run(req).await;
+    res.extensions_mut().insert(format);
+    res
+}
+
+/// The format for a request, and the URI without its extension when one
+/// was used.
+pub fn choose(uri: &Uri, headers: &HeaderMap) -> Result<(Format, Option<Uri>), ApiError> {
+    let by_type = uri.query().and_then(|q| {
+        q.contains("type=")
+            .then(|| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "type")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .flatten()
+    });
+    let (by_extension, stripped) = match extension(uri.path()) {
+        Some((path, ext)) => match Format::from_name(ext) {
+            Some(f) => (Some(f), Some(with_path(uri, path))),
+            None => (None, None),
+        },
+        None => (None, None),
+    };
+    if let Some(name) = by_type {
+        let format = Format::from_name(&name).ok_or_else(|| {
+            ApiError::bad_query(format!(
+                "type={name} is not a format restkit serves; use json."
+            ))
+        })?;
+        return Ok((format, stripped));
+    }
+    if let Some(format) = by_extension {
+        return Ok((format, stripped));
+    }
+    Ok((from_accept(headers)?, None))
+}
+
+/// `…/books.json` → (`…/books`, `json`): only the last segment, only
+/// letters after the dot.
+fn extension(path: &str) -> Option<(&str, &str)> {
+    let last = path.rsplit('/').next()?;
+    let (stem, ext) = last.rsplit_once('.')?;
+    (!stem.is_empty() && !ext.is_empty() && ext.bytes().all(|b| b.is_ascii_alphabetic()))
+        .then(|| (&path[..path.len() - ext.len() - 1], ext))
+}
+
+fn with_path(uri: &Uri, path: &str) -> Uri {
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = pq.parse().ok();
+    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
+/// The best format `Accept` allows; JSON without one. Highest q wins; a
+/// more specific range overrides a wildcard's q for the same format.
+fn from_accept(headers: &HeaderMap) -> Result<Format, ApiError> {
+    let mut ranges: Vec<(String, f32)> = Vec::new();
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(text) = value.to_str() else { continue };
+        for range in text.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            if media.is_empty() {
+                continue;
+            }
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0)
+                .clamp(0.0, 1.0);
+            ranges.push((media, q));
+        }
+    }
+    if ranges.is_empty() {
+        return Ok(Format::default());
+    }
+    let specificity = |m: &str| match m {
+        "*/*" => 0,
+        m if m.ends_with("/*") => 1,
+        _ => 2,
+    };
+    let mut best: Option<(Format, f32)> = None;
+    for &format in Format::ALL {
+        // The most specific range that names this format decides its q.
+        let q = ranges
+            .iter()
+            .filter(|(m, _)| format.matches(m))
+            .max_by_key(|(m, _)| specificity(m))
+            .map(|(_, q)| *q)
+            .unwrap_or(0.0);
+        if q > 0.0 && best.is_none_or(|(_, b)| q > b) {
+            best = Some((format, q));
+        }
+    }
+    best.map(|(f, _)| f).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "NOT_ACCEPTABLE",
+            "None of the formats this API serves (application/json) is acceptable.",
+        )
+    })
+}
+
+/// The minor version the client asked for (§4.5): `Accept: …; version=1.1`
+/// or `Accept: application/vnd.restkit.v1.1+json`; without one, the
+/// module's latest. A version the module does not list is 406.
+pub fn version(headers: &HeaderMap, offered: &[String]) -> Result<Option<String>, ApiError> {
+    if offered.is_empty() {
+        return Ok(None);
+    }
+    let mut asked = None;
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(text) = value.to_str() else { continue };
+        for range in text.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let mime = parts.next().unwrap_or("");
+            if let Some(v) = mime
+                .strip_prefix("application/vnd.restkit.v")
+                .and_then(|m| m.split('+').next())
+            {
+                asked = Some(v.to_string());
+            }
+            for p in parts {
+                if let Some(v) = p.strip_prefix("version=") {
+                    asked = Some(v.trim_matches('"').to_string());
+                }
+            }
+        }
+    }
+    match asked {
+        None => Ok(offered.last().cloned()),
+        Some(v) if offered.contains(&v) => Ok(Some(v)),
+        Some(v) => Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "NOT_ACCEPTABLE",
+            format!(
+                "Version {v} is not offered here; this API offers {}.",
+                offered.join(", ")
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn accept_q_values_and_wildcards() {
+        assert_eq!(from_accept(&HeaderMap::new()).unwrap(), Format::Json);
+        assert_eq!(from_accept(&accept("*/*")).unwrap(), Format::Json);
+        assert_eq!(
+            from_accept(&accept("text/html, application/xhtml+xml, */*;q=0.8")).unwrap(),
+            Format::Json
+        );
+        assert_eq!(
+            from_accept(&accept("application/vnd.restkit.v2.1+json")).unwrap(),
+            Format::Json
+        );
+        assert!(from_accept(&accept("text/html")).is_err());
+        assert!(from_accept(&accept("application/json;q=0")).is_err());
+        assert!(
+            from_accept(&accept("*/*, application/json;q=0")).is_err(),
+            "the specific range overrides the wildcard"
+        );
+    }
+
+    #[test]
+    fn extensions_come_off_the_last_segment_only() {
+        assert_eq!(extension("/v1/books.json"), Some(("/v1/books", "json")));
+        assert_eq!(extension("/v1/books/3.json"), Some(("/v1/books/3", "json")));
+        assert_eq!(extension("/v1.5/books"), None);
+        assert_eq!(extension("/v1/books"), None);
+        assert_eq!(extension("/v1/.json"), None);
+    }
+
+    #[test]
+    fn type_wins_over_extension_and_accept() {
+        let uri: Uri = "/v1/books.json?type=json".parse().unwrap();
+        let (f, stripped) = choose(&uri, &accept("text/html")).unwrap();
+        assert_eq!(f, Format::Json);
+        assert_eq!(stripped.unwrap().to_string(), "/v1/books?type=json");
+        let uri: Uri = "/v1/books?type=yaml".parse().unwrap();
+        assert_eq!(choose(&uri, &HeaderMap::new()).unwrap_err().status, 400);
+    }
+}
