@@ -56,6 +56,10 @@ pub struct ServerSettings {
     /// Most connections served at once; further ones wait in the listen
     /// backlog until one closes, so file descriptors cannot run out.
     pub max_connections: usize,
+    /// Longest a response write may wait for a client that does not read:
+    /// past it the connection is closed.
+    #[serde(deserialize_with = "duration")]
+    pub write_timeout: Duration,
 }
 
 impl Default for ServerSettings {
@@ -70,6 +74,7 @@ impl Default for ServerSettings {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -286,13 +291,14 @@ impl Settings {
 
     fn check(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
-        if self.server.max_connections == 0 {
-            return bad("server.max_connections", "must be at least 1");
+        if !(1..=1_000_000).contains(&self.server.max_connections) {
+            return bad("server.max_connections", "must be between 1 and 1000000");
         }
         for (key, d) in [
             ("server.header_timeout", self.server.header_timeout),
             ("server.body_timeout", self.server.body_timeout),
             ("server.request_timeout", self.server.request_timeout),
+            ("server.write_timeout", self.server.write_timeout),
         ] {
             if d.is_zero() {
                 return bad(key, "must be longer than zero");

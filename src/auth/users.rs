@@ -72,7 +72,7 @@ fn hash_slots() -> &'static Semaphore {
 async fn hashing<T: Send + 'static>(
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    let _slot = tokio::time::timeout(HASH_WAIT, hash_slots().acquire())
+    let slot = tokio::time::timeout(HASH_WAIT, hash_slots().acquire())
         .await
         .map_err(|_| {
             ApiError::new(
@@ -83,9 +83,14 @@ async fn hashing<T: Send + 'static>(
             .header(http::header::RETRY_AFTER, "1")
         })?
         .map_err(ApiError::internal)?;
-    tokio::task::spawn_blocking(job)
-        .await
-        .map_err(ApiError::internal)
+    // The slot travels with the job: if the request is cancelled while
+    // Argon2 runs, the slot stays taken until the hashing really ends.
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        job()
+    })
+    .await
+    .map_err(ApiError::internal)
 }
 
 /// Successful checks: digest of (process key, user id, stored hash,
@@ -200,7 +205,9 @@ pub async fn verify(
                 .unwrap_or_default()
                 .to_string(),
         ),
-        None => (None, dummy_hash().to_string()),
+        // Unknown user: a dummy hash (made inside the bounded job, the first
+        // time) so the timing does not say who exists.
+        None => (None, String::new()),
     };
     let cached = id.map(|id| verified().digest(id, &hash, password));
     if cached.as_ref().is_some_and(|d| verified().knows(d)) {
@@ -208,7 +215,8 @@ pub async fn verify(
     }
     let password = password.to_string();
     let ok = hashing(move || {
-        PasswordHash::new(&hash)
+        let hash = if hash.is_empty() { dummy_hash() } else { &hash };
+        PasswordHash::new(hash)
             .map(|h| {
                 Argon2::default()
                     .verify_password(password.as_bytes(), &h)

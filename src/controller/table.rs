@@ -99,6 +99,9 @@ pub struct TableController {
     /// Readable or known-but-not-writable fields, silently dropped from
     /// bodies.
     ignored_on_write: Vec<String>,
+    /// What PATCH reads before merging: the updatable fields and the key
+    /// (never an empty column list, even when nothing is updatable).
+    patch_read: Vec<usize>,
     noun: String,
 }
 
@@ -150,7 +153,10 @@ impl TableController {
             readable: plan.view_fields.clone(),
             ..policy.clone()
         };
+        let mut patch_read = plan.update_fields.clone();
+        patch_read.push(resource.primary_key);
         Ok(TableController {
+            patch_read,
             plan: plan.clone(),
             links,
             policy,
@@ -490,13 +496,20 @@ impl TableController {
 
     /// What a sync page tells the client (§6.7): the tombstones after its
     /// `timestamp`, and the `timestamp` to use next, chosen so that no
-    /// change is ever skipped however the client pages:
-    /// - while more pages remain, the `timestamp` it sent (it has not seen
-    ///   everything after it yet: a client that follows this header
-    ///   instead of the `next` link re-reads, it does not skip);
-    /// - on the last page, the mark taken before the first page of the
-    ///   traversal (carried in restkit's page links as `sync_mark`): later
-    ///   changes, and rows an offset shift skipped, are all after it;
+    /// change is ever skipped however the client pages. Call the request's
+    /// `timestamp` T and the mark read before this page M:
+    /// - more pages remain: T (the client has not seen everything after T;
+    ///   one that follows this header instead of the `next` link re-reads,
+    ///   it never skips);
+    /// - a single page (the first, and the last): M;
+    /// - the last page of a longer traversal: the mark of its first page,
+    ///   M1, which restkit's links carry as `sync_mark`. Keyset (cursor)
+    ///   pages cannot skip a row, so M1 holds. Offset pages can: a row
+    ///   deleted or moved under the reader shifts the next page past a row
+    ///   it never sent. So with offsets, M1 holds only if the table did
+    ///   not change since M1; otherwise, and when the traversal's first
+    ///   mark is unknown (URLs built by hand), T: the client reads again
+    ///   from where it started (duplicates are allowed, misses are not);
     /// - never later than where a long tombstone list was cut.
     async fn sync_info(
         &self,
@@ -506,12 +519,33 @@ impl TableController {
         mark: String,
         has_more: bool,
     ) -> Result<SyncInfo, ApiError> {
-        let first_mark = q
-            .sync_mark
-            .map(crate::model::value::format_datetime)
-            .map_or(mark.clone(), |carried| carried.min(mark.clone()));
         let from = since.map_or(crate::store::EPOCH.to_string(), |(_, t)| t.clone());
-        let mut next = if has_more { from } else { first_mark.clone() };
+        let carried = q.sync_mark.map(crate::model::value::format_datetime);
+        let first_page = match q.position {
+            Position::Offset(p) => p.offset == 0,
+            Position::Cursor { .. } => cx.query_param("cursor").is_none_or(str::is_empty),
+        };
+        let first_mark = match (&carried, first_page) {
+            (Some(m1), false) => m1.clone().min(mark.clone()),
+            _ => mark.clone(),
+        };
+        let mut next = if has_more {
+            from.clone()
+        } else if first_page {
+            mark
+        } else {
+            match (carried, &q.position) {
+                (Some(_), Position::Cursor { .. }) => first_mark.clone(),
+                (Some(_), Position::Offset(_)) => {
+                    if cx.store.changed_since(&self.resource, &first_mark).await? {
+                        from.clone()
+                    } else {
+                        first_mark.clone()
+                    }
+                }
+                (None, _) => from.clone(),
+            }
+        };
         let deleted = match since {
             Some((_, t)) => {
                 let d = cx
@@ -994,10 +1028,11 @@ impl Controller for TableController {
         let patch = self.writable_body(patch)?;
         let mut tx = cx.store.begin_write().await?;
         self.check_owner(cx, &mut tx, n, &scope).await?;
-        let current = tx
-            .fetch(&self.resource, &self.plan.update_fields, n, &scope)
+        let mut current = tx
+            .fetch(&self.resource, &self.patch_read, n, &scope)
             .await?
             .ok_or_else(|| self.not_found(id))?;
+        current.shift_remove(&self.resource.pk().name);
         // Nulls of optional fields are absent in the merged document, as a
         // merge patch would leave them.
         let mut merged = Value::Object(current.into_iter().filter(|(_, v)| !v.is_null()).collect());

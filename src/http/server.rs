@@ -11,6 +11,8 @@
 //! - `server.header_timeout` to send a request's headers, counted from
 //!   the connection's start or the end of its previous response, so slow
 //!   headers and idle keep-alive connections are closed;
+//! - `server.write_timeout` for a response write to make progress, so a
+//!   client that never reads its answers cannot hold a slot forever;
 //! - graceful shutdown: stop accepting, let in-flight requests finish
 //!   within `server.shutdown_timeout`.
 
@@ -26,6 +28,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_io_timeout::TimeoutStream;
 use tower::ServiceExt;
 
 use crate::config::ServerSettings;
@@ -60,13 +63,17 @@ pub async fn serve(
                     // EMFILE and friends: back off rather than spin; the
                     // connections we hold will close.
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                        _ = &mut shutdown => break,
+                    }
                 }
             },
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(settings.write_timeout));
         let service =
             router
                 .clone()
@@ -74,8 +81,10 @@ pub async fn serve(
                     req.extensions_mut().insert(ConnectInfo(peer));
                     req.map(axum::body::Body::new)
                 });
-        let conn =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn = builder.serve_connection(
+            TokioIo::new(Box::pin(stream)),
+            TowerToHyperService::new(service),
+        );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

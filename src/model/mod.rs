@@ -640,6 +640,13 @@ fn check_constraints(f: &mut Field, place: &str) -> Result<(), ModelError> {
     let Some(mut default) = f.default.clone() else {
         return Ok(());
     };
+    if f.unique && !default.is_null() {
+        return Err(ModelError::new(
+            format!("{place}.default"),
+            "a unique field cannot have a default: every record created without it would \
+             share the value (and adding the column to a table with rows could not succeed)",
+        ));
+    }
     if value::normalize(f, &mut default).is_err() {
         return Err(ModelError::new(
             format!("{place}.default"),

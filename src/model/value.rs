@@ -17,15 +17,16 @@ pub fn format_datetime(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// The integer a JSON number stands for: `7`, `7.0`, `7e0`, `-0`; `None`
-/// for fractions and for values outside signed 64 bits.
+/// for fractions, for values outside signed 64 bits, and for floats of
+/// 2^53 or more, which a float cannot hold exactly (`9007199254740993.0`
+/// already arrived as ...992: refused, not silently changed).
 pub fn integral(n: &Number) -> Option<i64> {
     if let Some(i) = n.as_i64() {
         return Some(i);
     }
     let f = n.as_f64()?;
-    // 2^63 is exactly representable; i64::MAX is not (it rounds up to 2^63).
-    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
-    (f.is_finite() && f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f)).then_some(f as i64)
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    (f.is_finite() && f.fract() == 0.0 && f.abs() < EXACT).then_some(f as i64)
 }
 
 /// An integer written as text: `"7"`, and also `"7.0"` or `"1e3"`, as a
@@ -109,6 +110,9 @@ mod tests {
             ("9223372036854775808", None),
             ("1e19", None),
             ("-1e19", None),
+            ("9007199254740991.0", Some(9_007_199_254_740_991)),
+            ("9007199254740993.0", None),
+            ("1.2345678901234567e18", None),
         ] {
             assert_eq!(integral(&num(text)), want, "{text}");
         }
@@ -119,6 +123,11 @@ mod tests {
         assert_eq!(parse_integral("1999.0"), Some(1999));
         assert_eq!(parse_integral("1e3"), Some(1000));
         assert_eq!(parse_integral("-0"), Some(0));
+        assert_eq!(
+            parse_integral("9007199254740993"),
+            Some(9_007_199_254_740_993)
+        );
+        assert_eq!(parse_integral("9007199254740993.5"), None);
         for bad in ["inf", "NaN", "0x10", "7.5", "", " 7", "1e400"] {
             assert_eq!(parse_integral(bad), None, "{bad}");
         }

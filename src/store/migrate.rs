@@ -198,17 +198,24 @@ fn plan(
     Ok(out)
 }
 
-/// Unique indexes restkit made for fields that are no longer unique.
+/// Unique indexes restkit made for fields that are no longer unique: only
+/// indexes named as restkit names them (`ux_{table}_{column}`) for a
+/// declared field that no declaration over the table marks unique any
+/// more. Indexes anyone else made are never touched.
 fn relaxed_uniques(tables: &[&Resource], indexes: &[String]) -> Vec<String> {
+    let fields = || {
+        tables
+            .iter()
+            .flat_map(|r| r.fields.iter().map(move |f| (*r, f)))
+    };
     indexes
         .iter()
-        .filter(|ix| ix.starts_with("ux_"))
         .filter(|ix| {
-            !tables.iter().any(|r| {
-                r.fields
-                    .iter()
-                    .any(|f| f.unique && !f.primary_key && **ix == unique_index(r, f))
-            })
+            let ours = fields().any(|(r, f)| ix.eq_ignore_ascii_case(&unique_index(r, f)));
+            let wanted = fields().any(|(r, f)| {
+                f.unique && !f.primary_key && ix.eq_ignore_ascii_case(&unique_index(r, f))
+            });
+            ours && !wanted
         })
         .map(|ix| format!("DROP INDEX IF EXISTS \"{ix}\""))
         .collect()
@@ -216,14 +223,21 @@ fn relaxed_uniques(tables: &[&Resource], indexes: &[String]) -> Vec<String> {
 
 /// The tombstone trigger of a sync table (§6.7): fires for every deleted
 /// row, by any statement or cascade.
+///
+/// Each deleted row advances the clock by one microsecond, so every
+/// tombstone has a time of its own (a long list can be cut anywhere), and
+/// a delete made outside restkit — which never ran restkit's clock — is
+/// still later than every mark a client was given.
 fn tombstone_trigger(table: &str, pk_column: &str) -> String {
     // Identifiers were checked at start-up to be letters, digits, '_' and
     // '-': they cannot close a quote.
     format!(
-        "CREATE TRIGGER IF NOT EXISTS \"{name}\" AFTER DELETE ON \"{table}\" BEGIN \
+        "CREATE TRIGGER \"{name}\" AFTER DELETE ON \"{table}\" BEGIN \
+         UPDATE {CLOCK} SET micros = micros + 1, stamp = {stamp} WHERE id = 1; \
          INSERT INTO {TOMBSTONES} (table_name, record_id, deleted_at) \
          VALUES ('{table}', OLD.\"{pk_column}\", (SELECT stamp FROM {CLOCK} WHERE id = 1)); END",
-        name = trigger_name(table)
+        name = trigger_name(table),
+        stamp = super::sqlite::stamp_sql("micros + 1"),
     )
 }
 
@@ -240,11 +254,14 @@ fn own_ddl() -> Vec<String> {
         ),
         // Start at the wall clock: later than every change time a database
         // from before the clock row can hold.
-        format!(
-            "INSERT OR IGNORE INTO {CLOCK} (id, micros, stamp) VALUES (1, {micros}, '{stamp}')",
-            micros = chrono::Utc::now().timestamp_micros(),
-            stamp = super::format_datetime(chrono::Utc::now()),
-        ),
+        {
+            let now = chrono::Utc::now();
+            format!(
+                "INSERT OR IGNORE INTO {CLOCK} (id, micros, stamp) VALUES (1, {micros}, '{stamp}')",
+                micros = now.timestamp_micros(),
+                stamp = super::format_datetime(now),
+            )
+        },
         format!(
             "CREATE INDEX IF NOT EXISTS ix_{TOMBSTONES}_table_time \
              ON {TOMBSTONES} (table_name, deleted_at)"
@@ -302,12 +319,16 @@ async fn run(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreError> {
             tracing::info!(table = %table, "{sql}: the field is no longer unique");
             store.execute_ddl(&sql).await?;
         }
-        let trigger = if sync_tables.contains(table) {
-            tombstone_trigger(table, pk)
-        } else {
-            format!("DROP TRIGGER IF EXISTS \"{}\"", trigger_name(table))
-        };
-        store.execute_ddl(&trigger).await?;
+        // Recreated every time, so a changed key column is followed.
+        store
+            .execute_ddl(&format!(
+                "DROP TRIGGER IF EXISTS \"{}\"",
+                trigger_name(table)
+            ))
+            .await?;
+        if sync_tables.contains(table) {
+            store.execute_ddl(&tombstone_trigger(table, pk)).await?;
+        }
     }
     Ok(())
 }

@@ -419,6 +419,24 @@ impl Store {
         })
     }
 
+    /// Has any row of `r`'s table changed or been deleted after `mark`?
+    pub async fn changed_since(&self, r: &Resource, mark: &str) -> Result<bool, StoreError> {
+        let Some(updated) = r.fields.iter().position(|f| f.updated_at) else {
+            return Ok(true);
+        };
+        if self
+            .scalar(sql::select_changed_after(r, updated, mark))
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        Ok(!self
+            .pairs(sql::select_tombstones(r, mark, None, 1))
+            .await?
+            .is_empty())
+    }
+
     async fn pairs(
         &self,
         stmt: sea_query::SelectStatement,

@@ -265,6 +265,16 @@ pub fn select_key_bound(r: &Resource, max: bool) -> SelectStatement {
     stmt
 }
 
+/// `1` when some row of `r` changed after `mark` (an index lookup).
+pub fn select_changed_after(r: &Resource, updated_at: usize, mark: &str) -> SelectStatement {
+    let mut stmt = Query::select();
+    stmt.from(table(r))
+        .expr(Expr::val(1))
+        .and_where(Expr::col(col(r, updated_at)).gt(mark.to_string()))
+        .limit(1);
+    stmt
+}
+
 pub fn select_one(r: &Resource, fields: &[usize], id: i64, scope: &Scope) -> SelectStatement {
     let mut stmt = Query::select();
     stmt.from(table(r));

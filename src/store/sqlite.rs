@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use sea_query::{Expr, Query, SelectStatement, SqliteQueryBuilder};
 use sea_query_sqlx::SqlxBinder;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
+use sqlx::Sqlite;
 // Every SQL string here comes from sea-query (identifiers from the model,
 // values bound) or is a fixed literal: that is the audit AssertSqlSafe asks for.
 use serde_json::Value;
@@ -104,9 +106,28 @@ pub struct SqliteStore {
 }
 
 /// An open write transaction on the single writer connection.
+///
+/// The transaction is driven with plain `BEGIN IMMEDIATE` / `COMMIT` /
+/// `ROLLBACK` rather than sqlx's transaction manager: when the statement
+/// watchdog interrupts a write, SQLite rolls the transaction back by
+/// itself, sqlx's manager does not know it, and its next `begin` would
+/// open a savepoint inside a transaction that never commits again (every
+/// later write acknowledged and lost). Here a failed or abandoned
+/// transaction is rolled back before the connection returns to the pool,
+/// and a connection found still inside a transaction is closed.
 pub struct SqliteWrite {
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    conn: Option<PoolConnection<Sqlite>>,
     pub now: String,
+}
+
+/// SQLite SQL for the stored text form of a change time given in Unix
+/// microseconds by `micros` (an SQL expression): exactly what
+/// `format_datetime` writes (`2026-01-02T03:04:05.123456Z`).
+pub(super) fn stamp_sql(micros: &str) -> String {
+    format!(
+        "strftime('%Y-%m-%dT%H:%M:%S', ({micros}) / 1000000, 'unixepoch') \
+         || printf('.%06dZ', ({micros}) % 1000000)"
+    )
 }
 
 /// Advances the clock row inside the write transaction and returns the new
@@ -115,12 +136,17 @@ pub struct SqliteWrite {
 /// the wall clock steps back. Being the transaction's first write, it also
 /// takes SQLite's write lock, so the order of change times is the order of
 /// commits. `stamp` is the fixed-width text form every change time is
-/// stored in (`store::format_datetime`), read by the tombstone triggers.
-const ADVANCE_CLOCK: &str = "UPDATE restkit_clock \
-     SET micros = max(micros + 1, ?1), \
-         stamp = strftime('%Y-%m-%dT%H:%M:%S', max(micros + 1, ?1) / 1000000, 'unixepoch') \
-                 || printf('.%06dZ', max(micros + 1, ?1) % 1000000) \
-     WHERE id = 1 RETURNING stamp";
+/// stored in, read by the tombstone triggers.
+fn advance_clock() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "UPDATE restkit_clock SET micros = max(micros + 1, ?1), stamp = {} \
+             WHERE id = 1 RETURNING stamp",
+            stamp_sql("max(micros + 1, ?1)")
+        )
+    })
+}
 
 fn err(e: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(e, None)
@@ -222,13 +248,14 @@ impl SqliteStore {
         Ok(row.map(|row| decode(r, fields, &row)))
     }
 
+    /// The first column of the first row; `None` for no row or NULL.
     pub async fn fetch_scalar(&self, stmt: SelectStatement) -> Result<Option<i64>, StoreError> {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
         let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_one(&self.read)
+            .fetch_optional(&self.read)
             .await
             .map_err(err)?;
-        Ok(row.try_get_unchecked::<Option<i64>, _>(0).ok().flatten())
+        Ok(row.and_then(|row| row.try_get_unchecked::<Option<i64>, _>(0).ok().flatten()))
     }
 
     pub async fn fetch_text(&self, stmt: SelectStatement) -> Result<Option<String>, StoreError> {
@@ -253,18 +280,28 @@ impl SqliteStore {
     }
 
     /// Begins a transaction on the single writer and takes its change time
-    /// from the clock row ([`ADVANCE_CLOCK`]).
+    /// from the clock row ([`advance_clock`]). `BEGIN IMMEDIATE` takes
+    /// SQLite's write lock at once, before the clock is read.
     pub async fn begin_write(&self) -> Result<SqliteWrite, StoreError> {
-        let mut tx = self.write.begin().await.map_err(err)?;
+        let mut conn = self.write.acquire().await.map_err(err)?;
+        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            // Still inside a transaction (it should not be): never reuse it.
+            conn.close_on_drop();
+            return Err(err(e));
+        }
+        let mut tx = SqliteWrite {
+            conn: Some(conn),
+            now: String::new(),
+        };
         let wall = chrono::Utc::now().timestamp_micros();
-        let row = sqlx::query(ADVANCE_CLOCK)
+        let row = sqlx::query(AssertSqlSafe(advance_clock()))
             .bind(wall)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(tx.conn())
             .await
             .map_err(err)?
             .ok_or_else(|| StoreError::Other("the clock row is missing: run migrations".into()))?;
-        let now = row.try_get::<String, _>(0).map_err(err)?;
-        Ok(SqliteWrite { tx, now })
+        tx.now = row.try_get::<String, _>(0).map_err(err)?;
+        Ok(tx)
     }
 
     pub async fn fetch_id_times(
@@ -388,6 +425,12 @@ fn decode(r: &Resource, fields: &[usize], row: &SqliteRow) -> Record {
 }
 
 impl SqliteWrite {
+    fn conn(&mut self) -> &mut SqliteConnection {
+        self.conn
+            .as_deref_mut()
+            .expect("a write transaction holds its connection until commit or drop")
+    }
+
     pub async fn returning(
         &mut self,
         r: &Resource,
@@ -399,7 +442,7 @@ impl SqliteWrite {
             Write::Update(s) => s.build_sqlx(SqliteQueryBuilder),
         };
         let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn())
             .await
             .map_err(|e| StoreError::from_sqlx(e, Some(r)))?;
         Ok(row.map(|row| decode(r, fields, &row)))
@@ -413,7 +456,7 @@ impl SqliteWrite {
     ) -> Result<Option<Record>, StoreError> {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
         let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn())
             .await
             .map_err(|e| StoreError::from_sqlx(e, Some(r)))?;
         Ok(row.map(|row| decode(r, fields, &row)))
@@ -422,7 +465,7 @@ impl SqliteWrite {
     pub async fn insert(&mut self, stmt: sea_query::InsertStatement) -> Result<(), StoreError> {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
         sqlx::query_with(AssertSqlSafe(sql), values)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await
             .map(|_| ())
             .map_err(err)
@@ -436,13 +479,59 @@ impl SqliteWrite {
     ) -> Result<u64, StoreError> {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
         sqlx::query_with(AssertSqlSafe(sql), values)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await
             .map(|done| done.rows_affected())
             .map_err(|e| StoreError::from_sqlx(e, Some(r)))
     }
 
-    pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await.map_err(err)
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        let mut conn = self.conn.take().expect("not yet committed");
+        match sqlx::query("COMMIT").execute(&mut *conn).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // Whatever state the connection is in, do not reuse it:
+                // closing it rolls back what is left.
+                conn.close_on_drop();
+                Err(err(e))
+            }
+        }
+    }
+}
+
+impl Drop for SqliteWrite {
+    /// An abandoned transaction (an error, a 404, a cancelled request) is
+    /// rolled back before its connection serves anyone else: the rollback
+    /// runs while the connection is still held, so the next writer waits
+    /// for it. Without a runtime to run it on, the connection is closed,
+    /// which rolls back too.
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    // Fails harmlessly when SQLite already rolled back.
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    if !in_autocommit(&mut conn).await {
+                        conn.close_on_drop();
+                    }
+                });
+            }
+            Err(_) => conn.close_on_drop(),
+        }
+    }
+}
+
+/// Is the connection outside any transaction?
+async fn in_autocommit(conn: &mut SqliteConnection) -> bool {
+    match conn.lock_handle().await {
+        // SAFETY: a live handle, used on the task that holds its lock;
+        // sqlite3_get_autocommit only reads the connection's state.
+        Ok(mut handle) => unsafe {
+            libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) != 0
+        },
+        Err(_) => false,
     }
 }

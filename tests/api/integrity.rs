@@ -436,28 +436,30 @@ async fn a_filtered_delete_of_20000_rows_reports_every_tombstone() {
     let res = t.delete("/api/items?filter[n][gte]=0").send().await;
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
     assert_eq!(res.json()["deleted"], 20_000);
-    let res = t
-        .get(&format!(
-            "/api/items?timestamp={}&envelope=true",
-            enc(&mark)
-        ))
-        .send()
-        .await;
-    let b = res.json();
-    let ids: HashSet<i64> = b["_meta"]["deleted"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect();
-    assert_eq!(
-        ids.len(),
-        20_000,
-        "one transaction's tombstones are never split"
-    );
-    // Continuing from the header reports nothing twice and misses nothing.
-    let next = res.header("x-sync-timestamp").to_string();
-    assert!(deleted_since(&t, "/api/items", &next).await.is_empty());
+    // The list is cut (never silently capped): following X-Sync-Timestamp
+    // reports every id exactly once.
+    let mut ids = HashSet::new();
+    let mut from = mark;
+    for _ in 0..10 {
+        let res = t
+            .get(&format!(
+                "/api/items?timestamp={}&envelope=true",
+                enc(&from)
+            ))
+            .send()
+            .await;
+        let b = res.json();
+        let page = b["_meta"]["deleted"].as_array().unwrap();
+        assert!(page.len() <= 10_000);
+        for v in page {
+            assert!(ids.insert(v.as_i64().unwrap()), "reported twice: {v}");
+        }
+        from = res.header("x-sync-timestamp").to_string();
+        if page.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(ids.len(), 20_000);
 }
 
 #[tokio::test]
@@ -620,4 +622,122 @@ async fn contradictory_constraints_and_bad_defaults_stop_start_up() {
             .unwrap_or_else(|| panic!("{field} accepted"));
         assert!(err.contains(key), "{field}: {err}");
     }
+}
+
+#[tokio::test]
+async fn a_row_shifted_under_an_offset_reader_is_not_skipped() {
+    let t = TestApp::demo().await;
+    let start = mark_of(&t, "/v1/books").await;
+    for id in 1..=4 {
+        t.patch(&format!("/v1/books/{id}"))
+            .json(json!({"title": format!("changed {id}")}))
+            .send()
+            .await;
+    }
+    let first = t
+        .get(&format!("/v1/books?timestamp={}&per-page=2", enc(&start)))
+        .send()
+        .await;
+    let ids = |r: &crate::helpers::TestResponse| -> Vec<i64> {
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&first), vec![1, 2]);
+    // Book 1 goes away between the pages: page 2 (offset 2) now starts at
+    // book 4, and book 3 is never sent in this traversal …
+    assert_eq!(t.delete("/v1/books/1").send().await.status, 204);
+    let last = t.get(&first.link("next").unwrap()).send().await;
+    assert_eq!(ids(&last), vec![4]);
+    // … so the last page must not let the client move past it.
+    let next = last.header("x-sync-timestamp").to_string();
+    let again = t
+        .get(&format!("/v1/books?timestamp={}&per-page=100", enc(&next)))
+        .send()
+        .await;
+    assert!(ids(&again).contains(&3), "book 3 was skipped for good");
+    // A page URL built by hand (no sync_mark) never advances either.
+    let by_hand = t
+        .get(&format!(
+            "/v1/books?timestamp={}&per-page=2&page=2",
+            enc(&start)
+        ))
+        .send()
+        .await;
+    assert_eq!(by_hand.header("x-sync-timestamp"), start);
+}
+
+#[tokio::test]
+async fn a_cursor_traversal_ends_with_the_first_pages_mark() {
+    let t = TestApp::demo().await;
+    let start = mark_of(&t, "/v1/books").await;
+    for id in 1..=5 {
+        t.patch(&format!("/v1/books/{id}"))
+            .json(json!({"title": format!("changed {id}")}))
+            .send()
+            .await;
+    }
+    let mut page = t
+        .get(&format!(
+            "/v1/books?timestamp={}&limit=2&cursor=",
+            enc(&start)
+        ))
+        .send()
+        .await;
+    let mut seen = 0;
+    loop {
+        seen += page.json().as_array().unwrap().len();
+        match page.link("next") {
+            Some(next) => {
+                // Changes during the traversal do not stop it from ending.
+                t.patch("/v1/books/900")
+                    .json(json!({"year": 1999}))
+                    .send()
+                    .await;
+                page = t.get(&next).send().await;
+            }
+            None => break,
+        }
+    }
+    // Books 1–5, and book 900 when its change landed before its page.
+    assert!((5..=6).contains(&seen), "{seen}");
+    let end = page.header("x-sync-timestamp").to_string();
+    assert!(end > start);
+    // Book 900 changed after the first page's mark: the next sync has it.
+    let after = t
+        .get(&format!("/v1/books?timestamp={}", enc(&end)))
+        .send()
+        .await
+        .json();
+    assert!(after.as_array().unwrap().iter().any(|b| b["id"] == 900));
+}
+
+#[tokio::test]
+async fn a_delete_made_outside_restkit_is_still_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = TestApp::from_app(open_at(&dir, MANY).await.unwrap());
+    for n in 0..3 {
+        t.post("/api/items").json(json!({"n": n})).send().await;
+    }
+    let mark = mark_of(&t, "/api/items").await;
+    // Another program deletes a row straight in the database file.
+    let url = format!("sqlite://{}", dir.path().join("m.db").display());
+    let other = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("DELETE FROM items WHERE id = 2")
+        .execute(&other)
+        .await
+        .unwrap();
+    other.close().await;
+    assert_eq!(deleted_since(&t, "/api/items", &mark).await, vec![2]);
+}
+
+#[tokio::test]
+async fn a_unique_field_with_a_default_stops_start_up() {
+    let toml = format!("{V1}slug = {{ type = \"string\", unique = true, default = \"x\" }}\n");
+    let dir = tempfile::tempdir().unwrap();
+    let err = open_at(&dir, &toml).await.err().expect("refused");
+    assert!(err.contains("fields.slug.default"), "{err}");
 }

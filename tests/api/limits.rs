@@ -198,9 +198,22 @@ async fn a_write_past_the_statement_timeout_is_stopped_and_rolled_back() {
         let res = t.get(&format!("/api/items/{id}")).send().await;
         assert_eq!(res.status, 200, "item {id}");
     }
-    // The writer is free again.
-    let res = t.post("/api/items").json(json!({"n": 1})).send().await;
-    assert_eq!(res.status, 201);
+    // The writer is free again, and its transactions really commit: an
+    // abandoned transaction (a 404 PATCH) after the interrupted one must
+    // not leave later writes inside a transaction that never ends.
+    let res = t
+        .patch("/api/items/999999")
+        .json(json!({"n": 2}))
+        .send()
+        .await;
+    assert_eq!(res.status, 404);
+    for n in 0..3 {
+        let res = t.post("/api/items").json(json!({"n": n})).send().await;
+        assert_eq!(res.status, 201);
+        let id = res.json()["id"].as_i64().unwrap();
+        let seen = t.get(&format!("/api/items/{id}")).send().await;
+        assert_eq!(seen.status, 200, "a reader sees the committed row {id}");
+    }
 }
 
 #[tokio::test]
