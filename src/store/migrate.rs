@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use super::sql::{CLOCK, TOMBSTONES};
 use super::sqlite::SqliteStore;
-use super::StoreError;
+use super::{Dialect, StoreError};
 use crate::model::{ApiModel, Field, FieldType, Module, Resource};
 
 fn column_def(f: &Field) -> ColumnDef {
@@ -58,36 +58,6 @@ fn default_value(ty: FieldType, d: &Value) -> Option<sea_query::Value> {
     match d {
         Value::Null => None,
         v => Some(super::to_sql_value(ty, v)),
-    }
-}
-
-/// SQLite's type affinity of a declared column type (§3.1 of its
-/// datatype documentation).
-fn affinity(declared: &str) -> &'static str {
-    let t = declared.to_ascii_uppercase();
-    if t.contains("INT") {
-        "INTEGER"
-    } else if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") {
-        "TEXT"
-    } else if t.contains("BLOB") || t.is_empty() {
-        "BLOB"
-    } else if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") {
-        "REAL"
-    } else {
-        "NUMERIC"
-    }
-}
-
-/// Can a column of this affinity hold the field's values as declared,
-/// without SQLite converting them on the way in or restkit on the way out?
-fn fits(ty: FieldType, affinity: &str) -> bool {
-    match ty {
-        FieldType::Integer | FieldType::Boolean => {
-            matches!(affinity, "INTEGER" | "NUMERIC" | "BLOB")
-        }
-        FieldType::Number => matches!(affinity, "REAL" | "NUMERIC" | "INTEGER" | "BLOB"),
-        FieldType::String | FieldType::Json => matches!(affinity, "TEXT" | "BLOB"),
-        FieldType::DateTime => matches!(affinity, "TEXT" | "BLOB" | "NUMERIC"),
     }
 }
 
@@ -134,8 +104,8 @@ fn plan(
                 .find(|(c, _)| c.eq_ignore_ascii_case(&f.column))
             {
                 Some((_, declared)) => {
-                    let a = affinity(declared);
-                    if !f.primary_key && !fits(f.ty, a) {
+                    let d = Dialect::Sqlite;
+                    if !f.primary_key && !d.column_fits(f.ty, declared) {
                         return Err(StoreError::Schema(format!(
                             "{}{} field '{}': declared {}, but column {}.{} has type {} ({} affinity); \
                              restkit will not reinterpret stored values — migrate the column's data \
@@ -147,7 +117,7 @@ fn plan(
                             r.table,
                             f.column,
                             if declared.is_empty() { "(none)" } else { declared },
-                            a
+                            d.column_class(declared)
                         )));
                     }
                 }
@@ -237,7 +207,7 @@ fn tombstone_trigger(table: &str, pk_column: &str) -> String {
          INSERT INTO {TOMBSTONES} (table_name, record_id, deleted_at) \
          VALUES ('{table}', OLD.\"{pk_column}\", (SELECT stamp FROM {CLOCK} WHERE id = 1)); END",
         name = trigger_name(table),
-        stamp = super::sqlite::stamp_sql("micros + 1"),
+        stamp = Dialect::Sqlite.stamp_sql("micros + 1"),
     )
 }
 
@@ -331,21 +301,4 @@ async fn run(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreError> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn affinities_follow_sqlite_rules() {
-        assert_eq!(affinity("bigint"), "INTEGER");
-        assert_eq!(affinity("VARCHAR(200)"), "TEXT");
-        assert_eq!(affinity("double"), "REAL");
-        assert_eq!(affinity("boolean"), "NUMERIC");
-        assert_eq!(affinity(""), "BLOB");
-        assert!(!fits(FieldType::Integer, "TEXT"));
-        assert!(fits(FieldType::String, "TEXT"));
-        assert!(!fits(FieldType::String, "INTEGER"));
-    }
 }

@@ -10,12 +10,15 @@
 //! [`Backend`], so adding PostgreSQL adds an arm here and a sibling of
 //! `sqlite.rs`, and nothing above this module changes.
 
+pub mod dialect;
 pub mod migrate;
 pub mod own;
 pub mod sql;
 pub mod sqlite;
 
 use serde_json::{Map, Value};
+
+pub use dialect::Dialect;
 
 use crate::model::{FieldType, Resource};
 
@@ -123,25 +126,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn from_sqlx(e: sqlx::Error, r: Option<&Resource>) -> StoreError {
+    fn from_sqlx(d: Dialect, e: sqlx::Error, r: Option<&Resource>) -> StoreError {
         match &e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 StoreError::Unavailable(e.to_string())
             }
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                let msg = db.message();
-                let field = r.and_then(|r| {
-                    r.fields
-                        .iter()
-                        .find(|f| {
-                            msg.ends_with(&format!(".{}", f.column))
-                                || msg.contains(&format!(".{},", f.column))
-                                || db.constraint().is_some_and(|c| c.contains(&f.column))
-                        })
-                        .map(|f| f.name.clone())
-                });
-                StoreError::Unique { field }
-            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Unique {
+                field: r.and_then(|r| d.unique_field(r, db.message(), db.constraint())),
+            },
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::ForeignKey,
             // SQLITE_INTERRUPT: the statement watchdog stopped it.
             sqlx::Error::Database(db) if db.code().as_deref() == Some("9") => StoreError::Timeout,
@@ -162,6 +154,12 @@ pub enum WriteTx {
 }
 
 impl WriteTx {
+    fn dialect(&self) -> Dialect {
+        match self {
+            WriteTx::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
     /// This transaction's change time (stored form): strictly later than
     /// every change committed before it, by any instance.
     pub fn now(&self) -> &str {
@@ -254,7 +252,8 @@ impl WriteTx {
         r: &Resource,
         s: &Selection<'_>,
     ) -> Result<u64, StoreError> {
-        self.execute(r, sql::delete_where(r, s)).await
+        self.execute(r, sql::delete_where(self.dialect(), r, s))
+            .await
     }
 
     async fn execute(
@@ -321,6 +320,13 @@ impl Store {
         )))
     }
 
+    /// The SQL dialect of the connected database.
+    pub fn dialect(&self) -> Dialect {
+        match &self.backend {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
     /// `SELECT 1`: is the database reachable?
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &self.backend {
@@ -329,7 +335,7 @@ impl Store {
     }
 
     pub async fn list(&self, r: &Resource, q: &ListQuery<'_>) -> Result<Vec<Record>, StoreError> {
-        let stmt = sql::select_list(r, q);
+        let stmt = sql::select_list(self.dialect(), r, q);
         match &self.backend {
             Backend::Sqlite(s) => s.fetch_all(r, q.fields, stmt).await,
         }
@@ -337,7 +343,7 @@ impl Store {
 
     /// Exact count of the selection.
     pub async fn count(&self, r: &Resource, s: &Selection<'_>) -> Result<u64, StoreError> {
-        self.scalar(sql::select_count(r, s))
+        self.scalar(sql::select_count(self.dialect(), r, s))
             .await
             .map(|n| n.unwrap_or(0).max(0) as u64)
     }
@@ -347,7 +353,12 @@ impl Store {
     /// it at once), else the bound itself, reported as an estimate.
     pub async fn estimate(&self, r: &Resource, s: &Selection<'_>) -> Result<Count, StoreError> {
         let capped = self
-            .scalar(sql::select_count_capped(r, s, ESTIMATE_EXACT_UP_TO + 1))
+            .scalar(sql::select_count_capped(
+                self.dialect(),
+                r,
+                s,
+                ESTIMATE_EXACT_UP_TO + 1,
+            ))
             .await?
             .unwrap_or(0)
             .max(0) as u64;

@@ -25,7 +25,7 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::sql::Write;
-use super::{Record, StoreError};
+use super::{Dialect, Record, StoreError};
 use crate::model::{FieldType, Resource};
 
 mod watchdog {
@@ -120,16 +120,6 @@ pub struct SqliteWrite {
     pub now: String,
 }
 
-/// SQLite SQL for the stored text form of a change time given in Unix
-/// microseconds by `micros` (an SQL expression): exactly what
-/// `format_datetime` writes (`2026-01-02T03:04:05.123456Z`).
-pub(super) fn stamp_sql(micros: &str) -> String {
-    format!(
-        "strftime('%Y-%m-%dT%H:%M:%S', ({micros}) / 1000000, 'unixepoch') \
-         || printf('.%06dZ', ({micros}) % 1000000)"
-    )
-}
-
 /// Advances the clock row inside the write transaction and returns the new
 /// change time: `max(last + 1 µs, wall clock)`, so times strictly increase
 /// even within one microsecond, across processes sharing the file, and if
@@ -143,13 +133,13 @@ fn advance_clock() -> &'static str {
         format!(
             "UPDATE restkit_clock SET micros = max(micros + 1, ?1), stamp = {} \
              WHERE id = 1 RETURNING stamp",
-            stamp_sql("max(micros + 1, ?1)")
+            Dialect::Sqlite.stamp_sql("max(micros + 1, ?1)")
         )
     })
 }
 
 fn err(e: sqlx::Error) -> StoreError {
-    StoreError::from_sqlx(e, None)
+    StoreError::from_sqlx(Dialect::Sqlite, e, None)
 }
 
 impl SqliteStore {
@@ -444,7 +434,7 @@ impl SqliteWrite {
         let row = sqlx::query_with(AssertSqlSafe(sql), values)
             .fetch_optional(self.conn())
             .await
-            .map_err(|e| StoreError::from_sqlx(e, Some(r)))?;
+            .map_err(|e| StoreError::from_sqlx(Dialect::Sqlite, e, Some(r)))?;
         Ok(row.map(|row| decode(r, fields, &row)))
     }
 
@@ -458,7 +448,7 @@ impl SqliteWrite {
         let row = sqlx::query_with(AssertSqlSafe(sql), values)
             .fetch_optional(self.conn())
             .await
-            .map_err(|e| StoreError::from_sqlx(e, Some(r)))?;
+            .map_err(|e| StoreError::from_sqlx(Dialect::Sqlite, e, Some(r)))?;
         Ok(row.map(|row| decode(r, fields, &row)))
     }
 
@@ -482,7 +472,7 @@ impl SqliteWrite {
             .execute(self.conn())
             .await
             .map(|done| done.rows_affected())
-            .map_err(|e| StoreError::from_sqlx(e, Some(r)))
+            .map_err(|e| StoreError::from_sqlx(Dialect::Sqlite, e, Some(r)))
     }
 
     pub async fn commit(mut self) -> Result<(), StoreError> {
