@@ -300,21 +300,15 @@ async fn a_runaway_query_is_cancelled_and_answered_503() {
         form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>()
     );
 
+    // Without a limit the same query completes …
     let unbounded = big_table("0s").await;
-    let started = std::time::Instant::now();
     let res = unbounded.get(&uri).send().await;
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
-    let natural = started.elapsed();
-
+    // … with one it is cancelled and answered 503 (how long either takes is
+    // the benchmark's business, not a test's).
     let t = big_table("5ms").await;
-    let started = std::time::Instant::now();
     let res = t.get(&uri).send().await;
-    let cancelled_after = started.elapsed();
     assert_problem(&res, 503, "QUERY_TIMEOUT");
-    assert!(
-        cancelled_after < natural,
-        "cancelled after {cancelled_after:?}, the query alone takes {natural:?}"
-    );
     // Cheap statements are untouched and the app keeps serving.
     assert_eq!(
         t.get("/api/rows/7").send().await.json()["text"],

@@ -8,6 +8,7 @@ mod cli;
 mod controller;
 mod crud;
 mod errors;
+mod fuzz;
 mod helpers;
 mod integrity;
 mod limits;
