@@ -1,44 +1,74 @@
 #!/usr/bin/env bash
 # Loads restkit's demo and a hand-written axum + sqlx baseline (same SQLite
-# file, same pragmas and pool size) with wrk, one after the other, and
+# file, same pragmas and pool sizes) with wrk, one after the other, and
 # prints requests/s, p99 latency and restkit/baseline ratios.
 #
 #   bench/run.sh [SECONDS_PER_ROUND] [CONNECTIONS] [ROUNDS]
 #
+#   BENCH_ROWS=10000    books in the table (the demo seeds 1,000; the rest
+#                       are generated); BENCH_ROWS=1000000 for a large table
+#   BENCH_LOG=info      restkit's request log level (info: one line per
+#                       request, as in production)
+#   BENCH_RESTKIT=path    a restkit binary to measure instead of this tree's
+#                       (to compare two versions against the same baseline)
+#
 # restkit and the baseline alternate in short rounds so both see the same
 # machine noise; the figures are medians over rounds, the ratio the median
-# of per-round ratios.
+# of per-round ratios. POST runs last (it grows the table).
 #
-# Needs wrk (apt-get install wrk). Talks only to 127.0.0.1. The machine is
-# shared and noisy: read the ratios, not the absolute numbers.
+# Needs wrk (apt-get install wrk) and python3. Talks only to 127.0.0.1. The
+# machine is shared and noisy: read the ratios, not the absolute numbers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-3}
 CONNS=${2:-32}
 ROUNDS=${3:-5}
-EXTRA_PATHS=(
-  "/v1/books?q=(author:Author%207)&fields=id,title&sort=-year&limit=20"
-  "/v1/books?q=(author:Author%207)&fields=id,title&sort=-year&limit=20&envelope=true"
-)
+ROWS=${BENCH_ROWS:-10000}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
 cargo build --release --quiet --bin restkit --example bench_baseline
+BIN=${BENCH_RESTKIT:-$PWD/target/release/restkit}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-( cd "$work" && RUST_LOG=${BENCH_LOG:-info} exec "$OLDPWD/target/release/restkit" serve --bind 127.0.0.1:18080 >/dev/null 2>&1 ) &
+( cd "$work" && RUST_LOG=${BENCH_LOG:-info} exec "$BIN" serve --bind 127.0.0.1:18080 >/dev/null 2>&1 ) &
 wait_for() {
   for _ in $(seq 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done
   echo "no answer from $1" >&2; exit 1
 }
 wait_for 127.0.0.1:18080/health
+
+# Grow the seeded table to ROWS books, in the demo's pattern (author K =
+# N mod 50, year 1950 + N mod 70), through SQLite itself.
+python3 - "$work/restkit-demo.db" "$ROWS" <<'PY'
+import sqlite3, sys
+db, rows = sys.argv[1], int(sys.argv[2])
+c = sqlite3.connect(db, timeout=30)
+have = c.execute("SELECT COUNT(*) FROM books").fetchone()[0]
+now = "2026-01-01T00:00:00.000000Z"
+def gen():
+    for n in range(have + 1, rows + 1):
+        yield (n, f"Book {n}", f"Author {n % 50}", 1950 + n % 70, f"978-1-{n:08d}", now, now)
+c.executemany("INSERT INTO books (id, title, author_name, year, isbn, created_at, update_time)"
+              " VALUES (?, ?, ?, ?, ?, ?, ?)", gen())
+c.commit()
+c.execute("ANALYZE")
+print(f"books: {c.execute('SELECT COUNT(*) FROM books').fetchone()[0]}", file=sys.stderr)
+PY
+
 target/release/examples/bench_baseline 127.0.0.1:18081 "$work/restkit-demo.db" &
 wait_for 127.0.0.1:18081/v1/books/3
+
+cat >"$work/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"title":"Benchmark","author":"Writer","year":2001}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
 
 # wrk: "Requests/sec: N" and, with --latency, "99% N(us|ms|s)" (in ms here).
 measure() {
   local out
-  out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$1")
+  out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$@")
   awk '/Requests\/sec/ {rps=$2}
        $1 == "99%" {v=$2; u=v; gsub(/[0-9.]/, "", u); gsub(/[a-z]/, "", v);
                     p99 = (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v}
@@ -47,19 +77,26 @@ measure() {
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
-echo "rounds=$ROUNDS x ${DURATION}s per server, $CONNS connections; medians over rounds"
-printf '%-44s %11s %9s %12s %9s %7s\n' "endpoint" "restkit r/s" "p99 ms" "baseline r/s" "p99 ms" "ratio"
-for path in "/v1/books/3" "/v1/books?limit=20&offset=100" "${EXTRA_PATHS[@]}"; do
-  curl -sf "127.0.0.1:18080$path" >/dev/null; curl -sf "127.0.0.1:18081$path" >/dev/null || true
+echo "books=$ROWS rounds=$ROUNDS x ${DURATION}s per server, $CONNS connections; medians over rounds"
+printf '%-52s %11s %9s %12s %9s %7s\n' "endpoint" "restkit r/s" "p99 ms" "baseline r/s" "p99 ms" "ratio"
+run() {
+  local label=$1 path=$2; shift 2
   : >"$work/r"; : >"$work/b"; : >"$work/ratio"
   for _ in $(seq "$ROUNDS"); do
-    read -r r_rps r_p99 < <(measure "http://127.0.0.1:18080$path")
-    read -r b_rps b_p99 < <(measure "http://127.0.0.1:18081$path")
+    read -r r_rps r_p99 < <(measure "$@" "http://127.0.0.1:18080$path")
+    read -r b_rps b_p99 < <(measure "$@" "http://127.0.0.1:18081$path")
     echo "$r_rps $r_p99" >>"$work/r"; echo "$b_rps $b_p99" >>"$work/b"
     awk -v a="$r_rps" -v b="$b_rps" 'BEGIN {printf "%.3f\n", a / b}' >>"$work/ratio"
   done
-  printf '%-44s %11s %9s %12s %9s %7s\n' "GET $path" \
+  printf '%-52s %11s %9s %12s %9s %7s\n' "$label" \
     "$(cut -d' ' -f1 "$work/r" | median)" "$(cut -d' ' -f2 "$work/r" | median)" \
     "$(cut -d' ' -f1 "$work/b" | median)" "$(cut -d' ' -f2 "$work/b" | median)" \
     "$(median <"$work/ratio")"
+}
+for path in "/v1/books/3" "/v1/books?limit=20&offset=100" \
+            "/v1/books?filter%5Bauthor%5D=Author%207&limit=20" \
+            "/v1/books?q=(author:Author%207)&fields=id,title&sort=-year&limit=20"; do
+  curl -sf "127.0.0.1:18080$path" >/dev/null; curl -sf "127.0.0.1:18081$path" >/dev/null
+  run "GET $path" "$path"
 done
+run "POST /v1/books" "/v1/books" -s "$work/post.lua"

@@ -1,7 +1,9 @@
 //! Baseline for `bench/run.sh`: what a careful developer would hand-write
-//! with axum + sqlx for the two benchmarked endpoints, over the same
-//! SQLite file restkit serves (same pragmas, same pool size, same JSON and
-//! pagination headers). restkit's figures are quoted as a ratio of these.
+//! with axum + sqlx for the benchmarked endpoints — one book, a page with
+//! its count, an equality-filtered page, the search, and a create — over
+//! the same SQLite file restkit serves (same pragmas, same pool size, a
+//! single writer, same JSON and pagination headers). restkit's figures are
+//! quoted as a ratio of these.
 //!
 //! Usage: bench_baseline ADDR DATABASE_FILE
 
@@ -50,6 +52,9 @@ async fn one(State(pool): State<SqlitePool>, Path(id): Path<i64>) -> Response {
 struct Page {
     limit: Option<i64>,
     offset: Option<i64>,
+    /// `filter[author]=NAME`: the equality filter.
+    #[serde(rename = "filter[author]")]
+    author: Option<String>,
     /// Only the benchmarked search: `(author:NAME)`, answered as
     /// `fields=id,title&sort=-year` would be.
     q: Option<String>,
@@ -70,7 +75,7 @@ async fn by_author(pool: SqlitePool, author: String, limit: i64, envelope: bool)
     .bind(&author)
     .bind(limit)
     .fetch_all(&pool);
-    let count = sqlx::query_scalar::<_, i64>("SELECT COUNT(id) FROM books WHERE author_name = ?")
+    let count = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM books WHERE author_name = ?")
         .bind(&author)
         .fetch_one(&pool);
     let (rows, total) = match tokio::try_join!(rows, count) {
@@ -100,12 +105,29 @@ async fn list(State(pool): State<SqlitePool>, Query(p): Query<Page>) -> Response
         return by_author(pool, author.to_string(), limit, p.envelope.unwrap_or(false)).await;
     }
     let offset = p.offset.unwrap_or(0).max(0);
-    let sql = format!("SELECT {COLUMNS} FROM books ORDER BY id LIMIT ? OFFSET ?");
-    let rows = sqlx::query_as::<_, Book>(sqlx::AssertSqlSafe(sql))
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&pool);
-    let count = sqlx::query_scalar::<_, i64>("SELECT COUNT(id) FROM books").fetch_one(&pool);
+    let (rows, count) = match &p.author {
+        Some(author) => (
+            sqlx::query_as::<_, Book>(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM books WHERE author_name = ? ORDER BY id LIMIT ? OFFSET ?"
+            )))
+            .bind(author.clone())
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&pool),
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM books WHERE author_name = ?")
+                .bind(author.clone())
+                .fetch_one(&pool),
+        ),
+        None => (
+            sqlx::query_as::<_, Book>(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM books ORDER BY id LIMIT ? OFFSET ?"
+            )))
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&pool),
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM books").fetch_one(&pool),
+        ),
+    };
     let (rows, total) = match tokio::try_join!(rows, count) {
         Ok(x) => x,
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
@@ -125,6 +147,62 @@ async fn list(State(pool): State<SqlitePool>, Query(p): Query<Page>) -> Response
     (h, Json(rows)).into_response()
 }
 
+#[derive(Deserialize)]
+struct NewBook {
+    title: String,
+    author: String,
+    year: Option<i64>,
+}
+
+#[derive(Clone)]
+struct Pools {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+/// A create as a careful developer writes it: check the two required
+/// strings, insert in a transaction, return 201 with Location and the row.
+async fn create(State(p): State<Pools>, headers: HeaderMap, Json(b): Json<NewBook>) -> Response {
+    if b.title.is_empty() || b.title.len() > 200 || b.author.is_empty() || b.author.len() > 200 {
+        return StatusCode::UNPROCESSABLE_ENTITY.into_response();
+    }
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let mut tx = match p.write.begin().await {
+        Ok(tx) => tx,
+        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    };
+    let sql = format!(
+        "INSERT INTO books (title, author_name, year, created_at, update_time) \
+         VALUES (?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+    );
+    let book = match sqlx::query_as::<_, Book>(sqlx::AssertSqlSafe(sql))
+        .bind(&b.title)
+        .bind(&b.author)
+        .bind(b.year)
+        .bind(&now)
+        .bind(&now)
+        .fetch_one(&mut *tx)
+        .await
+    {
+        Ok(book) => book,
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    if tx.commit().await.is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("http://{host}/v1/books/{}", book.id)) {
+        h.insert("location", v);
+    }
+    (StatusCode::CREATED, h, Json(book)).into_response()
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -133,16 +211,29 @@ async fn main() {
         .unwrap()
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
-        .read_only(true);
-    let pool = SqlitePoolOptions::new()
+        .busy_timeout(std::time::Duration::from_secs(5));
+    let read = SqlitePoolOptions::new()
         .max_connections(8)
+        .test_before_acquire(false)
+        .connect_with(opts.clone().read_only(true))
+        .await
+        .unwrap();
+    let write = SqlitePoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
         .connect_with(opts)
         .await
         .unwrap();
     let app = Router::new()
-        .route("/v1/books", get(list))
-        .route("/v1/books/{id}", get(one))
-        .with_state(pool);
+        .route(
+            "/v1/books",
+            get(|State(p): State<Pools>, q| list(State(p.read), q)).post(create),
+        )
+        .route(
+            "/v1/books/{id}",
+            get(|State(p): State<Pools>, id| one(State(p.read), id)),
+        )
+        .with_state(Pools { read, write });
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     axum::serve(listener, app).await.unwrap();
 }

@@ -46,6 +46,11 @@ pub struct Within {
 }
 
 impl Scope {
+    /// No condition at all.
+    pub fn is_empty(&self) -> bool {
+        self.equal.is_empty() && self.within.is_empty()
+    }
+
     pub fn and(mut self, field: usize, value: Value) -> Scope {
         self.equal.push((field, value));
         self
