@@ -397,13 +397,6 @@ impl TableController {
             _ => None,
         };
         let since = self.since_text(q);
-        // The sync mark is read before the page: any change committed
-        // later has a later time, so the next request sees it.
-        let mark = if r.sync {
-            Some(cx.store.sync_mark().await?)
-        } else {
-            None
-        };
         let selection = Selection {
             scope,
             filter: q.filter.as_ref(),
@@ -435,7 +428,17 @@ impl TableController {
                 CountMode::None => Ok(None),
             }
         };
-        let (mut records, total) = tokio::try_join!(cx.store.list(r, &list), count)?;
+        // A sync resource reads its mark with the page, in one statement
+        // and one snapshot: any change the page does not show is later.
+        let page = async {
+            if r.sync {
+                let (mark, records) = cx.store.list_with_mark(r, &list).await?;
+                Ok::<_, StoreError>((Some(mark), records))
+            } else {
+                Ok((None, cx.store.list(r, &list).await?))
+            }
+        };
+        let ((mark, mut records), total) = tokio::try_join!(page, count)?;
         let has_more = probe && records.len() as u64 > limit;
         records.truncate(limit as usize);
         let next_cursor = match (cursor, has_more, records.last()) {

@@ -346,6 +346,20 @@ impl Store {
         }
     }
 
+    /// A page of a sync resource and the sync mark, from one snapshot: every
+    /// change the page does not show has a later time than the mark.
+    pub async fn list_with_mark(
+        &self,
+        r: &Resource,
+        q: &ListQuery<'_>,
+    ) -> Result<(String, Vec<Record>), StoreError> {
+        let stmt = sql::select_list_with_mark(self.dialect(), r, q);
+        let (mark, records) = match &self.backend {
+            Backend::Sqlite(s) => s.fetch_all_with_mark(r, q.fields, stmt).await?,
+        };
+        Ok((mark.unwrap_or_else(|| EPOCH.to_string()), records))
+    }
+
     /// Exact count of the selection.
     pub async fn count(&self, r: &Resource, s: &Selection<'_>) -> Result<u64, StoreError> {
         self.scalar(sql::select_count(self.dialect(), r, s))
@@ -390,20 +404,6 @@ impl Store {
         }
     }
 
-    async fn text(&self, stmt: sea_query::SelectStatement) -> Result<Option<String>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.fetch_text(stmt).await,
-        }
-    }
-
-    /// The latest committed change time (stored form): every change not
-    /// yet committed, of any table, gets a later one. Read it *before*
-    /// reading a page, and a client that asks for changes after it misses
-    /// nothing (§6.7).
-    pub async fn sync_mark(&self) -> Result<String, StoreError> {
-        let mark = self.text(sql::select_clock()).await?;
-        Ok(mark.unwrap_or_else(|| EPOCH.to_string()))
-    }
 
     /// Ids of `r` deleted after `since`, oldest first. At most about
     /// `cap`: past it, the list ends with the whole group of deletions

@@ -12,7 +12,7 @@
 
 use sea_query::{
     Alias, Condition, ConditionalStatement, DeleteStatement, Expr, ExprTrait, InsertStatement,
-    NullOrdering, Order, Query, SelectStatement, UpdateStatement, WindowStatement,
+    JoinType, NullOrdering, Order, Query, SelectStatement, UpdateStatement, WindowStatement,
 };
 use serde_json::Value;
 
@@ -244,6 +244,51 @@ pub fn select_list(d: Dialect, r: &Resource, q: &ListQuery<'_>) -> SelectStateme
     stmt
 }
 
+/// The page of [`select_list`] and the committed change time, read by one
+/// statement, so both come from one snapshot: every change the page does
+/// not show is later than the stamp (§6.7), at no extra round trip.
+///
+/// `SELECT c.stamp, p.… FROM restkit_clock c LEFT JOIN (page) p ON 1 = 1
+/// WHERE c.id = 1 ORDER BY p.…`: the first column is the stamp; an empty
+/// page is one row whose page columns are NULL.
+pub fn select_list_with_mark(d: Dialect, r: &Resource, q: &ListQuery<'_>) -> SelectStatement {
+    let keys = full_order(r, &q.sort);
+    // The page must also carry the order's columns for the outer ORDER BY.
+    let mut inner_fields = q.fields.to_vec();
+    for k in &keys {
+        if !inner_fields.contains(&k.field) {
+            inner_fields.push(k.field);
+        }
+    }
+    let page = select_list(
+        d,
+        r,
+        &ListQuery {
+            fields: &inner_fields,
+            ..q.clone()
+        },
+    );
+    let clock = Alias::new(CLOCK);
+    let p = Alias::new("restkit_page");
+    let mut stmt = Query::select();
+    stmt.column((clock.clone(), Alias::new("stamp")));
+    for f in q.fields {
+        stmt.column((p.clone(), col(r, *f)));
+    }
+    stmt.from(clock.clone())
+        .join_subquery(JoinType::LeftJoin, page, p.clone(), Expr::val(1).eq(1))
+        .and_where(Expr::col((clock, Alias::new("id"))).eq(1));
+    for k in &keys {
+        let (o, n) = if k.descending {
+            (Order::Desc, NullOrdering::Last)
+        } else {
+            (Order::Asc, NullOrdering::First)
+        };
+        stmt.order_by_with_nulls((p.clone(), col(r, k.field)), o, n);
+    }
+    stmt
+}
+
 pub fn select_count(d: Dialect, r: &Resource, s: &Selection<'_>) -> SelectStatement {
     let mut stmt = Query::select();
     // `COUNT(*)`, not `COUNT(id)`: SQLite answers the former from the
@@ -455,15 +500,6 @@ pub const TOMBSTONES: &str = "restkit_tombstones";
 /// restkit's change clock: one row holding the latest change time handed
 /// out (`micros`, and `stamp`, its stored text form).
 pub const CLOCK: &str = "restkit_clock";
-
-/// The latest committed change time.
-pub fn select_clock() -> SelectStatement {
-    let mut stmt = Query::select();
-    stmt.from(Alias::new(CLOCK))
-        .column(Alias::new("stamp"))
-        .and_where(Expr::col(Alias::new("id")).eq(1));
-    stmt
-}
 
 /// (id, deletion time) of rows of `r` deleted after `since` and, when
 /// given, not after `upto`; oldest first, at most `limit`.

@@ -224,6 +224,42 @@ impl SqliteStore {
         Ok(rows.iter().map(|row| decode(r, fields, row)).collect())
     }
 
+    /// Rows of [`super::sql::select_list_with_mark`]: the stamp in the first
+    /// column, then `fields`; a row whose primary key is NULL is the empty
+    /// page's placeholder.
+    pub async fn fetch_all_with_mark(
+        &self,
+        r: &Resource,
+        fields: &[usize],
+        stmt: SelectStatement,
+    ) -> Result<(Option<String>, Vec<Record>), StoreError> {
+        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_all(&self.read)
+            .await
+            .map_err(err)?;
+        let mark = rows
+            .first()
+            .and_then(|row| row.try_get_unchecked::<Option<String>, _>(0).ok().flatten());
+        let pk = fields
+            .iter()
+            .position(|f| *f == r.primary_key)
+            .map(|i| i + 1);
+        let records = rows
+            .iter()
+            .filter(|row| {
+                pk.is_none_or(|i| {
+                    row.try_get_unchecked::<Option<i64>, _>(i)
+                        .ok()
+                        .flatten()
+                        .is_some()
+                })
+            })
+            .map(|row| decode_from(r, fields, row, 1))
+            .collect();
+        Ok((mark, records))
+    }
+
     pub async fn fetch_optional(
         &self,
         r: &Resource,
@@ -248,14 +284,6 @@ impl SqliteStore {
         Ok(row.and_then(|row| row.try_get_unchecked::<Option<i64>, _>(0).ok().flatten()))
     }
 
-    pub async fn fetch_text(&self, stmt: SelectStatement) -> Result<Option<String>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_one(&self.read)
-            .await
-            .map_err(err)?;
-        Ok(row.try_get_unchecked::<Option<String>, _>(0).ok().flatten())
-    }
 
     pub async fn fetch_ids(&self, stmt: SelectStatement) -> Result<Vec<i64>, StoreError> {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
@@ -379,8 +407,14 @@ impl SqliteStore {
 /// Builds a record from a row whose columns are `fields`, in order. SQLite
 /// is dynamically typed, so values are decoded by the declared type, leniently.
 fn decode(r: &Resource, fields: &[usize], row: &SqliteRow) -> Record {
+    decode_from(r, fields, row, 0)
+}
+
+/// As [`decode`], the fields starting at column `first`.
+fn decode_from(r: &Resource, fields: &[usize], row: &SqliteRow, first: usize) -> Record {
     let mut rec = Record::with_capacity(fields.len());
     for (i, &f) in fields.iter().enumerate() {
+        let i = i + first;
         let field = &r.fields[f];
         let v = match field.ty {
             FieldType::Integer => row
