@@ -404,7 +404,6 @@ impl Store {
         }
     }
 
-
     /// Ids of `r` deleted after `since`, oldest first. At most about
     /// `cap`: past it, the list ends with the whole group of deletions
     /// sharing the last reported time, and that time is returned as the

@@ -436,22 +436,12 @@ pub fn update(
     fields: &[usize],
     now: &str,
 ) -> UpdateStatement {
-    let mut stmt = Query::update();
-    stmt.table(table(r));
-    for (f, v) in values {
-        stmt.value(col(r, *f), val(r, *f, v));
-    }
-    for (i, f) in r.fields.iter().enumerate() {
-        if f.updated_at {
-            stmt.value(col(r, i), now.to_string());
-        }
-    }
+    let mut stmt = update_where(r, scope, values, now);
     if values.is_empty() && r.updated_at().is_none() {
         // A no-op update still has to touch the row to return it.
         stmt.value(col(r, r.primary_key), Expr::col(col(r, r.primary_key)));
     }
     stmt.and_where(Expr::col(col(r, r.primary_key)).eq(id));
-    restrict(&mut stmt, scope_condition(r, scope));
     stmt.returning(Query::returning().columns(fields.iter().map(|f| col(r, *f))));
     stmt
 }

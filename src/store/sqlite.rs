@@ -284,19 +284,6 @@ impl SqliteStore {
         Ok(row.and_then(|row| row.try_get_unchecked::<Option<i64>, _>(0).ok().flatten()))
     }
 
-
-    pub async fn fetch_ids(&self, stmt: SelectStatement) -> Result<Vec<i64>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_all(&self.read)
-            .await
-            .map_err(err)?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| r.try_get_unchecked::<i64, _>(0).ok())
-            .collect())
-    }
-
     /// Begins a transaction on the single writer and takes its change time
     /// from the clock row ([`advance_clock`]). `BEGIN IMMEDIATE` takes
     /// SQLite's write lock at once, before the clock is read.

@@ -299,6 +299,18 @@ async fn concurrent_patches_of_different_fields_both_stay() {
     }
 }
 
+/// Changes the title of each book in `ids`.
+async fn retitle(t: &TestApp, ids: std::ops::RangeInclusive<i64>) {
+    for id in ids {
+        let res = t
+            .patch(&format!("/v1/books/{id}"))
+            .json(json!({"title": format!("changed {id}")}))
+            .send()
+            .await;
+        assert_eq!(res.status, 200);
+    }
+}
+
 /// The sync mark of a read that sees the whole (here: empty) result.
 async fn mark_of(t: &TestApp, collection: &str) -> String {
     let future = chrono::Utc::now() + chrono::Duration::days(1);
@@ -466,12 +478,7 @@ async fn a_filtered_delete_of_20000_rows_reports_every_tombstone() {
 async fn the_next_timestamp_never_skips_unread_pages() {
     let t = TestApp::demo().await;
     let mark = mark_of(&t, "/v1/books").await;
-    for id in 1..=30 {
-        t.patch(&format!("/v1/books/{id}"))
-            .json(json!({"title": format!("new {id}")}))
-            .send()
-            .await;
-    }
+    retitle(&t, 1..=30).await;
     // Three pages of changes. A client that follows X-Sync-Timestamp
     // after page 1 must not skip pages 2 and 3.
     let first = t
@@ -628,12 +635,7 @@ async fn contradictory_constraints_and_bad_defaults_stop_start_up() {
 async fn a_row_shifted_under_an_offset_reader_is_not_skipped() {
     let t = TestApp::demo().await;
     let start = mark_of(&t, "/v1/books").await;
-    for id in 1..=4 {
-        t.patch(&format!("/v1/books/{id}"))
-            .json(json!({"title": format!("changed {id}")}))
-            .send()
-            .await;
-    }
+    retitle(&t, 1..=4).await;
     let first = t
         .get(&format!("/v1/books?timestamp={}&per-page=2", enc(&start)))
         .send()
@@ -674,12 +676,7 @@ async fn a_row_shifted_under_an_offset_reader_is_not_skipped() {
 async fn a_cursor_traversal_ends_with_the_first_pages_mark() {
     let t = TestApp::demo().await;
     let start = mark_of(&t, "/v1/books").await;
-    for id in 1..=5 {
-        t.patch(&format!("/v1/books/{id}"))
-            .json(json!({"title": format!("changed {id}")}))
-            .send()
-            .await;
-    }
+    retitle(&t, 1..=5).await;
     let mut page = t
         .get(&format!(
             "/v1/books?timestamp={}&limit=2&cursor=",
