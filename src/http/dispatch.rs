@@ -41,7 +41,17 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
         .copied()
         .unwrap_or_default();
     let head = req.method() == Method::HEAD;
-    let mut res = match steps(&route, &state, req).await {
+    // The version step first: its answer goes on every response of the
+    // route, successes and errors alike.
+    let version = match negotiate::version(req.headers(), &route.module.versions) {
+        Ok(v) => v,
+        Err(e) => {
+            let mut res = e.into_response();
+            res.extensions_mut().insert(template);
+            return res;
+        }
+    };
+    let mut res = match steps(&route, &state, req, version.as_deref()).await {
         Ok(repr) => {
             let mut res = format::encode(repr, format);
             if head {
@@ -51,21 +61,32 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
         }
         Err(e) => e.into_response(),
     };
+    if let Some(v) = version.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        res.headers_mut().insert(API_VERSION, v);
+    }
     res.extensions_mut().insert(template);
     res
 }
 
-/// The pipeline after routing, one named step after another: version →
-/// identity → OPTIONS → method → authorization → parameters and body →
-/// controller → representation.
+/// The pipeline after routing and version, one named step after another:
+/// request size → identity → OPTIONS → method → authorization →
+/// parameters and body → controller → representation.
 async fn steps(
     route: &Route,
     state: &AppState,
     req: Request<Body>,
+    version: Option<&str>,
 ) -> Result<Representation, ApiError> {
-    let version = negotiate::version(req.headers(), &route.module.versions)?;
     let (mut parts, body) = req.into_parts();
     let method = parts.method.clone();
+    let raw_query = parts.uri.query().unwrap_or("");
+    if raw_query.len() > MAX_QUERY {
+        return Err(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "URI_TOO_LONG",
+            format!("The query string is longer than {MAX_QUERY} bytes."),
+        ));
+    }
     let caller = auth::identify(&parts, &state.store).await;
     if method == Method::OPTIONS {
         return Ok(represent::options(route));
@@ -77,14 +98,6 @@ async fn steps(
     };
     let identity = caller.into_identity()?;
     auth::scopes::authorize(&endpoint.scope, identity.as_ref())?;
-    let raw_query = parts.uri.query().unwrap_or("");
-    if raw_query.len() > MAX_QUERY {
-        return Err(ApiError::new(
-            StatusCode::URI_TOO_LONG,
-            "URI_TOO_LONG",
-            format!("The query string is longer than {MAX_QUERY} bytes."),
-        ));
-    }
     let query: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes())
         .into_owned()
         .collect();
@@ -111,7 +124,7 @@ async fn steps(
         headers: parts.headers,
         store: state.store.clone(),
         convert_snake_case: route.module.convert_snake_case,
-        version: version.clone(),
+        version: version.map(str::to_string),
     };
     let reply = match &endpoint.target {
         Target::Operation { controller, op } => {
@@ -142,11 +155,7 @@ async fn steps(
         }
         Target::Action { .. } => run_action(endpoint, &cx, record_id, body, state).await?,
     };
-    let mut repr = represent::reply(reply, &cx, &method);
-    if let Some(v) = version.and_then(|v| HeaderValue::from_str(v.as_str()).ok()) {
-        repr.headers.insert(API_VERSION, v);
-    }
-    Ok(repr)
+    Ok(represent::reply(reply, &cx, &method))
 }
 
 async fn run_action(

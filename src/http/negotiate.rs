@@ -19,6 +19,10 @@ use crate::format::Format;
 /// The negotiation layer: decides the format, rewrites an extension off the
 /// path, and records the format on request and response.
 pub async fn layer(mut req: Request, next: Next) -> Response {
+    // A route description (OPTIONS) and the health probe answer whatever
+    // the client accepts: monitors send Accept: text/plain, and an HTML
+    // description of a route is a later addition, not a reason to refuse.
+    let lenient = req.method() == http::Method::OPTIONS || req.uri().path() == "/health";
     let format = match choose(req.uri(), req.headers()) {
         Ok((format, stripped)) => {
             if let Some(uri) = stripped {
@@ -26,6 +30,7 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
             }
             format
         }
+        Err(e) if lenient && e.status == StatusCode::NOT_ACCEPTABLE => Format::default(),
         Err(e) => {
             let mut res = e.into_response();
             res.extensions_mut().insert(Format::default());
@@ -104,7 +109,7 @@ fn from_accept(headers: &HeaderMap) -> Result<Format, ApiError> {
             }
             let q = parts
                 .filter_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
-                .find_map(|q| q.parse::<f32>().ok())
+                .find_map(|q| q.parse::<f32>().ok().filter(|q| q.is_finite()))
                 .unwrap_or(1.0)
                 .clamp(0.0, 1.0);
             ranges.push((media, q));
@@ -113,20 +118,24 @@ fn from_accept(headers: &HeaderMap) -> Result<Format, ApiError> {
     if ranges.is_empty() {
         return Ok(Format::default());
     }
-    let specificity = |m: &str| match m {
+    // RFC 9110 §12.5.1: the most specific range that names a format
+    // decides its q; the format's own media type is the most specific of
+    // all (`application/json` over `application/hal+json`), and among
+    // equally specific ranges the highest q counts, whatever their order.
+    let specificity = |format: Format, m: &str| match m {
         "*/*" => 0,
         m if m.ends_with("/*") => 1,
+        m if format.content_type() == m => 3,
         _ => 2,
     };
     let mut best: Option<(Format, f32)> = None;
     for &format in Format::ALL {
-        // The most specific range that names this format decides its q.
-        let q = ranges
-            .iter()
-            .filter(|(m, _)| format.matches(m))
-            .max_by_key(|(m, _)| specificity(m))
+        let matching = ranges.iter().filter(|(m, _)| format.matches(m));
+        let top = matching.clone().map(|(m, _)| specificity(format, m)).max();
+        let q = matching
+            .filter(|(m, _)| Some(specificity(format, m)) == top)
             .map(|(_, q)| *q)
-            .unwrap_or(0.0);
+            .fold(0.0f32, f32::max);
         if q > 0.0 && best.is_none_or(|(_, b)| q > b) {
             best = Some((format, q));
         }
@@ -207,6 +216,20 @@ mod tests {
         assert!(
             from_accept(&accept("*/*, application/json;q=0")).is_err(),
             "the specific range overrides the wildcard"
+        );
+        for order in [
+            "application/json, application/hal+json;q=0",
+            "application/hal+json;q=0, application/json",
+        ] {
+            assert_eq!(
+                from_accept(&accept(order)).unwrap(),
+                Format::Json,
+                "{order}"
+            );
+        }
+        assert_eq!(
+            from_accept(&accept("application/json;q=NaN")).unwrap(),
+            Format::Json
         );
     }
 

@@ -154,13 +154,13 @@ fn page_links(page: &Page, cx: &Ctx) -> PageLinks {
         "cursor",
         "sync_mark",
         "access-token",
+        "access_token",
     ];
     let kept: Vec<&(String, String)> = cx
         .query
         .iter()
         .filter(|(k, _)| !replaced.contains(&k.as_str()))
         .collect();
-    let sync_mark = page.sync.as_ref().map(|s| s.mark.clone());
     let offset_style = cx.query.iter().any(|(k, _)| k == "limit" || k == "offset");
     let url = |extra: &[(&str, String)]| -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());
@@ -170,44 +170,53 @@ fn page_links(page: &Page, cx: &Ctx) -> PageLinks {
         for (k, v) in extra {
             q.append_pair(k, v);
         }
-        if let Some(mark) = &sync_mark {
-            q.append_pair("sync_mark", mark);
-        }
         format!("{}{}?{}", cx.base_url, cx.path, q.finish())
+    };
+    // Only `next` continues a sync traversal, so only it carries the first
+    // page's mark: a client that jumps (last, first, prev) starts a new
+    // traversal and is told its own timestamp back, never a later one.
+    let mark = page.sync.as_ref().map(|s| ("sync_mark", s.mark.clone()));
+    let continuing = |mut extra: Vec<(&'static str, String)>| {
+        extra.extend(mark.clone());
+        extra
     };
     let Some(offset) = page.offset else {
         // Cursor pages: forward only.
-        let at = |cursor: &str| url(&[("cursor", cursor.to_string()), ("limit", per.to_string())]);
+        let at = |cursor: &str, continues: bool| {
+            let extra = vec![("cursor", cursor.to_string()), ("limit", per.to_string())];
+            url(&if continues { continuing(extra) } else { extra })
+        };
         return PageLinks {
-            this: at(cx.query_param("cursor").unwrap_or("")),
-            first: at(""),
+            this: at(cx.query_param("cursor").unwrap_or(""), false),
+            first: at("", false),
             prev: None,
-            next: page.next_cursor.as_deref().map(at),
+            next: page.next_cursor.as_deref().map(|c| at(c, true)),
             last: None,
         };
     };
-    let at = |offset: u64| {
-        if offset_style {
-            url(&[("limit", per.to_string()), ("offset", offset.to_string())])
+    let at = |offset: u64, continues: bool| {
+        let extra = if offset_style {
+            vec![("limit", per.to_string()), ("offset", offset.to_string())]
         } else {
-            url(&[
+            vec![
                 ("page", (offset / per + 1).to_string()),
                 ("per-page", per.to_string()),
-            ])
-        }
+            ]
+        };
+        url(&if continues { continuing(extra) } else { extra })
     };
     let has_next = match page.total {
         Some(total) => offset.saturating_add(per) < total,
         None => page.has_more,
     };
     PageLinks {
-        this: at(offset),
-        first: at(0),
-        prev: (offset > 0).then(|| at(offset.saturating_sub(per))),
-        next: has_next.then(|| at(offset.saturating_add(per))),
+        this: at(offset, false),
+        first: at(0, false),
+        prev: (offset > 0).then(|| at(offset.saturating_sub(per), false)),
+        next: has_next.then(|| at(offset.saturating_add(per), true)),
         last: page
             .total
-            .map(|t| at(t.div_ceil(per).max(1).saturating_sub(1) * per)),
+            .map(|t| at(t.div_ceil(per).max(1).saturating_sub(1) * per, false)),
     }
 }
 

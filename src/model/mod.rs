@@ -400,6 +400,14 @@ impl ApiModel {
                     }
                 }
                 for rel in &r.relations {
+                    // An embedded relation and a field of one name would
+                    // overwrite each other in a record.
+                    if r.fields.iter().any(|f| f.name == rel.name) {
+                        return Err(ModelError::new(
+                            &rplace,
+                            format!("relation '{}' has the name of a field", rel.name),
+                        ));
+                    }
                     if !names.contains(&rel.resource) {
                         return Err(ModelError::new(
                             &rplace,
@@ -442,6 +450,33 @@ impl ApiModel {
             .filter(|r| r.sync && r.controller.is_none())
             .map(|r| r.table.clone())
             .collect();
+        // Every declaration over a sync table must stamp the same column,
+        // or writes through one would be invisible to syncs through another.
+        let mut stamps: HashMap<&str, (&str, &str)> = HashMap::new();
+        for r in self
+            .modules
+            .iter()
+            .flat_map(|m| m.resources.iter())
+            .filter(|r| r.controller.is_none() && sync_tables.contains(&r.table))
+        {
+            if let Some(f) = r.updated_at() {
+                match stamps.get(r.table.as_str()) {
+                    Some((column, first)) if *column != f.column => {
+                        return Err(ModelError::new(
+                            format!("resource '{}'", r.name),
+                            format!(
+                                "table '{}' is synced: its updated_at column is '{}' in '{}' but '{}' here",
+                                r.table, column, first, f.column
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        stamps.insert(&r.table, (&f.column, &r.name));
+                    }
+                }
+            }
+        }
         for module in &mut self.modules {
             for res in module.resources.iter_mut() {
                 if !res.sync && res.controller.is_none() && sync_tables.contains(&res.table) {

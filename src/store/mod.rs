@@ -354,10 +354,9 @@ impl Store {
         q: &ListQuery<'_>,
     ) -> Result<(String, Vec<Record>), StoreError> {
         let stmt = sql::select_list_with_mark(self.dialect(), r, q);
-        let (mark, records) = match &self.backend {
-            Backend::Sqlite(s) => s.fetch_all_with_mark(r, q.fields, stmt).await?,
-        };
-        Ok((mark.unwrap_or_else(|| EPOCH.to_string()), records))
+        match &self.backend {
+            Backend::Sqlite(s) => s.fetch_all_with_mark(r, q.fields, stmt).await,
+        }
     }
 
     /// Exact count of the selection.

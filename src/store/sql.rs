@@ -248,9 +248,9 @@ pub fn select_list(d: Dialect, r: &Resource, q: &ListQuery<'_>) -> SelectStateme
 /// statement, so both come from one snapshot: every change the page does
 /// not show is later than the stamp (§6.7), at no extra round trip.
 ///
-/// `SELECT c.stamp, p.… FROM restkit_clock c LEFT JOIN (page) p ON 1 = 1
-/// WHERE c.id = 1 ORDER BY p.…`: the first column is the stamp; an empty
-/// page is one row whose page columns are NULL.
+/// `SELECT c.stamp, p.id, p.… FROM restkit_clock c LEFT JOIN (page) p ON
+/// 1 = 1 WHERE c.id = 1 ORDER BY p.…`: the stamp, the page's key (NULL
+/// only in the one placeholder row of an empty page), then `fields`.
 pub fn select_list_with_mark(d: Dialect, r: &Resource, q: &ListQuery<'_>) -> SelectStatement {
     let keys = full_order(r, &q.sort);
     // The page must also carry the order's columns for the outer ORDER BY.
@@ -271,7 +271,8 @@ pub fn select_list_with_mark(d: Dialect, r: &Resource, q: &ListQuery<'_>) -> Sel
     let clock = Alias::new(CLOCK);
     let p = Alias::new("restkit_page");
     let mut stmt = Query::select();
-    stmt.column((clock.clone(), Alias::new("stamp")));
+    stmt.column((clock.clone(), Alias::new("stamp")))
+        .column((p.clone(), col(r, r.primary_key)));
     for f in q.fields {
         stmt.column((p.clone(), col(r, *f)));
     }

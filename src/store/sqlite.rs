@@ -103,6 +103,8 @@ pub struct SqliteStore {
     write: SqlitePool,
     /// Whether the writer's statement watchdog is on (off while migrating).
     write_enforced: Arc<AtomicBool>,
+    /// `sqlite::memory:`: one connection is the whole database.
+    in_memory: bool,
 }
 
 /// An open write transaction on the single writer connection.
@@ -118,6 +120,8 @@ pub struct SqliteStore {
 pub struct SqliteWrite {
     conn: Option<PoolConnection<Sqlite>>,
     pub now: String,
+    /// An in-memory database lives in its one connection: never close it.
+    in_memory: bool,
 }
 
 /// Advances the clock row inside the write transaction and returns the new
@@ -199,6 +203,7 @@ impl SqliteStore {
             read,
             write,
             write_enforced,
+            in_memory,
         })
     }
 
@@ -224,15 +229,15 @@ impl SqliteStore {
         Ok(rows.iter().map(|row| decode(r, fields, row)).collect())
     }
 
-    /// Rows of [`super::sql::select_list_with_mark`]: the stamp in the first
-    /// column, then `fields`; a row whose primary key is NULL is the empty
-    /// page's placeholder.
+    /// Rows of [`super::sql::select_list_with_mark`]: the stamp, the page's
+    /// primary key, then `fields`. A row whose key is NULL is the empty
+    /// page's placeholder; no row at all means the clock row is missing.
     pub async fn fetch_all_with_mark(
         &self,
         r: &Resource,
         fields: &[usize],
         stmt: SelectStatement,
-    ) -> Result<(Option<String>, Vec<Record>), StoreError> {
+    ) -> Result<(String, Vec<Record>), StoreError> {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
         let rows = sqlx::query_with(AssertSqlSafe(sql), values)
             .fetch_all(&self.read)
@@ -240,22 +245,17 @@ impl SqliteStore {
             .map_err(err)?;
         let mark = rows
             .first()
-            .and_then(|row| row.try_get_unchecked::<Option<String>, _>(0).ok().flatten());
-        let pk = fields
-            .iter()
-            .position(|f| *f == r.primary_key)
-            .map(|i| i + 1);
+            .and_then(|row| row.try_get_unchecked::<Option<String>, _>(0).ok().flatten())
+            .ok_or_else(|| StoreError::Other("the clock row is missing: run migrations".into()))?;
         let records = rows
             .iter()
             .filter(|row| {
-                pk.is_none_or(|i| {
-                    row.try_get_unchecked::<Option<i64>, _>(i)
-                        .ok()
-                        .flatten()
-                        .is_some()
-                })
+                row.try_get_unchecked::<Option<i64>, _>(1)
+                    .ok()
+                    .flatten()
+                    .is_some()
             })
-            .map(|row| decode_from(r, fields, row, 1))
+            .map(|row| decode_from(r, fields, row, 2))
             .collect();
         Ok((mark, records))
     }
@@ -289,14 +289,26 @@ impl SqliteStore {
     /// SQLite's write lock at once, before the clock is read.
     pub async fn begin_write(&self) -> Result<SqliteWrite, StoreError> {
         let mut conn = self.write.acquire().await.map_err(err)?;
-        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-            // Still inside a transaction (it should not be): never reuse it.
-            conn.close_on_drop();
-            return Err(err(e));
+        if sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
+            .await
+            .is_err()
+        {
+            // Left inside a transaction (a request cancelled mid-BEGIN):
+            // roll it back and begin again; a connection that cannot is
+            // closed (never an in-memory one: closing it is the database).
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+                if !self.in_memory {
+                    conn.close_on_drop();
+                }
+                return Err(err(e));
+            }
         }
         let mut tx = SqliteWrite {
             conn: Some(conn),
             now: String::new(),
+            in_memory: self.in_memory,
         };
         let wall = chrono::Utc::now().timestamp_micros();
         let row = sqlx::query(AssertSqlSafe(advance_clock()))
@@ -501,9 +513,10 @@ impl SqliteWrite {
         match sqlx::query("COMMIT").execute(&mut *conn).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                // Whatever state the connection is in, do not reuse it:
-                // closing it rolls back what is left.
-                conn.close_on_drop();
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                if !self.in_memory && !in_autocommit(&mut conn).await {
+                    conn.close_on_drop();
+                }
                 Err(err(e))
             }
         }
@@ -520,17 +533,19 @@ impl Drop for SqliteWrite {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
+        let in_memory = self.in_memory;
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
                     // Fails harmlessly when SQLite already rolled back.
                     let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                    if !in_autocommit(&mut conn).await {
+                    if !in_memory && !in_autocommit(&mut conn).await {
                         conn.close_on_drop();
                     }
                 });
             }
-            Err(_) => conn.close_on_drop(),
+            Err(_) if !in_memory => conn.close_on_drop(),
+            Err(_) => {}
         }
     }
 }

@@ -91,11 +91,11 @@ async fn list_pages_with_headers_and_absolute_links() {
         "{link}"
     );
     assert!(
-        link.contains("<http://api.test/v1/books?limit=20&offset=80&sync_mark="),
+        link.contains("<http://api.test/v1/books?limit=20&offset=80>; rel=\"prev\""),
         "{link}"
     );
     assert!(
-        link.contains("<http://api.test/v1/books?limit=20&offset=980&sync_mark="),
+        link.contains("<http://api.test/v1/books?limit=20&offset=980>; rel=\"last\""),
         "{link}"
     );
 

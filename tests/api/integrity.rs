@@ -486,6 +486,12 @@ async fn the_next_timestamp_never_skips_unread_pages() {
         .send()
         .await;
     assert_eq!(first.header("x-sync-timestamp"), mark);
+    // Jumping to the last page is not a continuation: it must not hand out
+    // a mark that would skip the pages in between.
+    let jumped = t.get(&first.link("last").unwrap()).send().await;
+    assert_eq!(jumped.header("x-sync-timestamp"), mark);
+    assert!(!first.link("last").unwrap().contains("sync_mark"));
+    assert!(first.link("next").unwrap().contains("sync_mark"));
     // Following the links to the end, the last page gives a mark no later
     // than the one taken before page 1, and later than every change read.
     let mut seen = Vec::new();

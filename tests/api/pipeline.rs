@@ -104,3 +104,45 @@ async fn wrong_credentials_still_get_an_options_answer_but_nothing_else() {
         .await;
     assert_problem(&res, 401, "UNAUTHORIZED");
 }
+
+#[tokio::test]
+async fn the_chosen_version_is_on_errors_and_descriptions_too() {
+    let t = TestApp::demo().await;
+    let res = t.get("/v1/books/99999").send().await;
+    assert_eq!(res.status, 404);
+    assert_eq!(res.header("api-version"), "1.1");
+    let res = t.call(http::Method::OPTIONS, "/v2/books").send().await;
+    assert_eq!(res.header("api-version"), "2.1");
+}
+
+#[tokio::test]
+async fn size_is_checked_before_credentials() {
+    let t = TestApp::demo().await;
+    let long = format!("/v1/books?q={}", "x".repeat(9000));
+    let res = t
+        .get(&long)
+        .header("authorization", "Basic c3RhbjpXUk9ORw==")
+        .send()
+        .await;
+    assert_problem(&res, 414, "URI_TOO_LONG");
+}
+
+#[tokio::test]
+async fn health_and_route_descriptions_answer_any_accept() {
+    let t = TestApp::demo().await;
+    let res = t.get("/health").header("accept", "text/plain").send().await;
+    assert_eq!(res.status, 200);
+    let res = t
+        .call(http::Method::OPTIONS, "/v1/books")
+        .header("accept", "text/html")
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    // Everything else still refuses an Accept it cannot meet.
+    let res = t
+        .get("/v1/books/1")
+        .header("accept", "text/plain")
+        .send()
+        .await;
+    assert_problem(&res, 406, "NOT_ACCEPTABLE");
+}

@@ -159,3 +159,48 @@ async fn an_expansion_respects_the_owner_of_the_targets_parents() {
         .json();
     assert_eq!(b["placements"], json!([]));
 }
+
+#[tokio::test]
+async fn declarations_that_would_collide_stop_start_up() {
+    let collide = r#"
+[[module]]
+prefix = "/api"
+[[module.resource]]
+name = "a"
+relations = { b = { kind = "has_many", resource = "b", foreign_key = "aId" } }
+[module.resource.fields]
+id = { type = "integer", primary_key = true }
+b  = { type = "string" }
+[[module.resource]]
+name = "b"
+[module.resource.fields]
+id  = { type = "integer", primary_key = true }
+aId = { type = "integer" }
+"#;
+    let err = restkit::model::toml::parse(collide)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("relation 'b' has the name of a field"),
+        "{err}"
+    );
+    let stamps = r#"
+[[module]]
+prefix = "/v1"
+[[module.resource]]
+name = "items"
+sync = true
+[module.resource.fields]
+id        = { type = "integer", primary_key = true }
+updatedAt = { type = "datetime", read_only = true, updated_at = true }
+[[module]]
+prefix = "/v2"
+[[module.resource]]
+name = "items"
+[module.resource.fields]
+id       = { type = "integer", primary_key = true }
+changed  = { type = "datetime", read_only = true, updated_at = true }
+"#;
+    let err = restkit::model::toml::parse(stamps).unwrap_err().to_string();
+    assert!(err.contains("updated_at column"), "{err}");
+}
