@@ -21,7 +21,9 @@ use crate::query::cursor::CursorKey;
 use crate::query::{
     count_preference, CollectionQuery, CountMode, Limits, Paging, Position, QueryError, QueryPolicy,
 };
-use crate::store::{sql, Count, ListQuery, Record, Scope, Selection, StoreError, Within, WriteTx};
+use crate::store::{
+    sql, Count, ListQuery, Record, Scope, Selection, StoreError, TombstoneScope, Within, WriteTx,
+};
 use crate::validate::Schema;
 
 /// Most related records one has-many expansion embeds in each record
@@ -473,7 +475,7 @@ impl TableController {
         }
         let sync = match mark {
             Some(mark) => Some(
-                self.sync_info(cx, q, since.as_ref(), mark, has_more)
+                self.sync_info(cx, q, scope, since.as_ref(), mark, has_more)
                     .await?,
             ),
             None => None,
@@ -518,6 +520,7 @@ impl TableController {
         &self,
         cx: &Ctx,
         q: &CollectionQuery,
+        scope: &Scope,
         since: Option<&(usize, String)>,
         mark: String,
         has_more: bool,
@@ -551,9 +554,23 @@ impl TableController {
         };
         let deleted = match since {
             Some((_, t)) => {
+                // Only the caller's deletions: its owner and parent keys.
+                let key_of = |field: Option<usize>| {
+                    field.and_then(|f| {
+                        scope
+                            .equal
+                            .iter()
+                            .find(|(i, _)| *i == f)
+                            .and_then(|(_, v)| v.as_i64())
+                    })
+                };
+                let within = TombstoneScope {
+                    owner: key_of(self.resource.owner.as_ref().map(|o| o.field)),
+                    parent: key_of(self.resource.parent.as_ref().map(|p| p.field)),
+                };
                 let d = cx
                     .store
-                    .deleted_since(&self.resource, t, MAX_TOMBSTONES)
+                    .deleted_since(&self.resource, t, MAX_TOMBSTONES, within)
                     .await?;
                 if let Some(cut) = d.cut {
                     next = next.min(cut);

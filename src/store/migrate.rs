@@ -20,7 +20,7 @@
 //! restkit's own tables (users, tombstones, the clock) are declared here
 //! too, as models, so the same code creates them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use sea_query::{Alias, ColumnDef, ForeignKey, ForeignKeyAction, Index, SqliteQueryBuilder, Table};
@@ -198,17 +198,35 @@ fn relaxed_uniques(tables: &[&Resource], indexes: &[String]) -> Vec<String> {
 /// tombstone has a time of its own (a long list can be cut anywhere), and
 /// a delete made outside restkit — which never ran restkit's clock — is
 /// still later than every mark a client was given.
-fn tombstone_trigger(table: &str, pk_column: &str) -> String {
+///
+/// The row's owner and parent keys are copied too (`owner_id`,
+/// `parent_id`), so reads can report only the caller's deletions.
+fn tombstone_trigger(table: &str, keys: &TableKeys) -> String {
     // Identifiers were checked at start-up to be letters, digits, '_' and
     // '-': they cannot close a quote.
+    let old = |c: &Option<String>| match c {
+        Some(c) => format!("OLD.\"{c}\""),
+        None => "NULL".to_string(),
+    };
     format!(
         "CREATE TRIGGER \"{name}\" AFTER DELETE ON \"{table}\" BEGIN \
          UPDATE {CLOCK} SET micros = micros + 1, stamp = {stamp} WHERE id = 1; \
-         INSERT INTO {TOMBSTONES} (table_name, record_id, deleted_at) \
-         VALUES ('{table}', OLD.\"{pk_column}\", (SELECT stamp FROM {CLOCK} WHERE id = 1)); END",
+         INSERT INTO {TOMBSTONES} (table_name, record_id, deleted_at, owner_id, parent_id) \
+         VALUES ('{table}', OLD.\"{pk}\", (SELECT stamp FROM {CLOCK} WHERE id = 1), {owner}, {parent}); END",
         name = trigger_name(table),
         stamp = Dialect::Sqlite.stamp_sql("micros + 1"),
+        pk = keys.pk,
+        owner = old(&keys.owner),
+        parent = old(&keys.parent),
     )
+}
+
+/// The key columns a table's tombstones copy.
+#[derive(Debug, Default)]
+struct TableKeys {
+    pk: String,
+    owner: Option<String>,
+    parent: Option<String>,
 }
 
 fn trigger_name(table: &str) -> String {
@@ -249,7 +267,7 @@ pub async fn sqlite(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreEr
 async fn run(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreError> {
     let own = super::own::model();
     let mut sync_tables = BTreeSet::new();
-    let mut all_tables = BTreeSet::new();
+    let mut all_tables: BTreeMap<String, TableKeys> = BTreeMap::new();
     for module in own.modules.iter().chain(&model.modules) {
         // Parents first, so foreign keys point at existing tables.
         let mut ordered: Vec<&Arc<Resource>> = module.resources.iter().collect();
@@ -262,7 +280,20 @@ async fn run(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreError> {
             for sql in plan(module, r, &existing)? {
                 store.execute_ddl(&sql).await?;
             }
-            all_tables.insert((r.table.clone(), r.pk().column.clone()));
+            let keys = all_tables
+                .entry(r.table.clone())
+                .or_insert_with(|| TableKeys {
+                    pk: r.pk().column.clone(),
+                    ..TableKeys::default()
+                });
+            if let Some(o) = &r.owner {
+                keys.owner
+                    .get_or_insert_with(|| r.fields[o.field].column.clone());
+            }
+            if let Some(p) = &r.parent {
+                keys.parent
+                    .get_or_insert_with(|| r.fields[p.field].column.clone());
+            }
             if r.sync {
                 sync_tables.insert(r.table.clone());
             }
@@ -279,7 +310,7 @@ async fn run(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreError> {
         .flat_map(|m| m.resources.iter().map(|r| r.as_ref()))
         .filter(|r| r.controller.is_none())
         .collect();
-    for (table, pk) in &all_tables {
+    for (table, keys) in &all_tables {
         let over: Vec<&Resource> = resources
             .iter()
             .copied()
@@ -297,7 +328,7 @@ async fn run(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreError> {
             ))
             .await?;
         if sync_tables.contains(table) {
-            store.execute_ddl(&tombstone_trigger(table, pk)).await?;
+            store.execute_ddl(&tombstone_trigger(table, keys)).await?;
         }
     }
     Ok(())

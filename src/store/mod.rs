@@ -58,7 +58,7 @@ impl Scope {
 }
 
 pub use crate::query::SortKey;
-pub use sql::Selection;
+pub use sql::{Selection, TombstoneScope};
 
 /// What to read from a collection.
 #[derive(Debug, Clone)]
@@ -413,9 +413,10 @@ impl Store {
         r: &Resource,
         since: &str,
         cap: u64,
+        scope: TombstoneScope,
     ) -> Result<Deleted, StoreError> {
         let rows = self
-            .pairs(sql::select_tombstones(r, since, None, cap + 1))
+            .pairs(sql::select_tombstones(r, since, None, cap + 1, scope))
             .await?;
         if rows.len() as u64 <= cap {
             return Ok(Deleted {
@@ -425,7 +426,13 @@ impl Store {
         }
         let cut = rows[cap as usize - 1].1.clone();
         let rows = self
-            .pairs(sql::select_tombstones(r, since, Some(&cut), u64::MAX))
+            .pairs(sql::select_tombstones(
+                r,
+                since,
+                Some(&cut),
+                u64::MAX,
+                scope,
+            ))
             .await?;
         Ok(Deleted {
             ids: rows.into_iter().map(|(id, _)| id).collect(),
@@ -446,7 +453,13 @@ impl Store {
             return Ok(true);
         }
         Ok(!self
-            .pairs(sql::select_tombstones(r, mark, None, 1))
+            .pairs(sql::select_tombstones(
+                r,
+                mark,
+                None,
+                1,
+                TombstoneScope::default(),
+            ))
             .await?
             .is_empty())
     }

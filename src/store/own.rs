@@ -44,4 +44,8 @@ fn tombstones_resource() -> Resource {
         .field(Field::new("tableName", FieldType::String).required())
         .field(Field::new("recordId", FieldType::Integer).required())
         .field(Field::new("deletedAt", FieldType::DateTime).required())
+        // The deleted row's owner and parent keys, so a sync read of a
+        // private or nested resource reports only its caller's deletions.
+        .field(Field::new("ownerId", FieldType::Integer))
+        .field(Field::new("parentId", FieldType::Integer))
 }

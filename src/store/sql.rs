@@ -492,13 +492,22 @@ pub const TOMBSTONES: &str = "restkit_tombstones";
 /// out (`micros`, and `stamp`, its stored text form).
 pub const CLOCK: &str = "restkit_clock";
 
+/// Whose deletions a sync read reports: the caller's owner and parent keys
+/// (`None`: any).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TombstoneScope {
+    pub owner: Option<i64>,
+    pub parent: Option<i64>,
+}
+
 /// (id, deletion time) of rows of `r` deleted after `since` and, when
-/// given, not after `upto`; oldest first, at most `limit`.
+/// given, not after `upto`, within `scope`; oldest first, at most `limit`.
 pub fn select_tombstones(
     r: &Resource,
     since: &str,
     upto: Option<&str>,
     limit: u64,
+    scope: TombstoneScope,
 ) -> SelectStatement {
     let mut stmt = Query::select();
     stmt.from(Alias::new(TOMBSTONES))
@@ -508,6 +517,12 @@ pub fn select_tombstones(
         .and_where(Expr::col(Alias::new("deleted_at")).gt(since.to_string()));
     if let Some(upto) = upto {
         stmt.and_where(Expr::col(Alias::new("deleted_at")).lte(upto.to_string()));
+    }
+    if let Some(owner) = scope.owner {
+        stmt.and_where(Expr::col(Alias::new("owner_id")).eq(owner));
+    }
+    if let Some(parent) = scope.parent {
+        stmt.and_where(Expr::col(Alias::new("parent_id")).eq(parent));
     }
     stmt.order_by(Alias::new("deleted_at"), Order::Asc)
         .order_by(Alias::new("id"), Order::Asc);

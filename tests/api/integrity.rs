@@ -396,8 +396,22 @@ async fn cascaded_deletes_leave_tombstones_too() {
         t.delete(&format!("/api/parents/{pid}")).send().await.status,
         204
     );
-    // The parent is gone, so read the children's tombstones through a new
-    // parent's path: tombstones are per table.
+    // The parent's tombstone is served; its children's are recorded too
+    // (by the trigger, cascade or not), each with the parent's key …
+    assert_eq!(deleted_since(&t, "/api/parents", &mark).await, vec![pid]);
+    let db = format!("sqlite://{}", t._dir.path().join("test.db").display());
+    let raw = sqlx::SqlitePool::connect(&db).await.unwrap();
+    let mut recorded: Vec<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT record_id, parent_id FROM restkit_tombstones WHERE table_name = 'children'",
+    )
+    .fetch_all(&raw)
+    .await
+    .unwrap();
+    raw.close().await;
+    recorded.sort();
+    let expected: Vec<(i64, Option<i64>)> = kids.iter().map(|k| (*k, Some(pid))).collect();
+    assert_eq!(recorded, expected);
+    // … so another parent's sync read does not list them.
     let q = t
         .post("/api/parents")
         .json(json!({"name": "q"}))
@@ -405,10 +419,70 @@ async fn cascaded_deletes_leave_tombstones_too() {
         .await
         .json();
     let qid = q["id"].as_i64().unwrap();
-    let mut gone = deleted_since(&t, &format!("/api/parents/{qid}/children"), &mark).await;
-    gone.sort();
-    assert_eq!(gone, kids);
-    assert_eq!(deleted_since(&t, "/api/parents", &mark).await, vec![pid]);
+    let mine = t
+        .post(&format!("/api/parents/{qid}/children"))
+        .json(json!({"name": "mine"}))
+        .send()
+        .await
+        .json();
+    let mine = mine["id"].as_i64().unwrap();
+    t.delete(&format!("/api/parents/{qid}/children/{mine}"))
+        .send()
+        .await;
+    let gone = deleted_since(&t, &format!("/api/parents/{qid}/children"), &mark).await;
+    assert_eq!(gone, vec![mine]);
+}
+
+const PRIVATE_SYNC: &str = r#"
+[[module]]
+prefix = "/api"
+[[module.resource]]
+name = "notes"
+sync = true
+owner = { field = "userId", policy = "private" }
+[module.resource.fields]
+id        = { type = "integer", primary_key = true }
+text      = { type = "string" }
+userId    = { type = "integer", read_only = true }
+updatedAt = { type = "datetime", read_only = true, updated_at = true }
+"#;
+
+#[tokio::test]
+async fn a_sync_read_reports_only_the_callers_deletions() {
+    let t = TestApp::with(PRIVATE_SYNC, "", Registry::builtin()).await;
+    let mark = mark_of(&t, "/api/notes").await;
+    let note = t
+        .post("/api/notes")
+        .by_user(1)
+        .json(json!({"text": "stan's"}))
+        .send()
+        .await
+        .json();
+    let id = note["id"].as_i64().unwrap();
+    t.delete(&format!("/api/notes/{id}"))
+        .by_user(1)
+        .send()
+        .await;
+    let theirs = t
+        .get(&format!(
+            "/api/notes?timestamp={}&envelope=true",
+            enc(&mark)
+        ))
+        .by_user(2)
+        .send()
+        .await
+        .json();
+    assert_eq!(theirs["_meta"]["deleted"], json!([]));
+    let mine = t
+        .get(&format!(
+            "/api/notes?timestamp={}&envelope=true",
+            enc(&mark)
+        ))
+        .by_user(1)
+        .send()
+        .await
+        .json();
+    assert_eq!(mine["_meta"]["deleted"], json!([id]));
 }
 
 const MANY: &str = r#"
