@@ -34,7 +34,7 @@ pub const API_VERSION: http::HeaderName = http::HeaderName::from_static("api-ver
 /// Routing has matched `route`; runs the remaining steps and encodes the
 /// result in the negotiated format.
 pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>) -> Response {
-    let template = RouteTemplate(Arc::from(route.template.as_str()));
+    let template = RouteTemplate(route.log_name.clone());
     let format = req
         .extensions()
         .get::<Format>()

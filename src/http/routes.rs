@@ -70,6 +70,9 @@ pub struct Route {
     pub module: Arc<ModuleInfo>,
     /// `Allow` header value: every method served, HEAD and OPTIONS included.
     pub allow: HeaderValue,
+    /// The template, shared with each response for the request log (made
+    /// once here, not per request).
+    pub log_name: Arc<str>,
 }
 
 impl Route {
@@ -133,6 +136,7 @@ impl Table {
             .routes
             .entry(router_path.clone())
             .or_insert_with(|| Route {
+                log_name: Arc::from(template.as_str()),
                 template: template.clone(),
                 router_path,
                 param_names,
