@@ -22,6 +22,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
     pub pagination: PaginationSettings,
+    pub format: FormatSettings,
     /// API declarations live in the same file; read by `model::toml`.
     #[serde(rename = "module")]
     modules: Option<IgnoredAny>,
@@ -75,6 +76,23 @@ impl Default for ServerSettings {
             body_timeout: Duration::from_secs(10),
             max_connections: 1024,
             write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Output formats (§5.1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FormatSettings {
+    /// Prefix CSV cells that start with `= + - @`, tab or CR with `'` so
+    /// spreadsheets do not run them (OWASP CSV injection).
+    pub csv_formula_guard: bool,
+}
+
+impl Default for FormatSettings {
+    fn default() -> Self {
+        FormatSettings {
+            csv_formula_guard: true,
         }
     }
 }

@@ -3,12 +3,14 @@
 //! The pipeline's last two steps: a reply is first *represented* —
 //! status, headers and format-neutral [`Content`] (records stay records)
 //! — by `http::represent`, then *encoded* here into bytes of the
-//! negotiated [`Format`]. JSON is the one format today; XML, CSV and HTML
-//! add a [`Format`] variant and an encoder beside [`json`], and nothing
-//! above this module changes. Errors (§7) are encoded here too, in the
-//! format the request negotiated.
+//! negotiated [`Format`]: JSON ([`json`]), XML ([`xml`]) and CSV
+//! ([`csv`]); HTML adds a variant and an encoder, and nothing above this
+//! module changes. Errors (§7) are encoded here too, in the format the
+//! request negotiated (XML when XML was; JSON for the others).
 
+pub mod csv;
 pub mod json;
+pub mod xml;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -23,42 +25,76 @@ use crate::error::ApiError;
 pub enum Format {
     #[default]
     Json,
+    Xml,
+    Csv(csv::CsvOptions),
 }
 
 impl Format {
     /// Every format, in order of preference when a client accepts several
-    /// equally.
-    pub const ALL: &'static [Format] = &[Format::Json];
+    /// equally (`*/*` is JSON).
+    pub const ALL: &'static [Format] = &[
+        Format::Json,
+        Format::Xml,
+        Format::Csv(csv::CsvOptions {
+            header: true,
+            formula_guard: true,
+        }),
+    ];
 
-    /// By `type=` value or URL extension (`json`).
+    /// By `type=` value or URL extension (`json`, `xml`, `csv`).
     pub fn from_name(name: &str) -> Option<Format> {
         match name.to_ascii_lowercase().as_str() {
             "json" => Some(Format::Json),
+            "xml" => Some(Format::Xml),
+            "csv" => Some(Format::Csv(csv::CsvOptions::default())),
             _ => None,
         }
     }
 
+    /// The names `type=` accepts, for messages.
+    pub const NAMES: &'static str = "json, xml, csv";
+
     /// Does this media type (no parameters, lower case) name the format?
-    /// `application/*` and `*/*` name every format.
+    /// `*/*` names every format; `application/*` names JSON and XML.
     pub fn matches(self, media: &str) -> bool {
         match self {
             Format::Json => {
                 matches!(media, "application/json" | "application/*" | "*/*")
                     || (media.starts_with("application/") && media.ends_with("+json"))
             }
+            // Not other `+xml` types: `application/xhtml+xml` is a page,
+            // and browsers list it.
+            Format::Xml => matches!(
+                media,
+                "application/xml" | "text/xml" | "application/*" | "text/*" | "*/*"
+            ),
+            Format::Csv(_) => matches!(media, "text/csv" | "text/*" | "*/*"),
         }
     }
 
     pub fn content_type(self) -> HeaderValue {
         match self {
             Format::Json => HeaderValue::from_static("application/json"),
+            Format::Xml => HeaderValue::from_static("application/xml; charset=UTF-8"),
+            Format::Csv(_) => HeaderValue::from_static("text/csv; charset=UTF-8"),
         }
     }
 
-    /// The content type of an error body in this format.
+    /// The media type without parameters (for matching `Accept`).
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Xml => "application/xml",
+            Format::Csv(_) => "text/csv",
+        }
+    }
+
+    /// The content type of an error body in this format: XML for XML,
+    /// problem+json otherwise (a CSV error is not a table).
     pub fn problem_type(self) -> HeaderValue {
         match self {
-            Format::Json => HeaderValue::from_static("application/problem+json"),
+            Format::Xml => HeaderValue::from_static("application/problem+xml; charset=UTF-8"),
+            _ => HeaderValue::from_static("application/problem+json"),
         }
     }
 }
@@ -88,6 +124,8 @@ pub fn encode(repr: Representation, format: Format) -> Response {
     let body = match (&repr.content, format) {
         (Content::Empty, _) => None,
         (content, Format::Json) => Some(json::encode(content)),
+        (content, Format::Xml) => Some(xml::encode(content)),
+        (content, Format::Csv(opts)) => Some(csv::encode(content, opts)),
     };
     let mut res = Response::new(body.map(Body::from).unwrap_or_else(Body::empty));
     *res.status_mut() = repr.status;
@@ -101,10 +139,9 @@ pub fn encode(repr: Representation, format: Format) -> Response {
 
 /// The §7 body of `err` in `format`, with its content type.
 pub fn encode_error(err: &ApiError, request_id: &str, format: Format) -> (HeaderValue, Bytes) {
+    let body = Content::Value(err.body(request_id));
     match format {
-        Format::Json => (
-            format.problem_type(),
-            json::encode(&Content::Value(err.body(request_id))),
-        ),
+        Format::Xml => (format.problem_type(), xml::encode(&body)),
+        _ => (format.problem_type(), json::encode(&body)),
     }
 }

@@ -165,7 +165,10 @@ impl App {
                 layers::edge,
             ))
             .layer(CatchPanicLayer::custom(panic_response))
-            .layer(axum::middleware::from_fn(negotiate::layer))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                negotiate::layer,
+            ))
             .service(routes);
         let router = Router::new().fallback_service(pipeline);
         Ok(App { router, state })

@@ -8,17 +8,21 @@
 //! request's extensions to the encoder, and in the response's extensions
 //! to the edge, which encodes errors in it.
 
-use axum::extract::Request;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, StatusCode, Uri};
 
+use super::AppState;
 use crate::error::ApiError;
+use crate::format::csv::CsvOptions;
 use crate::format::Format;
 
 /// The negotiation layer: decides the format, rewrites an extension off the
 /// path, and records the format on request and response.
-pub async fn layer(mut req: Request, next: Next) -> Response {
+pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     // A route description (OPTIONS) and the health probe answer whatever
     // the client accepts: monitors send Accept: text/plain, and an HTML
     // description of a route is a later addition, not a reason to refuse.
@@ -37,6 +41,16 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
             return res;
         }
     };
+    let format = match format {
+        Format::Csv(_) => Format::Csv(CsvOptions {
+            header: !matches!(
+                query_param(req.uri(), "csv_header").as_deref(),
+                Some("false" | "0")
+            ),
+            formula_guard: state.settings.format.csv_formula_guard,
+        }),
+        other => other,
+    };
     req.extensions_mut().insert(format);
     let mut res = next.run(req).await;
     res.extensions_mut().insert(format);
@@ -45,16 +59,19 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
 
 /// The format for a request, and the URI without its extension when one
 /// was used.
+/// The first value of query parameter `name`, if any.
+fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    let q = uri.query()?;
+    if !q.contains(name) {
+        return None;
+    }
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
 pub fn choose(uri: &Uri, headers: &HeaderMap) -> Result<(Format, Option<Uri>), ApiError> {
-    let by_type = uri.query().and_then(|q| {
-        q.contains("type=")
-            .then(|| {
-                form_urlencoded::parse(q.as_bytes())
-                    .find(|(k, _)| k == "type")
-                    .map(|(_, v)| v.into_owned())
-            })
-            .flatten()
-    });
+    let by_type = query_param(uri, "type");
     let (by_extension, stripped) = match extension(uri.path()) {
         Some((path, ext)) => match Format::from_name(ext) {
             Some(f) => (Some(f), Some(with_path(uri, path))),
@@ -65,7 +82,8 @@ pub fn choose(uri: &Uri, headers: &HeaderMap) -> Result<(Format, Option<Uri>), A
     if let Some(name) = by_type {
         let format = Format::from_name(&name).ok_or_else(|| {
             ApiError::bad_query(format!(
-                "type={name} is not a format restkit serves; use json."
+                "type={name} is not a format restkit serves; use one of {}.",
+                Format::NAMES
             ))
         })?;
         return Ok((format, stripped));
@@ -125,7 +143,7 @@ fn from_accept(headers: &HeaderMap) -> Result<Format, ApiError> {
     let specificity = |format: Format, m: &str| match m {
         "*/*" => 0,
         m if m.ends_with("/*") => 1,
-        m if format.content_type() == m => 3,
+        m if format.media_type() == m => 3,
         _ => 2,
     };
     let mut best: Option<(Format, f32)> = None;
@@ -144,7 +162,7 @@ fn from_accept(headers: &HeaderMap) -> Result<Format, ApiError> {
         ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
             "NOT_ACCEPTABLE",
-            "None of the formats this API serves (application/json) is acceptable.",
+            "None of the formats this API serves (application/json, application/xml, text/csv) is acceptable.",
         )
     })
 }
@@ -213,10 +231,23 @@ mod tests {
         );
         assert!(from_accept(&accept("text/html")).is_err());
         assert!(from_accept(&accept("application/json;q=0")).is_err());
-        assert!(
-            from_accept(&accept("*/*, application/json;q=0")).is_err(),
-            "the specific range overrides the wildcard"
+        assert_eq!(
+            from_accept(&accept("*/*, application/json;q=0")).unwrap(),
+            Format::Xml,
+            "the specific range overrides the wildcard for JSON; XML is still acceptable"
         );
+        assert!(from_accept(&accept(
+            "application/json;q=0, application/xml;q=0, text/csv;q=0"
+        ))
+        .is_err());
+        assert_eq!(
+            from_accept(&accept("application/xml")).unwrap(),
+            Format::Xml
+        );
+        assert!(matches!(
+            from_accept(&accept("text/csv")).unwrap(),
+            Format::Csv(_)
+        ));
         for order in [
             "application/json, application/hal+json;q=0",
             "application/hal+json;q=0, application/json",

@@ -37,6 +37,7 @@ fn param() -> impl Strategy<Value = (String, String)> {
         "all",
         "type",
         "suppress_error_codes",
+        "csv_header",
     ]);
     let values = prop_oneof![
         ".{0,40}",
@@ -59,6 +60,7 @@ fn param() -> impl Strategy<Value = (String, String)> {
             "true",
             "json",
             "xml",
+            "csv",
             "",
             "%00",
         ])
@@ -98,31 +100,58 @@ fn assert_problem_form(res: &TestResponse, what: &str) -> Result<(), TestCaseErr
         res.status,
         String::from_utf8_lossy(&res.body)
     );
-    if res.status.as_u16() >= 400 {
-        let ctype = res
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok());
-        prop_assert_eq!(ctype, Some("application/problem+json"), "{}", what);
-        let b: Value = serde_json::from_slice(&res.body)
-            .map_err(|e| TestCaseError::fail(format!("{what}: error body is not JSON: {e}")))?;
-        for key in [
-            "type",
-            "title",
-            "status",
-            "detail",
-            "errorCode",
-            "userMessage",
-            "requestId",
-        ] {
-            prop_assert!(b.get(key).is_some(), "{what}: no {key} in {b}");
+    if res.status.as_u16() < 400 {
+        return Ok(());
+    }
+    let keys = [
+        "type",
+        "title",
+        "status",
+        "detail",
+        "errorCode",
+        "userMessage",
+        "requestId",
+    ];
+    let ctype = res
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok());
+    match ctype {
+        // XML was negotiated: the same members, as elements.
+        Some("application/problem+xml; charset=UTF-8") => {
+            let text = String::from_utf8_lossy(&res.body).to_string();
+            let doc = roxmltree::Document::parse(&text)
+                .map_err(|e| TestCaseError::fail(format!("{what}: error body is not XML: {e}")))?;
+            let child = |name: &str| {
+                doc.root_element()
+                    .children()
+                    .find(|c| c.tag_name().name() == name)
+                    .and_then(|c| c.text().map(str::to_string))
+            };
+            for key in keys {
+                prop_assert!(child(key).is_some(), "{what}: no {key} in {text}");
+            }
+            prop_assert_eq!(
+                child("status"),
+                Some(res.status.as_u16().to_string()),
+                "{}",
+                what
+            );
         }
-        prop_assert_eq!(
-            b["status"].as_u64(),
-            Some(res.status.as_u16() as u64),
-            "{}",
-            what
-        );
+        _ => {
+            prop_assert_eq!(ctype, Some("application/problem+json"), "{}", what);
+            let b: Value = serde_json::from_slice(&res.body)
+                .map_err(|e| TestCaseError::fail(format!("{what}: error body is not JSON: {e}")))?;
+            for key in keys {
+                prop_assert!(b.get(key).is_some(), "{what}: no {key} in {b}");
+            }
+            prop_assert_eq!(
+                b["status"].as_u64(),
+                Some(res.status.as_u16() as u64),
+                "{}",
+                what
+            );
+        }
     }
     Ok(())
 }
@@ -144,6 +173,8 @@ fn combined_requests_never_fail_on_our_side_and_errors_keep_their_form() {
         "/v1/books",
         "/v1/books/3",
         "/v1/books/3.json",
+        "/v1/books.xml",
+        "/v1/books/3.csv",
         "/v1/books/999999",
         "/v1/books/3/reviews",
         "/v1/books/3/borrow",
@@ -155,6 +186,8 @@ fn combined_requests_never_fail_on_our_side_and_errors_keep_their_form() {
     let headers = prop::sample::subsequence(
         vec![
             ("accept", "text/html"),
+            ("accept", "application/xml"),
+            ("accept", "text/csv"),
             ("accept", "application/json;q=0.5, */*;q=0.1"),
             ("accept", "application/vnd.restkit.v9+json"),
             ("prefer", "return=minimal, count=none"),

@@ -8,6 +8,7 @@ mod cli;
 mod controller;
 mod crud;
 mod errors;
+mod formats;
 mod fuzz;
 mod helpers;
 mod integrity;

@@ -52,9 +52,17 @@ async fn type_then_extension_then_accept_decide_the_format() {
         let res = t.get("/v1/books/3").header("accept", ok).send().await;
         assert_eq!(res.status, 200, "{ok}");
     }
+    // JSON refused, anything else welcome: the next format (XML).
     let res = t
         .get("/v1/books/3")
         .header("accept", "*/*, application/json;q=0")
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-type"), "application/xml; charset=UTF-8");
+    let res = t
+        .get("/v1/books/3")
+        .header("accept", "*/*;q=0")
         .send()
         .await;
     assert_problem(&res, 406, "NOT_ACCEPTABLE");

@@ -1,0 +1,223 @@
+//! XML and CSV (§5.1): read back with standard parsers and compared field
+//! by field with the JSON; escaping; CSV formula guard; errors in XML.
+
+use restkit::registry::Registry;
+use serde_json::{json, Map, Value};
+
+use crate::helpers::{assert_problem, TestApp, TestResponse};
+
+/// The record elements of an XML body: `<response><item>…` for
+/// collections, `<response>…` for one record; each field's text.
+fn xml_records(res: &TestResponse) -> Vec<Map<String, Value>> {
+    let text = String::from_utf8(res.body.clone()).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "response");
+    let record = |node: roxmltree::Node| -> Map<String, Value> {
+        node.children()
+            .filter(|c| c.is_element())
+            .map(|c| {
+                let v = match c.text() {
+                    Some(t) if c.children().all(|x| x.is_text()) => Value::String(t.to_string()),
+                    _ if c.has_children() => Value::String("<nested>".into()),
+                    _ => Value::Null,
+                };
+                (c.tag_name().name().to_string(), v)
+            })
+            .collect()
+    };
+    let items: Vec<_> = root
+        .children()
+        .filter(|c| c.is_element() && c.tag_name().name() == "item")
+        .collect();
+    if items.is_empty() {
+        vec![record(root)]
+    } else {
+        items.into_iter().map(record).collect()
+    }
+}
+
+/// JSON scalars as the text XML and CSV carry.
+fn as_text(v: &Value) -> Value {
+    match v {
+        Value::Null => Value::Null,
+        Value::String(s) => Value::String(s.clone()),
+        other => Value::String(other.to_string()),
+    }
+}
+
+#[tokio::test]
+async fn xml_and_csv_carry_the_same_records_as_json() {
+    let t = TestApp::demo().await;
+    let json = t.get("/v1/books?limit=5&offset=2").send().await.json();
+    let json: Vec<Map<String, Value>> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), as_text(v)))
+                .collect()
+        })
+        .collect();
+
+    let res = t.get("/v1/books.xml?limit=5&offset=2").send().await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-type"), "application/xml; charset=UTF-8");
+    assert_eq!(res.header("x-pagination-total-count"), "1000");
+    assert_eq!(xml_records(&res), json);
+
+    let res = t.get("/v1/books?limit=5&offset=2&type=csv").send().await;
+    assert_eq!(res.header("content-type"), "text/csv; charset=UTF-8");
+    let mut reader = csv::Reader::from_reader(res.body.as_slice());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(header, json[0].keys().cloned().collect::<Vec<_>>());
+    let rows: Vec<Map<String, Value>> = reader
+        .records()
+        .map(|r| {
+            header
+                .iter()
+                .zip(r.unwrap().iter())
+                .map(|(k, v)| {
+                    let v = if v.is_empty() {
+                        Value::Null
+                    } else {
+                        Value::String(v.to_string())
+                    };
+                    (k.clone(), v)
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows, json);
+
+    // One record, by extension and by Accept.
+    let one = t.get("/v1/books/3.xml").send().await;
+    assert_eq!(xml_records(&one)[0]["title"], "OAuth2 with Phalcon");
+    let one = t
+        .get("/v1/books/3")
+        .header("accept", "text/csv")
+        .send()
+        .await;
+    assert_eq!(one.header("content-type"), "text/csv; charset=UTF-8");
+    let text = String::from_utf8(one.body.clone()).unwrap();
+    assert!(
+        text.starts_with("id,title,author,year,isbn,createdAt,updatedAt\r\n3,OAuth2 with Phalcon,"),
+        "{text}"
+    );
+    let res = t
+        .get("/v1/books/3?csv_header=false")
+        .header("accept", "text/csv")
+        .send()
+        .await;
+    assert!(String::from_utf8(res.body).unwrap().starts_with("3,OAuth2"));
+}
+
+#[tokio::test]
+async fn markup_and_formulas_are_inert_in_every_format() {
+    let t = TestApp::demo().await;
+    for title in [
+        "<script>alert(1)</script>",
+        "=HYPERLINK(\"http://x\")",
+        "a & b \"c\"",
+    ] {
+        let res = t
+            .post("/v1/books")
+            .json(json!({"title": title, "author": "@me"}))
+            .send()
+            .await;
+        let id = res.json()["id"].as_i64().unwrap();
+        let xml = t.get(&format!("/v1/books/{id}.xml")).send().await;
+        assert_eq!(
+            xml_records(&xml)[0]["title"],
+            title,
+            "the parser reads back the exact text"
+        );
+        assert!(!String::from_utf8_lossy(&xml.body).contains("<script>"));
+        let csv = t.get(&format!("/v1/books/{id}.csv")).send().await;
+        let mut reader = csv::Reader::from_reader(csv.body.as_slice());
+        let row = reader.records().next().unwrap().unwrap();
+        let want = if title.starts_with('=') {
+            format!("'{title}")
+        } else {
+            title.to_string()
+        };
+        assert_eq!(&row[1], want, "title cell");
+        assert_eq!(&row[2], "'@me", "author cell");
+    }
+}
+
+#[tokio::test]
+async fn the_formula_guard_can_be_turned_off() {
+    let text = restkit::demo::DEMO_TOML.replace(
+        "[database]\n",
+        "[format]\ncsv_formula_guard = false\n\n[database]\n",
+    );
+    let t = TestApp::with(&text, "", Registry::builtin()).await;
+    let res = t
+        .post("/v1/books")
+        .json(json!({"title": "=1+1", "author": "a"}))
+        .send()
+        .await;
+    let id = res.json()["id"].as_i64().unwrap();
+    let csv = t
+        .get(&format!("/v1/books/{id}.csv?csv_header=false"))
+        .send()
+        .await;
+    assert!(String::from_utf8(csv.body).unwrap().contains(",=1+1,"));
+}
+
+#[tokio::test]
+async fn errors_follow_xml_and_stay_json_for_csv() {
+    let t = TestApp::demo().await;
+    let res = t.get("/v1/books/99999.xml").send().await;
+    assert_eq!(res.status, 404);
+    assert_eq!(
+        res.header("content-type"),
+        "application/problem+xml; charset=UTF-8"
+    );
+    let fields = &xml_records(&res)[0];
+    assert_eq!(fields["errorCode"], "RESOURCE_NOT_FOUND");
+    assert_eq!(fields["status"], "404");
+    let res = t.get("/v1/books/99999.csv").send().await;
+    assert_problem(&res, 404, "RESOURCE_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn head_matches_get_and_v2_names_carry_over() {
+    let t = TestApp::demo().await;
+    for path in [
+        "/v1/books/3.xml",
+        "/v1/books.csv?limit=3",
+        "/v2/books/3.xml",
+    ] {
+        let get = t.get(path).send().await;
+        let head = t.call(http::Method::HEAD, path).send().await;
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty());
+        assert_eq!(
+            head.header("content-length"),
+            get.body.len().to_string(),
+            "{path}"
+        );
+        assert_eq!(head.header("content-type"), get.header("content-type"));
+    }
+    let v2 = t.get("/v2/books/3.xml").send().await;
+    let text = String::from_utf8(v2.body).unwrap();
+    assert!(
+        text.contains("<authorName>Stanimir Stoyanov</authorName>"),
+        "{text}"
+    );
+    assert!(text.contains("<published>2016</published>"), "{text}");
+    assert!(
+        text.contains("<_links><self><href>http://api.test/v2/books/3</href></self></_links>"),
+        "{text}"
+    );
+}
