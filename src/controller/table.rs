@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use super::{Controller, Ctx, Operation, Page, Reply, SyncInfo};
 use crate::config::Settings;
 use crate::error::{ApiError, FieldError};
+use crate::format::{self, Content, Format};
 use crate::model::plan::ResourcePlan;
 use crate::model::{schema, value, Module, OwnerPolicy, RelationKind, Resource};
 use crate::query::cursor::CursorKey;
@@ -229,6 +230,52 @@ impl TableController {
             ));
         }
         Ok(())
+    }
+
+    /// `If-Match` (§5.6), checked inside the write transaction, so nothing
+    /// can change between the check and the write. The tag must be one of
+    /// the record's current representations as a plain GET returns it —
+    /// JSON, XML or CSV, whichever the client fetched; `*` needs the record
+    /// to exist. Otherwise 412, and nothing is written.
+    async fn check_if_match(
+        &self,
+        cx: &Ctx,
+        tx: &mut WriteTx,
+        id: i64,
+        scope: &Scope,
+    ) -> Result<(), ApiError> {
+        if !cx.headers.contains_key(http::header::IF_MATCH) {
+            return Ok(());
+        }
+        let current = tx
+            .fetch(&self.resource, &self.plan.view_fields, id, scope)
+            .await?;
+        let tags: Vec<http::HeaderValue> = match current {
+            Some(rec) => {
+                let Reply::Record(rec) = self.record_reply(cx, rec) else {
+                    unreachable!("record_reply makes records")
+                };
+                let content = Content::Record(rec);
+                Format::ALL
+                    .iter()
+                    .filter_map(|f| format::bytes_of(&content, *f))
+                    .map(|b| format::etag(&b))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        if format::tags_match(
+            cx.headers.get_all(http::header::IF_MATCH).iter(),
+            &tags,
+            true,
+        ) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            http::StatusCode::PRECONDITION_FAILED,
+            "PRECONDITION_FAILED",
+            "The record is not the version If-Match names: it changed (or is gone) since you read it. Read it again and retry.",
+        ))
     }
 
     /// Drops fields a client may send but not write, brings values into
@@ -1031,6 +1078,7 @@ impl Controller for TableController {
         let doc = Value::Object(body);
         let mut tx = cx.store.begin_write().await?;
         self.check_owner(cx, &mut tx, n, &scope).await?;
+        self.check_if_match(cx, &mut tx, n, &scope).await?;
         let rec = self
             .write_checked(&mut tx, id, n, &scope, &doc, &values)
             .await?;
@@ -1048,6 +1096,7 @@ impl Controller for TableController {
         let patch = self.writable_body(patch)?;
         let mut tx = cx.store.begin_write().await?;
         self.check_owner(cx, &mut tx, n, &scope).await?;
+        self.check_if_match(cx, &mut tx, n, &scope).await?;
         let mut current = tx
             .fetch(&self.resource, &self.patch_read, n, &scope)
             .await?
@@ -1083,6 +1132,7 @@ impl Controller for TableController {
         let n = parse_id(id).ok_or_else(|| self.not_found(id))?;
         let mut tx = cx.store.begin_write().await?;
         self.check_owner(cx, &mut tx, n, &scope).await?;
+        self.check_if_match(cx, &mut tx, n, &scope).await?;
         if !tx.delete(&self.resource, n, &scope).await? {
             return Err(self.not_found(id));
         }

@@ -121,11 +121,16 @@ pub enum Content {
 
 /// Encodes `repr` in `format`.
 pub fn encode(repr: Representation, format: Format) -> Response {
-    let body = match (&repr.content, format) {
-        (Content::Empty, _) => None,
-        (content, Format::Json) => Some(json::encode(content)),
-        (content, Format::Xml) => Some(xml::encode(content)),
-        (content, Format::Csv(opts)) => Some(csv::encode(content, opts)),
+    encode_tagged(repr, format, false)
+}
+
+/// As [`encode`]; with `tag`, a 200's body also gets its strong `ETag`
+/// (§5.6), computed from the encoded bytes (no copy of the body).
+pub fn encode_tagged(repr: Representation, format: Format, tag: bool) -> Response {
+    let body = bytes_of(&repr.content, format);
+    let etag = match (&body, tag && repr.status == StatusCode::OK) {
+        (Some(b), true) => Some(etag(b)),
+        _ => None,
     };
     let mut res = Response::new(body.map(Body::from).unwrap_or_else(Body::empty));
     *res.status_mut() = repr.status;
@@ -134,7 +139,65 @@ pub fn encode(repr: Representation, format: Format) -> Response {
         res.headers_mut()
             .insert(header::CONTENT_TYPE, format.content_type());
     }
+    if let Some(v) = etag {
+        res.headers_mut().insert(header::ETAG, v);
+    }
     res
+}
+
+/// Does an `If-None-Match` / `If-Match` field (`values`, possibly several
+/// headers, each a comma list) match one of `current` (RFC 9110 §13.1)?
+/// `*` matches any current representation. `strong` (If-Match) never
+/// matches a weak tag; weak comparison (If-None-Match) ignores `W/`.
+pub fn tags_match<'a>(
+    values: impl Iterator<Item = &'a HeaderValue>,
+    current: &[HeaderValue],
+    strong: bool,
+) -> bool {
+    for value in values {
+        let Ok(text) = value.to_str() else { continue };
+        for tag in text.split(',').map(str::trim) {
+            if tag == "*" {
+                if !current.is_empty() {
+                    return true;
+                }
+                continue;
+            }
+            let (weak, opaque) = match tag.strip_prefix("W/") {
+                Some(rest) => (true, rest),
+                None => (false, tag),
+            };
+            if strong && weak {
+                continue;
+            }
+            if current.iter().any(|c| c.as_bytes() == opaque.as_bytes()) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The encoded bytes of `content` (`None` for no body).
+pub fn bytes_of(content: &Content, format: Format) -> Option<Bytes> {
+    match (content, format) {
+        (Content::Empty, _) => None,
+        (content, Format::Json) => Some(json::encode(content)),
+        (content, Format::Xml) => Some(xml::encode(content)),
+        (content, Format::Csv(opts)) => Some(csv::encode(content, opts)),
+    }
+}
+
+/// A strong entity tag for exactly these bytes: the first 128 bits of
+/// their SHA-256, base64url, quoted. The format is part of the bytes, so
+/// each representation has its own tag.
+pub fn etag(bytes: &[u8]) -> HeaderValue {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16]);
+    // Base64url is visible ASCII: always a valid header value.
+    HeaderValue::from_str(&format!("\"{tag}\"")).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
 /// The §7 body of `err` in `format`, with its content type.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, Method, Request, StatusCode};
+use http::{header, HeaderValue, Method, Request, StatusCode};
 use serde_json::Value;
 
 use super::routes::{Endpoint, Route, Target};
@@ -41,6 +41,21 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
         .copied()
         .unwrap_or_default();
     let head = req.method() == Method::HEAD;
+    // Conditional reads (§5.6): only GET and HEAD are tagged and may be
+    // answered 304.
+    let read = head || req.method() == Method::GET;
+    let if_none_match: Vec<HeaderValue> = if read {
+        req.headers()
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let cache_control = route
+        .endpoint(req.method())
+        .map(|e| e.cache_control.clone());
     // The version step first: its answer goes on every response of the
     // route, successes and errors alike.
     let version = match negotiate::version(req.headers(), &route.module.versions) {
@@ -53,8 +68,22 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
     };
     let mut res = match steps(&route, &state, req, version.as_deref()).await {
         Ok(repr) => {
-            let mut res = format::encode(repr, format);
-            if head {
+            let mut res = format::encode_tagged(repr, format, read);
+            if read && res.status() == StatusCode::OK {
+                if let Some(cc) = cache_control {
+                    res.headers_mut().entry(header::CACHE_CONTROL).or_insert(cc);
+                }
+                let current: Vec<HeaderValue> = res
+                    .headers()
+                    .get(header::ETAG)
+                    .cloned()
+                    .into_iter()
+                    .collect();
+                if format::tags_match(if_none_match.iter(), &current, false) {
+                    not_modified(&mut res);
+                }
+            }
+            if head && res.status() != StatusCode::NOT_MODIFIED {
                 represent::strip_body(&mut res);
             }
             res
@@ -202,6 +231,15 @@ async fn run_action(
             },
         )
         .await
+}
+
+/// 304 Not Modified: the same headers (ETag, Cache-Control, …) and no
+/// body.
+fn not_modified(res: &mut Response) {
+    *res.status_mut() = StatusCode::NOT_MODIFIED;
+    res.headers_mut().remove(header::CONTENT_TYPE);
+    res.headers_mut().remove(header::CONTENT_LENGTH);
+    *res.body_mut() = Body::empty();
 }
 
 /// 404 for paths no route matches.

@@ -46,6 +46,18 @@ pub struct Endpoint {
     pub target: Target,
     /// Scope required (§8.5).
     pub scope: String,
+    /// `Cache-Control` of successful GET/HEAD answers (§5.6).
+    pub cache_control: HeaderValue,
+}
+
+/// The default `Cache-Control`: clients may store, but revalidate (with the
+/// ETag) before each use.
+pub const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
+
+fn cache_control(r: Option<&crate::model::Resource>) -> HeaderValue {
+    r.and_then(|r| r.cache_control.as_deref())
+        .and_then(|v| HeaderValue::from_str(v).ok())
+        .unwrap_or(NO_CACHE)
 }
 
 /// Module-wide settings a request needs.
@@ -182,6 +194,7 @@ fn action_endpoint(
     let handler = registry
         .handler(&action.handler)
         .ok_or_else(|| format!("{place}: no handler is registered as '{}'", action.handler))?;
+    let controller_resource = controller.as_ref().and_then(|c| c.resource().cloned());
     let schema = match &action.input {
         Some(s) => Some(Arc::new(
             Schema::compile(s.clone()).map_err(|e| format!("{place}: {e}"))?,
@@ -204,6 +217,7 @@ fn action_endpoint(
             controller,
         },
         scope,
+        cache_control: cache_control(controller_resource.as_deref()),
     })
 }
 
@@ -253,6 +267,7 @@ pub fn build(
                         op,
                     },
                     scope: scope.clone(),
+                    cache_control: cache_control(Some(r)),
                 };
                 if op.on_record() {
                     table.add(

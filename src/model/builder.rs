@@ -129,6 +129,12 @@ impl Resource {
         self
     }
 
+    /// `Cache-Control` of GET/HEAD responses (default `no-cache`).
+    pub fn cache_control(mut self, value: &str) -> Self {
+        self.cache_control = Some(value.to_string());
+        self
+    }
+
     /// Serves this path with the hand-written controller registered under
     /// `name` ([`crate::registry::Registry::controller`]) instead of the
     /// table.

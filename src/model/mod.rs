@@ -138,6 +138,9 @@ pub struct Resource {
     pub count: CountMode,
     /// Page by cursor unless asked otherwise (§6.8).
     pub cursor_pagination: bool,
+    /// `Cache-Control` of its GET/HEAD responses (§5.6); `None`: `no-cache`
+    /// (clients revalidate with the ETag).
+    pub cache_control: Option<String>,
     /// Actions under this resource's path (`/books/search`, `/books/{id}/borrow`).
     pub actions: Vec<Action>,
     /// Name of a hand-written [`crate::controller::Controller`] registered
@@ -528,6 +531,7 @@ impl Resource {
             sortable: None,
             count: CountMode::Exact,
             cursor_pagination: false,
+            cache_control: None,
             actions: Vec::new(),
             controller: None,
             module_prefix: String::new(),
@@ -636,6 +640,14 @@ impl Resource {
         }
         for f in self.fields.iter_mut() {
             check_constraints(f, &format!("{place}.fields.{}", f.name))?;
+        }
+        if let Some(cc) = &self.cache_control {
+            if http::HeaderValue::from_str(cc).is_err() || cc.is_empty() {
+                return Err(ModelError::new(
+                    format!("{place}.cache_control"),
+                    "must be a Cache-Control header value, e.g. \"max-age=60\"",
+                ));
+            }
         }
         Ok(())
     }

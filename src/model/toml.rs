@@ -102,6 +102,9 @@ struct ResourceDecl {
     /// `"offset"` (default) or `"cursor"`.
     #[serde(default)]
     pagination: Option<String>,
+    /// `Cache-Control` for GET/HEAD (default `no-cache`).
+    #[serde(default)]
+    cache_control: Option<String>,
     #[serde(default)]
     action: Vec<ActionDecl>,
 }
@@ -366,6 +369,7 @@ fn flatten(
             )
         })?;
     }
+    r.cache_control = decl.cache_control.clone();
     r.cursor_pagination = match decl.pagination.as_deref() {
         None | Some("offset") => false,
         Some("cursor") => true,

@@ -4,6 +4,7 @@
 //! network matters.
 
 mod actions;
+mod caching;
 mod cli;
 mod controller;
 mod crud;

@@ -1,0 +1,180 @@
+//! Conditional requests and caching (§5.6): strong ETags on every GET/HEAD
+//! 200 in every format, If-None-Match → 304, If-Match on writes → 412 with
+//! nothing written, Cache-Control.
+
+use std::sync::Arc;
+
+use restkit::registry::Registry;
+use serde_json::json;
+
+use crate::helpers::{assert_problem, TestApp};
+
+#[tokio::test]
+async fn every_read_is_tagged_and_revalidates_to_304() {
+    let t = TestApp::demo().await;
+    for path in [
+        "/v1/books/3",
+        "/v1/books?limit=2",
+        "/v1/books/3.xml",
+        "/v1/books.csv?limit=2",
+        "/v2/books/3",
+    ] {
+        let res = t.get(path).send().await;
+        assert_eq!(res.status, 200, "{path}");
+        let tag = res.header("etag").to_string();
+        assert!(
+            tag.starts_with('"') && tag.ends_with('"') && tag.len() > 10,
+            "{path}: {tag}"
+        );
+        assert_eq!(res.header("cache-control"), "no-cache");
+        let head = t.call(http::Method::HEAD, path).send().await;
+        assert_eq!(head.header("etag"), tag, "{path}: HEAD carries GET's tag");
+        for ask in [
+            tag.clone(),
+            "*".to_string(),
+            format!("\"other\", {tag}"),
+            format!("W/{tag}"),
+        ] {
+            let res = t.get(path).header("if-none-match", &ask).send().await;
+            assert_eq!(res.status, 304, "{path} with {ask}");
+            assert!(res.body.is_empty());
+            assert_eq!(res.header("etag"), tag);
+        }
+        let res = t
+            .get(path)
+            .header("if-none-match", "\"stale\"")
+            .send()
+            .await;
+        assert_eq!(res.status, 200);
+    }
+    // The format is part of the representation, so part of the tag.
+    let json = t.get("/v1/books/3").send().await;
+    let xml = t.get("/v1/books/3.xml").send().await;
+    assert_ne!(json.header("etag"), xml.header("etag"));
+    // A change makes a new tag.
+    let before = json.header("etag").to_string();
+    t.patch("/v1/books/3")
+        .json(json!({"year": 2017}))
+        .send()
+        .await;
+    let after = t.get("/v1/books/3").send().await;
+    assert_ne!(after.header("etag"), before);
+}
+
+#[tokio::test]
+async fn if_match_guards_writes_in_any_format() {
+    let t = TestApp::demo().await;
+    let json_tag = t.get("/v1/books/4").send().await.header("etag").to_string();
+    let xml_tag = t
+        .get("/v1/books/4.xml")
+        .send()
+        .await
+        .header("etag")
+        .to_string();
+    let res = t
+        .patch("/v1/books/4")
+        .header("if-match", &xml_tag)
+        .json(json!({"title": "from an XML client"}))
+        .send()
+        .await;
+    assert_eq!(
+        res.status, 200,
+        "a tag of any representation the client read"
+    );
+    // Both tags are stale now.
+    for stale in [&json_tag, &xml_tag] {
+        let res = t
+            .put("/v1/books/4")
+            .header("if-match", stale)
+            .json(json!({"title": "lost", "author": "x"}))
+            .send()
+            .await;
+        assert_problem(&res, 412, "PRECONDITION_FAILED");
+        let res = t
+            .delete("/v1/books/4")
+            .header("if-match", stale)
+            .send()
+            .await;
+        assert_problem(&res, 412, "PRECONDITION_FAILED");
+    }
+    assert_eq!(
+        t.get("/v1/books/4").send().await.json()["title"],
+        "from an XML client"
+    );
+    // A weak tag never satisfies If-Match; * needs the record to exist.
+    let current = t.get("/v1/books/4").send().await.header("etag").to_string();
+    let res = t
+        .patch("/v1/books/4")
+        .header("if-match", &format!("W/{current}"))
+        .json(json!({"year": 1}))
+        .send()
+        .await;
+    assert_problem(&res, 412, "PRECONDITION_FAILED");
+    let res = t
+        .delete("/v1/books/99999")
+        .header("if-match", "*")
+        .send()
+        .await;
+    assert_problem(&res, 412, "PRECONDITION_FAILED");
+    let res = t.delete("/v1/books/4").header("if-match", "*").send().await;
+    assert_eq!(res.status, 204);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_updating_with_if_match_lose_nothing() {
+    let t = Arc::new(TestApp::demo().await);
+    for round in 0..20 {
+        let tag = t.get("/v1/books/6").send().await.header("etag").to_string();
+        // Both read the same version, then write different fields.
+        let write = |field: &'static str, value: serde_json::Value, tag: String| {
+            let t = t.clone();
+            tokio::spawn(async move {
+                let mut tag = tag;
+                for _ in 0..10 {
+                    let res = t
+                        .patch("/v1/books/6")
+                        .header("if-match", &tag)
+                        .json(json!({ field: value.clone() }))
+                        .send()
+                        .await;
+                    match res.status.as_u16() {
+                        200 => return true,
+                        // Someone else won: read again and retry.
+                        412 => tag = t.get("/v1/books/6").send().await.header("etag").to_string(),
+                        other => panic!("unexpected {other}"),
+                    }
+                }
+                false
+            })
+        };
+        let a = write("title", json!(format!("round {round}")), tag.clone());
+        let b = write("year", json!(1900 + round), tag);
+        assert!(a.await.unwrap() && b.await.unwrap());
+        let now = t.get("/v1/books/6").send().await.json();
+        assert_eq!(now["title"], format!("round {round}"));
+        assert_eq!(now["year"], 1900 + round);
+    }
+}
+
+#[tokio::test]
+async fn cache_control_is_declared_per_resource() {
+    let toml = r#"
+[[module]]
+prefix = "/api"
+[[module.resource]]
+name = "colors"
+cache_control = "public, max-age=60"
+[module.resource.fields]
+id   = { type = "integer", primary_key = true }
+name = { type = "string" }
+"#;
+    let t = TestApp::with(toml, "", Registry::builtin()).await;
+    t.post("/api/colors")
+        .json(json!({"name": "red"}))
+        .send()
+        .await;
+    let res = t.get("/api/colors/1").send().await;
+    assert_eq!(res.header("cache-control"), "public, max-age=60");
+    let bad = toml.replace("public, max-age=60", "a\nb");
+    assert!(restkit::model::toml::parse(&bad).is_err());
+}
