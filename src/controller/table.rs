@@ -286,6 +286,9 @@ impl TableController {
                 for name in &self.ignored_on_write {
                     map.remove(name);
                 }
+                // A representation member, not a field: a client may PUT
+                // back what it GOT (§5.5).
+                map.remove("_links");
                 let mut errors = Vec::new();
                 for (name, v) in map.iter_mut() {
                     let Some(field) = self.resource.find_field(name) else {

@@ -170,6 +170,11 @@ pub fn tags_match<'a>(
             if strong && weak {
                 continue;
             }
+            // A tag a compressed response carried names the same entity.
+            let opaque = ["-gzip\"", "-br\""]
+                .iter()
+                .find_map(|coding| opaque.strip_suffix(coding).map(|t| format!("{t}\"")))
+                .unwrap_or_else(|| opaque.to_string());
             if current.iter().any(|c| c.as_bytes() == opaque.as_bytes()) {
                 return true;
             }

@@ -43,6 +43,33 @@ fn accepted_id(v: &HeaderValue) -> bool {
     !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
 }
 
+/// A compressed body is a different representation: its strong ETag gets
+/// the coding's name (`"abc"` → `"abc-gzip"`), which conditional requests
+/// recognise ([`crate::format::tags_match`]).
+pub fn tag_coding<B>(mut res: http::Response<B>) -> http::Response<B> {
+    let coding = res
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let (Some(coding), Some(tag)) = (coding, res.headers().get(header::ETAG)) {
+        if let Some(inner) = tag.to_str().ok().and_then(|t| t.strip_suffix('"')) {
+            if let Ok(v) = HeaderValue::from_str(&format!("{inner}-{coding}\"")) {
+                res.headers_mut().insert(header::ETAG, v);
+            }
+        }
+    }
+    res
+}
+
+/// HEAD is answered uncompressed (with the headers of an uncompressed GET).
+pub fn no_coding_for_head<B>(mut req: http::Request<B>) -> http::Request<B> {
+    if req.method() == Method::HEAD {
+        req.headers_mut().remove(header::ACCEPT_ENCODING);
+    }
+    req
+}
+
 pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = match req.headers().get(REQUEST_ID) {

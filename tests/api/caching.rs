@@ -178,3 +178,62 @@ name = { type = "string" }
     let bad = toml.replace("public, max-age=60", "a\nb");
     assert!(restkit::model::toml::parse(&bad).is_err());
 }
+
+#[tokio::test]
+async fn responses_are_compressed_when_accepted_and_worth_it() {
+    let t = TestApp::demo().await;
+    let res = t
+        .get("/v1/books?limit=20")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await;
+    assert_eq!(res.header("content-encoding"), "gzip");
+    assert!(res
+        .header("vary")
+        .to_ascii_lowercase()
+        .contains("accept-encoding"));
+    assert_eq!(&res.body[..2], &[0x1f, 0x8b], "a gzip stream");
+    let tag = res.header("etag").to_string();
+    assert!(tag.ends_with("-gzip\""), "{tag}");
+    // The compressed response's tag revalidates too.
+    let again = t
+        .get("/v1/books?limit=20")
+        .header("accept-encoding", "gzip")
+        .header("if-none-match", &tag)
+        .send()
+        .await;
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    let br = t
+        .get("/v1/books?limit=20")
+        .header("accept-encoding", "br")
+        .send()
+        .await;
+    assert_eq!(br.header("content-encoding"), "br");
+    // Tiny bodies and HEAD stay as they are.
+    let small = t
+        .get("/health")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await;
+    assert!(small.headers.get("content-encoding").is_none());
+    let head = t
+        .call(http::Method::HEAD, "/v1/books?limit=20")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await;
+    assert!(head.headers.get("content-encoding").is_none());
+    let plain = t.get("/v1/books?limit=20").send().await;
+    assert_eq!(head.header("content-length"), plain.body.len().to_string());
+}
+
+#[tokio::test]
+async fn a_client_can_put_back_what_it_got_links_included() {
+    let t = TestApp::demo().await;
+    let mut got = t.get("/v2/books/3").send().await.json();
+    assert!(got["_links"]["self"]["href"].is_string());
+    got["title"] = json!("Round trip");
+    let res = t.put("/v2/books/3").json(got).send().await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.json()["title"], "Round trip");
+}
