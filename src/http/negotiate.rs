@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{header, HeaderMap, StatusCode, Uri};
+use http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 
 use super::AppState;
 use crate::error::ApiError;
@@ -54,6 +54,10 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
     req.extensions_mut().insert(format);
     let mut res = next.run(req).await;
     res.extensions_mut().insert(format);
+    // The format and the minor version both follow Accept: caches must
+    // keep one copy per Accept.
+    res.headers_mut()
+        .append(header::VARY, HeaderValue::from_static("accept"));
     res
 }
 

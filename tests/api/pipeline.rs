@@ -34,6 +34,7 @@ async fn type_then_extension_then_accept_decide_the_format() {
         .await;
     assert_eq!(res.status, 200, "type= wins over Accept");
     assert_eq!(res.header("content-type"), "application/json");
+    assert!(res.header("vary").contains("accept"));
     let res = t.get("/v1/books/3?type=yaml").send().await;
     let b = assert_problem(&res, 400, "INVALID_QUERY");
     assert!(b["detail"].as_str().unwrap().contains("yaml"));
