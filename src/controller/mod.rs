@@ -156,6 +156,12 @@ pub enum Reply {
     Value(Value),
     /// 200 with one record.
     Record(Record),
+    /// 200 with one record that knows when it last changed (its
+    /// `updated_at`): served with `Last-Modified` (§5.6).
+    Dated {
+        record: Record,
+        modified: chrono::DateTime<chrono::Utc>,
+    },
     /// 200 with records of a collection.
     Collection { records: Vec<Record>, page: Page },
     /// 201 with the new record; `location` is the record's path.

@@ -364,6 +364,25 @@ impl TableController {
         Reply::Record(rec)
     }
 
+    /// A record reply with its change time, when the resource keeps one and
+    /// the record shows it (§5.6 `Last-Modified`).
+    fn dated(&self, reply: Reply) -> Reply {
+        let Reply::Record(record) = reply else {
+            return reply;
+        };
+        let modified = self
+            .resource
+            .updated_at()
+            .and_then(|f| record.get(&f.name))
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.to_utc());
+        match modified {
+            Some(modified) => Reply::Dated { record, modified },
+            None => Reply::Record(record),
+        }
+    }
+
     /// The collection's path with this request's parent ids filled in.
     fn collection_url(&self, cx: &Ctx) -> String {
         let mut path = self.plan.collection_path.clone();
@@ -1003,7 +1022,7 @@ impl Controller for TableController {
                 .fetch(&self.resource, &self.plan.view_fields, n, &scope)
                 .await?
                 .ok_or_else(|| self.not_found(id))?;
-            return Ok(self.record_reply(cx, rec));
+            return Ok(self.dated(self.record_reply(cx, rec)));
         }
         let q = CollectionQuery::parse(&cx.query, &self.resource, &self.view_policy, None)?;
         let shown = q
@@ -1033,7 +1052,7 @@ impl Controller for TableController {
         for i in &select[shown.len()..] {
             rec.shift_remove(&self.resource.fields[*i].name);
         }
-        Ok(self.record_reply(cx, rec))
+        Ok(self.dated(self.record_reply(cx, rec)))
     }
 
     async fn create(&self, cx: &Ctx, body: Value) -> Result<Reply, ApiError> {

@@ -53,6 +53,11 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
     } else {
         Vec::new()
     };
+    let if_modified_since = if read {
+        req.headers().get(header::IF_MODIFIED_SINCE).cloned()
+    } else {
+        None
+    };
     let cache_control = route
         .endpoint(req.method())
         .map(|e| e.cache_control.clone());
@@ -79,7 +84,14 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
                     .cloned()
                     .into_iter()
                     .collect();
-                if format::tags_match(if_none_match.iter(), &current, false) {
+                // If-None-Match wins; If-Modified-Since counts only
+                // without it (RFC 9110 §13.1.3).
+                let unchanged = if if_none_match.is_empty() {
+                    unmodified_since(if_modified_since.as_ref(), res.headers())
+                } else {
+                    format::tags_match(if_none_match.iter(), &current, false)
+                };
+                if unchanged {
                     not_modified(&mut res);
                 }
             }
@@ -231,6 +243,24 @@ async fn run_action(
             },
         )
         .await
+}
+
+/// Was the representation (its `Last-Modified`, whole seconds) last changed
+/// at or before the client's `If-Modified-Since`? An unparsable date is
+/// ignored, as RFC 9110 asks.
+fn unmodified_since(since: Option<&HeaderValue>, headers: &http::HeaderMap) -> bool {
+    let parse = |v: &HeaderValue| {
+        v.to_str()
+            .ok()
+            .and_then(|s| chrono::DateTime::parse_from_rfc2822(s).ok())
+    };
+    match (
+        since.and_then(parse),
+        headers.get(header::LAST_MODIFIED).and_then(parse),
+    ) {
+        (Some(since), Some(modified)) => modified <= since,
+        _ => false,
+    }
 }
 
 /// 304 Not Modified: the same headers (ETag, Cache-Control, …) and no

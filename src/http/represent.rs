@@ -64,6 +64,15 @@ pub fn reply(reply: Reply, cx: &Ctx, method: &Method) -> Representation {
             };
             represented(StatusCode::OK, Content::Value(v))
         }
+        Reply::Dated { record, modified } => {
+            let mut repr = self::reply(Reply::Record(record), cx, method);
+            // HTTP-date (IMF-fixdate), whole seconds.
+            let date = modified.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            if let Ok(v) = HeaderValue::from_str(&date) {
+                repr.headers.insert(header::LAST_MODIFIED, v);
+            }
+            return repr;
+        }
         Reply::Record(r) if envelope => represented(
             StatusCode::OK,
             Content::Value(record_envelope(Value::Object(r))),

@@ -244,3 +244,45 @@ async fn a_client_can_put_back_what_it_got_links_included() {
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
     assert_eq!(res.json()["title"], "Round trip");
 }
+
+#[tokio::test]
+async fn last_modified_and_if_modified_since() {
+    let t = TestApp::demo().await;
+    let res = t.get("/v1/books/3").send().await;
+    let modified = res.header("last-modified").to_string();
+    assert!(modified.ends_with(" GMT"), "{modified}");
+    let stamp = chrono::DateTime::parse_from_rfc2822(&modified).unwrap();
+    let updated =
+        chrono::DateTime::parse_from_rfc3339(res.json()["updatedAt"].as_str().unwrap()).unwrap();
+    assert_eq!(stamp.timestamp(), updated.timestamp());
+    let res = t
+        .get("/v1/books/3")
+        .header("if-modified-since", &modified)
+        .send()
+        .await;
+    assert_eq!(res.status, 304);
+    let earlier = (stamp - chrono::Duration::seconds(10))
+        .to_rfc2822()
+        .replace("+0000", "GMT");
+    let res = t
+        .get("/v1/books/3")
+        .header("if-modified-since", &earlier)
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    // If-None-Match wins over If-Modified-Since.
+    let res = t
+        .get("/v1/books/3")
+        .header("if-modified-since", &modified)
+        .header("if-none-match", "\"stale\"")
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    // Nonsense dates are ignored.
+    let res = t
+        .get("/v1/books/3")
+        .header("if-modified-since", "yesterday")
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+}
