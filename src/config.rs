@@ -23,6 +23,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub pagination: PaginationSettings,
     pub format: FormatSettings,
+    pub cors: CorsSettings,
     /// API declarations live in the same file; read by `model::toml`.
     #[serde(rename = "module")]
     modules: Option<IgnoredAny>,
@@ -76,6 +77,30 @@ impl Default for ServerSettings {
             body_timeout: Duration::from_secs(10),
             max_connections: 1024,
             write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Cross-origin requests (§10).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsSettings {
+    /// Origins allowed to call the API from a browser; `"*"`: any. With
+    /// `credentials`, the request's origin is echoed, never `*`.
+    pub origins: Vec<String>,
+    /// Send `Access-Control-Allow-Credentials: true`.
+    pub credentials: bool,
+    /// How long a browser may cache a preflight answer.
+    #[serde(deserialize_with = "duration")]
+    pub max_age: Duration,
+}
+
+impl Default for CorsSettings {
+    fn default() -> Self {
+        CorsSettings {
+            origins: vec!["*".to_string()],
+            credentials: false,
+            max_age: Duration::from_secs(600),
         }
     }
 }
@@ -287,7 +312,8 @@ impl Settings {
             .try_parsing(true)
             .list_separator(",")
             .with_list_parse_key("rate_limit.trusted_proxies")
-            .with_list_parse_key("auth.grants");
+            .with_list_parse_key("auth.grants")
+            .with_list_parse_key("cors.origins");
         let mut b = config::Config::builder()
             .add_source(config::File::from_str(toml_text, config::FileFormat::Toml))
             .add_source(env);

@@ -6,6 +6,7 @@
 //! [`render`]. See docs/ARCHITECTURE.md.
 
 pub mod body;
+pub mod cors;
 pub mod dispatch;
 pub mod layers;
 pub mod negotiate;
@@ -172,6 +173,10 @@ impl App {
                     .br(true)
                     .compress_when(tower_http::compression::predicate::SizeAbove::new(256)),
             )
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                cors::layer,
+            ))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 layers::edge,

@@ -7,6 +7,7 @@ mod actions;
 mod caching;
 mod cli;
 mod controller;
+mod cors;
 mod crud;
 mod errors;
 mod formats;
