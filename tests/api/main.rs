@@ -4,6 +4,7 @@
 //! network matters.
 
 mod actions;
+mod browser;
 mod caching;
 mod cli;
 mod controller;

@@ -1,0 +1,130 @@
+//! CORS proven in a real browser (§10): a page served from another
+//! 127.0.0.1 port calls the API with fetch() — a GET with an Authorization
+//! header (which forces a preflight), a POST with JSON, and reads of
+//! X-Pagination-Total-Count and ETag from JavaScript — in headless
+//! Chromium. Skipped only when no Chromium is installed (`.ci/run`
+//! installs Debian's `chromium`).
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::helpers::TestApp;
+
+fn browser() -> Option<&'static str> {
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+}
+
+const PAGE: &str = r#"<!doctype html><html><body><pre id="out">pending</pre><script>
+(async () => {
+  const api = "__API__";
+  const out = {};
+  try {
+    const r1 = await fetch(api + "/v1/books?limit=2", {
+      headers: { "Authorization": "Basic " + btoa("stan:pass") } });
+    out.getStatus = r1.status;
+    out.total = r1.headers.get("X-Pagination-Total-Count");
+    out.etag = r1.headers.get("ETag");
+    const r2 = await fetch(api + "/v1/books", { method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ title: "From the browser", author: "Chromium" }) });
+    out.postStatus = r2.status;
+    out.location = r2.headers.get("Location");
+    out.title = (await r2.json()).title;
+  } catch (e) { out.error = String(e); }
+  document.getElementById("out").textContent = JSON.stringify(out);
+})();
+</script></body></html>"#;
+
+/// Serves `page` to every request on `listener` (the page's own origin).
+async fn serve_page(listener: TcpListener, page: String) {
+    loop {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        let page = page.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+            let res = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+            let _ = s.write_all(res.as_bytes()).await;
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_another_origin_reads_the_api_with_fetch() {
+    let Some(chrome) = browser() else {
+        eprintln!("skipped: no Chromium installed");
+        return;
+    };
+    let t = TestApp::demo().await;
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_addr = api.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(t.app.clone().serve(api, async move {
+        let _ = stopped.await;
+    }));
+    let page_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_addr = page_listener.local_addr().unwrap();
+    let page = PAGE.replace("__API__", &format!("http://{api_addr}"));
+    tokio::spawn(serve_page(page_listener, page));
+
+    let profile = tempfile::tempdir().unwrap();
+    let run = tokio::process::Command::new(chrome)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            &format!("--user-data-dir={}", profile.path().display()),
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            &format!("http://{page_addr}/"),
+        ])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the browser finished within 90 s")
+        .expect("the browser ran");
+    let _ = stop.send(());
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let json = dom
+        .split("<pre id=\"out\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_else(|| {
+            panic!(
+                "no result in the page: {dom}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let seen: serde_json::Value = serde_json::from_str(&json.replace("&quot;", "\""))
+        .unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(seen["getStatus"], 200, "{seen}");
+    assert_eq!(seen["total"], "1000", "{seen}");
+    assert!(
+        seen["etag"].as_str().is_some_and(|e| e.starts_with('"')),
+        "{seen}"
+    );
+    assert_eq!(seen["postStatus"], 201, "{seen}");
+    assert!(
+        seen["location"]
+            .as_str()
+            .is_some_and(|l| l.contains("/v1/books/")),
+        "{seen}"
+    );
+    assert_eq!(seen["title"], "From the browser", "{seen}");
+}
