@@ -232,6 +232,20 @@ impl TableController {
         Ok(())
     }
 
+    /// What a write to one record must satisfy before it runs, inside its
+    /// transaction: the caller owns it (read-all/write-own resources) and
+    /// `If-Match`, when sent, names its current version.
+    async fn preconditions(
+        &self,
+        cx: &Ctx,
+        tx: &mut WriteTx,
+        id: i64,
+        scope: &Scope,
+    ) -> Result<(), ApiError> {
+        self.check_owner(cx, tx, id, scope).await?;
+        self.check_if_match(cx, tx, id, scope).await
+    }
+
     /// `If-Match` (§5.6), checked inside the write transaction, so nothing
     /// can change between the check and the write. The tag must be one of
     /// the record's current representations as a plain GET returns it —
@@ -1099,8 +1113,7 @@ impl Controller for TableController {
         let values = self.values(&body, &self.plan.update_fields, true);
         let doc = Value::Object(body);
         let mut tx = cx.store.begin_write().await?;
-        self.check_owner(cx, &mut tx, n, &scope).await?;
-        self.check_if_match(cx, &mut tx, n, &scope).await?;
+        self.preconditions(cx, &mut tx, n, &scope).await?;
         let rec = self
             .write_checked(&mut tx, id, n, &scope, &doc, &values)
             .await?;
@@ -1117,8 +1130,7 @@ impl Controller for TableController {
         let n = parse_id(id).ok_or_else(|| self.not_found(id))?;
         let patch = self.writable_body(patch)?;
         let mut tx = cx.store.begin_write().await?;
-        self.check_owner(cx, &mut tx, n, &scope).await?;
-        self.check_if_match(cx, &mut tx, n, &scope).await?;
+        self.preconditions(cx, &mut tx, n, &scope).await?;
         let mut current = tx
             .fetch(&self.resource, &self.patch_read, n, &scope)
             .await?
@@ -1153,8 +1165,7 @@ impl Controller for TableController {
         let scope = self.scope(cx, Operation::Delete).await?;
         let n = parse_id(id).ok_or_else(|| self.not_found(id))?;
         let mut tx = cx.store.begin_write().await?;
-        self.check_owner(cx, &mut tx, n, &scope).await?;
-        self.check_if_match(cx, &mut tx, n, &scope).await?;
+        self.preconditions(cx, &mut tx, n, &scope).await?;
         if !tx.delete(&self.resource, n, &scope).await? {
             return Err(self.not_found(id));
         }

@@ -271,21 +271,13 @@ async fn big_table(statement_timeout: &str) -> TestApp {
     let toml = "[[module]]\nprefix = \"/api\"\n[[module.resource]]\nname = \"rows\"\n[module.resource.fields]\nid = { type = \"integer\", primary_key = true }\ntext = { type = \"string\" }\n";
     let settings = format!("[database]\nstatement_timeout = \"{statement_timeout}\"\n");
     let t = TestApp::with(toml, &settings, Registry::builtin()).await;
-    let mut batch = Vec::new();
-    for start in (1..=200_000i64).step_by(1000) {
-        let mut insert = sea_query::Query::insert();
-        insert
-            .into_table(sea_query::Alias::new("rows"))
-            .columns([sea_query::Alias::new("id"), sea_query::Alias::new("text")]);
-        for id in start..start + 1000 {
-            insert.values_panic([
-                sea_query::Expr::val(id),
-                sea_query::Expr::val(format!("row number {id} of many")),
-            ]);
-        }
-        batch.push(insert);
-    }
-    t.app.state().store.execute_batch(batch).await.unwrap();
+    t.fill("rows", &["id", "text"], 200_000, |n| {
+        vec![
+            (n + 1).into(),
+            format!("row number {} of many", n + 1).into(),
+        ]
+    })
+    .await;
     t
 }
 

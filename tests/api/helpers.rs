@@ -240,3 +240,29 @@ pub fn assert_problem(res: &TestResponse, status: u16, code: &str) -> Value {
     assert_eq!(b["requestId"], res.header("x-request-id"));
     b
 }
+
+impl TestApp {
+    /// Inserts `count` rows into `table` straight through the store (no
+    /// API, no validation), `row(n)` giving the values of `columns` for
+    /// n = 0..count, in transactions of 1,000 rows.
+    pub async fn fill<F>(&self, table: &str, columns: &[&str], count: i64, row: F)
+    where
+        F: Fn(i64) -> Vec<sea_query::Value>,
+    {
+        for start in (0..count).step_by(1000) {
+            let mut insert = sea_query::Query::insert();
+            insert
+                .into_table(sea_query::Alias::new(table))
+                .columns(columns.iter().map(|c| sea_query::Alias::new(*c)));
+            for n in start..(start + 1000).min(count) {
+                insert.values_panic(row(n).into_iter().map(sea_query::Expr::val));
+            }
+            self.app
+                .state()
+                .store
+                .execute_batch(vec![insert])
+                .await
+                .unwrap();
+        }
+    }
+}

@@ -502,22 +502,10 @@ updatedAt = { type = "datetime", read_only = true, updated_at = true }
 #[tokio::test]
 async fn a_filtered_delete_of_20000_rows_reports_every_tombstone() {
     let t = TestApp::with(MANY, "", Registry::builtin()).await;
-    let mut batch = Vec::new();
-    for chunk in (0..20_000i64).collect::<Vec<_>>().chunks(500) {
-        let mut insert = sea_query::Query::insert();
-        insert.into_table(sea_query::Alias::new("items")).columns([
-            sea_query::Alias::new("n"),
-            sea_query::Alias::new("updated_at"),
-        ]);
-        for n in chunk {
-            insert.values_panic([
-                sea_query::Expr::val(*n),
-                sea_query::Expr::val("2020-01-01T00:00:00.000000Z"),
-            ]);
-        }
-        batch.push(insert);
-    }
-    t.app.state().store.execute_batch(batch).await.unwrap();
+    t.fill("items", &["n", "updated_at"], 20_000, |n| {
+        vec![n.into(), "2020-01-01T00:00:00.000000Z".into()]
+    })
+    .await;
     let mark = mark_of(&t, "/api/items").await;
     let res = t.delete("/api/items?filter[n][gte]=0").send().await;
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));

@@ -163,30 +163,12 @@ async fn a_write_past_the_statement_timeout_is_stopped_and_rolled_back() {
         Registry::builtin(),
     )
     .await;
-    let mut batch = Vec::new();
-    for chunk in (0..100_000i64).collect::<Vec<_>>().chunks(1000) {
-        let mut insert = sea_query::Query::insert();
-        insert
-            .into_table(sea_query::Alias::new("items"))
-            .columns([sea_query::Alias::new("n"), sea_query::Alias::new("s")]);
-        for n in chunk {
-            insert.values_panic([
-                sea_query::Expr::val(*n),
-                sea_query::Expr::val(format!("some longer text {n} to scan")),
-            ]);
-        }
-        batch.push(insert);
-    }
-    // Seeding is one transaction too: it may itself run past 1 ms, so lift
-    // nothing here and retry in smaller pieces if it is stopped.
-    for insert in batch {
-        t.app
-            .state()
-            .store
-            .execute_batch(vec![insert])
-            .await
-            .unwrap();
-    }
+    // Seeded in transactions of 1,000 rows: one of them may itself run past
+    // 1 ms, so none is much bigger.
+    t.fill("items", &["n", "s"], 100_000, |n| {
+        vec![n.into(), format!("some longer text {n} to scan").into()]
+    })
+    .await;
     let res = t
         .delete("/api/items?filter[s][like]=longer%20text")
         .send()
