@@ -179,6 +179,34 @@ fn coerce_object(map: &mut Map<String, Value>, schema: &Value) {
     }
 }
 
+/// A body that shows what `schema` takes: each property with its default,
+/// or an empty value of its type (the browsable page's form starts with
+/// it). Read-only properties are left out.
+pub fn example_body(schema: &Value) -> Value {
+    if let Some(default) = schema.get("default") {
+        return default.clone();
+    }
+    let types = types_of(schema);
+    match types.iter().find(|t| **t != "null").copied() {
+        Some("object") | None if schema.get("properties").is_some() => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let map: Map<String, Value> = props
+                .into_iter()
+                .flatten()
+                .filter(|(_, s)| s.get("readOnly") != Some(&Value::Bool(true)))
+                .map(|(k, s)| (k.clone(), example_body(s)))
+                .collect();
+            Value::Object(map)
+        }
+        Some("object") => Value::Object(Map::new()),
+        Some("string") => Value::String(String::new()),
+        Some("integer") | Some("number") => Value::from(0),
+        Some("boolean") => Value::Bool(false),
+        Some("array") => Value::Array(Vec::new()),
+        _ => Value::Null,
+    }
+}
+
 fn types_of(schema: &Value) -> Vec<&str> {
     match schema.get("type") {
         Some(Value::String(t)) => vec![t.as_str()],
@@ -219,6 +247,23 @@ fn coerce_str(s: &str, schema: &Value) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn example_bodies_show_defaults_and_types() {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "title": {"type": "string"},
+                "year": {"type": ["integer", "null"]},
+                "rating": {"type": "integer", "default": 3},
+                "id": {"type": "integer", "readOnly": true}
+            }
+        });
+        assert_eq!(
+            example_body(&schema),
+            serde_json::json!({"title": "", "year": 0, "rating": 3})
+        );
+    }
     use serde_json::json;
 
     fn schema() -> Schema {

@@ -270,7 +270,7 @@ impl TableController {
                     unreachable!("record_reply makes records")
                 };
                 let content = Content::Record(rec);
-                Format::ALL
+                Format::DATA
                     .iter()
                     .filter_map(|f| format::bytes_of(&content, *f))
                     .map(|b| format::etag(&b))

@@ -3,12 +3,13 @@
 //! The pipeline's last two steps: a reply is first *represented* —
 //! status, headers and format-neutral [`Content`] (records stay records)
 //! — by `http::represent`, then *encoded* here into bytes of the
-//! negotiated [`Format`]: JSON ([`json`]), XML ([`xml`]) and CSV
-//! ([`csv`]); HTML adds a variant and an encoder, and nothing above this
-//! module changes. Errors (§7) are encoded here too, in the format the
-//! request negotiated (XML when XML was; JSON for the others).
+//! negotiated [`Format`]: JSON ([`json`]), XML ([`xml`]), CSV ([`csv`])
+//! and a browsable HTML page ([`html`]). Errors (§7) are encoded here too,
+//! in the format the request negotiated (problem+xml when XML was, a page
+//! when HTML was, problem+json for the others).
 
 pub mod csv;
+pub mod html;
 pub mod json;
 pub mod xml;
 
@@ -27,12 +28,26 @@ pub enum Format {
     Json,
     Xml,
     Csv(csv::CsvOptions),
+    Html,
 }
 
 impl Format {
     /// Every format, in order of preference when a client accepts several
     /// equally (`*/*` is JSON).
     pub const ALL: &'static [Format] = &[
+        Format::Json,
+        Format::Xml,
+        Format::Csv(csv::CsvOptions {
+            header: true,
+            formula_guard: true,
+        }),
+        Format::Html,
+    ];
+
+    /// The formats whose bytes depend only on the data: the
+    /// representations `If-Match` compares against. (An HTML page also
+    /// shows the request that fetched it.)
+    pub const DATA: &'static [Format] = &[
         Format::Json,
         Format::Xml,
         Format::Csv(csv::CsvOptions {
@@ -47,12 +62,13 @@ impl Format {
             "json" => Some(Format::Json),
             "xml" => Some(Format::Xml),
             "csv" => Some(Format::Csv(csv::CsvOptions::default())),
+            "html" | "htm" => Some(Format::Html),
             _ => None,
         }
     }
 
     /// The names `type=` accepts, for messages.
-    pub const NAMES: &'static str = "json, xml, csv";
+    pub const NAMES: &'static str = "json, xml, csv, html";
 
     /// Does this media type (no parameters, lower case) name the format?
     /// `*/*` names every format; `application/*` names JSON and XML.
@@ -69,6 +85,10 @@ impl Format {
                 "application/xml" | "text/xml" | "application/*" | "text/*" | "*/*"
             ),
             Format::Csv(_) => matches!(media, "text/csv" | "text/*" | "*/*"),
+            Format::Html => matches!(
+                media,
+                "text/html" | "application/xhtml+xml" | "text/*" | "*/*"
+            ),
         }
     }
 
@@ -77,6 +97,7 @@ impl Format {
             Format::Json => HeaderValue::from_static("application/json"),
             Format::Xml => HeaderValue::from_static("application/xml; charset=UTF-8"),
             Format::Csv(_) => HeaderValue::from_static("text/csv; charset=UTF-8"),
+            Format::Html => HeaderValue::from_static("text/html; charset=UTF-8"),
         }
     }
 
@@ -86,14 +107,16 @@ impl Format {
             Format::Json => "application/json",
             Format::Xml => "application/xml",
             Format::Csv(_) => "text/csv",
+            Format::Html => "text/html",
         }
     }
 
-    /// The content type of an error body in this format: XML for XML,
-    /// problem+json otherwise (a CSV error is not a table).
+    /// The content type of an error body in this format: XML for XML, a
+    /// page for HTML, problem+json otherwise (a CSV error is not a table).
     pub fn problem_type(self) -> HeaderValue {
         match self {
             Format::Xml => HeaderValue::from_static("application/problem+xml; charset=UTF-8"),
+            Format::Html => self.content_type(),
             _ => HeaderValue::from_static("application/problem+json"),
         }
     }
@@ -119,15 +142,21 @@ pub enum Content {
     Value(Value),
 }
 
-/// Encodes `repr` in `format`.
-pub fn encode(repr: Representation, format: Format) -> Response {
-    encode_tagged(repr, format, false)
-}
-
-/// As [`encode`]; with `tag`, a 200's body also gets its strong `ETag`
-/// (§5.6), computed from the encoded bytes (no copy of the body).
-pub fn encode_tagged(repr: Representation, format: Format, tag: bool) -> Response {
-    let body = bytes_of(&repr.content, format);
+/// Encodes `repr` in `format`; with `tag`, a 200's body also gets its
+/// strong `ETag` (§5.6), computed from the encoded bytes (no copy of the
+/// body). An HTML page describes the request `page` names.
+pub fn encode(repr: Representation, format: Format, tag: bool, page: &html::Page) -> Response {
+    let body = match (&repr.content, format) {
+        (Content::Empty, _) => None,
+        (content, Format::Html) => Some(html::encode(
+            repr.status,
+            &format.content_type(),
+            &repr.headers,
+            content,
+            page,
+        )),
+        (content, format) => bytes_of(content, format),
+    };
     let etag = match (&body, tag && repr.status == StatusCode::OK) {
         (Some(b), true) => Some(etag(b)),
         _ => None,
@@ -141,6 +170,9 @@ pub fn encode_tagged(repr: Representation, format: Format, tag: bool) -> Respons
     }
     if let Some(v) = etag {
         res.headers_mut().insert(header::ETAG, v);
+    }
+    if format == Format::Html {
+        html::security_headers(res.headers_mut());
     }
     res
 }
@@ -183,13 +215,21 @@ pub fn tags_match<'a>(
     false
 }
 
-/// The encoded bytes of `content` (`None` for no body).
+/// The encoded bytes of `content` (`None` for no body). A page made
+/// here describes no request; [`encode`] makes the real one.
 pub fn bytes_of(content: &Content, format: Format) -> Option<Bytes> {
     match (content, format) {
         (Content::Empty, _) => None,
         (content, Format::Json) => Some(json::encode(content)),
         (content, Format::Xml) => Some(xml::encode(content)),
         (content, Format::Csv(opts)) => Some(csv::encode(content, opts)),
+        (content, Format::Html) => Some(html::encode(
+            StatusCode::OK,
+            &format.content_type(),
+            &HeaderMap::new(),
+            content,
+            &html::Page::default(),
+        )),
     }
 }
 
@@ -205,11 +245,20 @@ pub fn etag(bytes: &[u8]) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{tag}\"")).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
-/// The §7 body of `err` in `format`, with its content type.
-pub fn encode_error(err: &ApiError, request_id: &str, format: Format) -> (HeaderValue, Bytes) {
+/// The §7 body of `err` in `format`, with its content type. An HTML
+/// error is a page about the request `page` names.
+pub fn encode_error(
+    err: &ApiError,
+    request_id: &str,
+    format: Format,
+    page: &html::Page,
+) -> (HeaderValue, Bytes) {
     let body = Content::Value(err.body(request_id));
-    match format {
-        Format::Xml => (format.problem_type(), xml::encode(&body)),
-        _ => (format.problem_type(), json::encode(&body)),
-    }
+    let content_type = format.problem_type();
+    let bytes = match format {
+        Format::Xml => xml::encode(&body),
+        Format::Html => html::encode(err.status, &content_type, &HeaderMap::new(), &body, page),
+        _ => json::encode(&body),
+    };
+    (content_type, bytes)
 }

@@ -19,6 +19,7 @@ use super::{body, negotiate, represent, AppState};
 use crate::auth;
 use crate::controller::{ActionInput, Ctx, Operation, Reply};
 use crate::error::ApiError;
+use crate::format::html::Page;
 use crate::format::{self, Format, Representation};
 use crate::validate;
 
@@ -40,7 +41,11 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
         .get::<Format>()
         .copied()
         .unwrap_or_default();
-    let head = req.method() == Method::HEAD;
+    let page = req
+        .extensions()
+        .get::<Page>()
+        .map(|p| page_for(p.clone(), &route));
+    let head = req.extensions().get::<super::layers::Head>().is_some();
     // Conditional reads (§5.6): only GET and HEAD are tagged and may be
     // answered 304.
     let read = head || req.method() == Method::GET;
@@ -73,7 +78,7 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
     };
     let mut res = match steps(&route, &state, req, version.as_deref()).await {
         Ok(repr) => {
-            let mut res = format::encode_tagged(repr, format, read);
+            let mut res = format::encode(repr, format, read, page.as_ref().unwrap_or(&NO_PAGE));
             if read && res.status() == StatusCode::OK {
                 if let Some(cc) = cache_control {
                     res.headers_mut().entry(header::CACHE_CONTROL).or_insert(cc);
@@ -95,9 +100,6 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
                     not_modified(&mut res);
                 }
             }
-            if head && res.status() != StatusCode::NOT_MODIFIED {
-                represent::strip_body(&mut res);
-            }
             res
         }
         Err(e) => e.into_response(),
@@ -107,6 +109,33 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
     }
     res.extensions_mut().insert(template);
     res
+}
+
+static NO_PAGE: Page = Page {
+    method: String::new(),
+    target: String::new(),
+    methods: Vec::new(),
+    template: None,
+};
+
+/// An HTML page's form offers the route's methods, and for a collection a
+/// body with the fields a create takes.
+fn page_for(mut page: Page, route: &Route) -> Page {
+    page.methods = route
+        .endpoints
+        .iter()
+        .map(|e| e.method.to_string())
+        .collect();
+    page.template = route.endpoint(&Method::POST).and_then(|e| match &e.target {
+        Target::Operation { controller, op } => controller
+            .input_schema(*op)
+            .map(crate::validate::example_body),
+        Target::Action {
+            schema: Some(s), ..
+        } => Some(crate::validate::example_body(&s.source)),
+        Target::Action { .. } => None,
+    });
+    page
 }
 
 /// The pipeline after routing and version, one named step after another:

@@ -18,6 +18,7 @@ use super::dispatch::RouteTemplate;
 use super::represent;
 use super::AppState;
 use crate::error::ApiError;
+use crate::format::html::Page;
 use crate::format::{self, Format};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -62,12 +63,26 @@ pub fn tag_coding<B>(mut res: http::Response<B>) -> http::Response<B> {
     res
 }
 
-/// HEAD is answered uncompressed (with the headers of an uncompressed GET).
-pub fn no_coding_for_head<B>(mut req: http::Request<B>) -> http::Request<B> {
-    if req.method() == Method::HEAD {
-        req.headers_mut().remove(header::ACCEPT_ENCODING);
+/// Marks a HEAD request that runs inside the pipeline as a GET.
+#[derive(Clone, Copy, Debug)]
+pub struct Head;
+
+/// HEAD (§4.1): exactly the headers GET would get — taken after
+/// compression, so `Content-Encoding`, `ETag` and `Content-Length` match
+/// GET's for the same `Accept-Encoding` — and no body. The outermost step:
+/// inside it the request is a GET marked [`Head`] (the router would
+/// otherwise drop the body before compression could see it).
+pub async fn head(mut req: Request, next: Next) -> Response {
+    let head = req.method() == Method::HEAD;
+    if head {
+        *req.method_mut() = Method::GET;
+        req.extensions_mut().insert(Head);
     }
-    req
+    let mut res = next.run(req).await;
+    if head {
+        represent::strip_body(&mut res);
+    }
+    res
 }
 
 pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
@@ -78,7 +93,11 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
             .unwrap_or(HeaderValue::from_static("-")),
     };
     req.extensions_mut().insert(RequestId(id.clone()));
-    let method = req.method().clone();
+    let method = if req.extensions().get::<Head>().is_some() {
+        Method::HEAD
+    } else {
+        req.method().clone()
+    };
     // Absolute URLs (Link, Location, _links) are built from Host unless
     // server.public_url is set: refuse a Host that is not host[:port].
     // More than one Host is always refused (RFC 9112 §3.2).
@@ -114,13 +133,15 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
             .get::<Format>()
             .copied()
             .unwrap_or_default();
-        let (content_type, body) = format::encode_error(&err, id.to_str().unwrap_or(""), format);
+        let page = res.extensions().get::<Page>().cloned().unwrap_or_default();
+        let (content_type, body) =
+            format::encode_error(&err, id.to_str().unwrap_or(""), format, &page);
+        if format == Format::Html {
+            format::html::security_headers(res.headers_mut());
+        }
         res.headers_mut().insert(header::CONTENT_TYPE, content_type);
         res.headers_mut().remove(header::CONTENT_LENGTH);
         *res.body_mut() = Body::from(body);
-        if method == Method::HEAD {
-            represent::strip_body(&mut res);
-        }
     }
     let status = res.status();
     let failed = status.is_client_error() || status.is_server_error();

@@ -161,12 +161,12 @@ impl App {
         // with Router::layer would run after routing, too late to strip a
         // URL extension): edge → panic catcher → negotiation → routing.
         let pipeline = tower::ServiceBuilder::new()
+            // HEAD drops the body last, so its headers are GET's.
+            .layer(axum::middleware::from_fn(layers::head))
             // Compression (gzip, br) when the client accepts it, never for
-            // small or empty bodies (304, 204), and not for HEAD (its
-            // headers then match an uncompressed GET's). A compressed
-            // body's ETag names its coding.
+            // small or empty bodies (304, 204). A compressed body's ETag
+            // names its coding.
             .map_response(layers::tag_coding)
-            .map_request(layers::no_coding_for_head)
             .layer(
                 tower_http::compression::CompressionLayer::new()
                     .gzip(true)

@@ -18,6 +18,7 @@ use http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use super::AppState;
 use crate::error::ApiError;
 use crate::format::csv::CsvOptions;
+use crate::format::html::Page;
 use crate::format::Format;
 
 /// The negotiation layer: decides the format, rewrites an extension off the
@@ -51,9 +52,18 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
         }),
         other => other,
     };
+    // A page shows the request it answers (and errors are pages too).
+    let page = (format == Format::Html)
+        .then(|| Page::new(req.method().as_str(), req.uri().path(), req.uri().query()));
     req.extensions_mut().insert(format);
+    if let Some(page) = &page {
+        req.extensions_mut().insert(page.clone());
+    }
     let mut res = next.run(req).await;
     res.extensions_mut().insert(format);
+    if let Some(page) = page {
+        res.extensions_mut().insert(page);
+    }
     // The format and the minor version both follow Accept: caches must
     // keep one copy per Accept.
     res.headers_mut()
@@ -166,7 +176,7 @@ fn from_accept(headers: &HeaderMap) -> Result<Format, ApiError> {
         ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
             "NOT_ACCEPTABLE",
-            "None of the formats this API serves (application/json, application/xml, text/csv) is acceptable.",
+            "None of the formats this API serves (application/json, application/xml, text/csv, text/html) is acceptable.",
         )
     })
 }
@@ -225,15 +235,20 @@ mod tests {
     fn accept_q_values_and_wildcards() {
         assert_eq!(from_accept(&HeaderMap::new()).unwrap(), Format::Json);
         assert_eq!(from_accept(&accept("*/*")).unwrap(), Format::Json);
+        // What browsers send: the page.
         assert_eq!(
-            from_accept(&accept("text/html, application/xhtml+xml, */*;q=0.8")).unwrap(),
-            Format::Json
+            from_accept(&accept(
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+            ))
+            .unwrap(),
+            Format::Html
         );
         assert_eq!(
             from_accept(&accept("application/vnd.restkit.v2.1+json")).unwrap(),
             Format::Json
         );
-        assert!(from_accept(&accept("text/html")).is_err());
+        assert_eq!(from_accept(&accept("text/html")).unwrap(), Format::Html);
+        assert!(from_accept(&accept("image/png")).is_err());
         assert!(from_accept(&accept("application/json;q=0")).is_err());
         assert_eq!(
             from_accept(&accept("*/*, application/json;q=0")).unwrap(),
@@ -241,7 +256,7 @@ mod tests {
             "the specific range overrides the wildcard for JSON; XML is still acceptable"
         );
         assert!(from_accept(&accept(
-            "application/json;q=0, application/xml;q=0, text/csv;q=0"
+            "application/json;q=0, application/xml;q=0, text/csv;q=0, text/html;q=0"
         ))
         .is_err());
         assert_eq!(

@@ -119,7 +119,11 @@ pub fn reply(reply: Reply, cx: &Ctx, method: &Method) -> Representation {
 /// HEAD: same headers as GET (Content-Length included), no body.
 pub fn strip_body(res: &mut Response) {
     use http_body::Body as _;
-    if let Some(n) = res.body().size_hint().exact() {
+    let bodiless = matches!(
+        res.status(),
+        StatusCode::NOT_MODIFIED | StatusCode::NO_CONTENT
+    );
+    if let Some(n) = res.body().size_hint().exact().filter(|_| !bodiless) {
         res.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }

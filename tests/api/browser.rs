@@ -3,7 +3,8 @@
 //! header (which forces a preflight), a POST with JSON, and reads of
 //! X-Pagination-Total-Count and ETag from JavaScript — in headless
 //! Chromium. Skipped only when no Chromium is installed (`.ci/run`
-//! installs Debian's `chromium`).
+//! installs Debian's `chromium`). Also: the browsable HTML page renders
+//! and runs only its own script.
 
 use std::time::Duration;
 
@@ -62,6 +63,83 @@ async fn serve_page(listener: TcpListener, page: String) {
     }
 }
 
+/// Runs headless Chromium on `url` and returns the DOM it ended with.
+async fn dump_dom(chrome: &str, url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let run = tokio::process::Command::new(chrome)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            &format!("--user-data-dir={}", profile.path().display()),
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            url,
+        ])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the browser finished within 90 s")
+        .expect("the browser ran");
+    let dom = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        dom.contains("<html"),
+        "no page: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dom
+}
+
+/// The browsable page (§5.1) in a browser: a record titled with markup
+/// stays text, restkit's own script runs under the page's CSP (it enables
+/// the form's button), and nothing else runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browsable_page_renders_escaped_and_its_script_runs() {
+    let Some(chrome) = browser() else {
+        eprintln!("skipped: no Chromium installed");
+        return;
+    };
+    let t = TestApp::demo().await;
+    let evil =
+        "<script>document.title='owned'</script><img src=x onerror=\"document.title='owned'\">";
+    let res = t
+        .post("/v1/books")
+        .json(serde_json::json!({"title": evil, "author": "x"}))
+        .send()
+        .await;
+    let id = res.json()["id"].as_i64().unwrap();
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = api.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(t.app.clone().serve(api, async move {
+        let _ = stopped.await;
+    }));
+    for path in [
+        format!("/v1/books/{id}?type=html"),
+        format!("/v1/books.html?filter[id]={id}"),
+    ] {
+        let dom = dump_dom(chrome, &format!("http://{addr}{path}")).await;
+        assert!(
+            !dom.contains("<title>owned"),
+            "{path}: injected markup ran: {dom}"
+        );
+        assert_eq!(dom.matches("<script").count(), 1, "{path}: {dom}");
+        assert_eq!(dom.matches("<img").count(), 0, "{path}: {dom}");
+        assert!(
+            dom.contains("&lt;script&gt;"),
+            "{path}: the title is shown as text"
+        );
+        assert!(
+            dom.contains("<button type=\"submit\">Send</button>"),
+            "{path}: restkit's script did not run (button still disabled): {dom}"
+        );
+    }
+    let _ = stop.send(());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_on_another_origin_reads_the_api_with_fetch() {
     let Some(chrome) = browser() else {
@@ -80,37 +158,13 @@ async fn a_page_on_another_origin_reads_the_api_with_fetch() {
     let page = PAGE.replace("__API__", &format!("http://{api_addr}"));
     tokio::spawn(serve_page(page_listener, page));
 
-    let profile = tempfile::tempdir().unwrap();
-    let run = tokio::process::Command::new(chrome)
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-dev-shm-usage",
-            &format!("--user-data-dir={}", profile.path().display()),
-            "--virtual-time-budget=20000",
-            "--dump-dom",
-            &format!("http://{page_addr}/"),
-        ])
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(90), run)
-        .await
-        .expect("the browser finished within 90 s")
-        .expect("the browser ran");
+    let dom = dump_dom(chrome, &format!("http://{page_addr}/")).await;
     let _ = stop.send(());
-    let dom = String::from_utf8_lossy(&out.stdout);
     let json = dom
         .split("<pre id=\"out\">")
         .nth(1)
         .and_then(|rest| rest.split("</pre>").next())
-        .unwrap_or_else(|| {
-            panic!(
-                "no result in the page: {dom}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+        .unwrap_or_else(|| panic!("no result in the page: {dom}"));
     let seen: serde_json::Value = serde_json::from_str(&json.replace("&quot;", "\""))
         .unwrap_or_else(|e| panic!("{e}: {json}"));
     assert_eq!(seen["getStatus"], 200, "{seen}");

@@ -151,7 +151,108 @@ async fn markup_and_formulas_are_inert_in_every_format() {
         };
         assert_eq!(&row[1], want, "title cell");
         assert_eq!(&row[2], "'@me", "author cell");
+        // HTML: the record page and a collection page show the text, and
+        // no markup of it survives; restkit's own script is the only one.
+        for path in [
+            format!("/v1/books/{id}.html"),
+            format!("/v1/books.html?filter[id]={id}"),
+        ] {
+            let page = t.get(&path).send().await;
+            assert_eq!(page.status, 200, "{path}");
+            let html = String::from_utf8(page.body).unwrap();
+            assert_eq!(html.matches("<script").count(), 1, "{path}: {html}");
+            assert!(!html.contains("<script>alert"), "{path}");
+            let escaped = serde_json::to_string(title)
+                .unwrap()
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;");
+            assert!(html.contains(&escaped), "{path}: {escaped} not in page");
+        }
     }
+}
+
+#[tokio::test]
+async fn the_html_page_browses_a_collection() {
+    let t = TestApp::demo().await;
+    let res = t
+        .get("/v1/books?limit=2&sort=id&access-token=not-shown")
+        .header(
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        )
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-type"), "text/html; charset=UTF-8");
+    let csp = res.header("content-security-policy");
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'sha256-"));
+    assert_eq!(res.header("x-content-type-options"), "nosniff");
+    assert!(res.header("etag").starts_with('"'));
+    let html = String::from_utf8(res.body.clone()).unwrap();
+    assert!(!html.contains("not-shown"), "credentials never shown");
+    // The request, the status and headers, a table, pagination links,
+    // clickable record links, and a form for the route's methods.
+    assert!(html.contains("<b>GET</b> /v1/books?limit=2&amp;sort=id"));
+    assert!(html.contains("HTTP 200 OK"));
+    assert!(html.contains("X-Pagination-Total-Count:</span> 1000"));
+    assert!(html.contains("<table>") && html.contains("<th>title</th>"));
+    let next = res
+        .header("link")
+        .split(", ")
+        .find(|l| l.contains("rel=\"next\""))
+        .unwrap();
+    let next = next.trim_start_matches('<').split('>').next().unwrap();
+    let next_link = format!("<a href=\"{}\">next</a>", next.replace('&', "&amp;"));
+    assert!(html.contains(&next_link), "{next_link}");
+    assert!(
+        html.contains("<option>GET</option>") && html.contains("<option selected>POST</option>")
+    );
+    assert!(
+        html.contains("&quot;title&quot;: &quot;&quot;"),
+        "the form starts with the create fields"
+    );
+    // Records with links: the id and every URL are clickable.
+    let v2 = t.get("/v2/books.html?limit=2&sort=id").send().await;
+    let v2 = String::from_utf8(v2.body).unwrap();
+    let self_link = v2
+        .split("<td><a href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no linked id: {v2}"));
+    assert!(self_link.ends_with("/v2/books/1"), "{self_link}");
+    // The page revalidates like every other representation.
+    let again = t
+        .get("/v1/books?limit=2&sort=id")
+        .header("accept", "text/html")
+        .header("if-none-match", res.header("etag"))
+        .send()
+        .await;
+    assert_eq!(again.status, 304);
+}
+
+#[tokio::test]
+async fn html_errors_are_pages() {
+    let t = TestApp::demo().await;
+    let res = t.get("/v1/books/99999.html").send().await;
+    assert_eq!(res.status, 404);
+    assert_eq!(res.header("content-type"), "text/html; charset=UTF-8");
+    assert!(res
+        .header("content-security-policy")
+        .contains("default-src 'none'"));
+    let html = String::from_utf8(res.body).unwrap();
+    assert!(html.contains("HTTP 404 Not Found"));
+    assert!(html.contains("RESOURCE_NOT_FOUND"));
+    let res = t
+        .post("/v1/books?type=html")
+        .json(json!({"title": "<b>x</b>", "year": "nope"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 422);
+    let html = String::from_utf8(res.body).unwrap();
+    assert!(html.contains("HTTP 422"));
+    assert!(!html.contains("<b>x</b>"));
 }
 
 #[tokio::test]

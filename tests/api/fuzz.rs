@@ -138,6 +138,17 @@ fn assert_problem_form(res: &TestResponse, what: &str) -> Result<(), TestCaseErr
                 what
             );
         }
+        // HTML was negotiated: a page that shows the error's members.
+        Some("text/html; charset=UTF-8") => {
+            let text = String::from_utf8_lossy(&res.body).to_string();
+            prop_assert!(text.starts_with("<!DOCTYPE html>"), "{}: not a page", what);
+            let status = format!("HTTP {}", res.status.as_u16());
+            prop_assert!(text.contains(&status), "{}: no status", what);
+            for key in keys {
+                let member = format!("&quot;{key}&quot;");
+                prop_assert!(text.contains(&member), "{}: no {} in the page", what, key);
+            }
+        }
         _ => {
             prop_assert_eq!(ctype, Some("application/problem+json"), "{}", what);
             let b: Value = serde_json::from_slice(&res.body)

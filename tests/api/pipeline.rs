@@ -43,6 +43,12 @@ async fn type_then_extension_then_accept_decide_the_format() {
         .header("accept", "text/html")
         .send()
         .await;
+    assert_eq!(res.header("content-type"), "text/html; charset=UTF-8");
+    let res = t
+        .get("/v1/books/3")
+        .header("accept", "image/png, application/pdf")
+        .send()
+        .await;
     assert_problem(&res, 406, "NOT_ACCEPTABLE");
     for ok in [
         "application/json",

@@ -1,0 +1,631 @@
+//! HTML (§5.1): a browsable page in the spirit of Django REST Framework's —
+//! the request, the status and headers, the data pretty-printed with its
+//! links made clickable, a table for collections, the pagination links,
+//! and a form that sends GET/POST/PUT/PATCH/DELETE to the same URL where
+//! the route accepts them.
+//!
+//! Everything that comes from data or from the request goes through
+//! [`escape`]; only `http(s)` URLs become links. The page's one style
+//! sheet and one script are inline constants, allowed by hash in its
+//! `Content-Security-Policy` — nothing is loaded from anywhere else, and
+//! nothing injected into the page could run.
+
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde_json::{Map, Value};
+
+use super::Content;
+
+/// What the page says about the request it answers. Made by negotiation
+/// when HTML was chosen; the route adds the methods and a body template.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub method: String,
+    /// Path and query, credentials removed.
+    pub target: String,
+    /// Methods the route accepts (for the form), e.g. `["GET", "POST"]`.
+    pub methods: Vec<String>,
+    /// A body to start the form with when the page shows no record.
+    pub template: Option<Value>,
+}
+
+impl Page {
+    /// `target` with any `access-token`/`access_token` parameter removed:
+    /// the page shows it, and pages get shared.
+    pub fn new(method: &str, path: &str, query: Option<&str>) -> Page {
+        let target = match query {
+            Some(q) if !q.is_empty() => {
+                let kept: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes())
+                    .filter(|(k, _)| k != "access-token" && k != "access_token")
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+                if kept.is_empty() {
+                    path.to_string()
+                } else {
+                    let q = form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(kept)
+                        .finish();
+                    format!("{path}?{q}")
+                }
+            }
+            _ => path.to_string(),
+        };
+        Page {
+            method: method.to_string(),
+            target,
+            methods: Vec::new(),
+            template: None,
+        }
+    }
+}
+
+const STYLE: &str = "\
+body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}\
+header{background:#1d2330;color:#fff;padding:.6em 1.2em}header b{margin-right:1em}\
+header a{color:#cfe0ff;text-decoration:none}main{max-width:72em;margin:1em auto;padding:0 1.2em}\
+section{background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:.8em 1em;margin-bottom:1em}\
+h2{font-size:1em;margin:0 0 .5em;color:#4a5468}pre{margin:0;white-space:pre-wrap;word-break:break-word;font:13px/1.5 ui-monospace,Menlo,Consolas,monospace}\
+.status{font-weight:bold}.ok{color:#17803d}.bad{color:#b42318}.hn{color:#4a5468}\
+.k{color:#7a2e8f}.s{color:#0b6b3a}.n{color:#8a5a00}.l{color:#5a6272}a{color:#1f5fbf}\
+table{border-collapse:collapse;width:100%;font-size:13px}th,td{border-bottom:1px solid #e6e8ee;padding:.3em .5em;text-align:left;vertical-align:top}\
+th{background:#f0f2f6}td pre{font-size:12px}nav.pages a,nav.pages span{margin-right:1em}\
+form label{display:block;margin:.4em 0}textarea{width:100%;min-height:9em;font:13px ui-monospace,Menlo,Consolas,monospace;box-sizing:border-box}\
+input,select,button{font:inherit}button{padding:.3em 1.2em}.hint{color:#6b7385;font-size:13px}";
+
+/// Sends the form with fetch() — HTML forms cannot PUT, PATCH or DELETE —
+/// and shows the answer (an HTML page too) in place of this one. The token
+/// is kept in this tab's sessionStorage only. Until this runs the button
+/// stays disabled, so a page without scripts says so instead of failing.
+const SCRIPT: &str = "\
+(function(){var f=document.getElementById('rk-send');if(!f)return;var k='restkit.token';\
+try{f.elements.token.value=sessionStorage.getItem(k)||''}catch(e){}\
+var b=f.querySelector('button');b.disabled=false;\
+f.addEventListener('submit',function(ev){ev.preventDefault();\
+var m=f.elements.method.value,t=f.elements.token.value.trim(),h={'Accept':'text/html'};\
+try{sessionStorage.setItem(k,t)}catch(e){}if(t)h['Authorization']='Bearer '+t;\
+var o={method:m,headers:h};if(m!=='GET'&&m!=='DELETE'){h['Content-Type']='application/json';o.body=f.elements.body.value}\
+b.disabled=true;fetch(location.href,o).then(function(r){var loc=r.headers.get('Location');\
+return r.text().then(function(s){if(loc&&r.status===201)history.pushState(null,'',loc);\
+document.open();document.write(s);document.close()})}).catch(function(e){b.disabled=false;alert(e)})})})();";
+
+/// The page's security headers: a CSP that allows exactly its own style
+/// and script (by hash), `nosniff`, and no referrer (URLs may carry
+/// query-string credentials).
+pub fn security_headers(headers: &mut HeaderMap) {
+    static CSP: OnceLock<HeaderValue> = OnceLock::new();
+    let csp = CSP.get_or_init(|| {
+        let hash = |s: &str| {
+            use base64::Engine;
+            use sha2::Digest;
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(s.as_bytes()))
+        };
+        let v = format!(
+            "default-src 'none'; style-src 'sha256-{}'; script-src 'sha256-{}'; \
+             connect-src 'self'; img-src data:; form-action 'self'; base-uri 'none'; \
+             frame-ancestors 'none'",
+            hash(STYLE),
+            hash(SCRIPT)
+        );
+        HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("default-src 'none'"))
+    });
+    headers.insert(http::header::CONTENT_SECURITY_POLICY, csp.clone());
+    headers.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        http::header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // Controls other than tab/LF/CR are not allowed in HTML text.
+            c if c.is_control() && !matches!(c, '\t' | '\n' | '\r') => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+}
+
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    escape(&mut out, s);
+    out
+}
+
+/// Only absolute http(s) URLs without spaces or controls become links:
+/// never `javascript:` or `data:`.
+fn is_link(s: &str) -> bool {
+    (s.starts_with("http://") || s.starts_with("https://"))
+        && s.len() < 4096
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn link(out: &mut String, href: &str, text: &str) {
+    out.push_str("<a href=\"");
+    escape(out, href);
+    out.push_str("\">");
+    escape(out, text);
+    out.push_str("</a>");
+}
+
+/// The page for a reply (or an error) with `status`, `headers` and
+/// `content`, answering `page`'s request.
+pub fn encode(
+    status: StatusCode,
+    content_type: &HeaderValue,
+    headers: &HeaderMap,
+    content: &Content,
+    page: &Page,
+) -> Bytes {
+    let mut out = String::with_capacity(8192);
+    out.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">");
+    out.push_str("<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
+    out.push_str("<meta name=\"robots\" content=\"noindex\"><title>");
+    escape(&mut out, &page.method);
+    out.push(' ');
+    escape(&mut out, path_of(&page.target));
+    out.push_str(" · restkit</title><style>");
+    out.push_str(STYLE);
+    out.push_str("</style></head><body><header><b>restkit</b>");
+    breadcrumbs(&mut out, path_of(&page.target));
+    out.push_str("</header><main>");
+
+    // The request.
+    out.push_str("<section><h2>Request</h2><pre><b>");
+    escape(&mut out, &page.method);
+    out.push_str("</b> ");
+    escape(&mut out, &page.target);
+    out.push_str("</pre></section>");
+
+    // The response: status and headers.
+    let class = if status.is_success() || status == StatusCode::NOT_MODIFIED {
+        "ok"
+    } else {
+        "bad"
+    };
+    let _ = writeln!(
+        out,
+        "<section><h2>Response</h2><pre><span class=\"status {class}\">HTTP {} {}</span>",
+        status.as_u16(),
+        esc(status.canonical_reason().unwrap_or(""))
+    );
+    if !page.methods.is_empty() {
+        header_line(&mut out, "Allow", &page.methods.join(", "));
+    }
+    header_line(
+        &mut out,
+        "Content-Type",
+        content_type.to_str().unwrap_or(""),
+    );
+    for (name, value) in headers {
+        if shown(name) {
+            header_line(
+                &mut out,
+                name.as_str(),
+                &String::from_utf8_lossy(value.as_bytes()),
+            );
+        }
+    }
+    out.push_str("</pre></section>");
+
+    let data = match content {
+        Content::Empty => None,
+        Content::Record(r) => Some(Value::Object(r.clone())),
+        Content::Records(rs) => Some(Value::Array(
+            rs.iter().cloned().map(Value::Object).collect(),
+        )),
+        Content::Value(v) => Some(v.clone()),
+    };
+    if let Some(data) = &data {
+        if !status.is_success() {
+            problem_summary(&mut out, data);
+        }
+        if let Some(rows) = rows_of(data) {
+            pages_nav(&mut out, headers);
+            table(&mut out, &rows);
+        }
+        out.push_str("<section><h2>Data</h2><pre>");
+        pretty(&mut out, data, 0);
+        out.push_str("</pre></section>");
+    }
+    form(&mut out, page, content);
+    out.push_str("</main><script>");
+    out.push_str(SCRIPT);
+    out.push_str("</script></body></html>");
+    Bytes::from(out)
+}
+
+/// Headers the page lists: those the reply itself set (pagination,
+/// `Link`, `Location`, …). Per-connection ones added later (request id,
+/// CORS) would make each page different and its ETag useless.
+fn shown(name: &HeaderName) -> bool {
+    name != http::header::CONTENT_TYPE
+}
+
+fn header_line(out: &mut String, name: &str, value: &str) {
+    out.push_str("<span class=\"hn\">");
+    escape(out, &canonical(name));
+    out.push_str(":</span> ");
+    // Link and Location values: make their URLs clickable.
+    if is_link(value) {
+        link(out, value, value);
+    } else if value.contains('<') && value.contains('>') {
+        let mut rest = value;
+        while let Some(start) = rest.find('<') {
+            escape(out, &rest[..=start]);
+            let after = &rest[start + 1..];
+            let Some(end) = after.find('>') else {
+                rest = after;
+                break;
+            };
+            let url = &after[..end];
+            if is_link(url) {
+                link(out, url, url);
+            } else {
+                escape(out, url);
+            }
+            rest = &after[end..];
+        }
+        escape(out, rest);
+    } else {
+        escape(out, value);
+    }
+    out.push('\n');
+}
+
+/// `x-pagination-total-count` → `X-Pagination-Total-Count`.
+fn canonical(name: &str) -> String {
+    name.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn path_of(target: &str) -> &str {
+    target.split('?').next().unwrap_or(target)
+}
+
+/// `/v1/books/3` → links to `/v1`, `/v1/books`, `/v1/books/3`.
+fn breadcrumbs(out: &mut String, path: &str) {
+    let mut so_far = String::new();
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        so_far.push('/');
+        so_far.push_str(segment);
+        out.push_str(" / ");
+        out.push_str("<a href=\"");
+        escape(out, &so_far);
+        out.push_str("\">");
+        escape(out, segment);
+        out.push_str("</a>");
+    }
+}
+
+/// An error's title and detail, above its data.
+fn problem_summary(out: &mut String, data: &Value) {
+    let title = data.get("title").and_then(Value::as_str);
+    let detail = data.get("detail").and_then(Value::as_str);
+    if title.is_none() && detail.is_none() {
+        return;
+    }
+    out.push_str("<section><h2>Error</h2><p class=\"bad\"><b>");
+    escape(out, title.unwrap_or(""));
+    out.push_str("</b> ");
+    escape(out, detail.unwrap_or(""));
+    out.push_str("</p></section>");
+}
+
+/// The records of a collection (plain, or under an envelope's `records`).
+fn rows_of(data: &Value) -> Option<Vec<&Map<String, Value>>> {
+    let items = match data {
+        Value::Array(items) => items,
+        Value::Object(m) => m.get("records")?.as_array()?,
+        _ => return None,
+    };
+    items.iter().map(Value::as_object).collect()
+}
+
+/// First, previous, next and last page, from the `Link` header.
+fn pages_nav(out: &mut String, headers: &HeaderMap) {
+    let Some(links) = headers
+        .get(http::header::LINK)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    let mut found: Vec<(&str, &str)> = Vec::new();
+    for part in links.split(", <") {
+        let part = part.trim_start_matches('<');
+        let Some((url, params)) = part.split_once('>') else {
+            continue;
+        };
+        if let Some(rel) = params
+            .split(';')
+            .filter_map(|p| p.trim().strip_prefix("rel="))
+            .map(|r| r.trim_matches('"'))
+            .next()
+        {
+            found.push((rel, url));
+        }
+    }
+    out.push_str("<nav class=\"pages\"><section>");
+    for rel in ["first", "prev", "next", "last"] {
+        match found.iter().find(|(r, _)| *r == rel) {
+            Some((_, url)) if is_link(url) => link(out, url, rel),
+            _ => {
+                out.push_str("<span class=\"l\">");
+                out.push_str(rel);
+                out.push_str("</span>");
+            }
+        }
+    }
+    if let Some(total) = headers
+        .get("x-pagination-total-count")
+        .and_then(|v| v.to_str().ok())
+    {
+        out.push_str("<span class=\"hint\">");
+        escape(out, total);
+        out.push_str(" in all</span>");
+    }
+    out.push_str("</section></nav>");
+}
+
+/// At most this many columns in the table (the data section has all).
+const MAX_COLUMNS: usize = 40;
+
+fn table(out: &mut String, rows: &[&Map<String, Value>]) {
+    let mut columns: Vec<&str> = Vec::new();
+    for row in rows {
+        for key in row.keys() {
+            if columns.len() < MAX_COLUMNS && !columns.contains(&key.as_str()) {
+                columns.push(key);
+            }
+        }
+    }
+    out.push_str("<section><h2>Records</h2><table><thead><tr>");
+    for c in &columns {
+        out.push_str("<th>");
+        escape(out, c);
+        out.push_str("</th>");
+    }
+    out.push_str("</tr></thead><tbody>");
+    for row in rows {
+        let own = row
+            .get("_links")
+            .and_then(|l| l.get("self"))
+            .and_then(|s| s.get("href"))
+            .and_then(Value::as_str)
+            .filter(|u| is_link(u));
+        out.push_str("<tr>");
+        for c in &columns {
+            out.push_str("<td>");
+            match (row.get(*c), own) {
+                (Some(v), Some(href)) if *c == "id" => link(out, href, &scalar_text(v)),
+                (Some(Value::String(s)), _) if is_link(s) => link(out, s, s),
+                (Some(Value::Object(links)), _) if *c == "_links" => {
+                    for (rel, target) in links {
+                        match target.get("href").and_then(Value::as_str) {
+                            Some(href) if is_link(href) => link(out, href, rel),
+                            _ => escape(out, rel),
+                        }
+                        out.push(' ');
+                    }
+                }
+                (Some(v @ (Value::Object(_) | Value::Array(_))), _) => {
+                    out.push_str("<pre>");
+                    pretty(out, v, 0);
+                    out.push_str("</pre>");
+                }
+                (Some(v), _) => escape(out, &scalar_text(v)),
+                (None, _) => {}
+            }
+            out.push_str("</td>");
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></section>");
+}
+
+fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// JSON, indented, escaped, with http(s) strings as links.
+fn pretty(out: &mut String, v: &Value, depth: usize) {
+    let pad = |out: &mut String, d: usize| {
+        for _ in 0..d {
+            out.push_str("  ");
+        }
+    };
+    match v {
+        Value::Null => out.push_str("<span class=\"n\">null</span>"),
+        Value::Bool(b) => {
+            let _ = write!(out, "<span class=\"n\">{b}</span>");
+        }
+        Value::Number(n) => {
+            let _ = write!(out, "<span class=\"n\">{n}</span>");
+        }
+        Value::String(s) => {
+            let quoted = Value::String(s.clone()).to_string();
+            if is_link(s) {
+                out.push('"');
+                link(out, s, s);
+                out.push('"');
+            } else {
+                out.push_str("<span class=\"s\">");
+                escape(out, &quoted);
+                out.push_str("</span>");
+            }
+        }
+        Value::Array(items) if items.is_empty() => out.push_str("[]"),
+        Value::Array(items) => {
+            out.push_str("[\n");
+            for (i, item) in items.iter().enumerate() {
+                pad(out, depth + 1);
+                pretty(out, item, depth + 1);
+                out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+            }
+            pad(out, depth);
+            out.push(']');
+        }
+        Value::Object(map) if map.is_empty() => out.push_str("{}"),
+        Value::Object(map) => {
+            out.push_str("{\n");
+            for (i, (k, item)) in map.iter().enumerate() {
+                pad(out, depth + 1);
+                out.push_str("<span class=\"k\">");
+                escape(out, &Value::String(k.clone()).to_string());
+                out.push_str("</span>: ");
+                pretty(out, item, depth + 1);
+                out.push_str(if i + 1 < map.len() { ",\n" } else { "\n" });
+            }
+            pad(out, depth);
+            out.push('}');
+        }
+    }
+}
+
+/// The request form: the route's methods, a JSON body (the shown record
+/// for PUT/PATCH, else the route's template), and a bearer token.
+fn form(out: &mut String, page: &Page, content: &Content) {
+    if page.methods.is_empty() {
+        return;
+    }
+    let methods: Vec<&str> = page
+        .methods
+        .iter()
+        .map(String::as_str)
+        .filter(|m| matches!(*m, "GET" | "POST" | "PUT" | "PATCH" | "DELETE"))
+        .collect();
+    let body = match content {
+        Content::Record(r) if methods.iter().any(|m| matches!(*m, "PUT" | "PATCH")) => {
+            let mut r = r.clone();
+            r.remove("_links");
+            serde_json::to_string_pretty(&r).unwrap_or_default()
+        }
+        _ => page
+            .template
+            .as_ref()
+            .and_then(|t| serde_json::to_string_pretty(t).ok())
+            .unwrap_or_else(|| "{}".to_string()),
+    };
+    let order: &[&str] = if matches!(content, Content::Record(_)) {
+        &["PATCH", "PUT", "POST", "DELETE", "GET"]
+    } else {
+        &["POST", "GET"]
+    };
+    let preferred = order
+        .iter()
+        .copied()
+        .find(|m| methods.contains(m))
+        .unwrap_or("GET");
+    out.push_str("<section><h2>Send a request</h2><form id=\"rk-send\"><label>Method <select name=\"method\">");
+    for m in &methods {
+        let selected = if *m == preferred { " selected" } else { "" };
+        let _ = write!(out, "<option{selected}>{}</option>", esc(m));
+    }
+    out.push_str(
+        "</select></label><label>Body (JSON)<textarea name=\"body\" spellcheck=\"false\">",
+    );
+    escape(out, &body);
+    out.push_str("</textarea></label><label>Bearer token <input type=\"password\" name=\"token\" autocomplete=\"off\" size=\"40\"></label>");
+    out.push_str("<button type=\"submit\" disabled>Send</button> <span class=\"hint\">Sends to this URL and shows the answer here; needs JavaScript.</span></form></section>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn page_for(content: Content, methods: &[&str]) -> String {
+        let mut page = Page::new("GET", "/v1/books", Some("limit=2&access-token=secret"));
+        page.methods = methods.iter().map(|m| m.to_string()).collect();
+        let html = encode(
+            StatusCode::OK,
+            &HeaderValue::from_static("text/html; charset=UTF-8"),
+            &HeaderMap::new(),
+            &content,
+            &page,
+        );
+        String::from_utf8(html.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn every_value_and_key_is_escaped() {
+        let evil = "<script>alert(1)</script>\"'&";
+        let mut rec = Map::new();
+        rec.insert(evil.into(), json!(evil));
+        rec.insert("id".into(), json!(1));
+        let out = page_for(Content::Records(vec![rec.clone()]), &["GET", "POST"]);
+        assert!(!out.contains("<script>alert"), "{out}");
+        assert!(out.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        // The only script element is restkit's own.
+        assert_eq!(out.matches("<script").count(), 1);
+        let out = page_for(Content::Record(rec), &["GET", "PUT"]);
+        assert!(!out.contains("<script>alert"), "{out}");
+        assert_eq!(out.matches("<script").count(), 1);
+    }
+
+    #[test]
+    fn only_http_urls_become_links_and_credentials_are_not_shown() {
+        let out = page_for(
+            Content::Value(json!({
+                "a": "https://api.test/v1/books/1",
+                "b": "javascript:alert(1)",
+                "c": "https://x.test/\"onmouseover=alert(1)"
+            })),
+            &[],
+        );
+        assert!(out.contains("<a href=\"https://api.test/v1/books/1\">"));
+        assert!(!out.contains("href=\"javascript"));
+        assert!(out.contains("&quot;onmouseover"));
+        assert!(!out.contains("secret"), "query credentials are dropped");
+        assert!(out.contains("limit=2"));
+    }
+
+    #[test]
+    fn the_form_offers_the_routes_methods_and_the_record() {
+        let mut rec = Map::new();
+        rec.insert("title".into(), json!("Dune"));
+        rec.insert("_links".into(), json!({"self": {"href": "http://h/1"}}));
+        let out = page_for(Content::Record(rec), &["GET", "PUT", "PATCH", "DELETE"]);
+        assert!(out.contains("<option selected>PATCH</option>"));
+        assert!(out.contains("&quot;title&quot;: &quot;Dune&quot;"));
+        let form = &out[out.find("<form").unwrap()..];
+        assert!(
+            !form.contains("_links"),
+            "read-only members are not sent back"
+        );
+        assert!(!page_for(Content::Empty, &[]).contains("<form"));
+    }
+
+    #[test]
+    fn the_csp_allows_exactly_the_inline_style_and_script() {
+        let mut h = HeaderMap::new();
+        security_headers(&mut h);
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'sha256-"));
+        assert!(!csp.contains("unsafe-inline"));
+    }
+}
