@@ -6,6 +6,10 @@
 //! `Access-Control-Expose-Headers`. An origin that is not allowed gets no
 //! CORS header at all. `*` is never sent together with credentials: then
 //! the request's origin is echoed, with `Vary: Origin`.
+//!
+//! A module's `[module.cors]` overrides the global `[cors]` for its routes
+//! (the route's module travels to this layer in the response's
+//! extensions); unmatched paths use the global settings.
 
 use std::sync::Arc;
 
@@ -14,8 +18,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http::{header, HeaderValue, Method};
 
+use super::routes::ModuleInfo;
 use super::AppState;
-use crate::config::CorsSettings;
 
 /// Request headers a browser may send (§10).
 const ALLOW_HEADERS: HeaderValue = HeaderValue::from_static(
@@ -41,8 +45,19 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
     let Some(origin) = origin else {
         return res;
     };
-    let cors = &state.settings.cors;
-    let Some(allowed) = allowed_origin(cors, &origin) else {
+    let global = &state.settings.cors;
+    let module = res.extensions().get::<Arc<ModuleInfo>>().cloned();
+    let module = module.as_ref().map(|m| &m.cors);
+    let cors = Effective {
+        origins: module
+            .and_then(|m| m.origins.as_deref())
+            .unwrap_or(&global.origins),
+        credentials: module
+            .and_then(|m| m.credentials)
+            .unwrap_or(global.credentials),
+        max_age: module.and_then(|m| m.max_age).unwrap_or(global.max_age),
+    };
+    let Some(allowed) = allowed_origin(&cors, &origin) else {
         return res;
     };
     let echoed = allowed != "*";
@@ -74,8 +89,16 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
     res
 }
 
+/// The settings for one response: the module's where it has them, else
+/// the global `[cors]`.
+struct Effective<'a> {
+    origins: &'a [String],
+    credentials: bool,
+    max_age: std::time::Duration,
+}
+
 /// The `Access-Control-Allow-Origin` value for `origin`, if it is allowed.
-fn allowed_origin(cors: &CorsSettings, origin: &HeaderValue) -> Option<HeaderValue> {
+fn allowed_origin(cors: &Effective, origin: &HeaderValue) -> Option<HeaderValue> {
     let any = cors.origins.iter().any(|o| o == "*");
     let listed = origin.to_str().is_ok_and(|o| {
         cors.origins

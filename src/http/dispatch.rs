@@ -73,6 +73,7 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
         Err(e) => {
             let mut res = e.into_response();
             res.extensions_mut().insert(template);
+            res.extensions_mut().insert(route.module.clone());
             return res;
         }
     };
@@ -108,6 +109,8 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
         res.headers_mut().insert(API_VERSION, v);
     }
     res.extensions_mut().insert(template);
+    // The CORS layer answers with the module's settings.
+    res.extensions_mut().insert(route.module.clone());
     res
 }
 

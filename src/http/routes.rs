@@ -66,6 +66,8 @@ pub struct ModuleInfo {
     pub prefix: String,
     pub versions: Vec<String>,
     pub convert_snake_case: bool,
+    /// The module's own CORS settings (§10), over the global ones.
+    pub cors: crate::model::ModuleCors,
 }
 
 /// One path and everything served there.
@@ -235,6 +237,7 @@ pub fn build(
             prefix: module.prefix.clone(),
             versions: module.versions.clone(),
             convert_snake_case: module.convert_snake_case,
+            cors: module.cors.clone(),
         });
         for r in &module.resources {
             let place = format!("{} resource '{}'", module.prefix, r.name);

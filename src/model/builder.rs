@@ -53,7 +53,15 @@ impl Module {
             convert_snake_case: true,
             resources: Vec::new(),
             actions: Vec::new(),
+            cors: Default::default(),
         }
+    }
+
+    /// CORS for this module's routes only (§10); what it leaves `None`
+    /// comes from the global `[cors]` settings.
+    pub fn cors(mut self, cors: super::ModuleCors) -> Self {
+        self.cors = cors;
+        self
     }
 
     pub fn versions(mut self, v: &[&str]) -> Self {

@@ -41,6 +41,17 @@ pub struct Module {
     pub resources: Vec<Arc<Resource>>,
     /// Actions mapped to a path of their own (`POST /health/echo`).
     pub actions: Vec<Action>,
+    /// CORS for this module's routes (§10); what it leaves out comes from
+    /// the global `[cors]` settings.
+    pub cors: ModuleCors,
+}
+
+/// A module's own CORS settings (§10); `None` keeps the global value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ModuleCors {
+    pub origins: Option<Vec<String>>,
+    pub credentials: Option<bool>,
+    pub max_age: Option<std::time::Duration>,
 }
 
 /// Scopes an action requires (§8.5). Enforced once auth lands.

@@ -35,8 +35,8 @@ use serde_json::Value;
 
 use super::{
     camel_case, snake_case, Action, ActionLevel, ApiModel, CountMode, Field, FieldType, ModelError,
-    Module, Owner, OwnerPolicy, ParentLink, Relation, RelationKind, Resource, Scenarios, Scopes,
-    Verb,
+    Module, ModuleCors, Owner, OwnerPolicy, ParentLink, Relation, RelationKind, Resource,
+    Scenarios, Scopes, Verb,
 };
 
 #[derive(Deserialize)]
@@ -59,6 +59,17 @@ struct ModuleDecl {
     resource: Vec<ResourceDecl>,
     #[serde(default)]
     action: Vec<ActionDecl>,
+    #[serde(default)]
+    cors: Option<CorsDecl>,
+}
+
+/// `[module.cors]`: overrides of the global `[cors]` for one module.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorsDecl {
+    origins: Option<Vec<String>>,
+    credentials: Option<bool>,
+    max_age: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -217,6 +228,24 @@ pub fn parse(text: &str) -> Result<ApiModel, ModelError> {
             convert_snake_case: m.convert_snake_case,
             resources: Vec::new(),
             actions: Vec::new(),
+            cors: match m.cors {
+                None => Default::default(),
+                Some(c) => ModuleCors {
+                    origins: c.origins,
+                    credentials: c.credentials,
+                    max_age: match c.max_age {
+                        None => None,
+                        Some(text) => {
+                            Some(crate::config::parse_duration(&text).ok_or_else(|| {
+                                ModelError::new(
+                                    format!("{place}.cors.max_age"),
+                                    format!("'{text}' is not a duration like 30s, 5m, 1h"),
+                                )
+                            })?)
+                        }
+                    },
+                },
+            },
         };
         for a in m.action {
             let path = if a.path.starts_with('/') {

@@ -124,3 +124,65 @@ async fn configured_origins_and_credentials() {
         "https://other.example"
     );
 }
+
+#[tokio::test]
+async fn a_module_can_have_its_own_cors() {
+    let toml = r#"
+[[module]]
+prefix = "/public"
+[[module.resource]]
+name = "colors"
+[module.resource.fields]
+id   = { type = "integer", primary_key = true }
+name = { type = "string" }
+
+[[module]]
+prefix = "/admin"
+[module.cors]
+origins = ["https://admin.example"]
+credentials = true
+max_age = "1m"
+[[module.resource]]
+name = "shades"
+[module.resource.fields]
+id   = { type = "integer", primary_key = true }
+name = { type = "string" }
+"#;
+    let t = TestApp::with(toml, "[cors]\nmax_age = \"10m\"\n", Registry::builtin()).await;
+    let preflight = |path: &'static str, origin: &'static str| {
+        t.call(http::Method::OPTIONS, path)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    // The public module keeps the global settings: any origin, 10 minutes.
+    let res = preflight("/public/colors", "https://anyone.example").await;
+    assert_eq!(res.header("access-control-allow-origin"), "*");
+    assert_eq!(res.header("access-control-max-age"), "600");
+    assert!(res
+        .headers
+        .get("access-control-allow-credentials")
+        .is_none());
+    // The admin module: its one origin, with credentials, for a minute.
+    let res = preflight("/admin/shades", "https://admin.example").await;
+    assert_eq!(
+        res.header("access-control-allow-origin"),
+        "https://admin.example"
+    );
+    assert_eq!(res.header("access-control-allow-credentials"), "true");
+    assert_eq!(res.header("access-control-max-age"), "60");
+    let res = preflight("/admin/shades", "https://anyone.example").await;
+    assert!(res.headers.get("access-control-allow-origin").is_none());
+    // Errors of the module's routes follow the module too.
+    let res = t
+        .get("/admin/shades/999")
+        .header("origin", "https://anyone.example")
+        .send()
+        .await;
+    assert_eq!(res.status, 404);
+    assert!(res.headers.get("access-control-allow-origin").is_none());
+    // A bad duration is refused at start-up, naming the place.
+    let bad = toml.replace("\"1m\"", "\"soon\"");
+    let err = restkit::model::toml::parse(&bad).unwrap_err();
+    assert!(err.to_string().contains("cors.max_age"), "{err}");
+}
