@@ -9,6 +9,8 @@
 #                       are generated); BENCH_ROWS=1000000 for a large table
 #   BENCH_LOG=info      restkit's request log level (info: one line per
 #                       request, as in production)
+#   BENCH_VARIANTS_ONLY=1 only the restkit-against-itself table (formats,
+#                       compression)
 #   BENCH_RESTKIT=path    a restkit binary to measure instead of this tree's
 #                       (to compare two versions against the same baseline)
 #
@@ -93,6 +95,7 @@ run() {
     "$(cut -d' ' -f1 "$work/b" | median)" "$(cut -d' ' -f2 "$work/b" | median)" \
     "$(median <"$work/ratio")"
 }
+if [ -z "${BENCH_VARIANTS_ONLY:-}" ]; then
 for path in "/v1/books/3" "/v1/books?limit=20&offset=100" \
             "/v1/books?filter%5Bauthor%5D=Author%207&limit=20" \
             "/v1/books?q=(author:Author%207)&fields=id,title&sort=-year&limit=20"; do
@@ -100,3 +103,30 @@ for path in "/v1/books/3" "/v1/books?limit=20&offset=100" \
   run "GET $path" "$path"
 done
 run "POST /v1/books" "/v1/books" -s "$work/post.lua"
+fi
+
+# restkit against itself: what a format or a coding costs over the same
+# request in JSON, identity (ratio = variant r/s ÷ plain r/s; 1.00 = free).
+echo
+echo "restkit variants against the same request as plain JSON (ratio = variant / plain)"
+printf '%-52s %11s %9s %12s %9s %7s\n' "variant" "variant r/s" "p99 ms" "plain r/s" "p99 ms" "ratio"
+variant() {
+  local label=$1 plain=$2 path=$3; shift 3
+  : >"$work/r"; : >"$work/b"; : >"$work/ratio"
+  for _ in $(seq "$ROUNDS"); do
+    read -r r_rps r_p99 < <(measure "$@" "http://127.0.0.1:18080$path")
+    read -r b_rps b_p99 < <(measure "http://127.0.0.1:18080$plain")
+    echo "$r_rps $r_p99" >>"$work/r"; echo "$b_rps $b_p99" >>"$work/b"
+    awk -v a="$r_rps" -v b="$b_rps" 'BEGIN {printf "%.3f\n", a / b}' >>"$work/ratio"
+  done
+  printf '%-52s %11s %9s %12s %9s %7s\n' "$label" \
+    "$(cut -d' ' -f1 "$work/r" | median)" "$(cut -d' ' -f2 "$work/r" | median)" \
+    "$(cut -d' ' -f1 "$work/b" | median)" "$(cut -d' ' -f2 "$work/b" | median)" \
+    "$(median <"$work/ratio")"
+}
+page="/v1/books?limit=100&offset=100"
+variant "XML  $page" "$page" "/v1/books.xml?limit=100&offset=100"
+variant "CSV  $page" "$page" "/v1/books.csv?limit=100&offset=100"
+variant "HTML $page" "$page" "/v1/books.html?limit=100&offset=100"
+variant "gzip GET /v1/books?limit=20" "/v1/books?limit=20" "/v1/books?limit=20" -H "Accept-Encoding: gzip"
+variant "br   GET /v1/books?limit=20" "/v1/books?limit=20" "/v1/books?limit=20" -H "Accept-Encoding: br"

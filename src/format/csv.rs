@@ -50,14 +50,31 @@ pub fn encode(content: &Content, opts: CsvOptions) -> Bytes {
             _ => Vec::new(),
         },
     };
+    let mut scratch = Vec::with_capacity(256);
     if opts.header && !columns.is_empty() {
-        let _ = w.write_record(columns.iter().map(|c| guard(c, opts)));
+        for c in &columns {
+            let _ = w.write_field(guarded(c.as_bytes(), opts, &mut scratch));
+        }
+        let _ = w.write_record(None::<&[u8]>);
     }
     for row in rows {
-        let _ = w.write_record(columns.iter().map(|c| {
-            row.get(c.as_str())
-                .map_or_else(String::new, |v| cell(v, opts))
-        }));
+        // Records of a page share their keys' order: take the values in
+        // order then, and look keys up only when a record differs.
+        let same = row.len() == columns.len() && row.keys().zip(&columns).all(|(k, c)| k == *c);
+        if same {
+            for v in row.values() {
+                let _ = w.write_field(cell_into(v, opts, &mut scratch));
+            }
+        } else {
+            for c in &columns {
+                let field = match row.get(c.as_str()) {
+                    Some(v) => cell_into(v, opts, &mut scratch),
+                    None => &[][..],
+                };
+                let _ = w.write_field(field);
+            }
+        }
+        let _ = w.write_record(None::<&[u8]>);
     }
     finish(w)
 }
@@ -80,20 +97,44 @@ fn objects(v: &Value) -> Vec<&Map<String, Value>> {
     }
 }
 
-fn cell(v: &Value, opts: CsvOptions) -> String {
+fn cell(v: &Value, opts: CsvOptions) -> Vec<u8> {
+    let mut scratch = Vec::new();
+    cell_into(v, opts, &mut scratch).to_vec()
+}
+
+/// The cell's bytes: borrowed from the value when it needs no change,
+/// else written into `scratch` (no allocation per cell).
+fn cell_into<'a>(v: &'a Value, opts: CsvOptions, scratch: &'a mut Vec<u8>) -> &'a [u8] {
     match v {
-        Value::Null => String::new(),
-        Value::String(s) => guard(s, opts),
-        Value::Bool(_) | Value::Number(_) => v.to_string(),
-        other => guard(&other.to_string(), opts),
+        Value::Null => &[],
+        Value::String(s) => guarded(s.as_bytes(), opts, scratch),
+        Value::Bool(true) => b"true",
+        Value::Bool(false) => b"false",
+        Value::Number(n) => {
+            use std::io::Write as _;
+            scratch.clear();
+            let _ = write!(scratch, "{n}");
+            scratch
+        }
+        // JSON text of an object or array starts with `{` or `[`: never
+        // a formula.
+        other => {
+            scratch.clear();
+            let _ = serde_json::to_writer(&mut *scratch, other);
+            scratch
+        }
     }
 }
 
-fn guard(s: &str, opts: CsvOptions) -> String {
-    if opts.formula_guard && s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
+/// `s`, or `'` + `s` when the formula guard applies.
+fn guarded<'a>(s: &'a [u8], opts: CsvOptions, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    if opts.formula_guard && matches!(s.first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')) {
+        scratch.clear();
+        scratch.push(b'\'');
+        scratch.extend_from_slice(s);
+        scratch
     } else {
-        s.to_string()
+        s
     }
 }
 
@@ -139,5 +180,21 @@ mod tests {
             },
         );
         assert_eq!(out.lines().nth(1).unwrap(), "=1+1,-2,@x,\tx,ok,-3");
+    }
+
+    #[test]
+    fn every_kind_of_cell_and_records_in_another_order() {
+        let out = csv(
+            json!([
+                {"n": 1.5, "b": true, "o": {"k": "=x"}, "s": "+1"},
+                {"s": "y", "n": -0.25, "b": false, "extra": 1},
+                {"n": 7}
+            ]),
+            CsvOptions::default(),
+        );
+        assert_eq!(
+            out,
+            "n,b,o,s\r\n1.5,true,\"{\"\"k\"\":\"\"=x\"\"}\",'+1\r\n-0.25,false,,y\r\n7,,,\r\n"
+        );
     }
 }

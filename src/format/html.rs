@@ -124,6 +124,13 @@ pub fn security_headers(headers: &mut HeaderMap) {
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(out: &mut String, s: &str) {
+    // Most text has nothing to escape: copy it whole.
+    if !s.bytes().any(|b| {
+        matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'') || b < 0x20 || b == 0x7f || b == 0xc2
+    }) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -220,24 +227,28 @@ pub fn encode(
     }
     out.push_str("</pre></section>");
 
-    let data = match content {
-        Content::Empty => None,
-        Content::Record(r) => Some(Value::Object(r.clone())),
-        Content::Records(rs) => Some(Value::Array(
-            rs.iter().cloned().map(Value::Object).collect(),
-        )),
-        Content::Value(v) => Some(v.clone()),
+    let rows = match content {
+        Content::Records(rs) => Some(rs.iter().collect()),
+        Content::Value(v) => rows_of(v),
+        _ => None,
     };
-    if let Some(data) = &data {
-        if !status.is_success() {
-            problem_summary(&mut out, data);
-        }
-        if let Some(rows) = rows_of(data) {
-            pages_nav(&mut out, headers);
-            table(&mut out, &rows);
-        }
+    if let (Content::Value(v), false) = (content, status.is_success()) {
+        problem_summary(&mut out, v);
+    }
+    if let Some(rows) = rows {
+        pages_nav(&mut out, headers);
+        table(&mut out, &rows);
+    }
+    if !matches!(content, Content::Empty) {
         out.push_str("<section><h2>Data</h2><pre>");
-        pretty(&mut out, data, 0);
+        match content {
+            Content::Empty => {}
+            Content::Record(r) => pretty_object(&mut out, r, 0),
+            Content::Records(rs) => {
+                pretty_array(&mut out, rs.iter().map(Item::Object), rs.len(), 0)
+            }
+            Content::Value(v) => pretty(&mut out, v, 0),
+        }
         out.push_str("</pre></section>");
     }
     form(&mut out, page, content);
@@ -453,11 +464,6 @@ fn scalar_text(v: &Value) -> String {
 
 /// JSON, indented, escaped, with http(s) strings as links.
 fn pretty(out: &mut String, v: &Value, depth: usize) {
-    let pad = |out: &mut String, d: usize| {
-        for _ in 0..d {
-            out.push_str("  ");
-        }
-    };
     match v {
         Value::Null => out.push_str("<span class=\"n\">null</span>"),
         Value::Bool(b) => {
@@ -466,44 +472,72 @@ fn pretty(out: &mut String, v: &Value, depth: usize) {
         Value::Number(n) => {
             let _ = write!(out, "<span class=\"n\">{n}</span>");
         }
+        Value::String(s) if is_link(s) => {
+            out.push('"');
+            link(out, s, s);
+            out.push('"');
+        }
         Value::String(s) => {
-            let quoted = Value::String(s.clone()).to_string();
-            if is_link(s) {
-                out.push('"');
-                link(out, s, s);
-                out.push('"');
-            } else {
-                out.push_str("<span class=\"s\">");
-                escape(out, &quoted);
-                out.push_str("</span>");
-            }
+            out.push_str("<span class=\"s\">");
+            escape(out, &serde_json::to_string(s).unwrap_or_default());
+            out.push_str("</span>");
         }
-        Value::Array(items) if items.is_empty() => out.push_str("[]"),
-        Value::Array(items) => {
-            out.push_str("[\n");
-            for (i, item) in items.iter().enumerate() {
-                pad(out, depth + 1);
-                pretty(out, item, depth + 1);
-                out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
-            }
-            pad(out, depth);
-            out.push(']');
-        }
-        Value::Object(map) if map.is_empty() => out.push_str("{}"),
-        Value::Object(map) => {
-            out.push_str("{\n");
-            for (i, (k, item)) in map.iter().enumerate() {
-                pad(out, depth + 1);
-                out.push_str("<span class=\"k\">");
-                escape(out, &Value::String(k.clone()).to_string());
-                out.push_str("</span>: ");
-                pretty(out, item, depth + 1);
-                out.push_str(if i + 1 < map.len() { ",\n" } else { "\n" });
-            }
-            pad(out, depth);
-            out.push('}');
-        }
+        Value::Array(items) => pretty_array(out, items.iter().map(Item::Value), items.len(), depth),
+        Value::Object(map) => pretty_object(out, map, depth),
     }
+}
+
+/// A member of an array being printed: a value, or a record of a page.
+enum Item<'a> {
+    Value(&'a Value),
+    Object(&'a Map<String, Value>),
+}
+
+fn pad(out: &mut String, depth: usize) {
+    for _ in 0..depth {
+        out.push_str("  ");
+    }
+}
+
+fn pretty_array<'a>(
+    out: &mut String,
+    items: impl Iterator<Item = Item<'a>>,
+    len: usize,
+    depth: usize,
+) {
+    if len == 0 {
+        out.push_str("[]");
+        return;
+    }
+    out.push_str("[\n");
+    for (i, item) in items.enumerate() {
+        pad(out, depth + 1);
+        match item {
+            Item::Value(v) => pretty(out, v, depth + 1),
+            Item::Object(m) => pretty_object(out, m, depth + 1),
+        }
+        out.push_str(if i + 1 < len { ",\n" } else { "\n" });
+    }
+    pad(out, depth);
+    out.push(']');
+}
+
+fn pretty_object(out: &mut String, map: &Map<String, Value>, depth: usize) {
+    if map.is_empty() {
+        out.push_str("{}");
+        return;
+    }
+    out.push_str("{\n");
+    for (i, (k, item)) in map.iter().enumerate() {
+        pad(out, depth + 1);
+        out.push_str("<span class=\"k\">");
+        escape(out, &serde_json::to_string(k).unwrap_or_default());
+        out.push_str("</span>: ");
+        pretty(out, item, depth + 1);
+        out.push_str(if i + 1 < map.len() { ",\n" } else { "\n" });
+    }
+    pad(out, depth);
+    out.push('}');
 }
 
 /// The request form: the route's methods, a JSON body (the shown record

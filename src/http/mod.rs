@@ -171,6 +171,7 @@ impl App {
                 tower_http::compression::CompressionLayer::new()
                     .gzip(true)
                     .br(true)
+                    .quality(tower_http::CompressionLevel::Fastest)
                     .compress_when(tower_http::compression::predicate::SizeAbove::new(256)),
             )
             .layer(axum::middleware::from_fn_with_state(
