@@ -133,6 +133,28 @@ pub struct DatabaseSettings {
     pub statement_timeout: Duration,
 }
 
+impl DatabaseSettings {
+    /// The directory of a file database (where restkit keeps files of its
+    /// own, such as a generated signing key); `None` in memory or on a
+    /// server.
+    pub fn data_dir(&self) -> Option<std::path::PathBuf> {
+        let path = self
+            .url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.url.strip_prefix("sqlite:"))?;
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() || path.contains(":memory:") || path.starts_with("file::memory") {
+            return None;
+        }
+        let parent = std::path::Path::new(path).parent()?;
+        Some(if parent.as_os_str().is_empty() {
+            std::path::PathBuf::from(".")
+        } else {
+            parent.to_path_buf()
+        })
+    }
+}
+
 impl Default for DatabaseSettings {
     fn default() -> Self {
         DatabaseSettings {
@@ -155,6 +177,14 @@ pub struct AuthSettings {
     pub public_key: String,
     pub query_param_token: bool,
     pub grants: Vec<String>,
+    /// The `aud` of access tokens; empty: the issuer.
+    pub audience: String,
+    /// Where the OAuth2 endpoints live (`{prefix}/access_token`, …).
+    pub prefix: String,
+    /// Public keys (PEM files) of earlier signing keys: still published
+    /// and accepted, so tokens signed before a rotation verify until they
+    /// expire.
+    pub previous_public_keys: Vec<String>,
 }
 
 impl Default for AuthSettings {
@@ -171,6 +201,9 @@ impl Default for AuthSettings {
                 "client_credentials".into(),
                 "refresh_token".into(),
             ],
+            audience: String::new(),
+            prefix: "/v1".into(),
+            previous_public_keys: Vec::new(),
         }
     }
 }
@@ -313,6 +346,7 @@ impl Settings {
             .list_separator(",")
             .with_list_parse_key("rate_limit.trusted_proxies")
             .with_list_parse_key("auth.grants")
+            .with_list_parse_key("auth.previous_public_keys")
             .with_list_parse_key("cors.origins");
         let mut b = config::Config::builder()
             .add_source(config::File::from_str(toml_text, config::FileFormat::Toml))
@@ -363,6 +397,27 @@ impl Settings {
         }
         if self.database.max_connections == 0 {
             return bad("database.max_connections", "must be at least 1");
+        }
+        const GRANTS: &[&str] = &[
+            "authorization_code",
+            "client_credentials",
+            "refresh_token",
+            "password",
+            "implicit",
+        ];
+        if let Some(g) = self
+            .auth
+            .grants
+            .iter()
+            .find(|g| !GRANTS.contains(&g.as_str()))
+        {
+            return bad(
+                "auth.grants",
+                &format!("'{g}' is not a grant restkit serves"),
+            );
+        }
+        if !self.auth.prefix.starts_with('/') || self.auth.prefix.ends_with('/') {
+            return bad("auth.prefix", "must start with / and not end with one");
         }
         if self.pagination.default_per_page == 0
             || self.pagination.default_per_page > self.pagination.max_per_page

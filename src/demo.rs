@@ -46,6 +46,34 @@ async fn seed_library(store: &Store, model: &ApiModel) -> Result<(), ApiError> {
         crate::auth::users::add(store, "stan", "pass").await?;
         crate::auth::users::add(store, "ana", "pass").await?;
     }
+    if store.table_is_empty("restkit_clients").await? {
+        use crate::auth::clients::{add, NewClient};
+        let list = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        add(
+            store,
+            &NewClient {
+                client_id: "1".into(),
+                secret: Some("pass2".into()),
+                grants: list(
+                    "password client_credentials refresh_token authorization_code implicit",
+                ),
+                scopes: list("basic write"),
+                redirect_uris: list("http://127.0.0.1:9999/callback"),
+            },
+        )
+        .await?;
+        add(
+            store,
+            &NewClient {
+                client_id: "spa".into(),
+                secret: None,
+                grants: list("authorization_code refresh_token"),
+                scopes: list("basic write"),
+                redirect_uris: list("http://127.0.0.1:9999/callback"),
+            },
+        )
+        .await?;
+    }
     let books = model
         .modules
         .iter()

@@ -4,16 +4,20 @@
 //! request's credentials into a [`Caller`] — before OPTIONS, preflight or
 //! rate limiting decide anything — without refusing yet: a preflight with
 //! a bad token is still answered. *Authorization* ([`scopes::authorize`])
-//! checks the route's declared scope against the identity. Today the
-//! credentials are HTTP Basic with a user's username and password (§8.4);
-//! the OAuth2 server and JWT verification extend [`identify`]. Ownership
-//! of rows (§8.6) is checked by the table controller against the model.
+//! checks the route's declared scope against the identity. Credentials
+//! (§8.4): Bearer access tokens ([`tokens`]) in the header or the query,
+//! and HTTP Basic with a user's username and password. The OAuth2
+//! endpoints that issue tokens are in `http::oauth`; clients in
+//! [`clients`], signing keys in [`keys`]. Ownership of rows (§8.6) is
+//! checked by the table controller against the model.
 
+pub mod clients;
+pub mod keys;
 pub mod scopes;
+pub mod tokens;
 pub mod users;
 
 use base64::Engine;
-use http::HeaderMap;
 
 use crate::error::ApiError;
 use crate::store::Store;
@@ -70,34 +74,84 @@ impl Caller {
 }
 
 /// The identity step: an [`Identity`] an in-process caller put in the
-/// request's extensions (§2.2 `app.call`), else the request's credentials.
-pub async fn identify(parts: &http::request::Parts, store: &Store) -> Caller {
+/// request's extensions (§2.2 `app.call`), else the request's credentials:
+/// `Authorization: Bearer` (an access token), `?access-token=` (when
+/// `query_param` allows it), or `Authorization: Basic` with a user's
+/// username and password. Credentials sent in more than one way are 400
+/// (RFC 6750 §2).
+pub async fn identify(
+    parts: &http::request::Parts,
+    store: &Store,
+    tokens: &tokens::Tokens,
+    query_param: bool,
+) -> Caller {
     if let Some(id) = parts.extensions.get::<Identity>() {
         return Caller::Known(id.clone());
     }
-    match authenticate(&parts.headers, store).await {
+    match authenticate(parts, store, tokens, query_param).await {
         Ok(None) => Caller::Anonymous,
         Ok(Some(id)) => Caller::Known(id),
         Err(e) => Caller::Refused(e),
     }
 }
 
+/// The `access-token` (or `access_token`) query parameter, if sent.
+pub fn query_token(query: Option<&str>) -> Option<String> {
+    let q = query?;
+    if !q.contains("access") {
+        return None;
+    }
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == "access-token" || k == "access_token")
+        .map(|(_, v)| v.into_owned())
+}
+
+fn two_ways() -> ApiError {
+    ApiError::new(
+        http::StatusCode::BAD_REQUEST,
+        "INVALID_REQUEST",
+        "Credentials were sent in more than one way; send exactly one.",
+    )
+    .header(
+        http::header::WWW_AUTHENTICATE,
+        "Bearer realm=\"restkit\", error=\"invalid_request\"",
+    )
+}
+
 /// Reads credentials from the request. `Ok(None)`: none were sent.
 /// Wrong credentials are a 401, never an anonymous request.
 pub async fn authenticate(
-    headers: &HeaderMap,
+    parts: &http::request::Parts,
     store: &Store,
+    tokens: &tokens::Tokens,
+    query_param: bool,
 ) -> Result<Option<Identity>, ApiError> {
-    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
-        return Ok(None);
+    let mut headers = parts.headers.get_all(http::header::AUTHORIZATION).iter();
+    let header = headers.next();
+    if headers.next().is_some() {
+        return Err(two_ways());
+    }
+    let in_query = if query_param {
+        query_token(parts.uri.query())
+    } else {
+        None
+    };
+    let value = match (header, in_query) {
+        (Some(_), Some(_)) => return Err(two_ways()),
+        (None, Some(token)) => return bearer(&token, store, tokens).await.map(Some),
+        (None, None) => return Ok(None),
+        (Some(v), None) => v,
     };
     let value = value
         .to_str()
         .map_err(|_| ApiError::unauthorized("The Authorization header is not valid text."))?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return bearer(rest.trim(), store, tokens).await.map(Some);
+    }
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(ApiError::unauthorized(
-            "Unsupported authorization scheme; use Basic.",
+            "Unsupported authorization scheme; use Bearer or Basic.",
         ));
     }
     let decoded = base64::engine::general_purpose::STANDARD
@@ -112,4 +166,8 @@ pub async fn authenticate(
         Some(id) => Ok(Some(Identity::user(id, username, PASSWORD_SCOPES))),
         None => Err(ApiError::unauthorized("Invalid username or password.")),
     }
+}
+
+async fn bearer(token: &str, store: &Store, tokens: &tokens::Tokens) -> Result<Identity, ApiError> {
+    tokens.verify(token, store).await.map(|v| v.identity)
 }

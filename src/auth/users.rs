@@ -69,7 +69,7 @@ fn hash_slots() -> &'static Semaphore {
 
 /// Runs Argon2 work on the blocking pool, at most one job per core at a
 /// time; a job that cannot start within [`HASH_WAIT`] is a 503.
-async fn hashing<T: Send + 'static>(
+pub(crate) async fn hashing<T: Send + 'static>(
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     let slot = tokio::time::timeout(HASH_WAIT, hash_slots().acquire())
@@ -209,26 +209,41 @@ pub async fn verify(
         // time) so the timing does not say who exists.
         None => (None, String::new()),
     };
-    let cached = id.map(|id| verified().digest(id, &hash, password));
+    let ok = check_secret(id.unwrap_or(0), &hash, password).await?;
+    Ok(if ok { id } else { None })
+}
+
+/// Does `secret` match the Argon2id `stored_hash` (empty: an unknown
+/// account, checked against a dummy hash so timing does not tell)? Bounded
+/// and remembered as described in the module doc; shared by users'
+/// passwords and clients' secrets (`id` and the salted hash key the memory).
+pub(crate) async fn check_secret(
+    id: i64,
+    stored_hash: &str,
+    secret: &str,
+) -> Result<bool, ApiError> {
+    let known = !stored_hash.is_empty();
+    let cached = known.then(|| verified().digest(id, stored_hash, secret));
     if cached.as_ref().is_some_and(|d| verified().knows(d)) {
-        return Ok(id);
+        return Ok(true);
     }
-    let password = password.to_string();
+    let secret = secret.to_string();
+    let hash = stored_hash.to_string();
     let ok = hashing(move || {
         let hash = if hash.is_empty() { dummy_hash() } else { &hash };
         PasswordHash::new(hash)
             .map(|h| {
                 Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
+                    .verify_password(secret.as_bytes(), &h)
                     .is_ok()
             })
             .unwrap_or(false)
     })
     .await?;
-    if ok {
+    if ok && known {
         if let Some(d) = cached {
             verified().remember(d);
         }
     }
-    Ok(if ok { id } else { None })
+    Ok(ok && known)
 }

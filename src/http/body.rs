@@ -39,6 +39,17 @@ pub async fn read(
     headers: &HeaderMap,
     server: &ServerSettings,
 ) -> Result<ParsedBody, ApiError> {
+    let bytes = bytes(body, headers, server).await?;
+    parse(bytes, headers)
+}
+
+/// The body's bytes, within `server.body_limit` (413) and
+/// `server.body_timeout` (408).
+pub async fn bytes(
+    body: Body,
+    headers: &HeaderMap,
+    server: &ServerSettings,
+) -> Result<bytes::Bytes, ApiError> {
     let limit = server.body_limit;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -59,15 +70,16 @@ pub async fn read(
                 ),
             )
         })?;
-    let bytes = match collected {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large(limit)),
-        Err(e) => {
-            return Err(ApiError::bad_body(format!(
-                "The body could not be read: {e}."
-            )))
-        }
-    };
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
+        Err(e) => Err(ApiError::bad_body(format!(
+            "The body could not be read: {e}."
+        ))),
+    }
+}
+
+fn parse(bytes: bytes::Bytes, headers: &HeaderMap) -> Result<ParsedBody, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(ParsedBody {
             value: Value::Object(Map::new()),

@@ -160,7 +160,13 @@ async fn steps(
             format!("The query string is longer than {MAX_QUERY} bytes."),
         ));
     }
-    let caller = auth::identify(&parts, &state.store).await;
+    let caller = auth::identify(
+        &parts,
+        &state.store,
+        &state.tokens,
+        state.settings.auth.query_param_token,
+    )
+    .await;
     if method == Method::OPTIONS {
         return Ok(represent::options(route));
     }

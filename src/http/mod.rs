@@ -10,6 +10,7 @@ pub mod cors;
 pub mod dispatch;
 pub mod layers;
 pub mod negotiate;
+pub mod oauth;
 pub mod represent;
 pub mod routes;
 pub mod server;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub settings: Settings,
     pub model: ApiModel,
     pub routes: Vec<Arc<routes::Route>>,
+    /// Signing keys, token issue and verification, revocations (§8.2).
+    pub tokens: Arc<crate::auth::tokens::Tokens>,
 }
 
 impl AppState {
@@ -128,11 +131,30 @@ impl App {
         .into_iter()
         .map(Arc::new)
         .collect();
+        let keys = crate::auth::keys::KeySet::load(
+            &settings.auth.private_key,
+            &settings.auth.previous_public_keys,
+            settings.database.data_dir().as_deref(),
+        )?;
+        let issuer = settings.auth.issuer.trim_end_matches('/').to_string();
+        let tokens = Arc::new(crate::auth::tokens::Tokens {
+            keys,
+            audience: if settings.auth.audience.is_empty() {
+                issuer.clone()
+            } else {
+                settings.auth.audience.clone()
+            },
+            issuer,
+            access_ttl: settings.auth.access_token_ttl,
+            refresh_ttl: settings.auth.refresh_token_ttl,
+            revocations: Default::default(),
+        });
         let state = Arc::new(AppState {
             store,
             settings,
             model,
             routes: routes.clone(),
+            tokens,
         });
         let mut router: Router<Arc<AppState>> =
             Router::new().route(
@@ -141,6 +163,7 @@ impl App {
                     crate::ops::health(&st.store).await
                 }),
             );
+        router = oauth::routes(router, &state.settings.auth.prefix);
         for route in routes {
             let st = state.clone();
             let path = route.router_path.clone();

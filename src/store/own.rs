@@ -1,4 +1,5 @@
-//! restkit's own tables — users and sync tombstones — declared as models
+//! restkit's own tables — users, OAuth2 clients, refresh tokens,
+//! revocations and sync tombstones — declared as models
 //! like any resource, so the same migration code creates them. (The change
 //! clock is one row of restkit's own DDL, in `migrate`.)
 
@@ -13,7 +14,13 @@ pub fn model() -> &'static ApiModel {
     static M: OnceLock<ApiModel> = OnceLock::new();
     M.get_or_init(|| {
         ApiModel::builder()
-            .module(Module::new("/_restkit").resource(users_resource()))
+            .module(
+                Module::new("/_restkit")
+                    .resource(users_resource())
+                    .resource(clients_resource())
+                    .resource(refresh_tokens_resource())
+                    .resource(revocations_resource()),
+            )
             .module(Module::new("/_restkit_sync").resource(tombstones_resource()))
             .build()
             .expect("restkit's own model is valid")
@@ -23,6 +30,74 @@ pub fn model() -> &'static ApiModel {
 /// `restkit_users`: accounts that sign in with a password (§8).
 pub fn users() -> &'static Arc<Resource> {
     &model().modules[0].resources[0]
+}
+
+/// `restkit_clients`: OAuth2 clients (§8.1).
+pub fn clients() -> &'static Arc<Resource> {
+    &model().modules[0].resources[1]
+}
+
+/// `restkit_refresh_tokens`: refresh tokens, by hash only (§8.2).
+pub fn refresh_tokens() -> &'static Arc<Resource> {
+    &model().modules[0].resources[2]
+}
+
+/// `restkit_revocations`: revoked access tokens (`jti`) and token
+/// families, until the last token they cover expires (§8.3).
+pub fn revocations() -> &'static Arc<Resource> {
+    &model().modules[0].resources[3]
+}
+
+fn clients_resource() -> Resource {
+    Resource::new("clients", "restkit_clients")
+        .field(Field::new("id", FieldType::Integer).primary_key())
+        .field(
+            Field::new("clientId", FieldType::String)
+                .required()
+                .unique(),
+        )
+        // Argon2id PHC string; none for a public client.
+        .field(Field::new("secretHash", FieldType::String).hidden())
+        // Space-separated lists, as OAuth2 writes scopes.
+        .field(Field::new("grants", FieldType::String).required())
+        .field(Field::new("scopes", FieldType::String).required())
+        .field(Field::new("redirectUris", FieldType::String))
+        .field(Field::new("createdAt", FieldType::DateTime).created_at())
+}
+
+fn refresh_tokens_resource() -> Resource {
+    Resource::new("refresh_tokens", "restkit_refresh_tokens")
+        .field(Field::new("id", FieldType::Integer).primary_key())
+        // SHA-256 of the token (256 random bits: no slow hash needed).
+        .field(
+            Field::new("tokenHash", FieldType::String)
+                .required()
+                .unique(),
+        )
+        .field(
+            Field::new("familyId", FieldType::String)
+                .required()
+                .indexed(),
+        )
+        .field(Field::new("clientId", FieldType::String).required())
+        .field(Field::new("userId", FieldType::Integer))
+        .field(Field::new("username", FieldType::String))
+        .field(Field::new("scope", FieldType::String).required())
+        .field(Field::new("expiresAt", FieldType::Integer).required())
+        // Set when the token is exchanged (rotation) or its family revoked.
+        .field(Field::new("used", FieldType::Boolean).required())
+        .field(Field::new("createdAt", FieldType::DateTime).created_at())
+}
+
+fn revocations_resource() -> Resource {
+    Resource::new("revocations", "restkit_revocations")
+        .field(Field::new("id", FieldType::Integer).primary_key())
+        // `jti` or `family`.
+        .field(Field::new("kind", FieldType::String).required())
+        .field(Field::new("value", FieldType::String).required())
+        // Unix seconds: after it, every token the row covers has expired.
+        .field(Field::new("expiresAt", FieldType::Integer).required())
+        .field(Field::new("createdAt", FieldType::DateTime).created_at())
 }
 
 fn users_resource() -> Resource {
@@ -48,4 +123,49 @@ fn tombstones_resource() -> Resource {
         // private or nested resource reports only its caller's deletions.
         .field(Field::new("ownerId", FieldType::Integer))
         .field(Field::new("parentId", FieldType::Integer))
+}
+
+/// Every field of `r`'s rows whose `field` equals `value` (at most
+/// `limit`), for restkit's own lookups by name, hash or id.
+pub async fn rows_where(
+    store: &super::Store,
+    r: &Resource,
+    field: &str,
+    value: serde_json::Value,
+    limit: u64,
+) -> Result<Vec<super::Record>, super::StoreError> {
+    let index = r
+        .field_index(field)
+        .ok_or_else(|| super::StoreError::Other(format!("{} has no field {field}", r.table)))?;
+    let fields: Vec<usize> = (0..r.fields.len()).collect();
+    let scope = super::Scope::default().and(index, value);
+    store
+        .list(
+            r,
+            &super::ListQuery {
+                fields: &fields,
+                selection: super::Selection {
+                    scope: &scope,
+                    filter: None,
+                    since: None,
+                },
+                sort: Vec::new(),
+                after: None,
+                limit,
+                offset: 0,
+            },
+        )
+        .await
+}
+
+/// The values of `pairs` (API field name → value) as the store's
+/// (field index, value) list.
+pub fn values(
+    r: &Resource,
+    pairs: &[(&str, serde_json::Value)],
+) -> Vec<(usize, serde_json::Value)> {
+    pairs
+        .iter()
+        .filter_map(|(name, v)| r.field_index(name).map(|i| (i, v.clone())))
+        .collect()
 }

@@ -69,16 +69,27 @@ impl TestResponse {
     }
 }
 
-/// Settings from `toml` with the database at `url`.
+/// The test suite's token signing key (tests/fixtures; test-only).
+pub const TEST_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/jwt-private.pem"
+);
+
+/// Settings from `toml` with the database at `url`; tokens are signed
+/// with [`TEST_KEY`] unless `toml` names a key.
 pub fn settings(toml: &str, url: &str) -> Settings {
-    Settings::load(
+    let mut s = Settings::load(
         toml,
         &Overrides {
             bind: None,
             database: Some(url.to_string()),
         },
     )
-    .unwrap()
+    .unwrap();
+    if s.auth.private_key.is_empty() {
+        s.auth.private_key = TEST_KEY.to_string();
+    }
+    s
 }
 
 /// A request under construction.

@@ -17,6 +17,7 @@ mod helpers;
 mod integrity;
 mod limits;
 mod nested;
+mod oauth;
 mod pipeline;
 mod plans;
 mod query;

@@ -1,0 +1,215 @@
+//! Signing keys for access tokens (§8.2): one RSA key signs (RS256, with
+//! its `kid`), and the JWKS publishes it together with any previous public
+//! keys, so tokens signed before a rotation verify until they expire.
+//!
+//! A key's `kid` is its RFC 7638 thumbprint. Keys come from PEM files
+//! (`auth.private_key`, `auth.previous_public_keys`), or — with no file
+//! configured — are generated once and kept in a file beside the database
+//! (`restkit-jwt-key.pem`), so restarts keep tokens valid.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
+use rsa::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
+use rsa::traits::PublicKeyParts;
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// A public key tokens may be verified with.
+pub struct VerifyingKey {
+    pub kid: String,
+    pub decoding: DecodingKey,
+    /// The key as a JWK (RFC 7517), for the JWKS.
+    pub jwk: Value,
+}
+
+/// The signing key and every key a token may be verified with (the
+/// signing key's public half first).
+pub struct KeySet {
+    pub kid: String,
+    encoding: EncodingKey,
+    verifying: Vec<VerifyingKey>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet")
+            .field("kid", &self.kid)
+            .field("verifying", &self.verifying.len())
+            .finish()
+    }
+}
+
+/// The file a generated key is kept in, beside the database.
+pub const GENERATED_KEY_FILE: &str = "restkit-jwt-key.pem";
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn verifying_key(public: &RsaPublicKey) -> Result<VerifyingKey, String> {
+    let n = b64(&public.n().to_bytes_be());
+    let e = b64(&public.e().to_bytes_be());
+    // RFC 7638: the required members, lexicographic order, no spaces.
+    let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
+    let kid = b64(&Sha256::digest(canonical.as_bytes()));
+    let decoding = DecodingKey::from_rsa_components(&n, &e).map_err(|e| e.to_string())?;
+    Ok(VerifyingKey {
+        jwk: json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e}),
+        kid,
+        decoding,
+    })
+}
+
+fn private_from_pem(pem: &str) -> Result<RsaPrivateKey, String> {
+    RsaPrivateKey::from_pkcs8_pem(pem)
+        .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem))
+        .map_err(|_| "not an RSA private key in PEM (PKCS#8 or PKCS#1)".to_string())
+}
+
+fn public_from_pem(pem: &str) -> Result<RsaPublicKey, String> {
+    RsaPublicKey::from_public_key_pem(pem)
+        .or_else(|_| RsaPublicKey::from_pkcs1_pem(pem))
+        .map_err(|_| "not an RSA public key in PEM (SPKI or PKCS#1)".to_string())
+}
+
+impl KeySet {
+    /// From a private key's PEM and the PEMs of previous public keys.
+    pub fn from_pem(private_pem: &str, previous: &[String]) -> Result<KeySet, String> {
+        let private = private_from_pem(private_pem)?;
+        if private.size() < 256 {
+            return Err("an RSA key of at least 2048 bits is required".into());
+        }
+        let current = verifying_key(&private.to_public_key())?;
+        let encoding = EncodingKey::from_rsa_pem(private_pem.as_bytes())
+            .map_err(|e| format!("cannot use the key for RS256: {e}"))?;
+        let mut verifying = vec![current];
+        for pem in previous {
+            let key = verifying_key(&public_from_pem(pem)?)?;
+            if verifying.iter().all(|k| k.kid != key.kid) {
+                verifying.push(key);
+            }
+        }
+        Ok(KeySet {
+            kid: verifying[0].kid.clone(),
+            encoding,
+            verifying,
+        })
+    }
+
+    /// The configured keys (`private_key` and `previous_public_keys` are
+    /// PEM file paths), or, without a configured key, the one generated
+    /// once and kept in `data_dir` (in memory only when there is none).
+    pub fn load(
+        private_key: &str,
+        previous_public_keys: &[String],
+        data_dir: Option<&Path>,
+    ) -> Result<KeySet, String> {
+        let read = |path: &str, what: &str| {
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("auth.{what}: cannot read {path}: {e}"))
+        };
+        let previous = previous_public_keys
+            .iter()
+            .map(|p| read(p, "previous_public_keys"))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !private_key.is_empty() {
+            let pem = read(private_key, "private_key")?;
+            return KeySet::from_pem(&pem, &previous)
+                .map_err(|e| format!("auth.private_key: {private_key}: {e}"));
+        }
+        let Some(dir) = data_dir else {
+            let (pem, _) = generate()?;
+            return KeySet::from_pem(&pem, &previous);
+        };
+        let path: PathBuf = dir.join(GENERATED_KEY_FILE);
+        let pem = match std::fs::read_to_string(&path) {
+            Ok(pem) => pem,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (pem, _) = generate()?;
+                write_private(&path, &pem)?;
+                tracing::info!(path = %path.display(), "generated the token signing key");
+                pem
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        KeySet::from_pem(&pem, &previous).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Signs `claims` as a JWT with this set's key and `kid`, `typ`
+    /// `at+jwt` (RFC 9068).
+    pub fn sign(&self, claims: &Value) -> Result<String, String> {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("at+jwt".into());
+        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| e.to_string())
+    }
+
+    /// The key with this `kid`, if the set has it.
+    pub fn verifying(&self, kid: &str) -> Option<&VerifyingKey> {
+        self.verifying.iter().find(|k| k.kid == kid)
+    }
+
+    /// `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> Value {
+        json!({"keys": self.verifying.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()})
+    }
+}
+
+/// A new RSA-2048 key pair: (private PKCS#8 PEM, public SPKI PEM).
+pub fn generate() -> Result<(String, String), String> {
+    let mut rng = argon2::password_hash::rand_core::OsRng;
+    let private = RsaPrivateKey::new(&mut rng, 2048).map_err(|e| e.to_string())?;
+    let private_pem = private
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let public_pem = private
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| e.to_string())?;
+    Ok((private_pem, public_pem))
+}
+
+/// Writes a private key readable by its owner only.
+pub fn write_private(path: &Path, pem: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(pem.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRIVATE: &str = include_str!("../../tests/fixtures/jwt-private.pem");
+    const PREVIOUS: &str = include_str!("../../tests/fixtures/jwt-previous-public.pem");
+
+    #[test]
+    fn the_kid_is_the_thumbprint_and_previous_keys_are_published() {
+        let set = KeySet::from_pem(PRIVATE, &[PREVIOUS.to_string()]).unwrap();
+        let jwks = set.jwks();
+        let keys = jwks["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0]["kid"], set.kid);
+        assert_eq!(keys[0]["alg"], "RS256");
+        assert_ne!(keys[0]["kid"], keys[1]["kid"]);
+        assert_eq!(set.kid.len(), 43, "base64url of a SHA-256");
+        assert!(KeySet::from_pem("nope", &[]).is_err());
+    }
+}

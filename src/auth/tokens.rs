@@ -1,0 +1,451 @@
+//! Access and refresh tokens (§8.2, §8.3).
+//!
+//! Access tokens are RS256 JWTs in the RFC 9068 profile (`typ: at+jwt`,
+//! `kid`; `iss sub aud exp iat nbf jti client_id scope`). A user's token
+//! also carries `uid` (and `sub` is that id); a `client_credentials`
+//! token has no `uid` and its `sub` is the client id, so a user and a
+//! client with the same id never become the same caller. Tokens issued
+//! from a refresh token carry their family (`fam`).
+//!
+//! Refresh tokens are 256 random bits, stored as SHA-256 hashes, rotated
+//! on every use; presenting a used one revokes its whole family and the
+//! access tokens issued from it.
+//!
+//! Revocation is checked on every request against an in-process set: a
+//! revocation made through this process counts at once, and the set
+//! catches up with revocations other processes wrote to the database at
+//! most [`REVOCATION_SYNC`] later — no database round trip per request.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::keys::KeySet;
+use super::Identity;
+use crate::error::ApiError;
+use crate::store::own::{self, rows_where};
+use crate::store::{Scope, Store};
+
+/// How stale the revocation set may be about other processes' writes.
+pub const REVOCATION_SYNC: Duration = Duration::from_secs(1);
+
+/// Allowed clock skew when checking `exp` and `nbf`.
+const LEEWAY: u64 = 5;
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Who a token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    User {
+        id: i64,
+        username: String,
+    },
+    /// `client_credentials`: the client itself.
+    Client,
+}
+
+/// What an access token is issued for.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub subject: Subject,
+    pub client_id: String,
+    pub scope: Vec<String>,
+    /// The refresh-token family it comes from, if any.
+    pub family: Option<String>,
+}
+
+/// The verified claims restkit reads.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub claims: Value,
+    pub identity: Identity,
+}
+
+/// Revoked `jti`s and families, each until its tokens have expired.
+#[derive(Default)]
+pub struct Revocations {
+    revoked: Mutex<HashMap<String, i64>>,
+    /// Highest `restkit_revocations` id seen.
+    seen: AtomicI64,
+    /// When the set last caught up with the database (unix ms).
+    synced_ms: AtomicI64,
+}
+
+impl Revocations {
+    fn key(kind: &str, value: &str) -> String {
+        format!("{kind}:{value}")
+    }
+
+    fn is_revoked(&self, kind: &str, value: &str) -> bool {
+        let set = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        set.get(&Self::key(kind, value))
+            .is_some_and(|until| *until >= now())
+    }
+
+    fn remember(&self, kind: &str, value: &str, until: i64) {
+        let mut set = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() > 100_000 {
+            let t = now();
+            set.retain(|_, until| *until >= t);
+        }
+        set.insert(Self::key(kind, value), until);
+    }
+
+    /// Reads revocations other processes wrote since the last look, when
+    /// the last look is older than [`REVOCATION_SYNC`].
+    async fn catch_up(&self, store: &Store) -> Result<(), ApiError> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let last = self.synced_ms.load(Ordering::Relaxed);
+        if now_ms - last < REVOCATION_SYNC.as_millis() as i64 {
+            return Ok(());
+        }
+        self.synced_ms.store(now_ms, Ordering::Relaxed);
+        let r = own::revocations();
+        let fields: Vec<usize> = (0..r.fields.len()).collect();
+        let seen = self.seen.load(Ordering::Relaxed);
+        let scope = Scope::default();
+        let rows = store
+            .list(
+                r,
+                &crate::store::ListQuery {
+                    fields: &fields,
+                    selection: crate::store::Selection {
+                        scope: &scope,
+                        filter: None,
+                        since: None,
+                    },
+                    sort: vec![crate::store::SortKey {
+                        field: 0,
+                        descending: true,
+                    }],
+                    after: None,
+                    limit: 1000,
+                    offset: 0,
+                },
+            )
+            .await?;
+        let mut top = seen;
+        for row in &rows {
+            let id = row.get("id").and_then(Value::as_i64).unwrap_or_default();
+            if id <= seen {
+                break;
+            }
+            top = top.max(id);
+            if let (Some(kind), Some(value), Some(until)) = (
+                row.get("kind").and_then(Value::as_str),
+                row.get("value").and_then(Value::as_str),
+                row.get("expiresAt").and_then(Value::as_i64),
+            ) {
+                self.remember(kind, value, until);
+            }
+        }
+        self.seen.fetch_max(top, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Everything token work needs, built once.
+pub struct Tokens {
+    pub keys: KeySet,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub revocations: Revocations,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+fn random_token() -> String {
+    use argon2::password_hash::rand_core::{OsRng, RngCore};
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn digest(token: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Why a token was not accepted (RFC 6750 `invalid_token`).
+fn invalid(detail: &str) -> ApiError {
+    ApiError::new(
+        http::StatusCode::UNAUTHORIZED,
+        "INVALID_TOKEN",
+        detail.to_string(),
+    )
+    .header(
+        http::header::WWW_AUTHENTICATE,
+        &format!(
+            "Bearer realm=\"restkit\", error=\"invalid_token\", error_description=\"{detail}\""
+        ),
+    )
+}
+
+impl Tokens {
+    /// A signed access token for `grant`: (token, claims).
+    pub fn access_token(&self, grant: &Grant) -> Result<(String, Value), ApiError> {
+        let iat = now();
+        let mut claims = json!({
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": iat,
+            "nbf": iat,
+            "exp": iat + self.access_ttl.as_secs() as i64,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "client_id": grant.client_id,
+            "scope": grant.scope.join(" "),
+        });
+        match &grant.subject {
+            Subject::User { id, username } => {
+                claims["sub"] = json!(id.to_string());
+                claims["uid"] = json!(id);
+                claims["username"] = json!(username);
+            }
+            Subject::Client => claims["sub"] = json!(grant.client_id),
+        }
+        if let Some(family) = &grant.family {
+            claims["fam"] = json!(family);
+        }
+        let token = self.keys.sign(&claims).map_err(ApiError::internal)?;
+        Ok((token, claims))
+    }
+
+    /// Checks signature (RS256 with a known `kid` only), type, issuer,
+    /// audience, time and revocation; the claims and the caller.
+    pub async fn verify(&self, token: &str, store: &Store) -> Result<Verified, ApiError> {
+        let claims = self.verify_signed(token)?;
+        self.revocations.catch_up(store).await?;
+        let jti = claims["jti"].as_str().unwrap_or_default();
+        let revoked = self.revocations.is_revoked("jti", jti)
+            || claims["fam"]
+                .as_str()
+                .is_some_and(|f| self.revocations.is_revoked("family", f));
+        if revoked {
+            return Err(invalid("The token has been revoked."));
+        }
+        let identity = identity_of(&claims);
+        Ok(Verified { claims, identity })
+    }
+
+    /// Signature, header and registered claims, without revocation.
+    pub fn verify_signed(&self, token: &str) -> Result<Value, ApiError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| invalid("The token is not a JWT."))?;
+        if header.alg != jsonwebtoken::Algorithm::RS256 {
+            return Err(invalid("Only RS256 tokens are accepted."));
+        }
+        if !matches!(header.typ.as_deref(), Some("at+jwt" | "application/at+jwt")) {
+            return Err(invalid("The token is not an access token (typ at+jwt)."));
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.verifying(kid))
+            .ok_or_else(|| invalid("The token's key is not known here."))?;
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        v.algorithms = vec![jsonwebtoken::Algorithm::RS256];
+        v.leeway = LEEWAY;
+        v.validate_nbf = true;
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[&self.audience]);
+        v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub", "jti"]);
+        let data = jsonwebtoken::decode::<Value>(token, &key.decoding, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind::*;
+            invalid(match e.kind() {
+                ExpiredSignature => "The token has expired.",
+                ImmatureSignature => "The token is not valid yet.",
+                InvalidIssuer => "The token was issued by someone else.",
+                InvalidAudience => "The token is for another audience.",
+                InvalidSignature => "The token's signature is wrong.",
+                _ => "The token is not valid.",
+            })
+        })?;
+        let text = |name: &str| data.claims[name].as_str().is_some_and(|s| !s.is_empty());
+        if !(text("jti") && text("sub") && text("client_id") && data.claims["scope"].is_string()) {
+            return Err(invalid("The token lacks jti, sub, client_id or scope."));
+        }
+        Ok(data.claims)
+    }
+
+    /// Issues a refresh token in `family` (a new family when `None`).
+    pub async fn refresh_token(
+        &self,
+        store: &Store,
+        grant: &Grant,
+        family: Option<&str>,
+    ) -> Result<(String, String), ApiError> {
+        let token = random_token();
+        let family = family
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let (user_id, username) = match &grant.subject {
+            Subject::User { id, username } => (json!(id), json!(username)),
+            Subject::Client => (Value::Null, Value::Null),
+        };
+        let r = own::refresh_tokens();
+        let values = own::values(
+            r,
+            &[
+                ("tokenHash", json!(digest(&token))),
+                ("familyId", json!(family)),
+                ("clientId", json!(grant.client_id)),
+                ("userId", user_id),
+                ("username", username),
+                ("scope", json!(grant.scope.join(" "))),
+                (
+                    "expiresAt",
+                    json!(now() + self.refresh_ttl.as_secs() as i64),
+                ),
+                ("used", json!(false)),
+            ],
+        );
+        store.insert(r, &values, &[0]).await?;
+        Ok((token, family))
+    }
+
+    /// Exchanges a refresh token (rotation). A used one revokes its
+    /// family; `Ok(None)` for any token that is not live for `client_id`.
+    pub async fn use_refresh_token(
+        &self,
+        store: &Store,
+        token: &str,
+        client_id: &str,
+    ) -> Result<Option<Grant>, ApiError> {
+        let r = own::refresh_tokens();
+        let rows = rows_where(store, r, "tokenHash", json!(digest(token)), 1).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let family = row["familyId"].as_str().unwrap_or_default().to_string();
+        if row["clientId"].as_str() != Some(client_id) {
+            return Ok(None);
+        }
+        // Mark it used only if it still is not: of two concurrent uses one
+        // wins, and the other is a reuse.
+        let id = row["id"].as_i64().unwrap_or_default();
+        let scope = Scope::default()
+            .and(0, json!(id))
+            .and(r.field_index("used").unwrap_or(8), json!(false));
+        let mut tx = store.begin_write().await?;
+        let n = tx
+            .update_where(r, &scope, &own::values(r, &[("used", json!(true))]))
+            .await?;
+        tx.commit().await?;
+        if n == 0 {
+            tracing::warn!(family = %family, "a used refresh token was presented: family revoked");
+            self.revoke_family(store, &family).await?;
+            return Ok(None);
+        }
+        if row["expiresAt"].as_i64().unwrap_or_default() < now() {
+            return Ok(None);
+        }
+        let subject = match (row["userId"].as_i64(), row["username"].as_str()) {
+            (Some(id), Some(name)) => Subject::User {
+                id,
+                username: name.to_string(),
+            },
+            _ => Subject::Client,
+        };
+        Ok(Some(Grant {
+            subject,
+            client_id: client_id.to_string(),
+            scope: row["scope"]
+                .as_str()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            family: Some(family),
+        }))
+    }
+
+    /// The refresh token's row, if `token` is one (live or not).
+    pub async fn find_refresh(
+        &self,
+        store: &Store,
+        token: &str,
+    ) -> Result<Option<crate::store::Record>, ApiError> {
+        let rows = rows_where(
+            store,
+            own::refresh_tokens(),
+            "tokenHash",
+            json!(digest(token)),
+            1,
+        )
+        .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Revokes a family: its refresh tokens die, and the access tokens
+    /// issued from it are refused until they would have expired anyway.
+    pub async fn revoke_family(&self, store: &Store, family: &str) -> Result<(), ApiError> {
+        let r = own::refresh_tokens();
+        let scope = Scope::default().and(r.field_index("familyId").unwrap_or(2), json!(family));
+        let mut tx = store.begin_write().await?;
+        tx.update_where(r, &scope, &own::values(r, &[("used", json!(true))]))
+            .await?;
+        tx.commit().await?;
+        let until = now() + self.access_ttl.as_secs() as i64 + LEEWAY as i64;
+        self.record_revocation(store, "family", family, until).await
+    }
+
+    /// Revokes one access token until its `exp`.
+    pub async fn revoke_jti(&self, store: &Store, jti: &str, exp: i64) -> Result<(), ApiError> {
+        self.record_revocation(store, "jti", jti, exp + LEEWAY as i64)
+            .await
+    }
+
+    async fn record_revocation(
+        &self,
+        store: &Store,
+        kind: &str,
+        value: &str,
+        until: i64,
+    ) -> Result<(), ApiError> {
+        self.revocations.remember(kind, value, until);
+        let r = own::revocations();
+        let values = own::values(
+            r,
+            &[
+                ("kind", json!(kind)),
+                ("value", json!(value)),
+                ("expiresAt", json!(until)),
+            ],
+        );
+        store.insert(r, &values, &[0]).await?;
+        Ok(())
+    }
+}
+
+/// The caller a verified token speaks for.
+fn identity_of(claims: &Value) -> Identity {
+    let scopes = claims["scope"]
+        .as_str()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    Identity {
+        user_id: claims["uid"].as_i64(),
+        username: claims["username"].as_str().map(str::to_string),
+        client_id: claims["client_id"].as_str().map(str::to_string),
+        scopes,
+    }
+}

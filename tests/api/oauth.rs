@@ -1,0 +1,543 @@
+//! The OAuth2 authorization server (§8.1–§8.3): token grants, JWT claims
+//! checked with the JWKS, forged tokens refused, rotation and reuse
+//! detection, revocation at once, introspection, key rotation, and RFC
+//! 6749's error answers.
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use restkit::registry::Registry;
+use serde_json::{json, Value};
+
+use crate::helpers::{TestApp, TestResponse};
+
+const FORM: &str = "application/x-www-form-urlencoded";
+const CLIENT: &str = "Basic MTpwYXNzMg=="; // 1:pass2
+
+async fn token(t: &TestApp, body: &str) -> TestResponse {
+    t.post("/v1/access_token")
+        .header("authorization", CLIENT)
+        .raw(FORM, body)
+        .send()
+        .await
+}
+
+async fn password_grant(t: &TestApp) -> Value {
+    let res = token(
+        t,
+        "grant_type=password&username=stan&password=pass&scope=basic%20write",
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    res.json()
+}
+
+async fn me(t: &TestApp, access: &str) -> TestResponse {
+    t.get("/v1/users/me")
+        .header("authorization", &format!("Bearer {access}"))
+        .send()
+        .await
+}
+
+/// The JWKS's key for `kid`, as a standard JWT library reads it.
+async fn jwks_key(t: &TestApp, kid: &str) -> DecodingKey {
+    let jwks = t.get("/.well-known/jwks.json").send().await.json();
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .unwrap_or_else(|| panic!("no key {kid} in {jwks}"));
+    DecodingKey::from_rsa_components(key["n"].as_str().unwrap(), key["e"].as_str().unwrap())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_password_grant_issues_an_rfc9068_token_the_jwks_verifies() {
+    let t = TestApp::demo().await;
+    let res = token(
+        &t,
+        "grant_type=password&username=stan&password=pass&scope=basic",
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("cache-control"), "no-store");
+    let body = res.json();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["scope"], "basic");
+    let refresh = body["refresh_token"].as_str().unwrap();
+    assert!(refresh.len() >= 43, "at least 256 bits");
+    let access = body["access_token"].as_str().unwrap();
+    let header = jsonwebtoken::decode_header(access).unwrap();
+    assert_eq!(header.alg, Algorithm::RS256);
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let key = jwks_key(&t, header.kid.as_deref().unwrap()).await;
+    let mut v = Validation::new(Algorithm::RS256);
+    v.set_issuer(&["http://127.0.0.1:8080"]);
+    v.set_audience(&["http://127.0.0.1:8080"]);
+    let claims = jsonwebtoken::decode::<Value>(access, &key, &v)
+        .unwrap()
+        .claims;
+    for c in [
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "nbf",
+        "jti",
+        "client_id",
+        "scope",
+    ] {
+        assert!(claims.get(c).is_some(), "claim {c} missing: {claims}");
+    }
+    assert_eq!(claims["sub"], "1");
+    assert_eq!(claims["client_id"], "1");
+    assert_eq!(claims["scope"], "basic");
+    // The token is a caller.
+    let who = me(&t, access).await;
+    assert_eq!(who.status, 200, "{}", String::from_utf8_lossy(&who.body));
+    assert_eq!(who.json()["username"], "stan");
+    // Client authentication in the body works the same.
+    let res = t
+        .post("/v1/access_token")
+        .raw(
+            FORM,
+            "grant_type=password&username=ana&password=pass&client_id=1&client_secret=pass2",
+        )
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.json()["scope"],
+        "basic write",
+        "no scope: all the client's"
+    );
+}
+
+#[tokio::test]
+async fn client_credentials_speak_for_the_client_and_get_no_refresh_token() {
+    let t = TestApp::demo().await;
+    let res = token(&t, "grant_type=client_credentials&scope=basic").await;
+    assert_eq!(res.status, 200);
+    let body = res.json();
+    assert!(body.get("refresh_token").is_none());
+    let access = body["access_token"].as_str().unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(access.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "1");
+    assert!(claims.get("uid").is_none(), "not user 1: {claims}");
+    let who = me(&t, access).await;
+    assert_eq!(who.status, 200);
+    assert!(who.json()["id"].is_null(), "{}", who.json());
+}
+
+#[tokio::test]
+async fn oauth_errors_are_rfc6749s() {
+    let t = TestApp::demo().await;
+    let cases: Vec<(TestResponse, u16, &str)> = vec![
+        (
+            t.post("/v1/access_token")
+                .header("authorization", "Basic MTp3cm9uZw==")
+                .raw(FORM, "grant_type=client_credentials")
+                .send()
+                .await,
+            401,
+            "invalid_client",
+        ),
+        (
+            token(&t, "grant_type=password&username=stan&password=nope").await,
+            400,
+            "invalid_grant",
+        ),
+        (
+            token(&t, "grant_type=magic").await,
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            token(&t, "grant_type=client_credentials&scope=admin").await,
+            400,
+            "invalid_scope",
+        ),
+        (
+            token(&t, "grant_type=client_credentials&grant_type=password").await,
+            400,
+            "invalid_request",
+        ),
+        (
+            t.post("/v1/access_token")
+                .header("authorization", CLIENT)
+                .raw(FORM, "grant_type=client_credentials&client_secret=pass2")
+                .send()
+                .await,
+            400,
+            "invalid_request",
+        ),
+        (
+            token(&t, "grant_type=refresh_token&refresh_token=made-up").await,
+            400,
+            "invalid_grant",
+        ),
+        (
+            t.post("/v1/access_token")
+                .raw(FORM, "grant_type=client_credentials&client_id=spa")
+                .send()
+                .await,
+            400,
+            "unauthorized_client",
+        ),
+        (
+            t.post("/v1/access_token")
+                .header("authorization", CLIENT)
+                .json(json!({"grant_type": "client_credentials"}))
+                .send()
+                .await,
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (i, (res, status, error)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            res.status,
+            status,
+            "case {i}: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+        assert_eq!(res.json()["error"], error, "case {i}");
+        assert!(res.json()["error_description"].is_string());
+        assert_eq!(res.header("cache-control"), "no-store");
+        if status == 401 {
+            assert!(res.header("www-authenticate").starts_with("Basic"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reused_one_kills_its_family() {
+    let t = TestApp::demo().await;
+    let first = password_grant(&t).await;
+    let r1 = first["refresh_token"].as_str().unwrap();
+    let rotated = token(&t, &format!("grant_type=refresh_token&refresh_token={r1}")).await;
+    assert_eq!(rotated.status, 200);
+    let second = rotated.json();
+    let r2 = second["refresh_token"].as_str().unwrap();
+    assert_ne!(r1, r2);
+    let a2 = second["access_token"].as_str().unwrap();
+    assert_eq!(me(&t, a2).await.status, 200);
+    // A narrower scope may be asked for.
+    // The old one again: refused, and the family dies with it.
+    let reuse = token(&t, &format!("grant_type=refresh_token&refresh_token={r1}")).await;
+    assert_eq!(reuse.status, 400);
+    assert_eq!(reuse.json()["error"], "invalid_grant");
+    let after = token(&t, &format!("grant_type=refresh_token&refresh_token={r2}")).await;
+    assert_eq!(
+        after.json()["error"],
+        "invalid_grant",
+        "the newest one is dead too"
+    );
+    let res = me(&t, a2).await;
+    assert_eq!(res.status, 401, "access tokens of the family are revoked");
+    assert!(res.header("www-authenticate").contains("invalid_token"));
+    // The first access token came from the same family.
+    assert_eq!(
+        me(&t, first["access_token"].as_str().unwrap()).await.status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn revocation_takes_effect_at_once_and_introspection_tells() {
+    let t = TestApp::demo().await;
+    let issued = password_grant(&t).await;
+    let access = issued["access_token"].as_str().unwrap();
+    let introspect = |tok: String, auth: &'static str| {
+        t.post("/v1/introspect")
+            .header("authorization", auth)
+            .raw(FORM, &format!("token={tok}"))
+            .send()
+    };
+    let seen = introspect(access.to_string(), CLIENT).await.json();
+    assert_eq!(seen["active"], true);
+    assert_eq!(seen["username"], "stan");
+    assert_eq!(seen["client_id"], "1");
+    let refresh = issued["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        introspect(refresh.clone(), CLIENT).await.json()["active"],
+        true
+    );
+    // Introspection needs an authenticated client.
+    let res = t
+        .post("/v1/introspect")
+        .raw(FORM, &format!("token={access}"))
+        .send()
+        .await;
+    assert_eq!(res.status, 401);
+
+    let res = t
+        .post("/v1/revoke")
+        .header("authorization", CLIENT)
+        .raw(
+            FORM,
+            &format!("token={access}&token_type_hint=access_token"),
+        )
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        me(&t, access).await.status,
+        401,
+        "refused on the next request"
+    );
+    assert_eq!(
+        introspect(access.to_string(), CLIENT).await.json()["active"],
+        false
+    );
+    // Revoking the refresh token kills its family.
+    let res = t
+        .post("/v1/revoke")
+        .header("authorization", CLIENT)
+        .raw(FORM, &format!("token={refresh}"))
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    let res = token(
+        &t,
+        &format!("grant_type=refresh_token&refresh_token={refresh}"),
+    )
+    .await;
+    assert_eq!(res.json()["error"], "invalid_grant");
+    // Unknown tokens: still 200 (RFC 7009 §2.2).
+    let res = t
+        .post("/v1/revoke")
+        .header("authorization", CLIENT)
+        .raw(FORM, "token=whatever")
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+}
+
+fn sign(claims: &Value, kid: &str, pem: &[u8]) -> String {
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some(kid.to_string());
+    h.typ = Some("at+jwt".into());
+    jsonwebtoken::encode(&h, claims, &EncodingKey::from_rsa_pem(pem).unwrap()).unwrap()
+}
+
+fn b64(v: &Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+#[tokio::test]
+async fn forged_tokens_are_refused() {
+    let t = TestApp::demo().await;
+    let issued = password_grant(&t).await;
+    let good = issued["access_token"].as_str().unwrap().to_string();
+    let kid = jsonwebtoken::decode_header(&good).unwrap().kid.unwrap();
+    let private = std::fs::read(crate::helpers::TEST_KEY).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let claims = |patch: Value| {
+        let mut c = json!({
+            "iss": "http://127.0.0.1:8080", "aud": "http://127.0.0.1:8080",
+            "sub": "1", "uid": 1, "username": "stan", "client_id": "1",
+            "scope": "basic write", "jti": uuid::Uuid::new_v4().to_string(),
+            "iat": now, "nbf": now, "exp": now + 600,
+        });
+        for (k, v) in patch.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    // A correctly made token is accepted: the forgeries differ in one way.
+    assert_eq!(
+        me(&t, &sign(&claims(json!({})), &kid, &private))
+            .await
+            .status,
+        200
+    );
+    let parts: Vec<&str> = good.split('.').collect();
+    let public_pem = {
+        let jwks = t.get("/.well-known/jwks.json").send().await.json();
+        jwks["keys"][0]["n"].as_str().unwrap().to_string()
+    };
+    let hs256 = {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some(kid.clone());
+        h.typ = Some("at+jwt".into());
+        jsonwebtoken::encode(
+            &h,
+            &claims(json!({})),
+            &EncodingKey::from_secret(public_pem.as_bytes()),
+        )
+        .unwrap()
+    };
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "at+jwt", "kid": kid})),
+        b64(&claims(json!({})))
+    );
+    let altered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(&claims(json!({"scope": "basic write admin"}))),
+        parts[2]
+    );
+    let previous = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/jwt-previous-private.pem"
+    ))
+    .unwrap();
+    let forged = [
+        ("alg none", none),
+        ("HS256 with the public key", hs256),
+        ("altered payload", altered),
+        (
+            "expired",
+            sign(
+                &claims(json!({"exp": now - 60, "iat": now - 700, "nbf": now - 700})),
+                &kid,
+                &private,
+            ),
+        ),
+        (
+            "not yet valid",
+            sign(&claims(json!({"nbf": now + 600})), &kid, &private),
+        ),
+        (
+            "wrong issuer",
+            sign(
+                &claims(json!({"iss": "https://evil.example"})),
+                &kid,
+                &private,
+            ),
+        ),
+        (
+            "wrong audience",
+            sign(
+                &claims(json!({"aud": "https://other.example"})),
+                &kid,
+                &private,
+            ),
+        ),
+        (
+            "unknown kid",
+            sign(&claims(json!({})), "not-a-kid", &private),
+        ),
+        (
+            "signed by an unknown key",
+            sign(&claims(json!({})), &kid, &previous),
+        ),
+        (
+            "no jti",
+            sign(&claims(json!({"jti": null})), &kid, &private),
+        ),
+        ("not a JWT", "abc".to_string()),
+    ];
+    for (what, tok) in forged {
+        let res = me(&t, &tok).await;
+        assert_eq!(
+            res.status,
+            401,
+            "{what}: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+        assert!(
+            res.header("www-authenticate").contains("invalid_token"),
+            "{what}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn tokens_signed_before_a_rotation_verify_with_the_previous_key() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let settings = format!(
+        "[auth]\nprivate_key = \"{dir}/tests/fixtures/jwt-private.pem\"\nprevious_public_keys = [\"{dir}/tests/fixtures/jwt-previous-public.pem\"]\n"
+    );
+    let text = restkit::demo::DEMO_TOML.replace("[auth]\n", &settings);
+    let t = TestApp::with(&text, "", Registry::builtin()).await;
+    let jwks = t.get("/.well-known/jwks.json").send().await.json();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    let old_kid = keys[1]["kid"].as_str().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "iss": "http://127.0.0.1:8080", "aud": "http://127.0.0.1:8080",
+        "sub": "2", "uid": 2, "username": "ana", "client_id": "1", "scope": "basic",
+        "jti": "rotated-1", "iat": now, "nbf": now, "exp": now + 600,
+    });
+    let previous = std::fs::read(format!("{dir}/tests/fixtures/jwt-previous-private.pem")).unwrap();
+    let res = me(&t, &sign(&claims, old_kid, &previous)).await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.json()["username"], "ana");
+    // New tokens are signed with the current key.
+    let issued = password_grant(&t).await;
+    let kid = jsonwebtoken::decode_header(issued["access_token"].as_str().unwrap())
+        .unwrap()
+        .kid
+        .unwrap();
+    assert_eq!(kid, keys[0]["kid"].as_str().unwrap());
+}
+
+#[tokio::test]
+async fn metadata_names_every_endpoint_under_the_issuer() {
+    let t = TestApp::demo().await;
+    let m = t
+        .get("/.well-known/oauth-authorization-server")
+        .send()
+        .await
+        .json();
+    let issuer = m["issuer"].as_str().unwrap();
+    for key in [
+        "token_endpoint",
+        "authorization_endpoint",
+        "revocation_endpoint",
+        "introspection_endpoint",
+        "jwks_uri",
+    ] {
+        assert!(m[key].as_str().unwrap().starts_with(issuer), "{key}: {m}");
+    }
+    assert_eq!(m["token_endpoint"], format!("{issuer}/v1/access_token"));
+    assert!(m["grant_types_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("password")));
+    assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
+    assert!(m["scopes_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("basic")));
+}
+
+#[tokio::test]
+async fn credentials_sent_two_ways_are_400() {
+    let t = TestApp::demo().await;
+    let access = password_grant(&t).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = t
+        .get(&format!("/v1/users/me?access-token={access}"))
+        .anonymous()
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "the query parameter alone works");
+    let res = t
+        .get(&format!("/v1/users/me?access-token={access}"))
+        .header("authorization", &format!("Bearer {access}"))
+        .send()
+        .await;
+    assert_eq!(res.status, 400);
+    let res = t
+        .get("/v1/users/me")
+        .anonymous()
+        .header("authorization", &format!("Bearer {access}"))
+        .header("authorization", "Basic c3RhbjpwYXNz")
+        .send()
+        .await;
+    assert_eq!(res.status, 400);
+}
