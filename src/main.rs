@@ -44,6 +44,24 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Write a new RSA-2048 key pair: private.pem (mode 0600) and
+    /// public.pem. Point auth.private_key at the first; after a rotation,
+    /// list the old public.pem in auth.previous_public_keys.
+    Generate {
+        /// Directory to write into (created if missing; existing files are
+        /// never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn read_config(path: &Option<PathBuf>) -> Result<String, String> {
@@ -128,6 +146,27 @@ async fn run(cli: Cli) -> Result<(), String> {
                 &restkit::controller::table::TableOptions::from_settings(&settings),
             )?;
             print!("{}", restkit::http::routes::table_text(&routes));
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Generate { out },
+        } => {
+            use restkit::auth::keys;
+            std::fs::create_dir_all(&out)
+                .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+            let (private, public) = keys::generate()?;
+            let public_path = out.join("public.pem");
+            if public_path.exists() {
+                return Err(format!("{} exists; not overwritten", public_path.display()));
+            }
+            keys::write_private(&out.join("private.pem"), &private)?;
+            std::fs::write(&public_path, public)
+                .map_err(|e| format!("cannot write {}: {e}", public_path.display()))?;
+            let kid = keys::KeySet::from_pem(&private, &[])?.kid;
+            println!(
+                "wrote {0}/private.pem and {0}/public.pem (kid {kid})",
+                out.display()
+            );
             Ok(())
         }
     }

@@ -160,6 +160,37 @@ pub struct Tokens {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub revocations: Revocations,
+    /// Tokens whose signature and claims were checked: SHA-256 of the
+    /// token → its claims. RSA verification costs about twice a whole
+    /// request, so each token pays it once; time and revocation are still
+    /// checked on every request.
+    pub checked: Checked,
+}
+
+/// The verification memory of [`Tokens::checked`], bounded.
+#[derive(Default)]
+pub struct Checked(Mutex<HashMap<[u8; 32], Value>>);
+
+/// Most remembered tokens; past it, expired ones go (or all).
+const CHECKED_MAX: usize = 10_000;
+
+impl Checked {
+    fn get(&self, key: &[u8; 32]) -> Option<Value> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).cloned()
+    }
+
+    fn put(&self, key: [u8; 32], claims: Value) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CHECKED_MAX {
+            let t = now();
+            map.retain(|_, c| c["exp"].as_i64().is_some_and(|e| e + (LEEWAY as i64) >= t));
+            if map.len() >= CHECKED_MAX {
+                map.clear();
+            }
+        }
+        map.insert(key, claims);
+    }
 }
 
 impl std::fmt::Debug for Tokens {
@@ -230,7 +261,25 @@ impl Tokens {
     /// Checks signature (RS256 with a known `kid` only), type, issuer,
     /// audience, time and revocation; the claims and the caller.
     pub async fn verify(&self, token: &str, store: &Store) -> Result<Verified, ApiError> {
-        let claims = self.verify_signed(token)?;
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let claims = match self.checked.get(&key) {
+            Some(claims) => {
+                // Checked before: only time can have changed.
+                let t = now();
+                if claims["exp"]
+                    .as_i64()
+                    .is_none_or(|e| e + (LEEWAY as i64) < t)
+                {
+                    return Err(invalid("The token has expired."));
+                }
+                claims
+            }
+            None => {
+                let claims = self.verify_signed(token)?;
+                self.checked.put(key, claims.clone());
+                claims
+            }
+        };
         self.revocations.catch_up(store).await?;
         let jti = claims["jti"].as_str().unwrap_or_default();
         let revoked = self.revocations.is_revoked("jti", jti)

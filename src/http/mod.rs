@@ -148,6 +148,7 @@ impl App {
             access_ttl: settings.auth.access_token_ttl,
             refresh_ttl: settings.auth.refresh_token_ttl,
             revocations: Default::default(),
+            checked: Default::default(),
         });
         let state = Arc::new(AppState {
             store,

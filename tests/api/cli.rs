@@ -96,3 +96,45 @@ fn invalid_configuration_stops_start_up_naming_the_key() {
     let out = restkit(&["serve", "--help"], dir.path(), &[]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("--database"));
 }
+
+#[test]
+fn keys_generate_writes_a_pair_the_server_can_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("keys");
+    let res = restkit(
+        &["keys", "generate", "--out", out.to_str().unwrap()],
+        dir.path(),
+        &[],
+    );
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let private = std::fs::read_to_string(out.join("private.pem")).unwrap();
+    let public = std::fs::read_to_string(out.join("public.pem")).unwrap();
+    assert!(private.starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("private.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the private key is its owner's only");
+    }
+    let set = restkit::auth::keys::KeySet::from_pem(&private, &[public]).unwrap();
+    assert!(String::from_utf8_lossy(&res.stdout).contains(&set.kid));
+    // A second run never overwrites.
+    let again = restkit(
+        &["keys", "generate", "--out", out.to_str().unwrap()],
+        dir.path(),
+        &[],
+    );
+    assert!(!again.status.success());
+    assert_eq!(
+        std::fs::read_to_string(out.join("private.pem")).unwrap(),
+        private
+    );
+}
