@@ -107,26 +107,8 @@ pub async fn find(store: &Store, client_id: &str) -> Result<Option<Client>, ApiE
 }
 
 pub async fn list(store: &Store) -> Result<Vec<Client>, ApiError> {
-    let r = own::clients();
-    let fields: Vec<usize> = (0..r.fields.len()).collect();
     let scope = crate::store::Scope::default();
-    let rows = store
-        .list(
-            r,
-            &crate::store::ListQuery {
-                fields: &fields,
-                selection: crate::store::Selection {
-                    scope: &scope,
-                    filter: None,
-                    since: None,
-                },
-                sort: Vec::new(),
-                after: None,
-                limit: 100_000,
-                offset: 0,
-            },
-        )
-        .await?;
+    let rows = own::rows(store, own::clients(), &scope, Vec::new(), 100_000).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 

@@ -108,30 +108,19 @@ impl Revocations {
             return Ok(());
         }
         self.synced_ms.store(now_ms, Ordering::Relaxed);
-        let r = own::revocations();
-        let fields: Vec<usize> = (0..r.fields.len()).collect();
         let seen = self.seen.load(Ordering::Relaxed);
-        let scope = Scope::default();
-        let rows = store
-            .list(
-                r,
-                &crate::store::ListQuery {
-                    fields: &fields,
-                    selection: crate::store::Selection {
-                        scope: &scope,
-                        filter: None,
-                        since: None,
-                    },
-                    sort: vec![crate::store::SortKey {
-                        field: 0,
-                        descending: true,
-                    }],
-                    after: None,
-                    limit: 1000,
-                    offset: 0,
-                },
-            )
-            .await?;
+        let newest_first = vec![crate::store::SortKey {
+            field: 0,
+            descending: true,
+        }];
+        let rows = own::rows(
+            store,
+            own::revocations(),
+            &Scope::default(),
+            newest_first,
+            1000,
+        )
+        .await?;
         let mut top = seen;
         for row in &rows {
             let id = row.get("id").and_then(Value::as_i64).unwrap_or_default();

@@ -137,19 +137,30 @@ pub async fn rows_where(
     let index = r
         .field_index(field)
         .ok_or_else(|| super::StoreError::Other(format!("{} has no field {field}", r.table)))?;
-    let fields: Vec<usize> = (0..r.fields.len()).collect();
     let scope = super::Scope::default().and(index, value);
+    rows(store, r, &scope, Vec::new(), limit).await
+}
+
+/// Every field of `r`'s rows in `scope`, in `sort` order (then by key).
+pub async fn rows(
+    store: &super::Store,
+    r: &Resource,
+    scope: &super::Scope,
+    sort: Vec<super::SortKey>,
+    limit: u64,
+) -> Result<Vec<super::Record>, super::StoreError> {
+    let fields: Vec<usize> = (0..r.fields.len()).collect();
     store
         .list(
             r,
             &super::ListQuery {
                 fields: &fields,
                 selection: super::Selection {
-                    scope: &scope,
+                    scope,
                     filter: None,
                     since: None,
                 },
-                sort: Vec::new(),
+                sort,
                 after: None,
                 limit,
                 offset: 0,
