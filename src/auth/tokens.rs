@@ -192,14 +192,14 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     use argon2::password_hash::rand_core::{OsRng, RngCore};
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn digest(token: &str) -> String {
+pub(crate) fn digest(token: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
 }
 
@@ -469,6 +469,154 @@ impl Tokens {
         );
         store.insert(r, &values, &[0]).await?;
         Ok(())
+    }
+}
+
+/// Authorization codes live this long (§8.1).
+pub const CODE_TTL: i64 = 600;
+
+/// What a user approved at `/authorize`, for a code.
+#[derive(Debug, Clone)]
+pub struct Approval {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub user_id: i64,
+    pub username: String,
+    pub scope: Vec<String>,
+    /// PKCE S256 challenge.
+    pub challenge: Option<String>,
+}
+
+/// Is `verifier` (RFC 7636 §4.1: 43–128 unreserved characters) the one
+/// whose S256 challenge is `challenge`?
+pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    let well_formed = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    if !well_formed {
+        return false;
+    }
+    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
+    // Constant time: the challenge is not secret, but it costs nothing.
+    computed.len() == challenge.len()
+        && computed
+            .bytes()
+            .zip(challenge.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+impl Tokens {
+    /// A single-use code for `approval`, valid [`CODE_TTL`] seconds.
+    pub async fn issue_code(&self, store: &Store, approval: &Approval) -> Result<String, ApiError> {
+        let code = random_token();
+        let r = own::codes();
+        let values = own::values(
+            r,
+            &[
+                ("codeHash", json!(digest(&code))),
+                ("clientId", json!(approval.client_id)),
+                ("redirectUri", json!(approval.redirect_uri)),
+                ("userId", json!(approval.user_id)),
+                ("username", json!(approval.username)),
+                ("scope", json!(approval.scope.join(" "))),
+                (
+                    "codeChallenge",
+                    approval
+                        .challenge
+                        .clone()
+                        .map(Value::from)
+                        .unwrap_or(Value::Null),
+                ),
+                ("expiresAt", json!(now() + CODE_TTL)),
+                ("used", json!(false)),
+            ],
+        );
+        store.insert(r, &values, &[0]).await?;
+        Ok(code)
+    }
+
+    /// Redeems a code for `client_id` (RFC 6749 §4.1.3, RFC 7636 §4.6):
+    /// `Ok(Err(why))` for any code that may not be redeemed. A code used
+    /// before revokes what it was exchanged for. On success, the grant
+    /// (its `family` set: the tokens issued for it go there).
+    pub async fn use_code(
+        &self,
+        store: &Store,
+        code: &str,
+        client_id: &str,
+        redirect_uri: Option<&str>,
+        verifier: Option<&str>,
+    ) -> Result<Result<Grant, &'static str>, ApiError> {
+        let r = own::codes();
+        let rows = rows_where(store, r, "codeHash", json!(digest(code)), 1).await?;
+        let Some(row) = rows.first() else {
+            return Ok(Err("The code is not valid."));
+        };
+        if row["clientId"].as_str() != Some(client_id) {
+            return Ok(Err("The code was issued to another client."));
+        }
+        let id = row["id"].as_i64().unwrap_or_default();
+        // Used, and the family its tokens will belong to, in one write: a
+        // replay always finds what to revoke.
+        let family = uuid::Uuid::new_v4().to_string();
+        let scope = Scope::default()
+            .and(0, json!(id))
+            .and(r.field_index("used").unwrap_or(9), json!(false));
+        let mut tx = store.begin_write().await?;
+        let n = tx
+            .update_where(
+                r,
+                &scope,
+                &own::values(r, &[("used", json!(true)), ("familyId", json!(family))]),
+            )
+            .await?;
+        tx.commit().await?;
+        if n == 0 {
+            // Replayed: whatever the first exchange issued dies (RFC 6749
+            // §4.1.2).
+            let again = rows_where(store, r, "id", json!(id), 1).await?;
+            if let Some(family) = again.first().and_then(|row| row["familyId"].as_str()) {
+                tracing::warn!(family = %family, "an authorization code was replayed: its tokens are revoked");
+                self.revoke_family(store, family).await?;
+            }
+            return Ok(Err("The code has already been used."));
+        }
+        if row["expiresAt"].as_i64().unwrap_or_default() < now() {
+            return Ok(Err("The code has expired."));
+        }
+        if redirect_uri != row["redirectUri"].as_str() {
+            return Ok(Err(
+                "redirect_uri differs from the authorization request's.",
+            ));
+        }
+        match (row["codeChallenge"].as_str(), verifier) {
+            (Some(challenge), Some(v)) if pkce_matches(v, challenge) => {}
+            (Some(_), _) => return Ok(Err("code_verifier does not match the code_challenge.")),
+            (None, Some(_)) => {
+                return Ok(Err(
+                    "code_verifier sent for a code issued without a challenge.",
+                ))
+            }
+            (None, None) => {}
+        }
+        let grant = Grant {
+            subject: Subject::User {
+                id: row["userId"].as_i64().unwrap_or_default(),
+                username: row["username"].as_str().unwrap_or_default().to_string(),
+            },
+            client_id: client_id.to_string(),
+            scope: row["scope"]
+                .as_str()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            family: Some(family),
+        };
+        Ok(Ok(grant))
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`dispatch`] (method, identity, parameters, body, controller) →
 //! [`render`]. See docs/ARCHITECTURE.md.
 
+pub mod authorize;
 pub mod body;
 pub mod cors;
 pub mod dispatch;

@@ -36,6 +36,10 @@ pub fn routes(router: Router<Arc<AppState>>, prefix: &str) -> Router<Arc<AppStat
         .route(&format!("{prefix}/access_token"), post(token))
         .route(&format!("{prefix}/revoke"), post(revoke))
         .route(&format!("{prefix}/introspect"), post(introspect))
+        .route(
+            &format!("{prefix}/authorize"),
+            get(super::authorize::show).post(super::authorize::decide),
+        )
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/oauth-authorization-server", get(metadata))
 }
@@ -43,14 +47,14 @@ pub fn routes(router: Router<Arc<AppState>>, prefix: &str) -> Router<Arc<AppStat
 /// An RFC 6749 §5.2 error.
 pub struct OAuthError {
     status: StatusCode,
-    error: &'static str,
-    description: String,
+    pub error: &'static str,
+    pub description: String,
     /// `invalid_client` asks for credentials again.
     challenge: bool,
 }
 
 impl OAuthError {
-    fn new(error: &'static str, description: impl Into<String>) -> OAuthError {
+    pub fn new(error: &'static str, description: impl Into<String>) -> OAuthError {
         OAuthError {
             status: StatusCode::BAD_REQUEST,
             error,
@@ -125,7 +129,7 @@ fn json_response(body: Value) -> Response {
 
 /// A form body's parameters; each at most once (RFC 6749 §3.1), none
 /// empty-named.
-async fn form(
+pub(crate) async fn form(
     state: &AppState,
     req: Request<Body>,
 ) -> Result<(http::request::Parts, HashMap<String, String>), OAuthError> {
@@ -230,7 +234,7 @@ async fn client(
 
 /// The scopes a request may get: those asked for (all of them the
 /// client's), or, without `scope`, all the client's.
-fn scopes(client: &Client, asked: Option<&String>) -> Result<Vec<String>, OAuthError> {
+pub(crate) fn scopes(client: &Client, asked: Option<&String>) -> Result<Vec<String>, OAuthError> {
     let Some(asked) = asked else {
         return Ok(client.scopes.clone());
     };
@@ -357,10 +361,31 @@ async fn issue(state: &AppState, req: Request<Body>) -> Result<Value, OAuthError
             }
             (grant, true)
         }
+        "authorization_code" => {
+            let code = require(&params, "code")?;
+            let grant = tokens
+                .use_code(
+                    &state.store,
+                    code,
+                    &client.client_id,
+                    params.get("redirect_uri").map(String::as_str),
+                    params.get("code_verifier").map(String::as_str),
+                )
+                .await?
+                .map_err(|why| OAuthError::new("invalid_grant", why))?;
+            let refresh = state
+                .settings
+                .auth
+                .grants
+                .iter()
+                .any(|g| g == "refresh_token")
+                && client.may_use("refresh_token");
+            (grant, refresh)
+        }
         _ => {
             return Err(OAuthError::new(
                 "unsupported_grant_type",
-                format!("The grant '{grant_type}' is not served here yet."),
+                format!("The grant '{grant_type}' is not served here."),
             ))
         }
     };

@@ -19,7 +19,8 @@ pub fn model() -> &'static ApiModel {
                     .resource(users_resource())
                     .resource(clients_resource())
                     .resource(refresh_tokens_resource())
-                    .resource(revocations_resource()),
+                    .resource(revocations_resource())
+                    .resource(codes_resource()),
             )
             .module(Module::new("/_restkit_sync").resource(tombstones_resource()))
             .build()
@@ -46,6 +47,34 @@ pub fn refresh_tokens() -> &'static Arc<Resource> {
 /// families, until the last token they cover expires (§8.3).
 pub fn revocations() -> &'static Arc<Resource> {
     &model().modules[0].resources[3]
+}
+
+/// `restkit_auth_codes`: authorization codes (§8.1), by hash only.
+pub fn codes() -> &'static Arc<Resource> {
+    &model().modules[0].resources[4]
+}
+
+fn codes_resource() -> Resource {
+    Resource::new("auth_codes", "restkit_auth_codes")
+        .field(Field::new("id", FieldType::Integer).primary_key())
+        .field(
+            Field::new("codeHash", FieldType::String)
+                .required()
+                .unique(),
+        )
+        .field(Field::new("clientId", FieldType::String).required())
+        .field(Field::new("redirectUri", FieldType::String).required())
+        .field(Field::new("userId", FieldType::Integer).required())
+        .field(Field::new("username", FieldType::String).required())
+        .field(Field::new("scope", FieldType::String).required())
+        // PKCE (RFC 7636): the S256 challenge, if one was sent.
+        .field(Field::new("codeChallenge", FieldType::String))
+        .field(Field::new("expiresAt", FieldType::Integer).required())
+        .field(Field::new("used", FieldType::Boolean).required())
+        // The refresh-token family issued for the code: a replayed code
+        // revokes it.
+        .field(Field::new("familyId", FieldType::String))
+        .field(Field::new("createdAt", FieldType::DateTime).created_at())
 }
 
 fn clients_resource() -> Resource {

@@ -541,3 +541,269 @@ async fn credentials_sent_two_ways_are_400() {
         .await;
     assert_eq!(res.status, 400);
 }
+
+const CALLBACK: &str = "http://127.0.0.1:9999/callback";
+
+fn pkce() -> (String, String) {
+    use sha2::Digest;
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".to_string();
+    let challenge =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&verifier));
+    (verifier, challenge)
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// GET /authorize with `query`, then POST the form back as stan with
+/// `decision`: the final response (a redirect, or a page).
+async fn authorize(t: &TestApp, query: &str, decision: &str) -> TestResponse {
+    let page = t
+        .get(&format!("/v1/authorize?{query}"))
+        .anonymous()
+        .send()
+        .await;
+    assert_eq!(page.status, 200, "{}", String::from_utf8_lossy(&page.body));
+    let html = String::from_utf8(page.body.clone()).unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let cookie = page
+        .header("set-cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(page.header("set-cookie").contains("HttpOnly"));
+    assert!(page.header("set-cookie").contains("SameSite=Strict"));
+    let body = format!("{query}&csrf={csrf}&username=stan&password=pass&decision={decision}");
+    t.post("/v1/authorize")
+        .anonymous()
+        .header("cookie", &cookie)
+        .raw(FORM, &body)
+        .send()
+        .await
+}
+
+fn location_param(res: &TestResponse, name: &str) -> Option<String> {
+    let loc = res.header("location");
+    let params = loc.split_once(['?', '#'])?.1;
+    form_urlencoded::parse(params.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[tokio::test]
+async fn the_code_flow_with_pkce_for_a_public_client() {
+    let t = TestApp::demo().await;
+    let (verifier, challenge) = pkce();
+    let query = format!(
+        "response_type=code&client_id=spa&redirect_uri={}&scope=basic&state=xyz&code_challenge={challenge}&code_challenge_method=S256",
+        enc(CALLBACK)
+    );
+    let res = authorize(&t, &query, "approve").await;
+    assert_eq!(res.status, 302, "{}", String::from_utf8_lossy(&res.body));
+    assert!(res.header("location").starts_with(CALLBACK));
+    assert_eq!(location_param(&res, "state").as_deref(), Some("xyz"));
+    let code = location_param(&res, "code").unwrap();
+    let exchange = |verifier: String| {
+        t.post("/v1/access_token").anonymous().raw(
+            FORM,
+            &format!(
+                "grant_type=authorization_code&code={code}&redirect_uri={}&client_id=spa&code_verifier={verifier}",
+                enc(CALLBACK)
+            ),
+        )
+        .send()
+    };
+    let res = exchange(verifier.clone()).await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    let issued = res.json();
+    let access = issued["access_token"].as_str().unwrap().to_string();
+    assert_eq!(issued["scope"], "basic");
+    assert!(issued["refresh_token"].is_string());
+    assert_eq!(me(&t, &access).await.json()["username"], "stan");
+    // The code again: refused, and what it issued is revoked.
+    let replay = exchange(verifier).await;
+    assert_eq!(replay.json()["error"], "invalid_grant");
+    assert_eq!(
+        me(&t, &access).await.status,
+        401,
+        "a replayed code revokes its tokens"
+    );
+    let refresh = issued["refresh_token"].as_str().unwrap();
+    let res = t
+        .post("/v1/access_token")
+        .anonymous()
+        .raw(
+            FORM,
+            &format!("grant_type=refresh_token&refresh_token={refresh}&client_id=spa"),
+        )
+        .send()
+        .await;
+    assert_eq!(res.json()["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn pkce_and_redirect_rules() {
+    let t = TestApp::demo().await;
+    let (_, challenge) = pkce();
+    let cb = enc(CALLBACK);
+    // A wrong verifier.
+    let q = format!("response_type=code&client_id=spa&redirect_uri={cb}&code_challenge={challenge}&code_challenge_method=S256");
+    let code = location_param(&authorize(&t, &q, "approve").await, "code").unwrap();
+    let res = t
+        .post("/v1/access_token")
+        .anonymous()
+        .raw(
+            FORM,
+            &format!("grant_type=authorization_code&code={code}&redirect_uri={cb}&client_id=spa&code_verifier={}", "x".repeat(43)),
+        )
+        .send()
+        .await;
+    assert_eq!(res.json()["error"], "invalid_grant");
+    // Errors that go back to the client: no PKCE for a public client,
+    // plain, an unknown response type, a scope beyond the client's.
+    for (query, error) in [
+        (format!("response_type=code&client_id=spa&redirect_uri={cb}&state=s1"), "invalid_request"),
+        (format!("response_type=code&client_id=spa&redirect_uri={cb}&code_challenge={challenge}&code_challenge_method=plain&state=s1"), "invalid_request"),
+        (format!("response_type=magic&client_id=spa&redirect_uri={cb}&state=s1"), "unsupported_response_type"),
+        (format!("response_type=code&client_id=1&redirect_uri={cb}&scope=admin&state=s1"), "invalid_scope"),
+        (format!("response_type=token&client_id=spa&redirect_uri={cb}&state=s1"), "unauthorized_client"),
+    ] {
+        let res = t.get(&format!("/v1/authorize?{query}")).anonymous().send().await;
+        assert_eq!(res.status, 302, "{query}");
+        assert_eq!(location_param(&res, "error").as_deref(), Some(error), "{query}");
+        assert_eq!(location_param(&res, "state").as_deref(), Some("s1"), "{query}");
+    }
+    // Errors shown on the page, never redirected: unknown client, a
+    // redirect URI not registered.
+    for query in [
+        format!("response_type=code&client_id=nobody&redirect_uri={cb}"),
+        format!(
+            "response_type=code&client_id=1&redirect_uri={}",
+            enc("https://evil.example/cb")
+        ),
+        format!(
+            "response_type=code&client_id=1&redirect_uri={}",
+            enc("http://127.0.0.1:9999/callback/")
+        ),
+    ] {
+        let res = t
+            .get(&format!("/v1/authorize?{query}"))
+            .anonymous()
+            .send()
+            .await;
+        assert_eq!(res.status, 400, "{query}");
+        assert!(res.headers.get("location").is_none(), "{query}");
+        assert!(res.header("content-type").starts_with("text/html"));
+    }
+    // Denied.
+    let q = format!("response_type=code&client_id=1&redirect_uri={cb}&state=d");
+    let res = authorize(&t, &q, "deny").await;
+    assert_eq!(
+        location_param(&res, "error").as_deref(),
+        Some("access_denied")
+    );
+    // A confidential client without PKCE; the token request must name the
+    // same redirect URI.
+    let res = authorize(&t, &q, "approve").await;
+    let code = location_param(&res, "code").unwrap();
+    let res = token(&t, &format!("grant_type=authorization_code&code={code}")).await;
+    assert_eq!(res.json()["error"], "invalid_grant", "redirect_uri missing");
+    let res = authorize(&t, &q, "approve").await;
+    let code = location_param(&res, "code").unwrap();
+    let res = token(
+        &t,
+        &format!("grant_type=authorization_code&code={code}&redirect_uri={cb}"),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+}
+
+#[tokio::test]
+async fn implicit_puts_the_token_in_the_fragment() {
+    let t = TestApp::demo().await;
+    let q = format!(
+        "response_type=token&client_id=1&redirect_uri={}&scope=basic&state=i",
+        enc(CALLBACK)
+    );
+    let res = authorize(&t, &q, "approve").await;
+    assert_eq!(res.status, 302);
+    let loc = res.header("location").to_string();
+    assert!(loc.starts_with(&format!("{CALLBACK}#")), "{loc}");
+    let access = location_param(&res, "access_token").unwrap();
+    assert_eq!(
+        location_param(&res, "token_type").as_deref(),
+        Some("Bearer")
+    );
+    assert_eq!(location_param(&res, "state").as_deref(), Some("i"));
+    assert!(location_param(&res, "refresh_token").is_none());
+    assert_eq!(me(&t, &access).await.status, 200);
+}
+
+#[tokio::test]
+async fn the_authorize_form_is_csrf_safe_and_escapes_what_it_echoes() {
+    let t = TestApp::demo().await;
+    let evil = "<script>alert(1)</script>\"";
+    let q = format!(
+        "response_type=code&client_id=1&redirect_uri={}&state={}",
+        enc(CALLBACK),
+        enc(evil)
+    );
+    let page = t
+        .get(&format!("/v1/authorize?{q}"))
+        .anonymous()
+        .send()
+        .await;
+    let html = String::from_utf8(page.body.clone()).unwrap();
+    assert!(!html.contains("<script"), "{html}");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;"));
+    assert!(page
+        .header("content-security-policy")
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(page.header("x-frame-options"), "DENY");
+    // Without the cookie (a cross-site post), the form is refused.
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let res = t
+        .post("/v1/authorize")
+        .anonymous()
+        .raw(
+            FORM,
+            &format!("{q}&csrf={csrf}&username=stan&password=pass&decision=approve"),
+        )
+        .send()
+        .await;
+    assert_eq!(res.status, 403);
+    assert!(res.headers.get("location").is_none());
+    // A wrong password shows the form again, with no redirect.
+    let cookie = page
+        .header("set-cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let res = t
+        .post("/v1/authorize")
+        .anonymous()
+        .header("cookie", &cookie)
+        .raw(
+            FORM,
+            &format!("{q}&csrf={csrf}&username=stan&password=wrong&decision=approve"),
+        )
+        .send()
+        .await;
+    assert_eq!(res.status, 401);
+    assert!(res.headers.get("location").is_none());
+    assert!(String::from_utf8_lossy(&res.body).contains("Wrong username or password"));
+}
