@@ -3,19 +3,31 @@
 //! without it gets 403 with `WWW-Authenticate: Bearer
 //! error="insufficient_scope"`.
 //!
-//! Anonymous callers pass this step for now: the demo's resources are
-//! open until the OAuth2 server lands, and then requiring a token is
-//! decided here too. Ownership of rows (§8.6) is the table controller's.
+//! A caller without credentials gets 401 with a challenge naming the
+//! credentials restkit accepts, wherever a scope is required; a route
+//! declared with an empty scope is public. Ownership of rows (§8.6) is
+//! the table controller's.
 
 use http::{header, StatusCode};
 
 use super::Identity;
 use crate::error::ApiError;
 
-/// Does `identity` hold `required`? (Anonymous: see the module doc.)
+/// Does `identity` hold `required`? An empty scope is public.
 pub fn authorize(required: &str, identity: Option<&Identity>) -> Result<(), ApiError> {
-    let Some(identity) = identity else {
+    if required.is_empty() {
         return Ok(());
+    }
+    let Some(identity) = identity else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "This needs credentials: an access token (Authorization: Bearer) or a username and password (Basic).",
+        )
+        .header(
+            header::WWW_AUTHENTICATE,
+            &format!("Bearer realm=\"restkit\", scope=\"{required}\", Basic realm=\"restkit\""),
+        ));
     };
     if required.is_empty() || identity.scopes.iter().any(|s| s == required) {
         return Ok(());
@@ -42,6 +54,8 @@ mod tests {
         let e = authorize("write", Some(&reader)).unwrap_err();
         assert_eq!(e.status, StatusCode::FORBIDDEN);
         assert_eq!(e.code, "INSUFFICIENT_SCOPE");
-        assert!(authorize("write", None).is_ok());
+        let e = authorize("write", None).unwrap_err();
+        assert_eq!(e.status, StatusCode::UNAUTHORIZED);
+        assert!(authorize("", None).is_ok(), "an empty scope is public");
     }
 }

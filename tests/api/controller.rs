@@ -168,6 +168,8 @@ const PRIVATE_NOTES: &str = r#"
 prefix = "/api"
 [[module.resource]]
 name = "topics"
+# Topics are public to read; notes are private to their owner.
+scopes = { read = "", write = "write" }
 relations = { notes = { kind = "has_many", resource = "notes", foreign_key = "topicId" } }
 [module.resource.fields]
 id    = { type = "integer", primary_key = true }
@@ -244,15 +246,17 @@ async fn migrate_adds_declared_columns_to_existing_tables_and_keeps_data() {
     };
     let (m, s) = load(v1);
     let app = restkit::open(m, s, &Registry::builtin()).await.unwrap();
-    let req = http::Request::post("/api/notes")
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(r#"{"text":"kept"}"#))
-        .unwrap();
-    assert_eq!(app.call(req).await.status(), 201);
-    drop(app);
+    let t = TestApp::from_app(app);
+    let res = t
+        .post("/api/notes")
+        .json(json!({"text": "kept"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 201);
+    drop(t);
     let (m, s) = load(&v2);
     let app = restkit::open(m, s, &Registry::builtin()).await.unwrap();
-    let t = TestApp { app, _dir: dir };
+    let t = TestApp::in_dir(app, dir);
     assert_eq!(
         t.get("/api/notes/1").send().await.json(),
         json!({"id": 1, "text": "kept", "stars": null})

@@ -13,6 +13,57 @@ use serde_json::Value;
 pub struct TestApp {
     pub app: App,
     pub _dir: tempfile::TempDir,
+    /// Access tokens minted for test callers, by (user, scopes).
+    tokens: std::sync::Mutex<std::collections::HashMap<(i64, String), String>>,
+}
+
+/// Who a test request acts as.
+#[derive(Clone)]
+enum Acting {
+    /// A user with a real access token (signed by the app's key).
+    User(i64, Vec<String>),
+    /// Nobody: the request carries what the test put in it.
+    Nobody,
+}
+
+impl TestApp {
+    /// `Bearer <token>` for stan with `basic write`, for hand-built requests.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token_for(1, &["basic", "write"]))
+    }
+
+    /// A real `client_credentials` access token of client `1` (no user).
+    pub fn client_token(&self, scopes: &[&str]) -> String {
+        let grant = restkit::auth::tokens::Grant {
+            subject: restkit::auth::tokens::Subject::Client,
+            client_id: "1".into(),
+            scope: scopes.iter().map(|s| s.to_string()).collect(),
+            family: None,
+        };
+        self.app.state().tokens.access_token(&grant).unwrap().0
+    }
+
+    /// A real access token for user `id` with `scopes`, signed by the
+    /// app's key (as the token endpoint would issue; minted once per app).
+    pub fn token_for(&self, id: i64, scopes: &[&str]) -> String {
+        let key = (id, scopes.join(" "));
+        let mut cache = self.tokens.lock().unwrap();
+        if let Some(t) = cache.get(&key) {
+            return t.clone();
+        }
+        let grant = restkit::auth::tokens::Grant {
+            subject: restkit::auth::tokens::Subject::User {
+                id,
+                username: if id == 1 { "stan" } else { "ana" }.to_string(),
+            },
+            client_id: "1".into(),
+            scope: scopes.iter().map(|s| s.to_string()).collect(),
+            family: None,
+        };
+        let (token, _) = self.app.state().tokens.access_token(&grant).unwrap();
+        cache.insert(key, token.clone());
+        token
+    }
 }
 
 pub struct TestResponse {
@@ -97,10 +148,11 @@ pub struct Call<'a> {
     app: &'a TestApp,
     req: http::request::Builder,
     body: Body,
+    acting: Acting,
 }
 
 impl<'a> Call<'a> {
-    /// Adds a header. Sending credentials drops the default identity, so
+    /// Adds a header. Sending credentials drops the default caller, so
     /// the request is authenticated by what it sends.
     pub fn header(mut self, k: &str, v: &str) -> Self {
         if k.eq_ignore_ascii_case("authorization") {
@@ -110,26 +162,29 @@ impl<'a> Call<'a> {
         self
     }
 
-    /// Sends no identity (requests act as stan, user 1, by default).
+    /// Sends no credentials (requests act as stan, user 1, by default).
     pub fn anonymous(mut self) -> Self {
-        if let Some(ext) = self.req.extensions_mut() {
-            ext.remove::<Identity>();
-        }
+        self.acting = Acting::Nobody;
         self
     }
 
-    /// Acts as a caller holding only `scopes`.
+    /// Acts as stan holding only `scopes`.
     pub fn with_scopes(mut self, scopes: &[&str]) -> Self {
-        self.req = self.req.extension(Identity::user(1, "stan", scopes));
+        self.acting = Acting::User(1, scopes.iter().map(|s| s.to_string()).collect());
         self
     }
 
-    /// Acts as this user (identity supplied by the caller, §2.2).
+    /// Acts as this user (1 stan, 2 ana) with `basic write`.
     pub fn by_user(mut self, id: i64) -> Self {
-        let name = if id == 1 { "stan" } else { "ana" };
-        self.req = self
-            .req
-            .extension(Identity::user(id, name, &["basic", "write"]));
+        self.acting = Acting::User(id, vec!["basic".into(), "write".into()]);
+        self
+    }
+
+    /// Acts as `identity`, put in the request's extensions as an
+    /// in-process caller may (§2.2), with no credentials.
+    pub fn as_identity(mut self, identity: Identity) -> Self {
+        self.acting = Acting::Nobody;
+        self.req = self.req.extension(identity);
         self
     }
 
@@ -146,7 +201,13 @@ impl<'a> Call<'a> {
     }
 
     pub async fn send(self) -> TestResponse {
-        let req = self.req.body(self.body).unwrap();
+        let mut req = self.req;
+        if let Acting::User(id, scopes) = &self.acting {
+            let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+            let token = self.app.token_for(*id, &scopes);
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let req = req.body(self.body).unwrap();
         let res = self.app.app.call(req).await;
         let status = res.status();
         let headers = res.headers().clone();
@@ -182,7 +243,20 @@ impl TestApp {
         dir: tempfile::TempDir,
     ) -> TestApp {
         let app = restkit::open(model, settings, &registry).await.unwrap();
-        TestApp { app, _dir: dir }
+        TestApp {
+            app,
+            _dir: dir,
+            tokens: Default::default(),
+        }
+    }
+
+    /// An app opened over a database in `dir`, kept as long as the app.
+    pub fn in_dir(app: App, dir: tempfile::TempDir) -> TestApp {
+        TestApp {
+            app,
+            _dir: dir,
+            tokens: Default::default(),
+        }
     }
 
     /// An app opened elsewhere (its database lives where its caller says).
@@ -190,20 +264,22 @@ impl TestApp {
         TestApp {
             app,
             _dir: tempfile::tempdir().unwrap(),
+            tokens: Default::default(),
         }
     }
 
-    /// A request acting as stan (user 1, scopes `basic write`): tests are
-    /// identified callers unless they ask for `.anonymous()`.
+    /// A request acting as stan (user 1, scopes `basic write`) with a real
+    /// access token: tests are identified callers unless they ask for
+    /// `.anonymous()`.
     pub fn call(&self, method: Method, uri: &str) -> Call<'_> {
         Call {
             app: self,
             req: Request::builder()
                 .method(method)
                 .uri(uri)
-                .header(header::HOST, "api.test")
-                .extension(Identity::user(1, "stan", &["basic", "write"])),
+                .header(header::HOST, "api.test"),
             body: Body::empty(),
+            acting: Acting::User(1, vec!["basic".into(), "write".into()]),
         }
     }
 

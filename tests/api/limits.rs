@@ -29,6 +29,7 @@ async fn a_host_header_that_is_not_host_and_port_is_refused() {
     let with_host = |host: &'static str| {
         let req = Request::get("/v1/books?limit=1")
             .header("host", host)
+            .header("authorization", t.bearer())
             .body(Body::empty())
             .unwrap();
         t.app.call(req)
@@ -55,6 +56,7 @@ async fn public_url_wins_over_any_host() {
     let t = demo_with(r#"public_url = "https://api.example.com""#, "").await;
     let req = Request::get("/v1/books?limit=1")
         .header("host", "evil.example\"><x")
+        .header("authorization", t.bearer())
         .body(Body::empty())
         .unwrap();
     let res = t.app.call(req).await;
@@ -77,6 +79,7 @@ async fn a_stalled_body_is_408_not_503() {
         .method(Method::POST)
         .uri("/v1/books")
         .header("host", "api.test")
+        .header("authorization", t.bearer())
         .header("content-type", "application/json")
         .body(Body::from_stream(stalled))
         .unwrap();

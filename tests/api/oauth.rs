@@ -807,3 +807,57 @@ async fn the_authorize_form_is_csrf_safe_and_escapes_what_it_echoes() {
     assert!(res.headers.get("location").is_none());
     assert!(String::from_utf8_lossy(&res.body).contains("Wrong username or password"));
 }
+
+#[tokio::test]
+async fn every_demo_resource_needs_a_token_and_restkits_own_endpoints_stay_public() {
+    let t = TestApp::demo().await;
+    for path in [
+        "/v1/books",
+        "/v1/books/3",
+        "/v2/books",
+        "/v1/users/me",
+        "/v1/shelves",
+        "/v1/books/3/reviews",
+    ] {
+        let res = t.get(path).anonymous().send().await;
+        assert_eq!(res.status, 401, "{path}");
+        let challenge = res.header("www-authenticate");
+        assert!(
+            challenge.starts_with("Bearer realm=\"restkit\""),
+            "{path}: {challenge}"
+        );
+        assert!(challenge.contains("Basic realm="), "{path}: {challenge}");
+    }
+    for path in [
+        "/health",
+        "/.well-known/jwks.json",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        assert_eq!(t.get(path).anonymous().send().await.status, 200, "{path}");
+    }
+    // Reading needs basic, writing needs write.
+    let reader = t.token_for(1, &["basic"]);
+    let res = t
+        .post("/v1/books")
+        .header("authorization", &format!("Bearer {reader}"))
+        .json(json!({"title": "t", "author": "a"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 403);
+    assert!(res
+        .header("www-authenticate")
+        .contains("insufficient_scope"));
+    let res = t
+        .get("/v1/books/3")
+        .header("authorization", &format!("Bearer {reader}"))
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    // An in-process caller may still put an Identity in the request (§2.2).
+    let res = t
+        .get("/v1/users/me")
+        .as_identity(restkit::Identity::user(2, "ana", &["basic"]))
+        .send()
+        .await;
+    assert_eq!(res.json()["username"], "ana");
+}

@@ -150,10 +150,14 @@ async fn an_expansion_respects_the_owner_of_the_targets_parents() {
         assert_eq!(placements.len(), 1, "user {user}: {b}");
         assert_eq!(placements[0]["shelfId"], shelf);
     }
-    // Without a user, private parents hide every placement.
+    // Without a user (a client_credentials token), private parents hide
+    // every placement.
     let b = t
         .get("/api/titles/1?expand=placements")
-        .anonymous()
+        .header(
+            "authorization",
+            &format!("Bearer {}", t.client_token(&["basic"])),
+        )
         .send()
         .await
         .json();

@@ -11,9 +11,19 @@ use tokio::net::TcpStream;
 
 /// Minimal HTTP/1.1 GET; returns (status, body).
 async fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    get_as(addr, path, "").await
+}
+
+/// As [`get`], with extra header lines (each ending in CRLF).
+async fn get_as(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &str,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr).await?;
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n")
+            .as_bytes(),
     )
     .await?;
     let mut buf = Vec::new();
@@ -30,10 +40,10 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, St
 
 #[tokio::test]
 async fn shutdown_finishes_in_flight_requests_then_stops_accepting() {
-    let model = ApiModel::builder()
-        .module(Module::new("/t").action(Verb::Get, "/slow", "slow"))
-        .build()
-        .unwrap();
+    let mut module = Module::new("/t").action(Verb::Get, "/slow", "slow");
+    // Public: an empty scope needs no credentials.
+    module.actions[0].scope = Some(String::new());
+    let model = ApiModel::builder().module(module).build().unwrap();
     let mut registry = Registry::builtin();
     registry.handle_fn("slow", |_cx: Ctx, _in: ActionInput| async move {
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -87,7 +97,10 @@ async fn binary_serves_the_demo_from_any_directory_and_exits_0_on_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (status, body) = get(addr, "/v1/books/1").await.unwrap();
+    // The demo accepts a user's password over HTTP Basic (stan:pass).
+    let (status, body) = get_as(addr, "/v1/books/1", "Authorization: Basic c3RhbjpwYXNz\r\n")
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("Greatest book"), "{body}");
     assert!(dir.path().join("restkit-demo.db").exists());
