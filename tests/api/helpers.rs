@@ -182,7 +182,7 @@ impl<'a> Call<'a> {
 
     /// Acts as `identity`, put in the request's extensions as an
     /// in-process caller may (§2.2), with no credentials.
-    pub fn as_identity(mut self, identity: Identity) -> Self {
+    pub fn with_identity(mut self, identity: Identity) -> Self {
         self.acting = Acting::Nobody;
         self.req = self.req.extension(identity);
         self

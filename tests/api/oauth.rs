@@ -856,7 +856,7 @@ async fn every_demo_resource_needs_a_token_and_restkits_own_endpoints_stay_publi
     // An in-process caller may still put an Identity in the request (§2.2).
     let res = t
         .get("/v1/users/me")
-        .as_identity(restkit::Identity::user(2, "ana", &["basic"]))
+        .with_identity(restkit::Identity::user(2, "ana", &["basic"]))
         .send()
         .await;
     assert_eq!(res.json()["username"], "ana");
