@@ -49,6 +49,111 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Users who sign in with a password (password, authorization code).
+    Users {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// OAuth2 clients.
+    Clients {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+}
+
+/// Which database to work on (as for `migrate`).
+#[derive(clap::Args)]
+struct DbArgs {
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[arg(long, global = true)]
+    database: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a user. The password is read from the terminal (not echoed),
+    /// or from the first line of stdin when it is not a terminal.
+    Add { username: String },
+    /// List users: id and username.
+    List,
+    /// Remove a user (their refresh tokens die with them).
+    Remove { username: String },
+    /// Set a user's password (read as for `add`).
+    Passwd { username: String },
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Register a client. A confidential client's secret is generated and
+    /// shown once; only its hash is kept.
+    Add {
+        client_id: String,
+        /// Grants, comma-separated: authorization_code, client_credentials,
+        /// refresh_token, password, implicit.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "authorization_code,refresh_token"
+        )]
+        grants: Vec<String>,
+        /// Scopes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "basic")]
+        scopes: Vec<String>,
+        /// A redirect URI (repeat for several); matched exactly.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// A public client: no secret, PKCE required.
+        #[arg(long)]
+        public: bool,
+    },
+    /// List clients: id, kind, grants, scopes, redirect URIs.
+    List,
+    /// Remove a client.
+    Remove { client_id: String },
+}
+
+/// A password from the terminal (twice, not echoed) or stdin's first line.
+fn read_password(prompt: &str) -> Result<String, String> {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(prompt).map_err(|e| e.to_string())?;
+        let again = rpassword::prompt_password("Again: ").map_err(|e| e.to_string())?;
+        if first != again {
+            return Err("the passwords differ".into());
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        return Err("an empty password is not allowed".into());
+    }
+    Ok(password)
+}
+
+/// The store of `db`, migrated (restkit's own tables included).
+async fn own_store(db: DbArgs) -> Result<restkit::store::Store, String> {
+    let (settings, model) = load(
+        &db.config,
+        Overrides {
+            bind: None,
+            database: db.database,
+        },
+    )?;
+    let store = restkit::store::Store::connect(&settings.database.url, 1)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.migrate(&model).await.map_err(|e| e.to_string())?;
+    Ok(store)
 }
 
 #[derive(Subcommand)]
@@ -146,6 +251,116 @@ async fn run(cli: Cli) -> Result<(), String> {
                 &restkit::controller::table::TableOptions::from_settings(&settings),
             )?;
             print!("{}", restkit::http::routes::table_text(&routes));
+            Ok(())
+        }
+        Command::Users { db, command } => {
+            use restkit::auth::users;
+            let store = own_store(db).await?;
+            let e = |e: restkit::ApiError| e.detail.to_string();
+            match command {
+                UsersCommand::Add { username } => {
+                    let password = read_password("Password: ")?;
+                    let id = users::add(&store, &username, &password).await.map_err(e)?;
+                    println!("added user {username} (id {id})");
+                }
+                UsersCommand::List => {
+                    for (id, name) in users::list(&store).await.map_err(e)? {
+                        println!("{id}\t{name}");
+                    }
+                }
+                UsersCommand::Remove { username } => {
+                    if !users::remove(&store, &username).await.map_err(e)? {
+                        return Err(format!("no user {username}"));
+                    }
+                    println!("removed user {username}");
+                }
+                UsersCommand::Passwd { username } => {
+                    let password = read_password("New password: ")?;
+                    if !users::set_password(&store, &username, &password)
+                        .await
+                        .map_err(e)?
+                    {
+                        return Err(format!("no user {username}"));
+                    }
+                    println!("changed the password of {username}");
+                }
+            }
+            Ok(())
+        }
+        Command::Clients { db, command } => {
+            use restkit::auth::clients;
+            let store = own_store(db).await?;
+            let e = |e: restkit::ApiError| e.detail.to_string();
+            match command {
+                ClientsCommand::Add {
+                    client_id,
+                    grants,
+                    scopes,
+                    redirect_uris,
+                    public,
+                } => {
+                    const GRANTS: &[&str] = &[
+                        "authorization_code",
+                        "client_credentials",
+                        "refresh_token",
+                        "password",
+                        "implicit",
+                    ];
+                    if let Some(g) = grants.iter().find(|g| !GRANTS.contains(&g.as_str())) {
+                        return Err(format!("'{g}' is not a grant; use {}", GRANTS.join(", ")));
+                    }
+                    let needs_redirect = grants
+                        .iter()
+                        .any(|g| g == "authorization_code" || g == "implicit");
+                    if needs_redirect && redirect_uris.is_empty() {
+                        return Err("authorization_code and implicit need --redirect-uri".into());
+                    }
+                    if public && grants.iter().any(|g| g == "client_credentials") {
+                        return Err("a public client cannot use client_credentials".into());
+                    }
+                    let secret = (!public).then(restkit::auth::tokens::random_token);
+                    clients::add(
+                        &store,
+                        &clients::NewClient {
+                            client_id: client_id.clone(),
+                            secret: secret.clone(),
+                            grants,
+                            scopes,
+                            redirect_uris,
+                        },
+                    )
+                    .await
+                    .map_err(e)?;
+                    match secret {
+                        Some(secret) => println!(
+                            "added confidential client {client_id}\nsecret: {secret}\n(shown once: only its hash is kept)"
+                        ),
+                        None => println!("added public client {client_id} (no secret; PKCE required)"),
+                    }
+                }
+                ClientsCommand::List => {
+                    for c in clients::list(&store).await.map_err(e)? {
+                        println!(
+                            "{}\t{}\tgrants={}\tscopes={}\tredirect_uris={}",
+                            c.client_id,
+                            if c.is_public() {
+                                "public"
+                            } else {
+                                "confidential"
+                            },
+                            c.grants.join(","),
+                            c.scopes.join(","),
+                            c.redirect_uris.join(",")
+                        );
+                    }
+                }
+                ClientsCommand::Remove { client_id } => {
+                    if !clients::remove(&store, &client_id).await.map_err(e)? {
+                        return Err(format!("no client {client_id}"));
+                    }
+                    println!("removed client {client_id}");
+                }
+            }
             Ok(())
         }
         Command::Keys {

@@ -192,7 +192,7 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-pub(crate) fn random_token() -> String {
+pub fn random_token() -> String {
     use argon2::password_hash::rand_core::{OsRng, RngCore};
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);

@@ -172,6 +172,53 @@ pub async fn set_password(store: &Store, username: &str, password: &str) -> Resu
     Ok(n > 0)
 }
 
+/// Every user: (id, username), by id.
+pub async fn list(store: &Store) -> Result<Vec<(i64, String)>, ApiError> {
+    let rows = crate::store::own::rows(store, resource(), &Scope::default(), Vec::new(), 1_000_000)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get("id").and_then(Value::as_i64).unwrap_or_default(),
+                r.get("username")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect())
+}
+
+/// Removes a user; `false` when there is none. Their refresh tokens die
+/// with them; access tokens already issued live out their (short) time.
+pub async fn remove(store: &Store, username: &str) -> Result<bool, ApiError> {
+    let scope = Scope::default().and(1, Value::from(username));
+    let refresh = crate::store::own::refresh_tokens();
+    let mut tx = store.begin_write().await?;
+    tx.update_where(
+        refresh,
+        &Scope::default().and(
+            refresh.field_index("username").unwrap_or(5),
+            Value::from(username),
+        ),
+        &crate::store::own::values(refresh, &[("used", Value::Bool(true))]),
+    )
+    .await?;
+    tx.commit().await?;
+    let n = store
+        .delete_where(
+            resource(),
+            &Selection {
+                scope: &scope,
+                filter: None,
+                since: None,
+            },
+        )
+        .await?;
+    Ok(n > 0)
+}
+
 /// The user's id when `password` is theirs.
 pub async fn verify(
     store: &Store,

@@ -138,3 +138,140 @@ fn keys_generate_writes_a_pair_the_server_can_use() {
         private
     );
 }
+
+/// Runs `restkit` with `stdin` piped in.
+fn restkit_with_input(args: &[&str], dir: &std::path::Path, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_restkit"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn users_and_clients_are_managed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("own.db").display());
+    let db = ["--database", url.as_str()];
+    let run = |args: &[&str], stdin: &str| {
+        let all: Vec<&str> = args.iter().chain(db.iter()).copied().collect();
+        let out = restkit_with_input(&all, dir.path(), stdin);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The password comes from stdin, never from the arguments.
+    run(&["users", "add", "alice"], "first secret\n");
+    let out = run(
+        &[
+            "clients",
+            "add",
+            "app",
+            "--grants",
+            "password,refresh_token",
+            "--scopes",
+            "basic,write",
+        ],
+        "",
+    );
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .expect("the secret is shown once")
+        .to_string();
+    run(
+        &[
+            "clients",
+            "add",
+            "web",
+            "--public",
+            "--redirect-uri",
+            "http://127.0.0.1:9/cb",
+        ],
+        "",
+    );
+    assert!(run(&["users", "list"], "").contains("alice"));
+    let clients = run(&["clients", "list"], "");
+    assert!(
+        clients.contains("app\tconfidential\tgrants=password,refresh_token"),
+        "{clients}"
+    );
+    assert!(clients.contains("web\tpublic"), "{clients}");
+    assert!(
+        !clients.contains(&secret),
+        "the secret is never shown again"
+    );
+    // What the commands made works at the token endpoint.
+    // The password grant is off unless configured (RFC 9700).
+    let settings =
+        crate::helpers::settings("[auth]\ngrants = [\"password\", \"refresh_token\"]\n", &url);
+    let model = restkit::model::toml::parse("").unwrap();
+    let app = restkit::open(model, settings, &restkit::registry::Registry::builtin())
+        .await
+        .unwrap();
+    let t = crate::helpers::TestApp::from_app(app);
+    let basic = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("app:{secret}"))
+    };
+    let grant = |password: &'static str| {
+        t.post("/v1/access_token")
+            .header("authorization", &format!("Basic {basic}"))
+            .raw(
+                "application/x-www-form-urlencoded",
+                &format!(
+                    "grant_type=password&username=alice&password={}",
+                    password.replace(' ', "+")
+                ),
+            )
+            .send()
+    };
+    assert_eq!(grant("first secret").await.status, 200);
+    run(&["users", "passwd", "alice"], "second secret\n");
+    assert_eq!(grant("first secret").await.status, 400);
+    assert_eq!(grant("second secret").await.status, 200);
+    run(&["users", "remove", "alice"], "");
+    assert_eq!(grant("second secret").await.status, 400);
+    run(&["clients", "remove", "app"], "");
+    assert_eq!(
+        grant("second secret").await.status,
+        401,
+        "the client is gone"
+    );
+    // An empty password and a missing redirect URI are refused.
+    let out = restkit_with_input(
+        &["users", "add", "bob", "--database", &url],
+        dir.path(),
+        "\n",
+    );
+    assert!(!out.status.success());
+    let out = restkit_with_input(
+        &[
+            "clients",
+            "add",
+            "x",
+            "--grants",
+            "authorization_code",
+            "--database",
+            &url,
+        ],
+        dir.path(),
+        "",
+    );
+    assert!(!out.status.success());
+}
