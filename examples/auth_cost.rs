@@ -37,15 +37,21 @@ async fn main() {
         .unwrap_or(7);
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+    // Books public (scope ""), so the same request runs without
+    // credentials; with a token, the identity step still verifies it.
+    let toml = restkit::demo::DEMO_TOML.replace(
+        "name = \"books\"\n",
+        "name = \"books\"\nscopes = { read = \"\", write = \"\" }\n",
+    );
     let settings = Settings::load(
-        restkit::demo::DEMO_TOML,
+        &toml,
         &Overrides {
             bind: None,
             database: Some(url),
         },
     )
     .unwrap();
-    let model = restkit::model::toml::parse(restkit::demo::DEMO_TOML).unwrap();
+    let model = restkit::model::toml::parse(&toml).unwrap();
     let app = restkit::open(model, settings, &Registry::builtin())
         .await
         .unwrap();
@@ -80,6 +86,7 @@ async fn main() {
         b.body(Body::empty()).unwrap()
     };
     assert_eq!(call(get(Some(&access))).await.0, 200);
+    assert_eq!(call(get(None)).await.0, 200, "books are public here");
 
     let n = 3000;
     let (mut plain, mut bearer) = (Vec::new(), Vec::new());

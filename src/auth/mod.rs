@@ -169,5 +169,8 @@ pub async fn authenticate(
 }
 
 async fn bearer(token: &str, store: &Store, tokens: &tokens::Tokens) -> Result<Identity, ApiError> {
-    tokens.verify(token, store).await.map(|v| v.identity)
+    tokens
+        .verify(token, store)
+        .await
+        .map(|v| v.identity.clone())
 }

@@ -62,17 +62,39 @@ pub struct Grant {
     pub family: Option<String>,
 }
 
-/// The verified claims restkit reads.
+/// A verified token: its claims, its caller, and what revocation and
+/// expiry checks need, prepared once per token.
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub claims: Value,
     pub identity: Identity,
+    exp: i64,
+    /// Revocation-set keys of its `jti` and family.
+    jti_key: String,
+    family_key: Option<String>,
+}
+
+impl Verified {
+    fn new(claims: Value) -> Verified {
+        Verified {
+            identity: identity_of(&claims),
+            exp: claims["exp"].as_i64().unwrap_or_default(),
+            jti_key: Revocations::key("jti", claims["jti"].as_str().unwrap_or_default()),
+            family_key: claims["fam"]
+                .as_str()
+                .map(|f| Revocations::key("family", f)),
+            claims,
+        }
+    }
 }
 
 /// Revoked `jti`s and families, each until its tokens have expired.
 #[derive(Default)]
 pub struct Revocations {
     revoked: Mutex<HashMap<String, i64>>,
+    /// How many entries `revoked` holds: none (the common case) needs no
+    /// lock.
+    count: std::sync::atomic::AtomicUsize,
     /// Highest `restkit_revocations` id seen.
     seen: AtomicI64,
     /// When the set last caught up with the database (unix ms).
@@ -84,10 +106,12 @@ impl Revocations {
         format!("{kind}:{value}")
     }
 
-    fn is_revoked(&self, kind: &str, value: &str) -> bool {
+    fn is_revoked_key(&self, key: &str) -> bool {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return false;
+        }
         let set = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
-        set.get(&Self::key(kind, value))
-            .is_some_and(|until| *until >= now())
+        set.get(key).is_some_and(|until| *until >= now())
     }
 
     fn remember(&self, kind: &str, value: &str, until: i64) {
@@ -97,6 +121,7 @@ impl Revocations {
             set.retain(|_, until| *until >= t);
         }
         set.insert(Self::key(kind, value), until);
+        self.count.store(set.len(), Ordering::Release);
     }
 
     /// Reads revocations other processes wrote since the last look, when
@@ -158,22 +183,22 @@ pub struct Tokens {
 
 /// The verification memory of [`Tokens::checked`], bounded.
 #[derive(Default)]
-pub struct Checked(Mutex<HashMap<[u8; 32], Value>>);
+pub struct Checked(Mutex<HashMap<[u8; 32], std::sync::Arc<Verified>>>);
 
 /// Most remembered tokens; past it, expired ones go (or all).
 const CHECKED_MAX: usize = 10_000;
 
 impl Checked {
-    fn get(&self, key: &[u8; 32]) -> Option<Value> {
+    fn get(&self, key: &[u8; 32]) -> Option<std::sync::Arc<Verified>> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.get(key).cloned()
     }
 
-    fn put(&self, key: [u8; 32], claims: Value) {
+    fn put(&self, key: [u8; 32], claims: std::sync::Arc<Verified>) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= CHECKED_MAX {
             let t = now();
-            map.retain(|_, c| c["exp"].as_i64().is_some_and(|e| e + (LEEWAY as i64) >= t));
+            map.retain(|_, v| v.exp + (LEEWAY as i64) >= t);
             if map.len() >= CHECKED_MAX {
                 map.clear();
             }
@@ -249,37 +274,37 @@ impl Tokens {
 
     /// Checks signature (RS256 with a known `kid` only), type, issuer,
     /// audience, time and revocation; the claims and the caller.
-    pub async fn verify(&self, token: &str, store: &Store) -> Result<Verified, ApiError> {
+    pub async fn verify(
+        &self,
+        token: &str,
+        store: &Store,
+    ) -> Result<std::sync::Arc<Verified>, ApiError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let claims = match self.checked.get(&key) {
-            Some(claims) => {
+        let verified = match self.checked.get(&key) {
+            Some(v) => {
                 // Checked before: only time can have changed.
-                let t = now();
-                if claims["exp"]
-                    .as_i64()
-                    .is_none_or(|e| e + (LEEWAY as i64) < t)
-                {
+                if v.exp + (LEEWAY as i64) < now() {
                     return Err(invalid("The token has expired."));
                 }
-                claims
+                v
             }
             None => {
-                let claims = self.verify_signed(token)?;
-                self.checked.put(key, claims.clone());
-                claims
+                let v = std::sync::Arc::new(Verified::new(self.verify_signed(token)?));
+                self.checked.put(key, v.clone());
+                v
             }
         };
         self.revocations.catch_up(store).await?;
-        let jti = claims["jti"].as_str().unwrap_or_default();
-        let revoked = self.revocations.is_revoked("jti", jti)
-            || claims["fam"]
-                .as_str()
-                .is_some_and(|f| self.revocations.is_revoked("family", f));
-        if revoked {
+        let r = &self.revocations;
+        if r.is_revoked_key(&verified.jti_key)
+            || verified
+                .family_key
+                .as_deref()
+                .is_some_and(|k| r.is_revoked_key(k))
+        {
             return Err(invalid("The token has been revoked."));
         }
-        let identity = identity_of(&claims);
-        Ok(Verified { claims, identity })
+        Ok(verified)
     }
 
     /// Signature, header and registered claims, without revocation.

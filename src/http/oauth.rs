@@ -452,7 +452,7 @@ async fn introspect(State(state): State<Arc<AppState>>, req: Request<Body>) -> R
         let tokens = &state.tokens;
         let inactive = json!({"active": false});
         if let Ok(v) = tokens.verify(token, &state.store).await {
-            let c = v.claims;
+            let c = &v.claims;
             if c["client_id"].as_str() != Some(client.client_id.as_str()) {
                 return Ok(inactive);
             }

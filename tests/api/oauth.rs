@@ -861,3 +861,55 @@ async fn every_demo_resource_needs_a_token_and_restkits_own_endpoints_stay_publi
         .await;
     assert_eq!(res.json()["username"], "ana");
 }
+
+#[tokio::test]
+async fn a_client_credentials_token_is_not_a_user() {
+    let t = TestApp::demo().await;
+    let auth = format!("Bearer {}", t.client_token(&["basic", "write"]));
+    // Private, owner-scoped shelves: 403 for a caller without a user.
+    for res in [
+        t.get("/v1/shelves")
+            .header("authorization", &auth)
+            .send()
+            .await,
+        t.get("/v1/shelves/1")
+            .header("authorization", &auth)
+            .send()
+            .await,
+        t.post("/v1/shelves")
+            .header("authorization", &auth)
+            .json(json!({"name": "mine"}))
+            .send()
+            .await,
+    ] {
+        assert_eq!(res.status, 403, "{}", String::from_utf8_lossy(&res.body));
+    }
+    // Reviews: everyone with basic reads; creating one needs a user.
+    let res = t
+        .get("/v1/books/3/reviews")
+        .header("authorization", &auth)
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    let res = t
+        .post("/v1/books/3/reviews")
+        .header("authorization", &auth)
+        .json(json!({"rating": 5}))
+        .send()
+        .await;
+    assert_eq!(res.status, 403, "{}", String::from_utf8_lossy(&res.body));
+    // Client 1 is not user 1: stan's shelf stays stan's.
+    let res = t
+        .post("/v1/shelves")
+        .by_user(1)
+        .json(json!({"name": "stan's"}))
+        .send()
+        .await;
+    let id = res.json()["id"].as_i64().unwrap();
+    let res = t
+        .get(&format!("/v1/shelves/{id}"))
+        .header("authorization", &auth)
+        .send()
+        .await;
+    assert_eq!(res.status, 403);
+}
