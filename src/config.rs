@@ -185,6 +185,9 @@ pub struct AuthSettings {
     /// and accepted, so tokens signed before a rotation verify until they
     /// expire.
     pub previous_public_keys: Vec<String>,
+    /// How long an API key from `{prefix}/authenticate` lives (§8.4).
+    #[serde(deserialize_with = "duration")]
+    pub api_key_ttl: Duration,
 }
 
 impl Default for AuthSettings {
@@ -204,6 +207,7 @@ impl Default for AuthSettings {
             audience: String::new(),
             prefix: "/v1".into(),
             previous_public_keys: Vec::new(),
+            api_key_ttl: Duration::from_secs(86400),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! [`clients`], signing keys in [`keys`]. Ownership of rows (§8.6) is
 //! checked by the table controller against the model.
 
+pub mod api_keys;
 pub mod clients;
 pub mod keys;
 pub mod scopes;
@@ -46,9 +47,41 @@ impl Identity {
     }
 }
 
+pub use crate::model::Credentials;
+
+/// What a module accepts when it does not say (§8.4): Bearer and Basic,
+/// and `?access-token=` as `auth.query_param_token` says; not API keys.
+pub fn default_credentials(query_param_token: bool) -> Credentials {
+    Credentials {
+        bearer: true,
+        query: query_param_token,
+        basic: true,
+        api_key: false,
+    }
+}
+
+/// The `WWW-Authenticate` challenges for the kinds a module accepts.
+pub fn challenge(accepted: &Credentials, scope: &str) -> String {
+    let mut parts = Vec::new();
+    if accepted.bearer || accepted.query {
+        if scope.is_empty() {
+            parts.push("Bearer realm=\"restkit\"".to_string());
+        } else {
+            parts.push(format!("Bearer realm=\"restkit\", scope=\"{scope}\""));
+        }
+    }
+    if accepted.basic {
+        parts.push("Basic realm=\"restkit\"".to_string());
+    }
+    if accepted.api_key {
+        parts.push("ApiKey realm=\"restkit\", header=\"X-API-Key\"".to_string());
+    }
+    parts.join(", ")
+}
+
 /// Scopes a user authenticated by password holds: everything the demo's
 /// resources ask for. (OAuth2 tokens will carry their own.)
-const PASSWORD_SCOPES: &[&str] = &["basic", "write"];
+pub(crate) const PASSWORD_SCOPES: &[&str] = &["basic", "write"];
 
 /// The identity step's answer.
 #[derive(Debug)]
@@ -74,21 +107,21 @@ impl Caller {
 }
 
 /// The identity step: an [`Identity`] an in-process caller put in the
-/// request's extensions (§2.2 `app.call`), else the request's credentials:
-/// `Authorization: Bearer` (an access token), `?access-token=` (when
-/// `query_param` allows it), or `Authorization: Basic` with a user's
-/// username and password. Credentials sent in more than one way are 400
-/// (RFC 6750 §2).
+/// request's extensions (§2.2 `app.call`), else the request's credentials,
+/// of the kinds the module accepts (§8.4): `Authorization: Bearer`,
+/// `?access-token=`, `Authorization: Basic` with a user's password, or
+/// `X-API-Key` from the IP it was issued to. Credentials sent in more than
+/// one way are 400 (RFC 6750 §2); a kind the module does not accept is 401.
 pub async fn identify(
     parts: &http::request::Parts,
     store: &Store,
     tokens: &tokens::Tokens,
-    query_param: bool,
+    accepted: Credentials,
 ) -> Caller {
     if let Some(id) = parts.extensions.get::<Identity>() {
         return Caller::Known(id.clone());
     }
-    match authenticate(parts, store, tokens, query_param).await {
+    match authenticate(parts, store, tokens, accepted).await {
         Ok(None) => Caller::Anonymous,
         Ok(Some(id)) => Caller::Known(id),
         Err(e) => Caller::Refused(e),
@@ -118,41 +151,75 @@ fn two_ways() -> ApiError {
     )
 }
 
+fn not_accepted(kind: &str, accepted: &Credentials) -> ApiError {
+    ApiError::new(
+        http::StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        format!("{kind} credentials are not accepted here."),
+    )
+    .header(http::header::WWW_AUTHENTICATE, &challenge(accepted, ""))
+}
+
 /// Reads credentials from the request. `Ok(None)`: none were sent.
 /// Wrong credentials are a 401, never an anonymous request.
 pub async fn authenticate(
     parts: &http::request::Parts,
     store: &Store,
     tokens: &tokens::Tokens,
-    query_param: bool,
+    accepted: Credentials,
 ) -> Result<Option<Identity>, ApiError> {
     let mut headers = parts.headers.get_all(http::header::AUTHORIZATION).iter();
     let header = headers.next();
-    if headers.next().is_some() {
+    let mut keys = parts.headers.get_all(api_keys::HEADER).iter();
+    let key = keys.next();
+    if headers.next().is_some() || keys.next().is_some() {
         return Err(two_ways());
     }
-    let in_query = if query_param {
-        query_token(parts.uri.query())
-    } else {
-        None
-    };
-    let value = match (header, in_query) {
-        (Some(_), Some(_)) => return Err(two_ways()),
-        (None, Some(token)) => return bearer(&token, store, tokens).await.map(Some),
-        (None, None) => return Ok(None),
-        (Some(v), None) => v,
+    let in_query = query_token(parts.uri.query());
+    let sent = usize::from(header.is_some())
+        + usize::from(key.is_some())
+        + usize::from(in_query.is_some());
+    if sent > 1 {
+        return Err(two_ways());
+    }
+    if let Some(token) = in_query {
+        if !accepted.query {
+            return Err(not_accepted("Query-string", &accepted));
+        }
+        return bearer(&token, store, tokens).await.map(Some);
+    }
+    if let Some(key) = key {
+        if !accepted.api_key {
+            return Err(not_accepted("API key", &accepted));
+        }
+        let key = key
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("The API key is not valid text."))?;
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        return api_keys::verify(store, key, ip).await.map(Some);
+    }
+    let Some(value) = header else {
+        return Ok(None);
     };
     let value = value
         .to_str()
         .map_err(|_| ApiError::unauthorized("The Authorization header is not valid text."))?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     if scheme.eq_ignore_ascii_case("bearer") {
+        if !accepted.bearer {
+            return Err(not_accepted("Bearer", &accepted));
+        }
         return bearer(rest.trim(), store, tokens).await.map(Some);
     }
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(ApiError::unauthorized(
-            "Unsupported authorization scheme; use Bearer or Basic.",
-        ));
+        return Err(ApiError::unauthorized("Unsupported authorization scheme.")
+            .header(http::header::WWW_AUTHENTICATE, &challenge(&accepted, "")));
+    }
+    if !accepted.basic {
+        return Err(not_accepted("Basic", &accepted));
     }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(rest.trim())

@@ -10,11 +10,15 @@
 
 use http::{header, StatusCode};
 
-use super::Identity;
+use super::{Credentials, Identity};
 use crate::error::ApiError;
 
 /// Does `identity` hold `required`? An empty scope is public.
-pub fn authorize(required: &str, identity: Option<&Identity>) -> Result<(), ApiError> {
+pub fn authorize(
+    required: &str,
+    identity: Option<&Identity>,
+    accepted: &Credentials,
+) -> Result<(), ApiError> {
     if required.is_empty() {
         return Ok(());
     }
@@ -22,11 +26,11 @@ pub fn authorize(required: &str, identity: Option<&Identity>) -> Result<(), ApiE
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "UNAUTHORIZED",
-            "This needs credentials: an access token (Authorization: Bearer) or a username and password (Basic).",
+            format!("This needs credentials with the scope '{required}'."),
         )
         .header(
             header::WWW_AUTHENTICATE,
-            &format!("Bearer realm=\"restkit\", scope=\"{required}\", Basic realm=\"restkit\""),
+            &super::challenge(accepted, required),
         ));
     };
     if required.is_empty() || identity.scopes.iter().any(|s| s == required) {
@@ -49,6 +53,8 @@ mod tests {
 
     #[test]
     fn an_identity_needs_the_routes_scope() {
+        let accepted = &super::super::default_credentials(true);
+        let authorize = |s: &str, i: Option<&Identity>| super::authorize(s, i, accepted);
         let reader = Identity::user(1, "stan", &["basic"]);
         assert!(authorize("basic", Some(&reader)).is_ok());
         let e = authorize("write", Some(&reader)).unwrap_err();

@@ -23,7 +23,7 @@ use super::AppState;
 
 /// Request headers a browser may send (§10).
 const ALLOW_HEADERS: HeaderValue = HeaderValue::from_static(
-    "origin, x-requested-with, content-type, authorization, if-match, if-none-match, accept, prefer, x-request-id",
+    "origin, x-requested-with, content-type, authorization, if-match, if-none-match, accept, prefer, x-request-id, x-api-key",
 );
 
 /// Response headers a page may read (§10).

@@ -160,13 +160,11 @@ async fn steps(
             format!("The query string is longer than {MAX_QUERY} bytes."),
         ));
     }
-    let caller = auth::identify(
-        &parts,
-        &state.store,
-        &state.tokens,
-        state.settings.auth.query_param_token,
-    )
-    .await;
+    let accepted = route
+        .module
+        .credentials
+        .unwrap_or_else(|| auth::default_credentials(state.settings.auth.query_param_token));
+    let caller = auth::identify(&parts, &state.store, &state.tokens, accepted).await;
     if method == Method::OPTIONS {
         return Ok(represent::options(route));
     }
@@ -176,7 +174,7 @@ async fn steps(
         ));
     };
     let identity = caller.into_identity()?;
-    auth::scopes::authorize(&endpoint.scope, identity.as_ref())?;
+    auth::scopes::authorize(&endpoint.scope, identity.as_ref(), &accepted)?;
     let query: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes())
         .into_owned()
         .collect();

@@ -165,7 +165,12 @@ impl App {
                     crate::ops::health(&st.store).await
                 }),
             );
-        router = oauth::routes(router, &state.settings.auth.prefix);
+        let api_keys = state
+            .model
+            .modules
+            .iter()
+            .any(|m| m.credentials.is_some_and(|c| c.api_key));
+        router = oauth::routes(router, &state.settings.auth.prefix, api_keys);
         for route in routes {
             let st = state.clone();
             let path = route.router_path.clone();

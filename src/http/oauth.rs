@@ -30,8 +30,18 @@ use crate::auth::clients::{self, Client};
 use crate::auth::tokens::{Grant, Subject};
 use crate::auth::users;
 
-/// Adds the OAuth2 endpoints and well-known documents.
-pub fn routes(router: Router<Arc<AppState>>, prefix: &str) -> Router<Arc<AppState>> {
+/// Adds the OAuth2 endpoints and well-known documents, and
+/// `{prefix}/authenticate` when some module accepts API keys.
+pub fn routes(
+    router: Router<Arc<AppState>>,
+    prefix: &str,
+    api_keys: bool,
+) -> Router<Arc<AppState>> {
+    let router = if api_keys {
+        router.route(&format!("{prefix}/authenticate"), post(authenticate))
+    } else {
+        router
+    };
     router
         .route(&format!("{prefix}/access_token"), post(token))
         .route(&format!("{prefix}/revoke"), post(revoke))
@@ -549,4 +559,51 @@ async fn metadata(State(state): State<Arc<AppState>>) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// `POST {prefix}/authenticate` (§8.4): a user's username and password
+/// (form or JSON) → an API key usable only from the caller's IP. Errors in
+/// §7's format (this is restkit's endpoint, not OAuth2's).
+async fn authenticate(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
+    let run = async {
+        let ip = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+            .ok_or_else(|| {
+                crate::error::ApiError::bad_body(
+                    "An API key is bound to the client's address, and this request has none.",
+                )
+            })?;
+        let (parts, body) = req.into_parts();
+        let parsed = super::body::read(body, &parts.headers, &state.settings.server).await?;
+        let field = |name: &str| {
+            parsed
+                .value
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let (Some(username), Some(password)) = (field("username"), field("password")) else {
+            return Err(crate::error::ApiError::bad_body(
+                "Send username and password.",
+            ));
+        };
+        let id = users::verify(&state.store, &username, &password)
+            .await?
+            .ok_or_else(|| crate::error::ApiError::unauthorized("Invalid username or password."))?;
+        let ttl = state.settings.auth.api_key_ttl.as_secs() as i64;
+        let key = crate::auth::api_keys::issue(&state.store, id, &username, ip, ttl).await?;
+        Ok::<_, crate::error::ApiError>(json!({
+            "api_key": key,
+            "token_type": "ApiKey",
+            "header": "X-API-Key",
+            "expires_in": ttl,
+            "ip": ip.to_string(),
+        }))
+    };
+    match run.await {
+        Ok(body) => json_response(body),
+        Err(e) => e.into_response(),
+    }
 }

@@ -68,6 +68,8 @@ pub struct ModuleInfo {
     pub convert_snake_case: bool,
     /// The module's own CORS settings (§10), over the global ones.
     pub cors: crate::model::ModuleCors,
+    /// The credential kinds it accepts (§8.4); `None`: the default.
+    pub credentials: Option<crate::model::Credentials>,
 }
 
 /// One path and everything served there.
@@ -238,6 +240,7 @@ pub fn build(
             versions: module.versions.clone(),
             convert_snake_case: module.convert_snake_case,
             cors: module.cors.clone(),
+            credentials: module.credentials,
         });
         for r in &module.resources {
             let place = format!("{} resource '{}'", module.prefix, r.name);

@@ -54,7 +54,14 @@ impl Module {
             resources: Vec::new(),
             actions: Vec::new(),
             cors: Default::default(),
+            credentials: None,
         }
+    }
+
+    /// The credential kinds this module's routes accept (§8.4).
+    pub fn credentials(mut self, c: super::Credentials) -> Self {
+        self.credentials = Some(c);
+        self
     }
 
     /// CORS for this module's routes only (§10); what it leaves `None`

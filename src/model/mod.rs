@@ -44,6 +44,49 @@ pub struct Module {
     /// CORS for this module's routes (§10); what it leaves out comes from
     /// the global `[cors]` settings.
     pub cors: ModuleCors,
+    /// The credential kinds its routes accept (§8.4); `None`: Bearer,
+    /// Basic, and `?access-token=` as `auth.query_param_token` says.
+    pub credentials: Option<Credentials>,
+}
+
+/// Credential kinds a module accepts (§8.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Credentials {
+    /// `Authorization: Bearer <access token>`.
+    pub bearer: bool,
+    /// `?access-token=<access token>`.
+    pub query: bool,
+    /// `Authorization: Basic` with a user's username and password.
+    pub basic: bool,
+    /// `X-API-Key`, from `POST {auth.prefix}/authenticate`, bound to the
+    /// client's IP.
+    pub api_key: bool,
+}
+
+impl Credentials {
+    /// By name: `bearer`, `query`, `basic`, `api_key`.
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Credentials, String> {
+        let mut c = Credentials {
+            bearer: false,
+            query: false,
+            basic: false,
+            api_key: false,
+        };
+        for n in names {
+            match n {
+                "bearer" => c.bearer = true,
+                "query" => c.query = true,
+                "basic" => c.basic = true,
+                "api_key" => c.api_key = true,
+                other => {
+                    return Err(format!(
+                        "'{other}' is not a credential kind; use bearer, query, basic, api_key"
+                    ))
+                }
+            }
+        }
+        Ok(c)
+    }
 }
 
 /// A module's own CORS settings (§10); `None` keeps the global value.

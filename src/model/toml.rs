@@ -34,9 +34,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    camel_case, snake_case, Action, ActionLevel, ApiModel, CountMode, Field, FieldType, ModelError,
-    Module, ModuleCors, Owner, OwnerPolicy, ParentLink, Relation, RelationKind, Resource,
-    Scenarios, Scopes, Verb,
+    camel_case, snake_case, Action, ActionLevel, ApiModel, CountMode, Credentials, Field,
+    FieldType, ModelError, Module, ModuleCors, Owner, OwnerPolicy, ParentLink, Relation,
+    RelationKind, Resource, Scenarios, Scopes, Verb,
 };
 
 #[derive(Deserialize)]
@@ -61,6 +61,9 @@ struct ModuleDecl {
     action: Vec<ActionDecl>,
     #[serde(default)]
     cors: Option<CorsDecl>,
+    /// Credential kinds: bearer, query, basic, api_key (§8.4).
+    #[serde(default)]
+    credentials: Option<Vec<String>>,
 }
 
 /// `[module.cors]`: overrides of the global `[cors]` for one module.
@@ -228,6 +231,13 @@ pub fn parse(text: &str) -> Result<ApiModel, ModelError> {
             convert_snake_case: m.convert_snake_case,
             resources: Vec::new(),
             actions: Vec::new(),
+            credentials: match &m.credentials {
+                None => None,
+                Some(names) => Some(
+                    Credentials::from_names(names.iter().map(String::as_str))
+                        .map_err(|e| ModelError::new(format!("{place}.credentials"), e))?,
+                ),
+            },
             cors: match m.cors {
                 None => Default::default(),
                 Some(c) => ModuleCors {

@@ -20,7 +20,8 @@ pub fn model() -> &'static ApiModel {
                     .resource(clients_resource())
                     .resource(refresh_tokens_resource())
                     .resource(revocations_resource())
-                    .resource(codes_resource()),
+                    .resource(codes_resource())
+                    .resource(api_keys_resource()),
             )
             .module(Module::new("/_restkit_sync").resource(tombstones_resource()))
             .build()
@@ -52,6 +53,23 @@ pub fn revocations() -> &'static Arc<Resource> {
 /// `restkit_auth_codes`: authorization codes (§8.1), by hash only.
 pub fn codes() -> &'static Arc<Resource> {
     &model().modules[0].resources[4]
+}
+
+/// `restkit_api_keys`: IP-bound API keys (§8.4), by hash only.
+pub fn api_keys() -> &'static Arc<Resource> {
+    &model().modules[0].resources[5]
+}
+
+fn api_keys_resource() -> Resource {
+    Resource::new("api_keys", "restkit_api_keys")
+        .field(Field::new("id", FieldType::Integer).primary_key())
+        .field(Field::new("keyHash", FieldType::String).required().unique())
+        .field(Field::new("userId", FieldType::Integer).required())
+        .field(Field::new("username", FieldType::String).required())
+        // The IP the key was issued to; the only one it works from.
+        .field(Field::new("ip", FieldType::String).required())
+        .field(Field::new("expiresAt", FieldType::Integer).required())
+        .field(Field::new("createdAt", FieldType::DateTime).created_at())
 }
 
 fn codes_resource() -> Resource {

@@ -188,6 +188,13 @@ impl<'a> Call<'a> {
         self
     }
 
+    /// As if it came over a socket from `ip` (what the server records).
+    pub fn sent_from(mut self, ip: &str) -> Self {
+        let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+        self.req = self.req.extension(axum::extract::ConnectInfo(addr));
+        self
+    }
+
     pub fn json(mut self, v: Value) -> Self {
         self.req = self.req.header(header::CONTENT_TYPE, "application/json");
         self.body = Body::from(v.to_string());

@@ -913,3 +913,113 @@ async fn a_client_credentials_token_is_not_a_user() {
         .await;
     assert_eq!(res.status, 403);
 }
+
+const TWO_MODULES: &str = r#"
+[[module]]
+prefix = "/open"
+credentials = ["basic"]
+[[module.resource]]
+name = "notes"
+[module.resource.fields]
+id   = { type = "integer", primary_key = true }
+text = { type = "string" }
+
+[[module]]
+prefix = "/keys"
+credentials = ["api_key"]
+[[module.resource]]
+name = "memos"
+[module.resource.fields]
+id   = { type = "integer", primary_key = true }
+text = { type = "string" }
+"#;
+
+#[tokio::test]
+async fn each_module_accepts_its_own_credential_kinds() {
+    let t = TestApp::with(TWO_MODULES, "", Registry::builtin()).await;
+    restkit::auth::users::add(&t.app.state().store, "stan", "pass")
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", t.token_for(1, &["basic", "write"]));
+    // /open takes Basic only: a token is refused, and the challenge says so.
+    let res = t
+        .get("/open/notes")
+        .header("authorization", &bearer)
+        .send()
+        .await;
+    assert_eq!(res.status, 401);
+    assert_eq!(res.header("www-authenticate"), "Basic realm=\"restkit\"");
+    let res = t
+        .get("/open/notes")
+        .header("authorization", "Basic c3RhbjpwYXNz")
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    let res = t.get("/open/notes").anonymous().send().await;
+    assert_eq!(res.header("www-authenticate"), "Basic realm=\"restkit\"");
+    // /keys takes API keys only, from the address they were issued to.
+    let res = t
+        .post("/v1/authenticate")
+        .anonymous()
+        .sent_from("127.0.0.1")
+        .json(json!({"username": "stan", "password": "pass"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    let body = res.json();
+    assert_eq!(body["ip"], "127.0.0.1");
+    let key = body["api_key"].as_str().unwrap().to_string();
+    let with_key = |ip: &'static str| {
+        t.get("/keys/memos")
+            .anonymous()
+            .sent_from(ip)
+            .header("x-api-key", &key)
+            .send()
+    };
+    assert_eq!(with_key("127.0.0.1").await.status, 200);
+    let res = with_key("10.0.0.7").await;
+    assert_eq!(res.status, 401, "another address");
+    let res = t
+        .get("/keys/memos")
+        .header("authorization", &bearer)
+        .send()
+        .await;
+    assert_eq!(res.status, 401);
+    assert!(
+        res.header("www-authenticate").starts_with("ApiKey"),
+        "{}",
+        res.header("www-authenticate")
+    );
+    // A wrong password gets no key.
+    let res = t
+        .post("/v1/authenticate")
+        .anonymous()
+        .sent_from("127.0.0.1")
+        .json(json!({"username": "stan", "password": "nope"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 401);
+    // An unknown kind stops start-up, naming the place.
+    let bad = TWO_MODULES.replace("[\"basic\"]", "[\"cookie\"]");
+    let err = restkit::model::toml::parse(&bad).unwrap_err();
+    assert!(err.to_string().contains("credentials"), "{err}");
+}
+
+#[tokio::test]
+async fn the_demo_has_no_api_keys() {
+    let t = TestApp::demo().await;
+    let res = t
+        .post("/v1/authenticate")
+        .sent_from("127.0.0.1")
+        .json(json!({"username": "stan", "password": "pass"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 404);
+    let res = t
+        .get("/v1/books/1")
+        .anonymous()
+        .header("x-api-key", "abc")
+        .send()
+        .await;
+    assert_eq!(res.status, 401);
+}
