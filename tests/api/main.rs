@@ -7,6 +7,7 @@ mod actions;
 mod browser;
 mod caching;
 mod cli;
+mod clients_lib;
 mod controller;
 mod cors;
 mod crud;

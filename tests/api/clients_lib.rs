@@ -1,0 +1,49 @@
+//! §8.1: the OAuth2 server as a standard client library sees it. Runs
+//! `tests/clients/authlib_flows.py` (Authlib, Python) against the demo on
+//! a real socket. Skipped only when Python has no Authlib (`.ci/run`
+//! installs it).
+
+use std::time::Duration;
+
+use crate::helpers::TestApp;
+
+fn authlib_available() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import authlib, requests"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standard_oauth2_client_library_runs_every_flow() {
+    if !authlib_available() {
+        eprintln!("skipped: python3 has no authlib/requests");
+        return;
+    }
+    let t = TestApp::demo().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(t.app.clone().serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/authlib_flows.py"
+    );
+    let run = tokio::process::Command::new("python3")
+        .args([script, &format!("http://{addr}")])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the client finished within 120 s")
+        .expect("python3 ran");
+    let _ = stop.send(());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
