@@ -140,8 +140,9 @@ fn read_password(prompt: &str) -> Result<String, String> {
     Ok(password)
 }
 
-/// The store of `db`, migrated (restkit's own tables included).
-async fn own_store(db: DbArgs) -> Result<restkit::store::Store, String> {
+/// The store of `db`, migrated (restkit's own tables included), and how
+/// long a token issued there can live.
+async fn own_store(db: DbArgs) -> Result<(restkit::store::Store, std::time::Duration), String> {
     let (settings, model) = load(
         &db.config,
         Overrides {
@@ -153,7 +154,11 @@ async fn own_store(db: DbArgs) -> Result<restkit::store::Store, String> {
         .await
         .map_err(|e| e.to_string())?;
     store.migrate(&model).await.map_err(|e| e.to_string())?;
-    Ok(store)
+    let live = settings
+        .auth
+        .access_token_ttl
+        .max(settings.auth.refresh_token_ttl);
+    Ok((store, live))
 }
 
 #[derive(Subcommand)]
@@ -255,7 +260,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Users { db, command } => {
             use restkit::auth::users;
-            let store = own_store(db).await?;
+            let (store, live) = own_store(db).await?;
             let e = |e: restkit::ApiError| e.detail.to_string();
             match command {
                 UsersCommand::Add { username } => {
@@ -269,14 +274,14 @@ async fn run(cli: Cli) -> Result<(), String> {
                     }
                 }
                 UsersCommand::Remove { username } => {
-                    if !users::remove(&store, &username).await.map_err(e)? {
+                    if !users::remove(&store, &username, live).await.map_err(e)? {
                         return Err(format!("no user {username}"));
                     }
                     println!("removed user {username}");
                 }
                 UsersCommand::Passwd { username } => {
                     let password = read_password("New password: ")?;
-                    if !users::set_password(&store, &username, &password)
+                    if !users::set_password(&store, &username, &password, live)
                         .await
                         .map_err(e)?
                     {
@@ -289,7 +294,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Clients { db, command } => {
             use restkit::auth::clients;
-            let store = own_store(db).await?;
+            let (store, _) = own_store(db).await?;
             let e = |e: restkit::ApiError| e.detail.to_string();
             match command {
                 ClientsCommand::Add {

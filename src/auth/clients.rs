@@ -44,11 +44,7 @@ pub struct NewClient {
 }
 
 fn words(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_str)
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
+    v.map(super::tokens::scope_words).unwrap_or_default()
 }
 
 fn from_row(row: &crate::store::Record) -> Client {
@@ -139,6 +135,8 @@ pub async fn authenticate(
     secret: Option<&str>,
 ) -> Result<Option<Client>, ApiError> {
     let client = find(store, client_id).await?;
+    // Some client libraries send a public client as `id:` (empty secret).
+    let secret = secret.filter(|s| !s.is_empty());
     match (&client, secret) {
         (Some(c), None) if c.is_public() => Ok(client),
         (Some(c), Some(secret)) if !c.is_public() => {

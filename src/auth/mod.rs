@@ -228,6 +228,7 @@ pub async fn authenticate(
         .ok_or_else(|| ApiError::unauthorized("Malformed Basic credentials."))?;
     let (username, password) = decoded
         .split_once(':')
+        .filter(|_| !decoded.contains('\0'))
         .ok_or_else(|| ApiError::unauthorized("Malformed Basic credentials."))?;
     match users::verify(store, username, password).await? {
         Some(id) => Ok(Some(Identity::user(id, username, PASSWORD_SCOPES))),

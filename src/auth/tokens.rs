@@ -31,6 +31,9 @@ use crate::error::ApiError;
 use crate::store::own::{self, rows_where};
 use crate::store::{Scope, Store};
 
+/// Revocation rows read per statement when catching up.
+const REVOCATION_PAGE: u64 = 1000;
+
 /// How stale the revocation set may be about other processes' writes.
 pub const REVOCATION_SYNC: Duration = Duration::from_secs(1);
 
@@ -133,34 +136,37 @@ impl Revocations {
             return Ok(());
         }
         self.synced_ms.store(now_ms, Ordering::Relaxed);
-        let seen = self.seen.load(Ordering::Relaxed);
-        let newest_first = vec![crate::store::SortKey {
-            field: 0,
-            descending: true,
-        }];
-        let rows = own::rows(
-            store,
-            own::revocations(),
-            &Scope::default(),
-            newest_first,
-            1000,
-        )
-        .await?;
-        let mut top = seen;
-        for row in &rows {
-            let id = row.get("id").and_then(Value::as_i64).unwrap_or_default();
-            if id <= seen {
+        // Every row after the last one seen, in id order, page by page: a
+        // new process reads them all (expired ones are skipped), and a
+        // burst of revocations elsewhere is never cut short.
+        let mut seen = self.seen.load(Ordering::Relaxed);
+        loop {
+            let rows = own::rows_after(
+                store,
+                own::revocations(),
+                &Scope::default(),
+                Vec::new(),
+                Some(&[json!(seen)]),
+                REVOCATION_PAGE,
+            )
+            .await?;
+            for row in &rows {
+                seen = seen.max(row.get("id").and_then(Value::as_i64).unwrap_or_default());
+                if let (Some(kind), Some(value), Some(until)) = (
+                    row.get("kind").and_then(Value::as_str),
+                    row.get("value").and_then(Value::as_str),
+                    row.get("expiresAt").and_then(Value::as_i64),
+                ) {
+                    if until >= now() {
+                        self.remember(kind, value, until);
+                    }
+                }
+            }
+            if (rows.len() as u64) < REVOCATION_PAGE {
                 break;
             }
-            top = top.max(id);
-            if let (Some(kind), Some(value), Some(until)) = (
-                row.get("kind").and_then(Value::as_str),
-                row.get("value").and_then(Value::as_str),
-                row.get("expiresAt").and_then(Value::as_i64),
-            ) {
-                self.remember(kind, value, until);
-            }
         }
+        let top = seen;
         self.seen.fetch_max(top, Ordering::Relaxed);
         Ok(())
     }
@@ -400,6 +406,13 @@ impl Tokens {
         if row["clientId"].as_str() != Some(client_id) {
             return Ok(None);
         }
+        self.revocations.catch_up(store).await?;
+        if self
+            .revocations
+            .is_revoked_key(&Revocations::key("family", &family))
+        {
+            return Ok(None);
+        }
         // Mark it used only if it still is not: of two concurrent uses one
         // wins, and the other is a reuse.
         let id = row["id"].as_i64().unwrap_or_default();
@@ -429,12 +442,7 @@ impl Tokens {
         Ok(Some(Grant {
             subject,
             client_id: client_id.to_string(),
-            scope: row["scope"]
-                .as_str()
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(str::to_string)
-                .collect(),
+            scope: scope_words(&row["scope"]),
             family: Some(family),
         }))
     }
@@ -465,8 +473,12 @@ impl Tokens {
         tx.update_where(r, &scope, &own::values(r, &[("used", json!(true))]))
             .await?;
         tx.commit().await?;
-        let until = now() + self.access_ttl.as_secs() as i64 + LEEWAY as i64;
-        self.record_revocation(store, "family", family, until).await
+        // Until the last token the family could hold has expired: its
+        // refresh tokens too (one inserted by an exchange racing this
+        // revocation is refused at use, by this entry).
+        let ttl = self.access_ttl.max(self.refresh_ttl).as_secs() as i64;
+        self.record_revocation(store, "family", family, now() + ttl + LEEWAY as i64)
+            .await
     }
 
     /// Revokes one access token until its `exp`.
@@ -482,6 +494,13 @@ impl Tokens {
         value: &str,
         until: i64,
     ) -> Result<(), ApiError> {
+        // Already revoked (a replayed dead token, again): nothing to write.
+        if self
+            .revocations
+            .is_revoked_key(&Revocations::key(kind, value))
+        {
+            return Ok(());
+        }
         self.revocations.remember(kind, value, until);
         let r = own::revocations();
         let values = own::values(
@@ -612,7 +631,8 @@ impl Tokens {
         if row["expiresAt"].as_i64().unwrap_or_default() < now() {
             return Ok(Err("The code has expired."));
         }
-        if redirect_uri != row["redirectUri"].as_str() {
+        let stored = row["redirectUri"].as_str().unwrap_or_default();
+        if !stored.is_empty() && redirect_uri != Some(stored) {
             return Ok(Err(
                 "redirect_uri differs from the authorization request's.",
             ));
@@ -633,26 +653,73 @@ impl Tokens {
                 username: row["username"].as_str().unwrap_or_default().to_string(),
             },
             client_id: client_id.to_string(),
-            scope: row["scope"]
-                .as_str()
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(str::to_string)
-                .collect(),
+            scope: scope_words(&row["scope"]),
             family: Some(family),
         };
         Ok(Ok(grant))
     }
 }
 
-/// The caller a verified token speaks for.
-fn identity_of(claims: &Value) -> Identity {
-    let scopes = claims["scope"]
-        .as_str()
+/// Cuts a user off (their password changed, or they were removed): their
+/// refresh tokens die, the families they belong to are revoked until
+/// `until` (unix seconds) — so access tokens issued from them are refused
+/// by every process within [`REVOCATION_SYNC`] — and their API keys go.
+pub async fn revoke_user(store: &Store, username: &str, until: i64) -> Result<(), ApiError> {
+    let r = own::refresh_tokens();
+    let rows = rows_where(store, r, "username", json!(username), 1_000_000).await?;
+    let mut families: Vec<&str> = rows
+        .iter()
+        .filter_map(|row| row["familyId"].as_str())
+        .collect();
+    families.sort_unstable();
+    families.dedup();
+    let mut tx = store.begin_write().await?;
+    tx.update_where(
+        r,
+        &Scope::default().and(r.field_index("username").unwrap_or(5), json!(username)),
+        &own::values(r, &[("used", json!(true))]),
+    )
+    .await?;
+    tx.commit().await?;
+    let revocations = own::revocations();
+    for family in families {
+        let values = own::values(
+            revocations,
+            &[
+                ("kind", json!("family")),
+                ("value", json!(family)),
+                ("expiresAt", json!(until)),
+            ],
+        );
+        store.insert(revocations, &values, &[0]).await?;
+    }
+    let keys = own::api_keys();
+    let scope = Scope::default().and(keys.field_index("username").unwrap_or(3), json!(username));
+    store
+        .delete_where(
+            keys,
+            &crate::store::Selection {
+                scope: &scope,
+                filter: None,
+                since: None,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// A space-separated scope (or grant) list, as OAuth2 writes it.
+pub(crate) fn scope_words(v: &Value) -> Vec<String> {
+    v.as_str()
         .unwrap_or_default()
         .split_whitespace()
         .map(str::to_string)
-        .collect();
+        .collect()
+}
+
+/// The caller a verified token speaks for.
+fn identity_of(claims: &Value) -> Identity {
+    let scopes = scope_words(&claims["scope"]);
     Identity {
         user_id: claims["uid"].as_i64(),
         username: claims["username"].as_str().map(str::to_string),

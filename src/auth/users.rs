@@ -158,8 +158,14 @@ pub async fn add(store: &Store, username: &str, password: &str) -> Result<i64, A
 
 /// Replaces a user's password; `false` when there is no such user. Checks
 /// remembered for the old password stop counting at once (their key holds
-/// the old hash).
-pub async fn set_password(store: &Store, username: &str, password: &str) -> Result<bool, ApiError> {
+/// the old hash), and the user's tokens and API keys are cut off
+/// ([`super::tokens::revoke_user`]).
+pub async fn set_password(
+    store: &Store,
+    username: &str,
+    password: &str,
+    tokens_live: std::time::Duration,
+) -> Result<bool, ApiError> {
     let password = password.to_string();
     let hash = hashing(move || hash_password(&password)).await??;
     let r = resource();
@@ -169,6 +175,10 @@ pub async fn set_password(store: &Store, username: &str, password: &str) -> Resu
         .update_where(r, &scope, &[(2, Value::from(hash))])
         .await?;
     tx.commit().await?;
+    if n > 0 {
+        let until = super::tokens::now() + tokens_live.as_secs() as i64;
+        super::tokens::revoke_user(store, username, until).await?;
+    }
     Ok(n > 0)
 }
 
@@ -190,22 +200,17 @@ pub async fn list(store: &Store) -> Result<Vec<(i64, String)>, ApiError> {
         .collect())
 }
 
-/// Removes a user; `false` when there is none. Their refresh tokens die
-/// with them; access tokens already issued live out their (short) time.
-pub async fn remove(store: &Store, username: &str) -> Result<bool, ApiError> {
+/// Removes a user; `false` when there is none. Whatever they hold is
+/// cut off ([`super::tokens::revoke_user`]; `tokens_live` is the longest a
+/// token of theirs can still live).
+pub async fn remove(
+    store: &Store,
+    username: &str,
+    tokens_live: std::time::Duration,
+) -> Result<bool, ApiError> {
     let scope = Scope::default().and(1, Value::from(username));
-    let refresh = crate::store::own::refresh_tokens();
-    let mut tx = store.begin_write().await?;
-    tx.update_where(
-        refresh,
-        &Scope::default().and(
-            refresh.field_index("username").unwrap_or(5),
-            Value::from(username),
-        ),
-        &crate::store::own::values(refresh, &[("used", Value::Bool(true))]),
-    )
-    .await?;
-    tx.commit().await?;
+    let until = super::tokens::now() + tokens_live.as_secs() as i64;
+    super::tokens::revoke_user(store, username, until).await?;
     let n = store
         .delete_where(
             resource(),

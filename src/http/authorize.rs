@@ -34,6 +34,8 @@ struct AuthRequest {
     response_type: String,
     client: Client,
     redirect_uri: String,
+    /// Whether the request named it (the token request must then too).
+    redirect_sent: bool,
     scope: Vec<String>,
     state: Option<String>,
     challenge: Option<String>,
@@ -57,6 +59,9 @@ enum Refusal {
 fn params_of(pairs: &[u8]) -> Result<HashMap<String, String>, String> {
     let mut out = HashMap::new();
     for (k, v) in form_urlencoded::parse(pairs) {
+        if k.contains('\0') || v.contains('\0') {
+            return Err("A parameter holds a NUL.".into());
+        }
         if out.insert(k.to_string(), v.into_owned()).is_some() {
             return Err(format!("The parameter '{k}' is sent more than once."));
         }
@@ -150,6 +155,7 @@ async fn check(state: &AppState, p: &HashMap<String, String>) -> Result<AuthRequ
     Ok(AuthRequest {
         response_type,
         client,
+        redirect_sent: p.contains_key("redirect_uri"),
         redirect_uri,
         scope,
         state: st,
@@ -420,7 +426,13 @@ pub async fn decide(State(state): State<Arc<AppState>>, req: Request<Body>) -> R
         } else {
             let approval = Approval {
                 client_id: ar.client.client_id.clone(),
-                redirect_uri: ar.redirect_uri.clone(),
+                // RFC 6749 §4.1.3: the token request must repeat it only
+                // when this request named it.
+                redirect_uri: if ar.redirect_sent {
+                    ar.redirect_uri.clone()
+                } else {
+                    String::new()
+                },
                 user_id: user,
                 username: username.clone(),
                 scope: ar.scope.clone(),

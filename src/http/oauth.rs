@@ -218,6 +218,10 @@ async fn client(
                     .unwrap_or_default()
             };
             let id = decode(id);
+            let secret = decode(secret);
+            if id.contains('\0') || secret.contains('\0') {
+                return Err(OAuthError::invalid_client("Malformed Basic credentials."));
+            }
             if params
                 .get("client_id")
                 .is_some_and(|body_id| *body_id != id)
@@ -227,7 +231,7 @@ async fn client(
                     "client_id differs from the authenticated client.",
                 ));
             }
-            (id, Some(decode(secret)))
+            (id, Some(secret))
         }
         None => (
             params
@@ -298,6 +302,9 @@ async fn issue(state: &AppState, req: Request<Body>) -> Result<Value, OAuthError
         ));
     }
     let tokens = &state.tokens;
+    // The scope a new refresh token keeps, when it differs from the access
+    // token's (a narrowed refresh).
+    let mut granted: Option<Vec<String>> = None;
     let (grant, with_refresh) = match grant_type.as_str() {
         "client_credentials" => {
             if client.is_public() {
@@ -354,7 +361,10 @@ async fn issue(state: &AppState, req: Request<Body>) -> Result<Value, OAuthError
                         "The refresh token is not valid (expired, used, revoked or another client's).",
                     )
                 })?;
-            // A narrower scope may be asked for, never a wider one.
+            // A narrower scope may be asked for, never a wider one; it
+            // narrows this access token only (RFC 6749 §6: the refresh
+            // token keeps what was granted).
+            granted = Some(grant.scope.clone());
             if let Some(asked) = params.get("scope") {
                 let wanted: Vec<String> = asked
                     .split(' ')
@@ -366,6 +376,9 @@ async fn issue(state: &AppState, req: Request<Body>) -> Result<Value, OAuthError
                         "invalid_scope",
                         format!("The refresh token was not granted the scope '{s}'."),
                     ));
+                }
+                if wanted.is_empty() {
+                    return Err(OAuthError::new("invalid_scope", "The scope is empty."));
                 }
                 grant.scope = wanted;
             }
@@ -402,8 +415,12 @@ async fn issue(state: &AppState, req: Request<Body>) -> Result<Value, OAuthError
     let mut grant = grant;
     let refresh = if with_refresh {
         let family = grant.family.clone();
+        let mut kept = grant.clone();
+        if let Some(scope) = granted {
+            kept.scope = scope;
+        }
         let (token, family) = tokens
-            .refresh_token(&state.store, &grant, family.as_deref())
+            .refresh_token(&state.store, &kept, family.as_deref())
             .await?;
         grant.family = Some(family);
         Some(token)

@@ -196,6 +196,19 @@ pub async fn rows(
     sort: Vec<super::SortKey>,
     limit: u64,
 ) -> Result<Vec<super::Record>, super::StoreError> {
+    rows_after(store, r, scope, sort, None, limit).await
+}
+
+/// As [`rows`], from after the keyset position `after` (the order's key
+/// values of the last row seen).
+pub async fn rows_after(
+    store: &super::Store,
+    r: &Resource,
+    scope: &super::Scope,
+    sort: Vec<super::SortKey>,
+    after: Option<&[serde_json::Value]>,
+    limit: u64,
+) -> Result<Vec<super::Record>, super::StoreError> {
     let fields: Vec<usize> = (0..r.fields.len()).collect();
     store
         .list(
@@ -208,7 +221,7 @@ pub async fn rows(
                     since: None,
                 },
                 sort,
-                after: None,
+                after,
                 limit,
                 offset: 0,
             },

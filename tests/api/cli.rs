@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use serde_json::json;
+
 fn restkit(args: &[&str], dir: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_restkit"))
         .args(args)
@@ -241,8 +243,32 @@ async fn users_and_clients_are_managed_from_the_command_line() {
             )
             .send()
     };
-    assert_eq!(grant("first secret").await.status, 200);
+    let before = grant("first secret").await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let active = |token: String| {
+        let t = &t;
+        let basic = basic.clone();
+        async move {
+            t.post("/v1/introspect")
+                .header("authorization", &format!("Basic {basic}"))
+                .raw(
+                    "application/x-www-form-urlencoded",
+                    &format!("token={token}"),
+                )
+                .send()
+                .await
+                .json()["active"]
+                .clone()
+        }
+    };
+    assert_eq!(active(before.clone()).await, json!(true));
     run(&["users", "passwd", "alice"], "second secret\n");
+    // The new password cuts off what the old one got (other processes —
+    // this one included — learn of it within a second).
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(active(before).await, json!(false));
     assert_eq!(grant("first secret").await.status, 400);
     assert_eq!(grant("second secret").await.status, 200);
     run(&["users", "remove", "alice"], "");

@@ -215,9 +215,14 @@ async fn a_changed_password_takes_effect_at_once() {
     assert_eq!(me(basic("pass")).await.status, 200);
     assert_eq!(me(basic("pass")).await.status, 200, "remembered");
     let store = &t.app.state().store;
-    assert!(restkit::auth::users::set_password(store, "stan", "new")
-        .await
-        .unwrap());
+    assert!(restkit::auth::users::set_password(
+        store,
+        "stan",
+        "new",
+        std::time::Duration::from_secs(3600)
+    )
+    .await
+    .unwrap());
     assert_eq!(me(basic("pass")).await.status, 401);
     assert_eq!(me(basic("new")).await.status, 200);
 }

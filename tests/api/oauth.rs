@@ -1023,3 +1023,84 @@ async fn the_demo_has_no_api_keys() {
         .await;
     assert_eq!(res.status, 401);
 }
+
+#[tokio::test]
+async fn a_revocation_holds_in_a_new_process_whatever_came_before_it() {
+    let t = TestApp::demo().await;
+    // Many revocations already on record (more than one page of them).
+    let far = chrono::Utc::now().timestamp() + 86400;
+    t.fill(
+        "restkit_revocations",
+        &["kind", "value", "expires_at", "created_at"],
+        2500,
+        |n| {
+            vec![
+                "jti".into(),
+                format!("old-{n}").into(),
+                far.into(),
+                "2026-01-01T00:00:00Z".into(),
+            ]
+        },
+    )
+    .await;
+    let issued = password_grant(&t).await;
+    let access = issued["access_token"].as_str().unwrap().to_string();
+    let res = t
+        .post("/v1/revoke")
+        .header("authorization", CLIENT)
+        .raw(FORM, &format!("token={access}"))
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    // Another process over the same database: it learns of the
+    // revocation, after 2,500 others, before it accepts the token.
+    let url = format!("sqlite://{}", t._dir.path().join("test.db").display());
+    let settings = crate::helpers::settings(restkit::demo::DEMO_TOML, &url);
+    let model = restkit::model::toml::parse(restkit::demo::DEMO_TOML).unwrap();
+    let other = restkit::open(model, settings, &Registry::builtin())
+        .await
+        .unwrap();
+    let other = TestApp::from_app(other);
+    assert_eq!(me(&other, &access).await.status, 401);
+    // A fresh token of the same user still works there.
+    let fresh = password_grant(&t).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(me(&other, &fresh).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_narrowed_refresh_keeps_the_granted_scope_for_the_next_one() {
+    let t = TestApp::demo().await;
+    let first = password_grant(&t).await;
+    let r1 = first["refresh_token"].as_str().unwrap();
+    let narrow = token(
+        &t,
+        &format!("grant_type=refresh_token&refresh_token={r1}&scope=basic"),
+    )
+    .await;
+    assert_eq!(narrow.json()["scope"], "basic");
+    let r2 = narrow.json()["refresh_token"].as_str().unwrap().to_string();
+    let again = token(&t, &format!("grant_type=refresh_token&refresh_token={r2}")).await;
+    assert_eq!(again.json()["scope"], "basic write", "RFC 6749 §6");
+    let r3 = again.json()["refresh_token"].as_str().unwrap().to_string();
+    let empty = token(
+        &t,
+        &format!("grant_type=refresh_token&refresh_token={r3}&scope=%20"),
+    )
+    .await;
+    assert_eq!(empty.json()["error"], "invalid_scope");
+}
+
+#[tokio::test]
+async fn a_redirect_uri_left_out_of_authorize_may_be_left_out_of_the_token_request() {
+    let t = TestApp::demo().await;
+    // Client 1 has one registered redirect URI: authorize may omit it.
+    let res = authorize(&t, "response_type=code&client_id=1&state=o", "approve").await;
+    assert_eq!(res.status, 302);
+    assert!(res.header("location").starts_with(CALLBACK));
+    let code = location_param(&res, "code").unwrap();
+    let res = token(&t, &format!("grant_type=authorization_code&code={code}")).await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+}
