@@ -44,6 +44,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the OpenAPI 3.1 document (§11), as GET /openapi.json serves it.
+    Openapi {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Token signing keys.
     Keys {
         #[command(subcommand)]
@@ -366,6 +371,23 @@ async fn run(cli: Cli) -> Result<(), String> {
                     println!("removed client {client_id}");
                 }
             }
+            Ok(())
+        }
+        Command::Openapi { config } => {
+            let (settings, model) = load(&config, Overrides::default())?;
+            let routes: Vec<std::sync::Arc<_>> = restkit::http::routes::build(
+                &model,
+                &Registry::builtin(),
+                &restkit::controller::table::TableOptions::from_settings(&settings),
+            )?
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect();
+            let doc = restkit::http::openapi::document(&routes, &settings);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?
+            );
             Ok(())
         }
         Command::Keys {

@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod layers;
 pub mod negotiate;
 pub mod oauth;
+pub mod openapi;
 pub mod represent;
 pub mod routes;
 pub mod server;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub routes: Vec<Arc<routes::Route>>,
     /// Signing keys, token issue and verification, revocations (§8.2).
     pub tokens: Arc<crate::auth::tokens::Tokens>,
+    /// The OpenAPI document (§11), made once at start-up.
+    pub openapi: bytes::Bytes,
 }
 
 impl AppState {
@@ -151,12 +154,16 @@ impl App {
             revocations: Default::default(),
             checked: Default::default(),
         });
+        let openapi = bytes::Bytes::from(
+            serde_json::to_vec(&openapi::document(&routes, &settings)).unwrap_or_default(),
+        );
         let state = Arc::new(AppState {
             store,
             settings,
             model,
             routes: routes.clone(),
             tokens,
+            openapi,
         });
         let mut router: Router<Arc<AppState>> =
             Router::new().route(
@@ -170,7 +177,15 @@ impl App {
             .modules
             .iter()
             .any(|m| m.credentials.is_some_and(|c| c.api_key));
-        router = oauth::routes(router, &state.settings.auth.prefix, api_keys);
+        router = oauth::routes(router, &state.settings.auth.prefix, api_keys).route(
+            "/openapi.json",
+            get(|State(st): State<Arc<AppState>>| async move {
+                (
+                    [(http::header::CONTENT_TYPE, "application/json")],
+                    st.openapi.clone(),
+                )
+            }),
+        );
         for route in routes {
             let st = state.clone();
             let path = route.router_path.clone();

@@ -28,9 +28,10 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
     // the client accepts: monitors send Accept: text/plain, and an HTML
     // description of a route is a later addition, not a reason to refuse.
     let lenient = req.method() == http::Method::OPTIONS || req.uri().path() == "/health";
-    // Well-known documents are JSON files by name (`jwks.json`): their
-    // names are not extensions to strip, and they answer any Accept.
-    if req.uri().path().starts_with("/.well-known/") {
+    // Well-known documents and the OpenAPI document are JSON files by name
+    // (`jwks.json`): their names are not extensions to strip, and they
+    // answer any Accept.
+    if req.uri().path().starts_with("/.well-known/") || req.uri().path() == "/openapi.json" {
         req.extensions_mut().insert(Format::Json);
         let mut res = next.run(req).await;
         res.extensions_mut().insert(Format::Json);

@@ -11,6 +11,7 @@ mod clients_lib;
 mod controller;
 mod cors;
 mod crud;
+mod docs;
 mod errors;
 mod formats;
 mod fuzz;
