@@ -85,9 +85,34 @@ fn query(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
 }
 
-/// §5–§6 parameters of a collection read.
+/// Names of the §5–§6 collection parameters in `components.parameters`.
+const COLLECTION_PARAMETERS: &[&str] = &[
+    "fields",
+    "expand",
+    "sort",
+    "q",
+    "filter",
+    "page",
+    "per-page",
+    "limit",
+    "offset",
+    "cursor",
+    "timestamp",
+    "envelope",
+    "type",
+];
+
+/// References to the collection parameters.
 fn collection_parameters() -> Vec<Value> {
-    vec![
+    COLLECTION_PARAMETERS
+        .iter()
+        .map(|n| json!({"$ref": format!("#/components/parameters/{n}")}))
+        .collect()
+}
+
+/// §5–§6 parameters of a collection read, for `components.parameters`.
+fn collection_parameter_definitions() -> Map<String, Value> {
+    let defs = vec![
         query(
             "fields",
             "Comma-separated fields to return (`fields=id,title`; `rel.field` embeds a relation).",
@@ -151,7 +176,10 @@ fn collection_parameters() -> Vec<Value> {
             "Format: json, xml, csv, html.",
             json!({"type": "string", "enum": ["json", "xml", "csv", "html"]}),
         ),
-    ]
+    ];
+    defs.into_iter()
+        .map(|d| (d["name"].as_str().unwrap_or_default().to_string(), d))
+        .collect()
 }
 
 fn header(description: &str, schema: Value) -> Value {
@@ -183,7 +211,7 @@ fn errors(statuses: &[&str]) -> Map<String, Value> {
     for s in statuses {
         m.insert(
             (*s).to_string(),
-            json!({"description": "An error (§7).", "content": error_content()}),
+            json!({"$ref": "#/components/responses/Error"}),
         );
     }
     m
@@ -387,6 +415,8 @@ pub fn document(routes: &[std::sync::Arc<Route>], settings: &Settings) -> Value 
         "paths": paths,
         "components": {
             "schemas": schemas,
+            "parameters": collection_parameter_definitions(),
+            "responses": {"Error": {"description": "An error (§7), in the negotiated format.", "content": error_content()}},
             "securitySchemes": {
                 "oauth2": {"type": "oauth2", "flows": flows},
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}

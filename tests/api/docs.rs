@@ -129,3 +129,57 @@ label   = { type = "string" }
         .any(|p| p.starts_with("/api/colors/{") && p.contains("swatches")));
     validate(&doc);
 }
+
+/// The demo's document is snapshotted (`tests/golden/openapi-demo.json`):
+/// a change to it must be deliberate. `UPDATE_GOLDEN=1 cargo test` writes
+/// the new one for review in the diff.
+#[tokio::test]
+async fn the_demo_document_matches_its_golden_file() {
+    let t = TestApp::demo().await;
+    let doc: Value = serde_json::from_slice(&t.app.state().openapi).unwrap();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/openapi-demo.json"
+    );
+    let pretty = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, &pretty).unwrap();
+        return;
+    }
+    let golden = std::fs::read_to_string(path).expect("the golden file exists");
+    assert!(
+        golden == pretty,
+        "the OpenAPI document changed; if that is intended, run UPDATE_GOLDEN=1 cargo test and review the diff of {path}"
+    );
+}
+
+#[tokio::test]
+async fn options_describes_a_route_as_json_or_as_a_page() {
+    let t = TestApp::demo().await;
+    let res = t
+        .call(http::Method::OPTIONS, "/v1/books")
+        .anonymous()
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("allow"), "GET, HEAD, POST, PUT, DELETE, OPTIONS");
+    let d = res.json();
+    assert!(d["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["method"] == "POST" && m["input"].is_object()));
+    let res = t
+        .call(http::Method::OPTIONS, "/v1/books")
+        .anonymous()
+        .header("accept", "text/html")
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-type"), "text/html; charset=UTF-8");
+    let html = String::from_utf8(res.body).unwrap();
+    assert!(
+        html.contains("&quot;methods&quot;"),
+        "the description, as a page"
+    );
+}
