@@ -9,6 +9,7 @@ pub mod authorize;
 pub mod body;
 pub mod cors;
 pub mod dispatch;
+pub mod docs_page;
 pub mod layers;
 pub mod negotiate;
 pub mod oauth;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub tokens: Arc<crate::auth::tokens::Tokens>,
     /// The OpenAPI document (§11), made once at start-up.
     pub openapi: bytes::Bytes,
+    /// `/docs`, rendered once from the document.
+    pub docs: bytes::Bytes,
 }
 
 impl AppState {
@@ -154,9 +157,9 @@ impl App {
             revocations: Default::default(),
             checked: Default::default(),
         });
-        let openapi = bytes::Bytes::from(
-            serde_json::to_vec(&openapi::document(&routes, &settings)).unwrap_or_default(),
-        );
+        let document = openapi::document(&routes, &settings);
+        let openapi = bytes::Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
+        let docs = bytes::Bytes::from(docs_page::render(&document));
         let state = Arc::new(AppState {
             store,
             settings,
@@ -164,6 +167,7 @@ impl App {
             routes: routes.clone(),
             tokens,
             openapi,
+            docs,
         });
         let mut router: Router<Arc<AppState>> =
             Router::new().route(
@@ -177,15 +181,34 @@ impl App {
             .modules
             .iter()
             .any(|m| m.credentials.is_some_and(|c| c.api_key));
-        router = oauth::routes(router, &state.settings.auth.prefix, api_keys).route(
-            "/openapi.json",
-            get(|State(st): State<Arc<AppState>>| async move {
-                (
-                    [(http::header::CONTENT_TYPE, "application/json")],
-                    st.openapi.clone(),
-                )
-            }),
-        );
+        router = oauth::routes(router, &state.settings.auth.prefix, api_keys)
+            .route(
+                "/openapi.json",
+                get(|State(st): State<Arc<AppState>>| async move {
+                    (
+                        [(http::header::CONTENT_TYPE, "application/json")],
+                        st.openapi.clone(),
+                    )
+                }),
+            )
+            .route(
+                "/docs",
+                get(|State(st): State<Arc<AppState>>| async move {
+                    (
+                        [
+                            (
+                                http::header::CONTENT_TYPE,
+                                http::HeaderValue::from_static("text/html; charset=UTF-8"),
+                            ),
+                            (
+                                http::header::CONTENT_SECURITY_POLICY,
+                                docs_page::csp().clone(),
+                            ),
+                        ],
+                        st.docs.clone(),
+                    )
+                }),
+            );
         for route in routes {
             let st = state.clone();
             let path = route.router_path.clone();

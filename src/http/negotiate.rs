@@ -31,7 +31,8 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
     // Well-known documents and the OpenAPI document are JSON files by name
     // (`jwks.json`): their names are not extensions to strip, and they
     // answer any Accept.
-    if req.uri().path().starts_with("/.well-known/") || req.uri().path() == "/openapi.json" {
+    let path = req.uri().path();
+    if path.starts_with("/.well-known/") || path == "/openapi.json" || path == "/docs" {
         req.extensions_mut().insert(Format::Json);
         let mut res = next.run(req).await;
         res.extensions_mut().insert(Format::Json);

@@ -464,5 +464,7 @@ fn own_paths(paths: &mut Map<String, Value>, settings: &Settings) {
     }));
     paths.insert("/.well-known/jwks.json".into(), json!({"get": {"operationId": "jwks", "summary": "Public keys (RFC 7517).", "security": [{}], "responses": json_ok("The key set.")}}));
     paths.insert("/.well-known/oauth-authorization-server".into(), json!({"get": {"operationId": "oauthMetadata", "summary": "Authorization server metadata (RFC 8414).", "security": [{}], "responses": json_ok("The metadata.")}}));
+    paths.insert("/docs".into(), json!({"get": {"operationId": "docs", "summary": "This reference as an HTML page.", "security": [{}],
+        "responses": {"200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}}}}));
     paths.insert("/openapi.json".into(), json!({"get": {"operationId": "openapi", "summary": "This document.", "security": [{}], "responses": json_ok("The document.")}}));
 }

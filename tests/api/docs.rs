@@ -183,3 +183,29 @@ async fn options_describes_a_route_as_json_or_as_a_page() {
         "the description, as a page"
     );
 }
+
+#[tokio::test]
+async fn docs_is_a_page_of_every_endpoint_without_scripts() {
+    let t = TestApp::demo().await;
+    let res = t.get("/docs").anonymous().send().await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-type"), "text/html; charset=UTF-8");
+    assert!(res
+        .header("content-security-policy")
+        .contains("default-src 'none'"));
+    let html = String::from_utf8(res.body).unwrap();
+    assert!(!html.contains("<script"), "readable without JavaScript");
+    assert!(!html.contains("src=\"http"), "nothing from elsewhere");
+    let doc: Value = serde_json::from_slice(&t.app.state().openapi).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if method == "parameters" {
+                continue;
+            }
+            let id = op["operationId"].as_str().unwrap();
+            assert!(html.contains(&format!("id=\"{id}\"")), "{method} {path}");
+        }
+    }
+    assert!(html.contains("curl -H &quot;Authorization: Bearer $TOKEN&quot;"));
+    assert!(html.contains("Needs an access token with the scope <code>write</code>"));
+}

@@ -1,0 +1,220 @@
+//! `GET /docs` (§11): an HTML reference of every endpoint, rendered once
+//! from the OpenAPI document (the one description there is) — method,
+//! path, scope, parameters, request and response schemas, and a curl
+//! example. Readable without JavaScript (there is none), nothing loaded
+//! from elsewhere; every value escaped.
+
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use http::HeaderValue;
+use serde_json::Value;
+
+use crate::format::html::escape;
+
+const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}\
+header{background:#1d2330;color:#fff;padding:.8em 1.2em}header a{color:#cfe0ff}\
+main{max-width:72em;margin:1em auto;padding:0 1.2em}nav{column-width:22em;background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:.6em 1em}\
+nav a{display:block;text-decoration:none;color:#1f5fbf;font:13px ui-monospace,Menlo,Consolas,monospace}\
+section{background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:.6em 1em;margin:1em 0}\
+h2{font-size:1.1em;margin:1.2em 0 .4em}h3{font-size:1em;margin:.2em 0}\
+.m{display:inline-block;min-width:4.5em;font:bold 12px ui-monospace,monospace;color:#fff;background:#4a5468;border-radius:3px;padding:.1em .4em;margin-right:.5em;text-align:center}\
+.GET{background:#17803d}.POST{background:#1f5fbf}.PUT{background:#8a5a00}.PATCH{background:#7a2e8f}.DELETE{background:#b42318}\
+table{border-collapse:collapse;font-size:13px;width:100%}td,th{border-bottom:1px solid #e6e8ee;padding:.2em .5em;text-align:left;vertical-align:top}\
+pre{background:#f5f6f8;padding:.5em;overflow:auto;font:12px/1.45 ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap}\
+details summary{cursor:pointer;color:#4a5468}.hint{color:#6b7385;font-size:13px}";
+
+/// The page's CSP: its own style only, no script at all.
+pub fn csp() -> &'static HeaderValue {
+    static CSP: OnceLock<HeaderValue> = OnceLock::new();
+    CSP.get_or_init(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(STYLE));
+        HeaderValue::from_str(&format!(
+            "default-src 'none'; style-src 'sha256-{hash}'; base-uri 'none'; frame-ancestors 'none'"
+        ))
+        .unwrap_or(HeaderValue::from_static("default-src 'none'"))
+    })
+}
+
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    escape(&mut out, s);
+    out
+}
+
+/// `#/components/parameters/x` → the definition in `doc`.
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let pointer = r.trim_start_matches('#');
+            doc.pointer(pointer).unwrap_or(v)
+        }
+        None => v,
+    }
+}
+
+fn schema_type(s: &Value) -> String {
+    match &s["type"] {
+        Value::String(t) => t.clone(),
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" | "),
+        _ if s.get("$ref").is_some() => s["$ref"]
+            .as_str()
+            .unwrap_or_default()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        _ => "any".into(),
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// A small example body for a request schema: each property's example
+/// value by type.
+fn example(doc: &Value, schema: &Value) -> Value {
+    let schema = resolve(doc, schema);
+    if schema["type"] == "array" {
+        return Value::Array(vec![example(doc, &schema["items"])]);
+    }
+    crate::validate::example_body(schema)
+}
+
+/// The reference page for `doc`.
+pub fn render(doc: &Value) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    let title = doc["info"]["title"].as_str().unwrap_or("API");
+    let server = doc["servers"][0]["url"].as_str().unwrap_or("");
+    let _ = write!(
+        out,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{} reference</title>\
+         <style>{STYLE}</style></head><body><header><b>{}</b> {} · <a href=\"/openapi.json\">openapi.json</a></header><main>",
+        esc(title),
+        esc(title),
+        esc(doc["info"]["version"].as_str().unwrap_or("")),
+    );
+    let Some(paths) = doc["paths"].as_object() else {
+        out.push_str("</main></body></html>");
+        return out;
+    };
+    out.push_str("<h2>Endpoints</h2><nav>");
+    for (path, item) in paths {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            if method == "parameters" {
+                continue;
+            }
+            let _ = write!(
+                out,
+                "<a href=\"#{}\">{} {}</a>",
+                esc(op["operationId"].as_str().unwrap_or("")),
+                esc(&method.to_ascii_uppercase()),
+                esc(path)
+            );
+        }
+    }
+    out.push_str("</nav>");
+    for (path, item) in paths {
+        let shared: Vec<&Value> = item["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect();
+        for (method, op) in item.as_object().into_iter().flatten() {
+            if method == "parameters" {
+                continue;
+            }
+            let m = method.to_ascii_uppercase();
+            let _ = write!(
+                out,
+                "<section id=\"{}\"><h3><span class=\"m {m}\">{m}</span><code>{}</code></h3><p>{}</p>",
+                esc(op["operationId"].as_str().unwrap_or("")),
+                esc(path),
+                esc(op["summary"].as_str().unwrap_or(""))
+            );
+            let scope = op["security"][0]["oauth2"][0].as_str();
+            match scope {
+                Some(s) => {
+                    let _ = write!(out, "<p class=\"hint\">Needs an access token with the scope <code>{}</code>.</p>", esc(s));
+                }
+                None => out.push_str("<p class=\"hint\">Public.</p>"),
+            }
+            let params: Vec<&Value> = shared
+                .iter()
+                .copied()
+                .chain(op["parameters"].as_array().into_iter().flatten())
+                .map(|p| resolve(doc, p))
+                .collect();
+            if !params.is_empty() {
+                out.push_str("<table><tr><th>parameter</th><th>in</th><th>type</th><th>description</th></tr>");
+                for p in &params {
+                    let _ = write!(
+                        out,
+                        "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        esc(p["name"].as_str().unwrap_or("")),
+                        esc(p["in"].as_str().unwrap_or("")),
+                        esc(&schema_type(&p["schema"])),
+                        esc(p["description"].as_str().unwrap_or(""))
+                    );
+                }
+                out.push_str("</table>");
+            }
+            let body_schema = op["requestBody"]["content"]
+                .as_object()
+                .and_then(|c| c.values().next())
+                .map(|m| &m["schema"]);
+            if let Some(schema) = body_schema {
+                let _ = write!(
+                    out,
+                    "<details><summary>Request body</summary><pre>{}</pre></details>",
+                    esc(&pretty(resolve(doc, schema)))
+                );
+            }
+            out.push_str("<details><summary>Responses</summary><table>");
+            for (status, r) in op["responses"].as_object().into_iter().flatten() {
+                let r = resolve(doc, r);
+                let schema = r["content"]
+                    .get("application/json")
+                    .or_else(|| r["content"].get("application/problem+json"))
+                    .map(|m| schema_type(&m["schema"]))
+                    .unwrap_or_default();
+                let _ = write!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(status),
+                    esc(r["description"].as_str().unwrap_or("")),
+                    esc(&schema)
+                );
+            }
+            out.push_str("</table></details>");
+            // A curl example.
+            let mut curl = String::from("curl");
+            if scope.is_some() {
+                curl.push_str(" -H \"Authorization: Bearer $TOKEN\"");
+            }
+            if m != "GET" {
+                let _ = write!(curl, " -X {m}");
+            }
+            if let Some(schema) = body_schema {
+                let body = example(doc, schema).to_string();
+                let _ = write!(
+                    curl,
+                    " -H 'content-type: application/json' -d '{}'",
+                    body.replace('\'', "'\\''")
+                );
+            }
+            let _ = write!(curl, " '{server}{path}'");
+            let _ = write!(out, "<pre>{}</pre></section>", esc(&curl));
+        }
+    }
+    out.push_str("</main></body></html>");
+    out
+}
