@@ -133,6 +133,8 @@ variant() {
 TOKEN=$(curl -sf -u 1:pass2 -d grant_type=password -d username=stan -d password=pass \
   127.0.0.1:18080/v1/access_token | python3 -c 'import sys,json;print(json.load(sys.stdin)["access_token"])')
 variant "Bearer JWT GET /v1/books/3" "/v1/books/3" "/v1/books/3" -H "Authorization: Bearer $TOKEN"
+variant "GET /openapi.json (vs /v1/books/3)" "/v1/books/3" "/openapi.json"
+variant "GET /docs (vs /v1/books/3)" "/v1/books/3" "/docs"
 page="/v1/books?limit=100&offset=100"
 variant "XML  $page" "$page" "/v1/books.xml?limit=100&offset=100"
 variant "CSV  $page" "$page" "/v1/books.csv?limit=100&offset=100"
