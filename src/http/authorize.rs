@@ -24,7 +24,7 @@ use super::AppState;
 use crate::auth::clients::{self, Client};
 use crate::auth::tokens::{self, Approval, Grant, Subject};
 use crate::auth::users;
-use crate::format::html::escape;
+use crate::format::html::esc as text;
 
 const CSRF_COOKIE: &str = "restkit_csrf";
 
@@ -220,12 +220,6 @@ fn refused(r: Refusal) -> Response {
     }
 }
 
-fn text(s: &str) -> String {
-    let mut out = String::new();
-    escape(&mut out, s);
-    out
-}
-
 const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;background:#f5f6f8;color:#1d2330;margin:0}\
 main{max-width:26em;margin:3em auto;background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:1.2em 1.5em}\
 h1{font-size:1.2em}label{display:block;margin:.6em 0}input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.4em;font:inherit}\
@@ -234,15 +228,7 @@ button{font:inherit;padding:.4em 1.2em;margin-right:.6em}.bad{color:#b42318}ul{p
 /// The page's CSP: its own style only, no script at all, never framed.
 fn csp() -> &'static HeaderValue {
     static CSP: OnceLock<HeaderValue> = OnceLock::new();
-    CSP.get_or_init(|| {
-        use base64::Engine;
-        use sha2::Digest;
-        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(STYLE));
-        HeaderValue::from_str(&format!(
-            "default-src 'none'; style-src 'sha256-{hash}'; base-uri 'none'; frame-ancestors 'none'"
-        ))
-        .unwrap_or(HeaderValue::from_static("default-src 'none'"))
-    })
+    CSP.get_or_init(|| crate::format::html::csp_allowing(STYLE, None, ""))
 }
 
 fn page(status: StatusCode, title: &str, body: &str, cookie: Option<HeaderValue>) -> Response {

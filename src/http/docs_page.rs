@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use http::HeaderValue;
 use serde_json::Value;
 
-use crate::format::html::escape;
+use crate::format::html::esc;
 
 const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}\
 header{background:#1d2330;color:#fff;padding:.8em 1.2em}header a{color:#cfe0ff}\
@@ -27,21 +27,7 @@ details summary{cursor:pointer;color:#4a5468}.hint{color:#6b7385;font-size:13px}
 /// The page's CSP: its own style only, no script at all.
 pub fn csp() -> &'static HeaderValue {
     static CSP: OnceLock<HeaderValue> = OnceLock::new();
-    CSP.get_or_init(|| {
-        use base64::Engine;
-        use sha2::Digest;
-        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(STYLE));
-        HeaderValue::from_str(&format!(
-            "default-src 'none'; style-src 'sha256-{hash}'; base-uri 'none'; frame-ancestors 'none'"
-        ))
-        .unwrap_or(HeaderValue::from_static("default-src 'none'"))
-    })
-}
-
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    escape(&mut out, s);
-    out
+    CSP.get_or_init(|| crate::format::html::csp_allowing(STYLE, None, ""))
 }
 
 /// `#/components/parameters/x` → the definition in `doc`.
