@@ -87,12 +87,17 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 
 echo "books=$ROWS rounds=$ROUNDS x ${DURATION}s per server, $CONNS connections; medians over rounds"
 printf '%-52s %11s %9s %12s %9s %7s\n' "endpoint" "restkit r/s" "p99 ms" "baseline r/s" "p99 ms" "ratio"
-run() {
-  local label=$1 path=$2; shift 2
+# compare LABEL both|a URL_A URL_B [wrk args]: A and B in alternating
+# rounds, the wrk args given to both or to A only; medians of r/s and p99
+# for each, and of the per-round A/B ratio.
+compare() {
+  local label=$1 who=$2 a=$3 b=$4; shift 4
+  local b_args=()
+  [ "$who" = both ] && b_args=("$@")
   : >"$work/r"; : >"$work/b"; : >"$work/ratio"
   for _ in $(seq "$ROUNDS"); do
-    read -r r_rps r_p99 < <(measure "$@" "http://127.0.0.1:18080$path")
-    read -r b_rps b_p99 < <(measure "$@" "http://127.0.0.1:18081$path")
+    read -r r_rps r_p99 < <(measure "$@" "$a")
+    read -r b_rps b_p99 < <(measure "${b_args[@]}" "$b")
     echo "$r_rps $r_p99" >>"$work/r"; echo "$b_rps $b_p99" >>"$work/b"
     awk -v a="$r_rps" -v b="$b_rps" 'BEGIN {printf "%.3f\n", a / b}' >>"$work/ratio"
   done
@@ -100,6 +105,11 @@ run() {
     "$(cut -d' ' -f1 "$work/r" | median)" "$(cut -d' ' -f2 "$work/r" | median)" \
     "$(cut -d' ' -f1 "$work/b" | median)" "$(cut -d' ' -f2 "$work/b" | median)" \
     "$(median <"$work/ratio")"
+}
+# restkit against the baseline, same path (POST: the same wrk script).
+run() {
+  local label=$1 path=$2; shift 2
+  compare "$label" both "http://127.0.0.1:18080$path" "http://127.0.0.1:18081$path" "$@"
 }
 if [ -z "${BENCH_VARIANTS_ONLY:-}" ]; then
 for path in "/v1/books/3" "/v1/books?limit=20&offset=100" \
@@ -116,19 +126,10 @@ fi
 echo
 echo "restkit variants against the same request as plain JSON (ratio = variant / plain)"
 printf '%-52s %11s %9s %12s %9s %7s\n' "variant" "variant r/s" "p99 ms" "plain r/s" "p99 ms" "ratio"
+# restkit PATH (with wrk args) against restkit PLAIN.
 variant() {
   local label=$1 plain=$2 path=$3; shift 3
-  : >"$work/r"; : >"$work/b"; : >"$work/ratio"
-  for _ in $(seq "$ROUNDS"); do
-    read -r r_rps r_p99 < <(measure "$@" "http://127.0.0.1:18080$path")
-    read -r b_rps b_p99 < <(measure "http://127.0.0.1:18080$plain")
-    echo "$r_rps $r_p99" >>"$work/r"; echo "$b_rps $b_p99" >>"$work/b"
-    awk -v a="$r_rps" -v b="$b_rps" 'BEGIN {printf "%.3f\n", a / b}' >>"$work/ratio"
-  done
-  printf '%-52s %11s %9s %12s %9s %7s\n' "$label" \
-    "$(cut -d' ' -f1 "$work/r" | median)" "$(cut -d' ' -f2 "$work/r" | median)" \
-    "$(cut -d' ' -f1 "$work/b" | median)" "$(cut -d' ' -f2 "$work/b" | median)" \
-    "$(median <"$work/ratio")"
+  compare "$label" a "http://127.0.0.1:18080$path" "http://127.0.0.1:18080$plain" "$@"
 }
 TOKEN=$(curl -sf -u 1:pass2 -d grant_type=password -d username=stan -d password=pass \
   127.0.0.1:18080/v1/access_token | python3 -c 'import sys,json;print(json.load(sys.stdin)["access_token"])')

@@ -7,27 +7,14 @@
 //!
 //! Usage: cargo run --release --example auth_cost [ROUNDS]
 
+mod common;
+
+use common::{cpu_now, median};
+
 use axum::body::Body;
 use http::Request;
 use http_body_util::BodyExt;
-use restkit::config::{Overrides, Settings};
-use restkit::registry::Registry;
 use serde_json::Value;
-
-fn cpu_now() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we pass and nothing else.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -36,25 +23,13 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(7);
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("auth.db").display());
     // Books public (scope ""), so the same request runs without
     // credentials; with a token, the identity step still verifies it.
     let toml = restkit::demo::DEMO_TOML.replace(
         "name = \"books\"\n",
         "name = \"books\"\nscopes = { read = \"\", write = \"\" }\n",
     );
-    let settings = Settings::load(
-        &toml,
-        &Overrides {
-            bind: None,
-            database: Some(url),
-        },
-    )
-    .unwrap();
-    let model = restkit::model::toml::parse(&toml).unwrap();
-    let app = restkit::open(model, settings, &Registry::builtin())
-        .await
-        .unwrap();
+    let app = common::open(&toml, dir.path()).await;
     let call = |req: Request<Body>| {
         let app = app.clone();
         async move {

@@ -15,30 +15,15 @@
 
 use std::time::Instant;
 
+mod common;
+
+use common::{cpu_now, median};
+
 use axum::body::Body;
 use http::Request;
 use http_body_util::BodyExt;
-use restkit::config::{Overrides, Settings};
 use restkit::format::{self, Content, Format};
-use restkit::registry::Registry;
 use serde_json::{Map, Value};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// This process's CPU time so far, in seconds: work other processes do on
-/// this shared machine does not count.
-fn cpu_now() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we pass and nothing else.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
 
 /// µs per call of `f`, over `n` calls.
 fn time<F: FnMut()>(n: u32, mut f: F) -> f64 {
@@ -60,19 +45,7 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(7);
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("encode.db").display());
-    let settings = Settings::load(
-        restkit::demo::DEMO_TOML,
-        &Overrides {
-            bind: None,
-            database: Some(url),
-        },
-    )
-    .unwrap();
-    let model = restkit::model::toml::parse(restkit::demo::DEMO_TOML).unwrap();
-    let app = restkit::open(model, settings, &Registry::builtin())
-        .await
-        .unwrap();
+    let app = common::open(restkit::demo::DEMO_TOML, dir.path()).await;
 
     let call = |path: &str, coding: &str| {
         let req = Request::get(path)
@@ -169,19 +142,7 @@ async fn main() {
 /// ENCODE_COST_PROFILE=gzip: only that request, in a loop (for perf).
 async fn profile_only(coding: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("encode.db").display());
-    let settings = Settings::load(
-        restkit::demo::DEMO_TOML,
-        &Overrides {
-            bind: None,
-            database: Some(url),
-        },
-    )
-    .unwrap();
-    let model = restkit::model::toml::parse(restkit::demo::DEMO_TOML).unwrap();
-    let app = restkit::open(model, settings, &Registry::builtin())
-        .await
-        .unwrap();
+    let app = common::open(restkit::demo::DEMO_TOML, dir.path()).await;
     for _ in 0..20_000 {
         let req = Request::get("/v1/books?limit=20")
             .header("host", "bench.test")

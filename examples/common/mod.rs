@@ -1,0 +1,40 @@
+//! What the in-process cost examples share: the demo opened over a fresh
+//! database, medians, and the process CPU clock.
+
+use restkit::config::{Overrides, Settings};
+use restkit::registry::Registry;
+
+/// The app of `toml` (the demo's, or a variant of it) over a new SQLite
+/// file in `dir`, seeded.
+pub async fn open(toml: &str, dir: &std::path::Path) -> restkit::App {
+    let url = format!("sqlite://{}", dir.join("bench.db").display());
+    let settings = Settings::load(
+        toml,
+        &Overrides {
+            bind: None,
+            database: Some(url),
+        },
+    )
+    .unwrap();
+    let model = restkit::model::toml::parse(toml).unwrap();
+    restkit::open(model, settings, &Registry::builtin())
+        .await
+        .unwrap()
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// This process's CPU time so far, in seconds: work other processes do on
+/// this shared machine does not count.
+pub fn cpu_now() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass and nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
