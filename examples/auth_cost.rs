@@ -25,10 +25,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     // Books public (scope ""), so the same request runs without
     // credentials; with a token, the identity step still verifies it.
-    let toml = restkit::demo::DEMO_TOML.replace(
-        "name = \"books\"\n",
-        "name = \"books\"\nscopes = { read = \"\", write = \"\" }\n",
-    );
+    let toml = common::public_demo();
     let app = common::open(&toml, dir.path()).await;
     let call = |req: Request<Body>| {
         let app = app.clone();

@@ -11,6 +11,9 @@
 //! Formats and variants alternate in rounds so machine noise hits all
 //! alike; the figures are medians over rounds.
 //!
+//! The demo's books are public here (as in bench/run.sh): the figures are
+//! encoding and compression, not authentication.
+//!
 //! Usage: cargo run --release --example encode_cost [ROUNDS]
 
 use std::time::Instant;
@@ -45,7 +48,7 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(7);
     let dir = tempfile::tempdir().unwrap();
-    let app = common::open(restkit::demo::DEMO_TOML, dir.path()).await;
+    let app = common::open(&common::public_demo(), dir.path()).await;
 
     let call = |path: &str, coding: &str| {
         let req = Request::get(path)
@@ -142,7 +145,7 @@ async fn main() {
 /// ENCODE_COST_PROFILE=gzip: only that request, in a loop (for perf).
 async fn profile_only(coding: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let app = common::open(restkit::demo::DEMO_TOML, dir.path()).await;
+    let app = common::open(&common::public_demo(), dir.path()).await;
     for _ in 0..20_000 {
         let req = Request::get("/v1/books?limit=20")
             .header("host", "bench.test")

@@ -38,3 +38,12 @@ pub fn cpu_now() -> f64 {
     unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
+
+/// The demo with its books public (scope ""): the same request runs with
+/// and without credentials (the demo itself requires a token).
+pub fn public_demo() -> String {
+    restkit::demo::DEMO_TOML.replace(
+        "name = \"books\"\n",
+        "name = \"books\"\nscopes = { read = \"\", write = \"\" }\n",
+    )
+}
