@@ -24,6 +24,7 @@ pub struct Settings {
     pub pagination: PaginationSettings,
     pub format: FormatSettings,
     pub cors: CorsSettings,
+    pub info: InfoSettings,
     /// API declarations live in the same file; read by `model::toml`.
     #[serde(rename = "module")]
     modules: Option<IgnoredAny>,
@@ -296,6 +297,26 @@ impl Tier {
         Tier {
             requests,
             period: Duration::from_secs(secs),
+        }
+    }
+}
+
+/// `[info]`: what the generated documentation (§11) says about the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InfoSettings {
+    pub title: String,
+    pub description: String,
+    /// The API's own version (not restkit's).
+    pub version: String,
+}
+
+impl Default for InfoSettings {
+    fn default() -> Self {
+        InfoSettings {
+            title: "restkit API".into(),
+            description: String::new(),
+            version: "1.0.0".into(),
         }
     }
 }

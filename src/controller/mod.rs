@@ -203,6 +203,12 @@ pub trait Controller: Send + Sync + 'static {
         None
     }
 
+    /// What its read parameters (`fields`, `sort`, `q`, …) accept, when it
+    /// takes them: the documentation (§11) lists exactly these.
+    fn query_shape(&self) -> Option<crate::query::QueryShape> {
+        None
+    }
+
     async fn find(&self, _cx: &Ctx) -> Result<Reply, ApiError> {
         Err(not_implemented())
     }

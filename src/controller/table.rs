@@ -905,6 +905,23 @@ impl Controller for TableController {
         }
     }
 
+    fn query_shape(&self) -> Option<crate::query::QueryShape> {
+        let relations = self
+            .links
+            .iter()
+            .map(|l| {
+                let t = &l.target.resource;
+                let names = l.target.list_fields.iter();
+                (l.name.clone(), names.map(|i| t.fields[*i].name.clone()).collect())
+            })
+            .collect();
+        Some(crate::query::QueryShape {
+            list: self.policy.clone(),
+            view: self.view_policy.clone(),
+            relations,
+        })
+    }
+
     async fn find(&self, cx: &Ctx) -> Result<Reply, ApiError> {
         let q = CollectionQuery::parse(
             &cx.query,
@@ -1009,7 +1026,11 @@ impl Controller for TableController {
             }
         }
         let q = CollectionQuery::parse(&cx.query, &self.resource, &self.policy, None)?;
-        let all = matches!(cx.query_param("all"), Some("true") | Some("1"));
+        let all = match cx.query_param("all") {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(_) => return Err(ApiError::bad_query("'all' is true or false.")),
+        };
         if q.filter.is_none() && !all {
             return Err(ApiError::bad_query(
                 "Deleting a collection needs q= or filter=, or all=true to delete every record.",

@@ -141,6 +141,34 @@ fn page_for(mut page: Page, route: &Route) -> Page {
     page
 }
 
+/// restkit's own read parameters (§5–§6): each takes one value.
+const RESERVED: &[&str] = &[
+    "fields", "expand", "sort", "q", "filter", "page", "per-page", "limit", "offset", "cursor",
+    "timestamp", "sync_mark", "all",
+];
+
+/// A repeated restkit parameter is refused rather than silently resolved
+/// (which of two sorts was meant?); `envelope` and `type` hold on every
+/// route, actions included, and `envelope` takes only a boolean. Action
+/// parameters with other names are the action's own business.
+fn check_reserved(query: &[(String, String)], operation: bool) -> Result<(), ApiError> {
+    let mut seen: Vec<&str> = Vec::new();
+    for (k, v) in query {
+        let own = k == "envelope" || k == "type" || (operation && RESERVED.contains(&k.as_str()));
+        if !own {
+            continue;
+        }
+        if seen.contains(&k.as_str()) {
+            return Err(ApiError::bad_query(format!("'{k}' is given more than once.")));
+        }
+        seen.push(k);
+        if k == "envelope" && !matches!(v.as_str(), "true" | "false" | "1" | "0") {
+            return Err(ApiError::bad_query("'envelope' is true or false."));
+        }
+    }
+    Ok(())
+}
+
 /// The pipeline after routing and version, one named step after another:
 /// request size → identity → OPTIONS → method → authorization →
 /// parameters and body → controller → representation.
@@ -166,7 +194,8 @@ async fn steps(
         .unwrap_or_else(|| auth::default_credentials(state.settings.auth.query_param_token));
     let caller = auth::identify(&parts, &state.store, &state.tokens, accepted).await;
     if method == Method::OPTIONS {
-        return Ok(represent::options(route));
+        let description = state.descriptions.get(&route.template);
+        return Ok(represent::options(route, description));
     }
     let Some(endpoint) = route.endpoint(&method) else {
         return Err(ApiError::method_not_allowed(
@@ -178,6 +207,7 @@ async fn steps(
     let query: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes())
         .into_owned()
         .collect();
+    check_reserved(&query, matches!(endpoint.target, Target::Operation { .. }))?;
     let raw = RawPathParams::from_request_parts(&mut parts, &())
         .await
         .map_err(|_| ApiError::route_not_found(parts.uri.path()))?;

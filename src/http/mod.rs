@@ -48,6 +48,8 @@ pub struct AppState {
     pub openapi: bytes::Bytes,
     /// `/docs`, rendered once from the document.
     pub docs: bytes::Bytes,
+    /// What OPTIONS answers, per route template: cut from the document.
+    pub descriptions: std::collections::HashMap<String, Arc<serde_json::Value>>,
 }
 
 impl AppState {
@@ -160,6 +162,7 @@ impl App {
         let document = openapi::document(&routes, &settings);
         let openapi = bytes::Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
         let docs = bytes::Bytes::from(docs_page::render(&document));
+        let descriptions = openapi::describe_routes(&routes, &document);
         let state = Arc::new(AppState {
             store,
             settings,
@@ -168,6 +171,7 @@ impl App {
             tokens,
             openapi,
             docs,
+            descriptions,
         });
         let mut router: Router<Arc<AppState>> =
             Router::new().route(

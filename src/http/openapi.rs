@@ -1,13 +1,28 @@
 //! The OpenAPI 3.1 document (§11), generated once at start-up from the
 //! same routes the server serves — no second, hand-kept description.
 //!
-//! First part: every declared route and method (collections, records,
-//! nested resources, actions, bulk), path parameters, the collection
-//! query parameters, request bodies from the declared input schemas,
-//! record and collection responses from the readable fields, the §7
-//! error (with the 422 `errors` array), the pagination and caching
-//! headers, the content types, restkit's own endpoints, and the OAuth2 and
-//! bearer security schemes with each operation's scope.
+//! Every route and method (collections, records, nested resources,
+//! actions, bulk), with:
+//! - path parameters, and the read parameters each resource really takes:
+//!   `fields`/`expand`/`sort` as lists of the allowed names, `q` as a
+//!   pattern over the filterable fields and their types, `filter` as a
+//!   JSON schema of conditions, paging as the resource pages (offset or
+//!   cursor), `timestamp` only where changes are kept;
+//! - request bodies from the declared input schemas (create, replace,
+//!   merge patch, bulk), as JSON and, where the server takes them, as form
+//!   fields;
+//! - record, collection and envelope responses, the §7 error (with the
+//!   422 `errors` array), the pagination and caching headers, the content
+//!   types;
+//! - links from each create to its record's operations;
+//! - restkit's own endpoints and the OAuth2 and bearer security schemes
+//!   with each operation's scope.
+//!
+//! `describe_routes` cuts the per-route descriptions that OPTIONS serves
+//! out of the same document.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
@@ -15,7 +30,8 @@ use super::routes::{Route, Target};
 use crate::config::Settings;
 use crate::controller::Operation;
 use crate::model::schema::field_schema;
-use crate::model::Resource;
+use crate::model::{FieldType, RelationKind, Resource};
+use crate::query::{QueryPolicy, QueryShape};
 
 /// The content types every data operation can answer in (§5.1).
 const MEDIA: &[&str] = &[
@@ -24,6 +40,14 @@ const MEDIA: &[&str] = &[
     "text/csv",
     "text/html",
 ];
+
+/// Statuses any operation may answer with, in the §7 form.
+const COMMON_ERRORS: &[&str] = &[
+    "400", "401", "403", "404", "406", "414", "429", "500", "503",
+];
+
+/// Statuses of an operation that reads a body.
+const BODY_ERRORS: &[&str] = &["409", "412", "413", "415", "422"];
 
 fn content(schema: Value) -> Value {
     let mut m = Map::new();
@@ -46,156 +70,495 @@ fn error_content() -> Value {
     })
 }
 
-/// A resource's record as served: its readable fields by API name.
-fn record_schema(r: &Resource) -> Value {
-    let mut props = Map::new();
-    for i in r.readable(true) {
-        let f = &r.fields[i];
-        props.insert(f.name.clone(), field_schema(f));
-    }
-    json!({"type": "object", "properties": props})
-}
-
-fn schema_name(r: &Resource, prefix: &str) -> String {
-    let module: String = prefix
-        .trim_matches('/')
-        .split('/')
-        .map(|s| {
-            let mut c = s.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect();
-    let mut name = String::new();
-    for part in r.name.split(['_', '-']) {
-        let mut c = part.chars();
-        if let Some(f) = c.next() {
-            name.push(f.to_ascii_uppercase());
-            name.push_str(c.as_str());
-        }
-    }
-    format!("{module}{name}")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect()
-}
-
-fn query(name: &str, description: &str, schema: Value) -> Value {
-    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
-}
-
-/// Names of the §5–§6 collection parameters in `components.parameters`.
-const COLLECTION_PARAMETERS: &[&str] = &[
-    "fields",
-    "expand",
-    "sort",
-    "q",
-    "filter",
-    "page",
-    "per-page",
-    "limit",
-    "offset",
-    "cursor",
-    "timestamp",
-    "envelope",
-    "type",
-];
-
-/// References to the collection parameters.
-fn collection_parameters() -> Vec<Value> {
-    COLLECTION_PARAMETERS
-        .iter()
-        .map(|n| json!({"$ref": format!("#/components/parameters/{n}")}))
-        .collect()
-}
-
-/// §5–§6 parameters of a collection read, for `components.parameters`.
-fn collection_parameter_definitions() -> Map<String, Value> {
-    let defs = vec![
-        query(
-            "fields",
-            "Comma-separated fields to return (`fields=id,title`; `rel.field` embeds a relation).",
-            json!({"type": "string"}),
-        ),
-        query(
-            "expand",
-            "Comma-separated relations to embed.",
-            json!({"type": "string"}),
-        ),
-        query(
-            "sort",
-            "Comma-separated fields, `-` for descending (`sort=-year,title`).",
-            json!({"type": "string"}),
-        ),
-        query(
-            "q",
-            "Search: `(field:value,field:value*)`.",
-            json!({"type": "string"}),
-        ),
-        json!({"name": "filter", "in": "query", "required": false, "style": "deepObject", "explode": true,
-               "description": "Filters: `filter[field]=v`, `filter[field][gte]=v`, `filter[or][0][field]=v`; or a JSON object.",
-               "schema": {"type": "object", "additionalProperties": true}}),
-        query(
-            "page",
-            "Page number (1-based).",
-            json!({"type": "integer", "minimum": 1}),
-        ),
-        query(
-            "per-page",
-            "Records per page.",
-            json!({"type": "integer", "minimum": 1}),
-        ),
-        query(
-            "limit",
-            "Records per page (offset style).",
-            json!({"type": "integer", "minimum": 0}),
-        ),
-        query(
-            "offset",
-            "Records to skip.",
-            json!({"type": "integer", "minimum": 0}),
-        ),
-        query(
-            "cursor",
-            "Keyset cursor from a previous page's `next` link.",
-            json!({"type": "string"}),
-        ),
-        query(
-            "timestamp",
-            "Sync: only records changed after this time (seconds, milliseconds or RFC 3339).",
-            json!({"type": "string"}),
-        ),
-        query(
-            "envelope",
-            "`true`: records under `records` with `_meta` and `_links`.",
-            json!({"type": "boolean"}),
-        ),
-        query(
-            "type",
-            "Format: json, xml, csv, html.",
-            json!({"type": "string", "enum": ["json", "xml", "csv", "html"]}),
-        ),
-    ];
-    defs.into_iter()
-        .map(|d| (d["name"].as_str().unwrap_or_default().to_string(), d))
-        .collect()
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
 fn header(description: &str, schema: Value) -> Value {
     json!({"description": description, "schema": schema})
 }
 
-fn paging_headers() -> Value {
+fn errors(statuses: &[&str]) -> Map<String, Value> {
+    statuses
+        .iter()
+        .map(|s| {
+            (
+                (*s).to_string(),
+                json!({"$ref": "#/components/responses/Error"}),
+            )
+        })
+        .collect()
+}
+
+/// `v1` + `book_reviews` → `V1BookReviews`: a component name.
+fn schema_name(r: &Resource, prefix: &str) -> String {
+    let mut name = String::new();
+    for part in prefix.split('/').chain(r.name.split(['_', '-'])) {
+        let mut c = part.chars();
+        if let Some(f) = c.next() {
+            name.push(f.to_ascii_uppercase());
+            name.push_str(c.as_str());
+        }
+    }
+    name.retain(|c| c.is_ascii_alphanumeric());
+    name
+}
+
+/// A resource's record as served: its readable fields by API name, the
+/// relations `expand` may embed and, when it has them, `_links`.
+fn record_schema(r: &Resource, shape: Option<&QueryShape>) -> Value {
+    let mut fields: Vec<usize> = match shape {
+        Some(s) => s.list.readable.clone(),
+        None => r.readable(true),
+    };
+    if let Some(s) = shape {
+        for i in &s.view.readable {
+            if !fields.contains(i) {
+                fields.push(*i);
+            }
+        }
+    }
+    fields.sort_unstable();
+    let mut props = Map::new();
+    for i in fields {
+        let f = &r.fields[i];
+        props.insert(f.name.clone(), field_schema(f));
+    }
+    for rel in &r.relations {
+        let embedded = match rel.kind {
+            RelationKind::HasMany => {
+                json!({"type": "array", "items": {"type": "object"}, "description": format!("Embedded by expand={}.", rel.name)})
+            }
+            RelationKind::BelongsTo => {
+                json!({"type": ["object", "null"], "description": format!("Embedded by expand={}.", rel.name)})
+            }
+        };
+        props.insert(rel.name.clone(), embedded);
+    }
+    if r.links {
+        props.insert(
+            "_links".into(),
+            json!({"type": "object", "description": "HATEOAS links (self, and the record's relations)."}),
+        );
+    }
+    let mut s = json!({"type": "object", "properties": props});
+    if !r.description.is_empty() {
+        s["description"] = json!(r.description);
+    }
+    s
+}
+
+fn envelope_schemas(schemas: &mut Map<String, Value>) {
+    let link = json!({"type": "object", "required": ["href"], "properties": {"href": {"type": "string"}}});
+    schemas.insert(
+        "PageMeta".into(),
+        json!({
+            "type": "object",
+            "required": ["status", "count", "perPage"],
+            "properties": {
+                "status": {"type": "string"}, "count": {"type": "integer"},
+                "totalCount": {"type": "integer"}, "pageCount": {"type": "integer"},
+                "currentPage": {"type": "integer"}, "perPage": {"type": "integer"},
+                "timestamp": {"type": "string"},
+                "deleted": {"type": "array", "items": {}}
+            }
+        }),
+    );
+    schemas.insert(
+        "PageLinks".into(),
+        json!({
+            "type": "object", "required": ["self", "first"],
+            "properties": {"self": link, "first": link, "prev": link, "next": link, "last": link}
+        }),
+    );
+}
+
+// ------------------------------------------------------------ parameters
+
+fn query(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
+/// A comma-separated list of names from `allowed` (`sort=-year,title`).
+fn name_list(name: &str, description: &str, allowed: Vec<String>) -> Value {
     json!({
-        "X-Pagination-Total-Count": header("Records matching.", json!({"type": "integer"})),
-        "X-Pagination-Page-Count": header("Pages.", json!({"type": "integer"})),
-        "X-Pagination-Current-Page": header("This page.", json!({"type": "integer"})),
-        "X-Pagination-Per-Page": header("Records per page.", json!({"type": "integer"})),
+        "name": name, "in": "query", "required": false, "description": description,
+        "style": "form", "explode": false,
+        "schema": {"type": "array", "minItems": 1, "maxItems": 200,
+                   "items": {"type": "string", "enum": allowed}}
+    })
+}
+
+fn names(r: &Resource, fields: &[usize]) -> Vec<String> {
+    fields.iter().map(|i| r.fields[*i].name.clone()).collect()
+}
+
+/// `fields=`: the readable fields, the relations and their fields.
+fn fields_param(r: &Resource, policy: &QueryPolicy, shape: &QueryShape) -> Value {
+    let mut allowed = names(r, &policy.readable);
+    for (rel, target) in &shape.relations {
+        allowed.push(rel.clone());
+        allowed.extend(target.iter().map(|f| format!("{rel}.{f}")));
+    }
+    name_list(
+        "fields",
+        "Fields to return, comma-separated: `fields=id,title`. A relation embeds it \
+         (`reviews`), or some of its fields (`reviews.rating`).",
+        allowed,
+    )
+}
+
+fn expand_param(shape: &QueryShape) -> Option<Value> {
+    if shape.relations.is_empty() {
+        return None;
+    }
+    Some(name_list(
+        "expand",
+        "Relations to embed, comma-separated.",
+        shape.relations.iter().map(|(n, _)| n.clone()).collect(),
+    ))
+}
+
+fn sort_param(r: &Resource, policy: &QueryPolicy) -> Option<Value> {
+    if policy.sortable.is_empty() {
+        return None;
+    }
+    let mut allowed = Vec::new();
+    for n in names(r, &policy.sortable) {
+        allowed.push(format!("-{n}"));
+        allowed.push(n);
+    }
+    Some(name_list(
+        "sort",
+        "Sort keys, comma-separated; `-` sorts descending: `sort=-year,title`. \
+         The primary key always breaks ties.",
+        allowed,
+    ))
+}
+
+/// A regular expression for one `q` value of field type `ty`.
+fn search_value(ty: FieldType) -> &'static str {
+    match ty {
+        FieldType::Integer => r"-?[0-9]{1,18}",
+        FieldType::Number => r"-?[0-9]{1,15}(\.[0-9]{1,6})?",
+        FieldType::Boolean => "(true|false|1|0)",
+        FieldType::DateTime => {
+            r"(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?Z"
+        }
+        // `,:()\` are escaped with `\`; `*` is a wildcard.
+        FieldType::String | FieldType::Json => r"([^,:()\\\x00]|\\[,:()\\])*",
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$-".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `q=(title:Dune*,year:1965)`: a pattern over the filterable fields.
+fn q_param(r: &Resource, policy: &QueryPolicy) -> Option<Value> {
+    if policy.filterable.is_empty() {
+        return None;
+    }
+    let pair: Vec<String> = policy
+        .filterable
+        .iter()
+        .map(|i| {
+            let f = &r.fields[*i];
+            format!("{}:{}", regex_escape(&f.name), search_value(f.ty))
+        })
+        .collect();
+    let pair = format!("({})", pair.join("|"));
+    let pattern = format!(r"^\({pair}(,{pair})*\)$");
+    let fields = names(r, &policy.filterable).join(", ");
+    Some(query(
+        "q",
+        &format!(
+            "Search: `(field:value,field:value)`, every pair must hold. A text value \
+             matches exactly, or as a pattern where it has `*` (`title:Du*`); escape \
+             `, : ( ) \\` with `\\`. Fields: {fields}."
+        ),
+        json!({"type": "string", "pattern": pattern}),
+    ))
+}
+
+/// The value a filter condition compares a field of type `ty` with.
+fn filter_value(ty: FieldType) -> Value {
+    match ty {
+        FieldType::Integer => {
+            json!({"type": ["integer", "null"], "minimum": i64::MIN, "maximum": i64::MAX})
+        }
+        FieldType::Number => json!({"type": ["number", "null"]}),
+        FieldType::Boolean => json!({"type": ["boolean", "null"]}),
+        FieldType::DateTime => json!({"type": ["string", "null"], "format": "date-time"}),
+        FieldType::String | FieldType::Json => {
+            json!({"type": ["string", "null"], "pattern": "^[^\\u0000]*$"})
+        }
+    }
+}
+
+/// `filter=` as JSON: an array of conditions (all must hold) or one
+/// condition or group, as a component schema.
+fn filter_schema(r: &Resource, policy: &QueryPolicy) -> Value {
+    let mut conditions = Vec::new();
+    for i in &policy.filterable {
+        let f = &r.fields[*i];
+        let v = filter_value(f.ty);
+        conditions.push(json!({
+            "type": "object", "additionalProperties": false, "required": ["field", "value"],
+            "properties": {
+                "field": {"const": f.name},
+                "operator": {"enum": ["=", "==", "!=", "<>", "<", "<=", ">", ">="]},
+                "value": v
+            }
+        }));
+        conditions.push(json!({
+            "type": "object", "additionalProperties": false, "required": ["field", "operator", "value"],
+            "properties": {
+                "field": {"const": f.name},
+                "operator": {"const": "in"},
+                "value": {"type": "array", "items": v}
+            }
+        }));
+        if matches!(f.ty, FieldType::String | FieldType::Json) {
+            conditions.push(json!({
+                "type": "object", "additionalProperties": false, "required": ["field", "operator", "value"],
+                "properties": {
+                    "field": {"const": f.name},
+                    "operator": {"const": "like"},
+                    "value": {"type": "string", "pattern": "^[^\\u0000]*$"}
+                }
+            }));
+        }
+    }
+    let condition = json!({ "anyOf": conditions });
+    let group = |key: &str| {
+        json!({"type": "object", "additionalProperties": false, "required": [key],
+               "properties": {key: {"type": "array", "items": condition}}})
+    };
+    let node = json!({"anyOf": [
+        condition,
+        group("and"),
+        group("or"),
+        {"type": "object", "additionalProperties": false, "required": ["not"], "properties": {"not": condition}}
+    ]});
+    json!({"anyOf": [{"type": "array", "items": node}, node]})
+}
+
+fn filter_param(name: &str, policy: &QueryPolicy, limits_text: &str) -> Option<Value> {
+    if policy.filterable.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "name": "filter", "in": "query", "required": false,
+        "description": format!(
+            "Filters, in either spelling. JSON (as here): `[{{\"field\":\"year\",\"operator\":\">=\",\"value\":2000}}]`, \
+             with `and`/`or`/`not` groups and the operators = != < <= > >= in like. \
+             Brackets (Yii2 style): `filter[year][gte]=2000`, `filter[title][like]=Dune`, \
+             `filter[author][in][]=A&filter[author][in][]=B`, `filter[or][0][year]=1965`, \
+             `filter[not][year]=2000`; operators eq neq lt lte gt gte like in nin. {limits_text}"),
+        "content": {"application/json": {"schema": schema_ref(name)}}
+    }))
+}
+
+/// Paging as the resource pages, and the other collection parameters.
+fn collection_params(
+    r: &Resource,
+    shape: &QueryShape,
+    filter_name: &str,
+    read: bool,
+) -> Vec<Value> {
+    let policy = &shape.list;
+    let limits_text = format!(
+        "At most {} conditions, nested at most {} deep, {} values per `in`.",
+        policy.limits.max_predicates, policy.limits.max_depth, policy.limits.max_in
+    );
+    let mut params: Vec<Value> = Vec::new();
+    params.extend(q_param(r, policy));
+    params.extend(filter_param(filter_name, policy, &limits_text));
+    if r.sync {
+        params.push(query(
+            "timestamp",
+            "Sync (§6.7): only records changed after this time — Unix seconds, Unix \
+             milliseconds (12 digits or more) or RFC 3339; deleted ids come in `_meta.deleted`.",
+            json!({"anyOf": [
+                {"type": "string", "pattern": "^[0-9]{1,14}$"},
+                {"type": "string", "format": "date-time"}
+            ]}),
+        ));
+    }
+    if !read {
+        return params;
+    }
+    params.push(fields_param(r, policy, shape));
+    params.extend(expand_param(shape));
+    params.extend(sort_param(r, policy));
+    let size = json!({"type": "integer", "minimum": 1, "maximum": u64::MAX});
+    let max = policy.paging.max_per_page;
+    params.push(query(
+        "per-page",
+        &format!("Records per page (default {}; larger sizes are served as {max}).", policy.paging.default_per_page),
+        size.clone(),
+    ));
+    params.push(query("limit", "Records per page; `limit` wins over `per-page`.", size.clone()));
+    if !policy.cursor_by_default {
+        params.push(query("page", "Page number, from 1.", size));
+        params.push(query(
+            "offset",
+            "Records to skip; `offset` wins over `page`.",
+            json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
+        ));
+    }
+    params.push(query(
+        "cursor",
+        "Keyset paging: the opaque value of a previous page's `next` link, or empty to start \
+         from the first page. It is bound to the query (q, filter, sort) it was issued for and \
+         cannot be combined with `page` or `offset`.",
+        json!({"type": "string"}),
+    ));
+    params
+}
+
+fn envelope_param() -> Value {
+    query(
+        "envelope",
+        "`true`: the data comes wrapped — a page as `{_meta, _links, records}`, a record as `{_meta, record}`.",
+        json!({"type": "boolean"}),
+    )
+}
+
+fn type_param() -> Value {
+    query(
+        "type",
+        "The format, instead of `Accept`.",
+        json!({"type": "string", "enum": ["json", "xml", "csv", "html"]}),
+    )
+}
+
+// ------------------------------------------------------------ bodies
+
+/// A form field carries text: `null` cannot be sent (an empty value is
+/// null for non-text fields), so form schemas leave it out.
+fn form_schema(schema: &Value) -> Value {
+    let mut s = schema.clone();
+    if let Some(props) = s.get_mut("properties").and_then(Value::as_object_mut) {
+        for p in props.values_mut() {
+            if let Some(Value::Array(types)) = p.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types[0].clone();
+                    p["type"] = only;
+                }
+            }
+            if let Some(Value::Array(e)) = p.get_mut("enum") {
+                e.retain(|v| !v.is_null());
+            }
+        }
+    }
+    s
+}
+
+/// A merge patch (RFC 7396): any subset of the replaceable fields.
+fn patch_schema(update: &Value) -> Value {
+    let mut s = update.clone();
+    if let Some(m) = s.as_object_mut() {
+        m.remove("required");
+    }
+    s
+}
+
+/// Bulk replace: each item is a replacement with the record's key.
+fn bulk_schema(update: &Value, r: &Resource) -> Value {
+    let mut item = update.clone();
+    let pk = r.pk();
+    let mut key = field_schema(pk);
+    if let Some(m) = key.as_object_mut() {
+        m.remove("readOnly");
+    }
+    item["properties"][&pk.name] = key;
+    match item.get_mut("required").and_then(Value::as_array_mut) {
+        Some(req) => req.insert(0, json!(pk.name)),
+        None => item["required"] = json!([pk.name]),
+    }
+    json!({"type": "array", "maxItems": crate::controller::table::MAX_BULK, "uniqueItems": true,
+           "description": format!("Each record at most once (by `{}`); all are written or none.", pk.name),
+           "items": item})
+}
+
+/// Text values are stored as sent, so NUL (which SQLite truncates at and
+/// PostgreSQL refuses) is refused in every string a body carries.
+fn without_nul(schema: &mut Value) {
+    let Some(m) = schema.as_object_mut() else {
+        return;
+    };
+    let text = match m.get("type") {
+        Some(Value::String(t)) => t == "string",
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+        _ => false,
+    };
+    if text && !m.contains_key("format") {
+        let no_nul = json!({"pattern": "^[^\\u0000]*$"});
+        if m.contains_key("pattern") {
+            m.insert("allOf".into(), json!([no_nul]));
+        } else {
+            m.insert("pattern".into(), no_nul["pattern"].clone());
+        }
+    }
+    for key in ["properties"] {
+        if let Some(Value::Object(props)) = m.get_mut(key) {
+            props.values_mut().for_each(without_nul);
+        }
+    }
+    if let Some(items) = m.get_mut("items") {
+        without_nul(items);
+    }
+}
+
+fn body(mut schema: Value, patch: bool, form: bool) -> Value {
+    without_nul(&mut schema);
+    let mut media = Map::new();
+    if patch {
+        media.insert(
+            "application/merge-patch+json".into(),
+            json!({ "schema": schema }),
+        );
+    }
+    if form {
+        media.insert(
+            "application/x-www-form-urlencoded".into(),
+            json!({ "schema": form_schema(&schema) }),
+        );
+    }
+    media.insert("application/json".into(), json!({ "schema": schema }));
+    json!({"required": true, "content": media})
+}
+
+// ------------------------------------------------------------ responses
+
+fn paging_headers(r: &Resource) -> Value {
+    let int = || json!({"type": "integer"});
+    let mut h = json!({
+        "X-Pagination-Total-Count": header("Records matching (unless counting is off).", int()),
+        "X-Pagination-Page-Count": header("Pages.", int()),
+        "X-Pagination-Current-Page": header("This page.", int()),
+        "X-Pagination-Per-Page": header("Records per page.", int()),
         "Link": header("RFC 8288 links: self, first, prev, next, last.", json!({"type": "string"})),
         "ETag": header("Strong entity tag of this representation.", json!({"type": "string"})),
         "X-Request-Id": header("The request's id.", json!({"type": "string"}))
-    })
+    });
+    if r.sync {
+        h["X-Sync-Timestamp"] = header(
+            "Pass as `timestamp` on the next sync.",
+            json!({"type": "string"}),
+        );
+    }
+    h
 }
 
 fn record_headers() -> Value {
@@ -206,19 +569,30 @@ fn record_headers() -> Value {
     })
 }
 
-fn errors(statuses: &[&str]) -> Map<String, Value> {
-    let mut m = Map::new();
-    for s in statuses {
-        m.insert(
-            (*s).to_string(),
-            json!({"$ref": "#/components/responses/Error"}),
-        );
-    }
-    m
+/// A record's JSON, bare or in its envelope (`envelope=true`).
+fn record_or_envelope(record: &Value) -> Value {
+    json!({"anyOf": [
+        record,
+        {"type": "object", "required": ["_meta", "record"], "properties": {
+            "_meta": {"type": "object"}, "record": record}}
+    ]})
+}
+
+fn page_or_envelope(record: &Value) -> Value {
+    let list = json!({"type": "array", "items": record});
+    json!({"anyOf": [
+        list,
+        {"type": "object", "required": ["_meta", "_links", "records"], "properties": {
+            "_meta": schema_ref("PageMeta"), "_links": schema_ref("PageLinks"), "records": list}}
+    ]})
+}
+
+fn operation_id(method: &str, template: &str) -> String {
+    format!("{method}{}", template.replace(['/', '{', '}', '-', '.'], "_"))
 }
 
 /// The document for `routes`, under `settings`.
-pub fn document(routes: &[std::sync::Arc<Route>], settings: &Settings) -> Value {
+pub fn document(routes: &[Arc<Route>], settings: &Settings) -> Value {
     let mut paths = Map::new();
     let mut schemas = Map::new();
     schemas.insert("Error".into(), json!({
@@ -230,11 +604,22 @@ pub fn document(routes: &[std::sync::Arc<Route>], settings: &Settings) -> Value 
             "error": {"type": "integer"}, "errorCode": {"type": "string"},
             "userMessage": {"type": "string"}, "devMessage": {"type": "string"},
             "more": {"type": "string"}, "requestId": {"type": "string"},
-            "errors": {"type": "array", "items": {"type": "object", "properties": {
+            "errors": {"type": "array", "items": {"type": "object",
+                "required": ["field", "code", "message"], "properties": {
                 "field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}}}}
         }
     }));
+    envelope_schemas(&mut schemas);
+    let mut tags: Vec<Value> = Vec::new();
     for route in routes {
+        let prefix = &route.module.prefix;
+        if !tags.iter().any(|t| t["name"] == prefix.as_str()) {
+            let mut tag = json!({"name": prefix});
+            if !route.module.description.is_empty() {
+                tag["description"] = json!(route.module.description);
+            }
+            tags.push(tag);
+        }
         let mut item = Map::new();
         let params: Vec<Value> = route
             .param_names
@@ -245,94 +630,143 @@ pub fn document(routes: &[std::sync::Arc<Route>], settings: &Settings) -> Value 
             item.insert("parameters".into(), Value::Array(params));
         }
         for e in &route.endpoints {
-            let mut op = Map::new();
             let method = e.method.as_str().to_ascii_lowercase();
+            let mut op = Map::new();
+            // A collection's DELETE is named apart from a record's.
+            let delete_all = matches!(
+                e.target,
+                Target::Operation {
+                    op: Operation::DeleteAll,
+                    ..
+                }
+            );
+            let id_method = if delete_all { "deleteAll" } else { &method };
             op.insert(
                 "operationId".into(),
-                json!(format!(
-                    "{method}{}",
-                    route.template.replace(['/', '{', '}', '-', '.'], "_")
-                )),
+                json!(operation_id(id_method, &route.template)),
             );
-            op.insert("tags".into(), json!([route.module.prefix]));
-            let mut responses = errors(&["400", "401", "403", "404", "406", "429", "500", "503"]);
+            op.insert("tags".into(), json!([prefix]));
+            let mut responses = errors(COMMON_ERRORS);
             match &e.target {
                 Target::Operation { controller, op: o } => {
+                    let o = *o;
                     let resource = controller.resource();
-                    let name = resource.map(|r| schema_name(r, &route.module.prefix));
+                    let shape = controller.query_shape();
+                    let name = resource.map(|r| schema_name(r, prefix));
                     if let (Some(r), Some(n)) = (resource, &name) {
-                        schemas.entry(n.clone()).or_insert_with(|| record_schema(r));
+                        schemas
+                            .entry(n.clone())
+                            .or_insert_with(|| record_schema(r, shape.as_ref()));
+                        if let Some(s) = &shape {
+                            schemas
+                                .entry(format!("{n}Filter"))
+                                .or_insert_with(|| filter_schema(r, &s.list));
+                        }
                     }
                     let record = name
-                        .as_ref()
-                        .map(|n| json!({"$ref": format!("#/components/schemas/{n}")}))
+                        .as_deref()
+                        .map(schema_ref)
                         .unwrap_or(json!({"type": "object"}));
-                    op.insert("summary".into(), json!(format!("{o:?} {}", route.template)));
-                    if let Some(schema) = controller.input_schema(*o) {
-                        let body = if *o == Operation::BulkUpdate {
-                            json!({"type": "array", "items": schema})
-                        } else {
-                            schema.clone()
-                        };
-                        let media = if *o == Operation::Patch {
-                            json!({"application/merge-patch+json": {"schema": body}, "application/json": {"schema": body}})
-                        } else {
-                            json!({"application/json": {"schema": body}, "application/x-www-form-urlencoded": {"schema": body}})
-                        };
-                        op.insert(
-                            "requestBody".into(),
-                            json!({"required": true, "content": media}),
-                        );
-                        responses.extend(errors(&["409", "412", "413", "415", "422"]));
+                    let noun = resource.map(|r| r.name.as_str()).unwrap_or("resource");
+                    op.insert("summary".into(), json!(summary(o, noun)));
+                    if let Some(d) = resource.map(|r| &r.description).filter(|d| !d.is_empty()) {
+                        op.insert("description".into(), json!(d));
                     }
+                    let mut params = Vec::new();
+                    if let (Some(r), Some(s), Some(n)) = (resource, &shape, &name) {
+                        let filter = format!("{n}Filter");
+                        match o {
+                            Operation::Find => {
+                                params = collection_params(r, s, &filter, true);
+                                params.push(envelope_param());
+                                params.push(type_param());
+                            }
+                            Operation::DeleteAll => {
+                                params = collection_params(r, s, &filter, false);
+                                params.push(query(
+                                    "all",
+                                    "`true` deletes every record; without it, `q` or `filter` must say which.",
+                                    json!({"type": "boolean"}),
+                                ));
+                            }
+                            Operation::Fetch => {
+                                params.push(fields_param(r, &s.view, s));
+                                params.extend(expand_param(s));
+                                params.push(envelope_param());
+                                params.push(type_param());
+                            }
+                            _ => {
+                                params.push(envelope_param());
+                                params.push(type_param());
+                            }
+                        }
+                    }
+                    if !params.is_empty() {
+                        op.insert("parameters".into(), Value::Array(params));
+                    }
+                    if let Some(schema) = controller.input_schema(o) {
+                        let request = match (o, resource) {
+                            (Operation::BulkUpdate, Some(r)) => {
+                                body(bulk_schema(schema, r), false, false)
+                            }
+                            (Operation::Patch, _) => {
+                                // An empty patch changes nothing, as `{}` does.
+                                let mut b = body(patch_schema(schema), true, true);
+                                b["required"] = json!(false);
+                                b
+                            }
+                            _ => body(schema.clone(), false, true),
+                        };
+                        op.insert("requestBody".into(), request);
+                        responses.extend(errors(BODY_ERRORS));
+                    }
+                    let not_modified = json!({"description": "Not modified (If-None-Match)."});
                     match o {
                         Operation::Find => {
-                            op.insert("parameters".into(), Value::Array(collection_parameters()));
+                            let headers = resource.map(|r| paging_headers(r)).unwrap_or(json!({}));
                             responses.insert(
                                 "200".into(),
-                                json!({
-                                    "description": "A page of records.",
-                                    "headers": paging_headers(),
-                                    "content": content(json!({"type": "array", "items": record}))
-                                }),
+                                json!({"description": "A page of records.", "headers": headers,
+                                       "content": content(page_or_envelope(&record))}),
                             );
-                            responses.insert("304".into(), json!({"description": "Not modified."}));
+                            responses.insert("304".into(), not_modified);
                         }
                         Operation::Fetch => {
                             responses.insert(
                                 "200".into(),
-                                json!({
-                                    "description": "The record.", "headers": record_headers(),
-                                    "content": content(record)
-                                }),
+                                json!({"description": "The record.", "headers": record_headers(),
+                                       "content": content(record_or_envelope(&record))}),
                             );
-                            responses.insert("304".into(), json!({"description": "Not modified."}));
+                            responses.insert("304".into(), not_modified);
                         }
                         Operation::Create => {
                             responses.insert("201".into(), json!({
                                 "description": "Created.",
                                 "headers": {"Location": header("The new record's URL.", json!({"type": "string"}))},
-                                "content": content(record)
+                                "content": content(record_or_envelope(&record))
                             }));
                         }
                         Operation::Update | Operation::Patch => {
-                            responses.insert("200".into(), json!({"description": "The record as stored.", "content": content(record)}));
+                            responses.insert("200".into(), json!({"description": "The record as stored.",
+                                "content": content(record_or_envelope(&record))}));
                             responses.insert(
                                 "204".into(),
                                 json!({"description": "Stored (Prefer: return=minimal)."}),
                             );
                         }
                         Operation::BulkUpdate => {
-                            responses.insert("200".into(), json!({"description": "The records as stored.", "content": content(json!({"type": "array", "items": record}))}));
+                            let list = json!({"type": "array", "items": record});
+                            responses.insert("200".into(), json!({"description": "The records as stored, in the order sent.",
+                                "content": content(json!({"anyOf": [list, {"type": "object", "required": ["_meta", "records"],
+                                    "properties": {"_meta": {"type": "object"}, "records": list}}]}))}));
                         }
-                        Operation::Delete | Operation::DeleteAll => {
-                            if *o == Operation::DeleteAll {
-                                op.insert(
-                                    "parameters".into(),
-                                    Value::Array(collection_parameters()),
-                                );
-                            }
+                        Operation::Delete => {
                             responses.insert("204".into(), json!({"description": "Deleted."}));
+                        }
+                        Operation::DeleteAll => {
+                            responses.insert("200".into(), json!({"description": "How many were deleted.",
+                                "content": content(json!({"type": "object", "required": ["deleted"],
+                                    "properties": {"deleted": {"type": "integer", "minimum": 0}}}))}));
                         }
                     }
                 }
@@ -343,16 +777,17 @@ pub fn document(routes: &[std::sync::Arc<Route>], settings: &Settings) -> Value 
                         action.summary.clone()
                     };
                     op.insert("summary".into(), json!(summary));
+                    if !action.description.is_empty() {
+                        op.insert("description".into(), json!(action.description));
+                    }
+                    op.insert("parameters".into(), json!([envelope_param(), type_param()]));
                     if let Some(s) = schema {
                         if e.method != http::Method::GET {
-                            op.insert(
-                                "requestBody".into(),
-                                json!({"required": false, "content": {
-                                "application/json": {"schema": s.source},
-                                "application/x-www-form-urlencoded": {"schema": s.source}}}),
-                            );
+                            let mut b = body(s.source.clone(), false, true);
+                            b["required"] = json!(false);
+                            op.insert("requestBody".into(), b);
                         }
-                        responses.extend(errors(&["422"]));
+                        responses.extend(errors(&["413", "415", "422"]));
                     }
                     responses.insert("200".into(), json!({"description": "The action's result.", "content": content(json!({}))}));
                 }
@@ -370,7 +805,143 @@ pub fn document(routes: &[std::sync::Arc<Route>], settings: &Settings) -> Value 
         }
         paths.insert(route.template.clone(), Value::Object(item));
     }
+    link_creates_to_records(routes, &mut paths);
     own_paths(&mut paths, settings);
+    let info = &settings.info;
+    let mut info_doc = json!({"title": info.title, "version": info.version});
+    if !info.description.is_empty() {
+        info_doc["description"] = json!(info.description);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": info_doc,
+        "servers": [{"url": server_url(settings)}],
+        "tags": tags,
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": {"Error": {
+                "description": "An error (§7), in the negotiated format.",
+                "headers": {"X-Request-Id": header("The request's id, also in the body.", json!({"type": "string"}))},
+                "content": error_content()}},
+            "securitySchemes": security_schemes(settings)
+        }
+    })
+}
+
+fn summary(op: Operation, noun: &str) -> String {
+    match op {
+        Operation::Find => format!("List {noun}"),
+        Operation::Fetch => format!("Fetch one of {noun}"),
+        Operation::Create => format!("Create one of {noun}"),
+        Operation::Update => format!("Replace one of {noun}"),
+        Operation::Patch => format!("Change one of {noun} (merge patch)"),
+        Operation::Delete => format!("Delete one of {noun}"),
+        Operation::BulkUpdate => format!("Replace many {noun} at once"),
+        Operation::DeleteAll => format!("Delete the {noun} matching a filter"),
+    }
+}
+
+fn server_url(settings: &Settings) -> String {
+    if settings.server.public_url.is_empty() {
+        format!("http://{}", settings.server.bind)
+    } else {
+        settings.server.public_url.trim_end_matches('/').to_string()
+    }
+}
+
+/// OpenAPI links from each create (201) to its record's operations, with
+/// the new key from the body and the parents' keys from the request.
+fn link_creates_to_records(routes: &[Arc<Route>], paths: &mut Map<String, Value>) {
+    for route in routes.iter().filter(|r| !r.record) {
+        let Some(create) = route.endpoints.iter().find(|e| {
+            matches!(
+                e.target,
+                Target::Operation {
+                    op: Operation::Create,
+                    ..
+                }
+            )
+        }) else {
+            continue;
+        };
+        let Target::Operation { controller, .. } = &create.target else {
+            continue;
+        };
+        let Some(r) = controller.resource() else {
+            continue;
+        };
+        let Some(record) = routes.iter().find(|x| {
+            x.record
+                && x.param_names.len() == route.param_names.len() + 1
+                && x.template.rsplit_once('/').map(|(head, _)| head) == Some(&route.template)
+        }) else {
+            continue;
+        };
+        let id_param = record.param_names.last().cloned().unwrap_or_default();
+        let mut links = Map::new();
+        for e in &record.endpoints {
+            let method = e.method.as_str().to_ascii_lowercase();
+            let mut parameters = Map::new();
+            for p in &route.param_names {
+                parameters.insert(p.clone(), json!(format!("$request.path.{p}")));
+            }
+            parameters.insert(
+                id_param.clone(),
+                json!(format!("$response.body#/{}", r.pk().name)),
+            );
+            let name = format!("{}{}", e.method.as_str(), r.name.replace(['-', '_'], ""));
+            links.insert(
+                name,
+                json!({"operationId": operation_id(&method, &record.template), "parameters": parameters}),
+            );
+        }
+        // The new record's children: its nested collections.
+        for child in routes.iter().filter(|x| {
+            !x.record
+                && x.module.prefix == route.module.prefix
+                && x.param_names.len() == route.param_names.len() + 1
+                && x.endpoints.iter().any(|e| match &e.target {
+                    Target::Operation { controller, .. } => controller
+                        .resource()
+                        .and_then(|c| c.parent.as_ref())
+                        .is_some_and(|p| p.resource == r.name),
+                    Target::Action { .. } => false,
+                })
+        }) {
+            for e in &child.endpoints {
+                let method = e.method.as_str().to_ascii_lowercase();
+                let mut parameters = Map::new();
+                for (p, own) in child.param_names.iter().zip(&route.param_names) {
+                    parameters.insert(p.clone(), json!(format!("$request.path.{own}")));
+                }
+                if let Some(last) = child.param_names.last() {
+                    parameters.insert(
+                        last.clone(),
+                        json!(format!("$response.body#/{}", r.pk().name)),
+                    );
+                }
+                let tail = child.template.rsplit('/').next().unwrap_or_default();
+                links.insert(
+                    format!("{}{}", e.method.as_str(), tail.replace(['-', '_'], "")),
+                    json!({"operationId": operation_id(
+                        if matches!(e.target, Target::Operation { op: Operation::DeleteAll, .. }) { "deleteAll" } else { &method },
+                        &child.template), "parameters": parameters}),
+                );
+            }
+        }
+        if let Some(created) = paths
+            .get_mut(&route.template)
+            .and_then(|i| i.get_mut("post"))
+            .and_then(|o| o.get_mut("responses"))
+            .and_then(|r| r.get_mut("201"))
+        {
+            created["links"] = Value::Object(links);
+        }
+    }
+}
+
+fn security_schemes(settings: &Settings) -> Value {
     let issuer = settings.auth.issuer.trim_end_matches('/');
     let prefix = &settings.auth.prefix;
     let mut flows = Map::new();
@@ -378,93 +949,197 @@ pub fn document(routes: &[std::sync::Arc<Route>], settings: &Settings) -> Value 
     let auth_url = format!("{issuer}{prefix}/authorize");
     let scopes = json!({"basic": "Read.", "write": "Create, change and delete."});
     for grant in &settings.auth.grants {
-        match grant.as_str() {
-            "password" => {
-                flows.insert(
-                    "password".into(),
-                    json!({"tokenUrl": token_url, "refreshUrl": token_url, "scopes": scopes}),
-                );
-            }
-            "client_credentials" => {
-                flows.insert(
-                    "clientCredentials".into(),
-                    json!({"tokenUrl": token_url, "scopes": scopes}),
-                );
-            }
-            "authorization_code" => {
-                flows.insert("authorizationCode".into(), json!({"authorizationUrl": auth_url, "tokenUrl": token_url, "refreshUrl": token_url, "scopes": scopes}));
-            }
-            "implicit" => {
-                flows.insert(
-                    "implicit".into(),
-                    json!({"authorizationUrl": auth_url, "scopes": scopes}),
-                );
-            }
-            _ => {}
+        let flow = match grant.as_str() {
+            "password" => Some((
+                "password",
+                json!({"tokenUrl": token_url, "refreshUrl": token_url, "scopes": scopes}),
+            )),
+            "client_credentials" => Some((
+                "clientCredentials",
+                json!({"tokenUrl": token_url, "scopes": scopes}),
+            )),
+            "authorization_code" => Some(("authorizationCode", json!({"authorizationUrl": auth_url,
+                "tokenUrl": token_url, "refreshUrl": token_url, "scopes": scopes}))),
+            "implicit" => Some((
+                "implicit",
+                json!({"authorizationUrl": auth_url, "scopes": scopes}),
+            )),
+            _ => None,
+        };
+        if let Some((name, flow)) = flow {
+            flows.insert(name.into(), flow);
         }
     }
-    let server = if settings.server.public_url.is_empty() {
-        format!("http://{}", settings.server.bind)
-    } else {
-        settings.server.public_url.trim_end_matches('/').to_string()
-    };
     json!({
-        "openapi": "3.1.0",
-        "info": {"title": "restkit API", "version": env!("CARGO_PKG_VERSION")},
-        "servers": [{"url": server}],
-        "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "parameters": collection_parameter_definitions(),
-            "responses": {"Error": {"description": "An error (§7), in the negotiated format.", "content": error_content()}},
-            "securitySchemes": {
-                "oauth2": {"type": "oauth2", "flows": flows},
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-            }
-        }
+        "oauth2": {"type": "oauth2", "flows": flows},
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     })
 }
 
-/// restkit's own endpoints: health, OAuth2, well-known documents.
+/// Text without NUL, as every OAuth2 parameter must be.
+fn oauth_text() -> Value {
+    json!({"type": "string", "pattern": "^[^\\u0000]*$"})
+}
+
+/// The token endpoint's form: one shape per grant the server enables.
+fn token_form(settings: &Settings) -> Value {
+    let t = oauth_text;
+    let client = json!({"client_id": t(), "client_secret": t(), "scope": t()});
+    let mut variants = Vec::new();
+    for grant in &settings.auth.grants {
+        let (required, extra): (&[&str], Value) = match grant.as_str() {
+            "password" => (
+                &["username", "password"],
+                json!({"username": t(), "password": t()}),
+            ),
+            "client_credentials" => (&[], json!({})),
+            "refresh_token" => (&["refresh_token"], json!({"refresh_token": t()})),
+            "authorization_code" => (
+                &["code"],
+                json!({"code": t(), "redirect_uri": t(), "code_verifier": t()}),
+            ),
+            _ => continue,
+        };
+        let mut props = client.clone();
+        props["grant_type"] = json!({"const": grant});
+        if let Some(m) = extra.as_object() {
+            for (k, v) in m {
+                props[k] = v.clone();
+            }
+        }
+        let mut req = vec![json!("grant_type")];
+        req.extend(required.iter().map(|r| json!(r)));
+        variants.push(json!({"type": "object", "required": req, "properties": props,
+                             "additionalProperties": t(), "propertyNames": t()}));
+    }
+    json!({"oneOf": variants})
+}
+
+/// restkit's own endpoints: health, OAuth2, well-known documents, docs.
 fn own_paths(paths: &mut Map<String, Value>, settings: &Settings) {
     let prefix = &settings.auth.prefix;
     let json_ok = |d: &str| json!({"200": {"description": d, "content": {"application/json": {"schema": {"type": "object"}}}}});
     let oauth_error = json!({"description": "An OAuth2 error (RFC 6749 §5.2).", "content": {"application/json": {"schema": {
         "type": "object", "required": ["error"], "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}}}}}});
-    let form = json!({"required": true, "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object", "additionalProperties": {"type": "string"}}}}});
-    paths.insert("/health".into(), json!({"get": {"operationId": "health", "summary": "Liveness and database check.", "security": [{}], "responses": json_ok("Healthy.")}}));
-    for (path, id, summary) in [
-        ("access_token", "token", "OAuth2 token endpoint (RFC 6749)."),
-        ("revoke", "revoke", "Token revocation (RFC 7009)."),
+    let form = |schema: Value| json!({"required": true, "content": {"application/x-www-form-urlencoded": {"schema": schema}}});
+    let token_form_body = |required: &[&str]| {
+        form(json!({"type": "object", "required": required,
+            "properties": {"token": oauth_text(), "token_type_hint": {"enum": ["access_token", "refresh_token"]},
+                           "client_id": oauth_text(), "client_secret": oauth_text()},
+            "additionalProperties": oauth_text(), "propertyNames": oauth_text()}))
+    };
+    let html = json!({"text/html": {"schema": {"type": "string"}}});
+    paths.insert("/health".into(), json!({"get": {"operationId": "health", "summary": "Liveness and database check.",
+        "security": [{}], "responses": json_ok("Healthy.")}}));
+    for (path, id, summary, body) in [
+        (
+            "access_token",
+            "token",
+            "OAuth2 token endpoint (RFC 6749): one form per grant.",
+            form(token_form(settings)),
+        ),
+        (
+            "revoke",
+            "revoke",
+            "Token revocation (RFC 7009).",
+            token_form_body(&["token"]),
+        ),
         (
             "introspect",
             "introspect",
-            "Token introspection (RFC 7662).",
+            "Token introspection (RFC 7662); needs client authentication.",
+            token_form_body(&["token"]),
         ),
     ] {
         let mut responses = json_ok("Success.");
         responses["400"] = oauth_error.clone();
         responses["401"] = oauth_error.clone();
+        responses["413"] = json!({"$ref": "#/components/responses/Error"});
+        responses["415"] = oauth_error.clone();
         paths.insert(
             format!("{prefix}/{path}"),
-            json!({"post": {
-            "operationId": id, "summary": summary, "security": [{}],
-            "requestBody": form, "responses": responses}}),
+            json!({"post": {"operationId": id, "summary": summary, "security": [{}],
+                            "requestBody": body, "responses": responses}}),
         );
     }
+    let t = oauth_text;
+    let authorize_params: Vec<Value> = [
+        ("response_type", true, json!({"enum": ["code", "token"]})),
+        ("client_id", true, t()),
+        ("redirect_uri", false, t()),
+        ("scope", false, t()),
+        ("state", false, t()),
+        ("code_challenge", false, t()),
+        ("code_challenge_method", false, json!({"const": "S256"})),
+    ]
+    .into_iter()
+    .map(|(n, required, s)| json!({"name": n, "in": "query", "required": required, "schema": s}))
+    .collect();
     paths.insert(format!("{prefix}/authorize"), json!({
-        "get": {"operationId": "authorizeForm", "summary": "Sign-in and consent page.", "security": [{}],
-                "responses": {"200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}},
+        "get": {"operationId": "authorizeForm", "summary": "Sign-in and consent page (authorization code and implicit grants).",
+                "security": [{}], "parameters": authorize_params,
+                "responses": {"200": {"description": "The page.", "content": html},
                               "302": {"description": "Back to the client with an error."},
-                              "400": {"description": "A request that cannot be redirected.", "content": {"text/html": {"schema": {"type": "string"}}}}}},
-        "post": {"operationId": "authorizeDecide", "summary": "Sign in and decide.", "security": [{}], "requestBody": form,
+                              "400": {"description": "An unknown client or redirect URI: not redirected.", "content": html}}},
+        "post": {"operationId": "authorizeDecide", "summary": "Sign in and decide.", "security": [{}],
+                 "requestBody": form(json!({"type": "object", "additionalProperties": t(), "propertyNames": t()})),
                  "responses": {"302": {"description": "Back to the client with a code, a token or an error."},
-                               "401": {"description": "Wrong credentials: the form again.", "content": {"text/html": {"schema": {"type": "string"}}}},
-                               "403": {"description": "The form's CSRF token did not match.", "content": {"text/html": {"schema": {"type": "string"}}}}}}
+                               "400": {"description": "An unknown client or redirect URI: not redirected.", "content": html},
+                               "401": {"description": "Wrong credentials: the form again.", "content": html},
+                               "403": {"description": "The form's CSRF token did not match.", "content": html},
+                               "413": {"$ref": "#/components/responses/Error"},
+                               "415": {"description": "Not a form.", "content": html}}}
     }));
     paths.insert("/.well-known/jwks.json".into(), json!({"get": {"operationId": "jwks", "summary": "Public keys (RFC 7517).", "security": [{}], "responses": json_ok("The key set.")}}));
     paths.insert("/.well-known/oauth-authorization-server".into(), json!({"get": {"operationId": "oauthMetadata", "summary": "Authorization server metadata (RFC 8414).", "security": [{}], "responses": json_ok("The metadata.")}}));
     paths.insert("/docs".into(), json!({"get": {"operationId": "docs", "summary": "This reference as an HTML page.", "security": [{}],
-        "responses": {"200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}}}}));
+        "responses": {"200": {"description": "The page.", "content": html}}}}));
     paths.insert("/openapi.json".into(), json!({"get": {"operationId": "openapi", "summary": "This document.", "security": [{}], "responses": json_ok("The document.")}}));
+}
+
+/// Per route template, what OPTIONS answers (§11): the route's methods,
+/// each with its summary, scope, parameters, input schema and statuses —
+/// cut from `doc` once at start-up.
+pub fn describe_routes(routes: &[Arc<Route>], doc: &Value) -> HashMap<String, Arc<Value>> {
+    let mut out = HashMap::new();
+    for route in routes {
+        let item = &doc["paths"][&route.template];
+        let path_params = item["parameters"].as_array().cloned().unwrap_or_default();
+        let methods: Vec<Value> = route
+            .endpoints
+            .iter()
+            .map(|e| {
+                let op = &item[e.method.as_str().to_ascii_lowercase()];
+                let mut params = path_params.clone();
+                params.extend(op["parameters"].as_array().cloned().unwrap_or_default());
+                let mut m = json!({
+                    "method": e.method.as_str(),
+                    "summary": op["summary"],
+                    "scope": e.scope,
+                    "parameters": params,
+                    "responses": op["responses"].as_object().map(|r| r.keys().cloned().collect::<Vec<_>>()),
+                });
+                if let Some(d) = op.get("description") {
+                    m["description"] = d.clone();
+                }
+                if let Some(input) = op["requestBody"]["content"].get("application/json") {
+                    m["input"] = input["schema"].clone();
+                }
+                match &e.target {
+                    Target::Operation { op, .. } => m["operation"] = json!(format!("{op:?}")),
+                    Target::Action { action, .. } => m["handler"] = json!(action.handler),
+                }
+                m
+            })
+            .collect();
+        out.insert(
+            route.template.clone(),
+            Arc::new(json!({
+                "path": route.template,
+                "allow": route.allow.to_str().unwrap_or(""),
+                "methods": methods,
+            })),
+        );
+    }
+    out
 }

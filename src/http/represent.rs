@@ -11,7 +11,7 @@ use axum::response::Response;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::routes::{allow_header, describe, Route};
+use super::routes::{allow_header, Route};
 use crate::controller::{Ctx, Page, Reply};
 use crate::format::json::camel_keys;
 use crate::format::{Content, Representation};
@@ -131,8 +131,9 @@ pub fn strip_body(res: &mut Response) {
 }
 
 /// OPTIONS: `Allow` and a description of the route.
-pub fn options(route: &Route) -> Representation {
-    let mut repr = represented(StatusCode::OK, Content::Value(describe(route)));
+pub fn options(route: &Route, description: Option<&std::sync::Arc<Value>>) -> Representation {
+    let body = description.map(|d| Value::clone(d)).unwrap_or(Value::Null);
+    let mut repr = represented(StatusCode::OK, Content::Value(body));
     let (k, v) = allow_header(route);
     repr.headers.insert(k, v);
     repr

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use http::{header, HeaderValue, Method};
 use indexmap::IndexMap;
-use serde_json::{json, Value};
+
 
 use crate::controller::table::{TableController, TableOptions};
 use crate::controller::{ActionHandler, Controller, Operation};
@@ -70,6 +70,8 @@ pub struct ModuleInfo {
     pub cors: crate::model::ModuleCors,
     /// The credential kinds it accepts (§8.4); `None`: the default.
     pub credentials: Option<crate::model::Credentials>,
+    /// For the documentation (§11).
+    pub description: String,
 }
 
 /// One path and everything served there.
@@ -241,6 +243,7 @@ pub fn build(
             convert_snake_case: module.convert_snake_case,
             cors: module.cors.clone(),
             credentials: module.credentials,
+            description: module.description.clone(),
         });
         for r in &module.resources {
             let place = format!("{} resource '{}'", module.prefix, r.name);
@@ -377,36 +380,6 @@ pub fn table_text(routes: &[Route]) -> String {
         .map(|(m, p, h, s)| format!("{m:w0$}  {p:w1$}  {h:w2$}  {s}\n"))
         .collect()
 }
-/// Body of OPTIONS: the route described (§11, basic form).
-pub fn describe(route: &Route) -> Value {
-    let methods: Vec<Value> = route
-        .endpoints
-        .iter()
-        .map(|e| {
-            let mut m = json!({"method": e.method.as_str(), "scope": e.scope});
-            match &e.target {
-                Target::Operation { controller, op } => {
-                    m["operation"] = json!(format!("{op:?}"));
-                    if let Some(schema) = controller.input_schema(*op) {
-                        m["input"] = schema.clone();
-                    }
-                }
-                Target::Action { action, .. } => {
-                    m["handler"] = json!(action.handler);
-                    if let Some(s) = &action.input {
-                        m["input"] = s.clone();
-                    }
-                    if !action.summary.is_empty() {
-                        m["summary"] = json!(action.summary);
-                    }
-                }
-            }
-            m
-        })
-        .collect();
-    json!({"path": route.template, "allow": route.allow.to_str().unwrap_or(""), "methods": methods})
-}
-
 pub fn allow_header(route: &Route) -> (header::HeaderName, HeaderValue) {
     (header::ALLOW, route.allow.clone())
 }

@@ -55,7 +55,14 @@ impl Module {
             actions: Vec::new(),
             cors: Default::default(),
             credentials: None,
+            description: String::new(),
         }
+    }
+
+    /// What the module is, for the generated documentation (§11).
+    pub fn description(mut self, text: &str) -> Self {
+        self.description = text.to_string();
+        self
     }
 
     /// The credential kinds this module's routes accept (§8.4).
@@ -92,12 +99,19 @@ impl Module {
             input: None,
             scope: None,
             summary: String::new(),
+            description: String::new(),
         });
         self
     }
 }
 
 impl Resource {
+    /// What the resource holds, for the generated documentation (§11).
+    pub fn description(mut self, text: &str) -> Self {
+        self.description = text.to_string();
+        self
+    }
+
     pub fn field(mut self, f: Field) -> Self {
         self.fields.push(f);
         self
@@ -167,12 +181,19 @@ impl Resource {
             input: None,
             scope: None,
             summary: String::new(),
+            description: String::new(),
         });
         self
     }
 }
 
 impl Field {
+    /// What the value means, for the generated documentation (§11).
+    pub fn description(mut self, text: &str) -> Self {
+        self.description = text.to_string();
+        self
+    }
+
     pub fn primary_key(mut self) -> Self {
         self.primary_key = true;
         self

@@ -47,6 +47,8 @@ pub struct Module {
     /// The credential kinds its routes accept (§8.4); `None`: Bearer,
     /// Basic, and `?access-token=` as `auth.query_param_token` says.
     pub credentials: Option<Credentials>,
+    /// What the module is, for the generated documentation (§11).
+    pub description: String,
 }
 
 /// Credential kinds a module accepts (§8.4).
@@ -203,6 +205,8 @@ pub struct Resource {
     pub controller: Option<String>,
     /// Module prefix this resource belongs to; filled in by validation.
     pub module_prefix: String,
+    /// What the resource holds, for the generated documentation (§11).
+    pub description: String,
 }
 
 /// How totals are counted (§5.2).
@@ -300,6 +304,8 @@ pub struct Field {
     pub created_at: bool,
     /// Set by restkit on every write.
     pub updated_at: bool,
+    /// What the value means, for the generated documentation (§11).
+    pub description: String,
 }
 
 impl Field {
@@ -324,6 +330,7 @@ impl Field {
             default: None,
             created_at: false,
             updated_at: false,
+            description: String::new(),
         }
     }
 
@@ -395,7 +402,9 @@ pub struct Action {
     pub input: Option<Value>,
     /// Scope required; `None` takes the read/write default.
     pub scope: Option<String>,
+    /// One line for the documentation (§11); `description` says more.
     pub summary: String,
+    pub description: String,
 }
 
 /// A problem found while checking a model; names the place.
@@ -589,6 +598,7 @@ impl Resource {
             actions: Vec::new(),
             controller: None,
             module_prefix: String::new(),
+            description: String::new(),
         }
     }
 

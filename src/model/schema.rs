@@ -63,6 +63,9 @@ pub fn field_schema(f: &Field) -> Value {
         }
         s.insert("enum".into(), Value::Array(e));
     }
+    if !f.description.is_empty() {
+        s.insert("description".into(), json!(f.description));
+    }
     if f.read_only || f.primary_key || f.created_at || f.updated_at {
         s.insert("readOnly".into(), json!(true));
     }

@@ -64,6 +64,10 @@ struct ModuleDecl {
     /// Credential kinds: bearer, query, basic, api_key (§8.4).
     #[serde(default)]
     credentials: Option<Vec<String>>,
+    /// For the generated documentation (§11), as are the other
+    /// `description` keys.
+    #[serde(default)]
+    description: String,
 }
 
 /// `[module.cors]`: overrides of the global `[cors]` for one module.
@@ -121,6 +125,8 @@ struct ResourceDecl {
     cache_control: Option<String>,
     #[serde(default)]
     action: Vec<ActionDecl>,
+    #[serde(default)]
+    description: String,
 }
 
 #[derive(Deserialize)]
@@ -160,6 +166,8 @@ struct FieldDecl {
     created_at: bool,
     #[serde(default)]
     updated_at: bool,
+    #[serde(default)]
+    description: String,
 }
 
 #[derive(Deserialize)]
@@ -203,6 +211,8 @@ struct ActionDecl {
     scope: Option<String>,
     #[serde(default)]
     summary: String,
+    #[serde(default)]
+    description: String,
 }
 
 fn yes() -> bool {
@@ -231,6 +241,7 @@ pub fn parse(text: &str) -> Result<ApiModel, ModelError> {
             convert_snake_case: m.convert_snake_case,
             resources: Vec::new(),
             actions: Vec::new(),
+            description: m.description.clone(),
             credentials: match &m.credentials {
                 None => None,
                 Some(names) => Some(
@@ -409,6 +420,7 @@ fn flatten(
         })?;
     }
     r.cache_control = decl.cache_control.clone();
+    r.description = decl.description.clone();
     r.cursor_pagination = match decl.pagination.as_deref() {
         None | Some("offset") => false,
         Some("cursor") => true,
@@ -480,6 +492,7 @@ fn field(key: &str, d: FieldDecl, convert: bool, place: &str) -> Result<Field, M
     f.default = d.default;
     f.created_at = d.created_at;
     f.updated_at = d.updated_at;
+    f.description = d.description;
     if (f.created_at || f.updated_at) && ty != FieldType::DateTime {
         return Err(ModelError::new(
             place,
@@ -517,6 +530,7 @@ fn action(
         input: a.input,
         scope: a.scope,
         summary: a.summary,
+        description: a.description,
     })
 }
 

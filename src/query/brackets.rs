@@ -54,6 +54,14 @@ where
                 segs[0]
             )));
         }
+        if key.is_empty() {
+            // `=v`: an empty name is a name, not an array push, so the
+            // tree stays an object (JSON bodies may have "" keys too).
+            if let Value::Object(map) = &mut root {
+                map.insert(String::new(), Value::String(value));
+            }
+            continue;
+        }
         insert(&mut root, &segs, Value::String(value));
     }
     Ok(arrays(root))
@@ -181,5 +189,11 @@ mod tests {
     fn conflicting_shapes_do_not_panic() {
         let v = nest(pairs("a=1&a[b]=2&a[]=3&a[c][]=4")).unwrap();
         assert!(v["a"].is_object() || v["a"].is_array());
+    }
+
+    #[test]
+    fn an_empty_name_is_a_key_and_the_tree_stays_an_object() {
+        let v = nest(pairs("=1&a=2&=3")).unwrap();
+        assert_eq!(v, serde_json::json!({"": "3", "a": "2"}));
     }
 }

@@ -138,6 +138,19 @@ pub struct QueryPolicy {
     pub cursor_by_default: bool,
 }
 
+/// What a table's read parameters accept, for the documentation (§11):
+/// derived from the same policies the parser enforces.
+#[derive(Debug, Clone)]
+pub struct QueryShape {
+    /// Rules for a collection read.
+    pub list: QueryPolicy,
+    /// Rules for one record's `fields=`/`expand=`.
+    pub view: QueryPolicy,
+    /// Relations that `expand`/`fields` may embed, with the field names
+    /// each target serves.
+    pub relations: Vec<(String, Vec<String>)>,
+}
+
 /// Everything a collection request asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectionQuery {

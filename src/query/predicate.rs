@@ -432,7 +432,11 @@ fn json_node(
                 .get("field")
                 .and_then(Value::as_str)
                 .ok_or_else(|| syntax("a condition needs \"field\""))?;
-            let op = map.get("operator").and_then(Value::as_str).unwrap_or("=");
+            let op = match map.get("operator") {
+                None => "=",
+                Some(Value::String(op)) => op.as_str(),
+                Some(_) => return Err(syntax("\"operator\" is a string")),
+            };
             let value = map
                 .get("value")
                 .ok_or_else(|| syntax("a condition needs \"value\""))?;
