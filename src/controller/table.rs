@@ -912,7 +912,10 @@ impl Controller for TableController {
             .map(|l| {
                 let t = &l.target.resource;
                 let names = l.target.list_fields.iter();
-                (l.name.clone(), names.map(|i| t.fields[*i].name.clone()).collect())
+                (
+                    l.name.clone(),
+                    names.map(|i| t.fields[*i].name.clone()).collect(),
+                )
             })
             .collect();
         Some(crate::query::QueryShape {

@@ -143,8 +143,19 @@ fn page_for(mut page: Page, route: &Route) -> Page {
 
 /// restkit's own read parameters (§5–§6): each takes one value.
 const RESERVED: &[&str] = &[
-    "fields", "expand", "sort", "q", "filter", "page", "per-page", "limit", "offset", "cursor",
-    "timestamp", "sync_mark", "all",
+    "fields",
+    "expand",
+    "sort",
+    "q",
+    "filter",
+    "page",
+    "per-page",
+    "limit",
+    "offset",
+    "cursor",
+    "timestamp",
+    "sync_mark",
+    "all",
 ];
 
 /// A repeated restkit parameter is refused rather than silently resolved
@@ -159,7 +170,9 @@ fn check_reserved(query: &[(String, String)], operation: bool) -> Result<(), Api
             continue;
         }
         if seen.contains(&k.as_str()) {
-            return Err(ApiError::bad_query(format!("'{k}' is given more than once.")));
+            return Err(ApiError::bad_query(format!(
+                "'{k}' is given more than once."
+            )));
         }
         seen.push(k);
         if k == "envelope" && !matches!(v.as_str(), "true" | "false" | "1" | "0") {

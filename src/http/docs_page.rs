@@ -41,7 +41,31 @@ fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
     }
 }
 
+/// A parameter's type as a reader wants it: the allowed names of a list,
+/// JSON for a JSON-valued one.
+fn parameter_type(p: &Value) -> String {
+    let s = &p["schema"];
+    if s.is_null() && p["content"].get("application/json").is_some() {
+        return "JSON (see description)".into();
+    }
+    if let Some(names) = s["items"]["enum"].as_array() {
+        let names: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
+        return format!("comma-separated, of: {}", names.join(", "));
+    }
+    schema_type(s)
+}
+
 fn schema_type(s: &Value) -> String {
+    if let Some(options) = s["anyOf"].as_array().or(s["oneOf"].as_array()) {
+        return options
+            .iter()
+            .map(schema_type)
+            .collect::<Vec<_>>()
+            .join(" or ");
+    }
+    if s["type"] == "array" {
+        return format!("array of {}", schema_type(&s["items"]));
+    }
     match &s["type"] {
         Value::String(t) => t.clone(),
         Value::Array(ts) => ts
@@ -88,6 +112,9 @@ pub fn render(doc: &Value) -> String {
         esc(title),
         esc(doc["info"]["version"].as_str().unwrap_or("")),
     );
+    if let Some(d) = doc["info"]["description"].as_str() {
+        let _ = write!(out, "<p>{}</p>", esc(d));
+    }
     let Some(paths) = doc["paths"].as_object() else {
         out.push_str("</main></body></html>");
         return out;
@@ -126,6 +153,9 @@ pub fn render(doc: &Value) -> String {
                 esc(path),
                 esc(op["summary"].as_str().unwrap_or(""))
             );
+            if let Some(d) = op["description"].as_str() {
+                let _ = write!(out, "<p>{}</p>", esc(d));
+            }
             let scope = op["security"][0]["oauth2"][0].as_str();
             match scope {
                 Some(s) => {
@@ -147,7 +177,7 @@ pub fn render(doc: &Value) -> String {
                         "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
                         esc(p["name"].as_str().unwrap_or("")),
                         esc(p["in"].as_str().unwrap_or("")),
-                        esc(&schema_type(&p["schema"])),
+                        esc(&parameter_type(p)),
                         esc(p["description"].as_str().unwrap_or(""))
                     );
                 }
@@ -155,7 +185,7 @@ pub fn render(doc: &Value) -> String {
             }
             let body_schema = op["requestBody"]["content"]
                 .as_object()
-                .and_then(|c| c.values().next())
+                .and_then(|c| c.get("application/json").or_else(|| c.values().next()))
                 .map(|m| &m["schema"]);
             if let Some(schema) = body_schema {
                 let _ = write!(

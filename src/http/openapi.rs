@@ -149,7 +149,8 @@ fn record_schema(r: &Resource, shape: Option<&QueryShape>) -> Value {
 }
 
 fn envelope_schemas(schemas: &mut Map<String, Value>) {
-    let link = json!({"type": "object", "required": ["href"], "properties": {"href": {"type": "string"}}});
+    let link =
+        json!({"type": "object", "required": ["href"], "properties": {"href": {"type": "string"}}});
     schemas.insert(
         "PageMeta".into(),
         json!({
@@ -304,8 +305,24 @@ fn filter_value(ty: FieldType) -> Value {
 }
 
 /// `filter=` as JSON: an array of conditions (all must hold) or one
-/// condition or group, as a component schema.
-fn filter_schema(r: &Resource, policy: &QueryPolicy) -> Value {
+/// condition or group; `condition` names the component of one condition.
+fn filter_schema(condition: &str) -> Value {
+    let condition = schema_ref(condition);
+    let group = |key: &str| {
+        json!({"type": "object", "additionalProperties": false, "required": [key],
+               "properties": {key: {"type": "array", "items": condition}}})
+    };
+    let node = json!({"anyOf": [
+        condition,
+        group("and"),
+        group("or"),
+        {"type": "object", "additionalProperties": false, "required": ["not"], "properties": {"not": condition}}
+    ]});
+    json!({"anyOf": [{"type": "array", "items": node}, node]})
+}
+
+/// One filter condition on one of the filterable fields.
+fn condition_schema(r: &Resource, policy: &QueryPolicy) -> Value {
     let mut conditions = Vec::new();
     for i in &policy.filterable {
         let f = &r.fields[*i];
@@ -337,18 +354,7 @@ fn filter_schema(r: &Resource, policy: &QueryPolicy) -> Value {
             }));
         }
     }
-    let condition = json!({ "anyOf": conditions });
-    let group = |key: &str| {
-        json!({"type": "object", "additionalProperties": false, "required": [key],
-               "properties": {key: {"type": "array", "items": condition}}})
-    };
-    let node = json!({"anyOf": [
-        condition,
-        group("and"),
-        group("or"),
-        {"type": "object", "additionalProperties": false, "required": ["not"], "properties": {"not": condition}}
-    ]});
-    json!({"anyOf": [{"type": "array", "items": node}, node]})
+    json!({ "anyOf": conditions })
 }
 
 fn filter_param(name: &str, policy: &QueryPolicy, limits_text: &str) -> Option<Value> {
@@ -403,10 +409,17 @@ fn collection_params(
     let max = policy.paging.max_per_page;
     params.push(query(
         "per-page",
-        &format!("Records per page (default {}; larger sizes are served as {max}).", policy.paging.default_per_page),
+        &format!(
+            "Records per page (default {}; larger sizes are served as {max}).",
+            policy.paging.default_per_page
+        ),
         size.clone(),
     ));
-    params.push(query("limit", "Records per page; `limit` wins over `per-page`.", size.clone()));
+    params.push(query(
+        "limit",
+        "Records per page; `limit` wins over `per-page`.",
+        size.clone(),
+    ));
     if !policy.cursor_by_default {
         params.push(query("page", "Page number, from 1.", size));
         params.push(query(
@@ -588,7 +601,10 @@ fn page_or_envelope(record: &Value) -> Value {
 }
 
 fn operation_id(method: &str, template: &str) -> String {
-    format!("{method}{}", template.replace(['/', '{', '}', '-', '.'], "_"))
+    format!(
+        "{method}{}",
+        template.replace(['/', '{', '}', '-', '.'], "_")
+    )
 }
 
 /// The document for `routes`, under `settings`.
@@ -658,9 +674,13 @@ pub fn document(routes: &[Arc<Route>], settings: &Settings) -> Value {
                             .entry(n.clone())
                             .or_insert_with(|| record_schema(r, shape.as_ref()));
                         if let Some(s) = &shape {
+                            let condition = format!("{n}FilterCondition");
                             schemas
                                 .entry(format!("{n}Filter"))
-                                .or_insert_with(|| filter_schema(r, &s.list));
+                                .or_insert_with(|| filter_schema(&condition));
+                            schemas
+                                .entry(condition)
+                                .or_insert_with(|| condition_schema(r, &s.list));
                         }
                     }
                     let record = name
@@ -747,8 +767,11 @@ pub fn document(routes: &[Arc<Route>], settings: &Settings) -> Value {
                             }));
                         }
                         Operation::Update | Operation::Patch => {
-                            responses.insert("200".into(), json!({"description": "The record as stored.",
-                                "content": content(record_or_envelope(&record))}));
+                            responses.insert(
+                                "200".into(),
+                                json!({"description": "The record as stored.",
+                                "content": content(record_or_envelope(&record))}),
+                            );
                             responses.insert(
                                 "204".into(),
                                 json!({"description": "Stored (Prefer: return=minimal)."}),
@@ -958,8 +981,11 @@ fn security_schemes(settings: &Settings) -> Value {
                 "clientCredentials",
                 json!({"tokenUrl": token_url, "scopes": scopes}),
             )),
-            "authorization_code" => Some(("authorizationCode", json!({"authorizationUrl": auth_url,
-                "tokenUrl": token_url, "refreshUrl": token_url, "scopes": scopes}))),
+            "authorization_code" => Some((
+                "authorizationCode",
+                json!({"authorizationUrl": auth_url,
+                "tokenUrl": token_url, "refreshUrl": token_url, "scopes": scopes}),
+            )),
             "implicit" => Some((
                 "implicit",
                 json!({"authorizationUrl": auth_url, "scopes": scopes}),
@@ -1009,8 +1035,10 @@ fn token_form(settings: &Settings) -> Value {
         }
         let mut req = vec![json!("grant_type")];
         req.extend(required.iter().map(|r| json!(r)));
-        variants.push(json!({"type": "object", "required": req, "properties": props,
-                             "additionalProperties": t(), "propertyNames": t()}));
+        variants.push(
+            json!({"type": "object", "required": req, "properties": props,
+                             "additionalProperties": t(), "propertyNames": t()}),
+        );
     }
     json!({"oneOf": variants})
 }
@@ -1029,8 +1057,11 @@ fn own_paths(paths: &mut Map<String, Value>, settings: &Settings) {
             "additionalProperties": oauth_text(), "propertyNames": oauth_text()}))
     };
     let html = json!({"text/html": {"schema": {"type": "string"}}});
-    paths.insert("/health".into(), json!({"get": {"operationId": "health", "summary": "Liveness and database check.",
-        "security": [{}], "responses": json_ok("Healthy.")}}));
+    paths.insert(
+        "/health".into(),
+        json!({"get": {"operationId": "health", "summary": "Liveness and database check.",
+        "security": [{}], "responses": json_ok("Healthy.")}}),
+    );
     for (path, id, summary, body) in [
         (
             "access_token",

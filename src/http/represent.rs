@@ -213,7 +213,7 @@ fn page_links(page: &Page, cx: &Ctx) -> PageLinks {
             vec![("limit", per.to_string()), ("offset", offset.to_string())]
         } else {
             vec![
-                ("page", (offset / per + 1).to_string()),
+                ("page", page_number(offset, per).to_string()),
                 ("per-page", per.to_string()),
             ]
         };
@@ -234,12 +234,17 @@ fn page_links(page: &Page, cx: &Ctx) -> PageLinks {
     }
 }
 
+/// The 1-based page an offset falls on (offsets go up to `u64::MAX`).
+fn page_number(offset: u64, per: u64) -> u64 {
+    (offset / per.max(1)).saturating_add(1)
+}
+
 fn pagination_headers(h: &mut HeaderMap, page: &Page, count: usize, links: &PageLinks) {
     let per = page.per_page.max(1);
     set(h, PER_PAGE, per);
     set(h, RECORD_COUNT, count as u64);
     if let Some(offset) = page.offset {
-        set(h, CURRENT_PAGE, offset / per + 1);
+        set(h, CURRENT_PAGE, page_number(offset, per));
     }
     if let Some(total) = page.total {
         set(h, TOTAL_COUNT, total);
@@ -293,7 +298,7 @@ fn collection_envelope(
         }
     }
     if let Some(offset) = page.offset {
-        meta.insert("currentPage".into(), json!(offset / per + 1));
+        meta.insert("currentPage".into(), json!(page_number(offset, per)));
     }
     meta.insert("perPage".into(), json!(per));
     if let Some(sync) = &page.sync {

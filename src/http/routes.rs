@@ -15,7 +15,6 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Method};
 use indexmap::IndexMap;
 
-
 use crate::controller::table::{TableController, TableOptions};
 use crate::controller::{ActionHandler, Controller, Operation};
 use crate::model::plan::ResourcePlan;
@@ -31,7 +30,7 @@ pub enum Target {
         op: Operation,
     },
     Action {
-        action: Action,
+        action: Arc<Action>,
         handler: Arc<dyn ActionHandler>,
         schema: Option<Arc<Schema>>,
         /// The resource's controller, for resource-level actions: record
@@ -217,7 +216,7 @@ fn action_endpoint(
     Ok(Endpoint {
         method: verb_method(action.verb),
         target: Target::Action {
-            action: action.clone(),
+            action: Arc::new(action.clone()),
             handler,
             schema,
             controller,

@@ -5,33 +5,21 @@
 
 use std::time::Duration;
 
-use crate::helpers::TestApp;
-
-fn authlib_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import authlib, requests"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+use crate::helpers::{python, python_has, TestApp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standard_oauth2_client_library_runs_every_flow() {
-    if !authlib_available() {
+    if !python_has("authlib, requests") {
         eprintln!("skipped: python3 has no authlib/requests");
         return;
     }
     let t = TestApp::demo().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(t.app.clone().serve(listener, async move {
-        let _ = stopped.await;
-    }));
+    let (addr, stop) = t.listen().await;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/clients/authlib_flows.py"
     );
-    let run = tokio::process::Command::new("python3")
+    let run = tokio::process::Command::new(python())
         .args([script, &format!("http://{addr}")])
         .kill_on_drop(true)
         .output();

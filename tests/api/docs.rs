@@ -6,7 +6,7 @@
 use restkit::registry::Registry;
 use serde_json::Value;
 
-use crate::helpers::TestApp;
+use crate::helpers::{python, python_has, TestApp};
 
 /// Every declared route and method is in the document, with its scope.
 fn covers_every_route(t: &TestApp, doc: &Value) {
@@ -29,21 +29,14 @@ fn covers_every_route(t: &TestApp, doc: &Value) {
     }
 }
 
-fn validator_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import openapi_spec_validator"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn validate(doc: &Value) {
-    if !validator_available() {
+    if !python_has("openapi_spec_validator") {
         eprintln!("skipped: python3 has no openapi_spec_validator");
         return;
     }
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), doc.to_string()).unwrap();
-    let out = std::process::Command::new("python3")
+    let out = std::process::Command::new(python())
         .args([
             "-c",
             "import json,sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1])))",
@@ -99,14 +92,23 @@ async fn the_demo_is_documented_completely_and_validly() {
 #[tokio::test]
 async fn a_users_own_declaration_is_documented_too() {
     let toml = r#"
+[info]
+title = "Paint shop"
+description = "Colors and their swatches."
+version = "2.3.0"
+
 [[module]]
 prefix = "/api"
+description = "The shop's catalogue."
 [[module.resource]]
 name = "colors"
 bulk = true
+description = "Paint colors."
+sortable = ["name"]
+filterable = ["name", "shade"]
 [module.resource.fields]
 id    = { type = "integer", primary_key = true }
-name  = { type = "string", required = true, max_length = 20 }
+name  = { type = "string", required = true, max_length = 20, description = "What the tin says." }
 shade = { type = "integer", minimum = 0, maximum = 10 }
 [[module.resource.nested]]
 name = "swatches"
@@ -122,6 +124,56 @@ label   = { type = "string" }
     let create = &doc["paths"]["/api/colors"]["post"]["requestBody"]["content"]["application/json"]
         ["schema"];
     assert_eq!(create["properties"]["name"]["maxLength"], 20);
+    // The declarations' descriptions and [info].
+    assert_eq!(doc["info"]["title"], "Paint shop");
+    assert_eq!(doc["info"]["version"], "2.3.0");
+    assert_eq!(doc["tags"][0]["description"], "The shop's catalogue.");
+    assert_eq!(
+        doc["paths"]["/api/colors"]["get"]["description"],
+        "Paint colors."
+    );
+    assert_eq!(
+        create["properties"]["name"]["description"],
+        "What the tin says."
+    );
+    // The read parameters are this resource's: sort only by name, q over
+    // name and shade (typed), expand absent (no relations).
+    let params = doc["paths"]["/api/colors"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let param = |n: &str| params.iter().find(|p| p["name"] == n).cloned();
+    assert_eq!(
+        param("sort").unwrap()["schema"]["items"]["enum"],
+        serde_json::json!(["-name", "name"])
+    );
+    let q = param("q").unwrap()["schema"]["pattern"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(q.contains("name:") && q.contains("shade:-?[0-9]"), "{q}");
+    assert!(param("expand").is_none());
+    let filter = &doc["components"]["schemas"]["ApiColorsFilterCondition"];
+    assert!(
+        filter.to_string().contains("\"const\":\"shade\""),
+        "{filter}"
+    );
+    // OPTIONS: the bulk PUT takes an array of records, each with its id.
+    let res = t
+        .call(http::Method::OPTIONS, "/api/colors")
+        .anonymous()
+        .send()
+        .await;
+    let d = res.json();
+    let put = d["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["method"] == "PUT")
+        .unwrap()
+        .clone();
+    assert_eq!(put["input"]["type"], "array");
+    assert_eq!(put["input"]["items"]["required"][0], "id");
+    assert!(put["parameters"].is_array() && put["summary"].is_string());
     assert!(doc["paths"]
         .as_object()
         .unwrap()

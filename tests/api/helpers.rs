@@ -360,3 +360,40 @@ impl TestApp {
         }
     }
 }
+
+/// The Python with the test tools (Authlib, openapi-spec-validator,
+/// schemathesis): `RESTKIT_PYTHON`, else the virtual environment `.ci/run`
+/// makes in `target/ci-venv`, else `python3`.
+pub fn python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("RESTKIT_PYTHON") {
+        return p.into();
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    "python3".into()
+}
+
+/// Whether [`python`] can import every module in `modules`
+/// (`"authlib, requests"`).
+pub fn python_has(modules: &str) -> bool {
+    std::process::Command::new(python())
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+impl TestApp {
+    /// Serves the app on a fresh 127.0.0.1 port until the returned sender
+    /// is dropped or used.
+    pub async fn listen(&self) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(self.app.clone().serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
+    }
+}

@@ -8,6 +8,7 @@ mod browser;
 mod caching;
 mod cli;
 mod clients_lib;
+mod contract;
 mod controller;
 mod cors;
 mod crud;

@@ -376,6 +376,11 @@ async fn offsets_beyond_sql_integers_are_empty_pages_not_errors() {
         "offset=18446744073709551615",
         "page=18446744073709551615",
         "limit=18446744073709551615",
+        // One record per page: the page number is u64::MAX + 1, saturated
+        // (this overflowed, a 500 the contract fuzzer found).
+        "offset=18446744073709551615&per-page=1",
+        "offset=18446744073709551615&per-page=1&envelope=true",
+        "offset=18446744073709551615&limit=1",
     ] {
         let res = t.get(&format!("/v1/books?{q}")).send().await;
         assert_eq!(
@@ -391,6 +396,14 @@ async fn offsets_beyond_sql_integers_are_empty_pages_not_errors() {
             .await
             .json(),
         json!([])
+    );
+    let res = t
+        .get("/v1/books?offset=18446744073709551615&per-page=1")
+        .send()
+        .await;
+    assert_eq!(
+        res.header("x-pagination-current-page"),
+        u64::MAX.to_string()
     );
 }
 
