@@ -38,6 +38,33 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 # measured separately below, on the same server.
 sed 's/^name = "books"$/name = "books"\nscopes = { read = "", write = "" }/' \
   examples/library/restkit.toml >"$work/public.toml"
+# The measured server runs its rate limiter (§9) as production does, with
+# quotas no load here reaches; the one on 18082 has the tiers off, to show
+# what the limiter costs (and, with redis-server installed, the one on
+# 18083 limits through Redis).
+cp "$work/public.toml" "$work/unlimited.toml"
+cp "$work/public.toml" "$work/redis.toml"
+cat >>"$work/public.toml" <<'TOML'
+
+[rate_limit]
+anonymous = { requests = 1000000000, period = "1s" }
+authenticated = { requests = 1000000000, period = "1s" }
+TOML
+cat >>"$work/unlimited.toml" <<'TOML'
+
+[rate_limit]
+token = { requests = 0 }
+anonymous = { requests = 0 }
+authenticated = { requests = 0 }
+TOML
+cat >>"$work/redis.toml" <<'TOML'
+
+[rate_limit]
+backend = "redis"
+redis_url = "redis://127.0.0.1:16379/"
+anonymous = { requests = 1000000000, period = "1s" }
+authenticated = { requests = 1000000000, period = "1s" }
+TOML
 ( cd "$work" && RUST_LOG=${BENCH_LOG:-info} exec "$BIN" serve --config "$work/public.toml" \
     --bind 127.0.0.1:18080 >/dev/null 2>&1 ) &
 wait_for() {
@@ -66,6 +93,15 @@ PY
 
 target/release/examples/bench_baseline 127.0.0.1:18081 "$work/restkit-demo.db" &
 wait_for 127.0.0.1:18081/v1/books/3
+( cd "$work" && RUST_LOG=${BENCH_LOG:-info} exec "$BIN" serve --config "$work/unlimited.toml" \
+    --bind 127.0.0.1:18082 >/dev/null 2>&1 ) &
+wait_for 127.0.0.1:18082/health
+if command -v redis-server >/dev/null; then
+  redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+  ( cd "$work" && RUST_LOG=${BENCH_LOG:-info} exec "$BIN" serve --config "$work/redis.toml" \
+      --bind 127.0.0.1:18083 >/dev/null 2>&1 ) &
+  wait_for 127.0.0.1:18083/health
+fi
 
 cat >"$work/post.lua" <<'LUA'
 wrk.method = "POST"
@@ -142,3 +178,9 @@ variant "CSV  $page" "$page" "/v1/books.csv?limit=100&offset=100"
 variant "HTML $page" "$page" "/v1/books.html?limit=100&offset=100"
 variant "gzip GET /v1/books?limit=20" "/v1/books?limit=20" "/v1/books?limit=20" -H "Accept-Encoding: gzip"
 variant "br   GET /v1/books?limit=20" "/v1/books?limit=20" "/v1/books?limit=20" -H "Accept-Encoding: br"
+compare "limiter in-process vs off: GET /v1/books/3" a "http://127.0.0.1:18080/v1/books/3" \
+  "http://127.0.0.1:18082/v1/books/3"
+if command -v redis-server >/dev/null; then
+  compare "limiter via Redis vs off: GET /v1/books/3" a "http://127.0.0.1:18083/v1/books/3" \
+    "http://127.0.0.1:18082/v1/books/3"
+fi

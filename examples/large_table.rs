@@ -6,6 +6,8 @@
 //!
 //! Usage: cargo run --release --example large_table [ROWS]
 
+mod common;
+
 use std::time::Instant;
 
 use axum::body::Body;
@@ -72,15 +74,17 @@ async fn main() {
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("large.db").display());
+    // Rate limits on, with quotas no run reaches.
+    let toml = format!("{MODEL}{}", common::HIGH_LIMITS);
     let settings = Settings::load(
-        MODEL,
+        &toml,
         &Overrides {
             bind: None,
             database: Some(url),
         },
     )
     .unwrap();
-    let model = restkit::model::toml::parse(MODEL).unwrap();
+    let model = restkit::model::toml::parse(&toml).unwrap();
     let app = restkit::open(model, settings, &Registry::builtin())
         .await
         .unwrap();

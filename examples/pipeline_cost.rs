@@ -5,6 +5,8 @@
 //!
 //! Usage: cargo run --release --example pipeline_cost [N]
 
+mod common;
+
 use std::time::Instant;
 
 use axum::body::Body;
@@ -34,15 +36,18 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cost.db");
     let url = format!("sqlite://{}", db.display());
+    // Books public and rate limits on with quotas no run reaches (the
+    // demo itself needs a token).
+    let toml = common::public_demo();
     let settings = Settings::load(
-        restkit::demo::DEMO_TOML,
+        &toml,
         &Overrides {
             bind: None,
             database: Some(url.clone()),
         },
     )
     .unwrap();
-    let model = restkit::model::toml::parse(restkit::demo::DEMO_TOML).unwrap();
+    let model = restkit::model::toml::parse(&toml).unwrap();
     let app = restkit::open(model, settings, &Registry::builtin())
         .await
         .unwrap();

@@ -219,6 +219,9 @@ pub struct RateLimitSettings {
     pub backend: String,
     pub redis_url: String,
     pub on_backend_error: String,
+    /// The longest a decision may wait for Redis before
+    /// `on_backend_error` applies.
+    pub redis_timeout: Duration,
     pub trusted_proxies: Vec<String>,
     pub token: Tier,
     pub anonymous: Tier,
@@ -231,6 +234,7 @@ impl Default for RateLimitSettings {
             backend: "memory".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
             on_backend_error: "allow".into(),
+            redis_timeout: Duration::from_millis(100),
             trusted_proxies: Vec::new(),
             token: Tier::new(1, 5),
             anonymous: Tier::new(10, 60),
@@ -271,6 +275,8 @@ struct RawRateLimit {
     backend: Option<String>,
     redis_url: Option<String>,
     on_backend_error: Option<String>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    redis_timeout: Option<Duration>,
     trusted_proxies: Option<Vec<String>>,
     token: RawTier,
     anonymous: RawTier,
@@ -284,6 +290,7 @@ impl From<RawRateLimit> for RateLimitSettings {
             backend: r.backend.unwrap_or(d.backend),
             redis_url: r.redis_url.unwrap_or(d.redis_url),
             on_backend_error: r.on_backend_error.unwrap_or(d.on_backend_error),
+            redis_timeout: r.redis_timeout.unwrap_or(d.redis_timeout),
             trusted_proxies: r.trusted_proxies.unwrap_or(d.trusted_proxies),
             token: r.token.or(d.token),
             anonymous: r.anonymous.or(d.anonymous),

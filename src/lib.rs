@@ -26,6 +26,7 @@ pub mod demo;
 pub mod error;
 pub mod format;
 pub mod http;
+pub mod limit;
 pub mod model;
 pub mod ops;
 pub mod query;

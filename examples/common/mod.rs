@@ -1,5 +1,7 @@
 //! What the in-process cost examples share: the demo opened over a fresh
-//! database, medians, and the process CPU clock.
+//! database, medians, and the process CPU clock. Not every example uses
+//! every part.
+#![allow(dead_code)]
 
 use restkit::config::{Overrides, Settings};
 use restkit::registry::Registry;
@@ -45,5 +47,14 @@ pub fn public_demo() -> String {
     restkit::demo::DEMO_TOML.replace(
         "name = \"books\"\n",
         "name = \"books\"\nscopes = { read = \"\", write = \"\" }\n",
-    )
+    ) + HIGH_LIMITS
 }
+
+/// Rate limits (§9) on, as in production, with quotas no measurement
+/// reaches: what is measured includes the limiter's work.
+pub const HIGH_LIMITS: &str = "
+[rate_limit]
+token = { requests = 1000000000, period = \"1s\" }
+anonymous = { requests = 1000000000, period = \"1s\" }
+authenticated = { requests = 1000000000, period = \"1s\" }
+";

@@ -197,8 +197,8 @@ pub async fn authenticate(
             .map_err(|_| ApiError::unauthorized("The API key is not valid text."))?;
         let ip = parts
             .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+            .get::<crate::limit::ClientIp>()
+            .map(|c| c.0);
         return api_keys::verify(store, key, ip).await.map(Some);
     }
     let Some(value) = header else {

@@ -77,7 +77,8 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
             return res;
         }
     };
-    let mut res = match steps(&route, &state, req, version.as_deref()).await {
+    let mut limited = None;
+    let mut res = match steps(&route, &state, req, version.as_deref(), &mut limited).await {
         Ok(repr) => {
             let mut res = format::encode(repr, format, read, page.as_ref().unwrap_or(&NO_PAGE));
             if read && res.status() == StatusCode::OK {
@@ -107,6 +108,9 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
     };
     if let Some(v) = version.and_then(|v| HeaderValue::from_str(&v).ok()) {
         res.headers_mut().insert(API_VERSION, v);
+    }
+    if let Some(d) = limited {
+        d.write_headers(res.headers_mut());
     }
     res.extensions_mut().insert(template);
     // The CORS layer answers with the module's settings.
@@ -190,6 +194,7 @@ async fn steps(
     state: &AppState,
     req: Request<Body>,
     version: Option<&str>,
+    limited: &mut Option<crate::limit::Decision>,
 ) -> Result<Representation, ApiError> {
     let (mut parts, body) = req.into_parts();
     let method = parts.method.clone();
@@ -206,6 +211,27 @@ async fn steps(
         .credentials
         .unwrap_or_else(|| auth::default_credentials(state.settings.auth.query_param_token));
     let caller = auth::identify(&parts, &state.store, &state.tokens, accepted).await;
+    // Rate limits (§9), before any work: the endpoint's policies, or the
+    // global ones for OPTIONS and methods the route does not serve.
+    let global;
+    let policies = match route.endpoint(&method) {
+        Some(e) if method != Method::OPTIONS => &e.limits,
+        _ => {
+            global = state.limiter.global();
+            &global
+        }
+    };
+    let ip = parts
+        .extensions
+        .get::<crate::limit::ClientIp>()
+        .map(|c| c.0);
+    *limited = state
+        .limiter
+        .decide(policies, super::limits::known(&caller), ip)
+        .await?;
+    if let Some(d) = limited.as_ref().filter(|d| !d.allowed) {
+        return Err(d.refusal());
+    }
     if method == Method::OPTIONS {
         let description = state.descriptions.get(&route.template);
         return Ok(represent::options(route, description));

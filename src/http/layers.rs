@@ -93,6 +93,14 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
             .unwrap_or(HeaderValue::from_static("-")),
     };
     req.extensions_mut().insert(RequestId(id.clone()));
+    // The client's address (§9): the peer, or what trusted proxies say.
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    if let Some(ip) = state.limiter.trusted.client(peer, req.headers()) {
+        req.extensions_mut().insert(crate::limit::ClientIp(ip));
+    }
     let method = if req.extensions().get::<Head>().is_some() {
         Method::HEAD
     } else {

@@ -11,6 +11,7 @@ pub mod cors;
 pub mod dispatch;
 pub mod docs_page;
 pub mod layers;
+pub mod limits;
 pub mod negotiate;
 pub mod oauth;
 pub mod openapi;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub openapi: bytes::Bytes,
     /// `/docs`, rendered once from the document.
     pub docs: bytes::Bytes,
+    /// Rate limits (§9): every policy and its state.
+    pub limiter: crate::limit::RateLimiter,
     /// What OPTIONS answers, per route template: cut from the document.
     pub descriptions: std::collections::HashMap<String, Arc<serde_json::Value>>,
 }
@@ -132,14 +135,14 @@ impl App {
         settings: Settings,
         registry: &Registry,
     ) -> Result<App, String> {
-        let routes: Vec<Arc<routes::Route>> = routes::build(
+        let mut limiter = crate::limit::RateLimiter::new(&settings.rate_limit)?;
+        let mut built = routes::build(
             &model,
             registry,
             &crate::controller::table::TableOptions::from_settings(&settings),
-        )?
-        .into_iter()
-        .map(Arc::new)
-        .collect();
+        )?;
+        limits::assign(&mut limiter, &mut built);
+        let routes: Vec<Arc<routes::Route>> = built.into_iter().map(Arc::new).collect();
         let keys = crate::auth::keys::KeySet::load(
             &settings.auth.private_key,
             &settings.auth.previous_public_keys,
@@ -172,7 +175,9 @@ impl App {
             openapi,
             docs,
             descriptions,
+            limiter,
         });
+        limits::forget_idle_periodically(Arc::downgrade(&state));
         let mut router: Router<Arc<AppState>> =
             Router::new().route(
                 "/health",
@@ -185,7 +190,7 @@ impl App {
             .modules
             .iter()
             .any(|m| m.credentials.is_some_and(|c| c.api_key));
-        router = oauth::routes(router, &state.settings.auth.prefix, api_keys)
+        router = oauth::routes(router, &state, api_keys)
             .route(
                 "/openapi.json",
                 get(|State(st): State<Arc<AppState>>| async move {

@@ -34,22 +34,29 @@ use crate::auth::users;
 /// `{prefix}/authenticate` when some module accepts API keys.
 pub fn routes(
     router: Router<Arc<AppState>>,
-    prefix: &str,
+    state: &Arc<AppState>,
     api_keys: bool,
 ) -> Router<Arc<AppState>> {
-    let router = if api_keys {
-        router.route(&format!("{prefix}/authenticate"), post(authenticate))
-    } else {
-        router
-    };
-    router
+    let prefix = &state.settings.auth.prefix;
+    // The endpoints that take credentials are the `token` tier's (§9),
+    // per client IP.
+    let mut limited = Router::new()
         .route(&format!("{prefix}/access_token"), post(token))
         .route(&format!("{prefix}/revoke"), post(revoke))
         .route(&format!("{prefix}/introspect"), post(introspect))
         .route(
             &format!("{prefix}/authorize"),
             get(super::authorize::show).post(super::authorize::decide),
-        )
+        );
+    if api_keys {
+        limited = limited.route(&format!("{prefix}/authenticate"), post(authenticate));
+    }
+    let limited = limited.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        super::limits::token_tier,
+    ));
+    router
+        .merge(limited)
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/oauth-authorization-server", get(metadata))
 }
@@ -585,8 +592,8 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request<Body>) ->
     let run = async {
         let ip = req
             .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip())
+            .get::<crate::limit::ClientIp>()
+            .map(|c| c.0)
             .ok_or_else(|| {
                 crate::error::ApiError::bad_body(
                     "An API key is bound to the client's address, and this request has none.",

@@ -554,6 +554,17 @@ fn body(mut schema: Value, patch: bool, form: bool) -> Value {
 
 // ------------------------------------------------------------ responses
 
+/// §9: on every rate-limited response.
+fn rate_headers(h: &mut Value) {
+    let int = json!({"type": "integer"});
+    let text = json!({"type": "string"});
+    h["X-Rate-Limit-Limit"] = header("Requests allowed per period.", int.clone());
+    h["X-Rate-Limit-Remaining"] = header("Requests left now.", int.clone());
+    h["X-Rate-Limit-Reset"] = header("Seconds until the allowance is whole again.", int);
+    h["RateLimit-Policy"] = header("IETF: `\"name\";q=requests;w=seconds`.", text.clone());
+    h["RateLimit"] = header("IETF: `\"name\";r=remaining;t=seconds`.", text);
+}
+
 fn paging_headers(r: &Resource) -> Value {
     let int = || json!({"type": "integer"});
     let mut h = json!({
@@ -565,6 +576,7 @@ fn paging_headers(r: &Resource) -> Value {
         "ETag": header("Strong entity tag of this representation.", json!({"type": "string"})),
         "X-Request-Id": header("The request's id.", json!({"type": "string"}))
     });
+    rate_headers(&mut h);
     if r.sync {
         h["X-Sync-Timestamp"] = header(
             "Pass as `timestamp` on the next sync.",
@@ -575,11 +587,13 @@ fn paging_headers(r: &Resource) -> Value {
 }
 
 fn record_headers() -> Value {
-    json!({
+    let mut h = json!({
         "ETag": header("Strong entity tag of this representation.", json!({"type": "string"})),
         "Last-Modified": header("When the record last changed.", json!({"type": "string"})),
         "X-Request-Id": header("The request's id.", json!({"type": "string"}))
-    })
+    });
+    rate_headers(&mut h);
+    h
 }
 
 /// A record's JSON, bare or in its envelope (`envelope=true`).
@@ -844,12 +858,22 @@ pub fn document(routes: &[Arc<Route>], settings: &Settings) -> Value {
         "components": {
             "schemas": schemas,
             "responses": {"Error": {
-                "description": "An error (§7), in the negotiated format.",
-                "headers": {"X-Request-Id": header("The request's id, also in the body.", json!({"type": "string"}))},
+                "description": "An error (§7), in the negotiated format. A 429 (over the rate limit) \
+                                and a 503 carry `Retry-After`.",
+                "headers": error_headers(),
                 "content": error_content()}},
             "securitySchemes": security_schemes(settings)
         }
     })
+}
+
+fn error_headers() -> Value {
+    let mut h = json!({
+        "X-Request-Id": header("The request's id, also in the body.", json!({"type": "string"})),
+        "Retry-After": header("Seconds to wait (429, 503).", json!({"type": "integer"}))
+    });
+    rate_headers(&mut h);
+    h
 }
 
 fn summary(op: Operation, noun: &str) -> String {

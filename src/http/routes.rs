@@ -47,6 +47,8 @@ pub struct Endpoint {
     pub scope: String,
     /// `Cache-Control` of successful GET/HEAD answers (§5.6).
     pub cache_control: HeaderValue,
+    /// Its rate-limit policies (§9); set by [`super::limits::assign`].
+    pub limits: crate::limit::EndpointPolicies,
 }
 
 /// The default `Cache-Control`: clients may store, but revalidate (with the
@@ -223,6 +225,7 @@ fn action_endpoint(
         },
         scope,
         cache_control: cache_control(controller_resource.as_deref()),
+        limits: Default::default(),
     })
 }
 
@@ -276,6 +279,7 @@ pub fn build(
                     },
                     scope: scope.clone(),
                     cache_control: cache_control(Some(r)),
+                    limits: Default::default(),
                 };
                 if op.on_record() {
                     table.add(

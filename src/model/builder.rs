@@ -100,12 +100,19 @@ impl Module {
             scope: None,
             summary: String::new(),
             description: String::new(),
+            rate_limit: Default::default(),
         });
         self
     }
 }
 
 impl Resource {
+    /// Rate limits of its own (§9), over the global tiers.
+    pub fn rate_limit(mut self, limits: super::RateLimitOverride) -> Self {
+        self.rate_limit = limits;
+        self
+    }
+
     /// What the resource holds, for the generated documentation (§11).
     pub fn description(mut self, text: &str) -> Self {
         self.description = text.to_string();
@@ -182,6 +189,7 @@ impl Resource {
             scope: None,
             summary: String::new(),
             description: String::new(),
+            rate_limit: Default::default(),
         });
         self
     }

@@ -207,6 +207,23 @@ pub struct Resource {
     pub module_prefix: String,
     /// What the resource holds, for the generated documentation (§11).
     pub description: String,
+    /// Its own rate limits (§9), over the global tiers.
+    pub rate_limit: RateLimitOverride,
+}
+
+/// Rate limits (§9) a resource or an action sets for itself; `None` keeps
+/// the global tier. `requests = 0` turns the tier off there.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RateLimitOverride {
+    pub anonymous: Option<RateTier>,
+    pub authenticated: Option<RateTier>,
+}
+
+/// `requests` per `period`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RateTier {
+    pub requests: u32,
+    pub period: std::time::Duration,
 }
 
 /// How totals are counted (§5.2).
@@ -405,6 +422,8 @@ pub struct Action {
     /// One line for the documentation (§11); `description` says more.
     pub summary: String,
     pub description: String,
+    /// Its own rate limits (§9), over its resource's and the global ones.
+    pub rate_limit: RateLimitOverride,
 }
 
 /// A problem found while checking a model; names the place.
@@ -599,6 +618,7 @@ impl Resource {
             controller: None,
             module_prefix: String::new(),
             description: String::new(),
+            rate_limit: RateLimitOverride::default(),
         }
     }
 

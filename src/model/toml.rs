@@ -127,6 +127,51 @@ struct ResourceDecl {
     action: Vec<ActionDecl>,
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    rate_limit: Option<RateLimitDecl>,
+}
+
+/// `rate_limit = { authenticated = { requests = 10, period = "1m" } }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitDecl {
+    anonymous: Option<RateTierDecl>,
+    authenticated: Option<RateTierDecl>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateTierDecl {
+    requests: u32,
+    period: String,
+}
+
+fn rate_limit(
+    d: Option<RateLimitDecl>,
+    place: &str,
+) -> Result<crate::model::RateLimitOverride, ModelError> {
+    let tier = |t: Option<RateTierDecl>, which: &str| -> Result<_, ModelError> {
+        t.map(|t| {
+            let period = crate::config::parse_duration(&t.period).ok_or_else(|| {
+                ModelError::new(
+                    format!("{place}.rate_limit.{which}.period"),
+                    format!("'{}' is not a duration like 30s, 5m, 1h", t.period),
+                )
+            })?;
+            Ok(crate::model::RateTier {
+                requests: t.requests,
+                period,
+            })
+        })
+        .transpose()
+    };
+    Ok(match d {
+        None => Default::default(),
+        Some(d) => crate::model::RateLimitOverride {
+            anonymous: tier(d.anonymous, "anonymous")?,
+            authenticated: tier(d.authenticated, "authenticated")?,
+        },
+    })
 }
 
 #[derive(Deserialize)]
@@ -213,6 +258,8 @@ struct ActionDecl {
     summary: String,
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    rate_limit: Option<RateLimitDecl>,
 }
 
 fn yes() -> bool {
@@ -296,7 +343,7 @@ pub fn parse(text: &str) -> Result<ApiModel, ModelError> {
 /// Turns a resource and its `nested` children into flat resources with
 /// parent links.
 fn flatten(
-    decl: ResourceDecl,
+    mut decl: ResourceDecl,
     parent: Option<(&str, String)>,
     convert: bool,
     place: &str,
@@ -421,6 +468,7 @@ fn flatten(
     }
     r.cache_control = decl.cache_control.clone();
     r.description = decl.description.clone();
+    r.rate_limit = rate_limit(decl.rate_limit.take(), &place)?;
     r.cursor_pagination = match decl.pagination.as_deref() {
         None | Some("offset") => false,
         Some("cursor") => true,
@@ -531,6 +579,7 @@ fn action(
         scope: a.scope,
         summary: a.summary,
         description: a.description,
+        rate_limit: rate_limit(a.rate_limit, &format!("{place}.action '{}'", a.path))?,
     })
 }
 

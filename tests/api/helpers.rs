@@ -140,6 +140,13 @@ pub fn settings(toml: &str, url: &str) -> Settings {
     if s.auth.private_key.is_empty() {
         s.auth.private_key = TEST_KEY.to_string();
     }
+    // Tests make many requests from one caller: the tiers are off unless a
+    // test configures them (tests/api/limits.rs does).
+    if !toml.contains("[rate_limit") {
+        s.rate_limit.token.requests = 0;
+        s.rate_limit.anonymous.requests = 0;
+        s.rate_limit.authenticated.requests = 0;
+    }
     s
 }
 
@@ -362,10 +369,10 @@ impl TestApp {
 }
 
 /// The Python with the test tools (Authlib, openapi-spec-validator,
-/// schemathesis): `RESTKIT_PYTHON`, else the virtual environment `.ci/run`
+/// schemathesis): `TEST_PYTHON`, else the virtual environment `.ci/run`
 /// makes in `target/ci-venv`, else `python3`.
 pub fn python() -> std::path::PathBuf {
-    if let Some(p) = std::env::var_os("RESTKIT_PYTHON") {
+    if let Some(p) = std::env::var_os("TEST_PYTHON") {
         return p.into();
     }
     let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-venv/bin/python");
@@ -396,4 +403,30 @@ impl TestApp {
         }));
         (addr, stop)
     }
+}
+
+/// `GET path` over a fresh connection to `addr`, with extra header lines
+/// (each ending in CRLF): status, head (lower-cased) and body.
+pub async fn http_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &str,
+) -> std::io::Result<(u16, String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Ok((status, head.to_ascii_lowercase(), body.to_string()))
 }

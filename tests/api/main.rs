@@ -24,5 +24,6 @@ mod oauth;
 mod pipeline;
 mod plans;
 mod query;
+mod rate_limits;
 mod server;
 mod sync;

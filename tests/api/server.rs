@@ -6,8 +6,6 @@ use std::time::{Duration, Instant};
 use restkit::controller::{ActionInput, Ctx, Reply};
 use restkit::model::builder::*;
 use restkit::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Minimal HTTP/1.1 GET; returns (status, body).
 async fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
@@ -20,22 +18,9 @@ async fn get_as(
     path: &str,
     headers: &str,
 ) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    Ok((status, body))
+    crate::helpers::http_get(addr, path, headers)
+        .await
+        .map(|(status, _, body)| (status, body))
 }
 
 #[tokio::test]

@@ -1,0 +1,132 @@
+//! Rate limiting wired into HTTP (§9): each endpoint's policies, the
+//! `token` tier on the OAuth2 routes, the rate-limit step's caller, and
+//! the periodic clean-up of idle callers. The limiter itself is
+//! [`crate::limit`], which knows nothing of routes.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::routes::{Route, Target};
+use super::AppState;
+use crate::limit::{ClientIp, EndpointPolicies, RateLimiter, Who};
+use crate::model::RateLimitOverride;
+
+/// Who the `authenticated` tier counts: the user, else the client of a
+/// `client_credentials` token (never the same key); `None` for requests
+/// without valid credentials (the `anonymous` tier's, by IP).
+pub fn known(caller: &crate::auth::Caller) -> Option<Who> {
+    match caller {
+        crate::auth::Caller::Known(id) => match (&id.user_id, &id.client_id) {
+            (Some(user), _) => Some(Who::User(*user)),
+            (None, Some(client)) => Some(Who::Client(client.as_str().into())),
+            (None, None) => None,
+        },
+        _ => None,
+    }
+}
+
+/// Gives every endpoint its policies: an action's own, else its
+/// resource's, else the global tier. A resource's override is one
+/// allowance for all its endpoints; an action's is its own.
+pub fn assign(limiter: &mut RateLimiter, routes: &mut [Route]) {
+    let mut by_resource: std::collections::HashMap<String, EndpointPolicies> = Default::default();
+    for route in routes.iter_mut() {
+        let prefix = route.module.prefix.trim_matches('/').replace('/', ".");
+        for e in &mut route.endpoints {
+            let (resource, action) = match &e.target {
+                Target::Operation { controller, .. } => (controller.resource().cloned(), None),
+                Target::Action {
+                    action, controller, ..
+                } => (
+                    controller.as_ref().and_then(|c| c.resource().cloned()),
+                    Some(action.clone()),
+                ),
+            };
+            let base = match &resource {
+                Some(r) => by_resource
+                    .entry(format!("{prefix}.{}", r.name))
+                    .or_insert_with_key(|name| limiter.overridden(name, &r.rate_limit))
+                    .clone(),
+                None => limiter.global(),
+            };
+            e.limits = match action {
+                Some(a) if a.rate_limit != RateLimitOverride::default() => {
+                    let path = a.path.trim_matches('/').replace('/', ".");
+                    let name = match &resource {
+                        Some(r) => format!("{prefix}.{}.{path}", r.name),
+                        None => format!("{prefix}.{path}"),
+                    };
+                    let own = limiter.overridden(&name, &a.rate_limit);
+                    EndpointPolicies {
+                        anonymous: if a.rate_limit.anonymous.is_some() {
+                            own.anonymous
+                        } else {
+                            base.anonymous
+                        },
+                        authenticated: if a.rate_limit.authenticated.is_some() {
+                            own.authenticated
+                        } else {
+                            base.authenticated
+                        },
+                    }
+                }
+                _ => base,
+            };
+        }
+    }
+}
+
+/// The `token` tier (§9) on the OAuth2 endpoints: per client IP, before
+/// any credential is looked at.
+pub async fn token_tier(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Some(policy) = &state.limiter.token else {
+        return next.run(req).await;
+    };
+    let who = client(&req);
+    let decision = match state.limiter.check(policy, &who).await {
+        Ok(d) => d,
+        Err(refused) => return refused.into_response(),
+    };
+    let mut res = match &decision {
+        Some(d) if !d.allowed => d.refusal().into_response(),
+        _ => next.run(req).await,
+    };
+    if let Some(d) = decision {
+        d.write_headers(res.headers_mut());
+    }
+    res
+}
+
+/// The caller's address as the edge layer found it; requests with none
+/// (in-process calls that did not give one) share the unspecified address.
+fn client(req: &Request) -> Who {
+    Who::Ip(
+        req.extensions()
+            .get::<ClientIp>()
+            .map(|c| c.0)
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+    )
+}
+
+/// Forgets idle callers once a minute while the app lives.
+pub fn forget_idle_periodically(state: std::sync::Weak<AppState>) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match state.upgrade() {
+                Some(s) => s.limiter.forget_idle(),
+                None => return,
+            }
+        }
+    });
+}

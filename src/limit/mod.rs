@@ -1,0 +1,314 @@
+//! Rate limiting (§9): three tiers — `token` per client IP on the OAuth2
+//! endpoints, `anonymous` per client IP on requests without valid
+//! credentials, `authenticated` per caller (a user, or a client for
+//! `client_credentials` tokens: never the same key) — each a GCRA
+//! quota, overridable per resource and per action.
+//!
+//! Every limited response carries `X-Rate-Limit-*` and the IETF
+//! `RateLimit-Policy`/`RateLimit` fields; over the limit is a 429 in the §7
+//! form with `Retry-After`. The in-process backend is `governor`'s keyed
+//! GCRA; policies are fixed at start-up, so a decision is one hash-map
+//! lookup and an atomic update.
+
+pub mod client_ip;
+mod memory;
+mod redis;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::config::{RateLimitSettings, Tier};
+use crate::error::ApiError;
+use crate::model::{RateLimitOverride, RateTier};
+
+pub use client_ip::{ClientIp, TrustedProxies};
+
+/// Who a decision is about. A client and a user with the same id are
+/// different callers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Who {
+    Ip(IpAddr),
+    User(i64),
+    Client(Arc<str>),
+}
+
+impl Who {
+    /// The key's text for shared backends (`u:1`, `c:spa`, `ip:1.2.3.4`).
+    pub fn key(&self) -> String {
+        match self {
+            Who::Ip(ip) => format!("ip:{ip}"),
+            Who::User(id) => format!("u:{id}"),
+            Who::Client(id) => format!("c:{id}"),
+        }
+    }
+}
+
+/// One quota, named for `RateLimit-Policy` (`anonymous`,
+/// `authenticated`, or a resource's or action's own, e.g.
+/// `authenticated.v1.books`).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Index into the limiter's policies.
+    pub id: usize,
+    pub name: String,
+    pub requests: u32,
+    pub period: Duration,
+}
+
+/// The limiter's answer, with what the headers report.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub allowed: bool,
+    pub policy: Arc<Policy>,
+    pub remaining: u32,
+    /// Until the allowance is whole again.
+    pub reset: Duration,
+    /// When refused: until the next request may pass.
+    pub retry_after: Duration,
+}
+
+/// Which tier a request falls in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierName {
+    Token,
+    Anonymous,
+    Authenticated,
+}
+
+/// The policies of one endpoint, resolved at start-up (action, then
+/// resource, then the global tier).
+#[derive(Debug, Clone, Default)]
+pub struct EndpointPolicies {
+    pub anonymous: Option<Arc<Policy>>,
+    pub authenticated: Option<Arc<Policy>>,
+}
+
+/// Every policy the server uses, and the backend that keeps their state.
+pub struct RateLimiter {
+    policies: Vec<Arc<Policy>>,
+    pub token: Option<Arc<Policy>>,
+    pub anonymous: Option<Arc<Policy>>,
+    pub authenticated: Option<Arc<Policy>>,
+    backend: Backend,
+    /// `on_backend_error = "deny"`: refuse (503) when the backend fails.
+    deny_on_error: bool,
+    /// Decisions the backend could not make (§12 metrics).
+    pub backend_errors: std::sync::atomic::AtomicU64,
+    /// When the last backend failure was logged (ms since start).
+    logged_at: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
+    pub trusted: TrustedProxies,
+}
+
+enum Backend {
+    Memory(memory::Memory),
+    Redis(Box<redis::RedisBackend>),
+}
+
+impl RateLimiter {
+    pub fn new(settings: &RateLimitSettings) -> Result<RateLimiter, String> {
+        let trusted = TrustedProxies::parse(&settings.trusted_proxies)?;
+        let backend = match settings.backend.as_str() {
+            "redis" => Backend::Redis(Box::new(redis::RedisBackend::new(
+                &settings.redis_url,
+                settings.redis_timeout,
+            )?)),
+            _ => Backend::Memory(memory::Memory::default()),
+        };
+        let mut limiter = RateLimiter {
+            policies: Vec::new(),
+            token: None,
+            anonymous: None,
+            authenticated: None,
+            backend,
+            deny_on_error: settings.on_backend_error == "deny",
+            backend_errors: Default::default(),
+            logged_at: std::sync::atomic::AtomicU64::new(u64::MAX),
+            started: std::time::Instant::now(),
+            trusted,
+        };
+        limiter.token = limiter.policy("token", &settings.token);
+        limiter.anonymous = limiter.policy("anonymous", &settings.anonymous);
+        limiter.authenticated = limiter.policy("authenticated", &settings.authenticated);
+        Ok(limiter)
+    }
+
+    /// Registers a policy (start-up only); `None` when `tier` is off
+    /// (0 requests or a zero period).
+    pub fn policy(&mut self, name: &str, tier: &Tier) -> Option<Arc<Policy>> {
+        if tier.requests == 0 || tier.period.is_zero() {
+            return None;
+        }
+        let policy = Arc::new(Policy {
+            id: self.policies.len(),
+            name: name.to_string(),
+            requests: tier.requests,
+            period: tier.period,
+        });
+        if let Backend::Memory(m) = &mut self.backend {
+            m.add(&policy);
+        }
+        self.policies.push(policy.clone());
+        Some(policy)
+    }
+
+    /// The global tiers.
+    pub fn global(&self) -> EndpointPolicies {
+        EndpointPolicies {
+            anonymous: self.anonymous.clone(),
+            authenticated: self.authenticated.clone(),
+        }
+    }
+
+    /// The policies of a declaration that may override `anonymous` and
+    /// `authenticated` (`name` identifies it in `RateLimit-Policy`).
+    pub fn overridden(&mut self, name: &str, o: &RateLimitOverride) -> EndpointPolicies {
+        let tier = |t: &RateTier| Tier {
+            requests: t.requests,
+            period: t.period,
+        };
+        EndpointPolicies {
+            anonymous: match &o.anonymous {
+                Some(t) => self.policy(&format!("anonymous.{name}"), &tier(t)),
+                None => self.anonymous.clone(),
+            },
+            authenticated: match &o.authenticated {
+                Some(t) => self.policy(&format!("authenticated.{name}"), &tier(t)),
+                None => self.authenticated.clone(),
+            },
+        }
+    }
+
+    /// Counts a routed request: per caller in the `authenticated` tier when
+    /// its credentials are valid (`known`), else per client IP in
+    /// `anonymous`. `Ok(None)` when that tier is off here.
+    pub async fn decide(
+        &self,
+        limits: &EndpointPolicies,
+        known: Option<Who>,
+        ip: Option<IpAddr>,
+    ) -> Result<Option<Decision>, ApiError> {
+        let (policy, who) = match known {
+            Some(who) => (&limits.authenticated, who),
+            None => (
+                &limits.anonymous,
+                Who::Ip(ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))),
+            ),
+        };
+        match policy {
+            Some(p) => self.check(p, &who).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Counts one request of `who` against `policy`. `Ok(None)`: the
+    /// backend failed and `on_backend_error` lets the request through
+    /// (without rate-limit headers); `Err`: it failed and the request is
+    /// refused (503).
+    pub async fn check(
+        &self,
+        policy: &Arc<Policy>,
+        who: &Who,
+    ) -> Result<Option<Decision>, ApiError> {
+        let failure = match &self.backend {
+            Backend::Memory(m) => return Ok(Some(m.check(policy, who))),
+            Backend::Redis(r) => match r.check(policy, who).await {
+                Ok(d) => return Ok(Some(d)),
+                Err(e) => e,
+            },
+        };
+        use std::sync::atomic::Ordering;
+        self.backend_errors.fetch_add(1, Ordering::Relaxed);
+        // One log line per outage second, not one per request.
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.logged_at.load(Ordering::Relaxed);
+        if last == u64::MAX || now.saturating_sub(last) >= 1000 {
+            self.logged_at.store(now, Ordering::Relaxed);
+            tracing::warn!(
+                error = %failure.0,
+                on_backend_error = if self.deny_on_error { "deny" } else { "allow" },
+                "rate limiter backend unavailable"
+            );
+        }
+        if self.deny_on_error {
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "RATE_LIMIT_UNAVAILABLE",
+                "The rate limiter cannot decide right now; retry shortly.",
+            )
+            .header(http::header::RETRY_AFTER, "1"))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Drops idle state (callers whose allowance is whole again), so
+    /// memory follows active callers, not every caller ever seen. Redis
+    /// expires its keys itself.
+    pub fn forget_idle(&self) {
+        if let Backend::Memory(m) = &self.backend {
+            m.forget_idle();
+        }
+    }
+
+    /// Callers with state, over all policies (for tests and metrics).
+    pub fn tracked(&self) -> usize {
+        match &self.backend {
+            Backend::Memory(m) => m.tracked(),
+            Backend::Redis(_) => 0,
+        }
+    }
+}
+
+pub const LIMIT: HeaderName = HeaderName::from_static("x-rate-limit-limit");
+pub const REMAINING: HeaderName = HeaderName::from_static("x-rate-limit-remaining");
+pub const RESET: HeaderName = HeaderName::from_static("x-rate-limit-reset");
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// Whole seconds, rounded up: a client waiting that long is never early.
+fn secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+impl Decision {
+    /// The headers every limited response carries: Yii's `X-Rate-Limit-*`
+    /// and the IETF fields (draft-ietf-httpapi-ratelimit-headers-10:
+    /// `RateLimit-Policy: "name";q=…;w=…`, `RateLimit: "name";r=…;t=…`).
+    pub fn write_headers(&self, h: &mut HeaderMap) {
+        let p = &self.policy;
+        let reset = secs(self.reset);
+        h.insert(LIMIT, HeaderValue::from(p.requests));
+        h.insert(REMAINING, HeaderValue::from(self.remaining));
+        h.insert(RESET, HeaderValue::from(reset));
+        let name = p.name.replace(['"', '\\'], "");
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("\"{name}\";q={};w={}", p.requests, secs(p.period)))
+        {
+            h.insert(RATELIMIT_POLICY, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{name}\";r={};t={reset}", self.remaining))
+        {
+            h.insert(RATELIMIT, v);
+        }
+    }
+
+    /// 429 in the §7 form, with `Retry-After` and the rate-limit headers.
+    pub fn refusal(&self) -> ApiError {
+        let wait = secs(self.retry_after).max(1);
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            format!(
+                "Rate limit of {} requests per {} s exceeded ({}); retry in {wait} s.",
+                self.policy.requests,
+                secs(self.policy.period),
+                self.policy.name
+            ),
+        )
+        .header(http::header::RETRY_AFTER, &wait.to_string())
+    }
+}

@@ -1,0 +1,415 @@
+//! §9 rate limiting, in-process backend: the three tiers kept apart, the
+//! exact 429 point, the headers, per-resource and per-action overrides,
+//! and the client address (forwarding headers count only from trusted
+//! proxies, over a real socket).
+
+use restkit::registry::Registry;
+
+use crate::helpers::{assert_problem, http_get, TestApp};
+
+async fn demo_with(settings: &str) -> TestApp {
+    TestApp::with(restkit::demo::DEMO_TOML, settings, Registry::builtin()).await
+}
+
+#[tokio::test]
+async fn the_anonymous_tier_counts_per_ip_and_refuses_at_the_limit() {
+    let t = demo_with("[rate_limit]\nanonymous = { requests = 3, period = \"60s\" }\n").await;
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let res = t
+            .get("/v1/books/3")
+            .anonymous()
+            .sent_from("203.0.113.5")
+            .send()
+            .await;
+        // Without a token the route answers 401, and that still counts.
+        assert_eq!(res.status, 401);
+        assert_eq!(res.header("x-rate-limit-limit"), "3");
+        remaining.push(res.header("x-rate-limit-remaining").to_string());
+    }
+    assert_eq!(remaining, ["2", "1", "0"]);
+    let res = t
+        .get("/v1/books/3")
+        .anonymous()
+        .sent_from("203.0.113.5")
+        .send()
+        .await;
+    let body = assert_problem(&res, 429, "RATE_LIMITED");
+    assert!(body["detail"].as_str().unwrap().contains("anonymous"));
+    // One request comes back every 20 s.
+    let retry: u64 = res.header("retry-after").parse().unwrap();
+    assert!((19..=20).contains(&retry), "{retry}");
+    assert_eq!(res.header("x-rate-limit-remaining"), "0");
+    assert_eq!(res.header("x-rate-limit-reset"), "60");
+    assert_eq!(res.header("ratelimit-policy"), "\"anonymous\";q=3;w=60");
+    assert_eq!(res.header("ratelimit"), "\"anonymous\";r=0;t=60");
+    // Another address has its own allowance; OPTIONS counts too.
+    let other = t
+        .call(http::Method::OPTIONS, "/v1/books")
+        .anonymous()
+        .sent_from("203.0.113.6")
+        .send()
+        .await;
+    assert_eq!(other.status, 200);
+    assert_eq!(other.header("x-rate-limit-remaining"), "2");
+    // A valid token is the authenticated tier, not the address's.
+    let res = t.get("/v1/books/3").sent_from("203.0.113.5").send().await;
+    assert_eq!(res.status, 200);
+}
+
+#[tokio::test]
+async fn the_authenticated_tier_keeps_users_and_clients_apart() {
+    let t = demo_with("[rate_limit]\nauthenticated = { requests = 2, period = \"1h\" }\n").await;
+    for left in ["1", "0"] {
+        let res = t.get("/v1/books/3").by_user(1).send().await;
+        assert_eq!(res.status, 200);
+        assert_eq!(res.header("x-rate-limit-remaining"), left);
+        assert_eq!(
+            res.header("ratelimit-policy"),
+            "\"authenticated\";q=2;w=3600"
+        );
+    }
+    assert_problem(
+        &t.get("/v1/books/3").by_user(1).send().await,
+        429,
+        "RATE_LIMITED",
+    );
+    // Stan from another address is still stan.
+    assert_eq!(
+        t.get("/v1/books/3")
+            .by_user(1)
+            .sent_from("198.51.100.1")
+            .send()
+            .await
+            .status,
+        429
+    );
+    // User 2, and client 1 (not user 1), have their own allowances.
+    assert_eq!(t.get("/v1/books/3").by_user(2).send().await.status, 200);
+    let client = t
+        .get("/v1/books/3/reviews")
+        .header(
+            "authorization",
+            &format!("Bearer {}", t.client_token(&["basic"])),
+        )
+        .send()
+        .await;
+    assert_eq!(client.header("x-rate-limit-remaining"), "1");
+}
+
+#[tokio::test]
+async fn the_token_tier_guards_the_oauth2_endpoints_per_ip() {
+    let t = demo_with("[rate_limit]\ntoken = { requests = 2, period = \"10s\" }\n").await;
+    let grant = "grant_type=password&username=stan&password=wrong&client_id=spa";
+    for _ in 0..2 {
+        let res = t
+            .post("/v1/access_token")
+            .anonymous()
+            .sent_from("192.0.2.1")
+            .raw("application/x-www-form-urlencoded", grant)
+            .send()
+            .await;
+        assert_ne!(res.status, 429);
+        assert!(!res.header("x-rate-limit-remaining").is_empty());
+    }
+    let res = t
+        .post("/v1/access_token")
+        .anonymous()
+        .sent_from("192.0.2.1")
+        .raw("application/x-www-form-urlencoded", grant)
+        .send()
+        .await;
+    assert_problem(&res, 429, "RATE_LIMITED");
+    let retry: u64 = res.header("retry-after").parse().unwrap();
+    assert!((1..=5).contains(&retry), "{retry}");
+    assert_eq!(res.header("ratelimit-policy"), "\"token\";q=2;w=10");
+    // The authorization page is the same tier; another address is not.
+    let page = t
+        .get("/v1/authorize?response_type=code&client_id=spa")
+        .anonymous()
+        .sent_from("192.0.2.1")
+        .send()
+        .await;
+    assert_eq!(page.status, 429);
+    let other = t
+        .post("/v1/access_token")
+        .anonymous()
+        .sent_from("192.0.2.2")
+        .raw("application/x-www-form-urlencoded", grant)
+        .send()
+        .await;
+    assert_ne!(other.status, 429);
+    // Documents served from memory and the health probe are not limited.
+    for path in ["/health", "/openapi.json", "/.well-known/jwks.json"] {
+        let res = t.get(path).anonymous().sent_from("192.0.2.1").send().await;
+        assert_eq!(res.status, 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn resources_and_actions_override_the_tiers() {
+    let toml = r#"
+[rate_limit]
+authenticated = { requests = 100, period = "1m" }
+
+[[module]]
+prefix = "/api"
+[[module.resource]]
+name = "notes"
+rate_limit = { authenticated = { requests = 2, period = "1m" } }
+[module.resource.fields]
+id   = { type = "integer", primary_key = true }
+text = { type = "string" }
+[[module.resource.action]]
+path = "ping"
+method = "GET"
+on = "collection"
+handler = "echo"
+rate_limit = { authenticated = { requests = 1, period = "30s" } }
+[[module.resource]]
+name = "tags"
+rate_limit = { authenticated = { requests = 0, period = "1m" } }
+[module.resource.fields]
+id = { type = "integer", primary_key = true }
+"#;
+    let t = TestApp::with(toml, "", Registry::builtin()).await;
+    // The resource's allowance is one for all its routes.
+    let first = t.get("/api/notes").send().await;
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.header("ratelimit-policy"),
+        "\"authenticated.api.notes\";q=2;w=60"
+    );
+    assert_eq!(t.get("/api/notes/1").send().await.status, 404);
+    assert_eq!(t.get("/api/notes").send().await.status, 429);
+    // The action has its own.
+    let ping = t.get("/api/notes/ping").send().await;
+    assert_eq!(ping.status, 200, "{}", String::from_utf8_lossy(&ping.body));
+    assert_eq!(
+        ping.header("ratelimit-policy"),
+        "\"authenticated.api.notes.ping\";q=1;w=30"
+    );
+    assert_eq!(t.get("/api/notes/ping").send().await.status, 429);
+    // requests = 0 turns the tier off there.
+    for _ in 0..3 {
+        let res = t.get("/api/tags").send().await;
+        assert_eq!(res.status, 200);
+        assert!(res.headers.get("x-rate-limit-limit").is_none());
+    }
+}
+
+/// Over a real socket every request comes from 127.0.0.1: a client's own
+/// `X-Forwarded-For` must not buy it a fresh allowance, unless 127.0.0.1
+/// is a trusted proxy, whose forwarded address then counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    let limited = "[rate_limit]\nanonymous = { requests = 2, period = \"60s\" }\n";
+    let t = demo_with(limited).await;
+    let (addr, stop) = t.listen().await;
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let spoof = format!("X-Forwarded-For: 10.0.0.{i}\r\nForwarded: for=10.1.0.{i}\r\n");
+        statuses.push(http_get(addr, "/v1/books/3", &spoof).await.unwrap().0);
+    }
+    assert_eq!(statuses, [401, 401, 429], "spoofed headers were believed");
+    let _ = stop.send(());
+
+    let t = demo_with(&format!(
+        "{limited}trusted_proxies = [\"127.0.0.1\", \"10.9.0.0/16\"]\n"
+    ))
+    .await;
+    let (addr, stop) = t.listen().await;
+    // Through the proxy: each forwarded client has its own allowance, and
+    // the right-most untrusted hop is the client (not what it claims).
+    for i in 0..3 {
+        let via = format!("X-Forwarded-For: 6.6.6.6, 198.51.100.{i}, 10.9.0.1\r\n");
+        let (status, head, _) = http_get(addr, "/v1/books/3", &via).await.unwrap();
+        assert_eq!(status, 401);
+        assert!(head.contains("x-rate-limit-remaining: 1"), "{head}");
+    }
+    let same = "X-Forwarded-For: 7.7.7.7, 198.51.100.0\r\n";
+    let (status, _, _) = http_get(addr, "/v1/books/3", same).await.unwrap();
+    assert_eq!(status, 401);
+    let (status, _, _) = http_get(addr, "/v1/books/3", same).await.unwrap();
+    assert_eq!(status, 429, "198.51.100.0 used its two requests");
+    let _ = stop.send(());
+}
+
+/// A private `redis-server` on a free 127.0.0.1 port, stopped on drop.
+/// `.ci/run` installs Debian's redis-server; without it the Redis tests say
+/// they were skipped.
+struct Redis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let mut r = Redis { port, child: None };
+        r.resume().then_some(r)
+    }
+
+    /// (Re)starts the server on its port; true once it answers PING.
+    fn resume(&mut self) -> bool {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        let Ok(child) = child else {
+            return false;
+        };
+        self.child = Some(child);
+        for _ in 0..100 {
+            if self.ping() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn ping(&self) -> bool {
+        self.connection()
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c).ok())
+            .is_some()
+    }
+
+    fn connection(&self) -> Option<redis::Connection> {
+        redis::Client::open(self.url()).ok()?.get_connection().ok()
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Calls of one command so far (`INFO commandstats`).
+    fn calls(&self, command: &str) -> u64 {
+        let mut c = self.connection().expect("redis answers");
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut c)
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn redis_settings(r: &Redis, extra: &str) -> String {
+    format!(
+        "[rate_limit]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_timeout = \"200ms\"\n\
+         authenticated = {{ requests = 3, period = \"60s\" }}\n{extra}",
+        r.url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_sharing_redis_enforce_one_limit_in_one_round_trip_each() {
+    let Some(redis) = Redis::start() else {
+        eprintln!("skipped: no redis-server");
+        return;
+    };
+    let settings = redis_settings(&redis, "");
+    let a = demo_with(&settings).await;
+    let b = demo_with(&settings).await;
+    // Warm up the script cache (the first call may load the script).
+    let _ = a.get("/v1/books/3").by_user(2).send().await;
+    let before = redis.calls("evalsha");
+    let mut seen = Vec::new();
+    for app in [&a, &b, &a, &b] {
+        let res = app.get("/v1/books/3").by_user(1).send().await;
+        seen.push((
+            res.status.as_u16(),
+            res.header("x-rate-limit-remaining").to_string(),
+        ));
+    }
+    assert_eq!(
+        seen,
+        [
+            (200, "2".to_string()),
+            (200, "1".to_string()),
+            (200, "0".to_string()),
+            (429, "0".to_string())
+        ]
+    );
+    let res = b.get("/v1/books/3").by_user(1).send().await;
+    let retry: u64 = res.header("retry-after").parse().unwrap();
+    assert!((19..=20).contains(&retry), "{retry}");
+    // One script call per decision, and nothing else.
+    assert_eq!(redis.calls("evalsha") - before, 5);
+    assert_eq!(redis.calls("eval"), 0, "the script ran by its digest");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_redis_stops_the_limiter_follows_on_backend_error_and_recovers() {
+    let Some(mut redis) = Redis::start() else {
+        eprintln!("skipped: no redis-server");
+        return;
+    };
+    let allow = demo_with(&redis_settings(&redis, "on_backend_error = \"allow\"\n")).await;
+    let deny = demo_with(&redis_settings(&redis, "on_backend_error = \"deny\"\n")).await;
+    assert_eq!(
+        allow
+            .get("/v1/books/3")
+            .send()
+            .await
+            .header("x-rate-limit-remaining"),
+        "2"
+    );
+    redis.stop();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let res = allow.get("/v1/books/3").send().await;
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "a request hung on the limiter"
+        );
+        assert_eq!(res.status, 200, "allow lets requests through");
+        assert!(res.headers.get("x-rate-limit-limit").is_none());
+        let res = deny.get("/v1/books/3").send().await;
+        assert_problem(&res, 503, "RATE_LIMIT_UNAVAILABLE");
+        assert_eq!(res.header("retry-after"), "1");
+    }
+    assert!(
+        allow
+            .app
+            .state()
+            .limiter
+            .backend_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 3
+    );
+    // Redis comes back (empty): limiting resumes by itself, within seconds.
+    assert!(redis.resume(), "redis restarts");
+    let mut resumed = false;
+    for _ in 0..50 {
+        let res = deny.get("/v1/books/3").by_user(2).send().await;
+        if res.status == 200 && res.headers.get("x-rate-limit-remaining").is_some() {
+            resumed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(resumed, "limiting did not resume after Redis came back");
+}
