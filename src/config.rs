@@ -25,6 +25,8 @@ pub struct Settings {
     pub format: FormatSettings,
     pub cors: CorsSettings,
     pub info: InfoSettings,
+    pub metrics: MetricsSettings,
+    pub log: LogSettings,
     /// API declarations live in the same file; read by `model::toml`.
     #[serde(rename = "module")]
     modules: Option<IgnoredAny>,
@@ -308,6 +310,39 @@ impl Tier {
     }
 }
 
+/// `[log]`: `format = "text"` (default) or `"json"` (one object per line).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: "text".into(),
+        }
+    }
+}
+
+/// `[metrics]`: `GET /metrics` (§12), Prometheus text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    /// Addresses or CIDR blocks that may read it; empty: anyone.
+    pub allow: Vec<String>,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            enabled: true,
+            allow: Vec::new(),
+        }
+    }
+}
+
 /// `[info]`: what the generated documentation (§11) says about the API.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -415,6 +450,9 @@ impl Settings {
             }
         }
 
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return bad("log.format", "must be \"text\" or \"json\"");
+        }
         if !matches!(self.rate_limit.backend.as_str(), "memory" | "redis") {
             return bad("rate_limit.backend", "must be \"memory\" or \"redis\"");
         }

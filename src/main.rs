@@ -414,21 +414,46 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
+/// The configuration file a command reads, if any.
+fn config_of(cli: &Cli) -> Option<PathBuf> {
+    match &cli.command {
+        Command::Serve { config, .. }
+        | Command::Migrate { config, .. }
+        | Command::Routes { config }
+        | Command::Openapi { config } => config.clone(),
+        Command::Users { db, .. } | Command::Clients { db, .. } => db.config.clone(),
+        Command::Keys { .. } => None,
+    }
+}
+
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `[log] format` (or RESTKIT_LOG__FORMAT) chooses text or JSON lines; a
+    // configuration that does not load is reported by the command itself.
+    let json = read_config(&config_of(&cli))
+        .ok()
+        .and_then(|text| Settings::load(&text, &Overrides::default()).ok())
+        .is_some_and(|s| s.log.format == "json");
     // Log lines are formatted on the request's thread but written by a
     // background thread: a slow stdout must not slow requests down. The
     // guard flushes what is queued when main returns.
     let (writer, _flush_on_exit) = tracing_appender::non_blocking(std::io::stdout());
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let logs = tracing_subscriber::fmt()
         .with_writer(writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_target(false)
-        .init();
-    let cli = Cli::parse();
+        .with_env_filter(filter)
+        .with_target(false);
+    if json {
+        // Each line carries the request span (its id) it was logged in.
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

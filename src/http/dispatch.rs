@@ -78,6 +78,10 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
         }
     };
     let mut limited = None;
+    let ip = req
+        .extensions()
+        .get::<crate::limit::ClientIp>()
+        .map(|c| c.0);
     let mut res = match steps(&route, &state, req, version.as_deref(), &mut limited).await {
         Ok(repr) => {
             let mut res = format::encode(repr, format, read, page.as_ref().unwrap_or(&NO_PAGE));
@@ -109,8 +113,18 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
     if let Some(v) = version.and_then(|v| HeaderValue::from_str(&v).ok()) {
         res.headers_mut().insert(API_VERSION, v);
     }
-    if let Some(d) = limited {
-        d.write_headers(res.headers_mut());
+    if let Some((d, who)) = limited {
+        if let Some(d) = d {
+            d.write_headers(res.headers_mut());
+        }
+        let who = match who {
+            Some(w) => w.key(),
+            None => ip
+                .map(|ip| format!("ip:{ip}"))
+                .unwrap_or_else(|| "-".into()),
+        };
+        res.extensions_mut()
+            .insert(super::layers::LoggedCaller(Arc::from(who)));
     }
     res.extensions_mut().insert(template);
     // The CORS layer answers with the module's settings.
@@ -194,7 +208,7 @@ async fn steps(
     state: &AppState,
     req: Request<Body>,
     version: Option<&str>,
-    limited: &mut Option<crate::limit::Decision>,
+    limited: &mut Option<(Option<crate::limit::Decision>, Option<crate::limit::Who>)>,
 ) -> Result<Representation, ApiError> {
     let (mut parts, body) = req.into_parts();
     let method = parts.method.clone();
@@ -225,12 +239,16 @@ async fn steps(
         .extensions
         .get::<crate::limit::ClientIp>()
         .map(|c| c.0);
-    *limited = state
-        .limiter
-        .decide(policies, super::limits::known(&caller), ip)
-        .await?;
-    if let Some(d) = limited.as_ref().filter(|d| !d.allowed) {
-        return Err(d.refusal());
+    let known = super::limits::known(&caller);
+    let decision = state.limiter.decide(policies, known.clone(), ip).await;
+    let refusal = match &decision {
+        Ok(Some(d)) if !d.allowed => Some(d.refusal()),
+        Err(e) => Some(e.clone()),
+        _ => None,
+    };
+    *limited = Some((decision.ok().flatten(), known));
+    if let Some(e) = refusal {
+        return Err(e);
     }
     if method == Method::OPTIONS {
         let description = state.descriptions.get(&route.template);

@@ -85,6 +85,28 @@ pub async fn head(mut req: Request, next: Next) -> Response {
     res
 }
 
+/// Who made a request, for the request log: `u:1`, `c:spa` or `ip:…`
+/// (never a credential).
+#[derive(Clone, Debug)]
+pub struct LoggedCaller(pub Arc<str>);
+
+/// Names a response of restkit's own routes (`/v1/access_token`,
+/// `/metrics`, …) by the path the router matched, unless dispatch already
+/// named it by its template.
+pub async fn own_route_name(req: Request, next: Next) -> Response {
+    let matched = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| Arc::<str>::from(m.as_str()));
+    let mut res = next.run(req).await;
+    if let Some(m) = matched {
+        if res.extensions().get::<RouteTemplate>().is_none() {
+            res.extensions_mut().insert(RouteTemplate(m));
+        }
+    }
+    res
+}
+
 pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = match req.headers().get(REQUEST_ID) {
@@ -124,7 +146,14 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
         )
         .into_response()
     } else {
-        match tokio::time::timeout(timeout, next.run(req)).await {
+        // Every line logged while the request runs carries its id.
+        let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or(""));
+        match tokio::time::timeout(
+            timeout,
+            tracing::Instrument::instrument(next.run(req), span),
+        )
+        .await
+        {
             Ok(res) => res,
             Err(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -134,7 +163,9 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
             .into_response(),
         }
     };
+    let mut error_code = None;
     if let Some(err) = res.extensions_mut().remove::<ApiError>() {
+        error_code = Some(err.code);
         // Errors are encoded in the format the request negotiated.
         let format = res
             .extensions()
@@ -166,12 +197,21 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
         .get::<RouteTemplate>()
         .map(|r| r.0.clone())
         .unwrap_or_else(|| Arc::from("-"));
+    let latency = started.elapsed();
+    state.metrics.request(
+        &route,
+        method.as_str(),
+        status.as_u16(),
+        latency.as_secs_f64(),
+        error_code,
+    );
     tracing::info!(
         target: "restkit::request",
         method = %method,
         route = %route,
         status = status.as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
+        latency_us = latency.as_micros() as u64,
+        caller = res.extensions().get::<LoggedCaller>().map(|c| &*c.0).unwrap_or("-"),
         request_id = id.to_str().unwrap_or(""),
     );
     res

@@ -51,6 +51,10 @@ pub struct AppState {
     pub docs: bytes::Bytes,
     /// Rate limits (§9): every policy and its state.
     pub limiter: crate::limit::RateLimiter,
+    /// Prometheus metrics (§12), this app's own.
+    pub metrics: crate::ops::metrics::Metrics,
+    /// Who may read `/metrics` (empty: anyone).
+    pub metrics_allow: crate::limit::Networks,
     /// What OPTIONS answers, per route template: cut from the document.
     pub descriptions: std::collections::HashMap<String, Arc<serde_json::Value>>,
 }
@@ -136,6 +140,8 @@ impl App {
         registry: &Registry,
     ) -> Result<App, String> {
         let mut limiter = crate::limit::RateLimiter::new(&settings.rate_limit)?;
+        let metrics_allow =
+            crate::limit::Networks::parse(&settings.metrics.allow, "metrics.allow")?;
         let mut built = routes::build(
             &model,
             registry,
@@ -176,15 +182,16 @@ impl App {
             docs,
             descriptions,
             limiter,
+            metrics: Default::default(),
+            metrics_allow,
         });
         limits::forget_idle_periodically(Arc::downgrade(&state));
-        let mut router: Router<Arc<AppState>> =
-            Router::new().route(
-                "/health",
-                get(|State(st): State<Arc<AppState>>| async move {
-                    crate::ops::health(&st.store).await
-                }),
-            );
+        let mut router: Router<Arc<AppState>> = Router::new().route(
+            "/health",
+            get(|State(st): State<Arc<AppState>>| async move {
+                crate::ops::health(&st.store, &st.limiter).await
+            }),
+        );
         let api_keys = state
             .model
             .modules
@@ -218,6 +225,19 @@ impl App {
                     )
                 }),
             );
+        if state.settings.metrics.enabled {
+            router = router.route(
+                "/metrics",
+                get(
+                    |State(st): State<Arc<AppState>>, req: Request<Body>| async move {
+                        crate::ops::metrics_page(&st, &req)
+                    },
+                ),
+            );
+        }
+        // restkit's own routes are logged and counted by their path (a
+        // fixed set); declared routes by their template (dispatch).
+        router = router.route_layer(axum::middleware::from_fn(layers::own_route_name));
         for route in routes {
             let st = state.clone();
             let path = route.router_path.clone();

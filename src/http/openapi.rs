@@ -1081,11 +1081,20 @@ fn own_paths(paths: &mut Map<String, Value>, settings: &Settings) {
             "additionalProperties": oauth_text(), "propertyNames": oauth_text()}))
     };
     let html = json!({"text/html": {"schema": {"type": "string"}}});
-    paths.insert(
-        "/health".into(),
-        json!({"get": {"operationId": "health", "summary": "Liveness and database check.",
-        "security": [{}], "responses": json_ok("Healthy.")}}),
-    );
+    let health = json!({"type": "object", "required": ["status", "database"], "properties": {
+        "status": {"enum": ["ok", "error"]}, "database": {"enum": ["ok", "unavailable"]},
+        "redis": {"enum": ["ok", "unavailable"], "description": "With the Redis rate-limit backend."}}});
+    paths.insert("/health".into(), json!({"get": {"operationId": "health", "summary": "Liveness and database check.",
+        "security": [{}], "responses": {
+            "200": {"description": "Healthy.", "content": {"application/json": {"schema": health}}},
+            "503": {"description": "The database does not answer.", "content": {"application/json": {"schema": health}}}}}}));
+    if settings.metrics.enabled {
+        paths.insert("/metrics".into(), json!({"get": {"operationId": "metrics",
+            "summary": "Prometheus metrics (OpenMetrics text): requests, latency, auth failures, rate limits, database pool.",
+            "security": [{}], "responses": {
+                "200": {"description": "The metrics.", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}},
+                "403": {"$ref": "#/components/responses/Error"}}}}));
+    }
     for (path, id, summary, body) in [
         (
             "access_token",

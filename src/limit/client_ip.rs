@@ -13,29 +13,46 @@ use ipnet::IpNet;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
-/// `rate_limit.trusted_proxies`: addresses or CIDR blocks.
+/// Addresses and CIDR blocks (`10.0.0.0/8`, `::1`).
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct Networks(Vec<IpNet>);
 
-impl TrustedProxies {
-    pub fn parse(entries: &[String]) -> Result<TrustedProxies, String> {
+impl Networks {
+    /// `key` names the setting in errors.
+    pub fn parse(entries: &[String], key: &str) -> Result<Networks, String> {
         entries
             .iter()
             .map(|e| {
                 let e = e.trim();
                 e.parse::<IpNet>()
                     .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        format!("rate_limit.trusted_proxies: '{e}' is not an address or CIDR block")
-                    })
+                    .map_err(|_| format!("{key}: '{e}' is not an address or CIDR block"))
             })
             .collect::<Result<_, _>>()
-            .map(TrustedProxies)
+            .map(Networks)
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `rate_limit.trusted_proxies`.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Networks);
+
+impl TrustedProxies {
+    pub fn parse(entries: &[String]) -> Result<TrustedProxies, String> {
+        Networks::parse(entries, "rate_limit.trusted_proxies").map(TrustedProxies)
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        self.0.iter().any(|n| n.contains(&ip))
+        self.0.contains(ip)
     }
 
     /// The client of a request from `peer` carrying `headers`.

@@ -85,6 +85,8 @@ mod tests {
             name: "t".into(),
             requests,
             period: Duration::from_secs(secs),
+            allowed: Default::default(),
+            refused: Default::default(),
         })
     }
 

@@ -24,7 +24,7 @@ use crate::config::{RateLimitSettings, Tier};
 use crate::error::ApiError;
 use crate::model::{RateLimitOverride, RateTier};
 
-pub use client_ip::{ClientIp, TrustedProxies};
+pub use client_ip::{ClientIp, Networks, TrustedProxies};
 
 /// Who a decision is about. A client and a user with the same id are
 /// different callers.
@@ -49,13 +49,16 @@ impl Who {
 /// One quota, named for `RateLimit-Policy` (`anonymous`,
 /// `authenticated`, or a resource's or action's own, e.g.
 /// `authenticated.v1.books`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Policy {
     /// Index into the limiter's policies.
     pub id: usize,
     pub name: String,
     pub requests: u32,
     pub period: Duration,
+    /// Decisions so far (§12 metrics).
+    pub allowed: std::sync::atomic::AtomicU64,
+    pub refused: std::sync::atomic::AtomicU64,
 }
 
 /// The limiter's answer, with what the headers report.
@@ -147,6 +150,8 @@ impl RateLimiter {
             name: name.to_string(),
             requests: tier.requests,
             period: tier.period,
+            allowed: Default::default(),
+            refused: Default::default(),
         });
         if let Backend::Memory(m) = &mut self.backend {
             m.add(&policy);
@@ -213,14 +218,23 @@ impl RateLimiter {
         policy: &Arc<Policy>,
         who: &Who,
     ) -> Result<Option<Decision>, ApiError> {
-        let failure = match &self.backend {
-            Backend::Memory(m) => return Ok(Some(m.check(policy, who))),
-            Backend::Redis(r) => match r.check(policy, who).await {
-                Ok(d) => return Ok(Some(d)),
-                Err(e) => e,
-            },
-        };
         use std::sync::atomic::Ordering;
+        let decided = match &self.backend {
+            Backend::Memory(m) => Ok(m.check(policy, who)),
+            Backend::Redis(r) => r.check(policy, who).await,
+        };
+        let failure = match decided {
+            Ok(d) => {
+                let counter = if d.allowed {
+                    &policy.allowed
+                } else {
+                    &policy.refused
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(d));
+            }
+            Err(e) => e,
+        };
         self.backend_errors.fetch_add(1, Ordering::Relaxed);
         // One log line per outage second, not one per request.
         let now = self.started.elapsed().as_millis() as u64;
@@ -252,6 +266,29 @@ impl RateLimiter {
         if let Backend::Memory(m) = &self.backend {
             m.forget_idle();
         }
+    }
+
+    /// For `/health`: `None` without Redis, else whether it answers.
+    pub async fn redis_ok(&self) -> Option<bool> {
+        match &self.backend {
+            Backend::Memory(_) => None,
+            Backend::Redis(r) => Some(r.ping().await),
+        }
+    }
+
+    /// Per policy: name, decisions allowed and refused so far.
+    pub fn counts(&self) -> Vec<(String, u64, u64)> {
+        use std::sync::atomic::Ordering;
+        self.policies
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    p.allowed.load(Ordering::Relaxed),
+                    p.refused.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
     }
 
     /// Callers with state, over all policies (for tests and metrics).

@@ -103,6 +103,18 @@ impl RedisBackend {
         }
     }
 
+    /// Whether Redis answers PING within the timeout.
+    pub async fn ping(&self) -> bool {
+        let run = async {
+            let mut conn = self.connection().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()
+        };
+        matches!(tokio::time::timeout(self.timeout, run).await, Ok(Some(_)))
+    }
+
     pub async fn check(&self, p: &Arc<Policy>, who: &Who) -> Result<Decision, Unavailable> {
         let run = async {
             let mut conn = self.connection().await?;

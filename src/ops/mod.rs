@@ -1,4 +1,7 @@
-//! Operational endpoints (§12): `/health`. Public and never rate-limited.
+//! Operational endpoints (§12): `/health` and `/metrics`. Never
+//! rate-limited.
+
+pub mod metrics;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -8,9 +11,11 @@ use serde_json::json;
 use crate::store::Store;
 
 /// `{"status":"ok","database":"ok"}`, or 503 when the database does not
-/// answer.
-pub async fn health(store: &Store) -> Response {
-    let (status, body) = match store.ping().await {
+/// answer. With the Redis rate-limit backend, `"redis": "ok"` or
+/// `"unavailable"` too; Redis alone down is not a 503 (the limiter follows
+/// `on_backend_error`).
+pub async fn health(store: &Store, limiter: &crate::limit::RateLimiter) -> Response {
+    let (status, mut body) = match store.ping().await {
         Ok(()) => (StatusCode::OK, json!({"status": "ok", "database": "ok"})),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unreachable");
@@ -20,11 +25,44 @@ pub async fn health(store: &Store) -> Response {
             )
         }
     };
+    if let Some(ok) = limiter.redis_ok().await {
+        body["redis"] = json!(if ok { "ok" } else { "unavailable" });
+    }
     let mut res = Response::new(Body::from(body.to_string()));
     *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+/// `GET /metrics`: Prometheus text, to the addresses `metrics.allow`
+/// lists (anyone when it is empty); others get 403 in the §7 form.
+pub fn metrics_page(state: &crate::http::AppState, req: &http::Request<Body>) -> Response {
+    use axum::response::IntoResponse;
+    if !state.metrics_allow.is_empty() {
+        let ip = req
+            .extensions()
+            .get::<crate::limit::ClientIp>()
+            .map(|c| c.0);
+        if !ip.is_some_and(|ip| state.metrics_allow.contains(ip)) {
+            return crate::error::ApiError::forbidden("Metrics are not served to this address.")
+                .into_response();
+        }
+    }
+    let text = state.metrics.render(
+        &state.store.pool_state(),
+        &state.limiter.counts(),
+        state
+            .limiter
+            .backend_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    let mut res = Response::new(Body::from(text));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     res
 }

@@ -333,6 +333,13 @@ impl Store {
     }
 
     /// `SELECT 1`: is the database reachable?
+    /// Per pool (`read`, `write`): connections in use and idle (§12).
+    pub fn pool_state(&self) -> Vec<(&'static str, u32, u32)> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.pool_state().to_vec(),
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.ping().await,

@@ -207,6 +207,17 @@ impl SqliteStore {
         })
     }
 
+    /// Connections (pool, in use, idle) of the read and write pools.
+    pub fn pool_state(&self) -> [(&'static str, u32, u32); 2] {
+        let state = |p: &SqlitePool| {
+            let idle = p.num_idle() as u32;
+            (p.size().saturating_sub(idle), idle)
+        };
+        let (r_use, r_idle) = state(&self.read);
+        let (w_use, w_idle) = state(&self.write);
+        [("read", r_use, r_idle), ("write", w_use, w_idle)]
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.read)

@@ -21,6 +21,7 @@ mod integrity;
 mod limits;
 mod nested;
 mod oauth;
+mod ops;
 mod pipeline;
 mod plans;
 mod query;

@@ -102,3 +102,86 @@ async fn binary_serves_the_demo_from_any_directory_and_exits_0_on_sigterm() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_caller_but_no_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_restkit"))
+        .args(["serve", "--bind", &addr.to_string()])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .env("RESTKIT_LOG__FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !matches!(get(addr, "/health").await, Ok((200, _))) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let basic = "Authorization: Basic c3RhbjpwYXNz\r\n";
+    let (status, _) = get_as(
+        addr,
+        "/v1/books/1",
+        &format!("{basic}X-Request-Id: trace-42\r\n"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = get_as(
+        addr,
+        "/v1/books/1?access-token=secret-in-url",
+        "X-Request-Id: trace-43\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 401);
+    assert!(body.contains("\"requestId\":\"trace-43\""), "{body}");
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .unwrap();
+    let mut out = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    child.wait().await.unwrap();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let request = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l["fields"]["request_id"] == id)
+            .unwrap_or_else(|| panic!("no request line for {id}:\n{out}"))
+            .clone()
+    };
+    let ok = request("trace-42");
+    assert_eq!(ok["fields"]["route"], "/v1/books/{id}");
+    assert_eq!(ok["fields"]["status"], 200);
+    assert_eq!(ok["fields"]["caller"], "u:1");
+    assert!(ok["fields"]["latency_us"].is_u64());
+    let refused = request("trace-43");
+    assert_eq!(refused["fields"]["status"], 401);
+    // Lines logged while a request ran carry its id in their span.
+    for l in lines.iter().filter(|l| l.get("span").is_some()) {
+        assert!(l["span"]["request_id"].is_string(), "{l}");
+    }
+    assert!(!out.contains("c3RhbjpwYXNz") && !out.contains("secret-in-url"));
+}

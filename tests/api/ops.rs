@@ -1,0 +1,177 @@
+//! §12 operations: `/metrics` moves as requests are made (parsed with the
+//! Prometheus client library when Python has it), is restricted by
+//! `metrics.allow` and never rate-limited; `/health` reports Redis when it
+//! is the limiter's backend.
+
+use restkit::registry::Registry;
+
+use crate::helpers::{python, python_has, TestApp};
+
+async fn demo_with(settings: &str) -> TestApp {
+    TestApp::with(restkit::demo::DEMO_TOML, settings, Registry::builtin()).await
+}
+
+fn metrics(t: &TestApp) -> impl std::future::Future<Output = String> + '_ {
+    async move {
+        let res = t.get("/metrics").anonymous().send().await;
+        assert_eq!(res.status, 200);
+        assert!(res
+            .header("content-type")
+            .starts_with("application/openmetrics-text"));
+        String::from_utf8(res.body).unwrap()
+    }
+}
+
+/// The value of the sample `name{labels…}` (labels in any order).
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_requests_errors_limits_and_the_pool() {
+    let t = demo_with("[rate_limit]\nanonymous = { requests = 1, period = \"1h\" }\n").await;
+    for _ in 0..3 {
+        assert_eq!(t.get("/v1/books/3").send().await.status, 200);
+    }
+    assert_eq!(t.get("/v1/books/99999").send().await.status, 404);
+    // Anonymous: one 401 (missing token), then 429s.
+    let statuses: Vec<u16> = futures_statuses(&t, 3).await;
+    assert_eq!(statuses, [401, 429, 429]);
+    let text = metrics(&t).await;
+    let ok = [
+        ("route", "/v1/books/{id}"),
+        ("method", "GET"),
+        ("status", "200"),
+    ];
+    assert_eq!(sample(&text, "restkit_http_requests_total", &ok), Some(3.0));
+    let missing = [("route", "/v1/books/{id}"), ("status", "404")];
+    assert_eq!(
+        sample(&text, "restkit_http_requests_total", &missing),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "restkit_http_request_duration_seconds_count",
+            &[("route", "/v1/books/{id}")]
+        ),
+        Some(7.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "restkit_auth_failures_total",
+            &[("kind", "unauthorized")]
+        ),
+        Some(1.0)
+    );
+    let refused = [("policy", "anonymous"), ("outcome", "refused")];
+    assert_eq!(
+        sample(&text, "restkit_rate_limit_decisions", &refused),
+        Some(2.0)
+    );
+    assert!(sample(
+        &text,
+        "restkit_db_pool_connections",
+        &[("pool", "read"), ("state", "idle")]
+    )
+    .is_some());
+    assert_eq!(sample(&text, "restkit_build_info", &[]), Some(1.0));
+    // /metrics itself is counted by its path, never rate-limited.
+    for _ in 0..3 {
+        assert_eq!(t.get("/metrics").anonymous().send().await.status, 200);
+    }
+    let text = metrics(&t).await;
+    assert!(
+        sample(
+            &text,
+            "restkit_http_requests_total",
+            &[("route", "/metrics")]
+        )
+        .unwrap()
+            >= 4.0
+    );
+    // A hostile path does not become a label.
+    t.get("/no/such/path/x1").send().await;
+    let text = metrics(&t).await;
+    assert!(!text.contains("x1"));
+    assert!(text.contains("route=\"(unmatched)\""));
+
+    // The standard client library reads it.
+    if !python_has("prometheus_client") {
+        eprintln!("skipped: python has no prometheus_client");
+        return;
+    }
+    let mut child = std::process::Command::new(python())
+        .args([
+            "-c",
+            "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\n\
+             n = {f.name: sum(s.value for s in f.samples if s.name.endswith('_total')) for f in p(sys.stdin.read())}\n\
+             print(int(n['restkit_http_requests']))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let total: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(total >= 12, "{total}");
+}
+
+async fn futures_statuses(t: &TestApp, n: usize) -> Vec<u16> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        v.push(
+            t.get("/v1/books/3")
+                .anonymous()
+                .sent_from("203.0.113.9")
+                .send()
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    v
+}
+
+#[tokio::test]
+async fn metrics_can_be_restricted_to_some_addresses() {
+    let t = demo_with("[metrics]\nallow = [\"10.0.0.0/8\", \"::1\"]\n").await;
+    let res = t
+        .get("/metrics")
+        .anonymous()
+        .sent_from("203.0.113.1")
+        .send()
+        .await;
+    crate::helpers::assert_problem(&res, 403, "FORBIDDEN");
+    let res = t
+        .get("/metrics")
+        .anonymous()
+        .sent_from("10.2.3.4")
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    let off = demo_with("[metrics]\nenabled = false\n").await;
+    assert_eq!(off.get("/metrics").anonymous().send().await.status, 404);
+}
