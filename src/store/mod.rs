@@ -130,6 +130,16 @@ pub enum StoreError {
     Other(String),
 }
 
+/// SQLite result codes (primary code: the low byte of an extended one)
+/// that mean the file cannot be used right now.
+fn sqlite_unavailable(code: Option<&str>) -> bool {
+    let Some(code) = code.and_then(|c| c.parse::<u32>().ok()) else {
+        return false;
+    };
+    // BUSY 5, LOCKED 6, READONLY 8, IOERR 10, FULL 13, CANTOPEN 14.
+    matches!(code & 0xff, 5 | 6 | 8 | 10 | 13 | 14)
+}
+
 impl StoreError {
     fn from_sqlx(d: Dialect, e: sqlx::Error, r: Option<&Resource>) -> StoreError {
         match &e {
@@ -142,6 +152,15 @@ impl StoreError {
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::ForeignKey,
             // SQLITE_INTERRUPT: the statement watchdog stopped it.
             sqlx::Error::Database(db) if db.code().as_deref() == Some("9") => StoreError::Timeout,
+            // The file is locked by another process past busy_timeout
+            // (BUSY, LOCKED), cannot be opened, read or written (CANTOPEN,
+            // IOERR, READONLY, FULL): the database is unavailable for now,
+            // 503, and the next request tries again.
+            sqlx::Error::Database(db)
+                if d == Dialect::Sqlite && sqlite_unavailable(db.code().as_deref()) =>
+            {
+                StoreError::Unavailable(e.to_string())
+            }
             _ => StoreError::Other(e.to_string()),
         }
     }

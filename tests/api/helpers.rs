@@ -412,11 +412,29 @@ pub async fn http_get(
     path: &str,
     headers: &str,
 ) -> std::io::Result<(u16, String, String)> {
+    http_request(addr, "GET", path, headers, "").await
+}
+
+/// Any request over a fresh connection (a body gets its Content-Length).
+pub async fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> std::io::Result<(u16, String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let length = if body.is_empty() {
+        String::new()
+    } else {
+        format!("Content-Length: {}\r\n", body.len())
+    };
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n")
-            .as_bytes(),
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}{length}Connection: close\r\n\r\n{body}"
+        )
+        .as_bytes(),
     )
     .await?;
     let mut buf = Vec::new();

@@ -14,6 +14,7 @@ mod cors;
 mod crud;
 mod docs;
 mod errors;
+mod faults;
 mod formats;
 mod fuzz;
 mod helpers;

@@ -1,0 +1,187 @@
+//! Faults injected for real (§1, §7, §13), each bounded in time and
+//! talking only to 127.0.0.1: a database locked by another process, a
+//! SIGTERM in the middle of a write load, a client that goes away mid-body.
+//! (A panicking handler: `controller::a_panic_is_a_500_…`.)
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{assert_problem, http_get, http_request, TestApp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_locked_by_another_process_is_503_and_recovers_without_restart() {
+    let t = TestApp::demo().await;
+    let db = t._dir.path().join("test.db");
+    // Another process takes SQLite's write lock and keeps it.
+    let mut holder = tokio::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys, time\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)\n\
+             c.execute('BEGIN EXCLUSIVE')\n\
+             print('locked', flush=True)\n\
+             time.sleep(60)",
+            db.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    use tokio::io::AsyncBufReadExt;
+    tokio::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .await
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let book = json!({"title": "Locked out", "author": "A"});
+    let started = Instant::now();
+    let res = t.post("/v1/books").json(book.clone()).send().await;
+    // After busy_timeout (5 s), a 503 in the §7 form — not a 500, not a hang.
+    assert_problem(&res, 503, "DATABASE_UNAVAILABLE");
+    assert_eq!(res.header("retry-after"), "1");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // Readers are not blocked by a writer (WAL).
+    assert_eq!(t.get("/v1/books/3").send().await.status, 200);
+    // The other process goes away: the next write succeeds, no restart.
+    holder.kill().await.unwrap();
+    let res = t.post("/v1/books").json(book).send().await;
+    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(
+        t.get("/v1/books?q=(title:Locked%20out)")
+            .send()
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "the refused write left nothing behind"
+    );
+}
+
+fn free_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+async fn start_binary(dir: &std::path::Path, addr: std::net::SocketAddr) -> tokio::process::Child {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_restkit"))
+        .args(["serve", "--bind", &addr.to_string()])
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        // Writers here make thousands of requests: no rate limits.
+        .env("RESTKIT_RATE_LIMIT__AUTHENTICATED__REQUESTS", "0")
+        .env("RESTKIT_RATE_LIMIT__ANONYMOUS__REQUESTS", "0")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !matches!(http_get(addr, "/health", "").await, Ok((200, _, _))) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child
+}
+
+/// Eight writers POST as fast as they can; SIGTERM arrives mid-load. Every
+/// write acknowledged with 201 is in the database after a restart, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_write_load_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mut child = start_binary(dir.path(), addr).await;
+    let basic = "Authorization: Basic c3RhbjpwYXNz\r\nContent-Type: application/json\r\n";
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) || i > 2000 {
+                    break;
+                }
+                let title = format!("w{w}-{i}");
+                let body = json!({"title": title, "author": "Load", "year": 2000 + w}).to_string();
+                match http_request(addr, "POST", "/v1/books", basic, &body).await {
+                    Ok((201, _, reply)) => {
+                        let rec: serde_json::Value = serde_json::from_str(&reply).unwrap();
+                        acknowledged.push((rec["id"].as_i64().unwrap(), title));
+                    }
+                    Ok(_) => {}
+                    Err(_) => break, // the server has gone
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(exit.success(), "{exit:?}");
+    let mut acknowledged = Vec::new();
+    for w in writers {
+        acknowledged.extend(w.await.unwrap());
+    }
+    assert!(
+        acknowledged.len() > 50,
+        "only {} writes",
+        acknowledged.len()
+    );
+
+    let mut child = start_binary(dir.path(), addr).await;
+    for (id, title) in &acknowledged {
+        let (status, _, body) = http_get(
+            addr,
+            &format!("/v1/books/{id}"),
+            "Authorization: Basic c3RhbjpwYXNz\r\n",
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "acknowledged book {id} is missing");
+        let rec: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(rec["title"], title.as_str());
+        assert_eq!(rec["author"], "Load", "book {id} is half-written");
+    }
+    child.kill().await.unwrap();
+}
+
+/// A client sends half a body and disconnects: nothing is written, and the
+/// server goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_mid_request_leaves_nothing_behind() {
+    let t = TestApp::demo().await;
+    let (addr, stop) = t.listen().await;
+    let before = t.get("/v1/books?per-page=1").send().await;
+    let total = before.header("x-pagination-total-count").to_string();
+    for _ in 0..5 {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /v1/books HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"title\":\"Half",
+            t.bearer()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        drop(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = t.get("/v1/books?per-page=1").send().await;
+    assert_eq!(after.header("x-pagination-total-count"), total);
+    let (status, _, _) = http_get(addr, "/health", "").await.unwrap();
+    assert_eq!(status, 200);
+    let _ = stop.send(());
+}
