@@ -11,15 +11,13 @@ async fn demo_with(settings: &str) -> TestApp {
     TestApp::with(restkit::demo::DEMO_TOML, settings, Registry::builtin()).await
 }
 
-fn metrics(t: &TestApp) -> impl std::future::Future<Output = String> + '_ {
-    async move {
-        let res = t.get("/metrics").anonymous().send().await;
-        assert_eq!(res.status, 200);
-        assert!(res
-            .header("content-type")
-            .starts_with("application/openmetrics-text"));
-        String::from_utf8(res.body).unwrap()
-    }
+async fn metrics(t: &TestApp) -> String {
+    let res = t.get("/metrics").anonymous().send().await;
+    assert_eq!(res.status, 200);
+    assert!(res
+        .header("content-type")
+        .starts_with("application/openmetrics-text"));
+    String::from_utf8(res.body).unwrap()
 }
 
 /// The value of the sample `name{labels…}` (labels in any order).
