@@ -1,9 +1,10 @@
-//! What the in-process rate limiter costs (§9): `GET /v1/books/3` through
-//! the whole pipeline on two apps over the same kind of database — one
-//! with the tiers on (quotas no run reaches, so every request is counted
-//! and passes), one with them off — interleaved call by call and timed by
-//! the process's CPU clock. Anonymous requests (counted per client IP)
-//! and a user's Bearer token (counted per user).
+//! What rate limiting (§9) and metrics (§12) cost: `GET /v1/books/3`
+//! through the whole pipeline on three apps over the same kind of
+//! database — bare (tiers and metrics off), with the in-process limiter on
+//! (quotas no run reaches, so every request is counted and passes), and
+//! with metrics on — interleaved call by call and timed by the process's
+//! CPU clock, for anonymous requests (counted per client IP) and a user's
+//! Bearer token (counted per user). Ratios are to the bare app.
 //!
 //! Usage: cargo run --release --example limiter_cost [ROUNDS]
 
@@ -15,19 +16,25 @@ use axum::body::Body;
 use http::Request;
 use http_body_util::BodyExt;
 
+const OFF: &str = "\n[rate_limit]\ntoken = { requests = 0 }\nanonymous = { requests = 0 }\n\
+                   authenticated = { requests = 0 }\n";
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let rounds: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(7);
-    let (on_dir, off_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let limited = common::open(&common::public_demo(), on_dir.path()).await;
-    let off = common::public_demo().replace(
-        common::HIGH_LIMITS,
-        "\n[rate_limit]\ntoken = { requests = 0 }\nanonymous = { requests = 0 }\nauthenticated = { requests = 0 }\n",
-    );
-    let unlimited = common::open(&off, off_dir.path()).await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let public = common::public_demo();
+    let bare = public.replace(common::HIGH_LIMITS, OFF) + "\n[metrics]\nenabled = false\n";
+    let limited = public.clone() + "\n[metrics]\nenabled = false\n";
+    let metered = public.replace(common::HIGH_LIMITS, OFF);
+    let apps = [
+        common::open(&bare, dirs[0].path()).await,
+        common::open(&limited, dirs[1].path()).await,
+        common::open(&metered, dirs[2].path()).await,
+    ];
     let get = |token: Option<&str>| {
         let mut b = Request::get("/v1/books/3")
             .header("host", "bench.test")
@@ -62,44 +69,36 @@ async fn main() {
         };
         app.state().tokens.access_token(&grant).unwrap().0
     };
-    let (on_token, off_token) = (token(&limited), token(&unlimited));
-    assert_eq!(
-        call(&limited, get(None)).await,
-        (http::StatusCode::OK, true)
-    );
-    assert_eq!(
-        call(&unlimited, get(None)).await,
-        (http::StatusCode::OK, false)
-    );
-    assert_eq!(
-        call(&limited, get(Some(&on_token))).await,
-        (http::StatusCode::OK, true)
-    );
+    let tokens: Vec<String> = apps.iter().map(token).collect();
+    let ok = http::StatusCode::OK;
+    assert_eq!(call(&apps[0], get(None)).await, (ok, false));
+    assert_eq!(call(&apps[1], get(Some(&tokens[1]))).await, (ok, true));
+    assert_eq!(call(&apps[2], get(None)).await, (ok, false));
 
     let n = 3000;
     println!(
         "GET /v1/books/3 through app.call, CPU µs per request, medians of {rounds} rounds of {n}"
     );
     for (label, with_token) in [("anonymous (per IP)", false), ("Bearer (per user)", true)] {
-        let (mut on, mut offs) = (Vec::new(), Vec::new());
+        let mut spent: [Vec<f64>; 3] = Default::default();
         for _ in 0..rounds {
-            let (mut a, mut b) = (0.0, 0.0);
+            let mut round = [0.0; 3];
             for _ in 0..n {
-                let t = cpu_now();
-                call(&limited, get(with_token.then_some(on_token.as_str()))).await;
-                a += cpu_now() - t;
-                let t = cpu_now();
-                call(&unlimited, get(with_token.then_some(off_token.as_str()))).await;
-                b += cpu_now() - t;
+                for (k, app) in apps.iter().enumerate() {
+                    let t = cpu_now();
+                    call(app, get(with_token.then_some(tokens[k].as_str()))).await;
+                    round[k] += cpu_now() - t;
+                }
             }
-            on.push(a * 1e6 / f64::from(n));
-            offs.push(b * 1e6 / f64::from(n));
+            for k in 0..3 {
+                spent[k].push(round[k] * 1e6 / f64::from(n));
+            }
         }
-        let (on, offs) = (median(on), median(offs));
+        let [bare, limiter, metrics] = spent.map(median);
         println!(
-            "{label:<20} limiter on {on:>7.1}   off {offs:>7.1}   on/off {:.3} ({:+.1}%)",
-            on / offs,
-            (on / offs - 1.0) * 100.0
+            "{label:<20} bare {bare:>6.1}   limiter {limiter:>6.1} ({:+.1}%)   metrics {metrics:>6.1} ({:+.1}%)",
+            (limiter / bare - 1.0) * 100.0,
+            (metrics / bare - 1.0) * 100.0
         );
     }
 }

@@ -198,13 +198,15 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
         .map(|r| r.0.clone())
         .unwrap_or_else(|| Arc::from("-"));
     let latency = started.elapsed();
-    state.metrics.request(
-        &route,
-        method.as_str(),
-        status.as_u16(),
-        latency.as_secs_f64(),
-        error_code,
-    );
+    if state.settings.metrics.enabled {
+        state.metrics.request(
+            &route,
+            method.as_str(),
+            status.as_u16(),
+            latency.as_secs_f64(),
+            error_code,
+        );
+    }
     tracing::info!(
         target: "restkit::request",
         method = %method,

@@ -377,7 +377,13 @@ async fn when_redis_stops_the_limiter_follows_on_backend_error_and_recovers() {
             .header("x-rate-limit-remaining"),
         "2"
     );
+    let health = allow.get("/health").anonymous().send().await.json();
+    assert_eq!(health["redis"], "ok");
     redis.stop();
+    // Redis alone down is reported, not a 503: the limiter copes.
+    let res = allow.get("/health").anonymous().send().await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.json()["redis"], "unavailable");
     for _ in 0..3 {
         let started = std::time::Instant::now();
         let res = allow.get("/v1/books/3").send().await;
