@@ -166,7 +166,6 @@ async fn main() {
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let (next, bearer) = (next.clone(), bearer.clone());
-        let reads_only = reads_only;
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::open(addr).await;
             let mut latencies = Vec::new();

@@ -230,7 +230,20 @@ impl App {
                 "/metrics",
                 get(
                     |State(st): State<Arc<AppState>>, req: Request<Body>| async move {
-                        crate::ops::metrics_page(&st, &req)
+                        // `metrics.allow` (empty: anyone); others get 403 (§7).
+                        let ip = req
+                            .extensions()
+                            .get::<crate::limit::ClientIp>()
+                            .map(|c| c.0);
+                        if !st.metrics_allow.is_empty()
+                            && !ip.is_some_and(|ip| st.metrics_allow.contains(ip))
+                        {
+                            return crate::error::ApiError::forbidden(
+                                "Metrics are not served to this address.",
+                            )
+                            .into_response();
+                        }
+                        crate::ops::metrics_page(&st.metrics, &st.store, &st.limiter)
                     },
                 ),
             );

@@ -37,25 +37,17 @@ pub async fn health(store: &Store, limiter: &crate::limit::RateLimiter) -> Respo
     res
 }
 
-/// `GET /metrics`: Prometheus text, to the addresses `metrics.allow`
-/// lists (anyone when it is empty); others get 403 in the §7 form.
-pub fn metrics_page(state: &crate::http::AppState, req: &http::Request<Body>) -> Response {
-    use axum::response::IntoResponse;
-    if !state.metrics_allow.is_empty() {
-        let ip = req
-            .extensions()
-            .get::<crate::limit::ClientIp>()
-            .map(|c| c.0);
-        if !ip.is_some_and(|ip| state.metrics_allow.contains(ip)) {
-            return crate::error::ApiError::forbidden("Metrics are not served to this address.")
-                .into_response();
-        }
-    }
-    let text = state.metrics.render(
-        &state.store.pool_state(),
-        &state.limiter.counts(),
-        state
-            .limiter
+/// `GET /metrics`: the Prometheus (OpenMetrics) text of `metrics`, with
+/// the gauges read now from the pools and the limiter.
+pub fn metrics_page(
+    metrics: &metrics::Metrics,
+    store: &Store,
+    limiter: &crate::limit::RateLimiter,
+) -> Response {
+    let text = metrics.render(
+        &store.pool_state(),
+        &limiter.counts(),
+        limiter
             .backend_errors
             .load(std::sync::atomic::Ordering::Relaxed),
     );

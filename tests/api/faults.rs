@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{assert_problem, http_get, http_request, TestApp};
+use crate::helpers::{
+    assert_problem, free_addr, http_get, http_request, sigterm, start_binary, TestApp,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_locked_by_another_process_is_503_and_recovers_without_restart() {
@@ -61,32 +63,11 @@ async fn a_database_locked_by_another_process_is_503_and_recovers_without_restar
     );
 }
 
-fn free_addr() -> std::net::SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
-async fn start_binary(dir: &std::path::Path, addr: std::net::SocketAddr) -> tokio::process::Child {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_restkit"))
-        .args(["serve", "--bind", &addr.to_string()])
-        .current_dir(dir)
-        .env("RUST_LOG", "warn")
-        // Writers here make thousands of requests: no rate limits.
-        .env("RESTKIT_RATE_LIMIT__AUTHENTICATED__REQUESTS", "0")
-        .env("RESTKIT_RATE_LIMIT__ANONYMOUS__REQUESTS", "0")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !matches!(http_get(addr, "/health", "").await, Ok((200, _, _))) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    child
-}
+/// Writers here make thousands of requests: no rate limits.
+const UNLIMITED: [(&str, &str); 2] = [
+    ("RESTKIT_RATE_LIMIT__AUTHENTICATED__REQUESTS", "0"),
+    ("RESTKIT_RATE_LIMIT__ANONYMOUS__REQUESTS", "0"),
+];
 
 /// Eight writers POST as fast as they can; SIGTERM arrives mid-load. Every
 /// write acknowledged with 201 is in the database after a restart, whole.
@@ -94,7 +75,7 @@ async fn start_binary(dir: &std::path::Path, addr: std::net::SocketAddr) -> toki
 async fn sigterm_under_write_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
-    let mut child = start_binary(dir.path(), addr).await;
+    let mut child = start_binary(dir.path(), addr, &UNLIMITED, std::process::Stdio::null()).await;
     let basic = "Authorization: Basic c3RhbjpwYXNz\r\nContent-Type: application/json\r\n";
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut writers = Vec::new();
@@ -121,11 +102,7 @@ async fn sigterm_under_write_load_loses_no_acknowledged_write() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("sh")
-        .args(["-c", &format!("kill -TERM {pid}")])
-        .status()
-        .unwrap();
+    sigterm(&child);
     let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("exits after SIGTERM")
@@ -142,7 +119,7 @@ async fn sigterm_under_write_load_loses_no_acknowledged_write() {
         acknowledged.len()
     );
 
-    let mut child = start_binary(dir.path(), addr).await;
+    let mut child = start_binary(dir.path(), addr, &UNLIMITED, std::process::Stdio::null()).await;
     for (id, title) in &acknowledged {
         let (status, _, body) = http_get(
             addr,

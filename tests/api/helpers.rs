@@ -448,3 +448,47 @@ pub async fn http_request(
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     Ok((status, head.to_ascii_lowercase(), body.to_string()))
 }
+
+/// A free 127.0.0.1 address (the port is released for the caller to bind).
+pub fn free_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// The `restkit` binary serving the demo from `dir` on `addr` with extra
+/// environment `env`, returned once `/health` answers (60 s at most).
+pub async fn start_binary(
+    dir: &std::path::Path,
+    addr: std::net::SocketAddr,
+    env: &[(&str, &str)],
+    stdout: std::process::Stdio,
+) -> tokio::process::Child {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_restkit"))
+        .args(["serve", "--bind", &addr.to_string()])
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(stdout)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !matches!(http_get(addr, "/health", "").await, Ok((200, _, _))) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "server did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    child
+}
+
+/// SIGTERM to `child` (the shell's builtin kill: no procps needed).
+pub fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}

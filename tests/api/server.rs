@@ -1,11 +1,13 @@
 //! Over a real socket on 127.0.0.1: graceful shutdown of the library's
 //! server and of the `restkit` binary (§1).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use restkit::controller::{ActionInput, Ctx, Reply};
 use restkit::model::builder::*;
 use restkit::registry::Registry;
+
+use crate::helpers::{free_addr, sigterm, start_binary};
 
 /// Minimal HTTP/1.1 GET; returns (status, body).
 async fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
@@ -59,29 +61,8 @@ async fn shutdown_finishes_in_flight_requests_then_stops_accepting() {
 #[tokio::test]
 async fn binary_serves_the_demo_from_any_directory_and_exits_0_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_restkit"))
-        .args(["serve", "--bind", &addr.to_string()])
-        .current_dir(dir.path())
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        if let Ok((200, _)) = get(addr, "/health").await {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let addr = free_addr();
+    let mut child = start_binary(dir.path(), addr, &[], std::process::Stdio::inherit()).await;
     // The demo accepts a user's password over HTTP Basic (stan:pass).
     let (status, body) = get_as(addr, "/v1/books/1", "Authorization: Basic c3RhbjpwYXNz\r\n")
         .await
@@ -89,13 +70,7 @@ async fn binary_serves_the_demo_from_any_directory_and_exits_0_on_sigterm() {
     assert_eq!(status, 200);
     assert!(body.contains("Greatest book"), "{body}");
     assert!(dir.path().join("restkit-demo.db").exists());
-    let pid = child.id().unwrap().to_string();
-    // The shell's builtin kill: no dependency on a procps binary.
-    let killed = std::process::Command::new("sh")
-        .args(["-c", &format!("kill -TERM {pid}")])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    sigterm(&child);
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
         .await
         .expect("exits after SIGTERM")
@@ -106,28 +81,9 @@ async fn binary_serves_the_demo_from_any_directory_and_exits_0_on_sigterm() {
 #[tokio::test]
 async fn json_logs_carry_the_request_id_and_caller_but_no_credential() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_restkit"))
-        .args(["serve", "--bind", &addr.to_string()])
-        .current_dir(dir.path())
-        .env("RUST_LOG", "info")
-        .env("RESTKIT_LOG__FORMAT", "json")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !matches!(get(addr, "/health").await, Ok((200, _))) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let addr = free_addr();
+    let env = [("RUST_LOG", "info"), ("RESTKIT_LOG__FORMAT", "json")];
+    let mut child = start_binary(dir.path(), addr, &env, std::process::Stdio::piped()).await;
     let basic = "Authorization: Basic c3RhbjpwYXNz\r\n";
     let (status, _) = get_as(
         addr,
@@ -146,11 +102,7 @@ async fn json_logs_carry_the_request_id_and_caller_but_no_credential() {
     .unwrap();
     assert_eq!(status, 401);
     assert!(body.contains("\"requestId\":\"trace-43\""), "{body}");
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("sh")
-        .args(["-c", &format!("kill -TERM {pid}")])
-        .status()
-        .unwrap();
+    sigterm(&child);
     let mut out = String::new();
     use tokio::io::AsyncReadExt;
     child
