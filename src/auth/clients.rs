@@ -141,13 +141,15 @@ pub async fn authenticate(
         (Some(c), None) if c.is_public() => Ok(client),
         (Some(c), Some(secret)) if !c.is_public() => {
             let hash = c.secret_hash.clone().unwrap_or_default();
-            Ok(super::users::check_secret(c.id, &hash, secret)
-                .await?
-                .then_some(c.clone()))
+            Ok(
+                super::users::check_secret(c.id, &hash, secret, &super::users::Open)
+                    .await?
+                    .then_some(c.clone()),
+            )
         }
         (None, Some(secret)) => {
             // Same work as a real check.
-            super::users::check_secret(0, "", secret).await?;
+            super::users::check_secret(0, "", secret, &super::users::Open).await?;
             Ok(None)
         }
         _ => Ok(None),

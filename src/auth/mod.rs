@@ -112,16 +112,18 @@ impl Caller {
 /// `?access-token=`, `Authorization: Basic` with a user's password, or
 /// `X-API-Key` from the IP it was issued to. Credentials sent in more than
 /// one way are 400 (RFC 6750 §2); a kind the module does not accept is 401.
+/// `gate` runs before a password is hashed for real (§9).
 pub async fn identify(
     parts: &http::request::Parts,
     store: &Store,
     tokens: &tokens::Tokens,
     accepted: Credentials,
+    gate: &dyn users::PasswordGate,
 ) -> Caller {
     if let Some(id) = parts.extensions.get::<Identity>() {
         return Caller::Known(id.clone());
     }
-    match authenticate(parts, store, tokens, accepted).await {
+    match authenticate(parts, store, tokens, accepted, gate).await {
         Ok(None) => Caller::Anonymous,
         Ok(Some(id)) => Caller::Known(id),
         Err(e) => Caller::Refused(e),
@@ -167,6 +169,7 @@ pub async fn authenticate(
     store: &Store,
     tokens: &tokens::Tokens,
     accepted: Credentials,
+    gate: &dyn users::PasswordGate,
 ) -> Result<Option<Identity>, ApiError> {
     let mut headers = parts.headers.get_all(http::header::AUTHORIZATION).iter();
     let header = headers.next();
@@ -230,7 +233,7 @@ pub async fn authenticate(
         .split_once(':')
         .filter(|_| !decoded.contains('\0'))
         .ok_or_else(|| ApiError::unauthorized("Malformed Basic credentials."))?;
-    match users::verify(store, username, password).await? {
+    match users::verify(store, username, password, gate).await? {
         Some(id) => Ok(Some(Identity::user(id, username, PASSWORD_SCOPES))),
         None => Err(ApiError::unauthorized("Invalid username or password.")),
     }

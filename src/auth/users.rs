@@ -229,6 +229,7 @@ pub async fn verify(
     store: &Store,
     username: &str,
     password: &str,
+    gate: &dyn PasswordGate,
 ) -> Result<Option<i64>, ApiError> {
     let r = resource();
     let scope = Scope::default().and(1, Value::from(username));
@@ -261,8 +262,27 @@ pub async fn verify(
         // time) so the timing does not say who exists.
         None => (None, String::new()),
     };
-    let ok = check_secret(id.unwrap_or(0), &hash, password).await?;
+    let ok = check_secret(id.unwrap_or(0), &hash, password, gate).await?;
     Ok(if ok { id } else { None })
+}
+
+/// Runs before a secret is checked for real (not remembered): the HTTP
+/// layer charges the attempt to the caller's rate limit (§9), so guessing
+/// costs the guesser's allowance before it costs the server an Argon2 hash.
+#[async_trait::async_trait]
+pub trait PasswordGate: Send + Sync {
+    async fn admit(&self) -> Result<(), ApiError>;
+}
+
+/// No gate: the endpoint is limited before it reads credentials (the
+/// OAuth2 endpoints' `token` tier).
+pub struct Open;
+
+#[async_trait::async_trait]
+impl PasswordGate for Open {
+    async fn admit(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
 }
 
 /// Does `secret` match the Argon2id `stored_hash` (empty: an unknown
@@ -273,12 +293,14 @@ pub(crate) async fn check_secret(
     id: i64,
     stored_hash: &str,
     secret: &str,
+    gate: &dyn PasswordGate,
 ) -> Result<bool, ApiError> {
     let known = !stored_hash.is_empty();
     let cached = known.then(|| verified().digest(id, stored_hash, secret));
     if cached.as_ref().is_some_and(|d| verified().knows(d)) {
         return Ok(true);
     }
+    gate.admit().await?;
     let secret = secret.to_string();
     let hash = stored_hash.to_string();
     let ok = hashing(move || {

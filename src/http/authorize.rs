@@ -386,7 +386,7 @@ pub async fn decide(State(state): State<Arc<AppState>>, req: Request<Body>) -> R
         let (Some(username), Some(password)) = (p.get("username"), p.get("password")) else {
             return form_page(&state, &ar, &p, Some("Enter your username and password."));
         };
-        let user = match users::verify(&state.store, username, password).await {
+        let user = match users::verify(&state.store, username, password, &users::Open).await {
             Ok(Some(id)) => id,
             Ok(None) => return form_page(&state, &ar, &p, Some("Wrong username or password.")),
             Err(e) => return refused(Refusal::Page(e.status, e.detail.to_string())),

@@ -224,7 +224,6 @@ async fn steps(
         .module
         .credentials
         .unwrap_or_else(|| auth::default_credentials(state.settings.auth.query_param_token));
-    let caller = auth::identify(&parts, &state.store, &state.tokens, accepted).await;
     // Rate limits (§9), before any work: the endpoint's policies, or the
     // global ones for OPTIONS and methods the route does not serve.
     let global;
@@ -239,6 +238,14 @@ async fn steps(
         .extensions
         .get::<crate::limit::ClientIp>()
         .map(|c| c.0);
+    // A password that must really be hashed is first charged to the
+    // client IP's anonymous allowance.
+    let gate = super::limits::PasswordAttempts {
+        limiter: &state.limiter,
+        policies,
+        ip,
+    };
+    let caller = auth::identify(&parts, &state.store, &state.tokens, accepted, &gate).await;
     let known = super::limits::known(&caller);
     let decision = state.limiter.decide(policies, known.clone(), ip).await;
     let refusal = match &decision {

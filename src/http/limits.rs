@@ -16,6 +16,35 @@ use super::AppState;
 use crate::limit::{ClientIp, EndpointPolicies, RateLimiter, Who};
 use crate::model::RateLimitOverride;
 
+/// The password gate of the identity step: an HTTP Basic password that is
+/// not remembered from a recent success costs the client IP one request of
+/// its `anonymous` allowance before Argon2 runs, so wrong guesses are
+/// refused (429) before they cost the server a hash. A remembered one
+/// costs nothing here.
+pub struct PasswordAttempts<'a> {
+    pub limiter: &'a RateLimiter,
+    pub policies: &'a EndpointPolicies,
+    pub ip: Option<IpAddr>,
+}
+
+#[async_trait::async_trait]
+impl crate::auth::users::PasswordGate for PasswordAttempts<'_> {
+    async fn admit(&self) -> Result<(), crate::error::ApiError> {
+        match self.limiter.decide(self.policies, None, self.ip).await? {
+            Some(d) if !d.allowed => {
+                let mut refusal = d.refusal();
+                let mut headers = http::HeaderMap::new();
+                d.write_headers(&mut headers);
+                for (k, v) in &headers {
+                    refusal.headers.push((k.clone(), v.clone()));
+                }
+                Err(refusal)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Who the `authenticated` tier counts: the user, else the client of a
 /// `client_credentials` token (never the same key); `None` for requests
 /// without valid credentials (the `anonymous` tier's, by IP).

@@ -334,7 +334,7 @@ async fn issue(state: &AppState, req: Request<Body>) -> Result<Value, OAuthError
             let username = require(&params, "username")?;
             let password = require(&params, "password")?;
             let scope = scopes(&client, params.get("scope"))?;
-            let id = users::verify(&state.store, username, password)
+            let id = users::verify(&state.store, username, password, &users::Open)
                 .await?
                 .ok_or_else(|| OAuthError::new("invalid_grant", "Wrong username or password."))?;
             let grant = Grant {
@@ -613,7 +613,7 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request<Body>) ->
                 "Send username and password.",
             ));
         };
-        let id = users::verify(&state.store, &username, &password)
+        let id = users::verify(&state.store, &username, &password, &users::Open)
             .await?
             .ok_or_else(|| crate::error::ApiError::unauthorized("Invalid username or password."))?;
         let ttl = state.settings.auth.api_key_ttl.as_secs() as i64;

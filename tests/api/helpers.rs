@@ -264,6 +264,12 @@ impl TestApp {
         }
     }
 
+    /// Closes the app and keeps its directory (its database is `test.db`),
+    /// to open another app over the same data.
+    pub fn into_dir(self) -> tempfile::TempDir {
+        self._dir
+    }
+
     /// An app opened over a database in `dir`, kept as long as the app.
     pub fn in_dir(app: App, dir: tempfile::TempDir) -> TestApp {
         TestApp {

@@ -160,18 +160,25 @@ s  = { type = "string" }
 
 #[tokio::test]
 async fn a_write_past_the_statement_timeout_is_stopped_and_rolled_back() {
-    let t = TestApp::with(
-        MANY,
-        "[database]\nstatement_timeout = \"1ms\"\n",
-        Registry::builtin(),
-    )
-    .await;
-    // Seeded in transactions of 1,000 rows: one of them may itself run past
-    // 1 ms, so none is much bigger.
-    t.fill("items", &["n", "s"], 100_000, |n| {
-        vec![n.into(), format!("some longer text {n} to scan").into()]
-    })
-    .await;
+    // Seeded under the default statement timeout (a 1,000-row batch can
+    // itself pass 1 ms on a loaded machine), then reopened with 1 ms.
+    let seeded = TestApp::with(MANY, "", Registry::builtin()).await;
+    seeded
+        .fill("items", &["n", "s"], 100_000, |n| {
+            vec![n.into(), format!("some longer text {n} to scan").into()]
+        })
+        .await;
+    let dir = seeded.into_dir();
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let settings = crate::helpers::settings(
+        &format!("{MANY}\n[database]\nstatement_timeout = \"1ms\"\n"),
+        &url,
+    );
+    let model = restkit::model::toml::parse(MANY).unwrap();
+    let app = restkit::open(model, settings, &Registry::builtin())
+        .await
+        .unwrap();
+    let t = TestApp::in_dir(app, dir);
     let res = t
         .delete("/api/items?filter[s][like]=longer%20text")
         .send()

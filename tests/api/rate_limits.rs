@@ -419,3 +419,51 @@ async fn when_redis_stops_the_limiter_follows_on_backend_error_and_recovers() {
     }
     assert!(resumed, "limiting did not resume after Redis came back");
 }
+
+/// HTTP Basic: a password that must be hashed is charged to the client
+/// IP's anonymous allowance before Argon2 runs, so guessing is refused
+/// before it costs the server a hash; one remembered from a recent success
+/// costs nothing.
+#[tokio::test]
+async fn password_checks_are_charged_to_the_ip_before_hashing() {
+    let t = demo_with("[rate_limit]\nanonymous = { requests = 2, period = \"60s\" }\n").await;
+    let basic = |user_pass: &str| {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user_pass)
+        )
+    };
+    let wrong = t
+        .get("/v1/books/3")
+        .header("authorization", &basic("stan:wrong"))
+        .sent_from("198.51.100.20")
+        .send()
+        .await;
+    assert_eq!(wrong.status, 401);
+    // The attempt and the request each took one: this IP has none left,
+    // so even the right password is not hashed here.
+    let right = t
+        .get("/v1/books/3")
+        .header("authorization", &basic("stan:pass"))
+        .sent_from("198.51.100.20")
+        .send()
+        .await;
+    assert_problem(&right, 429, "RATE_LIMITED");
+    // From elsewhere the right password works, and is remembered…
+    let elsewhere = t
+        .get("/v1/books/3")
+        .header("authorization", &basic("stan:pass"))
+        .sent_from("198.51.100.21")
+        .send()
+        .await;
+    assert_eq!(elsewhere.status, 200);
+    // …so it no longer costs the first address anything.
+    let remembered = t
+        .get("/v1/books/3")
+        .header("authorization", &basic("stan:pass"))
+        .sent_from("198.51.100.20")
+        .send()
+        .await;
+    assert_eq!(remembered.status, 200);
+}
