@@ -70,6 +70,7 @@ impl Memory {
         }
     }
 
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.limiters.iter().map(|l| l.len()).sum()
     }

@@ -290,14 +290,6 @@ impl RateLimiter {
             })
             .collect()
     }
-
-    /// Callers with state, over all policies (for tests and metrics).
-    pub fn tracked(&self) -> usize {
-        match &self.backend {
-            Backend::Memory(m) => m.tracked(),
-            Backend::Redis(_) => 0,
-        }
-    }
 }
 
 pub const LIMIT: HeaderName = HeaderName::from_static("x-rate-limit-limit");

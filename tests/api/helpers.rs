@@ -240,6 +240,11 @@ impl TestApp {
         TestApp::with(restkit::demo::DEMO_TOML, "", Registry::builtin()).await
     }
 
+    /// The demo under extra settings TOML (`[rate_limit]`, `[metrics]`, …).
+    pub async fn demo_with(settings: &str) -> TestApp {
+        TestApp::with(restkit::demo::DEMO_TOML, settings, Registry::builtin()).await
+    }
+
     /// A model from TOML (plus extra settings TOML) and a registry.
     pub async fn with(model_toml: &str, settings_toml: &str, registry: Registry) -> TestApp {
         let dir = tempfile::tempdir().unwrap();

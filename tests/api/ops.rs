@@ -3,13 +3,7 @@
 //! `metrics.allow` and never rate-limited; `/health` reports Redis when it
 //! is the limiter's backend.
 
-use restkit::registry::Registry;
-
 use crate::helpers::{python, python_has, TestApp};
-
-async fn demo_with(settings: &str) -> TestApp {
-    TestApp::with(restkit::demo::DEMO_TOML, settings, Registry::builtin()).await
-}
 
 async fn metrics(t: &TestApp) -> String {
     let res = t.get("/metrics").anonymous().send().await;
@@ -36,13 +30,14 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_count_requests_errors_limits_and_the_pool() {
-    let t = demo_with("[rate_limit]\nanonymous = { requests = 1, period = \"1h\" }\n").await;
+    let t =
+        TestApp::demo_with("[rate_limit]\nanonymous = { requests = 1, period = \"1h\" }\n").await;
     for _ in 0..3 {
         assert_eq!(t.get("/v1/books/3").send().await.status, 200);
     }
     assert_eq!(t.get("/v1/books/99999").send().await.status, 404);
     // Anonymous: one 401 (missing token), then 429s.
-    let statuses: Vec<u16> = futures_statuses(&t, 3).await;
+    let statuses: Vec<u16> = anonymous_statuses(&t, 3).await;
     assert_eq!(statuses, [401, 429, 429]);
     let text = metrics(&t).await;
     let ok = [
@@ -137,7 +132,7 @@ async fn metrics_count_requests_errors_limits_and_the_pool() {
     assert!(total >= 12, "{total}");
 }
 
-async fn futures_statuses(t: &TestApp, n: usize) -> Vec<u16> {
+async fn anonymous_statuses(t: &TestApp, n: usize) -> Vec<u16> {
     let mut v = Vec::new();
     for _ in 0..n {
         v.push(
@@ -155,7 +150,7 @@ async fn futures_statuses(t: &TestApp, n: usize) -> Vec<u16> {
 
 #[tokio::test]
 async fn metrics_can_be_restricted_to_some_addresses() {
-    let t = demo_with("[metrics]\nallow = [\"10.0.0.0/8\", \"::1\"]\n").await;
+    let t = TestApp::demo_with("[metrics]\nallow = [\"10.0.0.0/8\", \"::1\"]\n").await;
     let res = t
         .get("/metrics")
         .anonymous()
@@ -170,6 +165,6 @@ async fn metrics_can_be_restricted_to_some_addresses() {
         .send()
         .await;
     assert_eq!(res.status, 200);
-    let off = demo_with("[metrics]\nenabled = false\n").await;
+    let off = TestApp::demo_with("[metrics]\nenabled = false\n").await;
     assert_eq!(off.get("/metrics").anonymous().send().await.status, 404);
 }

@@ -7,13 +7,10 @@ use restkit::registry::Registry;
 
 use crate::helpers::{assert_problem, http_get, TestApp};
 
-async fn demo_with(settings: &str) -> TestApp {
-    TestApp::with(restkit::demo::DEMO_TOML, settings, Registry::builtin()).await
-}
-
 #[tokio::test]
 async fn the_anonymous_tier_counts_per_ip_and_refuses_at_the_limit() {
-    let t = demo_with("[rate_limit]\nanonymous = { requests = 3, period = \"60s\" }\n").await;
+    let t =
+        TestApp::demo_with("[rate_limit]\nanonymous = { requests = 3, period = \"60s\" }\n").await;
     let mut remaining = Vec::new();
     for _ in 0..3 {
         let res = t
@@ -59,7 +56,8 @@ async fn the_anonymous_tier_counts_per_ip_and_refuses_at_the_limit() {
 
 #[tokio::test]
 async fn the_authenticated_tier_keeps_users_and_clients_apart() {
-    let t = demo_with("[rate_limit]\nauthenticated = { requests = 2, period = \"1h\" }\n").await;
+    let t = TestApp::demo_with("[rate_limit]\nauthenticated = { requests = 2, period = \"1h\" }\n")
+        .await;
     for left in ["1", "0"] {
         let res = t.get("/v1/books/3").by_user(1).send().await;
         assert_eq!(res.status, 200);
@@ -99,7 +97,7 @@ async fn the_authenticated_tier_keeps_users_and_clients_apart() {
 
 #[tokio::test]
 async fn the_token_tier_guards_the_oauth2_endpoints_per_ip() {
-    let t = demo_with("[rate_limit]\ntoken = { requests = 2, period = \"10s\" }\n").await;
+    let t = TestApp::demo_with("[rate_limit]\ntoken = { requests = 2, period = \"10s\" }\n").await;
     let grant = "grant_type=password&username=stan&password=wrong&client_id=spa";
     for _ in 0..2 {
         let res = t
@@ -204,7 +202,7 @@ id = { type = "integer", primary_key = true }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_addresses_count_only_from_trusted_proxies() {
     let limited = "[rate_limit]\nanonymous = { requests = 2, period = \"60s\" }\n";
-    let t = demo_with(limited).await;
+    let t = TestApp::demo_with(limited).await;
     let (addr, stop) = t.listen().await;
     let mut statuses = Vec::new();
     for i in 0..3 {
@@ -214,7 +212,7 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
     assert_eq!(statuses, [401, 401, 429], "spoofed headers were believed");
     let _ = stop.send(());
 
-    let t = demo_with(&format!(
+    let t = TestApp::demo_with(&format!(
         "{limited}trusted_proxies = [\"127.0.0.1\", \"10.9.0.0/16\"]\n"
     ))
     .await;
@@ -331,8 +329,8 @@ async fn two_instances_sharing_redis_enforce_one_limit_in_one_round_trip_each() 
         return;
     };
     let settings = redis_settings(&redis, "");
-    let a = demo_with(&settings).await;
-    let b = demo_with(&settings).await;
+    let a = TestApp::demo_with(&settings).await;
+    let b = TestApp::demo_with(&settings).await;
     // Warm up the script cache (the first call may load the script).
     let _ = a.get("/v1/books/3").by_user(2).send().await;
     let before = redis.calls("evalsha");
@@ -367,8 +365,8 @@ async fn when_redis_stops_the_limiter_follows_on_backend_error_and_recovers() {
         eprintln!("skipped: no redis-server");
         return;
     };
-    let allow = demo_with(&redis_settings(&redis, "on_backend_error = \"allow\"\n")).await;
-    let deny = demo_with(&redis_settings(&redis, "on_backend_error = \"deny\"\n")).await;
+    let allow = TestApp::demo_with(&redis_settings(&redis, "on_backend_error = \"allow\"\n")).await;
+    let deny = TestApp::demo_with(&redis_settings(&redis, "on_backend_error = \"deny\"\n")).await;
     assert_eq!(
         allow
             .get("/v1/books/3")
@@ -426,44 +424,24 @@ async fn when_redis_stops_the_limiter_follows_on_backend_error_and_recovers() {
 /// costs nothing.
 #[tokio::test]
 async fn password_checks_are_charged_to_the_ip_before_hashing() {
-    let t = demo_with("[rate_limit]\nanonymous = { requests = 2, period = \"60s\" }\n").await;
-    let basic = |user_pass: &str| {
+    let t =
+        TestApp::demo_with("[rate_limit]\nanonymous = { requests = 2, period = \"60s\" }\n").await;
+    let attempt = |user_pass: &'static str, ip: &'static str| {
         use base64::Engine;
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(user_pass)
-        )
+        let basic = base64::engine::general_purpose::STANDARD.encode(user_pass);
+        t.get("/v1/books/3")
+            .header("authorization", &format!("Basic {basic}"))
+            .sent_from(ip)
+            .send()
     };
-    let wrong = t
-        .get("/v1/books/3")
-        .header("authorization", &basic("stan:wrong"))
-        .sent_from("198.51.100.20")
-        .send()
-        .await;
-    assert_eq!(wrong.status, 401);
+    assert_eq!(attempt("stan:wrong", "198.51.100.20").await.status, 401);
     // The attempt and the request each took one: this IP has none left,
     // so even the right password is not hashed here.
-    let right = t
-        .get("/v1/books/3")
-        .header("authorization", &basic("stan:pass"))
-        .sent_from("198.51.100.20")
-        .send()
-        .await;
+    let right = attempt("stan:pass", "198.51.100.20").await;
     assert_problem(&right, 429, "RATE_LIMITED");
     // From elsewhere the right password works, and is remembered…
-    let elsewhere = t
-        .get("/v1/books/3")
-        .header("authorization", &basic("stan:pass"))
-        .sent_from("198.51.100.21")
-        .send()
-        .await;
-    assert_eq!(elsewhere.status, 200);
+    assert_eq!(attempt("stan:pass", "198.51.100.21").await.status, 200);
     // …so it no longer costs the first address anything.
-    let remembered = t
-        .get("/v1/books/3")
-        .header("authorization", &basic("stan:pass"))
-        .sent_from("198.51.100.20")
-        .send()
-        .await;
+    let remembered = attempt("stan:pass", "198.51.100.20").await;
     assert_eq!(remembered.status, 200);
 }
