@@ -78,7 +78,7 @@ pub async fn add(store: &Store, new: &NewClient) -> Result<(), ApiError> {
     let hash = match &new.secret {
         Some(secret) => {
             let secret = secret.clone();
-            Some(super::users::hashing(move || super::users::hash_password(&secret)).await??)
+            Some(super::hashing::hashing(move |h| h.hash(&secret)).await??)
         }
         None => None,
     };

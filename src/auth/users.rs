@@ -1,29 +1,19 @@
 //! restkit's own `restkit_users` table: accounts that sign in with a
 //! password (§8). Passwords are stored as Argon2id PHC strings and checked
-//! in `spawn_blocking`, with a dummy hash for unknown names so timing does
-//! not reveal who exists.
-//!
-//! Argon2id is deliberately expensive (about 19 MiB and tens of
-//! milliseconds per check), so it is bounded: at most one check per core
-//! runs at once, a check waits at most [`HASH_WAIT`] for its turn (then
-//! 503), and a successful check is remembered for [`VERIFIED_TTL`] under a
-//! key that includes the stored hash, so a changed password or a removed
-//! user takes effect at once. (Unbounded, 50 clients sending a wrong
-//! password took a process from 66 MB to 6.6 GB.)
+//! in the bounded hashing slots of [`super::hashing`], with a dummy hash
+//! for unknown names so timing does not reveal who exists. A successful
+//! check is remembered for [`VERIFIED_TTL`] under a key that includes the
+//! stored hash, so a changed password or a removed user takes effect at
+//! once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
-
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
-use argon2::Argon2;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
+use super::hashing::{hashing, Hasher};
 use crate::error::ApiError;
 use crate::model::Resource;
 use crate::store::{ListQuery, Scope, Selection, Store};
@@ -33,65 +23,18 @@ fn resource() -> &'static Arc<Resource> {
     crate::store::own::users()
 }
 
-/// Argon2id PHC string for `password`.
-pub fn hash_password(password: &str) -> Result<String, ApiError> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(ApiError::internal)
-}
-
-fn dummy_hash() -> &'static str {
+/// A hash of a password no account has, checked for unknown names so the
+/// timing does not say who exists; made inside the first job that needs it.
+fn dummy_hash(h: &mut Hasher) -> &'static str {
     static H: OnceLock<String> = OnceLock::new();
-    H.get_or_init(|| hash_password("not a real password").unwrap_or_default())
+    H.get_or_init(|| h.hash("not a real password").unwrap_or_default())
 }
-
-/// Longest a password check waits for a free hashing slot.
-pub const HASH_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a successful check is remembered.
 pub const VERIFIED_TTL: Duration = Duration::from_secs(60);
 
 /// Most remembered checks; past it, expired ones are dropped (or all).
 const VERIFIED_MAX: usize = 10_000;
-
-fn hash_slots() -> &'static Semaphore {
-    static S: OnceLock<Semaphore> = OnceLock::new();
-    S.get_or_init(|| {
-        Semaphore::new(
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
-        )
-    })
-}
-
-/// Runs Argon2 work on the blocking pool, at most one job per core at a
-/// time; a job that cannot start within [`HASH_WAIT`] is a 503.
-pub(crate) async fn hashing<T: Send + 'static>(
-    job: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    let slot = tokio::time::timeout(HASH_WAIT, hash_slots().acquire())
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                http::StatusCode::SERVICE_UNAVAILABLE,
-                "AUTH_BUSY",
-                "Too many password checks at once; retry in a moment.",
-            )
-            .header(http::header::RETRY_AFTER, "1")
-        })?
-        .map_err(ApiError::internal)?;
-    // The slot travels with the job: if the request is cancelled while
-    // Argon2 runs, the slot stays taken until the hashing really ends.
-    tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        job()
-    })
-    .await
-    .map_err(ApiError::internal)
-}
 
 /// Successful checks: digest of (process key, user id, stored hash,
 /// password) → when checked. The password is never kept.
@@ -144,7 +87,7 @@ impl Verified {
 /// Creates a user; returns the id.
 pub async fn add(store: &Store, username: &str, password: &str) -> Result<i64, ApiError> {
     let password = password.to_string();
-    let hash = hashing(move || hash_password(&password)).await??;
+    let hash = hashing(move |h| h.hash(&password)).await??;
     let r = resource();
     let rec = store
         .insert(
@@ -167,7 +110,7 @@ pub async fn set_password(
     tokens_live: std::time::Duration,
 ) -> Result<bool, ApiError> {
     let password = password.to_string();
-    let hash = hashing(move || hash_password(&password)).await??;
+    let hash = hashing(move |h| h.hash(&password)).await??;
     let r = resource();
     let scope = Scope::default().and(1, Value::from(username));
     let mut tx = store.begin_write().await?;
@@ -303,15 +246,13 @@ pub(crate) async fn check_secret(
     gate.admit().await?;
     let secret = secret.to_string();
     let hash = stored_hash.to_string();
-    let ok = hashing(move || {
-        let hash = if hash.is_empty() { dummy_hash() } else { &hash };
-        PasswordHash::new(hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(secret.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false)
+    let ok = hashing(move |h| {
+        let hash = if hash.is_empty() {
+            dummy_hash(h)
+        } else {
+            &hash
+        };
+        h.verify(&secret, hash)
     })
     .await?;
     if ok && known {
