@@ -136,8 +136,9 @@ fn sqlite_unavailable(code: Option<&str>) -> bool {
     let Some(code) = code.and_then(|c| c.parse::<u32>().ok()) else {
         return false;
     };
-    // BUSY 5, LOCKED 6, READONLY 8, IOERR 10, FULL 13, CANTOPEN 14.
-    matches!(code & 0xff, 5 | 6 | 8 | 10 | 13 | 14)
+    // BUSY 5, LOCKED 6, READONLY 8, IOERR 10, CORRUPT 11, FULL 13,
+    // CANTOPEN 14, NOTADB 26.
+    matches!(code & 0xff, 5 | 6 | 8 | 10 | 11 | 13 | 14 | 26)
 }
 
 impl StoreError {
@@ -154,8 +155,10 @@ impl StoreError {
             sqlx::Error::Database(db) if db.code().as_deref() == Some("9") => StoreError::Timeout,
             // The file is locked by another process past busy_timeout
             // (BUSY, LOCKED), cannot be opened, read or written (CANTOPEN,
-            // IOERR, READONLY, FULL): the database is unavailable for now,
-            // 503, and the next request tries again.
+            // IOERR, READONLY, FULL), or what is read is not a database
+            // (NOTADB, CORRUPT: the file was overwritten or damaged): the
+            // database is unavailable for now, 503, and the next request
+            // tries again, so a restored file serves without a restart.
             sqlx::Error::Database(db)
                 if d == Dialect::Sqlite && sqlite_unavailable(db.code().as_deref()) =>
             {

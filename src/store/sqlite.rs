@@ -218,8 +218,10 @@ impl SqliteStore {
         [("read", r_use, r_idle), ("write", w_use, w_idle)]
     }
 
+    /// Reads the schema, not just `SELECT 1` (which never touches the
+    /// file): a database that cannot be read fails here.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
+        sqlx::query("SELECT count(*) FROM sqlite_schema")
             .execute(&self.read)
             .await
             .map(|_| ())

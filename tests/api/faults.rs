@@ -1,6 +1,7 @@
 //! Faults injected for real (§1, §7, §13), each bounded in time and
-//! talking only to 127.0.0.1: a database locked by another process, a
-//! SIGTERM in the middle of a write load, a client that goes away mid-body.
+//! talking only to 127.0.0.1: a database locked by another process or
+//! overwritten, a SIGTERM in the middle of a write load, a client that goes
+//! away mid-body.
 //! (A panicking handler: `controller::a_panic_is_a_500_…`.)
 
 use std::time::{Duration, Instant};
@@ -61,6 +62,62 @@ async fn a_database_locked_by_another_process_is_503_and_recovers_without_restar
         1,
         "the refused write left nothing behind"
     );
+}
+
+/// The database's files are overwritten (as a failing disk or a stray
+/// `cp` would): `/health` and every data route answer 503 in the §7 form
+/// and nothing half-happens; once the files are back, the same process
+/// serves again. (Unreadable by permissions cannot be staged: the tests run
+/// as root.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_database_is_503_on_health_and_routes_and_recovers() {
+    let t = TestApp::demo().await;
+    assert_eq!(t.get("/health").send().await.status, 200);
+    let files: Vec<_> = ["test.db", "test.db-wal", "test.db-shm"]
+        .iter()
+        .map(|f| t._dir.path().join(f))
+        .filter(|p| p.exists())
+        .collect();
+    let saved: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let overwrite = |contents: &mut dyn FnMut(usize) -> Vec<u8>| {
+        for (i, p) in files.iter().enumerate() {
+            use std::io::{Seek, Write};
+            let mut f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.seek(std::io::SeekFrom::Start(0)).unwrap();
+            f.write_all(&contents(i)).unwrap();
+            f.sync_all().unwrap();
+        }
+    };
+    overwrite(&mut |i| vec![0xff; saved[i].len()]);
+
+    let health = t.get("/health").send().await;
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json()["database"], "unavailable");
+    assert_problem(&t.get("/v1/books/3").send().await, 503, "DATABASE_UNAVAILABLE");
+    assert_problem(&t.get("/v1/books").send().await, 503, "DATABASE_UNAVAILABLE");
+    let book = json!({"title": "Written blind", "author": "A"});
+    assert_problem(
+        &t.post("/v1/books").json(book.clone()).send().await,
+        503,
+        "DATABASE_UNAVAILABLE",
+    );
+
+    overwrite(&mut |i| saved[i].clone());
+    assert_eq!(t.get("/health").send().await.status, 200);
+    assert_eq!(t.get("/v1/books/3").send().await.status, 200);
+    assert_eq!(
+        t.get("/v1/books?q=(title:Written%20blind)")
+            .send()
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "the refused write left nothing behind"
+    );
+    let res = t.post("/v1/books").json(book).send().await;
+    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
 }
 
 /// Writers here make thousands of requests: no rate limits.
