@@ -163,7 +163,11 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
             .into_response(),
         }
     };
-    let mut error_code = None;
+    // The §7 code, or the OAuth2 endpoints' RFC 6749 error.
+    let mut error_code = res
+        .extensions()
+        .get::<super::oauth::OAuthFailure>()
+        .map(|f| f.0);
     if let Some(err) = res.extensions_mut().remove::<ApiError>() {
         error_code = Some(err.code);
         // Errors are encoded in the format the request negotiated.

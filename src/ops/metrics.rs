@@ -129,7 +129,10 @@ impl Metrics {
         }
     }
 
-    /// One finished request; `error` is the §7 error code it failed with.
+    /// One finished request; `error` is the §7 error code it failed with,
+    /// or the RFC 6749 error of an OAuth2 endpoint. Auth failures are
+    /// counted by that code, lower-cased (`unauthorized`, `invalid_token`,
+    /// `invalid_client`, `invalid_grant`, …).
     pub fn request(
         &self,
         route: &str,
@@ -153,7 +156,14 @@ impl Metrics {
             .observe(seconds);
         match error {
             Some(
-                code @ ("UNAUTHORIZED" | "INVALID_TOKEN" | "INSUFFICIENT_SCOPE" | "FORBIDDEN"),
+                code @ ("UNAUTHORIZED"
+                | "INVALID_TOKEN"
+                | "INSUFFICIENT_SCOPE"
+                | "FORBIDDEN"
+                | "invalid_client"
+                | "invalid_grant"
+                | "unauthorized_client"
+                | "access_denied"),
             ) => {
                 self.auth_failures
                     .get_or_create(&KindLabels {

@@ -93,8 +93,16 @@ async fn an_unreadable_database_is_503_on_health_and_routes_and_recovers() {
     let health = t.get("/health").send().await;
     assert_eq!(health.status, 503);
     assert_eq!(health.json()["database"], "unavailable");
-    assert_problem(&t.get("/v1/books/3").send().await, 503, "DATABASE_UNAVAILABLE");
-    assert_problem(&t.get("/v1/books").send().await, 503, "DATABASE_UNAVAILABLE");
+    assert_problem(
+        &t.get("/v1/books/3").send().await,
+        503,
+        "DATABASE_UNAVAILABLE",
+    );
+    assert_problem(
+        &t.get("/v1/books").send().await,
+        503,
+        "DATABASE_UNAVAILABLE",
+    );
     let book = json!({"title": "Written blind", "author": "A"});
     assert_problem(
         &t.post("/v1/books").json(book.clone()).send().await,

@@ -149,6 +149,35 @@ async fn anonymous_statuses(t: &TestApp, n: usize) -> Vec<u16> {
 }
 
 #[tokio::test]
+async fn oauth_endpoint_failures_count_as_auth_failures_by_their_error() {
+    let t = TestApp::demo().await;
+    let token = |basic: &'static str, form: &'static str| {
+        t.post("/v1/access_token")
+            .header("authorization", basic)
+            .raw("application/x-www-form-urlencoded", form)
+            .send()
+    };
+    // Client 1 with a wrong secret; then the right one, a wrong password.
+    let res = token("Basic MTp3cm9uZw==", "grant_type=client_credentials").await;
+    assert_eq!(res.status, 401);
+    let res = token(
+        "Basic MTpwYXNzMg==",
+        "grant_type=password&username=stan&password=nope",
+    )
+    .await;
+    assert_eq!(res.status, 400);
+    assert_eq!(res.json()["error"], "invalid_grant");
+    let text = metrics(&t).await;
+    for kind in ["invalid_client", "invalid_grant"] {
+        assert_eq!(
+            sample(&text, "restkit_auth_failures_total", &[("kind", kind)]),
+            Some(1.0),
+            "{kind}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn metrics_can_be_restricted_to_some_addresses() {
     let t = TestApp::demo_with("[metrics]\nallow = [\"10.0.0.0/8\", \"::1\"]\n").await;
     let res = t
