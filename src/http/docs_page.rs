@@ -55,18 +55,32 @@ fn parameter_type(p: &Value) -> String {
     schema_type(s)
 }
 
+/// A schema's type in words: `string (date-time)`, `one of: json, xml`,
+/// `array of integer`; alternatives are joined with "or", each once.
 fn schema_type(s: &Value) -> String {
     if let Some(options) = s["anyOf"].as_array().or(s["oneOf"].as_array()) {
-        return options
+        let mut words: Vec<String> = Vec::new();
+        for w in options.iter().map(schema_type) {
+            if !words.contains(&w) {
+                words.push(w);
+            }
+        }
+        return words.join(" or ");
+    }
+    if let Some(values) = s["enum"].as_array() {
+        let values: Vec<String> = values
             .iter()
-            .map(schema_type)
-            .collect::<Vec<_>>()
-            .join(" or ");
+            .map(|v| match v {
+                Value::String(t) => t.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        return format!("one of: {}", values.join(", "));
     }
     if s["type"] == "array" {
         return format!("array of {}", schema_type(&s["items"]));
     }
-    match &s["type"] {
+    let base = match &s["type"] {
         Value::String(t) => t.clone(),
         Value::Array(ts) => ts
             .iter()
@@ -81,7 +95,38 @@ fn schema_type(s: &Value) -> String {
             .unwrap_or_default()
             .to_string(),
         _ => "any".into(),
+    };
+    match (s["format"].as_str(), s["pattern"].as_str()) {
+        (Some(f), _) => format!("{base} ({f})"),
+        (None, Some("^[0-9]{1,14}$")) => format!("{base} (milliseconds)"),
+        _ => base,
     }
+}
+
+/// Escaped prose, with `backticked` spans set as code (as the
+/// declarations' descriptions write names and values).
+fn prose(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut parts = text.split('`');
+    if let Some(first) = parts.next() {
+        out.push_str(&esc(first));
+    }
+    let rest: Vec<&str> = parts.collect();
+    // An odd count of backticks leaves the last one as it was written.
+    let paired = rest.len() - rest.len() % 2;
+    for (i, part) in rest.iter().enumerate() {
+        if i >= paired {
+            out.push('`');
+            out.push_str(&esc(part));
+        } else if i % 2 == 0 {
+            out.push_str("<code>");
+            out.push_str(&esc(part));
+            out.push_str("</code>");
+        } else {
+            out.push_str(&esc(part));
+        }
+    }
+    out
 }
 
 fn pretty(v: &Value) -> String {
@@ -113,7 +158,7 @@ pub fn render(doc: &Value) -> String {
         esc(doc["info"]["version"].as_str().unwrap_or("")),
     );
     if let Some(d) = doc["info"]["description"].as_str() {
-        let _ = write!(out, "<p>{}</p>", esc(d));
+        let _ = write!(out, "<p>{}</p>", prose(d));
     }
     let Some(paths) = doc["paths"].as_object() else {
         out.push_str("</main></body></html>");
@@ -154,7 +199,7 @@ pub fn render(doc: &Value) -> String {
                 esc(op["summary"].as_str().unwrap_or(""))
             );
             if let Some(d) = op["description"].as_str() {
-                let _ = write!(out, "<p>{}</p>", esc(d));
+                let _ = write!(out, "<p>{}</p>", prose(d));
             }
             let scope = op["security"][0]["oauth2"][0].as_str();
             match scope {
@@ -178,7 +223,7 @@ pub fn render(doc: &Value) -> String {
                         esc(p["name"].as_str().unwrap_or("")),
                         esc(p["in"].as_str().unwrap_or("")),
                         esc(&parameter_type(p)),
-                        esc(p["description"].as_str().unwrap_or(""))
+                        prose(p["description"].as_str().unwrap_or(""))
                     );
                 }
                 out.push_str("</table>");
@@ -206,7 +251,7 @@ pub fn render(doc: &Value) -> String {
                     out,
                     "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
                     esc(status),
-                    esc(r["description"].as_str().unwrap_or("")),
+                    prose(r["description"].as_str().unwrap_or("")),
                     esc(&schema)
                 );
             }
@@ -233,4 +278,44 @@ pub fn render(doc: &Value) -> String {
     }
     out.push_str("</main></body></html>");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn types_read_as_words_each_alternative_once() {
+        let timestamp = json!({"anyOf": [
+            {"type": "string", "pattern": "^[0-9]{1,14}$"},
+            {"type": "string", "format": "date-time"},
+        ]});
+        assert_eq!(
+            schema_type(&timestamp),
+            "string (milliseconds) or string (date-time)"
+        );
+        assert_eq!(
+            schema_type(&json!({"anyOf": [{"type": "string"}, {"type": "string"}]})),
+            "string"
+        );
+        assert_eq!(
+            schema_type(&json!({"type": "string", "enum": ["json", "xml"]})),
+            "one of: json, xml"
+        );
+        assert_eq!(
+            schema_type(&json!({"type": "array", "items": {"enum": [1, 2]}})),
+            "array of one of: 1, 2"
+        );
+    }
+
+    #[test]
+    fn backticks_become_code_and_everything_is_escaped() {
+        assert_eq!(
+            prose("Use `q=(a:<b>)` & `x`"),
+            "Use <code>q=(a:&lt;b&gt;)</code> &amp; <code>x</code>"
+        );
+        assert_eq!(prose("one ` left"), "one ` left");
+        assert_eq!(prose("`a` and `b"), "<code>a</code> and `b");
+    }
 }
