@@ -131,15 +131,9 @@ pub async fn token_tier(State(state): State<Arc<AppState>>, req: Request, next: 
     res
 }
 
-/// The caller's address as the edge layer found it; requests with none
-/// (in-process calls that did not give one) share the unspecified address.
+/// The caller's address as the edge layer found it ([`Who::ip`]).
 fn client(req: &Request) -> Who {
-    Who::Ip(
-        req.extensions()
-            .get::<ClientIp>()
-            .map(|c| c.0)
-            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-    )
+    Who::ip(req.extensions().get::<ClientIp>().map(|c| c.0))
 }
 
 /// Forgets idle callers once a minute while the app lives.

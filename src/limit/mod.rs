@@ -36,6 +36,23 @@ pub enum Who {
 }
 
 impl Who {
+    /// The caller at `ip` (none: an in-process call that gave no address;
+    /// all such share the unspecified address). An IPv4 address written as
+    /// IPv6 (`::ffff:1.2.3.4`, as a dual-stack socket reports it) is that
+    /// IPv4 address, and an IPv6 address counts by its /64: a subscriber
+    /// usually holds a whole /64 and could otherwise take a fresh
+    /// allowance, and a fresh key in memory, with every request.
+    pub fn ip(ip: Option<IpAddr>) -> Who {
+        let ip = match ip.map(|ip| ip.to_canonical()) {
+            Some(IpAddr::V6(v6)) => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !((1u128 << 64) - 1),
+            )),
+            Some(v4) => v4,
+            None => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        };
+        Who::Ip(ip)
+    }
+
     /// The key's text for shared backends (`u:1`, `c:spa`, `ip:1.2.3.4`).
     pub fn key(&self) -> String {
         match self {
@@ -198,10 +215,7 @@ impl RateLimiter {
     ) -> Result<Option<Decision>, ApiError> {
         let (policy, who) = match known {
             Some(who) => (&limits.authenticated, who),
-            None => (
-                &limits.anonymous,
-                Who::Ip(ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))),
-            ),
+            None => (&limits.anonymous, Who::ip(ip)),
         };
         match policy {
             Some(p) => self.check(p, &who).await,

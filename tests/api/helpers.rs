@@ -197,7 +197,7 @@ impl<'a> Call<'a> {
 
     /// As if it came over a socket from `ip` (what the server records).
     pub fn sent_from(mut self, ip: &str) -> Self {
-        let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+        let addr = std::net::SocketAddr::new(ip.parse().unwrap(), 40000);
         self.req = self.req.extension(axum::extract::ConnectInfo(addr));
         self
     }

@@ -54,6 +54,34 @@ async fn the_anonymous_tier_counts_per_ip_and_refuses_at_the_limit() {
     assert_eq!(res.status, 200);
 }
 
+/// An IPv6 subscriber holds a /64: its addresses share one allowance (a
+/// fresh address per request would otherwise be a fresh allowance). An
+/// IPv4 address seen through a dual-stack socket is that IPv4 address.
+#[tokio::test]
+async fn ipv6_callers_count_by_their_64_and_mapped_ipv4_as_ipv4() {
+    let t =
+        TestApp::demo_with("[rate_limit]\nanonymous = { requests = 2, period = \"60s\" }\n").await;
+    let status = |ip: &'static str| {
+        let t = &t;
+        async move {
+            t.get("/v1/books/3")
+                .anonymous()
+                .sent_from(ip)
+                .send()
+                .await
+                .status
+        }
+    };
+    assert_eq!(status("2001:db8:1:2::1").await, 401);
+    assert_eq!(status("2001:db8:1:2:ffff:ffff:ffff:fffe").await, 401);
+    assert_eq!(status("2001:db8:1:2:abcd::9").await, 429);
+    // The next /64 is another subscriber.
+    assert_eq!(status("2001:db8:1:3::1").await, 401);
+    assert_eq!(status("203.0.113.7").await, 401);
+    assert_eq!(status("::ffff:203.0.113.7").await, 401);
+    assert_eq!(status("203.0.113.7").await, 429);
+}
+
 #[tokio::test]
 async fn the_authenticated_tier_keeps_users_and_clients_apart() {
     let t = TestApp::demo_with("[rate_limit]\nauthenticated = { requests = 2, period = \"1h\" }\n")
