@@ -113,21 +113,35 @@ pub fn assign(limiter: &mut RateLimiter, routes: &mut [Route]) {
 /// The `token` tier (§9) on the OAuth2 endpoints: per client IP, before
 /// any credential is looked at.
 pub async fn token_tier(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let Some(policy) = &state.limiter.token else {
-        return next.run(req).await;
-    };
     let who = client(&req);
-    let decision = match state.limiter.check(policy, &who).await {
-        Ok(d) => d,
-        Err(refused) => return refused.into_response(),
+    // The request line names the address: attempts at these endpoints
+    // are traceable to it.
+    let logged = req
+        .extensions()
+        .get::<ClientIp>()
+        .map(|c| format!("ip:{}", c.0))
+        .unwrap_or_else(|| "-".into());
+    // OPTIONS (a CORS preflight) carries no credentials: it is the
+    // anonymous tier's, and does not spend a sign-in.
+    let policy = if req.method() == http::Method::OPTIONS {
+        &state.limiter.anonymous
+    } else {
+        &state.limiter.token
+    };
+    let decision = match policy {
+        Some(policy) => state.limiter.check(policy, &who).await,
+        None => Ok(None),
     };
     let mut res = match &decision {
-        Some(d) if !d.allowed => d.refusal().into_response(),
-        _ => next.run(req).await,
+        Err(refused) => refused.clone().into_response(),
+        Ok(Some(d)) if !d.allowed => d.refusal().into_response(),
+        Ok(_) => next.run(req).await,
     };
-    if let Some(d) = decision {
+    if let Ok(Some(d)) = decision {
         d.write_headers(res.headers_mut());
     }
+    res.extensions_mut()
+        .insert(super::layers::LoggedCaller(Arc::from(logged)));
     res
 }
 

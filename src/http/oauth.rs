@@ -40,16 +40,30 @@ pub fn routes(
     let prefix = &state.settings.auth.prefix;
     // The endpoints that take credentials are the `token` tier's (§9),
     // per client IP.
+    // OPTIONS answers with the methods, so a browser's CORS preflight
+    // (a single-page app signing in from another origin) succeeds.
+    let post_only = || async { allow("POST, OPTIONS") };
     let mut limited = Router::new()
-        .route(&format!("{prefix}/access_token"), post(token))
-        .route(&format!("{prefix}/revoke"), post(revoke))
-        .route(&format!("{prefix}/introspect"), post(introspect))
+        .route(
+            &format!("{prefix}/access_token"),
+            post(token).options(post_only),
+        )
+        .route(&format!("{prefix}/revoke"), post(revoke).options(post_only))
+        .route(
+            &format!("{prefix}/introspect"),
+            post(introspect).options(post_only),
+        )
         .route(
             &format!("{prefix}/authorize"),
-            get(super::authorize::show).post(super::authorize::decide),
+            get(super::authorize::show)
+                .post(super::authorize::decide)
+                .options(|| async { allow("GET, HEAD, POST, OPTIONS") }),
         );
     if api_keys {
-        limited = limited.route(&format!("{prefix}/authenticate"), post(authenticate));
+        limited = limited.route(
+            &format!("{prefix}/authenticate"),
+            post(authenticate).options(post_only),
+        );
     }
     let limited = limited.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
@@ -59,6 +73,15 @@ pub fn routes(
         .merge(limited)
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/oauth-authorization-server", get(metadata))
+}
+
+/// `OPTIONS` on an OAuth2 endpoint: 204 with its methods (the CORS layer
+/// turns them into a preflight's `Access-Control-Allow-Methods`).
+fn allow(methods: &'static str) -> Response {
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(methods));
+    res
 }
 
 /// An RFC 6749 §5.2 error.

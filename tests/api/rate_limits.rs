@@ -157,6 +157,25 @@ async fn the_token_tier_guards_the_oauth2_endpoints_per_ip() {
         .send()
         .await;
     assert_eq!(page.status, 429);
+    // A browser's preflight carries no credentials: it is answered (even
+    // with the sign-ins spent) from the anonymous tier, and spends no
+    // sign-in.
+    let preflight = t
+        .call(http::Method::OPTIONS, "/v1/access_token")
+        .anonymous()
+        .sent_from("192.0.2.1")
+        .header("origin", "http://spa.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        "POST, OPTIONS"
+    );
+    assert_eq!(preflight.header("access-control-allow-origin"), "*");
+    assert!(preflight.header("ratelimit-policy").starts_with("\"anonymous\""));
     let other = t
         .post("/v1/access_token")
         .anonymous()
