@@ -243,7 +243,12 @@ impl App {
                             )
                             .into_response();
                         }
-                        crate::ops::metrics_page(&st.metrics, &st.store, &st.limiter)
+                        let accept = req
+                            .headers()
+                            .get(http::header::ACCEPT)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        crate::ops::metrics_page(&st.metrics, &st.store, &st.limiter, accept)
                     },
                 ),
             );

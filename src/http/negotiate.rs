@@ -30,9 +30,14 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
     let lenient = req.method() == http::Method::OPTIONS || req.uri().path() == "/health";
     // Well-known documents and the OpenAPI document are JSON files by name
     // (`jwks.json`): their names are not extensions to strip, and they
-    // answer any Accept.
+    // answer any Accept, as do the docs and the metrics (which choose
+    // their own text format).
     let path = req.uri().path();
-    if path.starts_with("/.well-known/") || path == "/openapi.json" || path == "/docs" {
+    if path.starts_with("/.well-known/")
+        || path == "/openapi.json"
+        || path == "/docs"
+        || path == "/metrics"
+    {
         req.extensions_mut().insert(Format::Json);
         let mut res = next.run(req).await;
         res.extensions_mut().insert(Format::Json);

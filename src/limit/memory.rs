@@ -88,6 +88,7 @@ mod tests {
             period: Duration::from_secs(secs),
             allowed: Default::default(),
             refused: Default::default(),
+            backend_errors: Default::default(),
         })
     }
 

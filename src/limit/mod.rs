@@ -73,9 +73,19 @@ pub struct Policy {
     pub name: String,
     pub requests: u32,
     pub period: Duration,
-    /// Decisions so far (§12 metrics).
+    /// Decisions so far (§12 metrics), and checks the backend could not
+    /// decide.
     pub allowed: std::sync::atomic::AtomicU64,
     pub refused: std::sync::atomic::AtomicU64,
+    pub backend_errors: std::sync::atomic::AtomicU64,
+}
+
+/// One policy's counts so far, for the metrics.
+pub struct PolicyCounts {
+    pub name: String,
+    pub allowed: u64,
+    pub refused: u64,
+    pub backend_errors: u64,
 }
 
 /// The limiter's answer, with what the headers report.
@@ -169,6 +179,7 @@ impl RateLimiter {
             period: tier.period,
             allowed: Default::default(),
             refused: Default::default(),
+            backend_errors: Default::default(),
         });
         if let Backend::Memory(m) = &mut self.backend {
             m.add(&policy);
@@ -250,6 +261,7 @@ impl RateLimiter {
             Err(e) => e,
         };
         self.backend_errors.fetch_add(1, Ordering::Relaxed);
+        policy.backend_errors.fetch_add(1, Ordering::Relaxed);
         // One log line per outage second, not one per request.
         let now = self.started.elapsed().as_millis() as u64;
         let last = self.logged_at.load(Ordering::Relaxed);
@@ -290,17 +302,17 @@ impl RateLimiter {
         }
     }
 
-    /// Per policy: name, decisions allowed and refused so far.
-    pub fn counts(&self) -> Vec<(String, u64, u64)> {
+    /// Per policy: decisions allowed and refused, and backend failures,
+    /// so far.
+    pub fn counts(&self) -> Vec<PolicyCounts> {
         use std::sync::atomic::Ordering;
         self.policies
             .iter()
-            .map(|p| {
-                (
-                    p.name.clone(),
-                    p.allowed.load(Ordering::Relaxed),
-                    p.refused.load(Ordering::Relaxed),
-                )
+            .map(|p| PolicyCounts {
+                name: p.name.clone(),
+                allowed: p.allowed.load(Ordering::Relaxed),
+                refused: p.refused.load(Ordering::Relaxed),
+                backend_errors: p.backend_errors.load(Ordering::Relaxed),
             })
             .collect()
     }

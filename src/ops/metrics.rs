@@ -59,8 +59,10 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram>,
     auth_failures: Family<KindLabels, Counter>,
     statement_timeouts: Counter,
-    rate_limit: Family<LimitLabels, Gauge<u64, AtomicU64>>,
+    rate_limit: Family<LimitLabels, Counter<u64, AtomicU64>>,
     pool: Family<PoolLabels, Gauge>,
+    /// Scrapes bring the limiter's counts up to date one at a time.
+    scrape: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -99,10 +101,10 @@ impl Metrics {
             "Statements interrupted by database.statement_timeout",
             statement_timeouts.clone(),
         );
-        let rate_limit = Family::<LimitLabels, Gauge<u64, AtomicU64>>::default();
+        let rate_limit = Family::<LimitLabels, Counter<u64, AtomicU64>>::default();
         registry.register(
             "rate_limit_decisions",
-            "Rate-limit decisions by policy and outcome (allowed, refused, backend_error), since start",
+            "Rate-limit decisions by policy and outcome (allowed, refused, backend_error)",
             rate_limit.clone(),
         );
         let pool = Family::<PoolLabels, Gauge>::default();
@@ -126,6 +128,7 @@ impl Metrics {
             statement_timeouts,
             rate_limit,
             pool,
+            scrape: Default::default(),
         }
     }
 
@@ -178,13 +181,14 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with the gauges read now.
+    /// The text exposition, with the gauges read now and the limiter's
+    /// counters brought up to its counts.
     pub fn render(
         &self,
         pools: &[(&'static str, u32, u32)],
-        limits: &[(String, u64, u64)],
-        backend_errors: u64,
+        limits: &[crate::limit::PolicyCounts],
     ) -> String {
+        let _one_at_a_time = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         for (pool, in_use, idle) in pools {
             for (state, n) in [("in_use", in_use), ("idle", idle)] {
                 self.pool
@@ -192,24 +196,103 @@ impl Metrics {
                     .set(i64::from(*n));
             }
         }
-        for (policy, allowed, refused) in limits {
-            for (outcome, n) in [("allowed", allowed), ("refused", refused)] {
-                self.rate_limit
-                    .get_or_create(&LimitLabels {
-                        policy: policy.clone(),
-                        outcome,
-                    })
-                    .set(*n);
+        for p in limits {
+            for (outcome, n) in [
+                ("allowed", p.allowed),
+                ("refused", p.refused),
+                ("backend_error", p.backend_errors),
+            ] {
+                let counter = self.rate_limit.get_or_create(&LimitLabels {
+                    policy: p.name.clone(),
+                    outcome,
+                });
+                counter.inc_by(n.saturating_sub(counter.get()));
             }
         }
-        self.rate_limit
-            .get_or_create(&LimitLabels {
-                policy: "-".into(),
-                outcome: "backend_error",
-            })
-            .set(backend_errors);
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Does `accept` take OpenMetrics (`application/openmetrics-text`, q > 0)?
+/// Prometheus asks for it first; anything else (curl, Telegraf, a bare
+/// `text/plain`) gets the classic text format.
+pub fn wants_openmetrics(accept: &str) -> bool {
+    accept.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default();
+        media.eq_ignore_ascii_case("application/openmetrics-text")
+            && !parts.any(|p| {
+                p.split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("q") && v.trim().parse::<f32>() == Ok(0.0)
+                })
+            })
+    })
+}
+
+/// The OpenMetrics exposition in Prometheus's classic text format
+/// (`text/plain; version=0.0.4`): no `# EOF` or `# UNIT`, and a counter's
+/// family named as its samples are (`…_total`).
+pub fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            let tail = if tail == "unknown" { "untyped" } else { tail };
+            Some(if counters.contains(name) {
+                format!("{prefix}{name}_total {tail}")
+            } else {
+                format!("{prefix}{name} {tail}")
+            })
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openmetrics_only_when_asked_for() {
+        assert!(wants_openmetrics(
+            "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        ));
+        assert!(!wants_openmetrics("text/plain;version=0.0.4"));
+        assert!(!wants_openmetrics("*/*"));
+        assert!(!wants_openmetrics(
+            "application/openmetrics-text;q=0, text/plain"
+        ));
+    }
+
+    #[test]
+    fn the_classic_format_names_counter_families_by_their_samples() {
+        let m = Metrics::new();
+        m.request("/v1/books", "GET", 200, 0.001, Some("UNAUTHORIZED"));
+        let om = m.render(&[("read", 1, 2)], &[]);
+        assert!(om.contains("# TYPE restkit_http_requests counter"));
+        assert!(om.ends_with("# EOF\n"));
+        let text = classic_text(&om);
+        assert!(text.contains("# TYPE restkit_http_requests_total counter\n"));
+        assert!(text.contains("# HELP restkit_http_requests_total HTTP requests"));
+        assert!(text.contains("# TYPE restkit_http_request_duration_seconds histogram\n"));
+        assert!(text.contains("# TYPE restkit_db_pool_connections gauge\n"));
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+        assert!(text.contains("restkit_http_requests_total{"));
     }
 }

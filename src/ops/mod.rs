@@ -37,24 +37,29 @@ pub async fn health(store: &Store, limiter: &crate::limit::RateLimiter) -> Respo
     res
 }
 
-/// `GET /metrics`: the Prometheus (OpenMetrics) text of `metrics`, with
-/// the gauges read now from the pools and the limiter.
+/// `GET /metrics`: `metrics` as OpenMetrics text when `accept` asks for it
+/// (Prometheus does), else in Prometheus's classic text format; the
+/// gauges are read now from the pools and the limiter.
 pub fn metrics_page(
     metrics: &metrics::Metrics,
     store: &Store,
     limiter: &crate::limit::RateLimiter,
+    accept: &str,
 ) -> Response {
-    let text = metrics.render(
-        &store.pool_state(),
-        &limiter.counts(),
-        limiter
-            .backend_errors
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
+    let text = metrics.render(&store.pool_state(), &limiter.counts());
+    let (text, content_type) = if metrics::wants_openmetrics(accept) {
+        (
+            text,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    } else {
+        (
+            metrics::classic_text(&text),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    };
     let mut res = Response::new(Body::from(text));
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     res
 }

@@ -5,8 +5,17 @@
 
 use crate::helpers::{python, python_has, TestApp};
 
+/// `/metrics` as Prometheus asks for it (OpenMetrics first).
 async fn metrics(t: &TestApp) -> String {
-    let res = t.get("/metrics").anonymous().send().await;
+    let res = t
+        .get("/metrics")
+        .anonymous()
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+        )
+        .send()
+        .await;
     assert_eq!(res.status, 200);
     assert!(res
         .header("content-type")
@@ -69,7 +78,7 @@ async fn metrics_count_requests_errors_limits_and_the_pool() {
     );
     let refused = [("policy", "anonymous"), ("outcome", "refused")];
     assert_eq!(
-        sample(&text, "restkit_rate_limit_decisions", &refused),
+        sample(&text, "restkit_rate_limit_decisions_total", &refused),
         Some(2.0)
     );
     assert!(sample(
@@ -104,15 +113,23 @@ async fn metrics_count_requests_errors_limits_and_the_pool() {
         eprintln!("skipped: python has no prometheus_client");
         return;
     }
-    let mut child = std::process::Command::new(python())
-        .args([
-            "-c",
-            "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\n\
+    let out = python_reads(
+        "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\n\
              n = {f.name: sum(s.value for s in f.samples if s.name.endswith('_total')) for f in p(sys.stdin.read())}\n\
              print(int(n['restkit_http_requests']))",
-        ])
+        &text,
+    );
+    let total: u64 = out.trim().parse().unwrap();
+    assert!(total >= 12, "{total}");
+}
+
+/// What `script` prints, given `input` on its standard input.
+fn python_reads(script: &str, input: &str) -> String {
+    let mut child = std::process::Command::new(python())
+        .args(["-c", script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     use std::io::Write;
@@ -120,7 +137,7 @@ async fn metrics_count_requests_errors_limits_and_the_pool() {
         .stdin
         .take()
         .unwrap()
-        .write_all(text.as_bytes())
+        .write_all(input.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -128,8 +145,7 @@ async fn metrics_count_requests_errors_limits_and_the_pool() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let total: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    assert!(total >= 12, "{total}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 async fn anonymous_statuses(t: &TestApp, n: usize) -> Vec<u16> {
@@ -146,6 +162,50 @@ async fn anonymous_statuses(t: &TestApp, n: usize) -> Vec<u16> {
         );
     }
     v
+}
+
+/// Scrapers that speak only the classic format (Telegraf, curl, a
+/// Prometheus limited to it) get `text/plain; version=0.0.4`, which the
+/// client library's classic parser reads.
+#[tokio::test]
+async fn metrics_answer_the_classic_text_format_to_whoever_does_not_ask_for_openmetrics() {
+    let t = TestApp::demo().await;
+    assert_eq!(t.get("/v1/books/3").send().await.status, 200);
+    for accept in [
+        "text/plain;version=0.0.4",
+        "application/vnd.google.protobuf;q=0.7,text/plain;version=0.0.4;q=0.3",
+        "*/*",
+        "application/json",
+    ] {
+        let res = t
+            .get("/metrics")
+            .anonymous()
+            .header("accept", accept)
+            .send()
+            .await;
+        assert_eq!(res.status, 200, "{accept}");
+        assert_eq!(
+            res.header("content-type"),
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+    }
+    let res = t.get("/metrics").anonymous().send().await;
+    let text = String::from_utf8(res.body).unwrap();
+    assert!(!text.contains("# EOF"));
+    assert!(text.contains("# TYPE restkit_http_requests_total counter"));
+    if !python_has("prometheus_client") {
+        eprintln!("skipped: python has no prometheus_client");
+        return;
+    }
+    let out = python_reads(
+        "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\n\
+         f = {f.name: f for f in p(sys.stdin.read())}\n\
+         print(f['restkit_http_requests'].type, int(sum(s.value for s in f['restkit_http_requests'].samples)))",
+        &text,
+    );
+    let mut words = out.split_whitespace();
+    assert_eq!(words.next(), Some("counter"));
+    assert!(words.next().unwrap().parse::<u64>().unwrap() >= 1);
 }
 
 #[tokio::test]

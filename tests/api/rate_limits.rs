@@ -175,7 +175,9 @@ async fn the_token_tier_guards_the_oauth2_endpoints_per_ip() {
         "POST, OPTIONS"
     );
     assert_eq!(preflight.header("access-control-allow-origin"), "*");
-    assert!(preflight.header("ratelimit-policy").starts_with("\"anonymous\""));
+    assert!(preflight
+        .header("ratelimit-policy")
+        .starts_with("\"anonymous\""));
     let other = t
         .post("/v1/access_token")
         .anonymous()
