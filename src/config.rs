@@ -414,7 +414,8 @@ impl Settings {
             .with_list_parse_key("rate_limit.trusted_proxies")
             .with_list_parse_key("auth.grants")
             .with_list_parse_key("auth.previous_public_keys")
-            .with_list_parse_key("cors.origins");
+            .with_list_parse_key("cors.origins")
+            .with_list_parse_key("metrics.allow");
         let mut b = config::Config::builder()
             .add_source(config::File::from_str(toml_text, config::FileFormat::Toml))
             .add_source(env);
@@ -452,6 +453,21 @@ impl Settings {
 
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad("log.format", "must be \"text\" or \"json\"");
+        }
+        for (key, tier) in [
+            ("rate_limit.token.period", &self.rate_limit.token),
+            ("rate_limit.anonymous.period", &self.rate_limit.anonymous),
+            (
+                "rate_limit.authenticated.period",
+                &self.rate_limit.authenticated,
+            ),
+        ] {
+            if tier.requests > 0 && tier.period.is_zero() {
+                return bad(
+                    key,
+                    "must be longer than zero (requests = 0 turns the tier off)",
+                );
+            }
         }
         if !matches!(self.rate_limit.backend.as_str(), "memory" | "redis") {
             return bad("rate_limit.backend", "must be \"memory\" or \"redis\"");
@@ -593,6 +609,19 @@ mod tests {
         assert!(e.to_string().contains("rate_limit.backend"), "{e}");
         let e = Settings::load("[servr]\nbind = \"x\"\n", &Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("servr"), "{e}");
+        // A zero period would divide the quota by nothing: refused, not
+        // read as "off".
+        let e = Settings::load(
+            "[rate_limit]\ntoken = { requests = 5, period = \"0s\" }\n",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("rate_limit.token.period"), "{e}");
+        assert!(Settings::load(
+            "[rate_limit]\ntoken = { requests = 0, period = \"0s\" }\n",
+            &Overrides::default()
+        )
+        .is_ok());
     }
 
     #[test]
@@ -612,6 +641,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.rate_limit.token.requests, 100);
+        let s = Settings::load_with_env(
+            "",
+            &Overrides::default(),
+            env("RESTKIT_METRICS__ALLOW", "127.0.0.2,10.0.0.0/8"),
+        )
+        .unwrap();
+        assert_eq!(s.metrics.allow, ["127.0.0.2", "10.0.0.0/8"]);
         let e = Settings::load_with_env(
             "",
             &Overrides::default(),

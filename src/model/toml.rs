@@ -158,6 +158,12 @@ fn rate_limit(
                     format!("'{}' is not a duration like 30s, 5m, 1h", t.period),
                 )
             })?;
+            if period.is_zero() && t.requests > 0 {
+                return Err(ModelError::new(
+                    format!("{place}.rate_limit.{which}.period"),
+                    "must be longer than zero (requests = 0 turns the limit off)",
+                ));
+            }
             Ok(crate::model::RateTier {
                 requests: t.requests,
                 period,

@@ -243,6 +243,13 @@ id = { type = "integer", primary_key = true }
         assert_eq!(res.status, 200);
         assert!(res.headers.get("x-rate-limit-limit").is_none());
     }
+    // A zero period is a declaration error naming the key, not "off".
+    let zero = toml.replace(
+        r#"requests = 1, period = "30s""#,
+        r#"requests = 1, period = "0s""#,
+    );
+    let e = restkit::model::toml::parse(&zero).unwrap_err().to_string();
+    assert!(e.contains("rate_limit.authenticated.period"), "{e}");
 }
 
 /// Over a real socket every request comes from 127.0.0.1: a client's own
