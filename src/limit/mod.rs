@@ -295,6 +295,13 @@ impl RateLimiter {
     }
 
     /// For `/health`: `None` without Redis, else whether it answers.
+    /// Whether a failed backend refuses requests (`on_backend_error =
+    /// "deny"`): then a Redis outage makes the instance unusable, and
+    /// `/health` says so.
+    pub fn denies_on_error(&self) -> bool {
+        self.deny_on_error
+    }
+
     pub async fn redis_ok(&self) -> Option<bool> {
         match &self.backend {
             Backend::Memory(_) => None,

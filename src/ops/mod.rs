@@ -15,7 +15,7 @@ use crate::store::Store;
 /// `"unavailable"` too; Redis alone down is not a 503 (the limiter follows
 /// `on_backend_error`).
 pub async fn health(store: &Store, limiter: &crate::limit::RateLimiter) -> Response {
-    let (status, mut body) = match store.ping().await {
+    let (mut status, mut body) = match store.ping().await {
         Ok(()) => (StatusCode::OK, json!({"status": "ok", "database": "ok"})),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unreachable");
@@ -27,6 +27,12 @@ pub async fn health(store: &Store, limiter: &crate::limit::RateLimiter) -> Respo
     };
     if let Some(ok) = limiter.redis_ok().await {
         body["redis"] = json!(if ok { "ok" } else { "unavailable" });
+        // Under on_backend_error = "deny" every limited request is now a
+        // 503: a load balancer should send them elsewhere.
+        if !ok && limiter.denies_on_error() {
+            body["status"] = json!("error");
+            status = StatusCode::SERVICE_UNAVAILABLE;
+        }
     }
     let mut res = Response::new(Body::from(body.to_string()));
     *res.status_mut() = status;

@@ -434,9 +434,14 @@ async fn when_redis_stops_the_limiter_follows_on_backend_error_and_recovers() {
     let health = allow.get("/health").anonymous().send().await.json();
     assert_eq!(health["redis"], "ok");
     redis.stop();
-    // Redis alone down is reported, not a 503: the limiter copes.
+    // Redis alone down is reported, not a 503, when the limiter lets
+    // requests through; under "deny" the instance refuses everything, and
+    // /health says so to the load balancer.
     let res = allow.get("/health").anonymous().send().await;
     assert_eq!(res.status, 200);
+    assert_eq!(res.json()["redis"], "unavailable");
+    let res = deny.get("/health").anonymous().send().await;
+    assert_eq!(res.status, 503);
     assert_eq!(res.json()["redis"], "unavailable");
     for _ in 0..3 {
         let started = std::time::Instant::now();
@@ -472,6 +477,52 @@ async fn when_redis_stops_the_limiter_follows_on_backend_error_and_recovers() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert!(resumed, "limiting did not resume after Redis came back");
+    assert_eq!(deny.get("/health").anonymous().send().await.status, 200);
+}
+
+/// A Redis that accepts connections and never answers (hung, or a black
+/// hole in the network): the first decision waits `redis_timeout`, and
+/// then the breaker answers at once — no request waits on a Redis known to
+/// be down — while a probe in the background tries again once a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_costs_one_timeout_not_one_per_request() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            sockets.push(s); // read nothing, answer nothing
+        }
+    });
+    let t = TestApp::demo_with(&format!(
+        "[rate_limit]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}\"\n\
+         redis_timeout = \"600ms\"\non_backend_error = \"allow\"\n\
+         authenticated = {{ requests = 100, period = \"60s\" }}\n"
+    ))
+    .await;
+    let timed = || async {
+        let started = std::time::Instant::now();
+        let res = t.get("/v1/books/3").send().await;
+        assert_eq!(res.status, 200, "allow lets requests through");
+        started.elapsed()
+    };
+    let first = timed().await;
+    assert!(first >= std::time::Duration::from_millis(550), "{first:?}");
+    for _ in 0..10 {
+        let took = timed().await;
+        assert!(
+            took < std::time::Duration::from_millis(300),
+            "a request waited {took:?} on a Redis known to be down"
+        );
+    }
+    // /health does not wait either.
+    let started = std::time::Instant::now();
+    assert_eq!(
+        t.get("/health").anonymous().send().await.json()["redis"],
+        "unavailable"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_millis(300));
+    held.abort();
 }
 
 /// HTTP Basic: a password that must be hashed is charged to the client
