@@ -50,8 +50,10 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("seeding failed: {0}")]
     Seed(String),
-    #[error("routes: {0}")]
-    Routes(String),
+    /// Building the app: keys, limiter, routes (each message names the
+    /// setting or declaration it is about).
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// Connects, migrates, seeds (when the model names a seed) and builds the
@@ -71,5 +73,5 @@ pub async fn open(
     demo::seed(&store, &model)
         .await
         .map_err(|e| StartError::Seed(e.to_string()))?;
-    App::new(model, store, settings, registry).map_err(StartError::Routes)
+    App::new(model, store, settings, registry).map_err(StartError::Setup)
 }

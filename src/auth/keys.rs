@@ -132,9 +132,7 @@ impl KeySet {
             Ok(pem) => pem,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let (pem, _) = generate()?;
-                write_private(&path, &pem)?;
-                tracing::info!(path = %path.display(), "generated the token signing key");
-                pem
+                publish_private(&path, &pem)?
             }
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
@@ -176,7 +174,34 @@ pub fn generate() -> Result<(String, String), String> {
     Ok((private_pem, public_pem))
 }
 
-/// Writes a private key readable by its owner only.
+/// Puts a freshly generated key at `path` unless another process got
+/// there first, and returns the key in effect. Instances started at once
+/// in one directory must agree on one key: the key is written whole to a
+/// file of this process's own, then linked to `path` — atomically, and
+/// only if `path` does not exist yet — so a reader never sees half a key
+/// and the loser of the race reads the winner's.
+fn publish_private(path: &Path, pem: &str) -> Result<String, String> {
+    let tmp = path.with_extension(format!(
+        "pem.{}.{}.tmp",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    write_private(&tmp, pem)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "generated the token signing key");
+            Ok(pem.to_string())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+    }
+}
+
+/// Writes a private key readable by its owner only (and synced, so a
+/// crash right after leaves the whole key or none).
 pub fn write_private(path: &Path, pem: &str) -> Result<(), String> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
@@ -190,6 +215,7 @@ pub fn write_private(path: &Path, pem: &str) -> Result<(), String> {
         .open(path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     file.write_all(pem.as_bytes())
+        .and_then(|()| file.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
@@ -199,6 +225,21 @@ mod tests {
 
     const PRIVATE: &str = include_str!("../../tests/fixtures/jwt-private.pem");
     const PREVIOUS: &str = include_str!("../../tests/fixtures/jwt-previous-public.pem");
+
+    /// Instances started at once in one empty directory agree on one key.
+    #[test]
+    fn racing_first_starts_agree_on_one_generated_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let kids: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| KeySet::load("", &[], Some(dir.path())).unwrap().kid))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(kids.iter().all(|k| k == &kids[0]), "{kids:?}");
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(files.len(), 1, "no temporary file is left behind");
+    }
 
     #[test]
     fn the_kid_is_the_thumbprint_and_previous_keys_are_published() {
