@@ -225,6 +225,11 @@ pub struct RateLimitSettings {
     /// `on_backend_error` applies.
     pub redis_timeout: Duration,
     pub trusted_proxies: Vec<String>,
+    /// The one forwarding header trusted proxies set:
+    /// `"x-forwarded-for"` (nginx, HAProxy, cloud load balancers) or
+    /// `"forwarded"` (RFC 7239). The other is ignored, so a client cannot
+    /// pick its address through the header a proxy passes along untouched.
+    pub forwarded_header: String,
     pub token: Tier,
     pub anonymous: Tier,
     pub authenticated: Tier,
@@ -238,6 +243,7 @@ impl Default for RateLimitSettings {
             on_backend_error: "allow".into(),
             redis_timeout: Duration::from_millis(100),
             trusted_proxies: Vec::new(),
+            forwarded_header: "x-forwarded-for".into(),
             token: Tier::new(1, 5),
             anonymous: Tier::new(10, 60),
             authenticated: Tier::new(600, 3600),
@@ -280,6 +286,7 @@ struct RawRateLimit {
     #[serde(default, deserialize_with = "opt_duration")]
     redis_timeout: Option<Duration>,
     trusted_proxies: Option<Vec<String>>,
+    forwarded_header: Option<String>,
     token: RawTier,
     anonymous: RawTier,
     authenticated: RawTier,
@@ -294,6 +301,10 @@ impl From<RawRateLimit> for RateLimitSettings {
             on_backend_error: r.on_backend_error.unwrap_or(d.on_backend_error),
             redis_timeout: r.redis_timeout.unwrap_or(d.redis_timeout),
             trusted_proxies: r.trusted_proxies.unwrap_or(d.trusted_proxies),
+            forwarded_header: r
+                .forwarded_header
+                .map(|h| h.to_ascii_lowercase())
+                .unwrap_or(d.forwarded_header),
             token: r.token.or(d.token),
             anonymous: r.anonymous.or(d.anonymous),
             authenticated: r.authenticated.or(d.authenticated),
@@ -468,6 +479,15 @@ impl Settings {
                     "must be longer than zero (requests = 0 turns the tier off)",
                 );
             }
+        }
+        if !matches!(
+            self.rate_limit.forwarded_header.as_str(),
+            "x-forwarded-for" | "forwarded"
+        ) {
+            return bad(
+                "rate_limit.forwarded_header",
+                "must be \"x-forwarded-for\" or \"forwarded\"",
+            );
         }
         if !matches!(self.rate_limit.backend.as_str(), "memory" | "redis") {
             return bad("rate_limit.backend", "must be \"memory\" or \"redis\"");

@@ -1,7 +1,10 @@
 //! The client's address (§9): the socket's peer, or — only when that peer
-//! is a trusted proxy — the right-most untrusted hop of `Forwarded` or
-//! `X-Forwarded-For`. Anyone else's forwarding headers are ignored, so a
-//! client cannot choose the address it is limited (or API-keyed) by.
+//! is a trusted proxy — the right-most untrusted hop of the one forwarding
+//! header the proxies set (`X-Forwarded-For` by default, or `Forwarded`:
+//! `rate_limit.forwarded_header`). Anyone else's forwarding headers are
+//! ignored, and so is the other header even from a proxy (which may pass
+//! it along untouched), so a client cannot choose the address it is
+//! limited (or API-keyed) by.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -42,17 +45,31 @@ impl Networks {
     }
 }
 
-/// `rate_limit.trusted_proxies`.
+/// `rate_limit.trusted_proxies`, and which header they set.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Networks);
+pub struct TrustedProxies {
+    proxies: Networks,
+    /// `Forwarded` (RFC 7239) rather than `X-Forwarded-For`.
+    rfc7239: bool,
+}
 
 impl TrustedProxies {
+    /// Proxies that set `X-Forwarded-For` ([`TrustedProxies::reading`]
+    /// changes that).
     pub fn parse(entries: &[String]) -> Result<TrustedProxies, String> {
-        Networks::parse(entries, "rate_limit.trusted_proxies").map(TrustedProxies)
+        Networks::parse(entries, "rate_limit.trusted_proxies").map(|proxies| TrustedProxies {
+            proxies,
+            rfc7239: false,
+        })
+    }
+
+    /// Reads `Forwarded` instead of `X-Forwarded-For` when `rfc7239`.
+    pub fn reading(self, rfc7239: bool) -> TrustedProxies {
+        TrustedProxies { rfc7239, ..self }
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
-        self.0.contains(ip)
+        self.proxies.contains(ip)
     }
 
     /// The client of a request from `peer` carrying `headers`.
@@ -63,7 +80,7 @@ impl TrustedProxies {
         }
         // Hops in order, nearest to the client first; the proxies we
         // trust appended theirs on the right.
-        let hops = forwarded_hops(headers);
+        let hops = forwarded_hops(headers, self.rfc7239);
         Some(
             hops.iter()
                 .rev()
@@ -84,19 +101,16 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The `for=` addresses of `Forwarded` (RFC 7239) when present, else those
-/// of `X-Forwarded-For`. A hop that is not an address (`unknown`, an
+/// The `for=` addresses of `Forwarded` (RFC 7239) when `rfc7239`, else
+/// those of `X-Forwarded-For`. A hop that is not an address (`unknown`, an
 /// obfuscated name, garbage) ends the chain there: nothing left of it can
 /// be trusted either.
-fn forwarded_hops(headers: &HeaderMap) -> Vec<IpAddr> {
-    let forwarded: Vec<&str> = headers
-        .get_all("forwarded")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let raw: Vec<String> = if !forwarded.is_empty() {
-        forwarded
+fn forwarded_hops(headers: &HeaderMap, rfc7239: bool) -> Vec<IpAddr> {
+    let raw: Vec<String> = if rfc7239 {
+        headers
+            .get_all("forwarded")
             .iter()
+            .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(|element| {
                 element
@@ -183,7 +197,8 @@ mod tests {
             "forwarded",
             "for=6.6.6.6, for=\"[2001:db8::1]:4711\";proto=https, for=192.0.2.7",
         )]);
-        assert_eq!(t.client(peer("10.0.0.2"), &h), ip("2001:db8::1"));
+        let rfc = t.clone().reading(true);
+        assert_eq!(rfc.client(peer("10.0.0.2"), &h), ip("2001:db8::1"));
         // Only trusted hops: the left-most is the client.
         let h = headers(&[("x-forwarded-for", "10.9.9.9, 192.0.2.7")]);
         assert_eq!(t.client(peer("10.0.0.2"), &h), ip("10.9.9.9"));
@@ -195,6 +210,22 @@ mod tests {
         // Garbage ends the chain: what lies left of it is not trusted.
         let h = headers(&[("x-forwarded-for", "6.6.6.6, nonsense")]);
         assert_eq!(t.client(peer("10.0.0.2"), &h), ip("10.0.0.2"));
+    }
+
+    /// A proxy that appends to one header may pass the other along as the
+    /// client wrote it: only the configured header is read.
+    #[test]
+    fn only_the_configured_forwarding_header_is_read() {
+        let h = headers(&[("forwarded", "for=7.7.7.7"), ("x-forwarded-for", "1.2.3.4")]);
+        let xff = TrustedProxies::parse(&["10.0.0.0/8".into()]).unwrap();
+        assert_eq!(xff.client(peer("10.0.0.2"), &h), ip("1.2.3.4"));
+        let rfc = xff.clone().reading(true);
+        assert_eq!(rfc.client(peer("10.0.0.2"), &h), ip("7.7.7.7"));
+        let only_forwarded = headers(&[("forwarded", "for=7.7.7.7")]);
+        assert_eq!(
+            xff.client(peer("10.0.0.2"), &only_forwarded),
+            ip("10.0.0.2")
+        );
     }
 
     #[test]

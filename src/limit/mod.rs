@@ -140,7 +140,8 @@ enum Backend {
 
 impl RateLimiter {
     pub fn new(settings: &RateLimitSettings) -> Result<RateLimiter, String> {
-        let trusted = TrustedProxies::parse(&settings.trusted_proxies)?;
+        let trusted = TrustedProxies::parse(&settings.trusted_proxies)?
+            .reading(settings.forwarded_header == "forwarded");
         let backend = match settings.backend.as_str() {
             "redis" => Backend::Redis(Box::new(redis::RedisBackend::new(
                 &settings.redis_url,
