@@ -31,7 +31,7 @@ const EXPOSE_HEADERS: HeaderValue = HeaderValue::from_static(
     "x-pagination-total-count, x-pagination-page-count, x-pagination-current-page, \
      x-pagination-per-page, x-record-count, x-rate-limit-limit, x-rate-limit-remaining, \
      x-rate-limit-reset, ratelimit, ratelimit-policy, link, etag, location, preference-applied, \
-     api-version, x-sync-timestamp, x-request-id, last-modified",
+     api-version, x-sync-timestamp, x-request-id, last-modified, retry-after",
 );
 
 pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {

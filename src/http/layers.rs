@@ -120,7 +120,8 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0);
-    if let Some(ip) = state.limiter.trusted.client(peer, req.headers()) {
+    let client_ip = state.limiter.trusted.client(peer, req.headers());
+    if let Some(ip) = client_ip {
         req.extensions_mut().insert(crate::limit::ClientIp(ip));
     }
     let method = if req.extensions().get::<Head>().is_some() {
@@ -211,13 +212,24 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
             error_code,
         );
     }
+    // The caller dispatch identified, else the client's address (own
+    // routes, unmatched paths).
+    let by_address;
+    let caller = match (res.extensions().get::<LoggedCaller>(), client_ip) {
+        (Some(c), _) => &*c.0,
+        (None, Some(ip)) => {
+            by_address = format!("ip:{ip}");
+            &by_address
+        }
+        (None, None) => "-",
+    };
     tracing::info!(
         target: "restkit::request",
         method = %method,
         route = %route,
         status = status.as_u16(),
         latency_us = latency.as_micros() as u64,
-        caller = res.extensions().get::<LoggedCaller>().map(|c| &*c.0).unwrap_or("-"),
+        caller = caller,
         request_id = id.to_str().unwrap_or(""),
     );
     res

@@ -366,8 +366,9 @@ impl Decision {
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMITED",
             format!(
-                "Rate limit of {} requests per {} s exceeded ({}); retry in {wait} s.",
+                "Rate limit of {} request{} per {} s exceeded ({}); retry in {wait} s.",
                 self.policy.requests,
+                if self.policy.requests == 1 { "" } else { "s" },
                 secs(self.policy.period),
                 self.policy.name
             ),

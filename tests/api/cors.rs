@@ -70,6 +70,7 @@ async fn actual_responses_expose_their_headers_errors_included() {
             "link",
             "x-request-id",
             "ratelimit",
+            "retry-after",
         ] {
             assert!(exposed.contains(h), "{h} in {exposed}");
         }

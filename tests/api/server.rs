@@ -7,7 +7,7 @@ use restkit::controller::{ActionInput, Ctx, Reply};
 use restkit::model::builder::*;
 use restkit::registry::Registry;
 
-use crate::helpers::{free_addr, sigterm, start_binary};
+use crate::helpers::{free_addr, http_request, sigterm, start_binary};
 
 /// Minimal HTTP/1.1 GET; returns (status, body).
 async fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
@@ -102,6 +102,23 @@ async fn json_logs_carry_the_request_id_and_caller_but_no_credential() {
     .unwrap();
     assert_eq!(status, 401);
     assert!(body.contains("\"requestId\":\"trace-43\""), "{body}");
+    // A failed sign-in, and a path no route matches, are traced to the
+    // client's address.
+    let (status, _) = http_request(
+        addr,
+        "POST",
+        "/v1/access_token",
+        "X-Request-Id: trace-44\r\nContent-Type: application/x-www-form-urlencoded\r\n",
+        "grant_type=client_credentials&client_id=1&client_secret=s3cr3t-guess",
+    )
+    .await
+    .map(|(s, _, b)| (s, b))
+    .unwrap();
+    assert_eq!(status, 401);
+    let (status, _) = get_as(addr, "/no/such/page", "X-Request-Id: trace-45\r\n")
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
     sigterm(&child);
     let mut out = String::new();
     use tokio::io::AsyncReadExt;
@@ -131,9 +148,14 @@ async fn json_logs_carry_the_request_id_and_caller_but_no_credential() {
     assert!(ok["fields"]["latency_us"].is_u64());
     let refused = request("trace-43");
     assert_eq!(refused["fields"]["status"], 401);
+    for id in ["trace-44", "trace-45"] {
+        assert_eq!(request(id)["fields"]["caller"], "ip:127.0.0.1", "{id}");
+    }
     // Lines logged while a request ran carry its id in their span.
     for l in lines.iter().filter(|l| l.get("span").is_some()) {
         assert!(l["span"]["request_id"].is_string(), "{l}");
     }
-    assert!(!out.contains("c3RhbjpwYXNz") && !out.contains("secret-in-url"));
+    assert!(
+        !out.contains("c3RhbjpwYXNz") && !out.contains("secret-in-url") && !out.contains("s3cr3t-guess")
+    );
 }
