@@ -1087,12 +1087,15 @@ fn own_paths(paths: &mut Map<String, Value>, settings: &Settings) {
     paths.insert("/health".into(), json!({"get": {"operationId": "health", "summary": "Liveness and database check.",
         "security": [{}], "responses": {
             "200": {"description": "Healthy.", "content": {"application/json": {"schema": health}}},
-            "503": {"description": "The database does not answer.", "content": {"application/json": {"schema": health}}}}}}));
+            "503": {"description": "The database does not answer, or Redis is down under `on_backend_error = \"deny\"`.", "content": {"application/json": {"schema": health}}}}}}));
     if settings.metrics.enabled {
         paths.insert("/metrics".into(), json!({"get": {"operationId": "metrics",
-            "summary": "Prometheus metrics (OpenMetrics text): requests, latency, auth failures, rate limits, database pool.",
+            "summary": "Prometheus metrics: requests, latency, auth failures, rate limits, database pool.",
+            "description": "OpenMetrics text when `Accept` asks for `application/openmetrics-text`, else Prometheus's classic text format (version 0.0.4).",
             "security": [{}], "responses": {
-                "200": {"description": "The metrics.", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}},
+                "200": {"description": "The metrics.", "content": {
+                    "application/openmetrics-text": {"schema": {"type": "string"}},
+                    "text/plain": {"schema": {"type": "string"}}}},
                 "403": {"$ref": "#/components/responses/Error"}}}}));
     }
     for (path, id, summary, body) in [

@@ -156,6 +156,8 @@ async fn json_logs_carry_the_request_id_and_caller_but_no_credential() {
         assert!(l["span"]["request_id"].is_string(), "{l}");
     }
     assert!(
-        !out.contains("c3RhbjpwYXNz") && !out.contains("secret-in-url") && !out.contains("s3cr3t-guess")
+        !out.contains("c3RhbjpwYXNz")
+            && !out.contains("secret-in-url")
+            && !out.contains("s3cr3t-guess")
     );
 }
