@@ -229,6 +229,8 @@ pub struct RateLimitSettings {
     /// `"x-forwarded-for"` (nginx, HAProxy, cloud load balancers) or
     /// `"forwarded"` (RFC 7239). The other is ignored, so a client cannot
     /// pick its address through the header a proxy passes along untouched.
+    /// Required with `trusted_proxies`: guessing wrong either way lets
+    /// clients choose their address.
     pub forwarded_header: String,
     pub token: Tier,
     pub anonymous: Tier,
@@ -243,7 +245,7 @@ impl Default for RateLimitSettings {
             on_backend_error: "allow".into(),
             redis_timeout: Duration::from_millis(100),
             trusted_proxies: Vec::new(),
-            forwarded_header: "x-forwarded-for".into(),
+            forwarded_header: String::new(),
             token: Tier::new(1, 5),
             anonymous: Tier::new(10, 60),
             authenticated: Tier::new(600, 3600),
@@ -480,14 +482,22 @@ impl Settings {
                 );
             }
         }
-        if !matches!(
-            self.rate_limit.forwarded_header.as_str(),
-            "x-forwarded-for" | "forwarded"
-        ) {
-            return bad(
-                "rate_limit.forwarded_header",
-                "must be \"x-forwarded-for\" or \"forwarded\"",
-            );
+        match self.rate_limit.forwarded_header.as_str() {
+            "x-forwarded-for" | "forwarded" => {}
+            "" if self.rate_limit.trusted_proxies.is_empty() => {}
+            "" => {
+                return bad(
+                    "rate_limit.forwarded_header",
+                    "must be set with trusted_proxies: \"x-forwarded-for\" or \"forwarded\", \
+                     whichever header those proxies set (the other is ignored)",
+                )
+            }
+            _ => {
+                return bad(
+                    "rate_limit.forwarded_header",
+                    "must be \"x-forwarded-for\" or \"forwarded\"",
+                )
+            }
         }
         if !matches!(self.rate_limit.backend.as_str(), "memory" | "redis") {
             return bad("rate_limit.backend", "must be \"memory\" or \"redis\"");
@@ -639,6 +649,18 @@ mod tests {
         assert!(e.to_string().contains("rate_limit.token.period"), "{e}");
         assert!(Settings::load(
             "[rate_limit]\ntoken = { requests = 0, period = \"0s\" }\n",
+            &Overrides::default()
+        )
+        .is_ok());
+        // Trusting proxies means saying which header they set.
+        let e = Settings::load(
+            "[rate_limit]\ntrusted_proxies = [\"10.0.0.1\"]\n",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("rate_limit.forwarded_header"), "{e}");
+        assert!(Settings::load(
+            "[rate_limit]\ntrusted_proxies = [\"10.0.0.1\"]\nforwarded_header = \"Forwarded\"\n",
             &Overrides::default()
         )
         .is_ok());

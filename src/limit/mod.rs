@@ -12,7 +12,7 @@
 
 pub mod client_ip;
 mod memory;
-mod redis;
+pub mod redis;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -39,18 +39,33 @@ impl Who {
     /// The caller at `ip` (none: an in-process call that gave no address;
     /// all such share the unspecified address). An IPv4 address written as
     /// IPv6 (`::ffff:1.2.3.4`, as a dual-stack socket reports it) is that
-    /// IPv4 address, and an IPv6 address counts by its /64: a subscriber
-    /// usually holds a whole /64 and could otherwise take a fresh
-    /// allowance, and a fresh key in memory, with every request.
+    /// IPv4 address, and so is the client of a translation prefix that
+    /// embeds one (NAT64 `64:ff9b::/96`, 6to4 `2002::/16`, Teredo
+    /// `2001::/32`): counted by /64, all those IPv4 clients would share one
+    /// allowance. Any other IPv6 address counts by its /64: a subscriber
+    /// usually holds a whole /64 and could otherwise take a fresh allowance,
+    /// and a fresh key in memory, with every request.
     pub fn ip(ip: Option<IpAddr>) -> Who {
-        let ip = match ip.map(|ip| ip.to_canonical()) {
-            Some(IpAddr::V6(v6)) => IpAddr::V6(std::net::Ipv6Addr::from_bits(
-                v6.to_bits() & !((1u128 << 64) - 1),
-            )),
-            Some(v4) => v4,
-            None => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        let Some(ip) = ip else {
+            return Who::Ip(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         };
-        Who::Ip(ip)
+        Who::Ip(match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let bits = v6.to_bits();
+                let seg = v6.segments();
+                let v4 = |b: u32| IpAddr::V4(std::net::Ipv4Addr::from_bits(b));
+                if bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000 {
+                    v4(bits as u32)
+                } else if seg[0] == 0x2002 {
+                    v4((bits >> 80) as u32)
+                } else if seg[0] == 0x2001 && seg[1] == 0 {
+                    v4(!(bits as u32))
+                } else {
+                    IpAddr::V6(std::net::Ipv6Addr::from_bits(bits & !((1u128 << 64) - 1)))
+                }
+            }
+            v4 => v4,
+        })
     }
 
     /// The key's text for shared backends (`u:1`, `c:spa`, `ip:1.2.3.4`).
@@ -295,7 +310,6 @@ impl RateLimiter {
         }
     }
 
-    /// For `/health`: `None` without Redis, else whether it answers.
     /// Whether a failed backend refuses requests (`on_backend_error =
     /// "deny"`): then a Redis outage makes the instance unusable, and
     /// `/health` says so.
@@ -303,6 +317,8 @@ impl RateLimiter {
         self.deny_on_error
     }
 
+    /// For `/health`: `None` without Redis, else whether a decision can be
+    /// made now.
     pub async fn redis_ok(&self) -> Option<bool> {
         match &self.backend {
             Backend::Memory(_) => None,

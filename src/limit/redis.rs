@@ -3,15 +3,16 @@
 //! instance sharing the Redis enforces one limit.
 //!
 //! Every call has a short timeout, and a circuit breaker stands in front:
-//! the first call that fails (an error or the timeout) opens it, and while
-//! it is open every decision fails at once — no request waits on a Redis
-//! that is known to be down — and the caller follows
-//! `rate_limit.on_backend_error`. Once a second, one background probe
-//! (PING, reconnecting if need be) tries Redis; when it answers, the
-//! breaker closes and limiting resumes by itself, on a connection already
-//! known to work.
+//! [`TRIP_AFTER`] failures in a row (errors or timeouts) open it — one slow
+//! call alone does not — and while it is open every decision fails at once,
+//! so no request waits on a Redis that is known to be down, and the caller
+//! follows `rate_limit.on_backend_error`. Every [`PROBE_EVERY`] one
+//! background probe runs the decision script itself on a probe key
+//! (reconnecting if need be; a PING would pass on a Redis that refuses
+//! writes); when it succeeds the breaker closes and limiting resumes by
+//! itself, on a connection already known to work.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,34 +47,48 @@ pub struct Unavailable(pub String);
 
 pub struct RedisBackend {
     shared: Arc<Shared>,
-    script: redis::Script,
 }
 
 /// What the background probe shares with the requests.
 struct Shared {
     client: redis::Client,
+    script: redis::Script,
     conn: Mutex<Option<ConnectionManager>>,
     /// Serializes connection attempts.
     connecting: tokio::sync::Mutex<()>,
     /// Milliseconds since `started` of the last failure; `u64::MAX`: the
     /// breaker is closed.
     failed_at: AtomicU64,
+    /// Failures in a row.
+    failures: AtomicU32,
     /// A probe is running.
     probing: AtomicBool,
     started: Instant,
     timeout: Duration,
 }
 
-/// How long the breaker stays open before the next probe.
-const PROBE_EVERY: u64 = 1000;
+/// Failures in a row that open the breaker.
+pub const TRIP_AFTER: u32 = 3;
+
+/// Milliseconds between probes while the breaker is open.
+pub const PROBE_EVERY: u64 = 250;
 
 impl Shared {
     fn since_start(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn trip(&self) {
-        self.failed_at.store(self.since_start(), Ordering::Relaxed);
+    /// A failed call: the breaker opens at the [`TRIP_AFTER`]th in a row.
+    fn failed(&self) {
+        if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= TRIP_AFTER {
+            self.failed_at.store(self.since_start(), Ordering::Relaxed);
+        }
+    }
+
+    fn succeeded(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
     }
 
     async fn connection(&self) -> Result<ConnectionManager, Unavailable> {
@@ -98,16 +113,46 @@ impl Shared {
         Ok(c)
     }
 
-    /// PING within the timeout.
-    async fn answers(&self) -> bool {
+    /// One run of the decision script on `key` within the timeout.
+    async fn decide(
+        &self,
+        key: String,
+        per_us: u64,
+        burst: u32,
+    ) -> Result<(i64, i64, i64, i64), Unavailable> {
         let run = async {
-            let mut conn = self.connection().await.ok()?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
+            let mut conn = self.connection().await?;
+            self.script
+                .key(key)
+                .arg(per_us)
+                .arg(burst)
+                .invoke_async(&mut conn)
                 .await
-                .ok()
+                .map_err(|e| Unavailable(e.to_string()))
         };
-        matches!(tokio::time::timeout(self.timeout, run).await, Ok(Some(_)))
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(r) => r,
+            Err(_) => Err(Unavailable(format!(
+                "Redis did not answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    /// Whether a decision can be made now (on a probe key of its own).
+    async fn answers(&self) -> bool {
+        self.decide("restkit:rl:probe".into(), 1, 1_000_000)
+            .await
+            .is_ok()
+    }
+}
+
+/// Clears `probing` when the probe ends, however it ends.
+struct Probing(Arc<Shared>);
+
+impl Drop for Probing {
+    fn drop(&mut self) {
+        self.0.probing.store(false, Ordering::Release);
     }
 }
 
@@ -117,18 +162,19 @@ impl RedisBackend {
         Ok(RedisBackend {
             shared: Arc::new(Shared {
                 client,
+                script: redis::Script::new(GCRA),
                 conn: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 failed_at: AtomicU64::new(u64::MAX),
+                failures: AtomicU32::new(0),
                 probing: AtomicBool::new(false),
                 started: Instant::now(),
                 timeout,
             }),
-            script: redis::Script::new(GCRA),
         })
     }
 
-    /// `true` while the breaker is open; then, at most once a second, a
+    /// `true` while the breaker is open; then, every [`PROBE_EVERY`], a
     /// background probe tries Redis and closes the breaker if it answers.
     fn open(&self) -> bool {
         let s = &self.shared;
@@ -139,74 +185,68 @@ impl RedisBackend {
         if s.since_start().saturating_sub(failed) >= PROBE_EVERY
             && !s.probing.swap(true, Ordering::AcqRel)
         {
-            let shared = s.clone();
+            let probing = Probing(s.clone());
             tokio::spawn(async move {
+                let shared = &probing.0;
                 if shared.answers().await {
+                    shared.failures.store(0, Ordering::Relaxed);
                     shared.failed_at.store(u64::MAX, Ordering::Relaxed);
                 } else {
-                    shared.trip();
+                    shared
+                        .failed_at
+                        .store(shared.since_start(), Ordering::Relaxed);
                 }
-                shared.probing.store(false, Ordering::Release);
             });
         }
         true
     }
 
-    /// Whether Redis answers PING within the timeout (`false` at once
-    /// while the breaker is open).
+    /// Whether a decision can be made now (`false` at once while the
+    /// breaker is open).
     pub async fn ping(&self) -> bool {
         if self.open() {
             return false;
         }
         let ok = self.shared.answers().await;
-        if !ok {
-            self.shared.trip();
+        if ok {
+            self.shared.succeeded();
+        } else {
+            self.shared.failed();
         }
         ok
     }
 
     pub async fn check(&self, p: &Arc<Policy>, who: &Who) -> Result<Decision, Unavailable> {
         if self.open() {
-            return Err(Unavailable(
-                "Redis is unavailable (probed once a second)".into(),
-            ));
+            return Err(Unavailable("Redis is unavailable (probing)".into()));
         }
-        let run = async {
-            let mut conn = self.shared.connection().await?;
-            let per = p.period / p.requests.max(1);
-            let key = format!(
-                "restkit:rl:{}:{}/{}:{}",
-                p.name,
-                p.requests,
-                p.period.as_millis(),
-                who.key()
-            );
-            let reply: (i64, i64, i64, i64) = self
-                .script
-                .key(key)
-                .arg(per.as_micros().max(1) as u64)
-                .arg(p.requests)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| Unavailable(e.to_string()))?;
-            let us = |n: i64| Duration::from_micros(n.max(0) as u64);
-            Ok(Decision {
-                allowed: reply.0 == 1,
-                policy: p.clone(),
-                remaining: reply.1.clamp(0, i64::from(p.requests)) as u32,
-                reset: us(reply.2),
-                retry_after: us(reply.3),
-            })
+        let per = p.period / p.requests.max(1);
+        let key = format!(
+            "restkit:rl:{}:{}/{}:{}",
+            p.name,
+            p.requests,
+            p.period.as_millis(),
+            who.key()
+        );
+        let reply = match self
+            .shared
+            .decide(key, per.as_micros().max(1) as u64, p.requests)
+            .await
+        {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.shared.failed();
+                return Err(e);
+            }
         };
-        let failure = match tokio::time::timeout(self.shared.timeout, run).await {
-            Ok(Ok(d)) => return Ok(d),
-            Ok(Err(e)) => e,
-            Err(_) => Unavailable(format!(
-                "Redis did not answer within {:?}",
-                self.shared.timeout
-            )),
-        };
-        self.shared.trip();
-        Err(failure)
+        self.shared.succeeded();
+        let us = |n: i64| Duration::from_micros(n.max(0) as u64);
+        Ok(Decision {
+            allowed: reply.0 == 1,
+            policy: p.clone(),
+            remaining: reply.1.clamp(0, i64::from(p.requests)) as u32,
+            reset: us(reply.2),
+            retry_after: us(reply.3),
+        })
     }
 }

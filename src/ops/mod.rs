@@ -12,8 +12,9 @@ use crate::store::Store;
 
 /// `{"status":"ok","database":"ok"}`, or 503 when the database does not
 /// answer. With the Redis rate-limit backend, `"redis": "ok"` or
-/// `"unavailable"` too; Redis alone down is not a 503 (the limiter follows
-/// `on_backend_error`).
+/// `"unavailable"` too; Redis down is a 503 only under `on_backend_error =
+/// "deny"`, when every limited request is refused (under `allow` the
+/// limiter lets requests through).
 pub async fn health(store: &Store, limiter: &crate::limit::RateLimiter) -> Response {
     let (mut status, mut body) = match store.ping().await {
         Ok(()) => (StatusCode::OK, json!({"status": "ok", "database": "ok"})),
