@@ -14,7 +14,9 @@
 //!   uses, and each arena keeps it. A soak run grew from 100 to 270 MiB
 //!   that way, in steps, each time a remembered password expired. With the
 //!   memory owned here the process holds at most `cores × 19 MiB` for
-//!   hashing, allocated once.
+//!   hashing, allocated once (plus, for a stored hash made elsewhere with
+//!   stronger settings, its own buffer for that one check, at most
+//!   [`MAX_FOREIGN_M_COST`]).
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -24,6 +26,13 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
+
+/// The most memory (KiB) a stored hash made elsewhere may ask for: 64 MiB,
+/// OWASP's strongest Argon2id setting with room to spare.
+pub const MAX_FOREIGN_M_COST: u32 = 64 * 1024;
+
+/// Block buffers allocated so far (never more than the slots).
+static ALLOCATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Longest a hashing job waits for a free slot.
 pub const HASH_WAIT: Duration = Duration::from_secs(2);
@@ -61,13 +70,18 @@ impl Hasher {
             .unwrap_or_else(|p| p.into_inner())
             .pop();
         Hasher {
-            memory: kept.unwrap_or_else(|| vec![Block::default(); Params::DEFAULT.block_count()]),
+            memory: kept.unwrap_or_else(|| {
+                ALLOCATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                vec![Block::default(); Params::DEFAULT.block_count()]
+            }),
         }
     }
 
-    /// Runs `argon` over the slot's memory; a stored hash asking for more
-    /// memory than restkit's own parameters gets a buffer of its own for
-    /// that one call.
+    /// Runs `argon` over the slot's memory. A stored hash asking for more
+    /// memory than restkit's own parameters (one made elsewhere, with
+    /// stronger settings) gets a buffer of its own for that one call, up to
+    /// [`MAX_FOREIGN_M_COST`]; past that it is refused rather than let a
+    /// stored string decide how much the process allocates.
     fn run(
         &mut self,
         argon: &Argon2,
@@ -78,8 +92,14 @@ impl Hasher {
         let needed = argon.params().block_count();
         if needed <= self.memory.len() {
             argon.hash_password_into_with_memory(secret, salt, out, &mut self.memory[..needed])
-        } else {
+        } else if argon.params().m_cost() <= MAX_FOREIGN_M_COST {
             argon.hash_password_into(secret, salt, out)
+        } else {
+            tracing::warn!(
+                m_cost = argon.params().m_cost(),
+                "a stored password hash asks for more memory than restkit allows; refused"
+            );
+            Err(argon2::Error::MemoryTooMuch)
         }
     }
 
@@ -216,21 +236,36 @@ mod tests {
         for i in 0..4 * cores {
             jobs.push(tokio::spawn(hashing(move |h| {
                 let phc = h.hash(&format!("p{i}")).unwrap();
-                (h.memory.as_ptr() as usize, h.verify(&format!("p{i}"), &phc))
+                h.verify(&format!("p{i}"), &phc)
             })));
         }
-        let mut buffers = std::collections::HashSet::new();
         for j in jobs {
-            let (ptr, ok) = j.await.unwrap().unwrap();
-            assert!(ok);
-            buffers.insert(ptr);
+            assert!(j.await.unwrap().unwrap());
         }
+        // Other tests in this binary hash too: whatever ran, never more
+        // buffers than slots.
+        let allocated = ALLOCATED.load(std::sync::atomic::Ordering::Relaxed);
         assert!(
-            buffers.len() <= cores,
-            "{} buffers for {cores} slots",
-            buffers.len()
+            (1..=cores).contains(&allocated),
+            "{allocated} buffers for {cores} slots"
         );
-        let kept = slots().memory.lock().unwrap().len();
-        assert!(kept <= cores, "{kept} buffers kept for {cores} slots");
+    }
+
+    #[tokio::test]
+    async fn a_stored_hash_may_not_ask_for_unbounded_memory() {
+        let salt = SaltString::generate(&mut OsRng);
+        let greedy = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&Params::new(4 * 1024 * 1024, 1, 1, None).unwrap())
+                .unwrap(),
+            salt: Some(salt.as_salt()),
+            hash: Some(Output::new(&[0u8; 32]).unwrap()),
+        }
+        .to_string();
+        // Refused before any work: filling 4 GiB would take seconds.
+        let started = std::time::Instant::now();
+        assert!(!hashing(move |h| h.verify("pw", &greedy)).await.unwrap());
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }

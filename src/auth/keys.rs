@@ -189,15 +189,28 @@ fn publish_private(path: &Path, pem: &str) -> Result<String, String> {
     write_private(&tmp, pem)?;
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {
-            tracing::info!(path = %path.display(), "generated the token signing key");
-            Ok(pem.to_string())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display())),
-        Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+    let ours = match linked {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        // A file system without hard links (FAT, some network mounts):
+        // an exclusive create is the next best thing.
+        Err(_) => match write_private(path, pem) {
+            Ok(()) => true,
+            Err(_) if path.exists() => false,
+            Err(e) => return Err(e),
+        },
+    };
+    if !ours {
+        return std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()));
     }
+    // The new name is durable too, or a crash could lose the key that
+    // tokens were just signed with.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    tracing::info!(path = %path.display(), "generated the token signing key");
+    Ok(pem.to_string())
 }
 
 /// Writes a private key readable by its owner only (and synced, so a
