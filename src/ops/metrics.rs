@@ -215,20 +215,27 @@ impl Metrics {
     }
 }
 
-/// Does `accept` take OpenMetrics (`application/openmetrics-text`, q > 0)?
-/// Prometheus asks for it first; anything else (curl, Telegraf, a bare
-/// `text/plain`) gets the classic text format.
+/// Does `accept` prefer OpenMetrics (`application/openmetrics-text`) to
+/// the classic `text/plain`, by their q-values? Prometheus asks for it
+/// first; anything else (curl, Telegraf, a bare `text/plain`) gets the
+/// classic text format.
 pub fn wants_openmetrics(accept: &str) -> bool {
-    accept.split(',').any(|item| {
+    let (mut openmetrics, mut plain) = (0.0f32, 0.0f32);
+    for item in accept.split(',') {
         let mut parts = item.split(';').map(str::trim);
-        let media = parts.next().unwrap_or_default();
-        media.eq_ignore_ascii_case("application/openmetrics-text")
-            && !parts.any(|p| {
-                p.split_once('=').is_some_and(|(k, v)| {
-                    k.trim().eq_ignore_ascii_case("q") && v.trim().parse::<f32>() == Ok(0.0)
-                })
-            })
-    })
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .and_then(|(_, v)| v.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match media.as_str() {
+            "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+            "text/plain" => plain = plain.max(q),
+            _ => {}
+        }
+    }
+    openmetrics > 0.0 && openmetrics >= plain
 }
 
 /// The OpenMetrics exposition in Prometheus's classic text format
