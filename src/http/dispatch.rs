@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, Method, Request, StatusCode};
 use serde_json::Value;
 
+use super::marks::RouteTemplate;
 use super::routes::{Endpoint, Route, Target};
 use super::{body, negotiate, represent, AppState};
 use crate::auth;
@@ -22,10 +23,6 @@ use crate::error::ApiError;
 use crate::format::html::Page;
 use crate::format::{self, Format, Representation};
 use crate::validate;
-
-/// The route template that served a request; the edge layer logs it.
-#[derive(Clone, Debug)]
-pub struct RouteTemplate(pub Arc<str>);
 
 /// Longest query string accepted (§6.9): past it, 414.
 const MAX_QUERY: usize = 8 * 1024;
@@ -45,7 +42,7 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
         .extensions()
         .get::<Page>()
         .map(|p| page_for(p.clone(), &route));
-    let head = req.extensions().get::<super::layers::Head>().is_some();
+    let head = req.extensions().get::<super::marks::Head>().is_some();
     // Conditional reads (§5.6): only GET and HEAD are tagged and may be
     // answered 304.
     let read = head || req.method() == Method::GET;
@@ -124,7 +121,7 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
                 .unwrap_or_else(|| "-".into()),
         };
         res.extensions_mut()
-            .insert(super::layers::LoggedCaller(Arc::from(who)));
+            .insert(super::marks::LoggedCaller(Arc::from(who)));
     }
     res.extensions_mut().insert(template);
     // The CORS layer answers with the module's settings.

@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderName, HeaderValue, Method, StatusCode};
 
-use super::dispatch::RouteTemplate;
+use super::marks::{Head, LoggedCaller, OAuthFailure, RouteTemplate};
 use super::represent;
 use super::AppState;
 use crate::error::ApiError;
@@ -63,10 +63,6 @@ pub fn tag_coding<B>(mut res: http::Response<B>) -> http::Response<B> {
     res
 }
 
-/// Marks a HEAD request that runs inside the pipeline as a GET.
-#[derive(Clone, Copy, Debug)]
-pub struct Head;
-
 /// HEAD (§4.1): exactly the headers GET would get — taken after
 /// compression, so `Content-Encoding`, `ETag` and `Content-Length` match
 /// GET's for the same `Accept-Encoding` — and no body. The outermost step:
@@ -84,11 +80,6 @@ pub async fn head(mut req: Request, next: Next) -> Response {
     }
     res
 }
-
-/// Who made a request, for the request log: `u:1`, `c:spa` or `ip:…`
-/// (never a credential).
-#[derive(Clone, Debug)]
-pub struct LoggedCaller(pub Arc<str>);
 
 /// Names a response of restkit's own routes (`/v1/access_token`,
 /// `/metrics`, …) by the path the router matched, unless dispatch already
@@ -165,10 +156,7 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
         }
     };
     // The §7 code, or the OAuth2 endpoints' RFC 6749 error.
-    let mut error_code = res
-        .extensions()
-        .get::<super::oauth::OAuthFailure>()
-        .map(|f| f.0);
+    let mut error_code = res.extensions().get::<OAuthFailure>().map(|f| f.0);
     if let Some(err) = res.extensions_mut().remove::<ApiError>() {
         error_code = Some(err.code);
         // Errors are encoded in the format the request negotiated.

@@ -141,7 +141,7 @@ pub async fn token_tier(State(state): State<Arc<AppState>>, req: Request, next: 
         d.write_headers(res.headers_mut());
     }
     res.extensions_mut()
-        .insert(super::layers::LoggedCaller(Arc::from(logged)));
+        .insert(super::marks::LoggedCaller(Arc::from(logged)));
     res
 }
 

@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod docs_page;
 pub mod layers;
 pub mod limits;
+pub mod marks;
 pub mod negotiate;
 pub mod oauth;
 pub mod openapi;

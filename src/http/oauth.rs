@@ -138,11 +138,6 @@ fn no_store(mut res: Response) -> Response {
     res
 }
 
-/// The RFC 6749 error an OAuth2 endpoint answered with, for the metrics'
-/// auth failures by kind (the edge reads it as it reads an `ApiError`).
-#[derive(Clone, Copy)]
-pub struct OAuthFailure(pub &'static str);
-
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let mut res = (
@@ -157,7 +152,8 @@ impl IntoResponse for OAuthError {
                 HeaderValue::from_static("Basic realm=\"restkit\", charset=\"UTF-8\""),
             );
         }
-        res.extensions_mut().insert(OAuthFailure(self.error));
+        res.extensions_mut()
+            .insert(super::marks::OAuthFailure(self.error));
         no_store(res)
     }
 }
