@@ -198,34 +198,39 @@ impl App {
             .modules
             .iter()
             .any(|m| m.credentials.is_some_and(|c| c.api_key));
-        router = oauth::routes(router, &state, api_keys)
-            .route(
-                "/openapi.json",
-                get(|State(st): State<Arc<AppState>>| async move {
-                    (
-                        [(http::header::CONTENT_TYPE, "application/json")],
-                        st.openapi.clone(),
-                    )
-                }),
-            )
-            .route(
-                "/docs",
-                get(|State(st): State<Arc<AppState>>| async move {
-                    (
-                        [
-                            (
-                                http::header::CONTENT_TYPE,
-                                http::HeaderValue::from_static("text/html; charset=UTF-8"),
-                            ),
-                            (
-                                http::header::CONTENT_SECURITY_POLICY,
-                                docs_page::csp().clone(),
-                            ),
-                        ],
-                        st.docs.clone(),
-                    )
-                }),
-            );
+        router = oauth::routes(
+            router,
+            &state,
+            api_keys,
+            get(authorize::show).post(authorize::decide),
+        )
+        .route(
+            "/openapi.json",
+            get(|State(st): State<Arc<AppState>>| async move {
+                (
+                    [(http::header::CONTENT_TYPE, "application/json")],
+                    st.openapi.clone(),
+                )
+            }),
+        )
+        .route(
+            "/docs",
+            get(|State(st): State<Arc<AppState>>| async move {
+                (
+                    [
+                        (
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("text/html; charset=UTF-8"),
+                        ),
+                        (
+                            http::header::CONTENT_SECURITY_POLICY,
+                            docs_page::csp().clone(),
+                        ),
+                    ],
+                    st.docs.clone(),
+                )
+            }),
+        );
         if state.settings.metrics.enabled {
             router = router.route(
                 "/metrics",

@@ -32,10 +32,14 @@ use crate::auth::users;
 
 /// Adds the OAuth2 endpoints and well-known documents, and
 /// `{prefix}/authenticate` when some module accepts API keys.
+/// `authorize` serves `{prefix}/authorize` (the sign-in and consent page,
+/// `http::authorize`, which builds on this module's client and token
+/// steps); it joins the same `token` tier.
 pub fn routes(
     router: Router<Arc<AppState>>,
     state: &Arc<AppState>,
     api_keys: bool,
+    authorize: axum::routing::MethodRouter<Arc<AppState>>,
 ) -> Router<Arc<AppState>> {
     let prefix = &state.settings.auth.prefix;
     // The endpoints that take credentials are the `token` tier's (§9),
@@ -55,9 +59,7 @@ pub fn routes(
         )
         .route(
             &format!("{prefix}/authorize"),
-            get(super::authorize::show)
-                .post(super::authorize::decide)
-                .options(|| async { allow("GET, HEAD, POST, OPTIONS") }),
+            authorize.options(|| async { allow("GET, HEAD, POST, OPTIONS") }),
         );
     if api_keys {
         limited = limited.route(
