@@ -143,23 +143,9 @@ fn keys_generate_writes_a_pair_the_server_can_use() {
 
 /// Runs `restkit` with `stdin` piped in.
 fn restkit_with_input(args: &[&str], dir: &std::path::Path, stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_restkit"))
-        .args(args)
-        .current_dir(dir)
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_restkit"));
+    cmd.args(args).current_dir(dir).env("RUST_LOG", "warn");
+    crate::helpers::run_with_input(cmd, stdin)
 }
 
 #[tokio::test]

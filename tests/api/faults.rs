@@ -12,6 +12,17 @@ use crate::helpers::{
     assert_problem, free_addr, http_get, http_request, sigterm, start_binary, TestApp,
 };
 
+/// How many books have this (URL-encoded) title.
+async fn titled(t: &TestApp, title: &str) -> usize {
+    t.get(&format!("/v1/books?q=(title:{title})"))
+        .send()
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .len()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_locked_by_another_process_is_503_and_recovers_without_restart() {
     let t = TestApp::demo().await;
@@ -52,13 +63,7 @@ async fn a_database_locked_by_another_process_is_503_and_recovers_without_restar
     let res = t.post("/v1/books").json(book).send().await;
     assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
     assert_eq!(
-        t.get("/v1/books?q=(title:Locked%20out)")
-            .send()
-            .await
-            .json()
-            .as_array()
-            .unwrap()
-            .len(),
+        titled(&t, "Locked%20out").await,
         1,
         "the refused write left nothing behind"
     );
@@ -114,13 +119,7 @@ async fn an_unreadable_database_is_503_on_health_and_routes_and_recovers() {
     assert_eq!(t.get("/health").send().await.status, 200);
     assert_eq!(t.get("/v1/books/3").send().await.status, 200);
     assert_eq!(
-        t.get("/v1/books?q=(title:Written%20blind)")
-            .send()
-            .await
-            .json()
-            .as_array()
-            .unwrap()
-            .len(),
+        titled(&t, "Written%20blind").await,
         0,
         "the refused write left nothing behind"
     );

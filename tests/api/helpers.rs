@@ -503,3 +503,22 @@ pub fn sigterm(child: &tokio::process::Child) {
         .unwrap();
     assert!(killed.success());
 }
+
+/// Runs `cmd` with `input` on its standard input; its output, whatever its
+/// exit status.
+pub fn run_with_input(mut cmd: std::process::Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}

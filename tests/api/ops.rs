@@ -3,7 +3,7 @@
 //! `metrics.allow` and never rate-limited; `/health` reports Redis when it
 //! is the limiter's backend.
 
-use crate::helpers::{python, python_has, TestApp};
+use crate::helpers::{python, python_has, run_with_input, TestApp};
 
 /// `/metrics` as Prometheus asks for it (OpenMetrics first).
 async fn metrics(t: &TestApp) -> String {
@@ -125,21 +125,9 @@ async fn metrics_count_requests_errors_limits_and_the_pool() {
 
 /// What `script` prints, given `input` on its standard input.
 fn python_reads(script: &str, input: &str) -> String {
-    let mut child = std::process::Command::new(python())
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = std::process::Command::new(python());
+    cmd.args(["-c", script]);
+    let out = run_with_input(cmd, input);
     assert!(
         out.status.success(),
         "{}",
