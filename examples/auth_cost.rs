@@ -18,10 +18,7 @@ use serde_json::Value;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(7);
+    let rounds: usize = common::arg(1, 7);
     let dir = tempfile::tempdir().unwrap();
     // Books public (scope ""), so the same request runs without
     // credentials; with a token, the identity step still verifies it.

@@ -43,10 +43,7 @@ async fn main() {
         profile_only(&coding).await;
         return;
     }
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(7);
+    let rounds: usize = common::arg(1, 7);
     let dir = tempfile::tempdir().unwrap();
     let app = common::open(&common::public_demo(), dir.path()).await;
 

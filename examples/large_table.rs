@@ -68,10 +68,7 @@ fn next_link(headers: &http::HeaderMap) -> Option<String> {
 
 #[tokio::main]
 async fn main() {
-    let rows: i64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
+    let rows: i64 = common::arg(1, 1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("large.db").display());
     // Rate limits on, with quotas no run reaches.

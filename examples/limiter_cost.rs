@@ -21,10 +21,7 @@ const OFF: &str = "\n[rate_limit]\ntoken = { requests = 0 }\nanonymous = { reque
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(7);
+    let rounds: usize = common::arg(1, 7);
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let public = common::public_demo();
     let bare = public.replace(common::HIGH_LIMITS, OFF) + "\n[metrics]\nenabled = false\n";

@@ -29,10 +29,7 @@ type BookRow = (
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: u32 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20_000);
+    let n: u32 = common::arg(1, 20_000);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cost.db");
     let url = format!("sqlite://{}", db.display());

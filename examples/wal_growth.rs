@@ -19,10 +19,7 @@ use http_body_util::BodyExt;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let seconds: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+    let seconds: u64 = common::arg(1, 60);
     let dir = tempfile::tempdir().unwrap();
     let app = common::open(&common::public_demo(), dir.path()).await;
     let wal = dir.path().join("bench.db-wal");

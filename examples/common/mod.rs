@@ -58,3 +58,12 @@ token = { requests = 1000000000, period = \"1s\" }
 anonymous = { requests = 1000000000, period = \"1s\" }
 authenticated = { requests = 1000000000, period = \"1s\" }
 ";
+
+/// The `n`th command-line argument (1 = the first) parsed as `T`, or
+/// `default` when it is missing or does not parse.
+pub fn arg<T: std::str::FromStr>(n: usize, default: T) -> T {
+    std::env::args()
+        .nth(n)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}

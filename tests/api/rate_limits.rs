@@ -7,30 +7,25 @@ use restkit::registry::Registry;
 
 use crate::helpers::{assert_problem, http_get, TestApp};
 
+/// `GET path` without credentials, as if from `ip`.
+async fn anonymous_get(t: &TestApp, path: &str, ip: &str) -> crate::helpers::TestResponse {
+    t.get(path).anonymous().sent_from(ip).send().await
+}
+
 #[tokio::test]
 async fn the_anonymous_tier_counts_per_ip_and_refuses_at_the_limit() {
     let t =
         TestApp::demo_with("[rate_limit]\nanonymous = { requests = 3, period = \"60s\" }\n").await;
     let mut remaining = Vec::new();
     for _ in 0..3 {
-        let res = t
-            .get("/v1/books/3")
-            .anonymous()
-            .sent_from("203.0.113.5")
-            .send()
-            .await;
+        let res = anonymous_get(&t, "/v1/books/3", "203.0.113.5").await;
         // Without a token the route answers 401, and that still counts.
         assert_eq!(res.status, 401);
         assert_eq!(res.header("x-rate-limit-limit"), "3");
         remaining.push(res.header("x-rate-limit-remaining").to_string());
     }
     assert_eq!(remaining, ["2", "1", "0"]);
-    let res = t
-        .get("/v1/books/3")
-        .anonymous()
-        .sent_from("203.0.113.5")
-        .send()
-        .await;
+    let res = anonymous_get(&t, "/v1/books/3", "203.0.113.5").await;
     let body = assert_problem(&res, 429, "RATE_LIMITED");
     assert!(body["detail"].as_str().unwrap().contains("anonymous"));
     // One request comes back every 20 s.
@@ -63,14 +58,7 @@ async fn ipv6_callers_count_by_their_64_and_mapped_ipv4_as_ipv4() {
         TestApp::demo_with("[rate_limit]\nanonymous = { requests = 2, period = \"60s\" }\n").await;
     let status = |ip: &'static str| {
         let t = &t;
-        async move {
-            t.get("/v1/books/3")
-                .anonymous()
-                .sent_from(ip)
-                .send()
-                .await
-                .status
-        }
+        async move { anonymous_get(t, "/v1/books/3", ip).await.status }
     };
     assert_eq!(status("2001:db8:1:2::1").await, 401);
     assert_eq!(status("2001:db8:1:2:ffff:ffff:ffff:fffe").await, 401);
@@ -163,12 +151,12 @@ async fn the_token_tier_guards_the_oauth2_endpoints_per_ip() {
     assert!((1..=5).contains(&retry), "{retry}");
     assert_eq!(res.header("ratelimit-policy"), "\"token\";q=2;w=10");
     // The authorization page is the same tier; another address is not.
-    let page = t
-        .get("/v1/authorize?response_type=code&client_id=spa")
-        .anonymous()
-        .sent_from("192.0.2.1")
-        .send()
-        .await;
+    let page = anonymous_get(
+        &t,
+        "/v1/authorize?response_type=code&client_id=spa",
+        "192.0.2.1",
+    )
+    .await;
     assert_eq!(page.status, 429);
     // A browser's preflight carries no credentials: it is answered (even
     // with the sign-ins spent) from the anonymous tier, and spends no
@@ -201,7 +189,7 @@ async fn the_token_tier_guards_the_oauth2_endpoints_per_ip() {
     assert_ne!(other.status, 429);
     // Documents served from memory and the health probe are not limited.
     for path in ["/health", "/openapi.json", "/.well-known/jwks.json"] {
-        let res = t.get(path).anonymous().sent_from("192.0.2.1").send().await;
+        let res = anonymous_get(&t, path, "192.0.2.1").await;
         assert_eq!(res.status, 200, "{path}");
     }
 }
