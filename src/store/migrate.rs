@@ -27,7 +27,7 @@ use sea_query::{Alias, ColumnDef, ForeignKey, ForeignKeyAction, Index, SqliteQue
 use serde_json::Value;
 
 use super::sql::{CLOCK, TOMBSTONES};
-use super::sqlite::SqliteStore;
+use super::sqlite::{SqliteStore, SqliteWrite};
 use super::{Dialect, StoreError};
 use crate::model::{ApiModel, Field, FieldType, Module, Resource};
 
@@ -257,14 +257,22 @@ fn own_ddl() -> Vec<String> {
     ]
 }
 
+/// Brings the database up to `model` in one transaction: every statement
+/// or none (a refused field leaves no earlier table half-migrated), and
+/// no other writer runs between them.
 pub async fn sqlite(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreError> {
     store.bound_writes(false);
-    let done = run(store, model).await;
+    let done = async {
+        let mut tx = store.begin_ddl().await?;
+        run(&mut tx, model).await?;
+        tx.commit().await
+    }
+    .await;
     store.bound_writes(true);
     done
 }
 
-async fn run(store: &SqliteStore, model: &ApiModel) -> Result<(), StoreError> {
+async fn run(store: &mut SqliteWrite, model: &ApiModel) -> Result<(), StoreError> {
     let own = super::own::model();
     let mut sync_tables = BTreeSet::new();
     let mut all_tables: BTreeMap<String, TableKeys> = BTreeMap::new();

@@ -301,6 +301,29 @@ impl SqliteStore {
     /// from the clock row ([`advance_clock`]). `BEGIN IMMEDIATE` takes
     /// SQLite's write lock at once, before the clock is read.
     pub async fn begin_write(&self) -> Result<SqliteWrite, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let wall = chrono::Utc::now().timestamp_micros();
+        let row = sqlx::query(AssertSqlSafe(advance_clock()))
+            .bind(wall)
+            .fetch_optional(tx.conn())
+            .await
+            .map_err(err)?
+            .ok_or_else(|| StoreError::Other("the clock row is missing: run migrations".into()))?;
+        tx.now = row.try_get::<String, _>(0).map_err(err)?;
+        Ok(tx)
+    }
+
+    /// A transaction on the single writer that does not touch the clock
+    /// (which a migration may still have to create): every statement of a
+    /// migration runs in one of these, so a migration is applied whole or
+    /// not at all, and no other writer — another process sharing the file
+    /// included — runs between its statements (a delete while the
+    /// tombstone trigger is being re-created would leave no tombstone).
+    pub async fn begin_ddl(&self) -> Result<SqliteWrite, StoreError> {
+        self.begin_immediate().await
+    }
+
+    async fn begin_immediate(&self) -> Result<SqliteWrite, StoreError> {
         let mut conn = self.write.acquire().await.map_err(err)?;
         if sqlx::query("BEGIN IMMEDIATE")
             .execute(&mut *conn)
@@ -318,20 +341,11 @@ impl SqliteStore {
                 return Err(err(e));
             }
         }
-        let mut tx = SqliteWrite {
+        Ok(SqliteWrite {
             conn: Some(conn),
             now: String::new(),
             in_memory: self.in_memory,
-        };
-        let wall = chrono::Utc::now().timestamp_micros();
-        let row = sqlx::query(AssertSqlSafe(advance_clock()))
-            .bind(wall)
-            .fetch_optional(tx.conn())
-            .await
-            .map_err(err)?
-            .ok_or_else(|| StoreError::Other("the clock row is missing: run migrations".into()))?;
-        tx.now = row.try_get::<String, _>(0).map_err(err)?;
-        Ok(tx)
+        })
     }
 
     pub async fn fetch_id_times(
@@ -359,47 +373,8 @@ impl SqliteStore {
         self.write_enforced.store(on, Ordering::Relaxed);
     }
 
-    /// DDL runs outside the sea-query value binding (it has no values).
-    pub async fn execute_ddl(&self, sql: &str) -> Result<(), StoreError> {
-        sqlx::query(AssertSqlSafe(sql.to_string()))
-            .execute(&self.write)
-            .await
-            .map(|_| ())
-            .map_err(err)
-    }
-
-    /// Columns of `table` as (name, declared type), empty when the table
-    /// does not exist.
-    pub async fn columns(&self, table: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = sqlx::query("SELECT name, type FROM pragma_table_info(?)")
-            .bind(table)
-            .fetch_all(&self.write)
-            .await
-            .map_err(err)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<String, _>(0).map_err(err)?,
-                    r.try_get::<String, _>(1).map_err(err)?,
-                ))
-            })
-            .collect()
-    }
-
-    /// Names of the indexes on `table`.
-    pub async fn indexes(&self, table: &str) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT name FROM pragma_index_list(?)")
-            .bind(table)
-            .fetch_all(&self.write)
-            .await
-            .map_err(err)?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(err))
-            .collect()
-    }
-
     pub async fn table_is_empty(&self, table: &str) -> Result<bool, StoreError> {
-        if self.columns(table).await?.is_empty() {
+        if columns(&self.write, table).await?.is_empty() {
             return Ok(true);
         }
         let stmt = Query::select()
@@ -418,6 +393,41 @@ impl SqliteStore {
 
 /// Builds a record from a row whose columns are `fields`, in order. SQLite
 /// is dynamically typed, so values are decoded by the declared type, leniently.
+/// A table's columns: (name, declared type); empty when it does not exist.
+async fn columns<'e, E>(db: E, table: &str) -> Result<Vec<(String, String)>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
+    let rows = sqlx::query("SELECT name, type FROM pragma_table_info(?)")
+        .bind(table)
+        .fetch_all(db)
+        .await
+        .map_err(err)?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String, _>(0).map_err(err)?,
+                r.try_get::<String, _>(1).map_err(err)?,
+            ))
+        })
+        .collect()
+}
+
+/// Names of a table's indexes.
+async fn indexes<'e, E>(db: E, table: &str) -> Result<Vec<String>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
+    let rows = sqlx::query("SELECT name FROM pragma_index_list(?)")
+        .bind(table)
+        .fetch_all(db)
+        .await
+        .map_err(err)?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0).map_err(err))
+        .collect()
+}
+
 fn decode(r: &Resource, fields: &[usize], row: &SqliteRow) -> Record {
     decode_from(r, fields, row, 0)
 }
@@ -519,6 +529,25 @@ impl SqliteWrite {
             .await
             .map(|done| done.rows_affected())
             .map_err(|e| StoreError::from_sqlx(Dialect::Sqlite, e, Some(r)))
+    }
+
+    /// Runs one of restkit's own DDL statements (a migration step).
+    pub async fn execute_ddl(&mut self, sql: &str) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(sql.to_string()))
+            .execute(self.conn())
+            .await
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    /// A table's columns as this transaction sees them.
+    pub async fn columns(&mut self, table: &str) -> Result<Vec<(String, String)>, StoreError> {
+        columns(self.conn(), table).await
+    }
+
+    /// A table's index names as this transaction sees them.
+    pub async fn indexes(&mut self, table: &str) -> Result<Vec<String>, StoreError> {
+        indexes(self.conn(), table).await
     }
 
     pub async fn commit(mut self) -> Result<(), StoreError> {

@@ -271,6 +271,55 @@ async fn migrate_adds_declared_columns_to_existing_tables_and_keeps_data() {
     );
 }
 
+/// A migration is one transaction: when a later resource's field is
+/// refused, the columns an earlier resource would have gained are not
+/// added either (the refusal leaves the database as it found it).
+#[tokio::test]
+async fn a_refused_migration_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let url = format!("sqlite://{}", path.display());
+    let table = |name: &str, extra: &str| {
+        format!(
+            "[[module.resource]]\nname = \"{name}\"\n[module.resource.fields]\n\
+             id = {{ type = \"integer\", primary_key = true }}\n{extra}"
+        )
+    };
+    let module = "[[module]]\nprefix = \"/api\"\n";
+    let v1 = format!(
+        "{module}{}{}",
+        table("notes", "text = { type = \"string\" }\n"),
+        table("tags", "label = { type = \"string\" }\n")
+    );
+    // notes gains a column; tags' label turns into an integer, which is
+    // refused (stored text is never reinterpreted).
+    let v2 = format!(
+        "{module}{}{}",
+        table(
+            "notes",
+            "text = { type = \"string\" }\nstars = { type = \"integer\" }\n"
+        ),
+        table("tags", "label = { type = \"integer\" }\n")
+    );
+    let open = |toml: &str| {
+        let s = crate::helpers::settings(toml, &url);
+        let m = restkit::model::toml::parse(toml).unwrap();
+        async move { restkit::open(m, s, &Registry::builtin()).await }
+    };
+    drop(open(&v1).await.unwrap());
+    let refused = open(&v2).await.err().expect("the retyped field is refused");
+    assert!(refused.to_string().contains("label"), "{refused}");
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let columns: Vec<(String,)> = sqlx::query_as("SELECT name FROM pragma_table_info('notes')")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    let columns: Vec<&str> = columns.iter().map(|(c,)| c.as_str()).collect();
+    assert_eq!(columns, ["id", "text"], "half a migration was applied");
+}
+
 async fn big_table(statement_timeout: &str) -> TestApp {
     let toml = "[[module]]\nprefix = \"/api\"\n[[module.resource]]\nname = \"rows\"\n[module.resource.fields]\nid = { type = \"integer\", primary_key = true }\ntext = { type = \"string\" }\n";
     let settings = format!("[database]\nstatement_timeout = \"{statement_timeout}\"\n");
