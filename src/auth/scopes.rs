@@ -14,6 +14,12 @@ use super::{Credentials, Identity};
 use crate::error::ApiError;
 
 /// Does `identity` hold `required`? An empty scope is public.
+pub fn holds(required: &str, identity: Option<&Identity>) -> bool {
+    required.is_empty() || identity.is_some_and(|i| i.scopes.iter().any(|s| s == required))
+}
+
+/// Does `identity` hold `required`? An empty scope is public; otherwise
+/// 401 without credentials, 403 without the scope.
 pub fn authorize(
     required: &str,
     identity: Option<&Identity>,
@@ -33,7 +39,7 @@ pub fn authorize(
             &super::challenge(accepted, required),
         ));
     };
-    if required.is_empty() || identity.scopes.iter().any(|s| s == required) {
+    if holds(required, Some(identity)) {
         return Ok(());
     }
     Err(ApiError::new(

@@ -16,8 +16,8 @@ use super::{Controller, Ctx, Operation, Page, Reply, SyncInfo};
 use crate::config::Settings;
 use crate::error::{ApiError, FieldError};
 use crate::format::{self, Content, Format};
-use crate::model::plan::ResourcePlan;
-use crate::model::{schema, value, Module, OwnerPolicy, RelationKind, Resource};
+use crate::model::plan::{owned_below, OwnedPath, ResourcePlan};
+use crate::model::{schema, value, ApiModel, Module, OwnerPolicy, RelationKind, Resource};
 use crate::query::cursor::CursorKey;
 use crate::query::{
     count_preference, CollectionQuery, CountMode, Limits, Paging, Position, QueryError, QueryPolicy,
@@ -105,11 +105,16 @@ pub struct TableController {
     /// What PATCH reads before merging: the updatable fields and the key
     /// (never an empty column list, even when nothing is updatable).
     patch_read: Vec<usize>,
+    /// Rows of others that a delete here would take with it (nested
+    /// resources with an owner, through any module): checked before every
+    /// delete.
+    owned_below: Vec<OwnedPath>,
     noun: String,
 }
 
 impl TableController {
     pub fn new(
+        model: &ApiModel,
         module: &Module,
         plan: &ResourcePlan,
         options: &TableOptions,
@@ -159,6 +164,7 @@ impl TableController {
         let mut patch_read = plan.update_fields.clone();
         patch_read.push(resource.primary_key);
         Ok(TableController {
+            owned_below: owned_below(model, &resource.table),
             patch_read,
             plan: plan.clone(),
             links,
@@ -187,7 +193,7 @@ impl TableController {
     async fn scope(&self, cx: &Ctx, op: Operation) -> Result<Scope, ApiError> {
         let mut scope = Scope::default();
         if let Some(link) = &self.resource.parent {
-            let parent_id = parent_chain_id(cx, &self.plan).await?;
+            let parent_id = parent_chain_id(cx, &self.plan, None).await?;
             scope = scope.and(link.field, Value::from(parent_id));
         }
         if let Some(owner) = &self.resource.owner {
@@ -354,7 +360,11 @@ impl TableController {
 
 impl TableController {
     /// Validates `doc` (the complete record as it will be) against the
-    /// update schema and writes `values` in `tx`.
+    /// update schema and writes those of `values` that differ from
+    /// `current` (the stored updatable fields) in `tx`. A write that
+    /// changes nothing writes nothing: no new change time, nothing for
+    /// sync clients to fetch again.
+    #[allow(clippy::too_many_arguments)]
     async fn write_checked(
         &self,
         tx: &mut WriteTx,
@@ -362,13 +372,89 @@ impl TableController {
         n: i64,
         scope: &Scope,
         doc: &Value,
-        values: &[(usize, Value)],
+        current: &Record,
+        values: Vec<(usize, Value)>,
     ) -> Result<Record, ApiError> {
         self.update_schema.check(doc)?;
-        tx.update(&self.resource, n, scope, values, &self.plan.view_fields)
-            .await
-            .map_err(Self::conflict)?
+        let fields = &self.resource.fields;
+        let changed: Vec<(usize, Value)> = values
+            .into_iter()
+            .filter(|(i, v)| {
+                let f = &fields[*i];
+                let stored = current.get(&f.name).unwrap_or(&Value::Null);
+                crate::store::to_sql_value(f.ty, v) != crate::store::to_sql_value(f.ty, stored)
+            })
+            .collect();
+        let written = if changed.is_empty() {
+            tx.fetch(&self.resource, &self.plan.view_fields, n, scope)
+                .await?
+        } else {
+            tx.update(&self.resource, n, scope, &changed, &self.plan.view_fields)
+                .await
+                .map_err(Self::conflict)?
+        };
+        written.ok_or_else(|| self.not_found(id))
+    }
+
+    /// The stored updatable fields of record `n` (what a write compares
+    /// against), read in `tx`; 404 when it is not within `scope`.
+    async fn current(
+        &self,
+        tx: &mut WriteTx,
+        id: &str,
+        n: i64,
+        scope: &Scope,
+    ) -> Result<Record, ApiError> {
+        tx.fetch(&self.resource, &self.patch_read, n, scope)
+            .await?
             .ok_or_else(|| self.not_found(id))
+    }
+
+    /// Re-checks, inside the write transaction that inserts, that every
+    /// parent in the path still exists: one deleted since the request's
+    /// scope was resolved cannot gain a child.
+    async fn confirm_parents(&self, cx: &Ctx, tx: &mut WriteTx) -> Result<(), ApiError> {
+        if self.resource.parent.is_some() {
+            parent_chain_id(cx, &self.plan, Some(tx)).await?;
+        }
+        Ok(())
+    }
+
+    /// Refuses (409) a delete of the selection's rows that would take
+    /// rows owned by others with it (nested resources' rows, deleted by
+    /// the cascade): a caller who may not delete someone's review may not
+    /// delete it by deleting its book either. Runs in the deleting
+    /// transaction.
+    async fn check_cascade(
+        &self,
+        cx: &Ctx,
+        tx: &mut WriteTx,
+        selection: &Selection<'_>,
+    ) -> Result<(), ApiError> {
+        let user = cx.identity.as_ref().and_then(|i| i.user_id);
+        for path in &self.owned_below {
+            let n = tx
+                .count_owned_below(&self.resource, selection, path, user)
+                .await?;
+            if n > 0 {
+                let Some((child, _)) = path.last() else {
+                    continue;
+                };
+                let what = if n == 1 {
+                    singular(&child.name)
+                } else {
+                    child.name.clone()
+                };
+                return Err(ApiError::new(
+                    http::StatusCode::CONFLICT,
+                    "REFERENCE_CONFLICT",
+                    format!(
+                        "{n} {what} of other users would be deleted with this; only their owners may delete them."
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn record_reply(&self, cx: &Ctx, rec: Record) -> Reply {
@@ -802,7 +888,11 @@ fn empty(kind: RelationKind) -> Value {
 /// Resolves the parent id of `r` from the path, checking every ancestor
 /// exists within its own scope: a missing parent, or a child under the
 /// wrong parent, is 404.
-async fn parent_chain_id(cx: &Ctx, plan: &ResourcePlan) -> Result<i64, ApiError> {
+async fn parent_chain_id(
+    cx: &Ctx,
+    plan: &ResourcePlan,
+    mut tx: Option<&mut WriteTx>,
+) -> Result<i64, ApiError> {
     // Walk from the top-most ancestor down to the direct parent; the path
     // names each parent's key in the same order.
     let parents = &plan.chain[..plan.chain.len() - 1];
@@ -823,7 +913,14 @@ async fn parent_chain_id(cx: &Ctx, plan: &ResourcePlan) -> Result<i64, ApiError>
                 scope = scope.and(owner.field, Value::from(cx.require_user()?));
             }
         }
-        if !cx.store.exists(parent, id, &scope).await? {
+        let found = match tx.as_deref_mut() {
+            Some(tx) => tx
+                .fetch(parent, &[parent.primary_key], id, &scope)
+                .await?
+                .is_some(),
+            None => cx.store.exists(parent, id, &scope).await?,
+        };
+        if !found {
             return Err(ApiError::not_found(&noun, raw));
         }
         above = Some(id);
@@ -1034,9 +1131,13 @@ impl Controller for TableController {
             Some("true") | Some("1") => true,
             Some(_) => return Err(ApiError::bad_query("'all' is true or false.")),
         };
-        if q.filter.is_none() && !all {
+        // A filter that can only match everything (an empty `like`, a
+        // wildcard of stars) is not one: the empty search box of a client
+        // must not wipe the table.
+        let filtered = q.filter.as_ref().is_some_and(|f| !f.is_vacuous());
+        if !filtered && !all {
             return Err(ApiError::bad_query(
-                "Deleting a collection needs q= or filter=, or all=true to delete every record.",
+                "Deleting a collection needs q= or filter= that narrows it (an empty pattern matches every record), or all=true to delete every record.",
             ));
         }
         let since = self.since_text(&q);
@@ -1045,7 +1146,25 @@ impl Controller for TableController {
             filter: q.filter.as_ref(),
             since: since.as_ref().map(|(f, t)| (*f, t.as_str())),
         };
-        let n = cx.store.delete_where(&self.resource, &selection).await?;
+        let mut tx = cx.store.begin_write().await?;
+        if !all {
+            // Whatever its spelling, a filter that matches every record
+            // of several deletes them all only when asked to (`all=true`).
+            let everything = Selection {
+                scope: &scope,
+                filter: None,
+                since: None,
+            };
+            let total = tx.count(&self.resource, &everything).await?;
+            if total > 1 && tx.count(&self.resource, &selection).await? == total {
+                return Err(ApiError::bad_query(format!(
+                    "The filter matches every record ({total}); add all=true to delete them all."
+                )));
+            }
+        }
+        self.check_cascade(cx, &mut tx, &selection).await?;
+        let n = tx.delete_where(&self.resource, &selection).await?;
+        tx.commit().await?;
         Reply::json(&serde_json::json!({ "deleted": n }))
     }
 
@@ -1113,11 +1232,13 @@ impl Controller for TableController {
                 values.push((owner.field, Value::from(cx.require_user()?)));
             }
         }
-        let record: Record = cx
-            .store
+        let mut tx = cx.store.begin_write().await?;
+        self.confirm_parents(cx, &mut tx).await?;
+        let record: Record = tx
             .insert(&self.resource, &values, &self.plan.view_fields)
             .await
             .map_err(Self::conflict)?;
+        tx.commit().await?;
         let id = record
             .get(&self.resource.pk().name)
             .map(|v| v.to_string())
@@ -1138,8 +1259,9 @@ impl Controller for TableController {
         let doc = Value::Object(body);
         let mut tx = cx.store.begin_write().await?;
         self.preconditions(cx, &mut tx, n, &scope).await?;
+        let current = self.current(&mut tx, id, n, &scope).await?;
         let rec = self
-            .write_checked(&mut tx, id, n, &scope, &doc, &values)
+            .write_checked(&mut tx, id, n, &scope, &doc, &current, values)
             .await?;
         tx.commit().await?;
         Ok(self.record_reply(cx, rec))
@@ -1155,14 +1277,17 @@ impl Controller for TableController {
         let patch = self.writable_body(patch)?;
         let mut tx = cx.store.begin_write().await?;
         self.preconditions(cx, &mut tx, n, &scope).await?;
-        let mut current = tx
-            .fetch(&self.resource, &self.patch_read, n, &scope)
-            .await?
-            .ok_or_else(|| self.not_found(id))?;
-        current.shift_remove(&self.resource.pk().name);
+        let current = self.current(&mut tx, id, n, &scope).await?;
         // Nulls of optional fields are absent in the merged document, as a
         // merge patch would leave them.
-        let mut merged = Value::Object(current.into_iter().filter(|(_, v)| !v.is_null()).collect());
+        let pk = &self.resource.pk().name;
+        let mut merged = Value::Object(
+            current
+                .iter()
+                .filter(|(k, v)| !v.is_null() && *k != pk)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
         merge_patch(&mut merged, &Value::Object(patch.clone()));
         let named: Vec<usize> = self
             .plan
@@ -1179,7 +1304,7 @@ impl Controller for TableController {
             })
             .collect();
         let rec = self
-            .write_checked(&mut tx, id, n, &scope, &merged, &values)
+            .write_checked(&mut tx, id, n, &scope, &merged, &current, values)
             .await?;
         tx.commit().await?;
         Ok(self.record_reply(cx, rec))
@@ -1190,6 +1315,15 @@ impl Controller for TableController {
         let n = parse_id(id).ok_or_else(|| self.not_found(id))?;
         let mut tx = cx.store.begin_write().await?;
         self.preconditions(cx, &mut tx, n, &scope).await?;
+        if !self.owned_below.is_empty() {
+            let one = scope.clone().and(self.resource.primary_key, Value::from(n));
+            let selection = Selection {
+                scope: &one,
+                filter: None,
+                since: None,
+            };
+            self.check_cascade(cx, &mut tx, &selection).await?;
+        }
         if !tx.delete(&self.resource, n, &scope).await? {
             return Err(self.not_found(id));
         }

@@ -265,6 +265,15 @@ async fn steps(
     };
     let identity = caller.into_identity()?;
     auth::scopes::authorize(&endpoint.scope, identity.as_ref(), &accepted)?;
+    // A write answers with the record only to a caller that may read it:
+    // a `write`-only token gets 204 (201 with Location), as if it had
+    // sent `Prefer: return=minimal`.
+    let may_read = match &endpoint.target {
+        Target::Operation { controller, .. } => controller
+            .resource()
+            .is_none_or(|r| auth::scopes::holds(&r.scopes.read, identity.as_ref())),
+        Target::Action { .. } => true,
+    };
     let query: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes())
         .into_owned()
         .collect();
@@ -323,7 +332,7 @@ async fn steps(
         }
         Target::Action { .. } => run_action(endpoint, &cx, record_id, body, state).await?,
     };
-    Ok(represent::reply(reply, &cx, &method))
+    Ok(represent::reply(reply, &cx, &method, may_read))
 }
 
 async fn run_action(

@@ -42,10 +42,12 @@ fn wants_minimal(headers: &HeaderMap) -> bool {
     })
 }
 
-/// Represents a controller's reply: status, headers, content.
-pub fn reply(reply: Reply, cx: &Ctx, method: &Method) -> Representation {
-    let minimal =
-        matches!(*method, Method::POST | Method::PUT | Method::PATCH) && wants_minimal(&cx.headers);
+/// Represents a controller's reply: status, headers, content. A write's
+/// body is dropped when the client prefers it (`return=minimal`) or may
+/// not read what it wrote (`may_read` false).
+pub fn reply(reply: Reply, cx: &Ctx, method: &Method, may_read: bool) -> Representation {
+    let asked = wants_minimal(&cx.headers);
+    let minimal = matches!(*method, Method::POST | Method::PUT | Method::PATCH) && (asked || !may_read);
     let envelope = matches!(cx.query_param("envelope"), Some("true") | Some("1"));
     let mut repr = match reply {
         Reply::Empty => represented(StatusCode::NO_CONTENT, Content::Empty),
@@ -65,7 +67,7 @@ pub fn reply(reply: Reply, cx: &Ctx, method: &Method) -> Representation {
             represented(StatusCode::OK, Content::Value(v))
         }
         Reply::Dated { record, modified } => {
-            let mut repr = self::reply(Reply::Record(record), cx, method);
+            let mut repr = self::reply(Reply::Record(record), cx, method, may_read);
             // HTTP-date (IMF-fixdate), whole seconds.
             let date = modified.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
             if let Ok(v) = HeaderValue::from_str(&date) {
@@ -108,10 +110,12 @@ pub fn reply(reply: Reply, cx: &Ctx, method: &Method) -> Representation {
             repr.status = StatusCode::NO_CONTENT;
         }
         repr.content = Content::Empty;
-        repr.headers.insert(
-            PREFERENCE_APPLIED,
-            HeaderValue::from_static("return=minimal"),
-        );
+        if asked {
+            repr.headers.insert(
+                PREFERENCE_APPLIED,
+                HeaderValue::from_static("return=minimal"),
+            );
+        }
     }
     repr
 }

@@ -255,7 +255,7 @@ pub fn build(
                     .find_controller(name)
                     .ok_or_else(|| format!("{place}: no controller is registered as '{name}'"))?,
                 None => Arc::new(
-                    TableController::new(module, &plan, options)
+                    TableController::new(model, module, &plan, options)
                         .map_err(|e| format!("{place}: {e}"))?,
                 ),
             };

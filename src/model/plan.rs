@@ -10,7 +10,58 @@
 
 use std::sync::Arc;
 
-use super::{Module, Resource};
+use super::{ApiModel, Module, Resource};
+
+/// A way down from a table to rows that belong to users: each step is a
+/// nested resource and its field holding the key of the step above; the
+/// last step's resource has an owner. Deleting a row of the table deletes
+/// the rows at the end of the path too (`ON DELETE CASCADE`).
+pub type OwnedPath = Vec<(Arc<Resource>, usize)>;
+
+/// Every [`OwnedPath`] below `table`, through any module's nested
+/// resources (a cascade follows tables, not modules): the rows a delete
+/// would take with it that someone owns. Paths through one table are
+/// listed once; a cycle (or a chain deeper than 8) ends the walk.
+pub fn owned_below(model: &ApiModel, table: &str) -> Vec<OwnedPath> {
+    fn walk(
+        model: &ApiModel,
+        table: &str,
+        path: &mut OwnedPath,
+        out: &mut Vec<OwnedPath>,
+        seen: &mut Vec<Vec<(String, String)>>,
+    ) {
+        if path.len() >= 8 {
+            return;
+        }
+        for module in &model.modules {
+            for child in &module.resources {
+                let Some(link) = &child.parent else { continue };
+                if child.controller.is_some()
+                    || module
+                        .find_resource(&link.resource)
+                        .is_none_or(|p| p.table != table)
+                    || path.iter().any(|(r, _)| r.table == child.table)
+                {
+                    continue;
+                }
+                path.push((child.clone(), link.field));
+                let key: Vec<(String, String)> = path
+                    .iter()
+                    .map(|(r, f)| (r.table.clone(), r.fields[*f].column.clone()))
+                    .collect();
+                if child.owner.is_some() && !seen.contains(&key) {
+                    seen.push(key);
+                    out.push(path.clone());
+                }
+                walk(model, &child.table, path, out, seen);
+                path.pop();
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(model, table, &mut Vec::new(), &mut out, &mut Vec::new());
+    out
+}
 
 /// The derived facts of one resource.
 #[derive(Debug, Clone, PartialEq)]

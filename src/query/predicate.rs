@@ -76,6 +76,35 @@ pub enum Predicate {
 }
 
 impl Predicate {
+    /// Can this condition only match everything (or every non-null
+    /// value)? An empty `like`, a wildcard of stars alone, `nin` of
+    /// nothing, and any `and`/`or`/`not` built from such leaves. A bulk
+    /// delete does not count such a filter as one: a client that sends an
+    /// empty search box must not wipe the table.
+    pub fn is_vacuous(&self) -> bool {
+        match self {
+            Predicate::And(items) => items.iter().all(Predicate::is_vacuous),
+            Predicate::Or(items) => items.iter().any(Predicate::is_vacuous),
+            Predicate::Not(inner) => inner.matches_nothing(),
+            Predicate::Compare { .. } => false,
+            Predicate::In { values, negate, .. } => *negate && values.is_empty(),
+            Predicate::Contains { text, .. } => text.is_empty(),
+            Predicate::Wildcard { pattern, .. } => pattern.chars().all(|c| c == '*'),
+        }
+    }
+
+    /// Can this condition match nothing at all (`in` of nothing, the
+    /// negation of a vacuous condition, …)?
+    fn matches_nothing(&self) -> bool {
+        match self {
+            Predicate::And(items) => items.iter().any(Predicate::matches_nothing),
+            Predicate::Or(items) => !items.is_empty() && items.iter().all(Predicate::matches_nothing),
+            Predicate::Not(inner) => inner.is_vacuous(),
+            Predicate::In { values, negate, .. } => !*negate && values.is_empty(),
+            _ => false,
+        }
+    }
+
     /// Number of leaf conditions.
     pub fn leaves(&self) -> usize {
         match self {
@@ -600,6 +629,43 @@ mod tests {
             readable,
             allowed: readable,
         }
+    }
+
+    #[test]
+    fn filters_that_can_only_match_everything_are_vacuous() {
+        let like = |t: &str| Predicate::Contains {
+            field: 1,
+            text: t.into(),
+        };
+        let nothing = Predicate::In {
+            field: 2,
+            values: vec![],
+            negate: false,
+        };
+        let year = Predicate::Compare {
+            field: 2,
+            op: Op::Ge,
+            value: json!(2000),
+        };
+        assert!(like("").is_vacuous());
+        assert!(!like("a").is_vacuous());
+        assert!(Predicate::Wildcard {
+            field: 1,
+            pattern: "**".into()
+        }
+        .is_vacuous());
+        assert!(Predicate::In {
+            field: 2,
+            values: vec![],
+            negate: true
+        }
+        .is_vacuous());
+        assert!(Predicate::Not(Box::new(nothing.clone())).is_vacuous());
+        assert!(Predicate::Or(vec![year.clone(), like("")]).is_vacuous());
+        assert!(Predicate::And(vec![like(""), like("")]).is_vacuous());
+        assert!(!Predicate::And(vec![year.clone(), like("")]).is_vacuous());
+        assert!(!Predicate::Not(Box::new(like(""))).is_vacuous());
+        assert!(!year.is_vacuous());
     }
 
     #[test]

@@ -293,6 +293,32 @@ impl WriteTx {
         }
     }
 
+    /// Exact count of the selection, as this transaction sees it.
+    pub async fn count(&mut self, r: &Resource, s: &Selection<'_>) -> Result<u64, StoreError> {
+        let stmt = sql::select_count(self.dialect(), r, s);
+        let n = match self {
+            WriteTx::Sqlite(t) => t.fetch_scalar(stmt).await?,
+        };
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
+    /// How many rows below the selection's rows, at the end of `path`,
+    /// belong to someone other than `user` (see
+    /// [`sql::select_owned_below`]), as this transaction sees them.
+    pub async fn count_owned_below(
+        &mut self,
+        r: &Resource,
+        s: &Selection<'_>,
+        path: &[(std::sync::Arc<Resource>, usize)],
+        user: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        let stmt = sql::select_owned_below(self.dialect(), r, s, path, user);
+        let n = match self {
+            WriteTx::Sqlite(t) => t.fetch_scalar(stmt).await?,
+        };
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
     /// Runs a restkit-owned insert (seeding, own tables).
     pub async fn execute_insert(
         &mut self,

@@ -476,6 +476,42 @@ pub fn delete(r: &Resource, id: i64, scope: &Scope) -> DeleteStatement {
     stmt
 }
 
+/// How many rows at the end of `path` — below the rows of `r` in `s`,
+/// which a delete of those would take with it — belong to someone other
+/// than `user` (to anyone, without a user). Rows without an owner count
+/// for no one.
+pub fn select_owned_below(
+    d: Dialect,
+    r: &Resource,
+    s: &Selection<'_>,
+    path: &[(std::sync::Arc<Resource>, usize)],
+    user: Option<i64>,
+) -> SelectStatement {
+    let mut keys = Query::select();
+    keys.from(table(r)).column(col(r, r.primary_key));
+    restrict(&mut keys, s.condition(d, r));
+    let mut stmt = keys;
+    for (i, (child, field)) in path.iter().enumerate() {
+        let mut next = Query::select();
+        next.from(table(child))
+            .and_where(Expr::col(col(child, *field)).in_subquery(stmt));
+        if i + 1 < path.len() {
+            next.column(col(child, child.primary_key));
+        } else {
+            next.expr(Expr::cust("COUNT(*)"));
+            if let Some(owner) = &child.owner {
+                let owner = Expr::col(col(child, owner.field));
+                next.and_where(owner.clone().is_not_null());
+                if let Some(user) = user {
+                    next.and_where(owner.ne(user));
+                }
+            }
+        }
+        stmt = next;
+    }
+    stmt
+}
+
 /// Deletes every row of the selection.
 pub fn delete_where(d: Dialect, r: &Resource, s: &Selection<'_>) -> DeleteStatement {
     let mut stmt = Query::delete();

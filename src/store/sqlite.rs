@@ -508,6 +508,16 @@ impl SqliteWrite {
         Ok(row.map(|row| decode(r, fields, &row)))
     }
 
+    /// One integer, seeing this transaction's writes.
+    pub async fn fetch_scalar(&mut self, stmt: SelectStatement) -> Result<Option<i64>, StoreError> {
+        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+        let row = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_optional(self.conn())
+            .await
+            .map_err(err)?;
+        Ok(row.and_then(|row| row.try_get_unchecked::<Option<i64>, _>(0).ok().flatten()))
+    }
+
     pub async fn insert(&mut self, stmt: sea_query::InsertStatement) -> Result<(), StoreError> {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
         sqlx::query_with(AssertSqlSafe(sql), values)

@@ -29,3 +29,4 @@ mod query;
 mod rate_limits;
 mod server;
 mod sync;
+mod writes;

@@ -1,0 +1,227 @@
+//! Writes that must not do more than they say: bulk deletes that need a
+//! real filter, cascades that would take other users' rows, writes that
+//! change nothing, write-only callers, parents that vanish mid-request.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::helpers::{assert_problem, TestApp};
+
+async fn total(t: &TestApp, path: &str) -> String {
+    t.get(&format!("{path}?limit=1"))
+        .send()
+        .await
+        .header("x-pagination-total-count")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_filter_that_matches_everything_does_not_pass_the_bulk_delete_guard() {
+    let t = TestApp::demo().await;
+    for query in [
+        "filter[title][like]=",
+        "filter%5Btitle%5D%5Blike%5D=",
+        "q=(title:*)",
+        "q=(title:***)",
+        "filter=%7B%22field%22%3A%22title%22%2C%22operator%22%3A%22like%22%2C%22value%22%3A%22%22%7D",
+        "filter[or][0][title][like]=&filter[or][1][year][eq]=2010",
+        // Not vacuous by its spelling, but it matches every book.
+        "filter[id][gt]=0",
+        "filter[year][neq]=-1",
+    ] {
+        let res = t.delete(&format!("/v1/books?{query}")).send().await;
+        assert_problem(&res, 400, "INVALID_QUERY");
+        assert_eq!(total(&t, "/v1/books").await, "1000", "{query} deleted books");
+    }
+    // A real filter deletes what it matches; all=true deletes everything.
+    let res = t.delete("/v1/books?filter[year][eq]=2010").send().await;
+    assert_eq!(res.status, 200);
+    let gone = res.json()["deleted"].as_u64().unwrap();
+    assert!(gone > 0 && gone < 1000, "{gone}");
+    let res = t
+        .delete("/v1/books?filter[title][like]=&all=true")
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(total(&t, "/v1/books").await, "0");
+}
+
+async fn review(t: &TestApp, book: i64, user: i64) -> i64 {
+    let res = t
+        .post(&format!("/v1/books/{book}/reviews"))
+        .by_user(user)
+        .json(json!({"rating": 4}))
+        .send()
+        .await;
+    assert_eq!(res.status, 201);
+    res.json()["id"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn deleting_a_parent_never_takes_other_users_rows_with_it() {
+    let t = TestApp::demo().await;
+    let stans = review(&t, 7, 1).await;
+    // ana may not delete stan's review …
+    let res = t
+        .delete(&format!("/v1/books/7/reviews/{stans}"))
+        .by_user(2)
+        .send()
+        .await;
+    assert_eq!(res.status, 403);
+    // … nor delete it by deleting its book, one or in bulk.
+    let res = t.delete("/v1/books/7").by_user(2).send().await;
+    let b = assert_problem(&res, 409, "REFERENCE_CONFLICT");
+    assert!(b["detail"].as_str().unwrap().contains("1 review"), "{b}");
+    let res = t
+        .delete("/v1/books?filter[id][in][]=7&filter[id][in][]=8")
+        .by_user(2)
+        .send()
+        .await;
+    assert_problem(&res, 409, "REFERENCE_CONFLICT");
+    assert_eq!(t.get("/v1/books/7").send().await.status, 200);
+    assert_eq!(
+        t.get(&format!("/v1/books/7/reviews/{stans}"))
+            .send()
+            .await
+            .status,
+        200
+    );
+    // A caller deletes a parent whose owned children are all theirs.
+    let anas = review(&t, 8, 2).await;
+    assert_eq!(t.delete("/v1/books/8").by_user(2).send().await.status, 204);
+    assert_eq!(
+        t.get(&format!("/v1/books/8/reviews/{anas}"))
+            .send()
+            .await
+            .status,
+        404
+    );
+    // A client (no user) deletes no one's rows.
+    let client = t.client_token(&["basic", "write"]);
+    let res = t
+        .delete("/v1/books/7")
+        .header("authorization", &format!("Bearer {client}"))
+        .send()
+        .await;
+    assert_problem(&res, 409, "REFERENCE_CONFLICT");
+    // The owner deletes their review; then anyone may delete the book.
+    assert_eq!(
+        t.delete(&format!("/v1/books/7/reviews/{stans}"))
+            .send()
+            .await
+            .status,
+        204
+    );
+    assert_eq!(t.delete("/v1/books/7").by_user(2).send().await.status, 204);
+}
+
+#[tokio::test]
+async fn a_write_that_changes_nothing_writes_nothing() {
+    let t = TestApp::demo().await;
+    let before = t.get("/v1/books/5").send().await.json();
+    let same = json!({
+        "title": before["title"],
+        "author": before["author"],
+        "year": before["year"],
+        "isbn": before["isbn"],
+    });
+    for res in [
+        t.patch("/v1/books/5").json(json!({})).send().await,
+        t.patch("/v1/books/5")
+            .json(json!({"title": before["title"]}))
+            .send()
+            .await,
+        t.put("/v1/books/5").json(same).send().await,
+    ] {
+        assert_eq!(res.status, 200);
+        assert_eq!(res.json(), before, "a no-op write changed the record");
+    }
+    let after = t.get("/v1/books/5").send().await.json();
+    assert_eq!(after["updatedAt"], before["updatedAt"]);
+    // A real change still moves the change time.
+    let changed = t
+        .patch("/v1/books/5")
+        .json(json!({"year": 1999}))
+        .send()
+        .await
+        .json();
+    assert_ne!(changed["updatedAt"], before["updatedAt"]);
+}
+
+#[tokio::test]
+async fn a_write_only_token_gets_no_record_back() {
+    let t = TestApp::demo().await;
+    let res = t
+        .patch("/v1/books/5")
+        .with_scopes(&["write"])
+        .json(json!({}))
+        .send()
+        .await;
+    assert_eq!(res.status, 204);
+    assert!(res.body.is_empty());
+    let res = t
+        .patch("/v1/books/5.csv")
+        .with_scopes(&["write"])
+        .json(json!({"year": 2001}))
+        .send()
+        .await;
+    assert_eq!(res.status, 204);
+    assert!(res.body.is_empty());
+    let res = t
+        .post("/v1/books")
+        .with_scopes(&["write"])
+        .json(json!({"title": "W", "author": "O"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 201);
+    assert!(res.header("location").contains("/v1/books/"));
+    assert!(res.body.is_empty());
+    assert_eq!(res.headers.get("preference-applied"), None);
+    // The write happened; a reader sees it.
+    assert_eq!(t.get("/v1/books/5").send().await.json()["year"], 2001);
+}
+
+/// A review posted while its book is being deleted is either created
+/// before the delete (and goes with the book) or refused as 404: the
+/// parent is checked inside the transaction that inserts, never answered
+/// with a constraint error.
+#[tokio::test]
+async fn a_child_created_while_its_parent_is_deleted_is_201_or_404() {
+    let t = Arc::new(TestApp::demo().await);
+    for book in 20..30 {
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let t = t.clone();
+            tasks.push(tokio::spawn(async move {
+                if i == 6 {
+                    let res = t.delete(&format!("/v1/books/{book}")).send().await;
+                    assert_eq!(res.status, 204);
+                    return None;
+                }
+                let res = t
+                    .post(&format!("/v1/books/{book}/reviews"))
+                    .json(json!({"rating": 3}))
+                    .send()
+                    .await;
+                Some((res.status.as_u16(), res.body))
+            }));
+        }
+        for task in tasks {
+            if let Some((status, body)) = task.await.unwrap() {
+                assert!(
+                    status == 201 || status == 404,
+                    "{status}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+        }
+        assert_eq!(
+            t.get(&format!("/v1/books/{book}/reviews"))
+                .send()
+                .await
+                .status,
+            404
+        );
+    }
+}
