@@ -144,9 +144,12 @@ pub struct SyncInfo {
     pub next_timestamp: String,
     /// `Some` when the request gave `timestamp=`.
     pub deleted: Option<Vec<i64>>,
-    /// The sync mark of the traversal's first page, which page links carry
-    /// as `sync_mark`.
-    pub mark: String,
+    /// The sync mark of the traversal's first page, which `next` links
+    /// carry as `sync_mark` (not for feeds, whose position moves instead).
+    pub mark: Option<String>,
+    /// A feed's position to continue from: the `next` link carries it as
+    /// its `timestamp` (and starts again at offset 0).
+    pub next_position: Option<String>,
 }
 
 /// What a controller answers. The dispatcher renders it.

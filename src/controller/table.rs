@@ -23,7 +23,8 @@ use crate::query::{
     count_preference, CollectionQuery, CountMode, Limits, Paging, Position, QueryError, QueryPolicy,
 };
 use crate::store::{
-    sql, Count, ListQuery, Record, Scope, Selection, StoreError, TombstoneScope, Within, WriteTx,
+    sql, Count, ListQuery, Record, Scope, Selection, Since, StoreError, TombstoneScope, Within,
+    WriteTx,
 };
 use crate::validate::Schema;
 
@@ -39,6 +40,34 @@ pub const MAX_BULK: usize = 1000;
 /// `X-Sync-Timestamp` says to continue from the cut (never silently
 /// capped).
 const MAX_TOMBSTONES: u64 = 10_000;
+
+/// A request's sync position in stored form (see [`Since`]).
+struct SincePos {
+    field: usize,
+    time: String,
+    key: Option<i64>,
+}
+
+impl SincePos {
+    fn as_since(&self) -> Since<'_> {
+        Since {
+            field: self.field,
+            time: &self.time,
+            key: self.key,
+        }
+    }
+}
+
+/// What a sync page read tells [`TableController::sync_info`].
+struct SyncPage {
+    /// The mark read with the page.
+    mark: String,
+    has_more: bool,
+    /// A feed: `timestamp=` without `sort`, ordered by change time and key.
+    feed: bool,
+    /// A feed's last record's position.
+    last_position: Option<String>,
+}
 
 /// Start-up options every table controller shares.
 #[derive(Debug, Clone)]
@@ -516,13 +545,39 @@ impl TableController {
         }
     }
 
-    fn since_text(&self, q: &CollectionQuery) -> Option<(usize, String)> {
+    /// The request's sync position (`timestamp=`), in stored form.
+    fn since_of(&self, q: &CollectionQuery) -> Option<SincePos> {
         let field = self.resource.fields.iter().position(|f| f.updated_at)?;
-        q.since
-            .map(|t| (field, crate::model::value::format_datetime(t)))
+        q.since.map(|t| SincePos {
+            field,
+            time: crate::model::value::format_datetime(t),
+            key: q.since_key,
+        })
+    }
+
+    /// Whose tombstones a read within `scope` may see: its owner and
+    /// parent keys.
+    fn tombstone_scope(&self, scope: &Scope) -> TombstoneScope {
+        let key_of = |field: Option<usize>| {
+            field.and_then(|f| {
+                scope
+                    .equal
+                    .iter()
+                    .find(|(i, _)| *i == f)
+                    .and_then(|(_, v)| v.as_i64())
+            })
+        };
+        TombstoneScope {
+            owner: key_of(self.resource.owner.as_ref().map(|o| o.field)),
+            parent: key_of(self.resource.parent.as_ref().map(|p| p.field)),
+        }
     }
 
     /// Reads one page of the collection as `q` asks.
+    ///
+    /// A sync read (`timestamp=`) without `sort` is a feed: ordered by
+    /// change time, then key, so that the position of its last record is
+    /// a place to continue from (see [`Self::sync_info`]).
     async fn read_page(
         &self,
         cx: &Ctx,
@@ -534,8 +589,21 @@ impl TableController {
             .fields
             .clone()
             .unwrap_or_else(|| self.plan.list_fields.clone());
-        let order = sql::full_order(r, &q.sort);
-        // Also read what expansion and cursors need; strip it afterwards.
+        let since = self.since_of(q);
+        let feed = match &since {
+            Some(s) if q.sort.is_empty() => Some(s.field),
+            _ => None,
+        };
+        let sort = match feed {
+            Some(updated) => vec![crate::query::SortKey {
+                field: updated,
+                descending: false,
+            }],
+            None => q.sort.clone(),
+        };
+        let order = sql::full_order(r, &sort);
+        // Also read what expansion, cursors and positions need; strip it
+        // afterwards.
         let mut select = shown.clone();
         let mut need = |i: usize| {
             if !select.contains(&i) {
@@ -543,6 +611,9 @@ impl TableController {
             }
         };
         need(r.primary_key);
+        if let Some(updated) = feed {
+            need(updated);
+        }
         for e in &q.expand {
             let link = &self.links[e.relation];
             if link.kind == RelationKind::BelongsTo {
@@ -567,11 +638,10 @@ impl TableController {
             }
             _ => None,
         };
-        let since = self.since_text(q);
         let selection = Selection {
             scope,
             filter: q.filter.as_ref(),
-            since: since.as_ref().map(|(f, t)| (*f, t.as_str())),
+            since: since.as_ref().map(SincePos::as_since),
         };
         let limit = q.position.limit();
         let offset = match q.position {
@@ -583,7 +653,7 @@ impl TableController {
         let list = ListQuery {
             fields: &select,
             selection,
-            sort: q.sort.clone(),
+            sort,
             after: after.as_deref(),
             limit: if probe { limit + 1 } else { limit },
             offset,
@@ -601,9 +671,10 @@ impl TableController {
         };
         // A sync resource reads its mark with the page, in one statement
         // and one snapshot: any change the page does not show is later.
+        let tombstones = self.tombstone_scope(scope);
         let page = async {
             if r.sync {
-                let (mark, records) = cx.store.list_with_mark(r, &list).await?;
+                let (mark, records) = cx.store.list_with_mark(r, &list, tombstones).await?;
                 Ok::<_, StoreError>((Some(mark), records))
             } else {
                 Ok((None, cx.store.list(r, &list).await?))
@@ -629,6 +700,12 @@ impl TableController {
             ),
             _ => None,
         };
+        // The feed position of the last record: its change time and key.
+        let last_position = feed.zip(records.last()).and_then(|(updated, last)| {
+            let time = last.get(&r.fields[updated].name)?.as_str()?;
+            let key = last.get(&r.pk().name)?.as_i64()?;
+            Some(crate::query::format_position(time, Some(key)))
+        });
         self.expand(cx, q, &mut records).await?;
         self.add_links(cx, &mut records);
         if select.len() > shown.len() {
@@ -644,8 +721,19 @@ impl TableController {
         }
         let sync = match mark {
             Some(mark) => Some(
-                self.sync_info(cx, q, scope, since.as_ref(), mark, has_more)
-                    .await?,
+                self.sync_info(
+                    cx,
+                    q,
+                    scope,
+                    since.as_ref(),
+                    SyncPage {
+                        mark,
+                        has_more,
+                        feed: feed.is_some(),
+                        last_position,
+                    },
+                )
+                .await?,
             ),
             None => None,
         };
@@ -670,8 +758,24 @@ impl TableController {
 
     /// What a sync page tells the client (§6.7): the tombstones after its
     /// `timestamp`, and the `timestamp` to use next, chosen so that no
-    /// change is ever skipped however the client pages. Call the request's
-    /// `timestamp` T and the mark read before this page M:
+    /// change is ever skipped however the client pages — following `next`
+    /// links, or passing each `X-Sync-Timestamp` back. Call the request's
+    /// position T and the mark read with this page M (the latest change
+    /// among the rows and tombstones the caller may read, never the
+    /// database's clock: positions reveal nothing of other owners' writes).
+    ///
+    /// A feed (`timestamp=` without `sort`) is ordered by (change time,
+    /// key), so on a page that starts at T — the first offset page, or any
+    /// cursor page — everything up to its last record has been shown:
+    /// - more pages remain: the last record's position `time~key` (ties at
+    ///   one time continue at the next key), which the `next` link also
+    ///   carries as its `timestamp`;
+    /// - the last page: M.
+    ///
+    /// A feed page further in by offset may have been shifted past a row
+    /// that changed meanwhile, so it answers T.
+    ///
+    /// Any other sync read (a `sort`, or no `timestamp`):
     /// - more pages remain: T (the client has not seen everything after T;
     ///   one that follows this header instead of the `next` link re-reads,
     ///   it never skips);
@@ -680,69 +784,91 @@ impl TableController {
     ///   M1, which restkit's links carry as `sync_mark`. Keyset (cursor)
     ///   pages cannot skip a row, so M1 holds. Offset pages can: a row
     ///   deleted or moved under the reader shifts the next page past a row
-    ///   it never sent. So with offsets, M1 holds only if the table did
-    ///   not change since M1; otherwise, and when the traversal's first
-    ///   mark is unknown (URLs built by hand), T: the client reads again
-    ///   from where it started (duplicates are allowed, misses are not);
-    /// - never later than where a long tombstone list was cut.
+    ///   it never sent. So with offsets, M1 holds only if nothing the
+    ///   caller may read changed since M1; otherwise, and when the
+    ///   traversal's first mark is unknown (URLs built by hand), T: the
+    ///   client reads again from where it started (duplicates are allowed,
+    ///   misses are not).
+    ///
+    /// Never later than where a long tombstone list was cut.
     async fn sync_info(
         &self,
         cx: &Ctx,
         q: &CollectionQuery,
         scope: &Scope,
-        since: Option<&(usize, String)>,
-        mark: String,
-        has_more: bool,
+        since: Option<&SincePos>,
+        page: SyncPage,
     ) -> Result<SyncInfo, ApiError> {
-        let from = since.map_or(crate::store::EPOCH.to_string(), |(_, t)| t.clone());
-        let carried = q.sync_mark.map(crate::model::value::format_datetime);
+        let SyncPage {
+            mark,
+            has_more,
+            feed,
+            last_position,
+        } = page;
+        let from = since.map_or(crate::store::EPOCH.to_string(), |s| {
+            crate::query::format_position(&s.time, s.key)
+        });
+        let tombstones = self.tombstone_scope(scope);
         let first_page = match q.position {
             Position::Offset(p) => p.offset == 0,
             Position::Cursor { .. } => cx.query_param("cursor").is_none_or(str::is_empty),
         };
-        let first_mark = match (&carried, first_page) {
-            (Some(m1), false) => m1.clone().min(mark.clone()),
-            _ => mark.clone(),
-        };
-        let mut next = if has_more {
-            from.clone()
-        } else if first_page {
-            mark
-        } else {
-            match (carried, &q.position) {
-                (Some(_), Position::Cursor { .. }) => first_mark.clone(),
-                (Some(_), Position::Offset(_)) => {
-                    if cx.store.changed_since(&self.resource, &first_mark).await? {
-                        from.clone()
-                    } else {
-                        first_mark.clone()
-                    }
+        let from_start = first_page || matches!(q.position, Position::Cursor { .. });
+        let (mut next, mut next_position, carried_mark) = if feed {
+            match (from_start, has_more) {
+                (true, true) => {
+                    let at = last_position.unwrap_or_else(|| from.clone());
+                    let link = matches!(q.position, Position::Offset(_)).then(|| at.clone());
+                    (at, link, None)
                 }
-                (None, _) => from.clone(),
+                (true, false) => (mark, None, None),
+                (false, _) => (from.clone(), None, None),
             }
+        } else {
+            let carried = q.sync_mark.map(crate::model::value::format_datetime);
+            let first_mark = match (&carried, first_page) {
+                (Some(m1), false) => m1.clone().min(mark.clone()),
+                _ => mark.clone(),
+            };
+            let next = if has_more {
+                from.clone()
+            } else if first_page {
+                mark
+            } else {
+                match (carried, &q.position) {
+                    (Some(_), Position::Cursor { .. }) => first_mark.clone(),
+                    (Some(_), Position::Offset(_)) => {
+                        let changed = cx
+                            .store
+                            .changed_since(&self.resource, &first_mark, scope, tombstones)
+                            .await?;
+                        if changed {
+                            from.clone()
+                        } else {
+                            first_mark.clone()
+                        }
+                    }
+                    (None, _) => from.clone(),
+                }
+            };
+            (next, None, Some(first_mark))
         };
         let deleted = match since {
-            Some((_, t)) => {
-                // Only the caller's deletions: its owner and parent keys.
-                let key_of = |field: Option<usize>| {
-                    field.and_then(|f| {
-                        scope
-                            .equal
-                            .iter()
-                            .find(|(i, _)| *i == f)
-                            .and_then(|(_, v)| v.as_i64())
-                    })
-                };
-                let within = TombstoneScope {
-                    owner: key_of(self.resource.owner.as_ref().map(|o| o.field)),
-                    parent: key_of(self.resource.parent.as_ref().map(|p| p.field)),
-                };
+            Some(s) => {
                 let d = cx
                     .store
-                    .deleted_since(&self.resource, t, MAX_TOMBSTONES, within)
+                    .deleted_since(&self.resource, &s.time, MAX_TOMBSTONES, tombstones)
                     .await?;
                 if let Some(cut) = d.cut {
-                    next = next.min(cut);
+                    // Positions are `time[~key]`, times fixed-width: a cut
+                    // earlier than a position's time comes first.
+                    let before = |p: &str| cut.as_str() < p.split('~').next().unwrap_or(p);
+                    if before(&next) {
+                        next = cut.clone();
+                    }
+                    if next_position.as_deref().is_some_and(before) {
+                        next_position = Some(cut);
+                    }
                 }
                 Some(d.ids)
             }
@@ -751,7 +877,8 @@ impl TableController {
         Ok(SyncInfo {
             next_timestamp: next,
             deleted,
-            mark: first_mark,
+            mark: carried_mark,
+            next_position,
         })
     }
 
@@ -1140,11 +1267,11 @@ impl Controller for TableController {
                 "Deleting a collection needs q= or filter= that narrows it (an empty pattern matches every record), or all=true to delete every record.",
             ));
         }
-        let since = self.since_text(&q);
+        let since = self.since_of(&q);
         let selection = Selection {
             scope: &scope,
             filter: q.filter.as_ref(),
-            since: since.as_ref().map(|(f, t)| (*f, t.as_str())),
+            since: since.as_ref().map(SincePos::as_since),
         };
         let mut tx = cx.store.begin_write().await?;
         if !all {

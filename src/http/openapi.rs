@@ -392,10 +392,13 @@ fn collection_params(
         params.push(query(
             "timestamp",
             "Sync (§6.7): only records changed after this time — Unix seconds, Unix \
-             milliseconds (12 digits or more) or RFC 3339; deleted ids come in `_meta.deleted`.",
+             milliseconds (12 digits or more) or RFC 3339 — or after a position \
+             `<time>~<id>` as `X-Sync-Timestamp` gives it; deleted ids come in \
+             `_meta.deleted`. Without `sort`, a sync read is ordered by change time, then id.",
             json!({"anyOf": [
                 {"type": "string", "pattern": "^[0-9]{1,14}$"},
-                {"type": "string", "format": "date-time"}
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "pattern": "^[^~]+~-?[0-9]{1,19}$"}
             ]}),
         ));
     }
@@ -579,7 +582,8 @@ fn paging_headers(r: &Resource) -> Value {
     rate_headers(&mut h);
     if r.sync {
         h["X-Sync-Timestamp"] = header(
-            "Pass as `timestamp` on the next sync.",
+            "Pass as `timestamp` on the next request: it advances page by page \
+             (a position `<time>~<id>` while a feed has more pages) and never skips a change.",
             json!({"type": "string"}),
         );
     }

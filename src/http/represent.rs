@@ -193,7 +193,11 @@ fn page_links(page: &Page, cx: &Ctx) -> PageLinks {
     // Only `next` continues a sync traversal, so only it carries the first
     // page's mark: a client that jumps (last, first, prev) starts a new
     // traversal and is told its own timestamp back, never a later one.
-    let mark = page.sync.as_ref().map(|s| ("sync_mark", s.mark.clone()));
+    let mark = page
+        .sync
+        .as_ref()
+        .and_then(|s| s.mark.clone())
+        .map(|m| ("sync_mark", m));
     let continuing = |mut extra: Vec<(&'static str, String)>| {
         extra.extend(mark.clone());
         extra
@@ -227,11 +231,28 @@ fn page_links(page: &Page, cx: &Ctx) -> PageLinks {
         Some(total) => offset.saturating_add(per) < total,
         None => page.has_more,
     };
+    // A feed continues from its last record's position, at offset 0.
+    let feed_next = page
+        .sync
+        .as_ref()
+        .and_then(|s| s.next_position.as_deref())
+        .map(|position| {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in kept.iter().filter(|(k, _)| k != "timestamp") {
+                q.append_pair(k, v);
+            }
+            q.append_pair("timestamp", position);
+            q.append_pair(
+                if offset_style { "limit" } else { "per-page" },
+                &per.to_string(),
+            );
+            format!("{}{}?{}", cx.base_url, cx.path, q.finish())
+        });
     PageLinks {
         this: at(offset, false),
         first: at(0, false),
         prev: (offset > 0).then(|| at(offset.saturating_sub(per), false)),
-        next: has_next.then(|| at(offset.saturating_add(per), true)),
+        next: feed_next.or_else(|| has_next.then(|| at(offset.saturating_add(per), true))),
         last: page
             .total
             .map(|t| at(t.div_ceil(per).max(1).saturating_sub(1) * per, false)),

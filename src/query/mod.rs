@@ -167,6 +167,10 @@ pub struct CollectionQuery {
     pub envelope: bool,
     /// `timestamp=`: only records changed after this instant (§6.7).
     pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// The key part of a sync position (`timestamp=<time>~<id>`): at
+    /// `since` itself, only records after this key (ties at one change
+    /// time are never skipped, and never repeated for ever).
+    pub since_key: Option<i64>,
     /// `sync_mark=`: the sync mark of the first page of a traversal, which
     /// restkit's page links carry so that the last page's
     /// `X-Sync-Timestamp` is no later than it (a row that an offset shift
@@ -253,6 +257,34 @@ fn name_list<'a>(param: &str, raw: &'a str) -> Result<Vec<&'a str>, QueryError> 
         )));
     }
     Ok(names)
+}
+
+/// Parses `timestamp=`: a time (see [`parse_timestamp`]), or a sync
+/// position `<time>~<id>` as restkit's `X-Sync-Timestamp` hands out
+/// (changes after the time, and at the time after record `id`).
+pub fn parse_position(
+    raw: &str,
+) -> Result<(chrono::DateTime<chrono::Utc>, Option<i64>), QueryError> {
+    match raw.rsplit_once('~') {
+        Some((time, key)) => {
+            let key = key.trim().parse::<i64>().map_err(|_| {
+                syntax(
+                    "timestamp",
+                    "a position is <time>~<id>, as X-Sync-Timestamp gives it",
+                )
+            })?;
+            Ok((parse_timestamp(time)?, Some(key)))
+        }
+        None => Ok((parse_timestamp(raw)?, None)),
+    }
+}
+
+/// The text of a sync position: the stored time, and the key when given.
+pub fn format_position(time: &str, key: Option<i64>) -> String {
+    match key {
+        Some(k) => format!("{time}~{k}"),
+        None => time.to_string(),
+    }
 }
 
 /// Parses `timestamp=`: Unix seconds, Unix milliseconds, or RFC 3339.
@@ -464,18 +496,24 @@ impl CollectionQuery {
             }
         }
 
-        let since = match get(query, "timestamp") {
-            Some(raw) if r.sync => Some(parse_timestamp(raw)?),
+        let (since, since_key) = match get(query, "timestamp") {
+            Some(raw) if r.sync => {
+                let (t, key) = parse_position(raw)?;
+                (Some(t), key)
+            }
             Some(_) => {
                 return Err(syntax(
                     "timestamp",
                     "this resource does not keep change times",
                 ));
             }
-            None => None,
+            None => (None, None),
         };
         if let Some(t) = since {
             signature.push_str(&format!("timestamp={}\n", t.timestamp_micros()));
+        }
+        if let Some(k) = since_key {
+            signature.push_str(&format!("timestamp_key={k}\n"));
         }
         let sync_mark = match get(query, "sync_mark") {
             Some(raw) if r.sync => Some(parse_timestamp(raw).map_err(|_| {
@@ -525,6 +563,7 @@ impl CollectionQuery {
             count_requested: prefer_count.is_some(),
             envelope,
             since,
+            since_key,
             sync_mark,
             signature,
         })

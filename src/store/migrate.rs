@@ -154,6 +154,26 @@ fn plan(
             );
         }
     }
+    // A sync read's mark is the latest change within the caller's owner
+    // or parent (see `sql::select_list_with_mark`): an index answers it.
+    if let (true, Some(updated)) = (r.sync, r.updated_at()) {
+        let keys = [
+            r.owner.as_ref().map(|o| o.field),
+            r.parent.as_ref().map(|p| p.field),
+        ];
+        for key in keys.into_iter().flatten() {
+            let key = &r.fields[key].column;
+            out.push(
+                Index::create()
+                    .if_not_exists()
+                    .name(format!("ix_{}_{}_{}", r.table, key, updated.column))
+                    .table(Alias::new(r.table.as_str()))
+                    .col(Alias::new(key.as_str()))
+                    .col(Alias::new(updated.column.as_str()))
+                    .build(SqliteQueryBuilder),
+            );
+        }
+    }
     if let Some(link) = &r.parent {
         let col = &r.fields[link.field].column;
         out.push(
@@ -253,6 +273,15 @@ fn own_ddl() -> Vec<String> {
         format!(
             "CREATE INDEX IF NOT EXISTS ix_{TOMBSTONES}_table_time \
              ON {TOMBSTONES} (table_name, deleted_at)"
+        ),
+        // The latest deletion within one owner or parent (a sync mark).
+        format!(
+            "CREATE INDEX IF NOT EXISTS ix_{TOMBSTONES}_owner_time \
+             ON {TOMBSTONES} (table_name, owner_id, deleted_at)"
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS ix_{TOMBSTONES}_parent_time \
+             ON {TOMBSTONES} (table_name, parent_id, deleted_at)"
         ),
     ]
 }

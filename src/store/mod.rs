@@ -58,7 +58,7 @@ impl Scope {
 }
 
 pub use crate::query::SortKey;
-pub use sql::{Selection, TombstoneScope};
+pub use sql::{Selection, Since, TombstoneScope};
 
 /// What to read from a collection.
 #[derive(Debug, Clone)]
@@ -401,14 +401,23 @@ impl Store {
         }
     }
 
-    /// A page of a sync resource and the sync mark, from one snapshot: every
-    /// change the page does not show has a later time than the mark.
+    /// A page of a sync resource and its sync mark, from one snapshot:
+    /// every change the page does not show has a later time than the mark,
+    /// which is the latest change among the rows in the page's scope and
+    /// the tombstones in `tombstones` (see [`sql::select_list_with_mark`]).
     pub async fn list_with_mark(
         &self,
         r: &Resource,
         q: &ListQuery<'_>,
+        tombstones: TombstoneScope,
     ) -> Result<(String, Vec<Record>), StoreError> {
-        let stmt = sql::select_list_with_mark(self.dialect(), r, q);
+        let Some(updated_at) = r.fields.iter().position(|f| f.updated_at) else {
+            return Err(StoreError::Other(format!(
+                "{} is synced but keeps no change time",
+                r.name
+            )));
+        };
+        let stmt = sql::select_list_with_mark(self.dialect(), r, q, updated_at, tombstones);
         match &self.backend {
             Backend::Sqlite(s) => s.fetch_all_with_mark(r, q.fields, stmt).await,
         }
@@ -495,26 +504,27 @@ impl Store {
         })
     }
 
-    /// Has any row of `r`'s table changed or been deleted after `mark`?
-    pub async fn changed_since(&self, r: &Resource, mark: &str) -> Result<bool, StoreError> {
+    /// Has any row of `r` within `scope` changed, or been deleted within
+    /// `tombstones`, after `mark`?
+    pub async fn changed_since(
+        &self,
+        r: &Resource,
+        mark: &str,
+        scope: &Scope,
+        tombstones: TombstoneScope,
+    ) -> Result<bool, StoreError> {
         let Some(updated) = r.fields.iter().position(|f| f.updated_at) else {
             return Ok(true);
         };
         if self
-            .scalar(sql::select_changed_after(r, updated, mark))
+            .scalar(sql::select_changed_after(r, updated, mark, scope))
             .await?
             .is_some()
         {
             return Ok(true);
         }
         Ok(!self
-            .pairs(sql::select_tombstones(
-                r,
-                mark,
-                None,
-                1,
-                TombstoneScope::default(),
-            ))
+            .pairs(sql::select_tombstones(r, mark, None, 1, tombstones))
             .await?
             .is_empty())
     }

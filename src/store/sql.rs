@@ -11,8 +11,9 @@
 //! conditions ([`after`]) agree with the order exactly.
 
 use sea_query::{
-    Alias, Condition, ConditionalStatement, DeleteStatement, Expr, ExprTrait, InsertStatement,
-    JoinType, NullOrdering, Order, Query, SelectStatement, UpdateStatement, WindowStatement,
+    Alias, Condition, ConditionalStatement, DeleteStatement, Expr, ExprTrait, Func,
+    InsertStatement, JoinType, NullOrdering, Order, Query, SelectStatement, UpdateStatement,
+    WindowStatement,
 };
 use serde_json::Value;
 
@@ -45,8 +46,18 @@ fn val(r: &Resource, field: usize, v: &Value) -> sea_query::Value {
 pub struct Selection<'a> {
     pub scope: &'a Scope,
     pub filter: Option<&'a Predicate>,
-    /// (updated_at field, stored timestamp): rows changed after it.
-    pub since: Option<(usize, &'a str)>,
+    /// Rows changed after a sync position.
+    pub since: Option<Since<'a>>,
+}
+
+/// A sync position (§6.7): rows whose change time (`field`) is after
+/// `time`, or equal to it with a primary key after `key`.
+#[derive(Debug, Clone, Copy)]
+pub struct Since<'a> {
+    pub field: usize,
+    /// Stored form of the time.
+    pub time: &'a str,
+    pub key: Option<i64>,
 }
 
 impl Selection<'_> {
@@ -56,8 +67,17 @@ impl Selection<'_> {
         if let Some(p) = self.filter {
             c = c.add(predicate(d, r, p));
         }
-        if let Some((f, t)) = self.since {
-            c = c.add(Expr::col(col(r, f)).gt(t.to_string()));
+        if let Some(s) = self.since {
+            let at = || Expr::col(col(r, s.field));
+            let later = at().gt(s.time.to_string());
+            c = c.add(match s.key {
+                None => Condition::all().add(later),
+                Some(key) => Condition::any().add(later).add(
+                    Condition::all()
+                        .add(at().eq(s.time.to_string()))
+                        .add(Expr::col(col(r, r.primary_key)).gt(key)),
+                ),
+            });
         }
         c
     }
@@ -244,14 +264,24 @@ pub fn select_list(d: Dialect, r: &Resource, q: &ListQuery<'_>) -> SelectStateme
     stmt
 }
 
-/// The page of [`select_list`] and the committed change time, read by one
-/// statement, so both come from one snapshot: every change the page does
-/// not show is later than the stamp (§6.7), at no extra round trip.
+/// The page of [`select_list`] and its sync mark, read by one statement,
+/// so both come from one snapshot (§6.7): the latest change time among
+/// the rows in the selection's scope (its owner and parent: every row the
+/// caller may read, whatever the filter) and among the tombstones in
+/// `tombstones`. Every change the page does not show gets a later time,
+/// and the mark says nothing about rows the caller cannot read (it is not
+/// the database's clock, which every owner's writes move).
 ///
-/// `SELECT c.stamp, p.id, p.… FROM restkit_clock c LEFT JOIN (page) p ON
-/// 1 = 1 WHERE c.id = 1 ORDER BY p.…`: the stamp, the page's key (NULL
-/// only in the one placeholder row of an empty page), then `fields`.
-pub fn select_list_with_mark(d: Dialect, r: &Resource, q: &ListQuery<'_>) -> SelectStatement {
+/// `SELECT m.stamp, p.id, p.… FROM (SELECT MAX(…) AS stamp) m LEFT JOIN
+/// (page) p ON 1 = 1 ORDER BY p.…`: the mark, the page's key (NULL only in
+/// the one placeholder row of an empty page), then `fields`.
+pub fn select_list_with_mark(
+    d: Dialect,
+    r: &Resource,
+    q: &ListQuery<'_>,
+    updated_at: usize,
+    tombstones: TombstoneScope,
+) -> SelectStatement {
     let keys = full_order(r, &q.sort);
     // The page must also carry the order's columns for the outer ORDER BY.
     let mut inner_fields = q.fields.to_vec();
@@ -268,17 +298,34 @@ pub fn select_list_with_mark(d: Dialect, r: &Resource, q: &ListQuery<'_>) -> Sel
             ..q.clone()
         },
     );
-    let clock = Alias::new(CLOCK);
+    let mut changed = Query::select();
+    changed
+        .from(table(r))
+        .expr(Expr::col(col(r, updated_at)).max());
+    restrict(&mut changed, scope_condition(r, q.selection.scope));
+    let mut deleted = Query::select();
+    deleted
+        .from(Alias::new(TOMBSTONES))
+        .expr(Expr::col(Alias::new("deleted_at")).max())
+        .cond_where(tombstone_condition(r, tombstones));
+    let latest = |sub: SelectStatement| {
+        Expr::from(Func::coalesce([Expr::from(sub), Expr::val(super::EPOCH)]))
+    };
+    let mut mark = Query::select();
+    mark.expr_as(
+        Func::greatest([latest(changed), latest(deleted)]),
+        Alias::new("stamp"),
+    );
+    let m = Alias::new("restkit_mark");
     let p = Alias::new("restkit_page");
     let mut stmt = Query::select();
-    stmt.column((clock.clone(), Alias::new("stamp")))
+    stmt.column((m.clone(), Alias::new("stamp")))
         .column((p.clone(), col(r, r.primary_key)));
     for f in q.fields {
         stmt.column((p.clone(), col(r, *f)));
     }
-    stmt.from(clock.clone())
-        .join_subquery(JoinType::LeftJoin, page, p.clone(), Expr::val(1).eq(1))
-        .and_where(Expr::col((clock, Alias::new("id"))).eq(1));
+    stmt.from_subquery(mark, m)
+        .join_subquery(JoinType::LeftJoin, page, p.clone(), Expr::val(1).eq(1));
     for k in &keys {
         let (o, n) = if k.descending {
             (Order::Desc, NullOrdering::Last)
@@ -327,13 +374,20 @@ pub fn select_key_bound(r: &Resource, max: bool) -> SelectStatement {
     stmt
 }
 
-/// `1` when some row of `r` changed after `mark` (an index lookup).
-pub fn select_changed_after(r: &Resource, updated_at: usize, mark: &str) -> SelectStatement {
+/// `1` when some row of `r` within `scope` changed after `mark` (an
+/// index lookup).
+pub fn select_changed_after(
+    r: &Resource,
+    updated_at: usize,
+    mark: &str,
+    scope: &Scope,
+) -> SelectStatement {
     let mut stmt = Query::select();
     stmt.from(table(r))
         .expr(Expr::val(1))
-        .and_where(Expr::col(col(r, updated_at)).gt(mark.to_string()))
-        .limit(1);
+        .and_where(Expr::col(col(r, updated_at)).gt(mark.to_string()));
+    restrict(&mut stmt, scope_condition(r, scope));
+    stmt.limit(1);
     stmt
 }
 
@@ -536,6 +590,18 @@ pub struct TombstoneScope {
     pub parent: Option<i64>,
 }
 
+/// `r`'s tombstones within `scope` (its owner and parent keys).
+fn tombstone_condition(r: &Resource, scope: TombstoneScope) -> Condition {
+    let mut c = Condition::all().add(Expr::col(Alias::new("table_name")).eq(r.table.clone()));
+    if let Some(owner) = scope.owner {
+        c = c.add(Expr::col(Alias::new("owner_id")).eq(owner));
+    }
+    if let Some(parent) = scope.parent {
+        c = c.add(Expr::col(Alias::new("parent_id")).eq(parent));
+    }
+    c
+}
+
 /// (id, deletion time) of rows of `r` deleted after `since` and, when
 /// given, not after `upto`, within `scope`; oldest first, at most `limit`.
 pub fn select_tombstones(
@@ -549,16 +615,10 @@ pub fn select_tombstones(
     stmt.from(Alias::new(TOMBSTONES))
         .column(Alias::new("record_id"))
         .column(Alias::new("deleted_at"))
-        .and_where(Expr::col(Alias::new("table_name")).eq(r.table.clone()))
+        .cond_where(tombstone_condition(r, scope))
         .and_where(Expr::col(Alias::new("deleted_at")).gt(since.to_string()));
     if let Some(upto) = upto {
         stmt.and_where(Expr::col(Alias::new("deleted_at")).lte(upto.to_string()));
-    }
-    if let Some(owner) = scope.owner {
-        stmt.and_where(Expr::col(Alias::new("owner_id")).eq(owner));
-    }
-    if let Some(parent) = scope.parent {
-        stmt.and_where(Expr::col(Alias::new("parent_id")).eq(parent));
     }
     stmt.order_by(Alias::new("deleted_at"), Order::Asc)
         .order_by(Alias::new("id"), Order::Asc);

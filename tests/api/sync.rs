@@ -175,3 +175,222 @@ async fn no_change_is_missed_under_concurrent_writers() {
         .collect();
     assert_eq!(deleted, expected);
 }
+
+/// Reads a feed as a client that never follows `Link`: it passes each
+/// response's `X-Sync-Timestamp` back as the next `timestamp`, until a
+/// page shows nothing. Returns every id it was shown, in order.
+async fn follow_header(t: &TestApp, from: &str, limit: usize) -> Vec<i64> {
+    let mut at = from.to_string();
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        let res = t
+            .get(&format!("/v1/books?timestamp={}&limit={limit}", enc(&at)))
+            .send()
+            .await;
+        assert_eq!(res.status, 200, "{at}");
+        let page = res.json();
+        let page = page.as_array().unwrap();
+        seen.extend(page.iter().map(|b| b["id"].as_i64().unwrap()));
+        let next = res.header("x-sync-timestamp").to_string();
+        if page.is_empty() {
+            assert_eq!(next, at, "an empty page keeps the position");
+            return seen;
+        }
+        at = next;
+    }
+    panic!("the header never reached the end: it does not advance");
+}
+
+#[tokio::test]
+async fn a_client_passing_back_each_header_advances_page_by_page() {
+    let t = TestApp::demo().await;
+    let mark = current_mark(&t).await;
+    // Six books changed in one transaction share one change time; three
+    // more change after.
+    let bulk: Vec<Value> = (1..=6)
+        .map(|id| json!({"id": id, "title": format!("bulk {id}"), "author": "A"}))
+        .collect();
+    assert_eq!(t.put("/v1/books").json(json!(bulk)).send().await.status, 200);
+    for id in [9, 8, 7] {
+        t.patch(&format!("/v1/books/{id}"))
+            .json(json!({"year": 2001}))
+            .send()
+            .await;
+    }
+    // Pages of two split the tie: the position carries the key.
+    assert_eq!(
+        follow_header(&t, &mark, 2).await,
+        vec![1, 2, 3, 4, 5, 6, 9, 8, 7],
+        "each change exactly once, in change order"
+    );
+    // A position is also what the `next` link carries.
+    let first = t
+        .get(&format!("/v1/books?timestamp={}&limit=2", enc(&mark)))
+        .send()
+        .await;
+    let position = first.header("x-sync-timestamp");
+    assert!(position.ends_with("~2"), "{position}");
+    let next = t.get(&first.link("next").unwrap()).send().await.json();
+    let ids: Vec<i64> = next
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![3, 4]);
+    // A position that is not <time>~<id> is a 400.
+    for bad in ["2026-01-01T00:00:00Z~x", "~5", "x~1"] {
+        assert_problem(
+            &t.get(&format!("/v1/books?timestamp={}", enc(bad)))
+                .send()
+                .await,
+            400,
+            "INVALID_QUERY",
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_header_following_client_misses_nothing_under_concurrent_writers() {
+    let t = Arc::new(TestApp::demo().await);
+    let mark = current_mark(&t).await;
+    let mut writers = Vec::new();
+    for w in 0..3i64 {
+        let t = t.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..20i64 {
+                let id = 1 + (w * 20 + i) % 40;
+                let res = t
+                    .patch(&format!("/v1/books/{id}"))
+                    .json(json!({"title": format!("w{w}-{i}")}))
+                    .send()
+                    .await;
+                assert_eq!(res.status, 200);
+            }
+        }));
+    }
+    let mut at = mark;
+    let mut last_seen: HashMap<i64, String> = HashMap::new();
+    let mut quiet = false;
+    for _ in 0..2000 {
+        let done = writers.iter().all(|w| w.is_finished());
+        let res = t
+            .get(&format!(
+                "/v1/books?timestamp={}&limit=3&fields=id,title",
+                enc(&at)
+            ))
+            .send()
+            .await;
+        let page = res.json();
+        for r in page.as_array().unwrap() {
+            last_seen.insert(
+                r["id"].as_i64().unwrap(),
+                r["title"].as_str().unwrap().to_string(),
+            );
+        }
+        at = res.header("x-sync-timestamp").to_string();
+        if done && page.as_array().unwrap().is_empty() {
+            quiet = true;
+            break;
+        }
+    }
+    assert!(quiet, "the feed never caught up");
+    for w in writers {
+        w.await.unwrap();
+    }
+    for id in 1..=40 {
+        let now = t.get(&format!("/v1/books/{id}")).send().await.json();
+        assert_eq!(
+            last_seen.get(&id).map(String::as_str),
+            now["title"].as_str(),
+            "book {id}: latest change missed"
+        );
+    }
+}
+
+const PRIVATE_NOTES: &str = r#"
+[[module]]
+prefix = "/api"
+[[module.resource]]
+name = "notes"
+sync = true
+owner = { field = "userId", policy = "private" }
+[module.resource.fields]
+id        = { type = "integer", primary_key = true }
+text      = { type = "string" }
+userId    = { type = "integer", read_only = true }
+updatedAt = { type = "datetime", read_only = true, updated_at = true }
+"#;
+
+/// Positions and marks handed to a caller come from what that caller may
+/// read: another user's private writes (and deletes) never move them, so
+/// they cannot tell when someone else changed something.
+#[tokio::test]
+async fn sync_positions_reveal_nothing_of_other_owners_writes() {
+    let t = TestApp::with(PRIVATE_NOTES, "", restkit::registry::Registry::builtin()).await;
+    let post = |user: i64, text: &'static str| {
+        let t = &t;
+        async move {
+            let res = t
+                .post("/api/notes")
+                .by_user(user)
+                .json(json!({ "text": text }))
+                .send()
+                .await;
+            assert_eq!(res.status, 201);
+            res.json()["id"].as_i64().unwrap()
+        }
+    };
+    post(1, "stan's").await;
+    post(1, "stan's too").await;
+    let before = stans_positions(&t).await;
+    let anas = post(2, "ana's").await;
+    t.patch(&format!("/api/notes/{anas}"))
+        .by_user(2)
+        .json(json!({"text": "edited"}))
+        .send()
+        .await;
+    let gone = post(2, "gone").await;
+    assert_eq!(
+        t.delete(&format!("/api/notes/{gone}"))
+            .by_user(2)
+            .send()
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        stans_positions(&t).await,
+        before,
+        "ana's writes moved stan's positions"
+    );
+    // The demo's books: private shelves' writes do not move them either.
+    let demo = TestApp::demo().await;
+    let before = book_positions(&demo).await;
+    let shelf = demo
+        .post("/v1/shelves")
+        .by_user(2)
+        .json(json!({"name": "secret"}))
+        .send()
+        .await;
+    assert_eq!(shelf.status, 201);
+    assert_eq!(book_positions(&demo).await, before);
+}
+
+/// Stan's feed position and his plain listing's `next` link (which carries
+/// the first page's mark).
+async fn stans_positions(t: &TestApp) -> (String, String) {
+    let future = chrono::Utc::now() + chrono::Duration::days(1);
+    let feed = format!("/api/notes?timestamp={}", future.timestamp());
+    let a = t.get(&feed).by_user(1).send().await;
+    let b = t.get("/api/notes?limit=1").by_user(1).send().await;
+    (
+        a.header("x-sync-timestamp").to_string(),
+        b.link("next").unwrap(),
+    )
+}
+
+async fn book_positions(t: &TestApp) -> (String, String) {
+    let res = t.get("/v1/books?limit=5").send().await;
+    (current_mark(t).await, res.link("next").unwrap())
+}
