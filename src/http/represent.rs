@@ -47,7 +47,8 @@ fn wants_minimal(headers: &HeaderMap) -> bool {
 /// not read what it wrote (`may_read` false).
 pub fn reply(reply: Reply, cx: &Ctx, method: &Method, may_read: bool) -> Representation {
     let asked = wants_minimal(&cx.headers);
-    let minimal = matches!(*method, Method::POST | Method::PUT | Method::PATCH) && (asked || !may_read);
+    let minimal =
+        matches!(*method, Method::POST | Method::PUT | Method::PATCH) && (asked || !may_read);
     let envelope = matches!(cx.query_param("envelope"), Some("true") | Some("1"));
     let mut repr = match reply {
         Reply::Empty => represented(StatusCode::NO_CONTENT, Content::Empty),

@@ -98,7 +98,9 @@ impl Predicate {
     fn matches_nothing(&self) -> bool {
         match self {
             Predicate::And(items) => items.iter().any(Predicate::matches_nothing),
-            Predicate::Or(items) => !items.is_empty() && items.iter().all(Predicate::matches_nothing),
+            Predicate::Or(items) => {
+                !items.is_empty() && items.iter().all(Predicate::matches_nothing)
+            }
             Predicate::Not(inner) => inner.is_vacuous(),
             Predicate::In { values, negate, .. } => !*negate && values.is_empty(),
             _ => false,

@@ -324,8 +324,12 @@ pub fn select_list_with_mark(
     for f in q.fields {
         stmt.column((p.clone(), col(r, *f)));
     }
-    stmt.from_subquery(mark, m)
-        .join_subquery(JoinType::LeftJoin, page, p.clone(), Expr::val(1).eq(1));
+    stmt.from_subquery(mark, m).join_subquery(
+        JoinType::LeftJoin,
+        page,
+        p.clone(),
+        Expr::val(1).eq(1),
+    );
     for k in &keys {
         let (o, n) = if k.descending {
             (Order::Desc, NullOrdering::Last)

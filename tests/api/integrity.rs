@@ -433,7 +433,8 @@ async fn cascaded_deletes_leave_tombstones_too() {
     assert_eq!(gone, vec![mine]);
 }
 
-const PRIVATE_SYNC: &str = r#"
+/// A private (per-owner) sync table.
+pub const PRIVATE_SYNC: &str = r#"
 [[module]]
 prefix = "/api"
 [[module.resource]]
@@ -508,7 +509,10 @@ async fn a_filtered_delete_of_20000_rows_reports_every_tombstone() {
     .await;
     let mark = mark_of(&t, "/api/items").await;
     // The filter matches every row, so it needs all=true to say so.
-    let res = t.delete("/api/items?filter[n][gte]=0&all=true").send().await;
+    let res = t
+        .delete("/api/items?filter[n][gte]=0&all=true")
+        .send()
+        .await;
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
     assert_eq!(res.json()["deleted"], 20_000);
     // The list is cut (never silently capped): following X-Sync-Timestamp
@@ -557,7 +561,10 @@ async fn the_next_timestamp_never_skips_unread_pages() {
     assert_eq!(jumped.header("x-sync-timestamp"), mark);
     assert!(!first.link("last").unwrap().contains("sync_mark"));
     let next = first.link("next").unwrap();
-    assert!(!next.contains("sync_mark") && !next.contains("offset"), "{next}");
+    assert!(
+        !next.contains("sync_mark") && !next.contains("offset"),
+        "{next}"
+    );
     // Following the links to the end, the last page gives a mark no later
     // than the one taken before page 1, and later than every change read.
     let mut seen = Vec::new();

@@ -210,7 +210,10 @@ async fn a_client_passing_back_each_header_advances_page_by_page() {
     let bulk: Vec<Value> = (1..=6)
         .map(|id| json!({"id": id, "title": format!("bulk {id}"), "author": "A"}))
         .collect();
-    assert_eq!(t.put("/v1/books").json(json!(bulk)).send().await.status, 200);
+    assert_eq!(
+        t.put("/v1/books").json(json!(bulk)).send().await.status,
+        200
+    );
     for id in [9, 8, 7] {
         t.patch(&format!("/v1/books/{id}"))
             .json(json!({"year": 2001}))
@@ -308,26 +311,17 @@ async fn a_header_following_client_misses_nothing_under_concurrent_writers() {
     }
 }
 
-const PRIVATE_NOTES: &str = r#"
-[[module]]
-prefix = "/api"
-[[module.resource]]
-name = "notes"
-sync = true
-owner = { field = "userId", policy = "private" }
-[module.resource.fields]
-id        = { type = "integer", primary_key = true }
-text      = { type = "string" }
-userId    = { type = "integer", read_only = true }
-updatedAt = { type = "datetime", read_only = true, updated_at = true }
-"#;
-
 /// Positions and marks handed to a caller come from what that caller may
 /// read: another user's private writes (and deletes) never move them, so
 /// they cannot tell when someone else changed something.
 #[tokio::test]
 async fn sync_positions_reveal_nothing_of_other_owners_writes() {
-    let t = TestApp::with(PRIVATE_NOTES, "", restkit::registry::Registry::builtin()).await;
+    let t = TestApp::with(
+        crate::integrity::PRIVATE_SYNC,
+        "",
+        restkit::registry::Registry::builtin(),
+    )
+    .await;
     let post = |user: i64, text: &'static str| {
         let t = &t;
         async move {
