@@ -390,13 +390,12 @@ fn unmodified_since(since: Option<&HeaderValue>, headers: &http::HeaderMap) -> b
     }
 }
 
-/// 304 Not Modified: the same headers (ETag, Cache-Control, …) and no
-/// body.
+/// 304 Not Modified: the same headers (ETag, Cache-Control, …) and, in
+/// the end, no body. The body travels on until compression has chosen the
+/// coding the 200 would have had, so the 304's ETag names that coding as
+/// the 200's did ([`super::layers::not_modified_body`] drops it then).
 fn not_modified(res: &mut Response) {
     *res.status_mut() = StatusCode::NOT_MODIFIED;
-    res.headers_mut().remove(header::CONTENT_TYPE);
-    res.headers_mut().remove(header::CONTENT_LENGTH);
-    *res.body_mut() = Body::empty();
 }
 
 /// 404 for paths no route matches.

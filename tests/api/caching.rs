@@ -311,3 +311,79 @@ async fn last_modified_and_if_modified_since() {
         .await;
     assert_eq!(res.status, 200);
 }
+
+#[tokio::test]
+async fn a_304_carries_the_tag_the_200_would_have_carried() {
+    let t = TestApp::demo().await;
+    let path = "/v1/books?limit=20";
+    for coding in ["br", "gzip", "identity"] {
+        let full = t.get(path).header("accept-encoding", coding).send().await;
+        assert_eq!(full.status, 200);
+        let tag = full.header("etag").to_string();
+        if coding != "identity" {
+            assert!(tag.ends_with(&format!("-{coding}\"")), "{coding}: {tag}");
+        }
+        for ask in [
+            tag.clone(),
+            format!("W/{tag}"),
+            format!("\"other\", {tag}"),
+            "*".to_string(),
+        ] {
+            for method in [http::Method::GET, http::Method::HEAD] {
+                let res = t
+                    .call(method.clone(), path)
+                    .header("accept-encoding", coding)
+                    .header("if-none-match", &ask)
+                    .send()
+                    .await;
+                assert_eq!(res.status, 304, "{method} {coding} with {ask}");
+                assert_eq!(res.header("etag"), tag, "{method} {coding} with {ask}");
+                assert!(res.body.is_empty());
+                // Nothing describes a body that is not there.
+                for gone in ["content-encoding", "content-type", "content-length"] {
+                    assert!(res.headers.get(gone).is_none(), "{coding}: {gone}");
+                }
+                assert_eq!(
+                    res.headers.get_all("vary").iter().collect::<Vec<_>>(),
+                    full.headers.get_all("vary").iter().collect::<Vec<_>>(),
+                    "{coding}: a 304 varies as its 200 does"
+                );
+            }
+        }
+    }
+    // A tag of another coding of the same data revalidates too, and the
+    // 304 names the tag this request's 200 would carry.
+    let gzip = t.get(path).header("accept-encoding", "gzip").send().await;
+    let br = t.get(path).header("accept-encoding", "br").send().await;
+    let res = t
+        .get(path)
+        .header("accept-encoding", "br")
+        .header("if-none-match", gzip.header("etag"))
+        .send()
+        .await;
+    assert_eq!(res.status, 304);
+    assert_eq!(res.header("etag"), br.header("etag"));
+    // If-Modified-Since's 304 is tagged the same way.
+    let one = "/v1/books/3?envelope=true";
+    let full = t.get(one).header("accept-encoding", "br").send().await;
+    let res = t
+        .get(one)
+        .header("accept-encoding", "br")
+        .header("if-modified-since", full.header("last-modified"))
+        .send()
+        .await;
+    assert_eq!(res.status, 304);
+    assert_eq!(res.header("etag"), full.header("etag"));
+    // A body too small to compress keeps its plain tag in both.
+    let small = "/v1/books?limit=1&fields=id";
+    let full = t.get(small).header("accept-encoding", "br").send().await;
+    assert!(full.headers.get("content-encoding").is_none());
+    let res = t
+        .get(small)
+        .header("accept-encoding", "br")
+        .header("if-none-match", full.header("etag"))
+        .send()
+        .await;
+    assert_eq!(res.status, 304);
+    assert_eq!(res.header("etag"), full.header("etag"));
+}
