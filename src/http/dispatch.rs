@@ -373,14 +373,10 @@ async fn run_action(
 }
 
 /// Was the representation (its `Last-Modified`, whole seconds) last changed
-/// at or before the client's `If-Modified-Since`? An unparsable date is
-/// ignored, as RFC 9110 asks.
+/// at or before the client's `If-Modified-Since`? The date may be in any
+/// of HTTP's three forms; an unparsable one is ignored, as RFC 9110 asks.
 fn unmodified_since(since: Option<&HeaderValue>, headers: &http::HeaderMap) -> bool {
-    let parse = |v: &HeaderValue| {
-        v.to_str()
-            .ok()
-            .and_then(|s| chrono::DateTime::parse_from_rfc2822(s).ok())
-    };
+    let parse = |v: &HeaderValue| v.to_str().ok().and_then(super::date::parse);
     match (
         since.and_then(parse),
         headers.get(header::LAST_MODIFIED).and_then(parse),

@@ -8,6 +8,7 @@
 pub mod authorize;
 pub mod body;
 pub mod cors;
+pub mod date;
 pub mod dispatch;
 pub mod docs_page;
 pub mod layers;

@@ -387,3 +387,45 @@ async fn a_304_carries_the_tag_the_200_would_have_carried() {
     assert_eq!(res.status, 304);
     assert_eq!(res.header("etag"), full.header("etag"));
 }
+
+#[tokio::test]
+async fn if_modified_since_is_read_in_all_three_http_date_forms() {
+    let t = TestApp::demo().await;
+    let res = t.get("/v1/books/3").send().await;
+    let modified = chrono::DateTime::parse_from_rfc2822(res.header("last-modified"))
+        .unwrap()
+        .to_utc();
+    // RFC 9110 §5.6.7: IMF-fixdate, RFC 850 (two-digit year), asctime.
+    let forms = |at: chrono::DateTime<chrono::Utc>| {
+        [
+            at.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+            at.format("%A, %d-%b-%y %H:%M:%S GMT").to_string(),
+            at.format("%a %b %e %H:%M:%S %Y").to_string(),
+        ]
+    };
+    for (since, want) in [
+        (modified, 304),
+        (modified + chrono::Duration::seconds(10), 304),
+        (modified - chrono::Duration::seconds(10), 200),
+    ] {
+        for form in forms(since) {
+            let res = t
+                .get("/v1/books/3")
+                .header("if-modified-since", &form)
+                .send()
+                .await;
+            assert_eq!(res.status, want, "If-Modified-Since: {form}");
+        }
+    }
+    // A day name that contradicts the date is not a date: ignored.
+    let wrong_day = (modified + chrono::Duration::days(1))
+        .format("%A")
+        .to_string();
+    let form = format!("{wrong_day}, {}", modified.format("%d-%b-%y %H:%M:%S GMT"));
+    let res = t
+        .get("/v1/books/3")
+        .header("if-modified-since", &form)
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{form}");
+}
