@@ -45,14 +45,29 @@ impl Format {
     ];
 
     /// The formats whose bytes depend only on the data: the
-    /// representations `If-Match` compares against. (An HTML page also
-    /// shows the request that fetched it.)
+    /// representations `If-Match` compares against. CSV in every writing
+    /// a GET can get — with or without the header row (`csv_header`), with
+    /// or without the formula guard (a server setting) — since each one
+    /// names the record's current version. (An HTML page also shows the
+    /// request that fetched it.)
     pub const DATA: &'static [Format] = &[
         Format::Json,
         Format::Xml,
         Format::Csv(csv::CsvOptions {
             header: true,
             formula_guard: true,
+        }),
+        Format::Csv(csv::CsvOptions {
+            header: false,
+            formula_guard: true,
+        }),
+        Format::Csv(csv::CsvOptions {
+            header: true,
+            formula_guard: false,
+        }),
+        Format::Csv(csv::CsvOptions {
+            header: false,
+            formula_guard: false,
         }),
     ];
 

@@ -429,3 +429,81 @@ async fn if_modified_since_is_read_in_all_three_http_date_forms() {
         .await;
     assert_eq!(res.status, 200, "{form}");
 }
+
+#[tokio::test]
+async fn if_match_takes_the_tag_of_the_representation_the_client_read() {
+    let t = TestApp::demo().await;
+    let pairs = [
+        (
+            "/v1/books/5.csv?csv_header=false",
+            "/v1/books/5.csv?csv_header=false",
+        ),
+        ("/v1/books/5.csv?csv_header=false", "/v1/books/5"),
+        (
+            "/v1/books/5?type=csv&csv_header=0",
+            "/v1/books/5?type=csv&csv_header=0",
+        ),
+        ("/v1/books/5.csv", "/v1/books/5.csv"),
+        ("/v1/books/5?envelope=true", "/v1/books/5?envelope=true"),
+        ("/v1/books/5.xml", "/v1/books/5"),
+        ("/v1/books/5", "/v1/books/5.csv"),
+    ];
+    for (i, (read, write)) in pairs.into_iter().enumerate() {
+        let tag = t.get(read).send().await.header("etag").to_string();
+        let res = t
+            .patch(write)
+            .header("if-match", &tag)
+            .json(json!({ "year": 1900 + i }))
+            .send()
+            .await;
+        assert_eq!(res.status, 200, "read {read}, wrote {write} with {tag}");
+        // The write made that tag stale.
+        let res = t
+            .patch(write)
+            .header("if-match", &tag)
+            .json(json!({ "year": 1 }))
+            .send()
+            .await;
+        assert_problem(&res, 412, "PRECONDITION_FAILED");
+    }
+    assert_eq!(t.get("/v1/books/5").send().await.json()["year"], 1906);
+}
+
+#[tokio::test]
+async fn if_match_takes_the_csv_tag_when_the_formula_guard_is_off() {
+    let t = TestApp::demo_with("[format]\ncsv_formula_guard = false\n").await;
+    let res = t
+        .patch("/v1/books/5")
+        .json(json!({"title": "=1+1"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    let got = t.get("/v1/books/5.csv").send().await;
+    assert!(
+        String::from_utf8_lossy(&got.body).contains(",=1+1,"),
+        "unguarded: {}",
+        String::from_utf8_lossy(&got.body)
+    );
+    for (i, write) in ["/v1/books/5.csv", "/v1/books/5"].into_iter().enumerate() {
+        let tag = t
+            .get("/v1/books/5.csv")
+            .send()
+            .await
+            .header("etag")
+            .to_string();
+        let res = t
+            .patch(write)
+            .header("if-match", &tag)
+            .json(json!({ "title": format!("={i}+2") }))
+            .send()
+            .await;
+        assert_eq!(res.status, 200, "{write}");
+        let res = t
+            .patch(write)
+            .header("if-match", &tag)
+            .json(json!({ "title": format!("={i}+3") }))
+            .send()
+            .await;
+        assert_problem(&res, 412, "PRECONDITION_FAILED");
+    }
+}
