@@ -174,10 +174,12 @@ impl TableController {
     }
 
     fn not_found(&self, id: &str) -> ApiError {
+        // In API terms only (§7): the table and column behind a resource
+        // are internals.
         ApiError::not_found(&self.noun, id).dev(format!(
-            "No row in {} with {} = {id} within the caller's scope.",
-            self.resource.table,
-            self.resource.pk().column
+            "No {} has {} {id} within the caller's scope (the parent the path names, and the owner for private resources).",
+            self.noun,
+            self.resource.pk().name
         ))
     }
 
