@@ -8,10 +8,11 @@
 //!   error in the response extensions. The outermost layer
 //!   ([`crate::http::layers`]) renders it, because only there are the
 //!   request id and the negotiated format known.
-//! - `dev_message` carries context for developers (which row, which
-//!   constraint); `user_message` is a safe sentence for end users. Neither
-//!   ever holds SQL, file paths or stack traces: a 500 says only that
-//!   something failed and gives the request id to look up in the logs.
+//! - `dev_message` carries context for developers (which record, which
+//!   field) in API terms; `user_message` is a safe sentence for end users.
+//!   Neither ever holds SQL, table or column names, file paths or stack
+//!   traces: a 500 says only that something failed and gives the request
+//!   id to look up in the logs.
 //!
 //! Stable `errorCode`s (documented in README.md):
 //!

@@ -209,10 +209,12 @@ impl TableController {
     }
 
     fn not_found(&self, id: &str) -> ApiError {
+        // In API terms only (§7): the table and column behind a resource
+        // are internals.
         ApiError::not_found(&self.noun, id).dev(format!(
-            "No row in {} with {} = {id} within the caller's scope.",
-            self.resource.table,
-            self.resource.pk().column
+            "No {} has {} {id} within the caller's scope (the parent the path names, and the owner for private resources).",
+            self.noun,
+            self.resource.pk().name
         ))
     }
 
@@ -283,9 +285,11 @@ impl TableController {
 
     /// `If-Match` (§5.6), checked inside the write transaction, so nothing
     /// can change between the check and the write. The tag must be one of
-    /// the record's current representations as a plain GET returns it —
-    /// JSON, XML or CSV, whichever the client fetched; `*` needs the record
-    /// to exist. Otherwise 412, and nothing is written.
+    /// the record's current representations as a GET returns it — JSON,
+    /// XML or CSV (with whatever CSV options), plain or as this request's
+    /// parameters shape it (`envelope`), whichever the client fetched; a
+    /// compressed response's tag names the same representation. `*` needs
+    /// the record to exist. Otherwise 412, and nothing is written.
     async fn check_if_match(
         &self,
         cx: &Ctx,
@@ -304,10 +308,17 @@ impl TableController {
                 let Reply::Record(rec) = self.record_reply(cx, rec) else {
                     unreachable!("record_reply makes records")
                 };
-                let content = Content::Record(rec);
-                Format::DATA
+                let mut contents = vec![Content::Record(rec.clone())];
+                // What a GET with this request's parameters represents,
+                // when that differs from the plain record (an envelope).
+                let asked =
+                    crate::http::represent::reply(Reply::Record(rec), cx, &http::Method::GET);
+                if !matches!(asked.content, Content::Record(_)) {
+                    contents.push(asked.content);
+                }
+                contents
                     .iter()
-                    .filter_map(|f| format::bytes_of(&content, *f))
+                    .flat_map(|c| Format::DATA.iter().filter_map(|f| format::bytes_of(c, *f)))
                     .map(|b| format::etag(&b))
                     .collect()
             }

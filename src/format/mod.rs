@@ -45,14 +45,29 @@ impl Format {
     ];
 
     /// The formats whose bytes depend only on the data: the
-    /// representations `If-Match` compares against. (An HTML page also
-    /// shows the request that fetched it.)
+    /// representations `If-Match` compares against. CSV in every writing
+    /// a GET can get — with or without the header row (`csv_header`), with
+    /// or without the formula guard (a server setting) — since each one
+    /// names the record's current version. (An HTML page also shows the
+    /// request that fetched it.)
     pub const DATA: &'static [Format] = &[
         Format::Json,
         Format::Xml,
         Format::Csv(csv::CsvOptions {
             header: true,
             formula_guard: true,
+        }),
+        Format::Csv(csv::CsvOptions {
+            header: false,
+            formula_guard: true,
+        }),
+        Format::Csv(csv::CsvOptions {
+            header: true,
+            formula_guard: false,
+        }),
+        Format::Csv(csv::CsvOptions {
+            header: false,
+            formula_guard: false,
         }),
     ];
 
@@ -203,11 +218,17 @@ pub fn tags_match<'a>(
                 continue;
             }
             // A tag a compressed response carried names the same entity.
-            let opaque = ["-gzip\"", "-br\""]
+            // The tag as sent is tried too: a base64url tag may itself end
+            // in `-br`.
+            let uncoded = ["-gzip\"", "-br\""]
                 .iter()
-                .find_map(|coding| opaque.strip_suffix(coding).map(|t| format!("{t}\"")))
-                .unwrap_or_else(|| opaque.to_string());
-            if current.iter().any(|c| c.as_bytes() == opaque.as_bytes()) {
+                .find_map(|coding| opaque.strip_suffix(coding).map(|t| format!("{t}\"")));
+            if current.iter().any(|c| {
+                c.as_bytes() == opaque.as_bytes()
+                    || uncoded
+                        .as_ref()
+                        .is_some_and(|u| c.as_bytes() == u.as_bytes())
+            }) {
                 return true;
             }
         }
@@ -261,4 +282,31 @@ pub fn encode_error(
         _ => json::encode(&body),
     };
     (content_type, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(sent: &str, current: &str, strong: bool) -> bool {
+        let sent = HeaderValue::from_str(sent).unwrap();
+        let current = [HeaderValue::from_str(current).unwrap()];
+        tags_match(std::iter::once(&sent), &current, strong)
+    }
+
+    #[test]
+    fn a_compressed_variant_names_the_same_entity() {
+        assert!(matches("\"abc-br\"", "\"abc\"", true));
+        assert!(matches("\"abc-gzip\"", "\"abc\"", true));
+        assert!(matches("W/\"abc-gzip\"", "\"abc\"", false));
+        assert!(!matches("W/\"abc-gzip\"", "\"abc\"", true));
+        assert!(!matches("\"abd-br\"", "\"abc\"", false));
+    }
+
+    #[test]
+    fn a_tag_that_itself_ends_in_a_coding_name_still_matches() {
+        // Base64url has '-': an uncompressed tag can end in "-br".
+        assert!(matches("\"xy-br\"", "\"xy-br\"", true));
+        assert!(matches("\"xy-br-br\"", "\"xy-br\"", true));
+    }
 }

@@ -382,14 +382,10 @@ async fn run_action(
 }
 
 /// Was the representation (its `Last-Modified`, whole seconds) last changed
-/// at or before the client's `If-Modified-Since`? An unparsable date is
-/// ignored, as RFC 9110 asks.
+/// at or before the client's `If-Modified-Since`? The date may be in any
+/// of HTTP's three forms; an unparsable one is ignored, as RFC 9110 asks.
 fn unmodified_since(since: Option<&HeaderValue>, headers: &http::HeaderMap) -> bool {
-    let parse = |v: &HeaderValue| {
-        v.to_str()
-            .ok()
-            .and_then(|s| chrono::DateTime::parse_from_rfc2822(s).ok())
-    };
+    let parse = |v: &HeaderValue| v.to_str().ok().and_then(super::date::parse);
     match (
         since.and_then(parse),
         headers.get(header::LAST_MODIFIED).and_then(parse),
@@ -399,13 +395,12 @@ fn unmodified_since(since: Option<&HeaderValue>, headers: &http::HeaderMap) -> b
     }
 }
 
-/// 304 Not Modified: the same headers (ETag, Cache-Control, …) and no
-/// body.
+/// 304 Not Modified: the same headers (ETag, Cache-Control, …) and, in
+/// the end, no body. The body travels on until compression has chosen the
+/// coding the 200 would have had, so the 304's ETag names that coding as
+/// the 200's did ([`super::layers::not_modified_body`] drops it then).
 fn not_modified(res: &mut Response) {
     *res.status_mut() = StatusCode::NOT_MODIFIED;
-    res.headers_mut().remove(header::CONTENT_TYPE);
-    res.headers_mut().remove(header::CONTENT_LENGTH);
-    *res.body_mut() = Body::empty();
 }
 
 /// 404 for paths no route matches.

@@ -63,6 +63,29 @@ pub fn tag_coding<B>(mut res: http::Response<B>) -> http::Response<B> {
     res
 }
 
+/// A 304's last step, after compression and [`tag_coding`]: the body
+/// dispatch left on it (so that compression chose the coding the 200 would
+/// have had, and the ETag names it as the 200's does) is dropped, with the
+/// headers that described it (RFC 9110 §15.4.5).
+pub fn not_modified_body<B>(res: http::Response<B>) -> Response
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    if res.status() != StatusCode::NOT_MODIFIED {
+        return res.map(Body::new);
+    }
+    let (mut parts, _unsent) = res.into_parts();
+    for name in [
+        header::CONTENT_ENCODING,
+        header::CONTENT_LENGTH,
+        header::CONTENT_TYPE,
+    ] {
+        parts.headers.remove(name);
+    }
+    Response::from_parts(parts, Body::empty())
+}
+
 /// HEAD (§4.1): exactly the headers GET would get — taken after
 /// compression, so `Content-Encoding`, `ETag` and `Content-Length` match
 /// GET's for the same `Accept-Encoding` — and no body. The outermost step:

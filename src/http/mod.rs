@@ -8,6 +8,7 @@
 pub mod authorize;
 pub mod body;
 pub mod cors;
+pub mod date;
 pub mod dispatch;
 pub mod docs_page;
 pub mod layers;
@@ -285,8 +286,10 @@ impl App {
             // HEAD drops the body last, so its headers are GET's.
             .layer(axum::middleware::from_fn(layers::head))
             // Compression (gzip, br) when the client accepts it, never for
-            // small or empty bodies (304, 204). A compressed body's ETag
-            // names its coding.
+            // small or empty bodies (204). A compressed body's ETag names
+            // its coding; a 304 keeps its body until the coding is chosen,
+            // so its ETag is the 200's, then drops it.
+            .map_response(layers::not_modified_body)
             .map_response(layers::tag_coding)
             .layer(
                 tower_http::compression::CompressionLayer::new()

@@ -311,3 +311,199 @@ async fn last_modified_and_if_modified_since() {
         .await;
     assert_eq!(res.status, 200);
 }
+
+#[tokio::test]
+async fn a_304_carries_the_tag_the_200_would_have_carried() {
+    let t = TestApp::demo().await;
+    let path = "/v1/books?limit=20";
+    for coding in ["br", "gzip", "identity"] {
+        let full = t.get(path).header("accept-encoding", coding).send().await;
+        assert_eq!(full.status, 200);
+        let tag = full.header("etag").to_string();
+        if coding != "identity" {
+            assert!(tag.ends_with(&format!("-{coding}\"")), "{coding}: {tag}");
+        }
+        for ask in [
+            tag.clone(),
+            format!("W/{tag}"),
+            format!("\"other\", {tag}"),
+            "*".to_string(),
+        ] {
+            for method in [http::Method::GET, http::Method::HEAD] {
+                let res = t
+                    .call(method.clone(), path)
+                    .header("accept-encoding", coding)
+                    .header("if-none-match", &ask)
+                    .send()
+                    .await;
+                assert_eq!(res.status, 304, "{method} {coding} with {ask}");
+                assert_eq!(res.header("etag"), tag, "{method} {coding} with {ask}");
+                assert!(res.body.is_empty());
+                // Nothing describes a body that is not there.
+                for gone in ["content-encoding", "content-type", "content-length"] {
+                    assert!(res.headers.get(gone).is_none(), "{coding}: {gone}");
+                }
+                assert_eq!(
+                    res.headers.get_all("vary").iter().collect::<Vec<_>>(),
+                    full.headers.get_all("vary").iter().collect::<Vec<_>>(),
+                    "{coding}: a 304 varies as its 200 does"
+                );
+            }
+        }
+    }
+    // A tag of another coding of the same data revalidates too, and the
+    // 304 names the tag this request's 200 would carry.
+    let gzip = t.get(path).header("accept-encoding", "gzip").send().await;
+    let br = t.get(path).header("accept-encoding", "br").send().await;
+    let res = t
+        .get(path)
+        .header("accept-encoding", "br")
+        .header("if-none-match", gzip.header("etag"))
+        .send()
+        .await;
+    assert_eq!(res.status, 304);
+    assert_eq!(res.header("etag"), br.header("etag"));
+    // If-Modified-Since's 304 is tagged the same way.
+    let one = "/v1/books/3?envelope=true";
+    let full = t.get(one).header("accept-encoding", "br").send().await;
+    let res = t
+        .get(one)
+        .header("accept-encoding", "br")
+        .header("if-modified-since", full.header("last-modified"))
+        .send()
+        .await;
+    assert_eq!(res.status, 304);
+    assert_eq!(res.header("etag"), full.header("etag"));
+    // A body too small to compress keeps its plain tag in both.
+    let small = "/v1/books?limit=1&fields=id";
+    let full = t.get(small).header("accept-encoding", "br").send().await;
+    assert!(full.headers.get("content-encoding").is_none());
+    let res = t
+        .get(small)
+        .header("accept-encoding", "br")
+        .header("if-none-match", full.header("etag"))
+        .send()
+        .await;
+    assert_eq!(res.status, 304);
+    assert_eq!(res.header("etag"), full.header("etag"));
+}
+
+#[tokio::test]
+async fn if_modified_since_is_read_in_all_three_http_date_forms() {
+    let t = TestApp::demo().await;
+    let res = t.get("/v1/books/3").send().await;
+    let modified = chrono::DateTime::parse_from_rfc2822(res.header("last-modified"))
+        .unwrap()
+        .to_utc();
+    // RFC 9110 §5.6.7: IMF-fixdate, RFC 850 (two-digit year), asctime.
+    let forms = |at: chrono::DateTime<chrono::Utc>| {
+        [
+            at.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+            at.format("%A, %d-%b-%y %H:%M:%S GMT").to_string(),
+            at.format("%a %b %e %H:%M:%S %Y").to_string(),
+        ]
+    };
+    for (since, want) in [
+        (modified, 304),
+        (modified + chrono::Duration::seconds(10), 304),
+        (modified - chrono::Duration::seconds(10), 200),
+    ] {
+        for form in forms(since) {
+            let res = t
+                .get("/v1/books/3")
+                .header("if-modified-since", &form)
+                .send()
+                .await;
+            assert_eq!(res.status, want, "If-Modified-Since: {form}");
+        }
+    }
+    // A day name that contradicts the date is not a date: ignored.
+    let wrong_day = (modified + chrono::Duration::days(1))
+        .format("%A")
+        .to_string();
+    let form = format!("{wrong_day}, {}", modified.format("%d-%b-%y %H:%M:%S GMT"));
+    let res = t
+        .get("/v1/books/3")
+        .header("if-modified-since", &form)
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{form}");
+}
+
+#[tokio::test]
+async fn if_match_takes_the_tag_of_the_representation_the_client_read() {
+    let t = TestApp::demo().await;
+    let pairs = [
+        (
+            "/v1/books/5.csv?csv_header=false",
+            "/v1/books/5.csv?csv_header=false",
+        ),
+        ("/v1/books/5.csv?csv_header=false", "/v1/books/5"),
+        (
+            "/v1/books/5?type=csv&csv_header=0",
+            "/v1/books/5?type=csv&csv_header=0",
+        ),
+        ("/v1/books/5.csv", "/v1/books/5.csv"),
+        ("/v1/books/5?envelope=true", "/v1/books/5?envelope=true"),
+        ("/v1/books/5.xml", "/v1/books/5"),
+        ("/v1/books/5", "/v1/books/5.csv"),
+    ];
+    for (i, (read, write)) in pairs.into_iter().enumerate() {
+        let tag = t.get(read).send().await.header("etag").to_string();
+        let res = t
+            .patch(write)
+            .header("if-match", &tag)
+            .json(json!({ "year": 1900 + i }))
+            .send()
+            .await;
+        assert_eq!(res.status, 200, "read {read}, wrote {write} with {tag}");
+        // The write made that tag stale.
+        let res = t
+            .patch(write)
+            .header("if-match", &tag)
+            .json(json!({ "year": 1 }))
+            .send()
+            .await;
+        assert_problem(&res, 412, "PRECONDITION_FAILED");
+    }
+    assert_eq!(t.get("/v1/books/5").send().await.json()["year"], 1906);
+}
+
+#[tokio::test]
+async fn if_match_takes_the_csv_tag_when_the_formula_guard_is_off() {
+    let t = TestApp::demo_with("[format]\ncsv_formula_guard = false\n").await;
+    let res = t
+        .patch("/v1/books/5")
+        .json(json!({"title": "=1+1"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    let got = t.get("/v1/books/5.csv").send().await;
+    assert!(
+        String::from_utf8_lossy(&got.body).contains(",=1+1,"),
+        "unguarded: {}",
+        String::from_utf8_lossy(&got.body)
+    );
+    for (i, write) in ["/v1/books/5.csv", "/v1/books/5"].into_iter().enumerate() {
+        let tag = t
+            .get("/v1/books/5.csv")
+            .send()
+            .await
+            .header("etag")
+            .to_string();
+        let res = t
+            .patch(write)
+            .header("if-match", &tag)
+            .json(json!({ "title": format!("={i}+2") }))
+            .send()
+            .await;
+        assert_eq!(res.status, 200, "{write}");
+        let res = t
+            .patch(write)
+            .header("if-match", &tag)
+            .json(json!({ "title": format!("={i}+3") }))
+            .send()
+            .await;
+        assert_problem(&res, 412, "PRECONDITION_FAILED");
+    }
+}

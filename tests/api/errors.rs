@@ -212,3 +212,83 @@ async fn right_basic_credentials_identify_the_user() {
     assert_eq!(res.json()["id"], 2);
     assert_eq!(res.json()["username"], "ana");
 }
+
+/// A resource whose table and columns are named unlike its API names: what
+/// they are called in the database is an internal (§7).
+const SECRET_NAMES: &str = r#"
+[[module]]
+prefix = "/api"
+[[module.resource]]
+name = "gadgets"
+table = "tbl_secret_x"
+[module.resource.fields]
+id     = { type = "integer", primary_key = true, column = "col_secret_pk" }
+serial = { type = "string", unique = true, column = "col_secret_serial" }
+[[module.resource.nested]]
+name = "parts"
+table = "tbl_secret_parts"
+parent_key = "gadgetId"
+[module.resource.nested.fields]
+id       = { type = "integer", primary_key = true, column = "col_secret_part_pk" }
+gadgetId = { type = "integer", read_only = true, column = "col_secret_fk" }
+label    = { type = "string", column = "col_secret_label" }
+"#;
+
+#[tokio::test]
+async fn errors_name_resources_and_fields_never_tables_or_columns() {
+    let t = TestApp::with(SECRET_NAMES, "", restkit::registry::Registry::builtin()).await;
+    for serial in ["A-1", "B-2"] {
+        let res = t
+            .post("/api/gadgets")
+            .json(json!({ "serial": serial }))
+            .send()
+            .await;
+        assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+    }
+    let res = t
+        .post("/api/gadgets/1/parts")
+        .json(json!({"label": "x"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+    let not_found = [
+        t.get("/api/gadgets/999").send().await,
+        t.get("/api/gadgets/abc").send().await,
+        t.patch("/api/gadgets/999")
+            .json(json!({"serial": "C-3"}))
+            .send()
+            .await,
+        t.delete("/api/gadgets/999").send().await,
+        t.get("/api/gadgets/2/parts/1").send().await,
+        t.get("/api/gadgets/999/parts/1").send().await,
+    ];
+    for res in &not_found {
+        let b = assert_problem(res, 404, "RESOURCE_NOT_FOUND");
+        let dev = b["devMessage"].as_str().unwrap();
+        assert!(dev.contains(" id "), "speaks of the id field: {dev}");
+    }
+    let conflicts = [
+        t.post("/api/gadgets")
+            .json(json!({"serial": "A-1"}))
+            .send()
+            .await,
+        t.patch("/api/gadgets/2")
+            .json(json!({"serial": "A-1"}))
+            .send()
+            .await,
+    ];
+    for res in &conflicts {
+        let b = assert_problem(res, 409, "DUPLICATE_VALUE");
+        assert_eq!(res.error_fields(), [("serial".into(), "unique".into())]);
+        assert!(b["detail"].as_str().unwrap().contains("serial"), "{b}");
+    }
+    let xml = t.get("/api/gadgets/999.xml").send().await;
+    assert_eq!(xml.status, 404);
+    for res in not_found.iter().chain(&conflicts).chain([&xml]) {
+        let body = String::from_utf8_lossy(&res.body);
+        assert!(
+            !body.contains("secret") && !body.contains("tbl_") && !body.contains("col_"),
+            "an internal name reached the wire: {body}"
+        );
+    }
+}
