@@ -308,14 +308,16 @@ impl TableController {
                 let Reply::Record(rec) = self.record_reply(cx, rec) else {
                     unreachable!("record_reply makes records")
                 };
-                let mut contents = vec![Content::Record(rec.clone())];
-                // What a GET with this request's parameters represents,
-                // when that differs from the plain record (an envelope).
-                let asked =
-                    crate::http::represent::reply(Reply::Record(rec), cx, &http::Method::GET);
-                if !matches!(asked.content, Content::Record(_)) {
-                    contents.push(asked.content);
+                // The record as a GET with this request's parameters
+                // represents it too, when that differs (an envelope).
+                let enveloped = matches!(cx.query_param("envelope"), Some("true") | Some("1"));
+                let mut contents = Vec::with_capacity(2);
+                if enveloped {
+                    contents.push(Content::Value(format::record_envelope(Value::Object(
+                        rec.clone(),
+                    ))));
                 }
+                contents.push(Content::Record(rec));
                 contents
                     .iter()
                     .flat_map(|c| Format::DATA.iter().filter_map(|f| format::bytes_of(c, *f)))

@@ -284,6 +284,11 @@ pub fn encode_error(
     (content_type, bytes)
 }
 
+/// `envelope=true` (§5.3) around one record.
+pub fn record_envelope(record: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"_meta": {"status": "SUCCESS"}, "record": record})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::routes::{allow_header, Route};
 use crate::controller::{Ctx, Page, Reply};
 use crate::format::json::camel_keys;
-use crate::format::{Content, Representation};
+use crate::format::{record_envelope, Content, Representation};
 
 pub const TOTAL_COUNT: HeaderName = HeaderName::from_static("x-pagination-total-count");
 pub const PAGE_COUNT: HeaderName = HeaderName::from_static("x-pagination-page-count");
@@ -347,8 +347,4 @@ fn collection_envelope(
         }
     }
     json!({"_meta": meta, "_links": l, "records": records})
-}
-
-fn record_envelope(record: Value) -> Value {
-    json!({"_meta": {"status": "SUCCESS"}, "record": record})
 }
