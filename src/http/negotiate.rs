@@ -24,6 +24,20 @@ use crate::format::Format;
 /// The negotiation layer: decides the format, rewrites an extension off the
 /// path, and records the format on request and response.
 pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    // The compression layer answers 406 when no content coding is
+    // acceptable, but only after the request has run — a PATCH would be
+    // written and then reported refused. Refuse it here, before anything
+    // runs, in the error format.
+    if !coding_acceptable(req.headers()) {
+        let mut res = ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "NOT_ACCEPTABLE",
+            "Accept-Encoding refuses every content coding this API sends (identity, gzip, br).",
+        )
+        .into_response();
+        res.extensions_mut().insert(Format::default());
+        return res;
+    }
     // A route description (OPTIONS) and the health probe answer whatever
     // the client accepts: monitors send Accept: text/plain, and an HTML
     // description of a route is a later addition, not a reason to refuse.
@@ -86,8 +100,41 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
     res
 }
 
-/// The format for a request, and the URI without its extension when one
-/// was used.
+/// Does `Accept-Encoding` allow a coding restkit can send: identity, gzip
+/// or br (RFC 9110 §12.5.3)? Identity is acceptable unless refused by name
+/// or by `*;q=0`; the others only when named or covered by `*`. No header
+/// at all accepts anything.
+fn coding_acceptable(headers: &HeaderMap) -> bool {
+    let mut listed: Vec<(String, bool)> = Vec::new();
+    let mut any_header = false;
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        any_header = true;
+        let Ok(text) = value.to_str() else {
+            return true; // unreadable: let the compression layer decide
+        };
+        for item in text.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            if coding.is_empty() {
+                continue;
+            }
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .filter_map(|q| q.trim().parse::<f32>().ok())
+                .next_back()
+                .unwrap_or(1.0);
+            listed.push((coding, q > 0.0));
+        }
+    }
+    if !any_header {
+        return true;
+    }
+    let named = |c: &str| listed.iter().find(|(n, _)| n == c).map(|(_, ok)| *ok);
+    let star = named("*");
+    let ok = |c: &str| named(c).or(star);
+    ok("identity").unwrap_or(true) || ok("gzip").unwrap_or(false) || ok("br").unwrap_or(false)
+}
+
 /// The first value of query parameter `name`, if any.
 fn query_param(uri: &Uri, name: &str) -> Option<String> {
     let q = uri.query()?;
@@ -244,6 +291,25 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::ACCEPT, v.parse().unwrap());
         h
+    }
+
+    #[test]
+    fn a_coding_is_acceptable_unless_every_one_is_refused() {
+        let h = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT_ENCODING, v.parse().unwrap());
+            h
+        };
+        assert!(coding_acceptable(&HeaderMap::new()));
+        assert!(coding_acceptable(&h("")));
+        assert!(coding_acceptable(&h("gzip, br")));
+        assert!(coding_acceptable(&h("zstd")), "identity stays acceptable");
+        assert!(coding_acceptable(&h("identity;q=0, gzip")));
+        assert!(coding_acceptable(&h("*;q=0, br;q=0.5")));
+        assert!(!coding_acceptable(&h("identity;q=0")));
+        assert!(!coding_acceptable(&h("*;q=0")));
+        assert!(!coding_acceptable(&h("zstd, identity;q=0")));
+        assert!(!coding_acceptable(&h("gzip;q=0, identity;q=0, br;q=0.0")));
     }
 
     #[test]

@@ -225,3 +225,31 @@ async fn a_child_created_while_its_parent_is_deleted_is_201_or_404() {
         );
     }
 }
+
+/// A client that refuses every content coding gets a 406 in the error
+/// format before anything runs: its PATCH is not written and then
+/// reported refused.
+#[tokio::test]
+async fn a_refused_content_coding_is_406_and_writes_nothing() {
+    let t = TestApp::demo().await;
+    for refusal in ["identity;q=0", "*;q=0", "zstd, identity;q=0"] {
+        let res = t
+            .patch("/v1/books/5")
+            .header("accept-encoding", refusal)
+            .json(json!({"title": "never written"}))
+            .send()
+            .await;
+        assert_problem(&res, 406, "NOT_ACCEPTABLE");
+    }
+    assert_ne!(
+        t.get("/v1/books/5").send().await.json()["title"],
+        "never written"
+    );
+    // A coding it accepts is fine.
+    let res = t
+        .get("/v1/books/5")
+        .header("accept-encoding", "identity;q=0, gzip")
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+}
