@@ -482,17 +482,28 @@ impl TableController {
                 let Some((child, _)) = path.last() else {
                     continue;
                 };
-                let what = if n == 1 {
-                    singular(&child.name)
+                // Others' private rows do not exist for the caller (§8.6):
+                // say neither what nor how many.
+                let private = child
+                    .owner
+                    .as_ref()
+                    .is_some_and(|o| o.policy == OwnerPolicy::Private);
+                let detail = if private {
+                    "Records of other users depend on this one, so it cannot be deleted.".into()
                 } else {
-                    child.name.clone()
+                    let what = if n == 1 {
+                        singular(&child.name)
+                    } else {
+                        child.name.clone()
+                    };
+                    format!(
+                        "{n} {what} of other users would be deleted with this; only their owners may delete them."
+                    )
                 };
                 return Err(ApiError::new(
                     http::StatusCode::CONFLICT,
                     "REFERENCE_CONFLICT",
-                    format!(
-                        "{n} {what} of other users would be deleted with this; only their owners may delete them."
-                    ),
+                    detail,
                 ));
             }
         }
@@ -829,11 +840,15 @@ impl TableController {
         let from_start = first_page || matches!(q.position, Position::Cursor { .. });
         let (mut next, mut next_position, carried_mark) = if feed {
             match (from_start, has_more) {
-                (true, true) => {
-                    let at = last_position.unwrap_or_else(|| from.clone());
-                    let link = matches!(q.position, Position::Offset(_)).then(|| at.clone());
-                    (at, link, None)
-                }
+                (true, true) => match last_position {
+                    Some(at) => {
+                        let link = matches!(q.position, Position::Offset(_)).then(|| at.clone());
+                        (at, link, None)
+                    }
+                    // A change time restkit cannot read back (written by
+                    // another program): stay, and page by offset.
+                    None => (from.clone(), None, None),
+                },
                 (true, false) => (mark, None, None),
                 (false, _) => (from.clone(), None, None),
             }
@@ -1290,16 +1305,10 @@ impl Controller for TableController {
         if !all {
             // Whatever its spelling, a filter that matches every record
             // of several deletes them all only when asked to (`all=true`).
-            let everything = Selection {
-                scope: &scope,
-                filter: None,
-                since: None,
-            };
-            let total = tx.count(&self.resource, &everything).await?;
-            if total > 1 && tx.count(&self.resource, &selection).await? == total {
-                return Err(ApiError::bad_query(format!(
-                    "The filter matches every record ({total}); add all=true to delete them all."
-                )));
+            if tx.covers_all_of_several(&self.resource, &selection).await? {
+                return Err(ApiError::bad_query(
+                    "The filter matches every record; add all=true to delete them all.",
+                ));
             }
         }
         self.check_cascade(cx, &mut tx, &selection).await?;

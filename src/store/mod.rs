@@ -293,13 +293,34 @@ impl WriteTx {
         }
     }
 
-    /// Exact count of the selection, as this transaction sees it.
-    pub async fn count(&mut self, r: &Resource, s: &Selection<'_>) -> Result<u64, StoreError> {
-        let stmt = sql::select_count(self.dialect(), r, s);
-        let n = match self {
-            WriteTx::Sqlite(t) => t.fetch_scalar(stmt).await?,
+    /// Does the selection cover every row within its scope, and are
+    /// there at least two? (A bulk delete then needs `all=true`.) Two
+    /// bounded probes, as this transaction sees the table.
+    pub async fn covers_all_of_several(
+        &mut self,
+        r: &Resource,
+        s: &Selection<'_>,
+    ) -> Result<bool, StoreError> {
+        let everything = Selection {
+            scope: s.scope,
+            filter: None,
+            since: None,
         };
-        Ok(n.unwrap_or(0).max(0) as u64)
+        let several = sql::select_count_capped(self.dialect(), r, &everything, 2);
+        if self.scalar(several).await?.unwrap_or(0) < 2 {
+            return Ok(false);
+        }
+        let spared = sql::select_spared(self.dialect(), r, s);
+        Ok(self.scalar(spared).await?.is_none())
+    }
+
+    async fn scalar(
+        &mut self,
+        stmt: sea_query::SelectStatement,
+    ) -> Result<Option<i64>, StoreError> {
+        match self {
+            WriteTx::Sqlite(t) => t.fetch_scalar(stmt).await,
+        }
     }
 
     /// How many rows below the selection's rows, at the end of `path`,
@@ -313,10 +334,7 @@ impl WriteTx {
         user: Option<i64>,
     ) -> Result<u64, StoreError> {
         let stmt = sql::select_owned_below(self.dialect(), r, s, path, user);
-        let n = match self {
-            WriteTx::Sqlite(t) => t.fetch_scalar(stmt).await?,
-        };
-        Ok(n.unwrap_or(0).max(0) as u64)
+        Ok(self.scalar(stmt).await?.unwrap_or(0).max(0) as u64)
     }
 
     /// Runs a restkit-owned insert (seeding, own tables).

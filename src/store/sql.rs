@@ -268,9 +268,10 @@ pub fn select_list(d: Dialect, r: &Resource, q: &ListQuery<'_>) -> SelectStateme
 /// so both come from one snapshot (§6.7): the latest change time among
 /// the rows in the selection's scope (its owner and parent: every row the
 /// caller may read, whatever the filter) and among the tombstones in
-/// `tombstones`. Every change the page does not show gets a later time,
-/// and the mark says nothing about rows the caller cannot read (it is not
-/// the database's clock, which every owner's writes move).
+/// `tombstones` (and never past the clock). Every change the page does
+/// not show gets a later time, and the mark says nothing about rows the
+/// caller cannot read (it is not the database's clock, which every
+/// owner's writes move).
 ///
 /// `SELECT m.stamp, p.id, p.… FROM (SELECT MAX(…) AS stamp) m LEFT JOIN
 /// (page) p ON 1 = 1 ORDER BY p.…`: the mark, the page's key (NULL only in
@@ -311,9 +312,22 @@ pub fn select_list_with_mark(
     let latest = |sub: SelectStatement| {
         Expr::from(Func::coalesce([Expr::from(sub), Expr::val(super::EPOCH)]))
     };
+    // Never past the clock: a time stored by another program (an import,
+    // a restored backup) later than every time restkit hands out would
+    // otherwise pin the mark in the future, and the changes stamped after
+    // it by the clock would be missed.
+    let mut clock = Query::select();
+    clock
+        .from(Alias::new(CLOCK))
+        .column(Alias::new("stamp"))
+        .and_where(Expr::col(Alias::new("id")).eq(1));
+    let seen = || Func::greatest([latest(changed.clone()), latest(deleted.clone())]);
     let mut mark = Query::select();
     mark.expr_as(
-        Func::greatest([latest(changed), latest(deleted)]),
+        Func::least([
+            Expr::from(Func::coalesce([Expr::from(clock), Expr::from(seen())])),
+            Expr::from(seen()),
+        ]),
         Alias::new("stamp"),
     );
     let m = Alias::new("restkit_mark");
@@ -531,6 +545,21 @@ pub fn delete(r: &Resource, id: i64, scope: &Scope) -> DeleteStatement {
     stmt.from_table(table(r))
         .and_where(Expr::col(col(r, r.primary_key)).eq(id));
     restrict(&mut stmt, scope_condition(r, scope));
+    stmt
+}
+
+/// `1` when some row within the selection's scope is outside the
+/// selection (a delete of the selection would spare it). Exact with NULLs:
+/// a row the filter neither matches nor refuses is spared too.
+pub fn select_spared(d: Dialect, r: &Resource, s: &Selection<'_>) -> SelectStatement {
+    let pk = || Expr::col(col(r, r.primary_key));
+    let mut matched = Query::select();
+    matched.from(table(r)).column(col(r, r.primary_key));
+    restrict(&mut matched, s.condition(d, r));
+    let mut stmt = Query::select();
+    stmt.from(table(r)).expr(Expr::val(1));
+    restrict(&mut stmt, scope_condition(r, s.scope));
+    stmt.and_where(pk().not_in_subquery(matched)).limit(1);
     stmt
 }
 

@@ -391,8 +391,6 @@ impl SqliteStore {
     }
 }
 
-/// Builds a record from a row whose columns are `fields`, in order. SQLite
-/// is dynamically typed, so values are decoded by the declared type, leniently.
 /// A table's columns: (name, declared type); empty when it does not exist.
 async fn columns<'e, E>(db: E, table: &str) -> Result<Vec<(String, String)>, StoreError>
 where
@@ -428,6 +426,8 @@ where
         .collect()
 }
 
+/// Builds a record from a row whose columns are `fields`, in order. SQLite
+/// is dynamically typed, so values are decoded by the declared type, leniently.
 fn decode(r: &Resource, fields: &[usize], row: &SqliteRow) -> Record {
     decode_from(r, fields, row, 0)
 }

@@ -253,3 +253,54 @@ async fn a_refused_content_coding_is_406_and_writes_nothing() {
         .await;
     assert_eq!(res.status, 200);
 }
+
+const PRIVATE_CHILDREN: &str = r#"
+[[module]]
+prefix = "/api"
+[[module.resource]]
+name = "boards"
+[module.resource.fields]
+id   = { type = "integer", primary_key = true }
+name = { type = "string" }
+[[module.resource.nested]]
+name = "notes"
+parent_key = "boardId"
+owner = { field = "userId", policy = "private" }
+[module.resource.nested.fields]
+id      = { type = "integer", primary_key = true }
+boardId = { type = "integer", read_only = true }
+userId  = { type = "integer", read_only = true }
+text    = { type = "string" }
+"#;
+
+/// Others' private rows do not exist for the caller (§8.6): a delete they
+/// would block says so without naming them or counting them.
+#[tokio::test]
+async fn a_cascade_into_private_rows_is_refused_without_describing_them() {
+    let t = TestApp::with(PRIVATE_CHILDREN, "", restkit::registry::Registry::builtin()).await;
+    let board = t
+        .post("/api/boards")
+        .json(json!({"name": "b"}))
+        .send()
+        .await;
+    assert_eq!(board.status, 201);
+    let note = t
+        .post("/api/boards/1/notes")
+        .by_user(2)
+        .json(json!({"text": "ana's secret"}))
+        .send()
+        .await;
+    assert_eq!(note.status, 201, "{}", String::from_utf8_lossy(&note.body));
+    let res = t.delete("/api/boards/1").by_user(1).send().await;
+    let b = assert_problem(&res, 409, "REFERENCE_CONFLICT");
+    let text = b.to_string();
+    assert!(!text.contains("note"), "{text}");
+    assert_eq!(
+        t.get("/api/boards/1/notes/1")
+            .by_user(2)
+            .send()
+            .await
+            .status,
+        200
+    );
+}
