@@ -418,6 +418,20 @@ impl TableController {
         values: Vec<(usize, Value)>,
     ) -> Result<Record, ApiError> {
         self.update_schema.check(doc)?;
+        self.write_changed(tx, id, n, scope, current, values).await
+    }
+
+    /// Writes those of `values` that differ from `current` (compared as
+    /// the values bound to SQL); when none does, reads the record instead.
+    async fn write_changed(
+        &self,
+        tx: &mut WriteTx,
+        id: &str,
+        n: i64,
+        scope: &Scope,
+        current: &Record,
+        values: Vec<(usize, Value)>,
+    ) -> Result<Record, ApiError> {
         let fields = &self.resource.fields;
         let changed: Vec<(usize, Value)> = values
             .into_iter()
@@ -1258,14 +1272,14 @@ impl Controller for TableController {
         }
         let mut tx = cx.store.begin_write().await?;
         let mut records = Vec::with_capacity(writes.len());
-        for (id, values) in &writes {
-            self.check_owner(cx, &mut tx, *id, &scope).await?;
+        for (id, values) in writes {
+            self.check_owner(cx, &mut tx, id, &scope).await?;
             // Dropping the transaction on any error rolls every write back.
-            let rec = tx
-                .update(&self.resource, *id, &scope, values, &self.plan.view_fields)
-                .await
-                .map_err(Self::conflict)?
-                .ok_or_else(|| self.not_found(&id.to_string()))?;
+            let raw = id.to_string();
+            let current = self.current(&mut tx, &raw, id, &scope).await?;
+            let rec = self
+                .write_changed(&mut tx, &raw, id, &scope, &current, values)
+                .await?;
             records.push(Value::Object(rec));
         }
         tx.commit().await?;

@@ -139,6 +139,20 @@ async fn a_write_that_changes_nothing_writes_nothing() {
     }
     let after = t.get("/v1/books/5").send().await.json();
     assert_eq!(after["updatedAt"], before["updatedAt"]);
+    // In bulk too: the unchanged record keeps its time, the changed one
+    // moves.
+    let six = t.get("/v1/books/6").send().await.json();
+    let bulk = json!([
+        {"id": 5, "title": before["title"], "author": before["author"],
+         "year": before["year"], "isbn": before["isbn"]},
+        {"id": 6, "title": "retitled", "author": six["author"],
+         "year": six["year"], "isbn": six["isbn"]},
+    ]);
+    let res = t.put("/v1/books").json(bulk).send().await;
+    assert_eq!(res.status, 200);
+    let out = res.json();
+    assert_eq!(out[0]["updatedAt"], before["updatedAt"]);
+    assert_ne!(out[1]["updatedAt"], six["updatedAt"]);
     // A real change still moves the change time.
     let changed = t
         .patch("/v1/books/5")
