@@ -493,16 +493,12 @@ impl TableController {
                 .count_owned_below(&self.resource, selection, path, user)
                 .await?;
             if n > 0 {
-                let Some((child, _)) = path.last() else {
+                let Some((child, _)) = path.steps.last() else {
                     continue;
                 };
                 // Others' private rows do not exist for the caller (§8.6):
                 // say neither what nor how many.
-                let private = child
-                    .owner
-                    .as_ref()
-                    .is_some_and(|o| o.policy == OwnerPolicy::Private);
-                let detail = if private {
+                let detail = if path.private {
                     "Records of other users depend on this one, so it cannot be deleted.".into()
                 } else {
                     let what = if n == 1 {

@@ -14,19 +14,47 @@ use super::{ApiModel, Module, Resource};
 
 /// A way down from a table to rows that belong to users: each step is a
 /// nested resource and its field holding the key of the step above; the
-/// last step's resource has an owner. Deleting a row of the table deletes
-/// the rows at the end of the path too (`ON DELETE CASCADE`).
-pub type OwnedPath = Vec<(Arc<Resource>, usize)>;
+/// last step's table has an owner column (declared on any resource over
+/// that table). Deleting a row of the table deletes the rows at the end of
+/// the path too (`ON DELETE CASCADE`).
+#[derive(Debug, Clone)]
+pub struct OwnedPath {
+    pub steps: Vec<(Arc<Resource>, usize)>,
+    /// The owner column of the last step's table.
+    pub owner_column: String,
+    /// Whether some declaration keeps those rows private (then a refusal
+    /// must not describe them).
+    pub private: bool,
+}
 
 /// Every [`OwnedPath`] below `table`, through any module's nested
 /// resources (a cascade follows tables, not modules): the rows a delete
 /// would take with it that someone owns. Paths through one table are
 /// listed once; a cycle (or a chain deeper than 8) ends the walk.
 pub fn owned_below(model: &ApiModel, table: &str) -> Vec<OwnedPath> {
+    // Who owns a table's rows, whichever declaration says it.
+    let owner_of = |table: &str| {
+        let mut found: Option<(String, bool)> = None;
+        for r in model.modules.iter().flat_map(|m| &m.resources) {
+            if r.table != table || r.controller.is_some() {
+                continue;
+            }
+            if let Some(o) = &r.owner {
+                let private = o.policy == super::OwnerPolicy::Private;
+                let column = r.fields[o.field].column.clone();
+                found = Some(match found {
+                    Some((c, p)) => (c, p || private),
+                    None => (column, private),
+                });
+            }
+        }
+        found
+    };
     fn walk(
         model: &ApiModel,
         table: &str,
-        path: &mut OwnedPath,
+        owner_of: &dyn Fn(&str) -> Option<(String, bool)>,
+        path: &mut Vec<(Arc<Resource>, usize)>,
         out: &mut Vec<OwnedPath>,
         seen: &mut Vec<Vec<(String, String)>>,
     ) {
@@ -49,17 +77,30 @@ pub fn owned_below(model: &ApiModel, table: &str) -> Vec<OwnedPath> {
                     .iter()
                     .map(|(r, f)| (r.table.clone(), r.fields[*f].column.clone()))
                     .collect();
-                if child.owner.is_some() && !seen.contains(&key) {
-                    seen.push(key);
-                    out.push(path.clone());
+                if let Some((owner_column, private)) = owner_of(&child.table) {
+                    if !seen.contains(&key) {
+                        seen.push(key);
+                        out.push(OwnedPath {
+                            steps: path.clone(),
+                            owner_column,
+                            private,
+                        });
+                    }
                 }
-                walk(model, &child.table, path, out, seen);
+                walk(model, &child.table, owner_of, path, out, seen);
                 path.pop();
             }
         }
     }
     let mut out = Vec::new();
-    walk(model, table, &mut Vec::new(), &mut out, &mut Vec::new());
+    walk(
+        model,
+        table,
+        &owner_of,
+        &mut Vec::new(),
+        &mut out,
+        &mut Vec::new(),
+    );
     out
 }
 

@@ -330,7 +330,7 @@ impl WriteTx {
         &mut self,
         r: &Resource,
         s: &Selection<'_>,
-        path: &[(std::sync::Arc<Resource>, usize)],
+        path: &crate::model::plan::OwnedPath,
         user: Option<i64>,
     ) -> Result<u64, StoreError> {
         let stmt = sql::select_owned_below(self.dialect(), r, s, path, user);

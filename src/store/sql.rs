@@ -571,27 +571,28 @@ pub fn select_owned_below(
     d: Dialect,
     r: &Resource,
     s: &Selection<'_>,
-    path: &[(std::sync::Arc<Resource>, usize)],
+    path: &crate::model::plan::OwnedPath,
     user: Option<i64>,
 ) -> SelectStatement {
     let mut keys = Query::select();
     keys.from(table(r)).column(col(r, r.primary_key));
     restrict(&mut keys, s.condition(d, r));
     let mut stmt = keys;
-    for (i, (child, field)) in path.iter().enumerate() {
+    let steps = &path.steps;
+    for (i, (child, field)) in steps.iter().enumerate() {
         let mut next = Query::select();
         next.from(table(child))
             .and_where(Expr::col(col(child, *field)).in_subquery(stmt));
-        if i + 1 < path.len() {
+        if i + 1 < steps.len() {
             next.column(col(child, child.primary_key));
         } else {
-            next.expr(Expr::cust("COUNT(*)"));
-            if let Some(owner) = &child.owner {
-                let owner = Expr::col(col(child, owner.field));
-                next.and_where(owner.clone().is_not_null());
-                if let Some(user) = user {
-                    next.and_where(owner.ne(user));
-                }
+            // The owner column comes from the model (whichever declaration
+            // over the table names it), never from a request.
+            let owner = Expr::col(Alias::new(path.owner_column.as_str()));
+            next.expr(Expr::cust("COUNT(*)"))
+                .and_where(owner.clone().is_not_null());
+            if let Some(user) = user {
+                next.and_where(owner.ne(user));
             }
         }
         stmt = next;

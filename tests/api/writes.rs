@@ -318,3 +318,58 @@ async fn a_cascade_into_private_rows_is_refused_without_describing_them() {
         200
     );
 }
+
+/// The nested declaration names no owner, but another declaration over the
+/// same table does: the rows are still someone's, and a cascade that would
+/// take them is refused.
+#[tokio::test]
+async fn ownership_declared_on_another_resource_over_the_table_still_counts() {
+    let toml = r#"
+[[module]]
+prefix = "/api"
+[[module.resource]]
+name = "boards"
+[module.resource.fields]
+id   = { type = "integer", primary_key = true }
+name = { type = "string" }
+[[module.resource.nested]]
+name = "cards"
+table = "cards"
+parent_key = "boardId"
+[module.resource.nested.fields]
+id      = { type = "integer", primary_key = true }
+boardId = { type = "integer", read_only = true }
+text    = { type = "string" }
+[[module.resource]]
+name = "mycards"
+table = "cards"
+owner = { field = "userId", policy = "read_all" }
+[module.resource.fields]
+id      = { type = "integer", primary_key = true }
+boardId = { type = "integer" }
+userId  = { type = "integer", read_only = true }
+text    = { type = "string" }
+"#;
+    let t = TestApp::with(toml, "", restkit::registry::Registry::builtin()).await;
+    assert_eq!(
+        t.post("/api/boards")
+            .json(json!({"name": "b"}))
+            .send()
+            .await
+            .status,
+        201
+    );
+    let card = t
+        .post("/api/mycards")
+        .by_user(2)
+        .json(json!({"boardId": 1, "text": "ana's"}))
+        .send()
+        .await;
+    assert_eq!(card.status, 201, "{}", String::from_utf8_lossy(&card.body));
+    let res = t.delete("/api/boards/1").by_user(1).send().await;
+    assert_problem(&res, 409, "REFERENCE_CONFLICT");
+    assert_eq!(
+        t.delete("/api/boards/1").by_user(2).send().await.status,
+        204
+    );
+}
