@@ -213,7 +213,7 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
     };
     tracing::info!(
         target: "restkit::request",
-        method = %method,
+        method = %crate::ops::metrics::method_for_log(method.as_str()),
         route = %route,
         status = status.as_u16(),
         latency_us = latency.as_micros() as u64,

@@ -245,3 +245,88 @@ async fn metrics_can_be_restricted_to_some_addresses() {
     let off = TestApp::demo_with("[metrics]\nenabled = false\n").await;
     assert_eq!(off.get("/metrics").anonymous().send().await.status, 404);
 }
+
+/// What the app logs while a test runs, on this test's thread (a tokio
+/// test runs its app on one thread).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+impl Captured {
+    /// Starts capturing the log lines of this thread, until the guard drops.
+    fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let c = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(c.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        (c, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Invented methods (any token, any length, on any path, refused or not)
+/// share one label: they cannot grow `/metrics`, and a 60 KB name is
+/// neither a label nor 60 KB of log.
+#[tokio::test]
+async fn invented_methods_do_not_grow_metrics_or_the_log() {
+    let t =
+        TestApp::demo_with("[rate_limit]\nanonymous = { requests = 5, period = \"1h\" }\n").await;
+    let (log, _guard) = Captured::start();
+    let invent = |i: usize| http::Method::from_bytes(format!("PROBE{i}").as_bytes()).unwrap();
+    for i in 0..20 {
+        for path in ["/health", "/v1/books", "/no/such/path"] {
+            t.call(invent(i), path).anonymous().send().await;
+        }
+    }
+    let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    // The first scrape adds /metrics' own series.
+    metrics(&t).await;
+    let before = metrics(&t).await;
+    for i in 20..60 {
+        for path in ["/health", "/v1/books", "/no/such/path"] {
+            t.call(invent(i), path).anonymous().send().await;
+        }
+    }
+    let after = metrics(&t).await;
+    assert!(!after.contains("PROBE"), "{after}");
+    assert!(after.contains("method=\"other\""));
+    // Only the count of /metrics itself moved, not the number of series.
+    assert_eq!(series(&before), series(&after));
+
+    let long = "X".repeat(60_000);
+    let long_method = http::Method::from_bytes(long.as_bytes()).unwrap();
+    for path in ["/health", "/v1/books/3", "/nothing"] {
+        let res = t.call(long_method.clone(), path).anonymous().send().await;
+        assert!(res.status.is_client_error(), "{path}: {}", res.status);
+    }
+    let text = metrics(&t).await;
+    assert!(!text.contains("XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"));
+    assert!(text.len() < 64 * 1024, "{}", text.len());
+    let logged = log.text();
+    assert!(logged.contains("(60000 bytes)"), "{logged}");
+    assert!(
+        !logged.contains(&"X".repeat(64)),
+        "the log holds the whole name"
+    );
+}
