@@ -211,6 +211,14 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
         }
         (None, None) => "-",
     };
+    // Rate-limit refusals are summarised (counts per caller, once a
+    // second): a flood must not cost a log line per request.
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        if let Some(reason @ "RATE_LIMITED") = error_code {
+            state.refusals.record(caller, reason);
+            return res;
+        }
+    }
     tracing::info!(
         target: "restkit::request",
         method = %crate::ops::metrics::method_for_log(method.as_str()),

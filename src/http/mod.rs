@@ -56,6 +56,8 @@ pub struct AppState {
     pub metrics: crate::ops::metrics::Metrics,
     /// Who may read `/metrics` (empty: anyone).
     pub metrics_allow: crate::limit::Networks,
+    /// Rate-limit refusals waiting for their once-a-second log summary.
+    pub refusals: crate::ops::refusals::Refusals,
     /// What OPTIONS answers, per route template: cut from the document.
     pub descriptions: std::collections::HashMap<String, Arc<serde_json::Value>>,
 }
@@ -185,8 +187,10 @@ impl App {
             limiter,
             metrics: Default::default(),
             metrics_allow,
+            refusals: Default::default(),
         });
         limits::forget_idle_periodically(Arc::downgrade(&state));
+        crate::ops::refusals::Refusals::write_periodically(Arc::downgrade(&state), |s| &s.refusals);
         let mut router: Router<Arc<AppState>> = Router::new().route(
             "/health",
             get(|State(st): State<Arc<AppState>>| async move {

@@ -330,3 +330,49 @@ async fn invented_methods_do_not_grow_metrics_or_the_log() {
         "the log holds the whole name"
     );
 }
+
+/// Rate-limit refusals are summarised per caller and reason, at most once
+/// a second, instead of one line each; served requests keep their lines.
+#[tokio::test]
+async fn refusals_are_logged_as_counts_not_one_line_each() {
+    let t =
+        TestApp::demo_with("[rate_limit]\nanonymous = { requests = 1, period = \"1h\" }\n").await;
+    let (log, _guard) = Captured::start();
+    let statuses = anonymous_statuses(&t, 201).await;
+    assert_eq!(statuses[0], 401);
+    assert!(statuses[1..].iter().all(|s| *s == 429));
+    assert_eq!(t.get("/v1/books/3").send().await.status, 200);
+    // The timer writes what is left within two ticks of the last summary.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let text = log.text();
+    let lines: Vec<&str> = text.lines().collect();
+    let served: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("restkit::request"))
+        .collect();
+    // The 401 and the 200: one line each; no 429 line.
+    assert_eq!(served.len(), 2, "{text}");
+    assert!(served.iter().all(|l| !l.contains("status=429")), "{text}");
+    let summaries: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("restkit::refused"))
+        .collect();
+    assert!(
+        (1..=4).contains(&summaries.len()),
+        "{} summaries: {text}",
+        summaries.len()
+    );
+    let refused: u64 = summaries
+        .iter()
+        .inspect(|l| {
+            assert!(
+                l.contains("caller=\"ip:203.0.113.9\"") || l.contains("caller=ip:203.0.113.9"),
+                "{l}"
+            );
+            assert!(l.contains("RATE_LIMITED"), "{l}");
+        })
+        .filter_map(|l| l.split("refused=").nth(1))
+        .filter_map(|n| n.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(refused, 200, "{text}");
+}
