@@ -376,3 +376,28 @@ async fn refusals_are_logged_as_counts_not_one_line_each() {
         .sum();
     assert_eq!(refused, 200, "{text}");
 }
+
+/// Every response says its type is not to be sniffed: JSON, CSV, XML,
+/// errors in each, and restkit's own endpoints.
+#[tokio::test]
+async fn every_response_forbids_content_sniffing() {
+    let t = TestApp::demo().await;
+    for uri in [
+        "/v1/books/3",
+        "/v1/books.csv",
+        "/v1/books/3.xml",
+        "/v1/books/99999.csv",
+        "/v1/books/99999.xml",
+        "/v1/books?filter=nope",
+        "/health",
+        "/metrics",
+        "/openapi.json",
+        "/no/such/path",
+    ] {
+        let res = t.get(uri).send().await;
+        assert_eq!(res.header("x-content-type-options"), "nosniff", "{uri}");
+    }
+    let res = t.get("/v1/books/3").anonymous().send().await;
+    assert_eq!(res.status, 401);
+    assert_eq!(res.header("x-content-type-options"), "nosniff");
+}
