@@ -88,7 +88,8 @@ impl Default for ServerSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CorsSettings {
-    /// Origins allowed to call the API from a browser; `"*"`: any. With
+    /// Origins allowed to call the API from a browser; `"*"`: any (not
+    /// with `credentials`, which is refused at start-up). With
     /// `credentials`, the request's origin is echoed, never `*`.
     pub origins: Vec<String>,
     /// Send `Access-Control-Allow-Credentials: true`.
@@ -546,6 +547,7 @@ impl Settings {
         if self.server.body_limit == 0 {
             return bad("server.body_limit", "must be more than 0");
         }
+        crate::http::cors::check(&self.cors, &[]).map_err(ConfigError)?;
         let url = &self.server.public_url;
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return bad(

@@ -142,6 +142,7 @@ impl App {
         settings: Settings,
         registry: &Registry,
     ) -> Result<App, String> {
+        cors::check(&settings.cors, &model.modules)?;
         let mut limiter = crate::limit::RateLimiter::new(&settings.rate_limit)?;
         let metrics_allow =
             crate::limit::Networks::parse(&settings.metrics.allow, "metrics.allow")?;
