@@ -401,3 +401,35 @@ async fn every_response_forbids_content_sniffing() {
     assert_eq!(res.status, 401);
     assert_eq!(res.header("x-content-type-options"), "nosniff");
 }
+
+/// The database holds password and token hashes: a new one (and its WAL
+/// files, which SQLite gives the main file's mode) is its owner's only.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestApp::demo().await;
+    // A write, so the WAL files exist.
+    let res = t
+        .post("/v1/books")
+        .json(serde_json::json!({"title": "Private", "author": "Me"}))
+        .send()
+        .await;
+    assert!(res.status.is_success(), "{}", res.status);
+    let db = t._dir.path().join("test.db");
+    let mut checked = 0;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            path.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2, "the database and its WAL exist");
+}
