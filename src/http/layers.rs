@@ -219,13 +219,12 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
         }
         (None, None) => "-",
     };
-    // Rate-limit refusals are summarised (counts per caller, once a
-    // second): a flood must not cost a log line per request.
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        if let Some(reason @ "RATE_LIMITED") = error_code {
-            state.refusals.record(caller, reason);
-            return res;
-        }
+    // Rate-limit refusals — over the limit (429), or no decision under
+    // on_backend_error = "deny" (503) — are summarised (counts per caller,
+    // once a second): a flood must not cost a log line per request.
+    if let Some(reason @ ("RATE_LIMITED" | "RATE_LIMIT_UNAVAILABLE")) = error_code {
+        state.refusals.record(caller, reason);
+        return res;
     }
     tracing::info!(
         target: "restkit::request",

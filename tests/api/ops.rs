@@ -377,6 +377,40 @@ async fn refusals_are_logged_as_counts_not_one_line_each() {
     assert_eq!(refused, 200, "{text}");
 }
 
+/// Under `on_backend_error = "deny"` a Redis outage refuses every limited
+/// request (503): those are summarised too, not one line each.
+#[tokio::test]
+async fn backend_refusals_are_summarised_too() {
+    // A port nothing listens on: every decision fails at once.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let t = TestApp::demo_with(&format!(
+        "[rate_limit]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}\"\n\
+         on_backend_error = \"deny\"\n"
+    ))
+    .await;
+    let (log, _guard) = Captured::start();
+    for _ in 0..30 {
+        let res = t.get("/v1/books/3").send().await;
+        crate::helpers::assert_problem(&res, 503, "RATE_LIMIT_UNAVAILABLE");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let text = log.text();
+    assert!(
+        !text.lines().any(|l| l.contains("restkit::request")),
+        "{text}"
+    );
+    let refused: u64 = text
+        .lines()
+        .filter(|l| l.contains("restkit::refused") && l.contains("RATE_LIMIT_UNAVAILABLE"))
+        .filter_map(|l| l.split("refused=").nth(1))
+        .filter_map(|n| n.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(refused, 30, "{text}");
+}
+
 /// Every response says its type is not to be sniffed: JSON, CSV, XML,
 /// errors in each, and restkit's own endpoints.
 #[tokio::test]
