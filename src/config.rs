@@ -88,7 +88,8 @@ impl Default for ServerSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CorsSettings {
-    /// Origins allowed to call the API from a browser; `"*"`: any. With
+    /// Origins allowed to call the API from a browser; `"*"`: any (not
+    /// with `credentials`, which is refused at start-up). With
     /// `credentials`, the request's origin is echoed, never `*`.
     pub origins: Vec<String>,
     /// Send `Access-Control-Allow-Credentials: true`.
@@ -448,6 +449,23 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The start-up warning for a server that builds absolute URLs
+    /// (`Location`, `Link`, `_links`) from the request's `Host` — no
+    /// `server.public_url` — while bound to an address other machines can
+    /// reach: behind a proxy, that `Host` is whatever the proxy or the
+    /// client sends, not the public address. `None` when either is not so.
+    pub fn public_url_warning(&self) -> Option<String> {
+        let bind = self.server.bind.ip();
+        if !self.server.public_url.is_empty() || bind.is_loopback() {
+            return None;
+        }
+        Some(format!(
+            "server.public_url is not set and server.bind ({bind}) is not a loopback address: \
+             absolute URLs in Location and Link headers are built from each request's Host \
+             header; behind a proxy, set server.public_url to the public address"
+        ))
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
         if !(1..=1_000_000).contains(&self.server.max_connections) {
@@ -546,6 +564,7 @@ impl Settings {
         if self.server.body_limit == 0 {
             return bad("server.body_limit", "must be more than 0");
         }
+        crate::http::cors::check(&self.cors, &[]).map_err(ConfigError)?;
         let url = &self.server.public_url;
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return bad(
@@ -702,6 +721,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("servr"), "{e}");
+    }
+
+    #[test]
+    fn a_reachable_server_without_public_url_is_warned_about() {
+        let warning = |toml: &str| {
+            Settings::load(toml, &Overrides::default())
+                .unwrap()
+                .public_url_warning()
+        };
+        assert_eq!(warning(""), None, "the default binds to 127.0.0.1");
+        assert_eq!(warning("[server]\nbind = \"[::1]:8080\"\n"), None);
+        let w = warning("[server]\nbind = \"0.0.0.0:8080\"\n").unwrap();
+        assert!(
+            w.contains("server.public_url") && w.contains("0.0.0.0"),
+            "{w}"
+        );
+        assert!(warning("[server]\nbind = \"10.1.2.3:80\"\n").is_some());
+        assert_eq!(
+            warning("[server]\nbind = \"0.0.0.0:8080\"\npublic_url = \"https://api.example\"\n"),
+            None
+        );
     }
 
     #[test]

@@ -226,6 +226,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             database,
         } => {
             let (settings, model) = load(&config, Overrides { bind, database })?;
+            if let Some(warning) = settings.public_url_warning() {
+                tracing::warn!("{warning}");
+            }
             let addr = settings.server.bind;
             let app = restkit::open(model, settings, &Registry::builtin())
                 .await

@@ -86,7 +86,10 @@ impl Format {
     pub const NAMES: &'static str = "json, xml, csv, html";
 
     /// Does this media type (no parameters, lower case) name the format?
-    /// `*/*` names every format; `application/*` names JSON and XML.
+    /// `*/*` names every format; `application/*` names JSON and XML;
+    /// `text/*` names CSV and HTML only (XML is `application/xml`, even
+    /// though `text/xml` is accepted for it), and CSV wins a tie between
+    /// them, being the data rather than a page about it.
     pub fn matches(self, media: &str) -> bool {
         match self {
             Format::Json => {
@@ -97,7 +100,7 @@ impl Format {
             // and browsers list it.
             Format::Xml => matches!(
                 media,
-                "application/xml" | "text/xml" | "application/*" | "text/*" | "*/*"
+                "application/xml" | "text/xml" | "application/*" | "*/*"
             ),
             Format::Csv(_) => matches!(media, "text/csv" | "text/*" | "*/*"),
             Format::Html => matches!(

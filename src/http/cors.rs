@@ -5,7 +5,11 @@
 //! `Max-Age`; actual responses — errors included — carry
 //! `Access-Control-Expose-Headers`. An origin that is not allowed gets no
 //! CORS header at all. `*` is never sent together with credentials: then
-//! the request's origin is echoed, with `Vary: Origin`.
+//! the listed origin is echoed, with `Vary: Origin`. `origins = ["*"]`
+//! with `credentials = true` is refused at start-up ([`check`]): it would
+//! let every site read a signed-in user's rows. `Origin: null` (sandboxed
+//! frames, `file:` pages — any site can send it) is never answered with
+//! credentials.
 //!
 //! A module's `[module.cors]` overrides the global `[cors]` for its routes
 //! (the route's module travels to this layer in the response's
@@ -89,6 +93,42 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
     res
 }
 
+/// Refuses, naming the keys, any module whose effective CORS settings
+/// (its own, else the global `[cors]`) allow every origin with
+/// credentials: a browser would then send the user's cookies or
+/// remembered Basic credentials from any site and let it read the answer.
+pub fn check(
+    global: &crate::config::CorsSettings,
+    modules: &[crate::model::Module],
+) -> Result<(), String> {
+    let refuse = |origins_key: &str, credentials_key: &str| {
+        Err(format!(
+            "{origins_key} = [\"*\"] cannot be combined with {credentials_key} = true: \
+             every site could read signed-in users' data; list the allowed origins, \
+             or turn credentials off"
+        ))
+    };
+    let any = |origins: &[String]| origins.iter().any(|o| o == "*");
+    if global.credentials && any(&global.origins) {
+        return refuse("cors.origins", "cors.credentials");
+    }
+    for (i, m) in modules.iter().enumerate() {
+        let own = |key: &str| format!("module[{i}] (prefix {}).cors.{key}", m.prefix);
+        let (origins, origins_key) = match &m.cors.origins {
+            Some(o) => (o.as_slice(), own("origins")),
+            None => (global.origins.as_slice(), "cors.origins".to_string()),
+        };
+        let (credentials, credentials_key) = match m.cors.credentials {
+            Some(c) => (c, own("credentials")),
+            None => (global.credentials, "cors.credentials".to_string()),
+        };
+        if credentials && any(origins) {
+            return refuse(&origins_key, &credentials_key);
+        }
+    }
+    Ok(())
+}
+
 /// The settings for one response: the module's where it has them, else
 /// the global `[cors]`.
 struct Effective<'a> {
@@ -99,15 +139,22 @@ struct Effective<'a> {
 
 /// The `Access-Control-Allow-Origin` value for `origin`, if it is allowed.
 fn allowed_origin(cors: &Effective, origin: &HeaderValue) -> Option<HeaderValue> {
+    // `null` is the origin of sandboxed and local documents, which any
+    // site can create: never one to trust with credentials.
+    if cors.credentials && origin.as_bytes().eq_ignore_ascii_case(b"null") {
+        return None;
+    }
     let any = cors.origins.iter().any(|o| o == "*");
     let listed = origin.to_str().is_ok_and(|o| {
         cors.origins
             .iter()
             .any(|allowed| allowed.eq_ignore_ascii_case(o))
     });
+    // `*` with credentials is refused at start-up; should it get here
+    // anyway, it allows no origin rather than every one.
     match (any, listed, cors.credentials) {
         (true, _, false) => Some(HeaderValue::from_static("*")),
-        (true, _, true) | (false, true, _) => Some(origin.clone()),
-        (false, false, _) => None,
+        (_, true, _) => Some(origin.clone()),
+        _ => None,
     }
 }

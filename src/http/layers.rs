@@ -3,7 +3,9 @@
 //! [`edge`] wraps every request: it accepts or generates `X-Request-Id`,
 //! bounds the request's run time, renders any [`ApiError`] a handler or
 //! inner layer left in the response extensions as `application/problem+json`
-//! (with the request id), and logs one line per request.
+//! (with the request id), sets `X-Content-Type-Options: nosniff` on every
+//! response, and logs one line per served request (rate-limit refusals
+//! are summarised, [`crate::ops::refusals`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -208,6 +210,12 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
         *res.status_mut() = StatusCode::OK;
     }
     res.headers_mut().insert(REQUEST_ID, id.clone());
+    // Every body is of the type it says (JSON, CSV, XML, pages, errors):
+    // browsers must not sniff a CSV cell or a JSON string into a page.
+    res.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     let route = res
         .extensions()
         .get::<RouteTemplate>()
@@ -234,9 +242,16 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
         }
         (None, None) => "-",
     };
+    // Rate-limit refusals — over the limit (429), or no decision under
+    // on_backend_error = "deny" (503) — are summarised (counts per caller,
+    // once a second): a flood must not cost a log line per request.
+    if let Some(reason @ ("RATE_LIMITED" | "RATE_LIMIT_UNAVAILABLE")) = error_code {
+        state.refusals.record(caller, reason);
+        return res;
+    }
     tracing::info!(
         target: "restkit::request",
-        method = %method,
+        method = %crate::ops::metrics::method_for_log(method.as_str()),
         route = %route,
         status = status.as_u16(),
         latency_us = latency.as_micros() as u64,

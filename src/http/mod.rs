@@ -57,6 +57,8 @@ pub struct AppState {
     pub metrics: crate::ops::metrics::Metrics,
     /// Who may read `/metrics` (empty: anyone).
     pub metrics_allow: crate::limit::Networks,
+    /// Rate-limit refusals waiting for their once-a-second log summary.
+    pub refusals: crate::ops::refusals::Refusals,
     /// What OPTIONS answers, per route template: cut from the document.
     pub descriptions: std::collections::HashMap<String, Arc<serde_json::Value>>,
 }
@@ -141,6 +143,7 @@ impl App {
         settings: Settings,
         registry: &Registry,
     ) -> Result<App, String> {
+        cors::check(&settings.cors, &model.modules)?;
         let mut limiter = crate::limit::RateLimiter::new(&settings.rate_limit)?;
         let metrics_allow =
             crate::limit::Networks::parse(&settings.metrics.allow, "metrics.allow")?;
@@ -186,8 +189,10 @@ impl App {
             limiter,
             metrics: Default::default(),
             metrics_allow,
+            refusals: Default::default(),
         });
         limits::forget_idle_periodically(Arc::downgrade(&state));
+        crate::ops::refusals::Refusals::write_periodically(Arc::downgrade(&state), |s| &s.refusals);
         let mut router: Router<Arc<AppState>> = Router::new().route(
             "/health",
             get(|State(st): State<Arc<AppState>>| async move {

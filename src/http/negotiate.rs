@@ -365,6 +365,40 @@ mod tests {
     }
 
     #[test]
+    fn text_ranges_cover_only_text_formats() {
+        // text/* is CSV or HTML, never XML (application/xml); CSV wins the
+        // tie, as the data itself.
+        assert!(matches!(
+            from_accept(&accept("text/*")).unwrap(),
+            Format::Csv(_)
+        ));
+        // A specific range's q decides its format, over the wildcard's.
+        assert_eq!(
+            from_accept(&accept("text/csv;q=0.1, text/*;q=0.9")).unwrap(),
+            Format::Html
+        );
+        assert_eq!(
+            from_accept(&accept("text/csv;q=0, text/*")).unwrap(),
+            Format::Html
+        );
+        assert_eq!(
+            from_accept(&accept("text/csv;q=0, text/html;q=0, text/*"))
+                .unwrap_err()
+                .status,
+            StatusCode::NOT_ACCEPTABLE
+        );
+        assert!(matches!(
+            from_accept(&accept("text/*;q=0.5, application/xml;q=0.4")).unwrap(),
+            Format::Csv(_)
+        ));
+        assert_eq!(
+            from_accept(&accept("text/*;q=0.5, application/xml;q=0.6")).unwrap(),
+            Format::Xml
+        );
+        assert_eq!(from_accept(&accept("text/xml")).unwrap(), Format::Xml);
+    }
+
+    #[test]
     fn extensions_come_off_the_last_segment_only() {
         assert_eq!(extension("/v1/books.json"), Some(("/v1/books", "json")));
         assert_eq!(extension("/v1/books/3.json"), Some(("/v1/books/3", "json")));

@@ -3,6 +3,12 @@
 //! status; a latency histogram; errors by kind (authentication failures,
 //! statement timeouts); rate-limit decisions (read from the limiter's own
 //! counters at scrape time); database pool connections; build info.
+//!
+//! Every label value comes from a fixed set, so the number of series — and
+//! what a scrape costs — is bounded by the configuration, never by what
+//! clients send: the route is a template from the route table (or
+//! `(unmatched)`), the method one of the standard names or `other`, the
+//! status one restkit answered with.
 
 use std::sync::atomic::AtomicU64;
 
@@ -16,15 +22,49 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
-    method: String,
+    method: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: String,
-    method: String,
+    method: &'static str,
 }
+
+/// The metrics label of a request method: the standard methods by name,
+/// any other name (clients may invent any token, of any length) as
+/// `other`, so invented methods cannot add series.
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "other",
+    }
+}
+
+/// A request method as the request log writes it: invented names are kept
+/// (they tell an operator what a probe sent) but cut to
+/// [`LOGGED_METHOD_MAX`] bytes, so a 60 KB name does not become 60 KB of
+/// log per request.
+pub fn method_for_log(method: &str) -> std::borrow::Cow<'_, str> {
+    match method.get(..LOGGED_METHOD_MAX) {
+        Some(head) if method.len() > LOGGED_METHOD_MAX => {
+            format!("{head}...({} bytes)", method.len()).into()
+        }
+        _ => method.into(),
+    }
+}
+
+/// The longest method name the request log writes whole.
+pub const LOGGED_METHOD_MAX: usize = 32;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
@@ -144,17 +184,18 @@ impl Metrics {
         seconds: f64,
         error: Option<&str>,
     ) {
+        let method = method_label(method);
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.to_string(),
-                method: method.to_string(),
+                method,
                 status,
             })
             .inc();
         self.latency
             .get_or_create(&RouteLabels {
                 route: route.to_string(),
-                method: method.to_string(),
+                method,
             })
             .observe(seconds);
         match error {
@@ -285,6 +326,21 @@ mod tests {
         assert!(!wants_openmetrics(
             "application/openmetrics-text;q=0, text/plain"
         ));
+    }
+
+    #[test]
+    fn invented_methods_share_one_label_and_long_ones_are_cut_in_the_log() {
+        for m in ["GET", "HEAD", "DELETE", "TRACE"] {
+            assert_eq!(method_label(m), m);
+        }
+        for m in ["get", "FOO", "PROPFIND", ""] {
+            assert_eq!(method_label(m), "other", "{m}");
+        }
+        assert_eq!(method_for_log("PROPFIND"), "PROPFIND");
+        let long = "X".repeat(60_000);
+        let logged = method_for_log(&long);
+        assert!(logged.len() < 64, "{logged}");
+        assert!(logged.ends_with("(60000 bytes)"));
     }
 
     #[test]

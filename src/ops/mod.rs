@@ -2,6 +2,7 @@
 //! rate-limited.
 
 pub mod metrics;
+pub mod refusals;
 
 use axum::body::Body;
 use axum::response::Response;

@@ -142,6 +142,22 @@ fn advance_clock() -> &'static str {
     })
 }
 
+/// Creates a missing database file readable and writable by its owner
+/// only: it holds password and token hashes. SQLite gives the `-wal` and
+/// `-shm` files the main file's mode, and opens an empty file as an empty
+/// database. An existing file keeps its mode (the operator's choice); a
+/// file that cannot be created here is left to SQLite to report.
+fn create_private(path: &std::path::Path) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let _ = options.open(path);
+}
+
 fn err(e: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(Dialect::Sqlite, e, None)
 }
@@ -161,6 +177,9 @@ impl SqliteStore {
             .foreign_keys(true)
             .statement_cache_capacity(256);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            create_private(opts.get_filename());
+        }
         // `test_before_acquire(false)`: an SQLite connection is a local file
         // handle that cannot go stale, and the default ping costs a round
         // trip to the connection's worker thread before every query.

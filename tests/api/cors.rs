@@ -111,19 +111,85 @@ async fn configured_origins_and_credentials() {
     assert_eq!(res.status, 200);
     assert!(res.headers.get("access-control-allow-origin").is_none());
     assert!(res.headers.get("access-control-expose-headers").is_none());
-    // "*" with credentials is never sent: the origin is echoed.
-    let any = restkit::demo::DEMO_TOML
-        .replace("[database]\n", "[cors]\ncredentials = true\n\n[database]\n");
-    let t = TestApp::with(&any, "", Registry::builtin()).await;
-    let res = t
-        .get("/v1/books/1")
-        .header("origin", "https://other.example")
-        .send()
-        .await;
-    assert_eq!(
-        res.header("access-control-allow-origin"),
-        "https://other.example"
+    // `Origin: null` (a sandboxed frame, a local file: any site can make
+    // one) is never trusted with credentials, even when listed.
+    let with_null = settings.replace(
+        "\"https://app.example\"",
+        "\"https://app.example\", \"null\"",
     );
+    let text =
+        restkit::demo::DEMO_TOML.replace("[database]\n", &format!("{with_null}\n[database]\n"));
+    let t = TestApp::with(&text, "", Registry::builtin()).await;
+    for method in [http::Method::GET, http::Method::OPTIONS] {
+        let res = t
+            .call(method.clone(), "/v1/books/1")
+            .header("origin", "null")
+            .header("access-control-request-method", "GET")
+            .send()
+            .await;
+        assert!(
+            res.headers.get("access-control-allow-origin").is_none(),
+            "{method}"
+        );
+        assert!(res
+            .headers
+            .get("access-control-allow-credentials")
+            .is_none());
+    }
+}
+
+/// `origins = ["*"]` with `credentials = true` would let any site read a
+/// signed-in user's rows: refused at start-up, naming the keys, whether
+/// the two come from `[cors]`, a module's `[module.cors]`, or one each.
+#[tokio::test]
+async fn any_origin_with_credentials_is_refused_at_start_up() {
+    let load =
+        |toml: &str| restkit::config::Settings::load(toml, &restkit::config::Overrides::default());
+    let err = load("[cors]\ncredentials = true\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cors.origins") && err.contains("cors.credentials"),
+        "{err}"
+    );
+    let err = load("[cors]\norigins = [\"https://a.example\", \"*\"]\ncredentials = true\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cors.origins"), "{err}");
+    // Without credentials "*" stays allowed.
+    assert!(load("[cors]\norigins = [\"*\"]\n").is_ok());
+
+    let module = |cors: &str| {
+        format!(
+            "[[module]]\nprefix = \"/admin\"\n{cors}\n[[module.resource]]\nname = \"shades\"\n\
+             [module.resource.fields]\nid = {{ type = \"integer\", primary_key = true }}\n"
+        )
+    };
+    for (module_cors, global, keys) in [
+        (
+            "[module.cors]\ncredentials = true\n",
+            "",
+            ["cors.origins", "module[0] (prefix /admin).cors.credentials"],
+        ),
+        (
+            "[module.cors]\norigins = [\"*\"]\n",
+            "[cors]\norigins = [\"https://a.example\"]\ncredentials = true\n",
+            ["module[0] (prefix /admin).cors.origins", "cors.credentials"],
+        ),
+    ] {
+        let text = format!("{}\n{global}", module(module_cors));
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let settings = crate::helpers::settings(&text, &url);
+        let model = restkit::model::toml::parse(&text).unwrap();
+        let err = match restkit::open(model, settings, &Registry::builtin()).await {
+            Ok(_) => panic!("started with {module_cors} {global}"),
+            Err(e) => e.to_string(),
+        };
+        for key in keys {
+            assert!(err.contains(key), "{key} not in {err}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -245,3 +245,225 @@ async fn metrics_can_be_restricted_to_some_addresses() {
     let off = TestApp::demo_with("[metrics]\nenabled = false\n").await;
     assert_eq!(off.get("/metrics").anonymous().send().await.status, 404);
 }
+
+/// What the app logs while a test runs, on this test's thread (a tokio
+/// test runs its app on one thread).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+impl Captured {
+    /// Starts capturing the log lines of this thread, until the guard drops.
+    fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let c = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(c.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        (c, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Invented methods (any token, any length, on any path, refused or not)
+/// share one label: they cannot grow `/metrics`, and a 60 KB name is
+/// neither a label nor 60 KB of log.
+#[tokio::test]
+async fn invented_methods_do_not_grow_metrics_or_the_log() {
+    let t =
+        TestApp::demo_with("[rate_limit]\nanonymous = { requests = 5, period = \"1h\" }\n").await;
+    let (log, _guard) = Captured::start();
+    let invent = |i: usize| http::Method::from_bytes(format!("PROBE{i}").as_bytes()).unwrap();
+    for i in 0..20 {
+        for path in ["/health", "/v1/books", "/no/such/path"] {
+            t.call(invent(i), path).anonymous().send().await;
+        }
+    }
+    let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    // The first scrape adds /metrics' own series.
+    metrics(&t).await;
+    let before = metrics(&t).await;
+    for i in 20..60 {
+        for path in ["/health", "/v1/books", "/no/such/path"] {
+            t.call(invent(i), path).anonymous().send().await;
+        }
+    }
+    let after = metrics(&t).await;
+    assert!(!after.contains("PROBE"), "{after}");
+    assert!(after.contains("method=\"other\""));
+    // Only the count of /metrics itself moved, not the number of series.
+    assert_eq!(series(&before), series(&after));
+
+    let long = "X".repeat(60_000);
+    let long_method = http::Method::from_bytes(long.as_bytes()).unwrap();
+    for path in ["/health", "/v1/books/3", "/nothing"] {
+        let res = t.call(long_method.clone(), path).anonymous().send().await;
+        assert!(res.status.is_client_error(), "{path}: {}", res.status);
+    }
+    let text = metrics(&t).await;
+    assert!(!text.contains("XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"));
+    assert!(text.len() < 64 * 1024, "{}", text.len());
+    let logged = log.text();
+    assert!(logged.contains("(60000 bytes)"), "{logged}");
+    assert!(
+        !logged.contains(&"X".repeat(64)),
+        "the log holds the whole name"
+    );
+}
+
+/// Rate-limit refusals are summarised per caller and reason, at most once
+/// a second, instead of one line each; served requests keep their lines.
+#[tokio::test]
+async fn refusals_are_logged_as_counts_not_one_line_each() {
+    let t =
+        TestApp::demo_with("[rate_limit]\nanonymous = { requests = 1, period = \"1h\" }\n").await;
+    let (log, _guard) = Captured::start();
+    let statuses = anonymous_statuses(&t, 201).await;
+    assert_eq!(statuses[0], 401);
+    assert!(statuses[1..].iter().all(|s| *s == 429));
+    assert_eq!(t.get("/v1/books/3").send().await.status, 200);
+    // The timer writes what is left within two ticks of the last summary.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let text = log.text();
+    let lines: Vec<&str> = text.lines().collect();
+    let served: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("restkit::request"))
+        .collect();
+    // The 401 and the 200: one line each; no 429 line.
+    assert_eq!(served.len(), 2, "{text}");
+    assert!(served.iter().all(|l| !l.contains("status=429")), "{text}");
+    let summaries: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("restkit::refused"))
+        .collect();
+    assert!(
+        (1..=4).contains(&summaries.len()),
+        "{} summaries: {text}",
+        summaries.len()
+    );
+    let refused: u64 = summaries
+        .iter()
+        .inspect(|l| {
+            assert!(
+                l.contains("caller=\"ip:203.0.113.9\"") || l.contains("caller=ip:203.0.113.9"),
+                "{l}"
+            );
+            assert!(l.contains("RATE_LIMITED"), "{l}");
+        })
+        .filter_map(|l| l.split("refused=").nth(1))
+        .filter_map(|n| n.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(refused, 200, "{text}");
+}
+
+/// Under `on_backend_error = "deny"` a Redis outage refuses every limited
+/// request (503): those are summarised too, not one line each.
+#[tokio::test]
+async fn backend_refusals_are_summarised_too() {
+    // A port nothing listens on: every decision fails at once.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let t = TestApp::demo_with(&format!(
+        "[rate_limit]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}\"\n\
+         on_backend_error = \"deny\"\n"
+    ))
+    .await;
+    let (log, _guard) = Captured::start();
+    for _ in 0..30 {
+        let res = t.get("/v1/books/3").send().await;
+        crate::helpers::assert_problem(&res, 503, "RATE_LIMIT_UNAVAILABLE");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let text = log.text();
+    assert!(
+        !text.lines().any(|l| l.contains("restkit::request")),
+        "{text}"
+    );
+    let refused: u64 = text
+        .lines()
+        .filter(|l| l.contains("restkit::refused") && l.contains("RATE_LIMIT_UNAVAILABLE"))
+        .filter_map(|l| l.split("refused=").nth(1))
+        .filter_map(|n| n.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(refused, 30, "{text}");
+}
+
+/// Every response says its type is not to be sniffed: JSON, CSV, XML,
+/// errors in each, and restkit's own endpoints.
+#[tokio::test]
+async fn every_response_forbids_content_sniffing() {
+    let t = TestApp::demo().await;
+    for uri in [
+        "/v1/books/3",
+        "/v1/books.csv",
+        "/v1/books/3.xml",
+        "/v1/books/99999.csv",
+        "/v1/books/99999.xml",
+        "/v1/books?filter=nope",
+        "/health",
+        "/metrics",
+        "/openapi.json",
+        "/no/such/path",
+    ] {
+        let res = t.get(uri).send().await;
+        assert_eq!(res.header("x-content-type-options"), "nosniff", "{uri}");
+    }
+    let res = t.get("/v1/books/3").anonymous().send().await;
+    assert_eq!(res.status, 401);
+    assert_eq!(res.header("x-content-type-options"), "nosniff");
+}
+
+/// The database holds password and token hashes: a new one (and its WAL
+/// files, which SQLite gives the main file's mode) is its owner's only.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestApp::demo().await;
+    // A write, so the WAL files exist.
+    let res = t
+        .post("/v1/books")
+        .json(serde_json::json!({"title": "Private", "author": "Me"}))
+        .send()
+        .await;
+    assert!(res.status.is_success(), "{}", res.status);
+    let db = t._dir.path().join("test.db");
+    let mut checked = 0;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            path.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2, "the database and its WAL exist");
+}
