@@ -155,7 +155,31 @@ fn create_private(path: &std::path::Path) {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let _ = options.open(path);
+    if options.open(path).is_err() {
+        warn_if_shared(path);
+    }
+}
+
+/// An existing database file others may read (made before restkit
+/// created it private, or by hand): said once at start-up, never changed
+/// behind the operator's back.
+fn warn_if_shared(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "the database holds password and token hashes but others may read it: chmod 600 it (and its -wal and -shm files)"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 fn err(e: sqlx::Error) -> StoreError {
