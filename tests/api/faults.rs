@@ -55,6 +55,8 @@ async fn a_database_locked_by_another_process_is_503_and_recovers_without_restar
     // After busy_timeout (5 s), a 503 in the §7 form — not a 500, not a hang.
     assert_problem(&res, 503, "DATABASE_UNAVAILABLE");
     assert_eq!(res.header("retry-after"), "1");
+    // Only a hang must fail this (3 × busy_timeout: a loaded machine is
+    // slow, not that slow).
     assert!(started.elapsed() < Duration::from_secs(15));
     // Readers are not blocked by a writer (WAL).
     assert_eq!(t.get("/v1/books/3").send().await.status, 200);
