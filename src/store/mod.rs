@@ -613,7 +613,9 @@ impl Store {
     }
 
     /// Rows whose `key` is one of `values`, within `scope` (expansion); at
-    /// most `per_key` for each key value when given.
+    /// most `per_key` for each key value when given, and at most `total`
+    /// in all.
+    #[allow(clippy::too_many_arguments)]
     pub async fn fetch_by_keys(
         &self,
         r: &Resource,
@@ -622,11 +624,13 @@ impl Store {
         values: &[Value],
         scope: &Scope,
         per_key: Option<u64>,
+        total: u64,
     ) -> Result<Vec<Record>, StoreError> {
         if values.is_empty() {
             return Ok(Vec::new());
         }
-        let stmt = sql::select_by_keys(r, fields, key, values, scope, per_key);
+        let mut stmt = sql::select_by_keys(r, fields, key, values, scope, per_key);
+        stmt.limit(total);
         match &self.backend {
             Backend::Sqlite(s) => s.fetch_all(r, fields, stmt).await,
         }
