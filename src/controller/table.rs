@@ -29,8 +29,15 @@ use crate::store::{
 use crate::validate::Schema;
 
 /// Most related records one has-many expansion embeds in each record
-/// (the first ones by primary key); documented in the README.
-pub const MAX_EXPANDED: u64 = 100;
+/// (the first ones by primary key); when there are more, the record's
+/// `_links` names the relation's full collection. Documented in the README.
+pub const MAX_EXPANDED: u64 = 20;
+
+/// Most related records one response embeds, all expansions together: past
+/// it the request is refused (400) rather than served. 100 books × 100
+/// reviews of 1 KB made a 32 MB page that took a second to build; the
+/// client lowers `limit` instead.
+pub const MAX_EMBEDDED: u64 = 1000;
 
 /// Most records one bulk PUT may carry.
 pub const MAX_BULK: usize = 1000;
@@ -575,6 +582,10 @@ impl TableController {
             if let (Some(_), Some(p)) = (&self.resource.parent, &parent) {
                 links.insert("parent".into(), serde_json::json!({"href": p}));
             }
+            // Links an expansion left (`link_rest`) follow these.
+            if let Some(Value::Object(rest)) = rec.shift_remove("_links") {
+                links.extend(rest);
+            }
             rec.insert("_links".into(), Value::Object(links));
         }
     }
@@ -921,7 +932,10 @@ impl TableController {
     }
 
     /// Embeds the requested relations (§6.4). Targets are read within
-    /// their own owner scope: private rows of others never appear.
+    /// their own owner scope: private rows of others never appear. Bounded
+    /// twice: [`MAX_EXPANDED`] per record and relation (a record with more
+    /// gets `_links.<relation>`, its full collection), and
+    /// [`MAX_EMBEDDED`] per response (past it, 400).
     async fn expand(
         &self,
         cx: &Ctx,
@@ -929,6 +943,7 @@ impl TableController {
         records: &mut [Record],
     ) -> Result<(), ApiError> {
         let r = &self.resource;
+        let mut embedded = 0u64;
         for e in &q.expand {
             let link = &self.links[e.relation];
             let t = &link.target.resource;
@@ -972,11 +987,37 @@ impl TableController {
                 .filter(|v| distinct.insert(v.to_string()))
                 .cloned()
                 .collect();
-            let per_key = (link.kind == RelationKind::HasMany).then_some(MAX_EXPANDED);
+            // One row past the bound per key tells whether a record has
+            // more; the total read is capped too, so a refused page costs
+            // at most what an accepted one does.
+            let per_key = (link.kind == RelationKind::HasMany).then_some(MAX_EXPANDED + 1);
+            let budget = MAX_EMBEDDED - embedded;
+            let cap = budget
+                + 1
+                + if per_key.is_some() {
+                    keys.len() as u64
+                } else {
+                    0
+                };
             let rows = cx
                 .store
-                .fetch_by_keys(t, &select, theirs, &keys, &scope, per_key)
+                .fetch_by_keys(t, &select, theirs, &keys, &scope, per_key, cap)
                 .await?;
+            // Each key adds at most one row it does not embed, so a read
+            // cut at `cap` embeds more than the budget.
+            let too_many = |n: u64| {
+                ApiError::bad_query(format!(
+                    "This page would embed more than {MAX_EMBEDDED} related records \
+                     (expand={}); lower `limit`.",
+                    link.name
+                ))
+                .dev(format!(
+                    "{n} or more records to embed; at most {MAX_EMBEDDED} per response."
+                ))
+            };
+            if rows.len() as u64 >= cap {
+                return Err(too_many(embedded + rows.len() as u64 - keys.len() as u64));
+            }
             // Group once by key: linear in records + rows.
             let theirs_name = &t.fields[theirs].name;
             let strip = !shown.contains(&theirs);
@@ -995,7 +1036,7 @@ impl TableController {
                     .get(mine_name)
                     .filter(|v| !v.is_null())
                     .map(Value::to_string);
-                let matching = match (key, link.kind) {
+                let mut matching = match (key, link.kind) {
                     // Each record has its own children: move them.
                     (Some(k), RelationKind::HasMany) => by_key.remove(&k),
                     // Several records may share one parent: copy it.
@@ -1004,13 +1045,65 @@ impl TableController {
                 }
                 .unwrap_or_default();
                 let v = match link.kind {
-                    RelationKind::HasMany => Value::Array(matching),
-                    RelationKind::BelongsTo => matching.into_iter().next().unwrap_or(Value::Null),
+                    RelationKind::HasMany => {
+                        if matching.len() as u64 > MAX_EXPANDED {
+                            matching.truncate(MAX_EXPANDED as usize);
+                            self.link_rest(cx, rec, link);
+                        }
+                        embedded += matching.len() as u64;
+                        Value::Array(matching)
+                    }
+                    RelationKind::BelongsTo => {
+                        let parent = matching.into_iter().next().unwrap_or(Value::Null);
+                        embedded += u64::from(!parent.is_null());
+                        parent
+                    }
                 };
                 rec.insert(link.name.clone(), v);
             }
+            if embedded > MAX_EMBEDDED {
+                return Err(too_many(embedded));
+            }
         }
         Ok(())
+    }
+
+    /// Points a record whose has-many expansion was cut at
+    /// [`MAX_EXPANDED`] to all of it: `_links.<relation>.href` is the
+    /// target's collection under this record when it is nested here, else
+    /// the target's collection filtered by the foreign key (`null` when
+    /// neither can be addressed: the cut is still shown).
+    /// [`Self::add_links`] keeps it.
+    fn link_rest(&self, cx: &Ctx, rec: &mut Record, link: &Link) {
+        let Some(id) = rec.get(&self.resource.pk().name).map(Value::to_string) else {
+            return;
+        };
+        let target = &link.target;
+        let nested_here = target
+            .resource
+            .parent
+            .as_ref()
+            .is_some_and(|p| p.resource == self.resource.name && p.field == link.key);
+        let href = if nested_here {
+            Value::from(format!(
+                "{}/{id}/{}",
+                self.collection_url(cx),
+                target.resource.name
+            ))
+        } else if !target.collection_path.contains('{') && target.filterable.contains(&link.key) {
+            Value::from(format!(
+                "{}{}?filter[{}]={id}",
+                cx.base_url, target.collection_path, target.resource.fields[link.key].name
+            ))
+        } else {
+            Value::Null
+        };
+        let links = rec
+            .entry("_links")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(links) = links {
+            links.insert(link.name.clone(), serde_json::json!({ "href": href }));
+        }
     }
 }
 

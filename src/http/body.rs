@@ -21,6 +21,9 @@ use crate::error::ApiError;
 pub struct ParsedBody {
     pub value: Value,
     pub form: bool,
+    /// JSON numbers whose written fraction their float lost
+    /// ([`super::exact_numbers`]); integer fields refuse them.
+    pub lost_fractions: Vec<super::exact_numbers::LostFraction>,
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -84,6 +87,7 @@ fn parse(bytes: bytes::Bytes, headers: &HeaderMap) -> Result<ParsedBody, ApiErro
         return Ok(ParsedBody {
             value: Value::Object(Map::new()),
             form: false,
+            lost_fractions: Vec::new(),
         });
     }
     let ctype = headers
@@ -99,12 +103,17 @@ fn parse(bytes: bytes::Bytes, headers: &HeaderMap) -> Result<ParsedBody, ApiErro
     if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
         let value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_body(format!("The body is not valid JSON: {e}.")))?;
-        Ok(ParsedBody { value, form: false })
+        Ok(ParsedBody {
+            value,
+            form: false,
+            lost_fractions: super::exact_numbers::scan(&bytes),
+        })
     } else if mime == "application/x-www-form-urlencoded" {
         let pairs = form_urlencoded::parse(&bytes).into_owned();
         Ok(ParsedBody {
             value: crate::query::brackets::nest(pairs)?,
             form: true,
+            lost_fractions: Vec::new(),
         })
     } else {
         Err(ApiError::new(

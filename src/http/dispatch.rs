@@ -309,11 +309,12 @@ async fn steps(
             let input = if op.takes_body() {
                 let parsed = body::read(body, &cx.headers, &state.settings.server).await?;
                 let mut value = parsed.value;
-                // Form bodies carry strings; the declared types convert them.
-                if parsed.form {
-                    if let Some(schema) = controller.input_schema(*op) {
+                if let Some(schema) = controller.input_schema(*op) {
+                    // Form bodies carry strings; the declared types convert them.
+                    if parsed.form {
                         validate::coerce(&mut value, schema);
                     }
+                    super::exact_numbers::refuse_in_integers(&parsed.lost_fractions, schema)?;
                 }
                 value
             } else {
@@ -362,6 +363,9 @@ async fn run_action(
         let parsed = body::read(body, &cx.headers, &state.settings.server).await?;
         if !parsed.value.is_object() {
             return Err(ApiError::bad_body("An action's body must be an object."));
+        }
+        if let Some(schema) = schema {
+            super::exact_numbers::refuse_in_integers(&parsed.lost_fractions, &schema.source)?;
         }
         crate::query::brackets::deep_merge(&mut params, parsed.value);
     }

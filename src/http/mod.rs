@@ -11,6 +11,7 @@ pub mod cors;
 pub mod date;
 pub mod dispatch;
 pub mod docs_page;
+pub mod exact_numbers;
 pub mod layers;
 pub mod limits;
 pub mod marks;

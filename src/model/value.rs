@@ -30,7 +30,9 @@ pub fn integral(n: &Number) -> Option<i64> {
 }
 
 /// An integer written as text: `"7"`, and also `"7.0"` or `"1e3"`, as a
-/// JSON body may write it. Not `"inf"`, `"0x10"` or `"7.5"`.
+/// JSON body may write it. Not `"inf"`, `"0x10"` or `"7.5"`, and not
+/// `"1999.00000000000001"`: the fraction is judged on the digits as
+/// written ([`has_fraction`]), not on the float they round to (1999.0).
 pub fn parse_integral(s: &str) -> Option<i64> {
     if let Ok(i) = s.parse::<i64>() {
         return Some(i);
@@ -42,7 +44,52 @@ pub fn parse_integral(s: &str) -> Option<i64> {
         return None;
     }
     let f: f64 = s.parse().ok()?;
+    if has_fraction(s) {
+        return None;
+    }
     Number::from_f64(f).as_ref().and_then(integral)
+}
+
+/// Whether decimal number text (`[+-]digits[.digits][e[+-]digits]`, as in
+/// JSON) has a nonzero fraction, decided on its digits exactly: `1999.0`
+/// and `1.999e3` have none; `1999.00000000000001` and `1e-400` do, though
+/// each rounds to a whole float. Text that is not such a number: `false`.
+pub fn has_fraction(text: &str) -> bool {
+    let text = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], &text[i + 1..]),
+        None => (text, "0"),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    // The exponent only matters up to the digits' length: saturate it.
+    let (negative, exp_digits) = match exponent.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, exponent.strip_prefix('+').unwrap_or(exponent)),
+    };
+    if exp_digits.is_empty() || !exp_digits.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let magnitude = exp_digits
+        .trim_start_matches('0')
+        .parse::<i64>()
+        .unwrap_or(if exp_digits.trim_start_matches('0').is_empty() {
+            0
+        } else {
+            i64::MAX / 4
+        })
+        .min(i64::MAX / 4);
+    let exp = if negative { -magnitude } else { magnitude };
+    // Digits at index `point` or beyond lie after the decimal point once
+    // the exponent has moved it.
+    let point = int.len() as i64 + exp;
+    let last = match frac.bytes().rposition(|b| b != b'0') {
+        Some(j) => Some(int.len() + j),
+        None => int.bytes().rposition(|b| b != b'0'),
+    };
+    last.is_some_and(|last| last as i64 >= point)
 }
 
 /// Why a body value was refused before schema validation.
@@ -128,8 +175,40 @@ mod tests {
             Some(9_007_199_254_740_993)
         );
         assert_eq!(parse_integral("9007199254740993.5"), None);
-        for bad in ["inf", "NaN", "0x10", "7.5", "", " 7", "1e400"] {
+        for bad in [
+            "inf",
+            "NaN",
+            "0x10",
+            "7.5",
+            "",
+            " 7",
+            "1e400",
+            "1999.00000000000001",
+            "1e-400",
+        ] {
             assert_eq!(parse_integral(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_fraction_is_judged_on_the_digits_as_written() {
+        for whole in [
+            "1999", "1999.0", "1999.000", "-0", "-0.0", "1e3", "1.999e3", "2.01E+3", "0e-5", "0.0",
+            "100e-2", "12300e-2", "1e400",
+        ] {
+            assert!(!has_fraction(whole), "{whole}");
+        }
+        for fraction in [
+            "1999.00000000000001",
+            "1999.5",
+            "-0.1",
+            "1e-400",
+            "1.23e1",
+            "12345e-2",
+            "1999.000000000000000000000000001",
+            "1e-9223372036854775808000",
+        ] {
+            assert!(has_fraction(fraction), "{fraction}");
         }
     }
 

@@ -298,8 +298,12 @@ pub fn parse_timestamp(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, Query
     let raw = raw.trim();
     let t = if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
         let n: i64 = raw.parse().map_err(|_| bad())?;
-        // 12+ digits cannot be seconds before the year 5000: milliseconds.
-        if raw.len() >= 12 {
+        // The digit count decides, never the value: up to 12 digits are
+        // seconds (through 9999-12-31T23:59:59Z, 253402300799), 13 or more
+        // milliseconds (from 2001-09-09, 1000000000000). So year 10000 in
+        // seconds (253402300800) is refused below, not read as
+        // milliseconds in 1978.
+        if raw.len() >= 13 {
             chrono::DateTime::from_timestamp_millis(n)
         } else {
             chrono::DateTime::from_timestamp(n, 0)
@@ -313,10 +317,10 @@ pub fn parse_timestamp(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, Query
     // Change times are stored as fixed-width text, which sorts as time only
     // for four-digit years: `+10000-…` would compare below every stored
     // time and return everything.
-    if chrono::Datelike::year(&t) > 9999 {
+    if !(1..=9999).contains(&chrono::Datelike::year(&t)) {
         return Err(syntax(
             "timestamp",
-            "it lies past the year 9999, which restkit cannot store",
+            "it lies outside the years 1 to 9999, which restkit can store",
         ));
     }
     Ok(t)
@@ -629,6 +633,24 @@ mod tests {
         assert_eq!(s, ms);
         assert_eq!(s, rfc);
         assert!(parse_timestamp("yesterday").is_err());
+    }
+
+    #[test]
+    fn the_digit_count_decides_seconds_or_milliseconds() {
+        let year = |raw: &str| parse_timestamp(raw).map(|t| chrono::Datelike::year(&t));
+        // 12 digits are seconds: the last second of 9999 passes, the first
+        // of 10000 is refused (it was read as milliseconds in 1978).
+        assert_eq!(year("253402300799"), Ok(9999));
+        assert!(year("253402300800").is_err());
+        assert!(year("999999999999").is_err());
+        // 13 and more are milliseconds, up to the end of 9999.
+        assert_eq!(year("1000000000000"), Ok(2001));
+        assert_eq!(year("253402300799999"), Ok(9999));
+        assert!(year("253402300800000").is_err());
+        assert!(year("99999999999999999999").is_err());
+        // RFC 3339 outside the years 1 to 9999.
+        assert!(year("0000-12-31T00:00:00Z").is_err());
+        assert_eq!(year("0001-01-01T00:00:00Z"), Ok(1));
     }
 
     #[test]

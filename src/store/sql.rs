@@ -381,6 +381,21 @@ pub fn select_count_capped(
     stmt
 }
 
+/// How many primary keys lie in `lo..=hi`, counting at most `cap` (an
+/// index range scan): a sample of how densely keys fill their range.
+pub fn select_keys_between_capped(r: &Resource, lo: i64, hi: i64, cap: u64) -> SelectStatement {
+    let mut inner = Query::select();
+    inner
+        .from(table(r))
+        .expr(Expr::val(1))
+        .and_where(Expr::col(col(r, r.primary_key)).between(lo, hi))
+        .limit(cap);
+    let mut stmt = Query::select();
+    stmt.expr(Expr::cust("COUNT(*)"))
+        .from_subquery(inner, Alias::new("capped"));
+    stmt
+}
+
 /// Largest (`max == true`) or smallest primary key. One aggregate per
 /// statement: SQLite answers a lone MIN or MAX from the index at once, but
 /// scans the table for both together.

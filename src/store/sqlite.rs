@@ -101,6 +101,10 @@ mod watchdog {
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
+    /// `/health`'s own connection: a probe must not queue behind the
+    /// requests filling the read pool (50 expensive reads held `/health`
+    /// for 5 s), or a load balancer takes a busy instance for a dead one.
+    health: SqlitePool,
     /// Whether the writer's statement watchdog is on (off while migrating).
     write_enforced: Arc<AtomicBool>,
     /// `sqlite::memory:`: one connection is the whole database.
@@ -225,10 +229,25 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await
             .map_err(err)?;
-        let read = if in_memory {
-            write.clone()
+        let (read, health) = if in_memory {
+            (write.clone(), write.clone())
         } else {
-            SqlitePoolOptions::new()
+            let health = SqlitePoolOptions::new()
+                .max_connections(1)
+                .test_before_acquire(false)
+                .after_connect(move |conn, _meta| {
+                    let always = Arc::new(AtomicBool::new(true));
+                    Box::pin(
+                        async move { watchdog::install(conn, statement_timeout, always).await },
+                    )
+                })
+                // Probes come one at a time and take microseconds: a wait
+                // this long means the database itself is stuck.
+                .acquire_timeout(Duration::from_secs(2))
+                .connect_with(opts.clone().read_only(true))
+                .await
+                .map_err(err)?;
+            let read = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))
                 .test_before_acquire(false)
                 .after_connect(move |conn, _meta| {
@@ -240,11 +259,13 @@ impl SqliteStore {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts.read_only(true))
                 .await
-                .map_err(err)?
+                .map_err(err)?;
+            (read, health)
         };
         Ok(SqliteStore {
             read,
             write,
+            health,
             write_enforced,
             in_memory,
         })
@@ -262,10 +283,11 @@ impl SqliteStore {
     }
 
     /// Reads the schema, not just `SELECT 1` (which never touches the
-    /// file): a database that cannot be read fails here.
+    /// file): a database that cannot be read fails here. On `/health`'s
+    /// own connection, so a full read pool does not make it wait.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT count(*) FROM sqlite_schema")
-            .execute(&self.read)
+            .execute(&self.health)
             .await
             .map(|_| ())
             .map_err(err)
@@ -654,5 +676,28 @@ async fn in_autocommit(conn: &mut SqliteConnection) -> bool {
             libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) != 0
         },
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Expensive requests holding every read connection do not hold up
+    /// `/health`: its probe has a connection of its own. (Before, it
+    /// queued for the read pool's 10 s acquire timeout and failed.)
+    #[tokio::test]
+    async fn the_health_probe_answers_while_every_read_connection_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("h.db").display());
+        let store = SqliteStore::connect(&url, 2, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let _busy = [
+            store.read.acquire().await.unwrap(),
+            store.read.acquire().await.unwrap(),
+        ];
+        assert_eq!(store.read.num_idle(), 0);
+        store.ping().await.unwrap();
     }
 }

@@ -402,6 +402,38 @@ pub fn python_has(modules: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Whether a test may go on with an external tool (`found`: the caller
+/// looked for it). CI must never pass with a test that did nothing, so
+/// under `CI=true` (`.ci/run` sets it) a missing tool fails the test with
+/// what to install. Elsewhere the test returns early and says loudly, on
+/// stderr, that it did not run (`cargo test -- --nocapture` shows it).
+pub fn require_tool(tool: &str, found: bool, install: &str) -> bool {
+    if found {
+        return true;
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string();
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(
+        !ci,
+        "{test}: {tool} not found, and under CI=true a missing tool is a failure. Install: {install}"
+    );
+    eprintln!("NOT RUN: {test}: {tool} not found. Install: {install}");
+    false
+}
+
+/// [`require_tool`] for Python modules in [`python`] (the environment
+/// `.ci/run` builds).
+pub fn require_python(modules: &str) -> bool {
+    require_tool(
+        &format!("the Python modules {modules} (in {})", python().display()),
+        python_has(modules),
+        "run .ci/run (it builds target/ci-venv), or pip install them and set TEST_PYTHON",
+    )
+}
+
 impl TestApp {
     /// Serves the app on a fresh 127.0.0.1 port until the returned sender
     /// is dropped or used.

@@ -169,14 +169,104 @@ async fn a_nul_character_never_widens_a_match() {
 #[tokio::test]
 async fn sync_timestamps_past_year_9999_are_refused() {
     let t = TestApp::demo().await;
-    for ts in ["253402300800000", "999999999999999"] {
+    // Year 10000 in milliseconds, and in seconds: 12 digits are seconds,
+    // so 253402300800 is not read as milliseconds in 1978.
+    for ts in [
+        "253402300800000",
+        "999999999999999",
+        "253402300800",
+        "999999999999",
+    ] {
         let res = t.get(&format!("/v1/books?timestamp={ts}")).send().await;
         assert_problem(&res, 400, "INVALID_QUERY");
     }
-    // The last representable millisecond is fine (and finds nothing).
-    let res = t.get("/v1/books?timestamp=253402300799999").send().await;
-    assert_eq!(res.status, 200);
-    assert_eq!(res.header("x-pagination-total-count"), "0");
+    // The last representable millisecond and second are fine (and find
+    // nothing).
+    for ts in ["253402300799999", "253402300799"] {
+        let res = t.get(&format!("/v1/books?timestamp={ts}")).send().await;
+        assert_eq!(res.status, 200, "{ts}");
+        assert_eq!(res.header("x-pagination-total-count"), "0");
+    }
+}
+
+/// An integer is judged on the digits as written, in JSON and form bodies
+/// alike: a fraction the float loses (`1999.00000000000001` parses to
+/// 1999.0) is still a fraction, and a 422; a whole number passes in any
+/// spelling.
+#[tokio::test]
+async fn a_fraction_too_small_for_a_float_is_still_refused_for_an_integer() {
+    let t = TestApp::demo().await;
+    let before = t.get("/v1/books/7").send().await.json()["year"].clone();
+    for body in [
+        r#"{"year":1999.00000000000001}"#,
+        r#"{"year":1.99900000000000001e3}"#,
+        r#"{"year":1e-400}"#,
+    ] {
+        let res = t
+            .patch("/v1/books/7")
+            .raw("application/json", body)
+            .send()
+            .await;
+        let b = assert_problem(&res, 422, "VALIDATION_FAILED");
+        assert_eq!(b["errors"][0]["field"], "year", "{body}");
+    }
+    let res = t
+        .patch("/v1/books/7")
+        .raw(
+            "application/x-www-form-urlencoded",
+            "year=1999.00000000000001",
+        )
+        .send()
+        .await;
+    assert_eq!(
+        assert_problem(&res, 422, "VALIDATION_FAILED")["errors"][0]["field"],
+        "year"
+    );
+    let res = t
+        .put("/v1/books")
+        .raw(
+            "application/json",
+            r#"[{"id":7,"title":"t","author":"a","year":1999.00000000000001}]"#,
+        )
+        .send()
+        .await;
+    assert_eq!(
+        assert_problem(&res, 422, "VALIDATION_FAILED")["errors"][0]["field"],
+        "[0].year"
+    );
+    let res = t
+        .post("/v1/health/echo")
+        .raw(
+            "application/json",
+            r#"{"pagination":{"page":2.00000000000000001}}"#,
+        )
+        .send()
+        .await;
+    assert_eq!(
+        assert_problem(&res, 422, "VALIDATION_FAILED")["errors"][0]["field"],
+        "pagination.page"
+    );
+    assert_eq!(t.get("/v1/books/7").send().await.json()["year"], before);
+    // Whole numbers, however written.
+    for (body, year) in [
+        (r#"{"year":1999.0}"#, 1999),
+        (r#"{"year":1.998e3}"#, 1998),
+        (r#"{"year":1997.000000000000000000}"#, 1997),
+    ] {
+        let res = t
+            .patch("/v1/books/7")
+            .raw("application/json", body)
+            .send()
+            .await;
+        assert_eq!(res.status, 200, "{body}");
+        assert_eq!(res.json()["year"], year, "{body}");
+    }
+    let res = t
+        .patch("/v1/books/7")
+        .raw("application/x-www-form-urlencoded", "year=1996.0")
+        .send()
+        .await;
+    assert_eq!(res.json()["year"], 1996);
 }
 
 #[tokio::test]

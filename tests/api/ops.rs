@@ -3,7 +3,7 @@
 //! `metrics.allow` and never rate-limited; `/health` reports Redis when it
 //! is the limiter's backend.
 
-use crate::helpers::{python, python_has, run_with_input, TestApp};
+use crate::helpers::{python, require_python, run_with_input, TestApp};
 
 /// `/metrics` as Prometheus asks for it (OpenMetrics first).
 async fn metrics(t: &TestApp) -> String {
@@ -109,8 +109,7 @@ async fn metrics_count_requests_errors_limits_and_the_pool() {
     assert!(text.contains("route=\"(unmatched)\""));
 
     // The standard client library reads it.
-    if !python_has("prometheus_client") {
-        eprintln!("skipped: python has no prometheus_client");
+    if !require_python("prometheus_client") {
         return;
     }
     let out = python_reads(
@@ -181,8 +180,7 @@ async fn metrics_answer_the_classic_text_format_to_whoever_does_not_ask_for_open
     let text = String::from_utf8(res.body).unwrap();
     assert!(!text.contains("# EOF"));
     assert!(text.contains("# TYPE restkit_http_requests_total counter"));
-    if !python_has("prometheus_client") {
-        eprintln!("skipped: python has no prometheus_client");
+    if !require_python("prometheus_client") {
         return;
     }
     let out = python_reads(

@@ -594,3 +594,71 @@ async fn bulk_delete_needs_a_filter_or_all() {
     let res = t.delete("/v1/books?all=true").send().await;
     assert_eq!(res.json(), json!({"deleted": 980}));
 }
+
+const ROWS: &str = r#"
+[[module]]
+prefix = "/api"
+[[module.resource]]
+name = "rows"
+table = "rows"
+[module.resource.fields]
+id  = { type = "integer", primary_key = true }
+tag = { type = "string" }
+"#;
+
+/// `Prefer: count=estimated` past the 10,000 rows it counts exactly: an
+/// unfiltered table is estimated from its keys — near the real count even
+/// when deletions left every other key unused — and named as an estimate;
+/// below the threshold the count is exact.
+#[tokio::test]
+async fn an_estimated_count_past_ten_thousand_rows_is_near_the_real_count() {
+    let t = TestApp::with(ROWS, "", restkit::registry::Registry::builtin()).await;
+    // 30,000 rows in one statement, then every other one of them deleted
+    // (as a long-lived table's gaps), and 50 more: 15,050 rows, keys
+    // 1..=30,050.
+    let url = format!("sqlite://{}", t._dir.path().join("test.db").display());
+    let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for sql in [
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000) \
+         INSERT INTO rows (id, tag) SELECT i, 'many' FROM n",
+        "DELETE FROM rows WHERE id % 2 = 0",
+        "WITH RECURSIVE n(i) AS (SELECT 30001 UNION ALL SELECT i + 1 FROM n WHERE i < 30050) \
+         INSERT INTO rows (id, tag) SELECT i, 'few' FROM n",
+    ] {
+        sqlx::query(sql).execute(&raw).await.unwrap();
+    }
+    raw.close().await;
+    let count = |query: &'static str, prefer: &'static str| {
+        let t = &t;
+        async move {
+            let res = t
+                .get(&format!("/api/rows?limit=5{query}"))
+                .header("prefer", prefer)
+                .send()
+                .await;
+            assert_eq!(res.status, 200);
+            let total: u64 = res.header("x-pagination-total-count").parse().unwrap();
+            (total, res.header("preference-applied").to_string())
+        }
+    };
+    assert_eq!(
+        count("", "count=exact").await,
+        (15_050, "count=exact".into())
+    );
+    let (estimate, applied) = count("", "count=estimated").await;
+    assert_eq!(applied, "count=estimated");
+    assert!(
+        (14_000..=16_000).contains(&estimate),
+        "estimated {estimate} rows of 15,050"
+    );
+    // Below the threshold, exact (and still the mode asked for).
+    assert_eq!(
+        count("&filter[tag]=few", "count=estimated").await,
+        (50, "count=estimated".into())
+    );
+    // Filtered past it: the bound counted, reported as an estimate.
+    assert_eq!(
+        count("&filter[tag]=many", "count=estimated").await,
+        (10_001, "count=estimated".into())
+    );
+}

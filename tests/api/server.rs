@@ -32,9 +32,17 @@ async fn shutdown_finishes_in_flight_requests_then_stops_accepting() {
     module.actions[0].scope = Some(String::new());
     let model = ApiModel::builder().module(module).build().unwrap();
     let mut registry = Registry::builtin();
-    registry.handle_fn("slow", |_cx: Ctx, _in: ActionInput| async move {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        Reply::json(&serde_json::json!({"done": true}))
+    // The handler says when it has started, so the shutdown below comes
+    // while the request is in flight however slowly the machine runs.
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signal = started.clone();
+    registry.handle_fn("slow", move |_cx: Ctx, _in: ActionInput| {
+        let signal = signal.clone();
+        async move {
+            signal.notify_one();
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            Reply::json(&serde_json::json!({"done": true}))
+        }
     });
     let settings = crate::helpers::settings("", "sqlite::memory:");
     let app = restkit::open(model, settings, &registry).await.unwrap();
@@ -45,7 +53,7 @@ async fn shutdown_finishes_in_flight_requests_then_stops_accepting() {
         let _ = stopped.await;
     }));
     let in_flight = tokio::spawn(async move { get(addr, "/t/slow").await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    started.notified().await;
     stop.send(()).unwrap();
     let (status, body) = in_flight.await.unwrap().unwrap();
     assert_eq!(status, 200);
