@@ -391,14 +391,18 @@ fn collection_params(
     if r.sync {
         params.push(query(
             "timestamp",
-            "Sync (§6.7): only records changed after this time — Unix seconds, Unix \
-             milliseconds (12 digits or more) or RFC 3339 — or after a position \
-             `<time>~<id>` as `X-Sync-Timestamp` gives it; deleted ids come in \
-             `_meta.deleted`. Without `sort`, a sync read is ordered by change time, then id.",
+            "Sync (§6.7): only records changed after this time — Unix seconds (up to \
+             12 digits), Unix milliseconds (13 digits or more) or RFC 3339, within the \
+             years 1 to 9999 — or after a position `<time>~<id>` as `X-Sync-Timestamp` \
+             gives it; deleted ids come in `_meta.deleted`. Without `sort`, a sync read \
+             is ordered by change time, then id.",
+            // The patterns name a part of what is accepted that is surely
+            // inside the years 1 to 9999 (whatever the offset), so that a
+            // value generated from them is never refused.
             json!({"anyOf": [
-                {"type": "string", "pattern": "^[0-9]{1,14}$"},
-                {"type": "string", "format": "date-time"},
-                {"type": "string", "pattern": "^[^~]+~-?[0-9]{1,19}$"}
+                {"type": "string", "pattern": "^([0-9]{1,11}|1[0-9]{11}|2[0-4][0-9]{10}|[0-9]{13,14})$"},
+                {"type": "string", "format": "date-time", "pattern": "^[1-8][0-9]{3}-"},
+                {"type": "string", "pattern": "^[1-8][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?Z~-?[0-9]{1,18}$"}
             ]}),
         ));
     }

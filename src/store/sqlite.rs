@@ -282,6 +282,20 @@ impl SqliteStore {
         [("read", r_use, r_idle), ("write", w_use, w_idle)]
     }
 
+    /// What a failed read means. A file overwritten under a connection
+    /// (a failing disk, a stray `cp`) can fail a statement with a plain
+    /// error ("no such table") rather than NOTADB or CORRUPT: when the
+    /// schema cannot be read either, the database is unavailable (503,
+    /// and served again once the file is back), not a bug (500).
+    async fn read_failed(&self, e: sqlx::Error) -> StoreError {
+        match err(e) {
+            StoreError::Other(cause) if self.ping().await.is_err() => {
+                StoreError::Unavailable(cause)
+            }
+            other => other,
+        }
+    }
+
     /// Reads the schema, not just `SELECT 1` (which never touches the
     /// file): a database that cannot be read fails here. On `/health`'s
     /// own connection, so a full read pool does not make it wait.
@@ -302,8 +316,11 @@ impl SqliteStore {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
         let rows = sqlx::query_with(AssertSqlSafe(sql), values)
             .fetch_all(&self.read)
-            .await
-            .map_err(err)?;
+            .await;
+        let rows = match rows {
+            Ok(v) => v,
+            Err(e) => return Err(self.read_failed(e).await),
+        };
         Ok(rows.iter().map(|row| decode(r, fields, row)).collect())
     }
 
@@ -319,8 +336,11 @@ impl SqliteStore {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
         let rows = sqlx::query_with(AssertSqlSafe(sql), values)
             .fetch_all(&self.read)
-            .await
-            .map_err(err)?;
+            .await;
+        let rows = match rows {
+            Ok(v) => v,
+            Err(e) => return Err(self.read_failed(e).await),
+        };
         let mark = rows
             .first()
             .and_then(|row| row.try_get_unchecked::<Option<String>, _>(0).ok().flatten())
@@ -347,8 +367,11 @@ impl SqliteStore {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
         let row = sqlx::query_with(AssertSqlSafe(sql), values)
             .fetch_optional(&self.read)
-            .await
-            .map_err(err)?;
+            .await;
+        let row = match row {
+            Ok(v) => v,
+            Err(e) => return Err(self.read_failed(e).await),
+        };
         Ok(row.map(|row| decode(r, fields, &row)))
     }
 
@@ -357,8 +380,11 @@ impl SqliteStore {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
         let row = sqlx::query_with(AssertSqlSafe(sql), values)
             .fetch_optional(&self.read)
-            .await
-            .map_err(err)?;
+            .await;
+        let row = match row {
+            Ok(v) => v,
+            Err(e) => return Err(self.read_failed(e).await),
+        };
         Ok(row.and_then(|row| row.try_get_unchecked::<Option<i64>, _>(0).ok().flatten()))
     }
 
@@ -420,8 +446,11 @@ impl SqliteStore {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
         let rows = sqlx::query_with(AssertSqlSafe(sql), values)
             .fetch_all(&self.read)
-            .await
-            .map_err(err)?;
+            .await;
+        let rows = match rows {
+            Ok(v) => v,
+            Err(e) => return Err(self.read_failed(e).await),
+        };
         rows.iter()
             .map(|r| {
                 Ok((
