@@ -188,6 +188,38 @@ pub async fn rows_where(
     rows(store, r, &scope, Vec::new(), limit).await
 }
 
+/// As [`rows_where`], inside the write transaction `tx`: what a write
+/// decides from is read under the lock it writes under.
+pub async fn rows_where_in(
+    tx: &mut super::WriteTx,
+    r: &Resource,
+    field: &str,
+    value: serde_json::Value,
+    limit: u64,
+) -> Result<Vec<super::Record>, super::StoreError> {
+    let index = r
+        .field_index(field)
+        .ok_or_else(|| super::StoreError::Other(format!("{} has no field {field}", r.table)))?;
+    let scope = super::Scope::default().and(index, value);
+    let fields: Vec<usize> = (0..r.fields.len()).collect();
+    tx.list(
+        r,
+        &super::ListQuery {
+            fields: &fields,
+            selection: super::Selection {
+                scope: &scope,
+                filter: None,
+                since: None,
+            },
+            sort: Vec::new(),
+            after: None,
+            limit,
+            offset: 0,
+        },
+    )
+    .await
+}
+
 /// Every field of `r`'s rows in `scope`, in `sort` order (then by key).
 pub async fn rows(
     store: &super::Store,

@@ -1104,3 +1104,180 @@ async fn a_redirect_uri_left_out_of_authorize_may_be_left_out_of_the_token_reque
     let res = token(&t, &format!("grant_type=authorization_code&code={code}")).await;
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
 }
+
+/// A raw connection to the test app's database file, to install faults.
+async fn raw_db(t: &TestApp) -> sqlx::SqlitePool {
+    let url = format!("sqlite://{}", t._dir.path().join("test.db").display());
+    sqlx::SqlitePool::connect(&url).await.unwrap()
+}
+
+/// Makes every insert into `table` fail until the trigger is dropped.
+async fn fail_inserts(raw: &sqlx::SqlitePool, table: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TRIGGER fail_{table} BEFORE INSERT ON {table} \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+    )))
+    .execute(raw)
+    .await
+    .unwrap();
+}
+
+async fn heal(raw: &sqlx::SqlitePool, table: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER fail_{table}")))
+        .execute(raw)
+        .await
+        .unwrap();
+}
+
+async fn used_refresh_tokens(raw: &sqlx::SqlitePool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM restkit_refresh_tokens WHERE used")
+        .fetch_one(raw)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_rotation_that_fails_half_way_leaves_the_old_refresh_token_live() {
+    let t = TestApp::demo().await;
+    let first = password_grant(&t).await;
+    let r1 = first["refresh_token"].as_str().unwrap();
+    let raw = raw_db(&t).await;
+    // The successor cannot be written: the exchange fails …
+    fail_inserts(&raw, "restkit_refresh_tokens").await;
+    let failed = token(&t, &format!("grant_type=refresh_token&refresh_token={r1}")).await;
+    assert!(
+        failed.status.is_server_error(),
+        "{} {}",
+        failed.status,
+        String::from_utf8_lossy(&failed.body)
+    );
+    heal(&raw, "restkit_refresh_tokens").await;
+    // … having written nothing: the old token is not marked used …
+    assert_eq!(used_refresh_tokens(&raw).await, 0);
+    // … so the client's retry is an exchange, not a reuse.
+    let retry = token(&t, &format!("grant_type=refresh_token&refresh_token={r1}")).await;
+    assert_eq!(
+        retry.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&retry.body)
+    );
+    let access = retry.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(me(&t, &access).await.status, 200, "the family lives");
+    assert_eq!(
+        me(&t, first["access_token"].as_str().unwrap()).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_refused_refresh_consumes_nothing() {
+    let t = TestApp::demo().await;
+    let res = token(
+        &t,
+        "grant_type=password&username=stan&password=pass&scope=basic",
+    )
+    .await;
+    let r1 = res.json()["refresh_token"].as_str().unwrap().to_string();
+    // A wider scope than granted: refused …
+    let wider = token(
+        &t,
+        &format!("grant_type=refresh_token&refresh_token={r1}&scope=basic%20write"),
+    )
+    .await;
+    assert_eq!(wider.json()["error"], "invalid_scope");
+    // … an empty one, and another client presenting it: refused too …
+    let empty = token(
+        &t,
+        &format!("grant_type=refresh_token&refresh_token={r1}&scope=%20"),
+    )
+    .await;
+    assert_eq!(empty.json()["error"], "invalid_scope");
+    let other = t
+        .post("/v1/access_token")
+        .anonymous()
+        .raw(
+            FORM,
+            &format!("grant_type=refresh_token&refresh_token={r1}&client_id=spa"),
+        )
+        .send()
+        .await;
+    assert_eq!(other.json()["error"], "invalid_grant");
+    // … and none of it counted: the token still exchanges, once.
+    let retry = token(&t, &format!("grant_type=refresh_token&refresh_token={r1}")).await;
+    assert_eq!(
+        retry.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&retry.body)
+    );
+    let access = retry.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(me(&t, &access).await.status, 200, "the family lives");
+}
+
+#[tokio::test]
+async fn a_revocation_that_fails_half_way_revokes_nothing() {
+    let t = TestApp::demo().await;
+    let first = password_grant(&t).await;
+    let r1 = first["refresh_token"].as_str().unwrap();
+    let raw = raw_db(&t).await;
+    fail_inserts(&raw, "restkit_revocations").await;
+    let revoke = |token: String| {
+        t.post("/v1/revoke")
+            .header("authorization", CLIENT)
+            .raw(FORM, &format!("token={token}"))
+            .send()
+    };
+    let failed = revoke(r1.to_string()).await;
+    assert!(failed.status.is_server_error(), "{}", failed.status);
+    heal(&raw, "restkit_revocations").await;
+    assert_eq!(
+        used_refresh_tokens(&raw).await,
+        0,
+        "the family's tokens were not marked without the revocation row"
+    );
+    // The retry revokes it whole.
+    assert_eq!(revoke(r1.to_string()).await.status, 200);
+    let after = token(&t, &format!("grant_type=refresh_token&refresh_token={r1}")).await;
+    assert_eq!(after.json()["error"], "invalid_grant");
+    assert_eq!(
+        me(&t, first["access_token"].as_str().unwrap()).await.status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_password_change_that_cannot_cut_sessions_off_changes_nothing() {
+    let t = TestApp::demo().await;
+    let first = password_grant(&t).await;
+    let store = &t.app.state().store;
+    let live = std::time::Duration::from_secs(3600);
+    let raw = raw_db(&t).await;
+    fail_inserts(&raw, "restkit_revocations").await;
+    let changed = restkit::auth::users::set_password(store, "stan", "new-pass", live).await;
+    assert!(changed.is_err());
+    heal(&raw, "restkit_revocations").await;
+    // The old password still works and the new one does not; the session
+    // that could not be cut off was not half cut off.
+    password_grant(&t).await;
+    let new = token(
+        &t,
+        "grant_type=password&username=stan&password=new-pass&scope=basic",
+    )
+    .await;
+    assert_eq!(new.json()["error"], "invalid_grant");
+    assert_eq!(used_refresh_tokens(&raw).await, 0);
+    // Once it can, the change and the cut-off happen together.
+    assert!(
+        restkit::auth::users::set_password(store, "stan", "new-pass", live)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        me(&t, first["access_token"].as_str().unwrap()).await.status,
+        401
+    );
+    let r1 = first["refresh_token"].as_str().unwrap();
+    let after = token(&t, &format!("grant_type=refresh_token&refresh_token={r1}")).await;
+    assert_eq!(after.json()["error"], "invalid_grant");
+}
