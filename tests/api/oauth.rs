@@ -1281,3 +1281,104 @@ async fn a_password_change_that_cannot_cut_sessions_off_changes_nothing() {
     let after = token(&t, &format!("grant_type=refresh_token&refresh_token={r1}")).await;
     assert_eq!(after.json()["error"], "invalid_grant");
 }
+
+/// The consent form for `query` as a browser gets it: (csrf field, cookie).
+async fn consent_form(t: &TestApp, query: &str) -> (String, String) {
+    let page = t
+        .get(&format!("/v1/authorize?{query}"))
+        .anonymous()
+        .send()
+        .await;
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8(page.body.clone()).unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let cookie = page.header("set-cookie").split(';').next().unwrap();
+    (csrf, cookie.to_string())
+}
+
+async fn post_consent(
+    t: &TestApp,
+    query: &str,
+    cookie: &str,
+    csrf: &str,
+    headers: &[(&str, &str)],
+) -> TestResponse {
+    let mut call = t.post("/v1/authorize").anonymous().header("cookie", cookie);
+    for (k, v) in headers {
+        call = call.header(k, v);
+    }
+    call.raw(
+        FORM,
+        &format!("{query}&csrf={csrf}&username=stan&password=pass&decision=approve"),
+    )
+    .send()
+    .await
+}
+
+#[tokio::test]
+async fn a_planted_csrf_pair_gets_no_code() {
+    let t = TestApp::demo().await;
+    let q = format!(
+        "response_type=code&client_id=1&redirect_uri={}&state=s",
+        enc(CALLBACK)
+    );
+    // A pair the attacker made up (a cookie planted from a sibling
+    // domain, the same value in the form), plain or shaped like ours.
+    for planted in ["planted", "99999999999.bm9uY2U.bWFj"] {
+        let res = post_consent(&t, &q, &format!("restkit_csrf={planted}"), planted, &[]).await;
+        assert_eq!(res.status, 403, "{planted}");
+        assert!(res.headers.get("location").is_none());
+    }
+    // A genuine token shown for another client does not carry over.
+    let spa = format!(
+        "response_type=code&client_id=spa&redirect_uri={}&code_challenge={}&code_challenge_method=S256",
+        enc(CALLBACK),
+        pkce().1
+    );
+    let (csrf, cookie) = consent_form(&t, &spa).await;
+    let res = post_consent(&t, &q, &cookie, &csrf, &[]).await;
+    assert_eq!(res.status, 403);
+}
+
+#[tokio::test]
+async fn a_cross_site_consent_post_is_refused_and_a_same_site_one_gets_a_code() {
+    let t = TestApp::demo().await;
+    let q = format!(
+        "response_type=code&client_id=1&redirect_uri={}&state=s",
+        enc(CALLBACK)
+    );
+    let (csrf, cookie) = consent_form(&t, &q).await;
+    for headers in [
+        &[("origin", "https://evil.example")][..],
+        &[("origin", "null")][..],
+        &[("origin", "http://api.test.evil.example")][..],
+        &[("sec-fetch-site", "cross-site")][..],
+        &[
+            ("sec-fetch-site", "same-site"),
+            ("origin", "http://api.test"),
+        ][..],
+    ] {
+        let res = post_consent(&t, &q, &cookie, &csrf, headers).await;
+        assert_eq!(res.status, 403, "{headers:?}");
+        assert!(res.headers.get("location").is_none());
+    }
+    // The genuine flow, as a browser sends it: a code.
+    let res = post_consent(
+        &t,
+        &q,
+        &cookie,
+        &csrf,
+        &[
+            ("origin", "http://api.test"),
+            ("sec-fetch-site", "same-origin"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status, 302, "{}", String::from_utf8_lossy(&res.body));
+    assert!(location_param(&res, "code").is_some());
+}
