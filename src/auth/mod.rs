@@ -15,6 +15,7 @@ pub mod api_keys;
 pub mod clients;
 pub(crate) mod hashing;
 pub mod keys;
+pub mod prune;
 pub mod scopes;
 pub mod tokens;
 pub mod users;

@@ -127,6 +127,23 @@ impl Revocations {
         self.count.store(set.len(), Ordering::Release);
     }
 
+    /// Forgets revocations whose tokens have all expired by `now`: the
+    /// set holds what can still be presented, not history.
+    pub fn prune(&self, now: i64) {
+        let mut set = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        set.retain(|_, until| *until >= now);
+        self.count.store(set.len(), Ordering::Release);
+    }
+
+    /// How many revocations the set holds.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Reads revocations other processes wrote since the last look, when
     /// the last look is older than [`REVOCATION_SYNC`].
     async fn catch_up(&self, store: &Store) -> Result<(), ApiError> {

@@ -1382,3 +1382,84 @@ async fn a_cross_site_consent_post_is_refused_and_a_same_site_one_gets_a_code() 
     assert_eq!(res.status, 302, "{}", String::from_utf8_lossy(&res.body));
     assert!(location_param(&res, "code").is_some());
 }
+
+async fn own_rows(raw: &sqlx::SqlitePool, table: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(raw)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_prune_pass_deletes_expired_own_rows_in_batches_and_keeps_live_ones() {
+    use restkit::auth::prune::{prune, PRUNE_GRACE};
+    let t = TestApp::demo().await;
+    let raw = raw_db(&t).await;
+    // Five codes (ten minutes each), a refresh token (days), and a revoked
+    // access token (an hour).
+    for _ in 0..5 {
+        let res = authorize(&t, "response_type=code&client_id=1&state=o", "approve").await;
+        assert_eq!(res.status, 302);
+    }
+    let issued = password_grant(&t).await;
+    let access = issued["access_token"].as_str().unwrap();
+    let revoked = t
+        .post("/v1/revoke")
+        .header("authorization", CLIENT)
+        .raw(FORM, &format!("token={access}"))
+        .send()
+        .await;
+    assert_eq!(revoked.status, 200);
+    assert_eq!(me(&t, access).await.status, 401);
+    let state = t.app.state();
+    let (store, tokens) = (&state.store, &state.tokens);
+    assert_eq!(tokens.revocations.len(), 1);
+    let now = restkit::auth::tokens::now();
+    // Now: nothing has expired, nothing goes.
+    let nothing = prune(store, tokens, now, 2).await.unwrap();
+    assert_eq!(nothing.total(), 0);
+    // Past the codes' ten minutes (and the grace), in batches of two: the
+    // codes go, the refresh token and the revocation stay …
+    let later = now + 600 + PRUNE_GRACE + 1;
+    let pass = prune(store, tokens, later, 2).await.unwrap();
+    assert_eq!(pass.codes, 5);
+    assert_eq!(own_rows(&raw, "restkit_auth_codes").await, 0);
+    assert_eq!(own_rows(&raw, "restkit_refresh_tokens").await, 1);
+    assert_eq!(own_rows(&raw, "restkit_revocations").await, 1);
+    assert_eq!(tokens.revocations.len(), 1);
+    assert_eq!(me(&t, access).await.status, 401, "a live revocation holds");
+    // … and once those have expired too, they go, from the database and
+    // from the in-process set.
+    let much_later = now + 3600 * 24 * 365;
+    let pass = prune(store, tokens, much_later, 2).await.unwrap();
+    assert_eq!((pass.refresh_tokens, pass.revocations), (1, 1));
+    assert_eq!(own_rows(&raw, "restkit_refresh_tokens").await, 0);
+    assert_eq!(own_rows(&raw, "restkit_revocations").await, 0);
+    assert!(tokens.revocations.is_empty());
+}
+
+#[tokio::test]
+async fn the_server_prunes_expired_own_rows_on_its_own() {
+    let t = TestApp::demo().await;
+    let raw = raw_db(&t).await;
+    password_grant(&t).await;
+    // A refresh token that expired an hour ago, as a long-running server
+    // would have accumulated.
+    sqlx::query("UPDATE restkit_refresh_tokens SET expires_at = strftime('%s','now') - 3600")
+        .execute(&raw)
+        .await
+        .unwrap();
+    password_grant(&t).await;
+    assert_eq!(own_rows(&raw, "restkit_refresh_tokens").await, 2);
+    let (_addr, stop) = t.listen().await;
+    let mut left = 2;
+    for _ in 0..100 {
+        left = own_rows(&raw, "restkit_refresh_tokens").await;
+        if left == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, 1, "the expired token is pruned, the live one kept");
+    drop(stop);
+}
