@@ -37,6 +37,9 @@ const REVOCATION_PAGE: u64 = 1000;
 /// How stale the revocation set may be about other processes' writes.
 pub const REVOCATION_SYNC: Duration = Duration::from_secs(1);
 
+/// Why a token whose `nbf` is still ahead is refused.
+const NOT_YET: &str = "The token is not valid yet.";
+
 /// Allowed clock skew when checking `exp` and `nbf`.
 const LEEWAY: u64 = 5;
 
@@ -202,6 +205,10 @@ pub struct Tokens {
     /// request, so each token pays it once; time and revocation are still
     /// checked on every request.
     pub checked: Checked,
+    /// Tokens refused lately and the addresses that sent them, so repeated
+    /// failures are refused without another RSA verification
+    /// ([`super::refusals`]).
+    pub refusals: super::refusals::Refusals,
 }
 
 /// The verification memory of [`Tokens::checked`], bounded.
@@ -302,6 +309,22 @@ impl Tokens {
         token: &str,
         store: &Store,
     ) -> Result<std::sync::Arc<Verified>, ApiError> {
+        self.verify_from(token, store, None, &super::users::Open)
+            .await
+    }
+
+    /// As [`Tokens::verify`], for a token sent from `ip`: a token refused
+    /// lately is refused again without verifying, and when `ip` has sent
+    /// failing credentials lately, a token that needs a real verification
+    /// first passes `gate` (the IP's anonymous allowance), so a flood of
+    /// forged tokens is refused by the limiter, not by RSA.
+    pub async fn verify_from(
+        &self,
+        token: &str,
+        store: &Store,
+        ip: Option<std::net::IpAddr>,
+        gate: &dyn super::users::PasswordGate,
+    ) -> Result<std::sync::Arc<Verified>, ApiError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let verified = match self.checked.get(&key) {
             Some(v) => {
@@ -312,9 +335,30 @@ impl Tokens {
                 v
             }
             None => {
-                let v = std::sync::Arc::new(Verified::new(self.verify_signed(token)?));
-                self.checked.put(key, v.clone());
-                v
+                if let Some(why) = self.refusals.token(&key) {
+                    self.refusals.failed(ip);
+                    return Err(invalid(why));
+                }
+                if self.refusals.failing(ip) {
+                    gate.admit().await?;
+                }
+                self.refusals.verifying();
+                match self.check_signed(token) {
+                    Ok(claims) => {
+                        let v = std::sync::Arc::new(Verified::new(claims));
+                        self.checked.put(key, v.clone());
+                        v
+                    }
+                    Err(why) => {
+                        // "Not yet valid" may become valid: not remembered.
+                        if why == NOT_YET {
+                            self.refusals.failed(ip);
+                        } else {
+                            self.refusals.refuse(key, why, ip);
+                        }
+                        return Err(invalid(why));
+                    }
+                }
             }
         };
         self.revocations.catch_up(store).await?;
@@ -332,19 +376,23 @@ impl Tokens {
 
     /// Signature, header and registered claims, without revocation.
     pub fn verify_signed(&self, token: &str) -> Result<Value, ApiError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| invalid("The token is not a JWT."))?;
+        self.check_signed(token).map_err(invalid)
+    }
+
+    /// [`Tokens::verify_signed`], refusals as the sentence that says why.
+    fn check_signed(&self, token: &str) -> Result<Value, &'static str> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| "The token is not a JWT.")?;
         if header.alg != jsonwebtoken::Algorithm::RS256 {
-            return Err(invalid("Only RS256 tokens are accepted."));
+            return Err("Only RS256 tokens are accepted.");
         }
         if !matches!(header.typ.as_deref(), Some("at+jwt" | "application/at+jwt")) {
-            return Err(invalid("The token is not an access token (typ at+jwt)."));
+            return Err("The token is not an access token (typ at+jwt).");
         }
         let key = header
             .kid
             .as_deref()
             .and_then(|kid| self.keys.verifying(kid))
-            .ok_or_else(|| invalid("The token's key is not known here."))?;
+            .ok_or("The token's key is not known here.")?;
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
         v.algorithms = vec![jsonwebtoken::Algorithm::RS256];
         v.leeway = LEEWAY;
@@ -354,18 +402,18 @@ impl Tokens {
         v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub", "jti"]);
         let data = jsonwebtoken::decode::<Value>(token, &key.decoding, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind::*;
-            invalid(match e.kind() {
+            match e.kind() {
                 ExpiredSignature => "The token has expired.",
-                ImmatureSignature => "The token is not valid yet.",
+                ImmatureSignature => NOT_YET,
                 InvalidIssuer => "The token was issued by someone else.",
                 InvalidAudience => "The token is for another audience.",
                 InvalidSignature => "The token's signature is wrong.",
                 _ => "The token is not valid.",
-            })
+            }
         })?;
         let text = |name: &str| data.claims[name].as_str().is_some_and(|s| !s.is_empty());
         if !(text("jti") && text("sub") && text("client_id") && data.claims["scope"].is_string()) {
-            return Err(invalid("The token lacks jti, sub, client_id or scope."));
+            return Err("The token lacks jti, sub, client_id or scope.");
         }
         Ok(data.claims)
     }

@@ -217,7 +217,9 @@ pub async fn verify(
 
 /// Runs before a secret is checked for real (not remembered): the HTTP
 /// layer charges the attempt to the caller's rate limit (§9), so guessing
-/// costs the guesser's allowance before it costs the server an Argon2 hash.
+/// costs the guesser's allowance before it costs the server an Argon2 hash
+/// (or, for a caller whose tokens failed lately, an RSA verification:
+/// [`super::refusals`]).
 #[async_trait::async_trait]
 pub trait PasswordGate: Send + Sync {
     async fn admit(&self) -> Result<(), ApiError>;

@@ -168,6 +168,7 @@ impl App {
             refresh_ttl: settings.auth.refresh_token_ttl,
             revocations: Default::default(),
             checked: Default::default(),
+            refusals: Default::default(),
         });
         let document = openapi::document(&routes, &settings);
         let openapi = bytes::Bytes::from(serde_json::to_vec(&document).unwrap_or_default());

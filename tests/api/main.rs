@@ -27,5 +27,6 @@ mod pipeline;
 mod plans;
 mod query;
 mod rate_limits;
+mod refusals;
 mod server;
 mod sync;
