@@ -113,20 +113,33 @@ fn cross_site(state: &AppState, headers: &http::HeaderMap) -> bool {
     let Ok(origin) = origin.to_str() else {
         return true;
     };
-    // `null` (a sandboxed or privacy-stripped origin) is never ours.
-    let public = state.settings.server.public_url.trim_end_matches('/');
-    if !public.is_empty() {
-        return !origin.eq_ignore_ascii_case(public);
-    }
-    // Without a public URL the scheme is unknown here (TLS may end at a
-    // proxy): the origin's host[:port] must be the Host the form was
-    // posted to.
-    let authority = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    authority.is_empty() || !authority.eq_ignore_ascii_case(host)
+    foreign_origin(origin, &state.settings.server.public_url, host)
+}
+
+/// Is `origin` (an `Origin` header) another site than this server, known
+/// by `public_url` (may be empty) or else by the `host` it was sent to?
+/// `null` (a sandboxed or privacy-stripped origin) is never ours.
+fn foreign_origin(origin: &str, public_url: &str, host: &str) -> bool {
+    // scheme://host[:port] and the host[:port] of a URL (any path cut).
+    fn split(url: &str) -> Option<(&str, &str)> {
+        let (scheme, rest) = url.split_once("://")?;
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        (!authority.is_empty()).then_some((scheme, authority))
+    }
+    let Some((scheme, authority)) = split(origin) else {
+        return true;
+    };
+    match split(public_url) {
+        Some((s, a)) => !(s.eq_ignore_ascii_case(scheme) && a.eq_ignore_ascii_case(authority)),
+        // Without a public URL the scheme is unknown here (TLS may end at
+        // a proxy): the origin's host[:port] must be the Host the form was
+        // posted to.
+        None => !authority.eq_ignore_ascii_case(host),
+    }
 }
 
 /// A validated authorization request.
@@ -558,4 +571,41 @@ pub async fn decide(State(state): State<Arc<AppState>>, req: Request<Body>) -> R
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::foreign_origin;
+
+    #[test]
+    fn only_this_servers_origin_is_its_own() {
+        // By Host, without a public URL.
+        assert!(!foreign_origin("http://api.test", "", "api.test"));
+        assert!(!foreign_origin(
+            "https://api.test:8443",
+            "",
+            "api.test:8443"
+        ));
+        assert!(foreign_origin("https://evil.example", "", "api.test"));
+        assert!(foreign_origin(
+            "http://api.test.evil.example",
+            "",
+            "api.test"
+        ));
+        assert!(foreign_origin("null", "", "api.test"));
+        assert!(foreign_origin("http://", "", ""));
+        // By the public URL, path and all.
+        let public = "https://example.com/api/";
+        assert!(!foreign_origin(
+            "https://example.com",
+            public,
+            "internal:8080"
+        ));
+        assert!(foreign_origin("http://example.com", public, "example.com"));
+        assert!(foreign_origin(
+            "https://example.com:8443",
+            public,
+            "example.com"
+        ));
+    }
 }
