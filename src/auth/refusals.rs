@@ -6,8 +6,10 @@
 //! anything. Two memories bound that:
 //! - [`Refusals::token`]: tokens refused lately, by SHA-256, with why — the
 //!   same forged token again is refused at the price of a hash lookup;
-//! - [`Refusals::failing`]: callers (by IP, as the limiter keys them) whose
-//!   credentials failed lately. A token such a caller sends that needs a
+//! - [`Refusals::failing`]: callers (by IP, as the limiter keys them) that
+//!   sent a token this server did not sign lately (an expired or not yet
+//!   valid token of ours does not count: clients send those in the normal
+//!   course of things). A token such a caller sends that needs a
 //!   real verification is first charged to its `anonymous` allowance, so a
 //!   flood of ever-new forged tokens from one address gets 429s at the
 //!   price of a limiter decision once that allowance is spent.
@@ -65,14 +67,11 @@ impl Refusals {
             .map(|(why, _)| *why)
     }
 
-    /// Remembers a refused token, and that its sender failed.
-    pub fn refuse(&self, key: [u8; 32], why: &'static str, ip: Option<IpAddr>) {
-        {
-            let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-            bounded(&mut map, |(_, at)| *at);
-            map.insert(key, (why, Instant::now()));
-        }
-        self.failed(ip);
+    /// Remembers a refused token.
+    pub fn refuse(&self, key: [u8; 32], why: &'static str) {
+        let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        bounded(&mut map, |(_, at)| *at);
+        map.insert(key, (why, Instant::now()));
     }
 
     /// Remembers that credentials sent from `ip` failed.
@@ -99,14 +98,15 @@ mod tests {
         let r = Refusals::default();
         let ip: Option<IpAddr> = "192.0.2.7".parse().ok();
         assert!(!r.failing(ip));
-        r.refuse([1; 32], "bad", ip);
+        r.refuse([1; 32], "bad");
+        r.failed(ip);
         assert_eq!(r.token(&[1; 32]), Some("bad"));
         assert!(r.failing(ip));
         assert!(!r.failing("192.0.2.8".parse().ok()));
         for i in 0..(MAX as u32 + 10) {
             let mut key = [0u8; 32];
             key[..4].copy_from_slice(&i.to_le_bytes());
-            r.refuse(key, "bad", ip);
+            r.refuse(key, "bad");
         }
         let held = r.tokens.lock().unwrap().len();
         assert!(held <= MAX, "{held}");

@@ -40,6 +40,22 @@ pub const REVOCATION_SYNC: Duration = Duration::from_secs(1);
 /// Why a token whose `nbf` is still ahead is refused.
 const NOT_YET: &str = "The token is not valid yet.";
 
+/// Refusals decided after the signature verified: the token is one this
+/// server signed (expired, say), which clients send in the normal course
+/// of things — not a forgery.
+const AFTER_SIGNATURE: &[&str] = &[
+    "The token has expired.",
+    NOT_YET,
+    "The token was issued by someone else.",
+    "The token is for another audience.",
+    "The token lacks jti, sub, client_id or scope.",
+];
+
+/// Was the token refused for `why` signed by this server?
+fn signed_here(why: &str) -> bool {
+    AFTER_SIGNATURE.contains(&why)
+}
+
 /// Allowed clock skew when checking `exp` and `nbf`.
 const LEEWAY: u64 = 5;
 
@@ -336,7 +352,9 @@ impl Tokens {
             }
             None => {
                 if let Some(why) = self.refusals.token(&key) {
-                    self.refusals.failed(ip);
+                    if !signed_here(why) {
+                        self.refusals.failed(ip);
+                    }
                     return Err(invalid(why));
                 }
                 if self.refusals.failing(ip) {
@@ -351,10 +369,11 @@ impl Tokens {
                     }
                     Err(why) => {
                         // "Not yet valid" may become valid: not remembered.
-                        if why == NOT_YET {
+                        if why != NOT_YET {
+                            self.refusals.refuse(key, why);
+                        }
+                        if !signed_here(why) {
                             self.refusals.failed(ip);
-                        } else {
-                            self.refusals.refuse(key, why, ip);
                         }
                         return Err(invalid(why));
                     }

@@ -62,3 +62,43 @@ async fn a_flood_of_new_forged_tokens_from_one_ip_is_refused_before_verification
     let good = t.token_for(1, &["basic", "write"]);
     assert_eq!(get_with(&t, &good, "192.0.2.21").await.status, 200);
 }
+
+#[tokio::test]
+async fn an_expired_token_of_ours_costs_its_sender_nothing_more() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let t =
+        TestApp::demo_with("[rate_limit]\nanonymous = { requests = 3, period = \"60s\" }\n").await;
+    let good = t.token_for(1, &["basic", "write"]);
+    let kid = jsonwebtoken::decode_header(&good).unwrap().kid.unwrap();
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some(kid);
+    h.typ = Some("at+jwt".into());
+    let private = std::fs::read(crate::helpers::TEST_KEY).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let expired = jsonwebtoken::encode(
+        &h,
+        &serde_json::json!({
+            "iss": "http://127.0.0.1:8080", "aud": "http://127.0.0.1:8080",
+            "sub": "1", "uid": 1, "username": "stan", "client_id": "1",
+            "scope": "basic write", "jti": "old",
+            "iat": now - 7200, "nbf": now - 7200, "exp": now - 3600,
+        }),
+        &EncodingKey::from_rsa_pem(&private).unwrap(),
+    )
+    .unwrap();
+    // A client sends its expired token (signed here: not a forgery) …
+    let res = get_with(&t, &expired, "192.0.2.30").await;
+    assert_eq!(res.status, 401);
+    assert!(res.header("www-authenticate").contains("expired"));
+    // … then its fresh one: only the rate-limit step counts it, so the
+    // address keeps what an expired token is worth, and no more.
+    let before = t.app.state().tokens.refusals.verifications();
+    assert_eq!(get_with(&t, &good, "192.0.2.30").await.status, 200);
+    assert_eq!(t.app.state().tokens.refusals.verifications() - before, 1);
+    assert!(!t
+        .app
+        .state()
+        .tokens
+        .refusals
+        .failing("192.0.2.30".parse().ok()));
+}
