@@ -15,6 +15,8 @@ pub mod api_keys;
 pub mod clients;
 pub(crate) mod hashing;
 pub mod keys;
+pub mod prune;
+pub mod refusals;
 pub mod scopes;
 pub mod tokens;
 pub mod users;
@@ -190,7 +192,7 @@ pub async fn authenticate(
         if !accepted.query {
             return Err(not_accepted("Query-string", &accepted));
         }
-        return bearer(&token, store, tokens).await.map(Some);
+        return bearer(parts, &token, store, tokens, gate).await.map(Some);
     }
     if let Some(key) = key {
         if !accepted.api_key {
@@ -216,7 +218,9 @@ pub async fn authenticate(
         if !accepted.bearer {
             return Err(not_accepted("Bearer", &accepted));
         }
-        return bearer(rest.trim(), store, tokens).await.map(Some);
+        return bearer(parts, rest.trim(), store, tokens, gate)
+            .await
+            .map(Some);
     }
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(ApiError::unauthorized("Unsupported authorization scheme.")
@@ -240,9 +244,19 @@ pub async fn authenticate(
     }
 }
 
-async fn bearer(token: &str, store: &Store, tokens: &tokens::Tokens) -> Result<Identity, ApiError> {
+async fn bearer(
+    parts: &http::request::Parts,
+    token: &str,
+    store: &Store,
+    tokens: &tokens::Tokens,
+    gate: &dyn users::PasswordGate,
+) -> Result<Identity, ApiError> {
+    let ip = parts
+        .extensions
+        .get::<crate::limit::ClientIp>()
+        .map(|c| c.0);
     tokens
-        .verify(token, store)
+        .verify_from(token, store, ip, gate)
         .await
         .map(|v| v.identity.clone())
 }

@@ -29,13 +29,32 @@ use super::keys::KeySet;
 use super::Identity;
 use crate::error::ApiError;
 use crate::store::own::{self, rows_where};
-use crate::store::{Scope, Store};
+use crate::store::{Scope, Store, WriteTx};
 
 /// Revocation rows read per statement when catching up.
 const REVOCATION_PAGE: u64 = 1000;
 
 /// How stale the revocation set may be about other processes' writes.
 pub const REVOCATION_SYNC: Duration = Duration::from_secs(1);
+
+/// Why a token whose `nbf` is still ahead is refused.
+const NOT_YET: &str = "The token is not valid yet.";
+
+/// Refusals decided after the signature verified: the token is one this
+/// server signed (expired, say), which clients send in the normal course
+/// of things — not a forgery.
+const AFTER_SIGNATURE: &[&str] = &[
+    "The token has expired.",
+    NOT_YET,
+    "The token was issued by someone else.",
+    "The token is for another audience.",
+    "The token lacks jti, sub, client_id or scope.",
+];
+
+/// Was the token refused for `why` signed by this server?
+fn signed_here(why: &str) -> bool {
+    AFTER_SIGNATURE.contains(&why)
+}
 
 /// Allowed clock skew when checking `exp` and `nbf`.
 const LEEWAY: u64 = 5;
@@ -127,6 +146,23 @@ impl Revocations {
         self.count.store(set.len(), Ordering::Release);
     }
 
+    /// Forgets revocations whose tokens have all expired by `now`: the
+    /// set holds what can still be presented, not history.
+    pub fn prune(&self, now: i64) {
+        let mut set = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        set.retain(|_, until| *until >= now);
+        self.count.store(set.len(), Ordering::Release);
+    }
+
+    /// How many revocations the set holds.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Reads revocations other processes wrote since the last look, when
     /// the last look is older than [`REVOCATION_SYNC`].
     async fn catch_up(&self, store: &Store) -> Result<(), ApiError> {
@@ -185,6 +221,10 @@ pub struct Tokens {
     /// request, so each token pays it once; time and revocation are still
     /// checked on every request.
     pub checked: Checked,
+    /// Tokens refused lately and the addresses that sent them, so repeated
+    /// failures are refused without another RSA verification
+    /// ([`super::refusals`]).
+    pub refusals: super::refusals::Refusals,
 }
 
 /// The verification memory of [`Tokens::checked`], bounded.
@@ -285,6 +325,22 @@ impl Tokens {
         token: &str,
         store: &Store,
     ) -> Result<std::sync::Arc<Verified>, ApiError> {
+        self.verify_from(token, store, None, &super::users::Open)
+            .await
+    }
+
+    /// As [`Tokens::verify`], for a token sent from `ip`: a token refused
+    /// lately is refused again without verifying, and when `ip` has sent
+    /// failing credentials lately, a token that needs a real verification
+    /// first passes `gate` (the IP's anonymous allowance), so a flood of
+    /// forged tokens is refused by the limiter, not by RSA.
+    pub async fn verify_from(
+        &self,
+        token: &str,
+        store: &Store,
+        ip: Option<std::net::IpAddr>,
+        gate: &dyn super::users::PasswordGate,
+    ) -> Result<std::sync::Arc<Verified>, ApiError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let verified = match self.checked.get(&key) {
             Some(v) => {
@@ -295,9 +351,33 @@ impl Tokens {
                 v
             }
             None => {
-                let v = std::sync::Arc::new(Verified::new(self.verify_signed(token)?));
-                self.checked.put(key, v.clone());
-                v
+                if let Some(why) = self.refusals.token(&key) {
+                    if !signed_here(why) {
+                        self.refusals.failed(ip);
+                    }
+                    return Err(invalid(why));
+                }
+                if self.refusals.failing(ip) {
+                    gate.admit().await?;
+                }
+                self.refusals.verifying();
+                match self.check_signed(token) {
+                    Ok(claims) => {
+                        let v = std::sync::Arc::new(Verified::new(claims));
+                        self.checked.put(key, v.clone());
+                        v
+                    }
+                    Err(why) => {
+                        // "Not yet valid" may become valid: not remembered.
+                        if why != NOT_YET {
+                            self.refusals.refuse(key, why);
+                        }
+                        if !signed_here(why) {
+                            self.refusals.failed(ip);
+                        }
+                        return Err(invalid(why));
+                    }
+                }
             }
         };
         self.revocations.catch_up(store).await?;
@@ -315,19 +395,23 @@ impl Tokens {
 
     /// Signature, header and registered claims, without revocation.
     pub fn verify_signed(&self, token: &str) -> Result<Value, ApiError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| invalid("The token is not a JWT."))?;
+        self.check_signed(token).map_err(invalid)
+    }
+
+    /// [`Tokens::verify_signed`], refusals as the sentence that says why.
+    fn check_signed(&self, token: &str) -> Result<Value, &'static str> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| "The token is not a JWT.")?;
         if header.alg != jsonwebtoken::Algorithm::RS256 {
-            return Err(invalid("Only RS256 tokens are accepted."));
+            return Err("Only RS256 tokens are accepted.");
         }
         if !matches!(header.typ.as_deref(), Some("at+jwt" | "application/at+jwt")) {
-            return Err(invalid("The token is not an access token (typ at+jwt)."));
+            return Err("The token is not an access token (typ at+jwt).");
         }
         let key = header
             .kid
             .as_deref()
             .and_then(|kid| self.keys.verifying(kid))
-            .ok_or_else(|| invalid("The token's key is not known here."))?;
+            .ok_or("The token's key is not known here.")?;
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
         v.algorithms = vec![jsonwebtoken::Algorithm::RS256];
         v.leeway = LEEWAY;
@@ -337,18 +421,18 @@ impl Tokens {
         v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub", "jti"]);
         let data = jsonwebtoken::decode::<Value>(token, &key.decoding, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind::*;
-            invalid(match e.kind() {
+            match e.kind() {
                 ExpiredSignature => "The token has expired.",
-                ImmatureSignature => "The token is not valid yet.",
+                ImmatureSignature => NOT_YET,
                 InvalidIssuer => "The token was issued by someone else.",
                 InvalidAudience => "The token is for another audience.",
                 InvalidSignature => "The token's signature is wrong.",
                 _ => "The token is not valid.",
-            })
+            }
         })?;
         let text = |name: &str| data.claims[name].as_str().is_some_and(|s| !s.is_empty());
         if !(text("jti") && text("sub") && text("client_id") && data.claims["scope"].is_string()) {
-            return Err(invalid("The token lacks jti, sub, client_id or scope."));
+            return Err("The token lacks jti, sub, client_id or scope.");
         }
         Ok(data.claims)
     }
@@ -357,6 +441,20 @@ impl Tokens {
     pub async fn refresh_token(
         &self,
         store: &Store,
+        grant: &Grant,
+        family: Option<&str>,
+    ) -> Result<(String, String), ApiError> {
+        let mut tx = store.begin_write().await?;
+        let issued = self.insert_refresh(&mut tx, grant, family).await?;
+        tx.commit().await?;
+        Ok(issued)
+    }
+
+    /// Writes a new refresh token in `family` (a new family when `None`)
+    /// inside `tx`: (token, family).
+    async fn insert_refresh(
+        &self,
+        tx: &mut WriteTx,
         grant: &Grant,
         family: Option<&str>,
     ) -> Result<(String, String), ApiError> {
@@ -385,20 +483,32 @@ impl Tokens {
                 ("used", json!(false)),
             ],
         );
-        store.insert(r, &values, &[0]).await?;
+        tx.insert(r, &values, &[0]).await?;
         Ok((token, family))
     }
 
-    /// Exchanges a refresh token (rotation). A used one revokes its
-    /// family; `Ok(None)` for any token that is not live for `client_id`.
-    pub async fn use_refresh_token(
+    /// Exchanges a refresh token (rotation): the grant for the new access
+    /// token and the new refresh token, or `Ok(None)` for any token that
+    /// is not live for `client_id`. A used one revokes its family.
+    ///
+    /// `narrow` gets what the token was granted and answers the access
+    /// token's scope (or refuses). Every refusal — this one, another
+    /// client's token, an expired one — happens before anything is written,
+    /// so it consumes nothing; and the old token is marked used in the
+    /// transaction that writes its successor, so an exchange that fails
+    /// half-way (a 503, a crash) leaves the old token live and the
+    /// client's retry is not mistaken for reuse.
+    pub async fn rotate_refresh_token<E: From<ApiError>>(
         &self,
         store: &Store,
         token: &str,
         client_id: &str,
-    ) -> Result<Option<Grant>, ApiError> {
+        narrow: impl FnOnce(&Grant) -> Result<Vec<String>, E>,
+    ) -> Result<Option<(Grant, String)>, E> {
         let r = own::refresh_tokens();
-        let rows = rows_where(store, r, "tokenHash", json!(digest(token)), 1).await?;
+        let rows = rows_where(store, r, "tokenHash", json!(digest(token)), 1)
+            .await
+            .map_err(ApiError::from)?;
         let Some(row) = rows.first() else {
             return Ok(None);
         };
@@ -413,18 +523,7 @@ impl Tokens {
         {
             return Ok(None);
         }
-        // Mark it used only if it still is not: of two concurrent uses one
-        // wins, and the other is a reuse.
-        let id = row["id"].as_i64().unwrap_or_default();
-        let scope = Scope::default()
-            .and(0, json!(id))
-            .and(r.field_index("used").unwrap_or(8), json!(false));
-        let mut tx = store.begin_write().await?;
-        let n = tx
-            .update_where(r, &scope, &own::values(r, &[("used", json!(true))]))
-            .await?;
-        tx.commit().await?;
-        if n == 0 {
+        if row["used"].as_bool() == Some(true) {
             tracing::warn!(family = %family, "a used refresh token was presented: family revoked");
             self.revoke_family(store, &family).await?;
             return Ok(None);
@@ -439,12 +538,38 @@ impl Tokens {
             },
             _ => Subject::Client,
         };
-        Ok(Some(Grant {
+        let granted = Grant {
             subject,
             client_id: client_id.to_string(),
             scope: scope_words(&row["scope"]),
-            family: Some(family),
-        }))
+            family: Some(family.clone()),
+        };
+        let scope = narrow(&granted)?;
+        // Mark it used only if it still is not: of two concurrent uses one
+        // wins, and the other is a reuse.
+        let id = row["id"].as_i64().unwrap_or_default();
+        let unused = Scope::default()
+            .and(0, json!(id))
+            .and(r.field_index("used").unwrap_or(8), json!(false));
+        let mut tx = store.begin_write().await.map_err(ApiError::from)?;
+        let n = tx
+            .update_where(r, &unused, &own::values(r, &[("used", json!(true))]))
+            .await
+            .map_err(ApiError::from)?;
+        if n == 0 {
+            tracing::warn!(family = %family, "a used refresh token was presented: family revoked");
+            let revoked = self.revoke_family_in(&mut tx, &family).await?;
+            tx.commit().await.map_err(ApiError::from)?;
+            self.remember(revoked);
+            return Ok(None);
+        }
+        // The new refresh token keeps what was granted (RFC 6749 §6), even
+        // when this access token is narrowed.
+        let (refresh, _) = self
+            .insert_refresh(&mut tx, &granted, Some(&family))
+            .await?;
+        tx.commit().await.map_err(ApiError::from)?;
+        Ok(Some((Grant { scope, ..granted }, refresh)))
     }
 
     /// The refresh token's row, if `token` is one (live or not).
@@ -465,43 +590,61 @@ impl Tokens {
     }
 
     /// Revokes a family: its refresh tokens die, and the access tokens
-    /// issued from it are refused until they would have expired anyway.
+    /// issued from it are refused until they would have expired anyway —
+    /// both in one transaction, so a failure leaves neither half.
     pub async fn revoke_family(&self, store: &Store, family: &str) -> Result<(), ApiError> {
+        let mut tx = store.begin_write().await?;
+        let revoked = self.revoke_family_in(&mut tx, family).await?;
+        tx.commit().await?;
+        self.remember(revoked);
+        Ok(())
+    }
+
+    /// [`Tokens::revoke_family`]'s writes, inside `tx`; what to
+    /// [`Tokens::remember`] once it has committed.
+    async fn revoke_family_in(
+        &self,
+        tx: &mut WriteTx,
+        family: &str,
+    ) -> Result<Option<Revoked>, ApiError> {
         let r = own::refresh_tokens();
         let scope = Scope::default().and(r.field_index("familyId").unwrap_or(2), json!(family));
-        let mut tx = store.begin_write().await?;
         tx.update_where(r, &scope, &own::values(r, &[("used", json!(true))]))
             .await?;
-        tx.commit().await?;
         // Until the last token the family could hold has expired: its
         // refresh tokens too (one inserted by an exchange racing this
         // revocation is refused at use, by this entry).
         let ttl = self.access_ttl.max(self.refresh_ttl).as_secs() as i64;
-        self.record_revocation(store, "family", family, now() + ttl + LEEWAY as i64)
+        self.record_revocation_in(tx, "family", family, now() + ttl + LEEWAY as i64)
             .await
     }
 
     /// Revokes one access token until its `exp`.
     pub async fn revoke_jti(&self, store: &Store, jti: &str, exp: i64) -> Result<(), ApiError> {
-        self.record_revocation(store, "jti", jti, exp + LEEWAY as i64)
-            .await
+        let mut tx = store.begin_write().await?;
+        let revoked = self
+            .record_revocation_in(&mut tx, "jti", jti, exp + LEEWAY as i64)
+            .await?;
+        tx.commit().await?;
+        self.remember(revoked);
+        Ok(())
     }
 
-    async fn record_revocation(
+    /// Writes a revocation row inside `tx`; `None` when this process knows
+    /// it already (a replayed dead token, again: nothing to write).
+    async fn record_revocation_in(
         &self,
-        store: &Store,
-        kind: &str,
+        tx: &mut WriteTx,
+        kind: &'static str,
         value: &str,
         until: i64,
-    ) -> Result<(), ApiError> {
-        // Already revoked (a replayed dead token, again): nothing to write.
+    ) -> Result<Option<Revoked>, ApiError> {
         if self
             .revocations
             .is_revoked_key(&Revocations::key(kind, value))
         {
-            return Ok(());
+            return Ok(None);
         }
-        self.revocations.remember(kind, value, until);
         let r = own::revocations();
         let values = own::values(
             r,
@@ -511,9 +654,29 @@ impl Tokens {
                 ("expiresAt", json!(until)),
             ],
         );
-        store.insert(r, &values, &[0]).await?;
-        Ok(())
+        tx.insert(r, &values, &[0]).await?;
+        Ok(Some(Revoked {
+            kind,
+            value: value.to_string(),
+            until,
+        }))
     }
+
+    /// Makes a committed revocation count in this process at once (other
+    /// processes read it within [`REVOCATION_SYNC`]). Only after the
+    /// commit: a revocation that rolled back must not refuse anything.
+    fn remember(&self, revoked: Option<Revoked>) {
+        if let Some(r) = revoked {
+            self.revocations.remember(r.kind, &r.value, r.until);
+        }
+    }
+}
+
+/// A revocation written in a transaction, to remember once committed.
+struct Revoked {
+    kind: &'static str,
+    value: String,
+    until: i64,
 }
 
 /// Authorization codes live this long (§8.1).
@@ -585,7 +748,9 @@ impl Tokens {
     /// Redeems a code for `client_id` (RFC 6749 §4.1.3, RFC 7636 §4.6):
     /// `Ok(Err(why))` for any code that may not be redeemed. A code used
     /// before revokes what it was exchanged for. On success, the grant
-    /// (its `family` set: the tokens issued for it go there).
+    /// (its `family` set: the tokens issued for it go there) and, when
+    /// `with_refresh`, the refresh token — written in the transaction that
+    /// consumes the code, so a failure leaves the code unused.
     pub async fn use_code(
         &self,
         store: &Store,
@@ -593,7 +758,8 @@ impl Tokens {
         client_id: &str,
         redirect_uri: Option<&str>,
         verifier: Option<&str>,
-    ) -> Result<Result<Grant, &'static str>, ApiError> {
+        with_refresh: bool,
+    ) -> Result<Result<(Grant, Option<String>), &'static str>, ApiError> {
         let r = own::codes();
         let rows = rows_where(store, r, "codeHash", json!(digest(code)), 1).await?;
         let Some(row) = rows.first() else {
@@ -617,35 +783,41 @@ impl Tokens {
                 &own::values(r, &[("used", json!(true)), ("familyId", json!(family))]),
             )
             .await?;
-        tx.commit().await?;
         if n == 0 {
             // Replayed: whatever the first exchange issued dies (RFC 6749
             // §4.1.2).
-            let again = rows_where(store, r, "id", json!(id), 1).await?;
+            let again = own::rows_where_in(&mut tx, r, "id", json!(id), 1).await?;
+            let mut revoked = None;
             if let Some(family) = again.first().and_then(|row| row["familyId"].as_str()) {
                 tracing::warn!(family = %family, "an authorization code was replayed: its tokens are revoked");
-                self.revoke_family(store, family).await?;
+                revoked = self.revoke_family_in(&mut tx, family).await?;
             }
+            tx.commit().await?;
+            self.remember(revoked);
             return Ok(Err("The code has already been used."));
         }
-        if row["expiresAt"].as_i64().unwrap_or_default() < now() {
-            return Ok(Err("The code has expired."));
-        }
-        let stored = row["redirectUri"].as_str().unwrap_or_default();
-        if !stored.is_empty() && redirect_uri != Some(stored) {
-            return Ok(Err(
-                "redirect_uri differs from the authorization request's.",
-            ));
-        }
-        match (row["codeChallenge"].as_str(), verifier) {
-            (Some(challenge), Some(v)) if pkce_matches(v, challenge) => {}
-            (Some(_), _) => return Ok(Err("code_verifier does not match the code_challenge.")),
-            (None, Some(_)) => {
-                return Ok(Err(
-                    "code_verifier sent for a code issued without a challenge.",
-                ))
+        // A code refused from here on stays consumed (RFC 6749 §4.1.2: one
+        // attempt per code): the mark commits, nothing is issued.
+        let refused = if row["expiresAt"].as_i64().unwrap_or_default() < now() {
+            Some("The code has expired.")
+        } else {
+            let stored = row["redirectUri"].as_str().unwrap_or_default();
+            if !stored.is_empty() && redirect_uri != Some(stored) {
+                Some("redirect_uri differs from the authorization request's.")
+            } else {
+                match (row["codeChallenge"].as_str(), verifier) {
+                    (Some(challenge), Some(v)) if pkce_matches(v, challenge) => None,
+                    (Some(_), _) => Some("code_verifier does not match the code_challenge."),
+                    (None, Some(_)) => {
+                        Some("code_verifier sent for a code issued without a challenge.")
+                    }
+                    (None, None) => None,
+                }
             }
-            (None, None) => {}
+        };
+        if let Some(why) = refused {
+            tx.commit().await?;
+            return Ok(Err(why));
         }
         let grant = Grant {
             subject: Subject::User {
@@ -656,7 +828,16 @@ impl Tokens {
             scope: scope_words(&row["scope"]),
             family: Some(family),
         };
-        Ok(Ok(grant))
+        let refresh = if with_refresh {
+            let (token, _) = self
+                .insert_refresh(&mut tx, &grant, grant.family.as_deref())
+                .await?;
+            Some(token)
+        } else {
+            None
+        };
+        tx.commit().await?;
+        Ok(Ok((grant, refresh)))
     }
 }
 
@@ -664,23 +845,23 @@ impl Tokens {
 /// refresh tokens die, the families they belong to are revoked until
 /// `until` (unix seconds) — so access tokens issued from them are refused
 /// by every process within [`REVOCATION_SYNC`] — and their API keys go.
-pub async fn revoke_user(store: &Store, username: &str, until: i64) -> Result<(), ApiError> {
+/// All inside `tx`, with whatever else its caller writes: a user is cut
+/// off entirely or not at all.
+pub async fn revoke_user(tx: &mut WriteTx, username: &str, until: i64) -> Result<(), ApiError> {
     let r = own::refresh_tokens();
-    let rows = rows_where(store, r, "username", json!(username), 1_000_000).await?;
+    let rows = own::rows_where_in(tx, r, "username", json!(username), 1_000_000).await?;
     let mut families: Vec<&str> = rows
         .iter()
         .filter_map(|row| row["familyId"].as_str())
         .collect();
     families.sort_unstable();
     families.dedup();
-    let mut tx = store.begin_write().await?;
     tx.update_where(
         r,
         &Scope::default().and(r.field_index("username").unwrap_or(5), json!(username)),
         &own::values(r, &[("used", json!(true))]),
     )
     .await?;
-    tx.commit().await?;
     let revocations = own::revocations();
     for family in families {
         let values = own::values(
@@ -691,20 +872,19 @@ pub async fn revoke_user(store: &Store, username: &str, until: i64) -> Result<()
                 ("expiresAt", json!(until)),
             ],
         );
-        store.insert(revocations, &values, &[0]).await?;
+        tx.insert(revocations, &values, &[0]).await?;
     }
     let keys = own::api_keys();
     let scope = Scope::default().and(keys.field_index("username").unwrap_or(3), json!(username));
-    store
-        .delete_where(
-            keys,
-            &crate::store::Selection {
-                scope: &scope,
-                filter: None,
-                since: None,
-            },
-        )
-        .await?;
+    tx.delete_where(
+        keys,
+        &crate::store::Selection {
+            scope: &scope,
+            filter: None,
+            since: None,
+        },
+    )
+    .await?;
     Ok(())
 }
 

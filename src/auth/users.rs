@@ -113,15 +113,17 @@ pub async fn set_password(
     let hash = hashing(move |h| h.hash(&password)).await??;
     let r = resource();
     let scope = Scope::default().and(1, Value::from(username));
+    // The new hash and the cut-off commit together: a failure between them
+    // must not leave the new password working beside the old sessions.
     let mut tx = store.begin_write().await?;
     let n = tx
         .update_where(r, &scope, &[(2, Value::from(hash))])
         .await?;
-    tx.commit().await?;
     if n > 0 {
         let until = super::tokens::now() + tokens_live.as_secs() as i64;
-        super::tokens::revoke_user(store, username, until).await?;
+        super::tokens::revoke_user(&mut tx, username, until).await?;
     }
+    tx.commit().await?;
     Ok(n > 0)
 }
 
@@ -153,8 +155,11 @@ pub async fn remove(
 ) -> Result<bool, ApiError> {
     let scope = Scope::default().and(1, Value::from(username));
     let until = super::tokens::now() + tokens_live.as_secs() as i64;
-    super::tokens::revoke_user(store, username, until).await?;
-    let n = store
+    // One transaction: a user is removed with everything they held, or
+    // not at all.
+    let mut tx = store.begin_write().await?;
+    super::tokens::revoke_user(&mut tx, username, until).await?;
+    let n = tx
         .delete_where(
             resource(),
             &Selection {
@@ -164,6 +169,7 @@ pub async fn remove(
             },
         )
         .await?;
+    tx.commit().await?;
     Ok(n > 0)
 }
 
@@ -211,7 +217,9 @@ pub async fn verify(
 
 /// Runs before a secret is checked for real (not remembered): the HTTP
 /// layer charges the attempt to the caller's rate limit (§9), so guessing
-/// costs the guesser's allowance before it costs the server an Argon2 hash.
+/// costs the guesser's allowance before it costs the server an Argon2 hash
+/// (or, for a caller whose tokens failed lately, an RSA verification:
+/// [`super::refusals`]).
 #[async_trait::async_trait]
 pub trait PasswordGate: Send + Sync {
     async fn admit(&self) -> Result<(), ApiError>;

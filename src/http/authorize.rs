@@ -6,10 +6,13 @@
 //! A request that names no known client or no registered redirect URI is
 //! refused on the page itself, never redirected (RFC 6749 §4.1.2.1); every
 //! other error goes back to the client as `error` and `state`. PKCE: S256
-//! only, required of public clients. The form is protected by a
-//! double-submit token (an HttpOnly, SameSite=Strict cookie that must
-//! equal a hidden field), the page may not be framed, and every value it
-//! echoes is escaped.
+//! only, required of public clients. The form is protected by a token the
+//! server signed (HMAC with a server key, an expiry, and the client it was
+//! shown for) that an HttpOnly, SameSite=Strict cookie and a hidden field
+//! must both carry — a pair planted by someone else is not one the server
+//! signed — and a POST a browser marks as cross-site (`Sec-Fetch-Site`, or
+//! an `Origin` other than this server's) is refused. The page may not be
+//! framed, and every value it echoes is escaped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -27,6 +30,117 @@ use crate::auth::users;
 use crate::format::html::esc as text;
 
 const CSRF_COOKIE: &str = "restkit_csrf";
+
+/// How long a form may be posted after it was shown (the cookie's
+/// `Max-Age` too).
+const CSRF_TTL: i64 = 600;
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// The key CSRF tokens are signed with: derived from `server.secret` when
+/// set (so every instance accepts every instance's forms), else one random
+/// key per process.
+fn csrf_mac(state: &AppState) -> HmacSha256 {
+    use hmac::Mac;
+    static RANDOM: OnceLock<[u8; 32]> = OnceLock::new();
+    let secret = &state.settings.server.secret;
+    let key: Vec<u8> = if secret.is_empty() {
+        RANDOM
+            .get_or_init(|| {
+                let mut k = [0u8; 32];
+                k[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+                k[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+                k
+            })
+            .to_vec()
+    } else {
+        // Domain-separated from the cursors signed with the same secret.
+        format!("restkit authorize csrf\0{secret}").into_bytes()
+    };
+    HmacSha256::new_from_slice(&key).expect("HMAC accepts any key length")
+}
+
+/// The MAC of a token's parts: its expiry, nonce and client.
+fn csrf_sign(state: &AppState, expires: i64, nonce: &str, client_id: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut mac = csrf_mac(state);
+    mac.update(format!("{expires}.{nonce}.{}.{client_id}", client_id.len()).as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// A fresh token for a form shown for `client_id`: `expiry.nonce.mac`.
+fn csrf_issue(state: &AppState, client_id: &str) -> String {
+    let expires = tokens::now() + CSRF_TTL;
+    let nonce = tokens::random_token();
+    let mac = csrf_sign(state, expires, &nonce, client_id);
+    format!("{expires}.{nonce}.{mac}")
+}
+
+/// Is `token` one this server signed for `client_id`, not yet expired?
+fn csrf_genuine(state: &AppState, token: &str, client_id: &str) -> bool {
+    let mut parts = token.splitn(3, '.');
+    let (Some(expires), Some(nonce), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(expires) = expires.parse::<i64>() else {
+        return false;
+    };
+    expires >= tokens::now() && constant_time_eq(&csrf_sign(state, expires, nonce, client_id), mac)
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Does the browser say this POST comes from another site? Browsers send
+/// `Sec-Fetch-Site` (and `Origin` on every POST); a request with neither
+/// is not a browser's cross-site form, and the token still guards it.
+fn cross_site(state: &AppState, headers: &http::HeaderMap) -> bool {
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .map(|v| v.to_str().unwrap_or("cross-site"));
+    if fetch_site.is_some_and(|s| !matches!(s, "same-origin" | "none")) {
+        return true;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    foreign_origin(origin, &state.settings.server.public_url, host)
+}
+
+/// Is `origin` (an `Origin` header) another site than this server, known
+/// by `public_url` (may be empty) or else by the `host` it was sent to?
+/// `null` (a sandboxed or privacy-stripped origin) is never ours.
+fn foreign_origin(origin: &str, public_url: &str, host: &str) -> bool {
+    // scheme://host[:port] and the host[:port] of a URL (any path cut).
+    fn split(url: &str) -> Option<(&str, &str)> {
+        let (scheme, rest) = url.split_once("://")?;
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        (!authority.is_empty()).then_some((scheme, authority))
+    }
+    let Some((scheme, authority)) = split(origin) else {
+        return true;
+    };
+    match split(public_url) {
+        Some((s, a)) => !(s.eq_ignore_ascii_case(scheme) && a.eq_ignore_ascii_case(authority)),
+        // Without a public URL the scheme is unknown here (TLS may end at
+        // a proxy): the origin's host[:port] must be the Host the form was
+        // posted to.
+        None => !authority.eq_ignore_ascii_case(host),
+    }
+}
 
 /// A validated authorization request.
 struct AuthRequest {
@@ -265,7 +379,7 @@ fn form_page(
     p: &HashMap<String, String>,
     problem: Option<&str>,
 ) -> Response {
-    let csrf = tokens::random_token();
+    let csrf = csrf_issue(state, &req.client.client_id);
     let secure = if state.tokens.issuer.starts_with("https://") {
         "; Secure"
     } else {
@@ -273,7 +387,7 @@ fn form_page(
     };
     let path = format!("{}/authorize", state.settings.auth.prefix);
     let cookie = HeaderValue::from_str(&format!(
-        "{CSRF_COOKIE}={csrf}; Path={path}; HttpOnly; SameSite=Strict; Max-Age=600{secure}"
+        "{CSRF_COOKIE}={csrf}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={CSRF_TTL}{secure}"
     ))
     .ok();
     let mut body = String::new();
@@ -359,14 +473,20 @@ pub async fn decide(State(state): State<Arc<AppState>>, req: Request<Body>) -> R
     };
     let sent = p.get("csrf").map(String::as_str).unwrap_or("");
     let cookie = cookie_value(&parts.headers, CSRF_COOKIE).unwrap_or_default();
-    let same = !sent.is_empty()
-        && sent.len() == cookie.len()
-        && sent
-            .bytes()
-            .zip(cookie.bytes())
-            .fold(0u8, |a, (x, y)| a | (x ^ y))
-            == 0;
-    if !same {
+    let client_id = p.get("client_id").map(String::as_str).unwrap_or("");
+    // The pair must match (this browser holds the form's cookie) and be
+    // one this server signed for this client: a pair someone planted is
+    // not.
+    let genuine = !sent.is_empty()
+        && constant_time_eq(sent, &cookie)
+        && csrf_genuine(&state, sent, client_id);
+    if cross_site(&state, &parts.headers) {
+        return refused(Refusal::Page(
+            StatusCode::FORBIDDEN,
+            "The form was posted from another site; open the authorization link again.".into(),
+        ));
+    }
+    if !genuine {
         return refused(Refusal::Page(
             StatusCode::FORBIDDEN,
             "The form expired or did not come from this server; open the authorization link again."
@@ -451,4 +571,41 @@ pub async fn decide(State(state): State<Arc<AppState>>, req: Request<Body>) -> R
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::foreign_origin;
+
+    #[test]
+    fn only_this_servers_origin_is_its_own() {
+        // By Host, without a public URL.
+        assert!(!foreign_origin("http://api.test", "", "api.test"));
+        assert!(!foreign_origin(
+            "https://api.test:8443",
+            "",
+            "api.test:8443"
+        ));
+        assert!(foreign_origin("https://evil.example", "", "api.test"));
+        assert!(foreign_origin(
+            "http://api.test.evil.example",
+            "",
+            "api.test"
+        ));
+        assert!(foreign_origin("null", "", "api.test"));
+        assert!(foreign_origin("http://", "", ""));
+        // By the public URL, path and all.
+        let public = "https://example.com/api/";
+        assert!(!foreign_origin(
+            "https://example.com",
+            public,
+            "internal:8080"
+        ));
+        assert!(foreign_origin("http://example.com", public, "example.com"));
+        assert!(foreign_origin(
+            "https://example.com:8443",
+            public,
+            "example.com"
+        ));
+    }
 }

@@ -173,6 +173,7 @@ impl App {
             refresh_ttl: settings.auth.refresh_token_ttl,
             revocations: Default::default(),
             checked: Default::default(),
+            refusals: Default::default(),
         });
         let document = openapi::document(&routes, &settings);
         let openapi = bytes::Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
@@ -342,14 +343,22 @@ impl App {
 
     /// Serves on `listener` until `shutdown` completes, then lets in-flight
     /// requests finish (bounded by `server.shutdown_timeout`); see
-    /// [`server`] for the connection limits.
+    /// [`server`] for the connection limits. Expired rows of restkit's own
+    /// tables are pruned meanwhile ([`crate::auth::prune`]).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let settings = self.state.settings.server.clone();
-        server::serve(self.router, &settings, listener, shutdown).await
+        // restkit's own expired rows are pruned while the server runs.
+        let pruner = tokio::spawn(crate::auth::prune::run(
+            self.state.store.clone(),
+            self.state.tokens.clone(),
+        ));
+        let served = server::serve(self.router, &settings, listener, shutdown).await;
+        pruner.abort();
+        served
     }
 }
 

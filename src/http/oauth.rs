@@ -314,6 +314,16 @@ async fn token(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respon
     }
 }
 
+/// The refresh token a grant hands out.
+enum Refresh {
+    None,
+    /// A new one, in a new family.
+    Issue,
+    /// Already written by the exchange, in the transaction that consumed
+    /// what was exchanged.
+    Issued(String),
+}
+
 async fn issue(state: &AppState, req: Request<Body>) -> Result<Value, OAuthError> {
     let (parts, mut params) = form(state, req).await?;
     let grant_type = require(&params, "grant_type")?.clone();
@@ -336,10 +346,16 @@ async fn issue(state: &AppState, req: Request<Body>) -> Result<Value, OAuthError
         ));
     }
     let tokens = &state.tokens;
-    // The scope a new refresh token keeps, when it differs from the access
-    // token's (a narrowed refresh).
-    let mut granted: Option<Vec<String>> = None;
-    let (grant, with_refresh) = match grant_type.as_str() {
+    let refresh_enabled = state
+        .settings
+        .auth
+        .grants
+        .iter()
+        .any(|g| g == "refresh_token")
+        && client.may_use("refresh_token");
+    // The grant, and the refresh token to hand out: `Issue` for a new
+    // family, `Issued` when the exchange wrote it in its own transaction.
+    let (grant, refresh) = match grant_type.as_str() {
         "client_credentials" => {
             if client.is_public() {
                 return Err(OAuthError::new(
@@ -355,7 +371,7 @@ async fn issue(state: &AppState, req: Request<Body>) -> Result<Value, OAuthError
                 family: None,
             };
             // RFC 6749 §4.4.3: no refresh token.
-            (grant, false)
+            (grant, Refresh::None)
         }
         "password" => {
             let username = require(&params, "username")?;
@@ -373,39 +389,30 @@ async fn issue(state: &AppState, req: Request<Body>) -> Result<Value, OAuthError
                 scope,
                 family: None,
             };
-            (
-                grant,
-                state
-                    .settings
-                    .auth
-                    .grants
-                    .iter()
-                    .any(|g| g == "refresh_token")
-                    && client.may_use("refresh_token"),
-            )
+            let refresh = if refresh_enabled {
+                Refresh::Issue
+            } else {
+                Refresh::None
+            };
+            (grant, refresh)
         }
         "refresh_token" => {
             let presented = require(&params, "refresh_token")?;
-            let mut grant = tokens
-                .use_refresh_token(&state.store, presented, &client.client_id)
-                .await?
-                .ok_or_else(|| {
-                    OAuthError::new(
-                        "invalid_grant",
-                        "The refresh token is not valid (expired, used, revoked or another client's).",
-                    )
-                })?;
             // A narrower scope may be asked for, never a wider one; it
             // narrows this access token only (RFC 6749 §6: the refresh
-            // token keeps what was granted).
-            granted = Some(grant.scope.clone());
-            if let Some(asked) = params.get("scope") {
+            // token keeps what was granted). Checked before the old token
+            // is consumed: a refused refresh changes nothing.
+            let asked = params.get("scope");
+            let narrow = |granted: &Grant| -> Result<Vec<String>, OAuthError> {
+                let Some(asked) = asked else {
+                    return Ok(granted.scope.clone());
+                };
                 let wanted: Vec<String> = asked
                     .split(' ')
                     .filter(|s| !s.is_empty())
                     .map(str::to_string)
                     .collect();
-                if let Some(s) = wanted.iter().find(|s| !grant.scope.contains(s)) {
+                if let Some(s) = wanted.iter().find(|s| !granted.scope.contains(s)) {
                     return Err(OAuthError::new(
                         "invalid_scope",
                         format!("The refresh token was not granted the scope '{s}'."),
@@ -414,29 +421,36 @@ async fn issue(state: &AppState, req: Request<Body>) -> Result<Value, OAuthError
                 if wanted.is_empty() {
                     return Err(OAuthError::new("invalid_scope", "The scope is empty."));
                 }
-                grant.scope = wanted;
-            }
-            (grant, true)
+                Ok(wanted)
+            };
+            let (grant, token) = tokens
+                .rotate_refresh_token(&state.store, presented, &client.client_id, narrow)
+                .await?
+                .ok_or_else(|| {
+                    OAuthError::new(
+                        "invalid_grant",
+                        "The refresh token is not valid (expired, used, revoked or another client's).",
+                    )
+                })?;
+            (grant, Refresh::Issued(token))
         }
         "authorization_code" => {
             let code = require(&params, "code")?;
-            let grant = tokens
+            let (grant, token) = tokens
                 .use_code(
                     &state.store,
                     code,
                     &client.client_id,
                     params.get("redirect_uri").map(String::as_str),
                     params.get("code_verifier").map(String::as_str),
+                    refresh_enabled,
                 )
                 .await?
                 .map_err(|why| OAuthError::new("invalid_grant", why))?;
-            let refresh = state
-                .settings
-                .auth
-                .grants
-                .iter()
-                .any(|g| g == "refresh_token")
-                && client.may_use("refresh_token");
+            let refresh = match token {
+                Some(t) => Refresh::Issued(t),
+                None => Refresh::None,
+            };
             (grant, refresh)
         }
         _ => {
@@ -447,19 +461,14 @@ async fn issue(state: &AppState, req: Request<Body>) -> Result<Value, OAuthError
         }
     };
     let mut grant = grant;
-    let refresh = if with_refresh {
-        let family = grant.family.clone();
-        let mut kept = grant.clone();
-        if let Some(scope) = granted {
-            kept.scope = scope;
+    let refresh = match refresh {
+        Refresh::None => None,
+        Refresh::Issued(token) => Some(token),
+        Refresh::Issue => {
+            let (token, family) = tokens.refresh_token(&state.store, &grant, None).await?;
+            grant.family = Some(family);
+            Some(token)
         }
-        let (token, family) = tokens
-            .refresh_token(&state.store, &kept, family.as_deref())
-            .await?;
-        grant.family = Some(family);
-        Some(token)
-    } else {
-        None
     };
     let (access, _) = tokens.access_token(&grant)?;
     let mut body = json!({

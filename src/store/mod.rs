@@ -209,6 +209,19 @@ impl WriteTx {
         }
     }
 
+    /// Rows of `q`, seeing this transaction's writes: what a write decides
+    /// from is read under the same lock it writes under.
+    pub async fn list(
+        &mut self,
+        r: &Resource,
+        q: &ListQuery<'_>,
+    ) -> Result<Vec<Record>, StoreError> {
+        let stmt = sql::select_list(self.dialect(), r, q);
+        match self {
+            WriteTx::Sqlite(t) => t.fetch_all(r, q.fields, stmt).await,
+        }
+    }
+
     /// Inserts `values` (field index → JSON value) and returns the stored
     /// record's `fields`.
     pub async fn insert(

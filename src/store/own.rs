@@ -188,6 +188,38 @@ pub async fn rows_where(
     rows(store, r, &scope, Vec::new(), limit).await
 }
 
+/// As [`rows_where`], inside the write transaction `tx`: what a write
+/// decides from is read under the lock it writes under.
+pub async fn rows_where_in(
+    tx: &mut super::WriteTx,
+    r: &Resource,
+    field: &str,
+    value: serde_json::Value,
+    limit: u64,
+) -> Result<Vec<super::Record>, super::StoreError> {
+    let index = r
+        .field_index(field)
+        .ok_or_else(|| super::StoreError::Other(format!("{} has no field {field}", r.table)))?;
+    let scope = super::Scope::default().and(index, value);
+    let fields: Vec<usize> = (0..r.fields.len()).collect();
+    tx.list(
+        r,
+        &super::ListQuery {
+            fields: &fields,
+            selection: super::Selection {
+                scope: &scope,
+                filter: None,
+                since: None,
+            },
+            sort: Vec::new(),
+            after: None,
+            limit,
+            offset: 0,
+        },
+    )
+    .await
+}
+
 /// Every field of `r`'s rows in `scope`, in `sort` order (then by key).
 pub async fn rows(
     store: &super::Store,
@@ -227,6 +259,37 @@ pub async fn rows_after(
             },
         )
         .await
+}
+
+/// Deletes, in one transaction, at most `limit` rows of `r` whose integer
+/// `field` (unix seconds) is below `before`; returns how many went. Bounded,
+/// so pruning a large backlog never holds the single writer for long.
+pub async fn delete_expired(
+    store: &super::Store,
+    r: &Resource,
+    field: &str,
+    before: i64,
+    limit: u64,
+) -> Result<u64, super::StoreError> {
+    use sea_query::{Alias, Expr, ExprTrait, Query};
+    let index = r
+        .field_index(field)
+        .ok_or_else(|| super::StoreError::Other(format!("{} has no field {field}", r.table)))?;
+    let table = Alias::new(r.table.as_str());
+    let key = Alias::new(r.fields[r.primary_key].column.as_str());
+    let mut oldest = Query::select();
+    oldest
+        .from(table.clone())
+        .column(key.clone())
+        .and_where(Expr::col(Alias::new(r.fields[index].column.as_str())).lt(before))
+        .limit(limit);
+    let mut stmt = Query::delete();
+    stmt.from_table(table)
+        .and_where(Expr::col(key).in_subquery(oldest));
+    let mut tx = store.begin_write().await?;
+    let n = tx.execute(r, stmt).await?;
+    tx.commit().await?;
+    Ok(n)
 }
 
 /// The values of `pairs` (API field name → value) as the store's

@@ -612,6 +612,20 @@ impl SqliteWrite {
         Ok(row.and_then(|row| row.try_get_unchecked::<Option<i64>, _>(0).ok().flatten()))
     }
 
+    pub async fn fetch_all(
+        &mut self,
+        r: &Resource,
+        fields: &[usize],
+        stmt: SelectStatement,
+    ) -> Result<Vec<Record>, StoreError> {
+        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_all(self.conn())
+            .await
+            .map_err(|e| StoreError::from_sqlx(Dialect::Sqlite, e, Some(r)))?;
+        Ok(rows.iter().map(|row| decode(r, fields, row)).collect())
+    }
+
     pub async fn insert(&mut self, stmt: sea_query::InsertStatement) -> Result<(), StoreError> {
         let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
         sqlx::query_with(AssertSqlSafe(sql), values)

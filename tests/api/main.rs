@@ -27,6 +27,7 @@ mod pipeline;
 mod plans;
 mod query;
 mod rate_limits;
+mod refusals;
 mod server;
 mod sync;
 mod writes;

@@ -1104,3 +1104,362 @@ async fn a_redirect_uri_left_out_of_authorize_may_be_left_out_of_the_token_reque
     let res = token(&t, &format!("grant_type=authorization_code&code={code}")).await;
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
 }
+
+/// A raw connection to the test app's database file, to install faults.
+async fn raw_db(t: &TestApp) -> sqlx::SqlitePool {
+    let url = format!("sqlite://{}", t._dir.path().join("test.db").display());
+    sqlx::SqlitePool::connect(&url).await.unwrap()
+}
+
+/// Makes every insert into `table` fail until the trigger is dropped.
+async fn fail_inserts(raw: &sqlx::SqlitePool, table: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TRIGGER fail_{table} BEFORE INSERT ON {table} \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+    )))
+    .execute(raw)
+    .await
+    .unwrap();
+}
+
+async fn heal(raw: &sqlx::SqlitePool, table: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER fail_{table}")))
+        .execute(raw)
+        .await
+        .unwrap();
+}
+
+async fn used_refresh_tokens(raw: &sqlx::SqlitePool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM restkit_refresh_tokens WHERE used")
+        .fetch_one(raw)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_rotation_that_fails_half_way_leaves_the_old_refresh_token_live() {
+    let t = TestApp::demo().await;
+    let first = password_grant(&t).await;
+    let r1 = first["refresh_token"].as_str().unwrap();
+    let raw = raw_db(&t).await;
+    // The successor cannot be written: the exchange fails …
+    fail_inserts(&raw, "restkit_refresh_tokens").await;
+    let failed = token(&t, &format!("grant_type=refresh_token&refresh_token={r1}")).await;
+    assert!(
+        failed.status.is_server_error(),
+        "{} {}",
+        failed.status,
+        String::from_utf8_lossy(&failed.body)
+    );
+    heal(&raw, "restkit_refresh_tokens").await;
+    // … having written nothing: the old token is not marked used …
+    assert_eq!(used_refresh_tokens(&raw).await, 0);
+    // … so the client's retry is an exchange, not a reuse.
+    let retry = token(&t, &format!("grant_type=refresh_token&refresh_token={r1}")).await;
+    assert_eq!(
+        retry.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&retry.body)
+    );
+    let access = retry.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(me(&t, &access).await.status, 200, "the family lives");
+    assert_eq!(
+        me(&t, first["access_token"].as_str().unwrap()).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_refused_refresh_consumes_nothing() {
+    let t = TestApp::demo().await;
+    let res = token(
+        &t,
+        "grant_type=password&username=stan&password=pass&scope=basic",
+    )
+    .await;
+    let r1 = res.json()["refresh_token"].as_str().unwrap().to_string();
+    // A wider scope than granted: refused …
+    let wider = token(
+        &t,
+        &format!("grant_type=refresh_token&refresh_token={r1}&scope=basic%20write"),
+    )
+    .await;
+    assert_eq!(wider.json()["error"], "invalid_scope");
+    // … an empty one, and another client presenting it: refused too …
+    let empty = token(
+        &t,
+        &format!("grant_type=refresh_token&refresh_token={r1}&scope=%20"),
+    )
+    .await;
+    assert_eq!(empty.json()["error"], "invalid_scope");
+    let other = t
+        .post("/v1/access_token")
+        .anonymous()
+        .raw(
+            FORM,
+            &format!("grant_type=refresh_token&refresh_token={r1}&client_id=spa"),
+        )
+        .send()
+        .await;
+    assert_eq!(other.json()["error"], "invalid_grant");
+    // … and none of it counted: the token still exchanges, once.
+    let retry = token(&t, &format!("grant_type=refresh_token&refresh_token={r1}")).await;
+    assert_eq!(
+        retry.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&retry.body)
+    );
+    let access = retry.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(me(&t, &access).await.status, 200, "the family lives");
+}
+
+#[tokio::test]
+async fn a_revocation_that_fails_half_way_revokes_nothing() {
+    let t = TestApp::demo().await;
+    let first = password_grant(&t).await;
+    let r1 = first["refresh_token"].as_str().unwrap();
+    let raw = raw_db(&t).await;
+    fail_inserts(&raw, "restkit_revocations").await;
+    let revoke = |token: String| {
+        t.post("/v1/revoke")
+            .header("authorization", CLIENT)
+            .raw(FORM, &format!("token={token}"))
+            .send()
+    };
+    let failed = revoke(r1.to_string()).await;
+    assert!(failed.status.is_server_error(), "{}", failed.status);
+    heal(&raw, "restkit_revocations").await;
+    assert_eq!(
+        used_refresh_tokens(&raw).await,
+        0,
+        "the family's tokens were not marked without the revocation row"
+    );
+    // The retry revokes it whole.
+    assert_eq!(revoke(r1.to_string()).await.status, 200);
+    let after = token(&t, &format!("grant_type=refresh_token&refresh_token={r1}")).await;
+    assert_eq!(after.json()["error"], "invalid_grant");
+    assert_eq!(
+        me(&t, first["access_token"].as_str().unwrap()).await.status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_password_change_that_cannot_cut_sessions_off_changes_nothing() {
+    let t = TestApp::demo().await;
+    let first = password_grant(&t).await;
+    let store = &t.app.state().store;
+    let live = std::time::Duration::from_secs(3600);
+    let raw = raw_db(&t).await;
+    fail_inserts(&raw, "restkit_revocations").await;
+    let changed = restkit::auth::users::set_password(store, "stan", "new-pass", live).await;
+    assert!(changed.is_err());
+    heal(&raw, "restkit_revocations").await;
+    // The old password still works and the new one does not; the session
+    // that could not be cut off was not half cut off.
+    password_grant(&t).await;
+    let new = token(
+        &t,
+        "grant_type=password&username=stan&password=new-pass&scope=basic",
+    )
+    .await;
+    assert_eq!(new.json()["error"], "invalid_grant");
+    assert_eq!(used_refresh_tokens(&raw).await, 0);
+    // Once it can, the change and the cut-off happen together.
+    assert!(
+        restkit::auth::users::set_password(store, "stan", "new-pass", live)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        me(&t, first["access_token"].as_str().unwrap()).await.status,
+        401
+    );
+    let r1 = first["refresh_token"].as_str().unwrap();
+    let after = token(&t, &format!("grant_type=refresh_token&refresh_token={r1}")).await;
+    assert_eq!(after.json()["error"], "invalid_grant");
+}
+
+/// The consent form for `query` as a browser gets it: (csrf field, cookie).
+async fn consent_form(t: &TestApp, query: &str) -> (String, String) {
+    let page = t
+        .get(&format!("/v1/authorize?{query}"))
+        .anonymous()
+        .send()
+        .await;
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8(page.body.clone()).unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let cookie = page.header("set-cookie").split(';').next().unwrap();
+    (csrf, cookie.to_string())
+}
+
+async fn post_consent(
+    t: &TestApp,
+    query: &str,
+    cookie: &str,
+    csrf: &str,
+    headers: &[(&str, &str)],
+) -> TestResponse {
+    let mut call = t.post("/v1/authorize").anonymous().header("cookie", cookie);
+    for (k, v) in headers {
+        call = call.header(k, v);
+    }
+    call.raw(
+        FORM,
+        &format!("{query}&csrf={csrf}&username=stan&password=pass&decision=approve"),
+    )
+    .send()
+    .await
+}
+
+#[tokio::test]
+async fn a_planted_csrf_pair_gets_no_code() {
+    let t = TestApp::demo().await;
+    let q = format!(
+        "response_type=code&client_id=1&redirect_uri={}&state=s",
+        enc(CALLBACK)
+    );
+    // A pair the attacker made up (a cookie planted from a sibling
+    // domain, the same value in the form), plain or shaped like ours.
+    for planted in ["planted", "99999999999.bm9uY2U.bWFj"] {
+        let res = post_consent(&t, &q, &format!("restkit_csrf={planted}"), planted, &[]).await;
+        assert_eq!(res.status, 403, "{planted}");
+        assert!(res.headers.get("location").is_none());
+    }
+    // A genuine token shown for another client does not carry over.
+    let spa = format!(
+        "response_type=code&client_id=spa&redirect_uri={}&code_challenge={}&code_challenge_method=S256",
+        enc(CALLBACK),
+        pkce().1
+    );
+    let (csrf, cookie) = consent_form(&t, &spa).await;
+    let res = post_consent(&t, &q, &cookie, &csrf, &[]).await;
+    assert_eq!(res.status, 403);
+}
+
+#[tokio::test]
+async fn a_cross_site_consent_post_is_refused_and_a_same_site_one_gets_a_code() {
+    let t = TestApp::demo().await;
+    let q = format!(
+        "response_type=code&client_id=1&redirect_uri={}&state=s",
+        enc(CALLBACK)
+    );
+    let (csrf, cookie) = consent_form(&t, &q).await;
+    for headers in [
+        &[("origin", "https://evil.example")][..],
+        &[("origin", "null")][..],
+        &[("origin", "http://api.test.evil.example")][..],
+        &[("sec-fetch-site", "cross-site")][..],
+        &[
+            ("sec-fetch-site", "same-site"),
+            ("origin", "http://api.test"),
+        ][..],
+    ] {
+        let res = post_consent(&t, &q, &cookie, &csrf, headers).await;
+        assert_eq!(res.status, 403, "{headers:?}");
+        assert!(res.headers.get("location").is_none());
+    }
+    // The genuine flow, as a browser sends it: a code.
+    let res = post_consent(
+        &t,
+        &q,
+        &cookie,
+        &csrf,
+        &[
+            ("origin", "http://api.test"),
+            ("sec-fetch-site", "same-origin"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status, 302, "{}", String::from_utf8_lossy(&res.body));
+    assert!(location_param(&res, "code").is_some());
+}
+
+async fn own_rows(raw: &sqlx::SqlitePool, table: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(raw)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_prune_pass_deletes_expired_own_rows_in_batches_and_keeps_live_ones() {
+    use restkit::auth::prune::{prune, PRUNE_GRACE};
+    let t = TestApp::demo().await;
+    let raw = raw_db(&t).await;
+    // Five codes (ten minutes each), a refresh token (days), and a revoked
+    // access token (an hour).
+    for _ in 0..5 {
+        let res = authorize(&t, "response_type=code&client_id=1&state=o", "approve").await;
+        assert_eq!(res.status, 302);
+    }
+    let issued = password_grant(&t).await;
+    let access = issued["access_token"].as_str().unwrap();
+    let revoked = t
+        .post("/v1/revoke")
+        .header("authorization", CLIENT)
+        .raw(FORM, &format!("token={access}"))
+        .send()
+        .await;
+    assert_eq!(revoked.status, 200);
+    assert_eq!(me(&t, access).await.status, 401);
+    let state = t.app.state();
+    let (store, tokens) = (&state.store, &state.tokens);
+    assert_eq!(tokens.revocations.len(), 1);
+    let now = restkit::auth::tokens::now();
+    // Now: nothing has expired, nothing goes.
+    let nothing = prune(store, tokens, now, 2).await.unwrap();
+    assert_eq!(nothing.total(), 0);
+    // Past the codes' ten minutes (and the grace), in batches of two: the
+    // codes go, the refresh token and the revocation stay …
+    let later = now + 600 + PRUNE_GRACE + 1;
+    let pass = prune(store, tokens, later, 2).await.unwrap();
+    assert_eq!(pass.codes, 5);
+    assert_eq!(own_rows(&raw, "restkit_auth_codes").await, 0);
+    assert_eq!(own_rows(&raw, "restkit_refresh_tokens").await, 1);
+    assert_eq!(own_rows(&raw, "restkit_revocations").await, 1);
+    assert_eq!(tokens.revocations.len(), 1);
+    assert_eq!(me(&t, access).await.status, 401, "a live revocation holds");
+    // … and once those have expired too, they go, from the database and
+    // from the in-process set.
+    let much_later = now + 3600 * 24 * 365;
+    let pass = prune(store, tokens, much_later, 2).await.unwrap();
+    assert_eq!((pass.refresh_tokens, pass.revocations), (1, 1));
+    assert_eq!(own_rows(&raw, "restkit_refresh_tokens").await, 0);
+    assert_eq!(own_rows(&raw, "restkit_revocations").await, 0);
+    assert!(tokens.revocations.is_empty());
+}
+
+#[tokio::test]
+async fn the_server_prunes_expired_own_rows_on_its_own() {
+    let t = TestApp::demo().await;
+    let raw = raw_db(&t).await;
+    password_grant(&t).await;
+    // A refresh token that expired an hour ago, as a long-running server
+    // would have accumulated.
+    sqlx::query("UPDATE restkit_refresh_tokens SET expires_at = strftime('%s','now') - 3600")
+        .execute(&raw)
+        .await
+        .unwrap();
+    password_grant(&t).await;
+    assert_eq!(own_rows(&raw, "restkit_refresh_tokens").await, 2);
+    let (_addr, stop) = t.listen().await;
+    let mut left = 2;
+    for _ in 0..100 {
+        left = own_rows(&raw, "restkit_refresh_tokens").await;
+        if left == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, 1, "the expired token is pruned, the live one kept");
+    drop(stop);
+}
