@@ -39,6 +39,11 @@ pub const MAX_EXPANDED: u64 = 20;
 /// client lowers `limit` instead.
 pub const MAX_EMBEDDED: u64 = 1000;
 
+/// Most stored bytes (text as stored, other values counted as 8) one
+/// response may embed through expansions: a thousand records of long text
+/// would otherwise make a page tens of megabytes once escaped for HTML.
+pub const MAX_EMBEDDED_BYTES: usize = 1 << 20;
+
 /// Most records one bulk PUT may carry.
 pub const MAX_BULK: usize = 1000;
 
@@ -944,6 +949,7 @@ impl TableController {
     ) -> Result<(), ApiError> {
         let r = &self.resource;
         let mut embedded = 0u64;
+        let mut embedded_bytes = 0usize;
         for e in &q.expand {
             let link = &self.links[e.relation];
             let t = &link.target.resource;
@@ -1017,6 +1023,14 @@ impl TableController {
             };
             if rows.len() as u64 >= cap {
                 return Err(too_many(embedded + rows.len() as u64 - keys.len() as u64));
+            }
+            embedded_bytes += rows.iter().map(stored_size).sum::<usize>();
+            if embedded_bytes > MAX_EMBEDDED_BYTES {
+                return Err(ApiError::bad_query(format!(
+                    "This page would embed more than 1 MiB of related records (expand={}); \
+                     lower `limit`, or choose their fields (fields={}.id).",
+                    link.name, link.name
+                )));
             }
             // Group once by key: linear in records + rows.
             let theirs_name = &t.fields[theirs].name;
@@ -1134,6 +1148,17 @@ fn read_scope(chain: &[Arc<Resource>], user: Option<i64>) -> Option<Scope> {
         above = Some(scope);
     }
     above
+}
+
+/// About how many bytes a record holds: its text as stored, and 8 for
+/// any other value.
+fn stored_size(rec: &Record) -> usize {
+    rec.values()
+        .map(|v| match v {
+            Value::String(s) => s.len(),
+            _ => 8,
+        })
+        .sum()
 }
 
 fn empty(kind: RelationKind) -> Value {

@@ -197,6 +197,37 @@ async fn a_page_embedding_more_than_a_thousand_records_is_refused() {
     assert_eq!(res.status, 400);
 }
 
+/// Long text is bounded by size, not only by count: 20 reviews of
+/// 2,000 characters for each of 50 books is 2 MB of stored text (tens of
+/// megabytes as an HTML page), and is refused; choosing the reviews'
+/// fields makes the same page small enough.
+#[tokio::test]
+async fn a_page_embedding_more_than_a_mebibyte_is_refused() {
+    let t = TestApp::demo().await;
+    let body = "\"".repeat(2000);
+    t.fill(
+        "reviews",
+        &["book_id", "user_id", "rating", "body"],
+        1000,
+        |n| vec![(1 + n % 50).into(), 1.into(), 5.into(), body.clone().into()],
+    )
+    .await;
+    let res = t.get("/v1/books?expand=reviews&limit=50").send().await;
+    let b = assert_problem(&res, 400, "INVALID_QUERY");
+    assert!(b["detail"].as_str().unwrap().contains("1 MiB"), "{b}");
+    let page = t.get("/v1/books.html?expand=reviews&limit=50").send().await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.len() < 100_000, "{} bytes", page.body.len());
+    let res = t
+        .get("/v1/books?expand=reviews&fields=id,reviews.id,reviews.rating&limit=50")
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    // A few long reviews still come whole.
+    let res = t.get("/v1/books?expand=reviews&limit=5").send().await;
+    assert_eq!(res.status, 200);
+}
+
 const MANY: &str = r#"
 [[module]]
 prefix = "/api"
