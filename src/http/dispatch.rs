@@ -408,8 +408,33 @@ fn not_modified(res: &mut Response) {
 }
 
 /// 404 for paths no route matches.
-pub async fn not_found(req: Request<Body>) -> Response {
-    let mut res = ApiError::route_not_found(req.uri().path()).into_response();
+/// An unknown path. Counted per client IP in the global `anonymous` tier
+/// (whatever credentials came with it: a path no route serves identifies
+/// no one): guessing at paths is refused like any anonymous flood, and its
+/// 429s are summarised in the log instead of written one line each.
+pub async fn not_found(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    req: Request<Body>,
+) -> Response {
+    let ip = req
+        .extensions()
+        .get::<crate::limit::ClientIp>()
+        .map(|c| c.0);
+    let decision = state
+        .limiter
+        .decide(&state.limiter.global(), None, ip)
+        .await;
+    let mut res = match &decision {
+        Ok(Some(d)) if !d.allowed => d.refusal().into_response(),
+        Err(e) => e.clone().into_response(),
+        _ => ApiError::route_not_found(req.uri().path()).into_response(),
+    };
+    if let Ok(Some(d)) = &decision {
+        d.write_headers(res.headers_mut());
+    }
+    let who = ip.map_or_else(|| "-".into(), |ip| format!("ip:{ip}"));
+    res.extensions_mut()
+        .insert(super::marks::LoggedCaller(Arc::from(who)));
     res.extensions_mut()
         .insert(RouteTemplate(Arc::from("(unmatched)")));
     res

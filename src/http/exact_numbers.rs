@@ -118,7 +118,10 @@ pub fn refuse_in_integers(found: &[LostFraction], schema: &Value) -> Result<(), 
         .map(|n| {
             let field = field_path(&n.path);
             FieldError {
-                message: format!("{field} must be an integer: {} has a fraction.", n.text),
+                message: format!(
+                    "{field} must be an integer: {} has a fraction.",
+                    shortened(&n.text)
+                ),
                 field,
                 code: "type".into(),
             }
@@ -174,10 +177,34 @@ fn field_path(path: &[Step]) -> String {
     out
 }
 
+/// A number as written, cut to its first and last digits when long: an
+/// error echoes what was sent, never a megabyte of it.
+fn shortened(text: &str) -> String {
+    const EDGE: usize = 20;
+    if text.len() <= 2 * EDGE + 3 || !text.is_ascii() {
+        return text.chars().take(2 * EDGE + 3).collect();
+    }
+    format!(
+        "{}…{} ({} characters)",
+        &text[..EDGE],
+        &text[text.len() - EDGE..],
+        text.len()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_long_number_is_echoed_shortened() {
+        let long = format!("0.{}1", "0".repeat(900_000));
+        let short = shortened(&long);
+        assert!(short.len() < 100, "{short}");
+        assert!(short.contains("900003 characters"), "{short}");
+        assert_eq!(shortened("1999.5"), "1999.5");
+    }
 
     fn paths(json: &str) -> Vec<(String, String)> {
         scan(json.as_bytes())

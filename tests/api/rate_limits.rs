@@ -669,3 +669,30 @@ async fn password_checks_are_charged_to_the_ip_before_hashing() {
     let remembered = attempt("stan:pass", "198.51.100.20").await;
     assert_eq!(remembered.status, 200);
 }
+
+/// Guessing at paths no route serves is counted per IP in the anonymous
+/// tier, credentials or not: past the allowance it is a 429 (and is
+/// summarised in the log), not an unlimited stream of 404 lines.
+#[tokio::test]
+async fn unknown_paths_count_against_the_anonymous_tier() {
+    let t =
+        TestApp::demo_with("[rate_limit]\nanonymous = { requests = 3, period = \"60s\" }\n").await;
+    for i in 0..3 {
+        let res = anonymous_get(&t, &format!("/v1/nope{i}"), "203.0.113.9").await;
+        assert_problem(&res, 404, "ROUTE_NOT_FOUND");
+        assert_eq!(res.header("x-rate-limit-limit"), "3");
+    }
+    let res = anonymous_get(&t, "/zzz", "203.0.113.9").await;
+    assert_problem(&res, 429, "RATE_LIMITED");
+    assert!(!res.header("retry-after").is_empty());
+    // A token does not buy more guesses at unknown paths.
+    let res = t
+        .get("/.well-known/nope")
+        .sent_from("203.0.113.9")
+        .send()
+        .await;
+    assert_eq!(res.status, 429);
+    // Another address has its own allowance.
+    let res = anonymous_get(&t, "/v1/nope", "203.0.113.10").await;
+    assert_eq!(res.status, 404);
+}
