@@ -564,7 +564,13 @@ impl Settings {
         if self.server.body_limit == 0 {
             return bad("server.body_limit", "must be more than 0");
         }
-        crate::http::cors::check(&self.cors, &[]).map_err(ConfigError)?;
+        refuse_any_origin_with_credentials(
+            &self.cors.origins,
+            self.cors.credentials,
+            "cors.origins",
+            "cors.credentials",
+        )
+        .map_err(ConfigError)?;
         let url = &self.server.public_url;
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return bad(
@@ -632,6 +638,26 @@ pub fn parse_size(s: &str) -> Option<usize> {
         _ => return None,
     };
     n.checked_mul(mult)
+}
+
+/// Refuses `*` among `origins` together with credentials (§10): a browser
+/// would then send a user's cookies or remembered Basic credentials from
+/// any site and let that site read the answer. The keys name where each
+/// setting came from.
+pub fn refuse_any_origin_with_credentials(
+    origins: &[String],
+    credentials: bool,
+    origins_key: &str,
+    credentials_key: &str,
+) -> Result<(), String> {
+    if credentials && origins.iter().any(|o| o == "*") {
+        return Err(format!(
+            "{origins_key} = [\"*\"] cannot be combined with {credentials_key} = true: \
+             every site could read signed-in users' data; list the allowed origins, \
+             or turn credentials off"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

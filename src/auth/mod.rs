@@ -13,6 +13,7 @@
 
 pub mod api_keys;
 pub mod clients;
+pub mod gate;
 pub(crate) mod hashing;
 pub mod keys;
 pub mod prune;

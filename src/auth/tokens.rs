@@ -325,7 +325,7 @@ impl Tokens {
         token: &str,
         store: &Store,
     ) -> Result<std::sync::Arc<Verified>, ApiError> {
-        self.verify_from(token, store, None, &super::users::Open)
+        self.verify_from(token, store, None, &super::gate::Open)
             .await
     }
 
@@ -339,7 +339,7 @@ impl Tokens {
         token: &str,
         store: &Store,
         ip: Option<std::net::IpAddr>,
-        gate: &dyn super::users::PasswordGate,
+        gate: &dyn super::gate::PasswordGate,
     ) -> Result<std::sync::Arc<Verified>, ApiError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let verified = match self.checked.get(&key) {

@@ -215,26 +215,7 @@ pub async fn verify(
     Ok(if ok { id } else { None })
 }
 
-/// Runs before a secret is checked for real (not remembered): the HTTP
-/// layer charges the attempt to the caller's rate limit (§9), so guessing
-/// costs the guesser's allowance before it costs the server an Argon2 hash
-/// (or, for a caller whose tokens failed lately, an RSA verification:
-/// [`super::refusals`]).
-#[async_trait::async_trait]
-pub trait PasswordGate: Send + Sync {
-    async fn admit(&self) -> Result<(), ApiError>;
-}
-
-/// No gate: the endpoint is limited before it reads credentials (the
-/// OAuth2 endpoints' `token` tier).
-pub struct Open;
-
-#[async_trait::async_trait]
-impl PasswordGate for Open {
-    async fn admit(&self) -> Result<(), ApiError> {
-        Ok(())
-    }
-}
+pub use super::gate::{Open, PasswordGate};
 
 /// Does `secret` match the Argon2id `stored_hash` (empty: an unknown
 /// account, checked against a dummy hash so timing does not tell)? Bounded

@@ -101,17 +101,13 @@ pub fn check(
     global: &crate::config::CorsSettings,
     modules: &[crate::model::Module],
 ) -> Result<(), String> {
-    let refuse = |origins_key: &str, credentials_key: &str| {
-        Err(format!(
-            "{origins_key} = [\"*\"] cannot be combined with {credentials_key} = true: \
-             every site could read signed-in users' data; list the allowed origins, \
-             or turn credentials off"
-        ))
-    };
-    let any = |origins: &[String]| origins.iter().any(|o| o == "*");
-    if global.credentials && any(&global.origins) {
-        return refuse("cors.origins", "cors.credentials");
-    }
+    use crate::config::refuse_any_origin_with_credentials as refuse;
+    refuse(
+        &global.origins,
+        global.credentials,
+        "cors.origins",
+        "cors.credentials",
+    )?;
     for (i, m) in modules.iter().enumerate() {
         let own = |key: &str| format!("module[{i}] (prefix {}).cors.{key}", m.prefix);
         let (origins, origins_key) = match &m.cors.origins {
@@ -122,9 +118,7 @@ pub fn check(
             Some(c) => (c, own("credentials")),
             None => (global.credentials, "cors.credentials".to_string()),
         };
-        if credentials && any(origins) {
-            return refuse(&origins_key, &credentials_key);
-        }
+        refuse(origins, credentials, &origins_key, &credentials_key)?;
     }
     Ok(())
 }
