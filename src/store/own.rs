@@ -172,6 +172,19 @@ fn tombstones_resource() -> Resource {
         .field(Field::new("parentId", FieldType::Integer))
 }
 
+/// The rows of `r` whose `field` (an API name of restkit's own model)
+/// equals `value`.
+fn field_scope(
+    r: &Resource,
+    field: &str,
+    value: serde_json::Value,
+) -> Result<super::Scope, super::StoreError> {
+    let index = r
+        .field_index(field)
+        .ok_or_else(|| super::StoreError::Other(format!("{} has no field {field}", r.table)))?;
+    Ok(super::Scope::default().and(index, value))
+}
+
 /// Every field of `r`'s rows whose `field` equals `value` (at most
 /// `limit`), for restkit's own lookups by name, hash or id.
 pub async fn rows_where(
@@ -181,10 +194,7 @@ pub async fn rows_where(
     value: serde_json::Value,
     limit: u64,
 ) -> Result<Vec<super::Record>, super::StoreError> {
-    let index = r
-        .field_index(field)
-        .ok_or_else(|| super::StoreError::Other(format!("{} has no field {field}", r.table)))?;
-    let scope = super::Scope::default().and(index, value);
+    let scope = field_scope(r, field, value)?;
     rows(store, r, &scope, Vec::new(), limit).await
 }
 
@@ -197,10 +207,7 @@ pub async fn rows_where_in(
     value: serde_json::Value,
     limit: u64,
 ) -> Result<Vec<super::Record>, super::StoreError> {
-    let index = r
-        .field_index(field)
-        .ok_or_else(|| super::StoreError::Other(format!("{} has no field {field}", r.table)))?;
-    let scope = super::Scope::default().and(index, value);
+    let scope = field_scope(r, field, value)?;
     let fields: Vec<usize> = (0..r.fields.len()).collect();
     tx.list(
         r,

@@ -186,6 +186,26 @@ fn warn_if_shared(path: &std::path::Path) {
     let _ = path;
 }
 
+/// A pool of read-only connections, each with its statement watchdog.
+async fn read_pool(
+    opts: &SqliteConnectOptions,
+    size: u32,
+    acquire: Duration,
+    statement_timeout: Duration,
+) -> Result<SqlitePool, StoreError> {
+    SqlitePoolOptions::new()
+        .max_connections(size)
+        .test_before_acquire(false)
+        .after_connect(move |conn, _meta| {
+            let always = Arc::new(AtomicBool::new(true));
+            Box::pin(async move { watchdog::install(conn, statement_timeout, always).await })
+        })
+        .acquire_timeout(acquire)
+        .connect_with(opts.clone().read_only(true))
+        .await
+        .map_err(err)
+}
+
 fn err(e: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(Dialect::Sqlite, e, None)
 }
@@ -232,34 +252,16 @@ impl SqliteStore {
         let (read, health) = if in_memory {
             (write.clone(), write.clone())
         } else {
-            let health = SqlitePoolOptions::new()
-                .max_connections(1)
-                .test_before_acquire(false)
-                .after_connect(move |conn, _meta| {
-                    let always = Arc::new(AtomicBool::new(true));
-                    Box::pin(
-                        async move { watchdog::install(conn, statement_timeout, always).await },
-                    )
-                })
-                // Probes come one at a time and take microseconds: a wait
-                // this long means the database itself is stuck.
-                .acquire_timeout(Duration::from_secs(2))
-                .connect_with(opts.clone().read_only(true))
-                .await
-                .map_err(err)?;
-            let read = SqlitePoolOptions::new()
-                .max_connections(max_connections.max(1))
-                .test_before_acquire(false)
-                .after_connect(move |conn, _meta| {
-                    let always = Arc::new(AtomicBool::new(true));
-                    Box::pin(
-                        async move { watchdog::install(conn, statement_timeout, always).await },
-                    )
-                })
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(opts.read_only(true))
-                .await
-                .map_err(err)?;
+            // Probes come one at a time and take microseconds: a wait of
+            // 2 s for the health connection means the database is stuck.
+            let health = read_pool(&opts, 1, Duration::from_secs(2), statement_timeout).await?;
+            let read = read_pool(
+                &opts,
+                max_connections.max(1),
+                Duration::from_secs(10),
+                statement_timeout,
+            )
+            .await?;
             (read, health)
         };
         Ok(SqliteStore {
