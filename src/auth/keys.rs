@@ -34,6 +34,10 @@ pub struct KeySet {
     pub kid: String,
     encoding: EncodingKey,
     verifying: Vec<VerifyingKey>,
+    /// Derived from the private key (so every instance holding it, and
+    /// every restart, agrees): the key of the tag each access token's
+    /// `jti` carries ([`KeySet::jti_tag`]).
+    tag_key: [u8; 32],
 }
 
 impl std::fmt::Debug for KeySet {
@@ -95,8 +99,12 @@ impl KeySet {
                 verifying.push(key);
             }
         }
+        let mut tag_key = Sha256::new();
+        tag_key.update(b"restkit access-token jti tag\0");
+        tag_key.update(private_pem.trim().as_bytes());
         Ok(KeySet {
             kid: verifying[0].kid.clone(),
+            tag_key: tag_key.finalize().into(),
             encoding,
             verifying,
         })
@@ -146,6 +154,35 @@ impl KeySet {
         header.kid = Some(self.kid.clone());
         header.typ = Some("at+jwt".into());
         jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| e.to_string())
+    }
+
+    /// The tag an access token's `jti` carries after its id (`<id>.<tag>`):
+    /// an HMAC over the id, subject and expiry. A token whose tag does not
+    /// match was not issued here, and is refused for the price of an HMAC
+    /// instead of an RSA verification — without charging its sender's
+    /// address, so a flood of forgeries cannot lock out the real tokens
+    /// sent from it. (Only a copy of a real token's id, subject and expiry
+    /// passes to the RSA check.)
+    pub fn jti_tag(&self, id: &str, sub: &str, exp: i64) -> String {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<Sha256>>::new_from_slice(&self.tag_key)
+            .expect("HMAC accepts any key length");
+        for part in [id.as_bytes(), b"\0", sub.as_bytes(), b"\0"] {
+            mac.update(part);
+        }
+        mac.update(&exp.to_be_bytes());
+        b64(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// Does `tag` match [`KeySet::jti_tag`] (compared in constant time)?
+    pub fn jti_tag_matches(&self, id: &str, sub: &str, exp: i64, tag: &str) -> bool {
+        let expected = self.jti_tag(id, sub, exp);
+        expected.len() == tag.len()
+            && expected
+                .bytes()
+                .zip(tag.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     }
 
     /// The key with this `kid`, if the set has it.

@@ -56,6 +56,19 @@ fn signed_here(why: &str) -> bool {
     AFTER_SIGNATURE.contains(&why)
 }
 
+/// Why a token that claims the current key but whose `jti` tag does not
+/// match is refused (no RSA verification ran).
+const UNTAGGED: &str = "The token was not issued here.";
+
+/// Does a refusal for `why` make its sender's address pay before its next
+/// token is verified? Only a failed signature does: an expired token of
+/// ours is normal, and a token with a wrong tag cost an HMAC, not RSA, so
+/// charging its sender would only lock out the real tokens sent from the
+/// same address (a NAT, an IPv6 /64).
+fn marks_sender(why: &str) -> bool {
+    !signed_here(why) && why != UNTAGGED
+}
+
 /// Allowed clock skew when checking `exp` and `nbf`.
 const LEEWAY: u64 = 5;
 
@@ -299,7 +312,6 @@ impl Tokens {
             "iat": iat,
             "nbf": iat,
             "exp": iat + self.access_ttl.as_secs() as i64,
-            "jti": uuid::Uuid::new_v4().to_string(),
             "client_id": grant.client_id,
             "scope": grant.scope.join(" "),
         });
@@ -311,6 +323,10 @@ impl Tokens {
             }
             Subject::Client => claims["sub"] = json!(grant.client_id),
         }
+        let id = uuid::Uuid::new_v4().to_string();
+        let sub = claims["sub"].as_str().unwrap_or_default().to_string();
+        let exp = claims["exp"].as_i64().unwrap_or_default();
+        claims["jti"] = json!(format!("{id}.{}", self.keys.jti_tag(&id, &sub, exp)));
         if let Some(family) = &grant.family {
             claims["fam"] = json!(family);
         }
@@ -352,10 +368,14 @@ impl Tokens {
             }
             None => {
                 if let Some(why) = self.refusals.token(&key) {
-                    if !signed_here(why) {
+                    if marks_sender(why) {
                         self.refusals.failed(ip);
                     }
                     return Err(invalid(why));
+                }
+                if !self.tag_matches(token) {
+                    self.refusals.refuse(key, UNTAGGED);
+                    return Err(invalid(UNTAGGED));
                 }
                 if self.refusals.failing(ip) {
                     gate.admit().await?;
@@ -372,7 +392,7 @@ impl Tokens {
                         if why != NOT_YET {
                             self.refusals.refuse(key, why);
                         }
-                        if !signed_here(why) {
+                        if marks_sender(why) {
                             self.refusals.failed(ip);
                         }
                         return Err(invalid(why));
@@ -391,6 +411,43 @@ impl Tokens {
             return Err(invalid("The token has been revoked."));
         }
         Ok(verified)
+    }
+
+    /// The cheap check before RSA: a token claiming the current key must
+    /// carry a `jti` whose tag matches its id, subject and expiry
+    /// ([`KeySet::jti_tag`]). Tokens of previous keys (and unknown keys,
+    /// refused at once by the RSA step) are not judged here.
+    fn tag_matches(&self, token: &str) -> bool {
+        use base64::Engine;
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return true; // refused by the full check, without RSA
+        };
+        if header.kid.as_deref() != Some(self.keys.kid.as_str()) {
+            return true;
+        }
+        let claims = token
+            .split('.')
+            .nth(1)
+            .and_then(|p| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p)
+                    .ok()
+            })
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
+        let Some(claims) = claims else {
+            return false;
+        };
+        let (Some(jti), Some(sub), Some(exp)) = (
+            claims["jti"].as_str(),
+            claims["sub"].as_str(),
+            claims["exp"].as_i64(),
+        ) else {
+            return false;
+        };
+        match jti.split_once('.') {
+            Some((id, tag)) => self.keys.jti_tag_matches(id, sub, exp, tag),
+            None => false,
+        }
     }
 
     /// Signature, header and registered claims, without revocation.

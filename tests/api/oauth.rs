@@ -350,6 +350,17 @@ async fn forged_tokens_are_refused() {
         for (k, v) in patch.as_object().unwrap() {
             c[k] = v.clone();
         }
+        // The jti carries the tag this server's tokens carry, so that each
+        // forgery is refused for the one way it differs.
+        if let Some(id) = c["jti"].as_str().map(str::to_string) {
+            let keys = &t.app.state().tokens.keys;
+            let tag = keys.jti_tag(
+                &id,
+                c["sub"].as_str().unwrap_or_default(),
+                c["exp"].as_i64().unwrap_or_default(),
+            );
+            c["jti"] = json!(format!("{id}.{tag}"));
+        }
         c
     };
     // A correctly made token is accepted: the forgeries differ in one way.
@@ -436,6 +447,18 @@ async fn forged_tokens_are_refused() {
             sign(&claims(json!({"jti": null})), &kid, &private),
         ),
         ("not a JWT", "abc".to_string()),
+        (
+            "signed with our key, without the jti tag",
+            sign(
+                &{
+                    let mut c = claims(json!({}));
+                    c["jti"] = json!(uuid::Uuid::new_v4().to_string());
+                    c
+                },
+                &kid,
+                &private,
+            ),
+        ),
     ];
     for (what, tok) in forged {
         let res = me(&t, &tok).await;

@@ -80,7 +80,8 @@ async fn an_expired_token_of_ours_costs_its_sender_nothing_more() {
         &serde_json::json!({
             "iss": "http://127.0.0.1:8080", "aud": "http://127.0.0.1:8080",
             "sub": "1", "uid": 1, "username": "stan", "client_id": "1",
-            "scope": "basic write", "jti": "old",
+            "scope": "basic write",
+            "jti": format!("old.{}", t.app.state().tokens.keys.jti_tag("old", "1", now - 3600)),
             "iat": now - 7200, "nbf": now - 7200, "exp": now - 3600,
         }),
         &EncodingKey::from_rsa_pem(&private).unwrap(),
@@ -101,4 +102,40 @@ async fn an_expired_token_of_ours_costs_its_sender_nothing_more() {
         .tokens
         .refusals
         .failing("192.0.2.30".parse().ok()));
+}
+
+/// Forged tokens that claim this server's key but do not carry its `jti`
+/// tag (an attacker cannot make one) are refused for the price of an HMAC,
+/// without an RSA verification and without charging their address: a
+/// flood of them from a NAT does not lock out a real user's fresh token
+/// sent from the same address.
+#[tokio::test]
+async fn a_flood_without_the_jti_tag_costs_no_rsa_and_locks_no_one_out() {
+    use base64::Engine;
+    let t =
+        TestApp::demo_with("[rate_limit]\nanonymous = { requests = 3, period = \"60s\" }\n").await;
+    let real = t.token_for(1, &["basic"]);
+    let mut parts = real.split('.');
+    let (head, body, sig) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims: serde_json::Value = serde_json::from_slice(&b64.decode(body).unwrap()).unwrap();
+    let tokens = &t.app.state().tokens;
+    let before = tokens.refusals.verifications();
+    for n in 0..40 {
+        let mut c = claims.clone();
+        c["jti"] = serde_json::json!(format!("forged-{n}.AAAAAAAAAAAAAAAAAAAAAA"));
+        let forged = format!("{head}.{}.{sig}", b64.encode(c.to_string()));
+        // 401, and 429 once the address's anonymous allowance is spent
+        // (a refused credential makes a request anonymous, §9).
+        let res = get_with(&t, &forged, "192.0.2.40").await;
+        assert!(matches!(res.status.as_u16(), 401 | 429), "forgery {n}");
+    }
+    assert_eq!(tokens.refusals.verifications(), before, "an RSA check ran");
+    // A user behind the same address signs in and is served.
+    let fresh = t.token_for(2, &["basic"]);
+    assert_eq!(get_with(&t, &fresh, "192.0.2.40").await.status, 200);
 }
