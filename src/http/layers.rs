@@ -155,6 +155,14 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
             && first_host.is_some_and(|h| !h.to_str().is_ok_and(super::valid_host)));
     let suppress = suppress_requested(req.uri().query());
     let timeout = state.settings.server.request_timeout;
+    // A request refused early may leave its body unread, and then the
+    // connection cannot carry another request: say so (below), so that a
+    // keep-alive client opens a new one instead of finding it closed.
+    let carries_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
     let mut res = if bad_host {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -180,6 +188,10 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
             .into_response(),
         }
     };
+    if carries_body && (res.status().is_client_error() || res.status().is_server_error()) {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     // The §7 code, or the OAuth2 endpoints' RFC 6749 error.
     let mut error_code = res.extensions().get::<OAuthFailure>().map(|f| f.0);
     if let Some(err) = res.extensions_mut().remove::<ApiError>() {

@@ -169,3 +169,35 @@ async fn json_logs_carry_the_request_id_and_caller_but_no_credential() {
             && !out.contains("s3cr3t-guess")
     );
 }
+
+/// A request with a body refused before the body was read ends its
+/// connection, and says so (`Connection: close`): a keep-alive client
+/// then opens a new connection for its next request instead of writing
+/// into one the server is closing.
+#[tokio::test]
+async fn an_early_refusal_of_a_request_with_a_body_closes_its_connection_openly() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = crate::helpers::TestApp::demo().await;
+    let (addr, _stop) = t.listen().await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = r#"{"title":"x"}"#;
+    s.write_all(
+        format!(
+            "POST /v1/nope HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // The server closes the connection after the answer: reading to the
+    // end finishes (a keep-alive connection would wait out the timeout).
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("the connection was kept open")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 404"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+}
