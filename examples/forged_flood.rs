@@ -133,17 +133,8 @@ async fn main() {
     let open = public.replace(common::HIGH_LIMITS, ANONYMOUS_OFF);
     let app = common::open(&limited, dirs[0].path()).await;
     let unlimited = common::open(&open, dirs[1].path()).await;
-    let grant = restkit::auth::tokens::Grant {
-        subject: restkit::auth::tokens::Subject::User {
-            id: 1,
-            username: "stan".into(),
-        },
-        client_id: "1".into(),
-        scope: vec!["basic".into()],
-        family: None,
-    };
-    let valid = app.state().tokens.access_token(&grant).unwrap().0;
-    let valid_elsewhere = unlimited.state().tokens.access_token(&grant).unwrap().0;
+    let valid = common::stan_token(&app);
+    let valid_elsewhere = common::stan_token(&unlimited);
 
     // The limiter-off run costs an RSA verification per request: fewer.
     let slow = (n / 10).max(50);

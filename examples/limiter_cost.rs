@@ -54,19 +54,7 @@ async fn main() {
             (status, limited)
         }
     };
-    let token = |app: &restkit::App| {
-        let grant = restkit::auth::tokens::Grant {
-            subject: restkit::auth::tokens::Subject::User {
-                id: 1,
-                username: "stan".into(),
-            },
-            client_id: "1".into(),
-            scope: vec!["basic".into()],
-            family: None,
-        };
-        app.state().tokens.access_token(&grant).unwrap().0
-    };
-    let tokens: Vec<String> = apps.iter().map(token).collect();
+    let tokens: Vec<String> = apps.iter().map(common::stan_token).collect();
     let ok = http::StatusCode::OK;
     assert_eq!(call(&apps[0], get(None)).await, (ok, false));
     assert_eq!(call(&apps[1], get(Some(&tokens[1]))).await, (ok, true));

@@ -67,3 +67,18 @@ pub fn arg<T: std::str::FromStr>(n: usize, default: T) -> T {
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
 }
+
+/// An access token of `app` for stan (user 1) with scope `basic`, as the
+/// token endpoint would issue it.
+pub fn stan_token(app: &restkit::App) -> String {
+    let grant = restkit::auth::tokens::Grant {
+        subject: restkit::auth::tokens::Subject::User {
+            id: 1,
+            username: "stan".into(),
+        },
+        client_id: "1".into(),
+        scope: vec!["basic".into()],
+        family: None,
+    };
+    app.state().tokens.access_token(&grant).unwrap().0
+}

@@ -47,15 +47,16 @@ async fn a_filter_that_matches_everything_does_not_pass_the_bulk_delete_guard() 
     assert_eq!(total(&t, "/v1/books").await, "0");
 }
 
-async fn review(t: &TestApp, book: i64, user: i64) -> i64 {
-    let res = t
-        .post(&format!("/v1/books/{book}/reviews"))
-        .by_user(user)
-        .json(json!({"rating": 4}))
-        .send()
-        .await;
-    assert_eq!(res.status, 201);
+/// POSTs `body` to `path` as `user`; the new record's id (201 asserted).
+async fn created(t: &TestApp, path: &str, user: i64, body: serde_json::Value) -> i64 {
+    let res = t.post(path).by_user(user).json(body).send().await;
+    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
     res.json()["id"].as_i64().unwrap()
+}
+
+async fn review(t: &TestApp, book: i64, user: i64) -> i64 {
+    let path = format!("/v1/books/{book}/reviews");
+    created(t, &path, user, json!({"rating": 4})).await
 }
 
 #[tokio::test]
@@ -292,19 +293,14 @@ text    = { type = "string" }
 #[tokio::test]
 async fn a_cascade_into_private_rows_is_refused_without_describing_them() {
     let t = TestApp::with(PRIVATE_CHILDREN, "", restkit::registry::Registry::builtin()).await;
-    let board = t
-        .post("/api/boards")
-        .json(json!({"name": "b"}))
-        .send()
-        .await;
-    assert_eq!(board.status, 201);
-    let note = t
-        .post("/api/boards/1/notes")
-        .by_user(2)
-        .json(json!({"text": "ana's secret"}))
-        .send()
-        .await;
-    assert_eq!(note.status, 201, "{}", String::from_utf8_lossy(&note.body));
+    created(&t, "/api/boards", 1, json!({"name": "b"})).await;
+    created(
+        &t,
+        "/api/boards/1/notes",
+        2,
+        json!({"text": "ana's secret"}),
+    )
+    .await;
     let res = t.delete("/api/boards/1").by_user(1).send().await;
     let b = assert_problem(&res, 409, "REFERENCE_CONFLICT");
     let text = b.to_string();
@@ -351,21 +347,14 @@ userId  = { type = "integer", read_only = true }
 text    = { type = "string" }
 "#;
     let t = TestApp::with(toml, "", restkit::registry::Registry::builtin()).await;
-    assert_eq!(
-        t.post("/api/boards")
-            .json(json!({"name": "b"}))
-            .send()
-            .await
-            .status,
-        201
-    );
-    let card = t
-        .post("/api/mycards")
-        .by_user(2)
-        .json(json!({"boardId": 1, "text": "ana's"}))
-        .send()
-        .await;
-    assert_eq!(card.status, 201, "{}", String::from_utf8_lossy(&card.body));
+    created(&t, "/api/boards", 1, json!({"name": "b"})).await;
+    created(
+        &t,
+        "/api/mycards",
+        2,
+        json!({"boardId": 1, "text": "ana's"}),
+    )
+    .await;
     let res = t.delete("/api/boards/1").by_user(1).send().await;
     assert_problem(&res, 409, "REFERENCE_CONFLICT");
     assert_eq!(
