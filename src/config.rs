@@ -135,9 +135,22 @@ pub struct DatabaseSettings {
     /// (§6.9). `0s` disables the limit.
     #[serde(deserialize_with = "duration")]
     pub statement_timeout: Duration,
+    /// PostgreSQL: how long to wait for a connection (to connect, or for
+    /// a free one in the pool) before answering 503.
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: Duration,
 }
 
 impl DatabaseSettings {
+    /// The store's limits from these settings.
+    pub fn limits(&self) -> crate::store::Limits {
+        crate::store::Limits {
+            max_connections: self.max_connections,
+            statement_timeout: self.statement_timeout,
+            connect_timeout: self.connect_timeout,
+        }
+    }
+
     /// The directory of a file database (where restkit keeps files of its
     /// own, such as a generated signing key); `None` in memory or on a
     /// server.
@@ -165,6 +178,7 @@ impl Default for DatabaseSettings {
             url: "sqlite://restkit-demo.db".into(),
             max_connections: 8,
             statement_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -192,6 +206,13 @@ pub struct AuthSettings {
     /// How long an API key from `{prefix}/authenticate` lives (§8.4).
     #[serde(deserialize_with = "duration")]
     pub api_key_ttl: Duration,
+    /// The signing key (PKCS#8 PEM) restkit generated and keeps in the
+    /// database, when no `private_key` is configured and the database has
+    /// no directory to keep it in (PostgreSQL): every instance sharing
+    /// the database signs with it. Set by [`crate::open`], never read
+    /// from configuration.
+    #[serde(skip)]
+    pub stored_private_key: Option<String>,
 }
 
 impl Default for AuthSettings {
@@ -212,6 +233,7 @@ impl Default for AuthSettings {
             prefix: "/v1".into(),
             previous_public_keys: Vec::new(),
             api_key_ttl: Duration::from_secs(86400),
+            stored_private_key: None,
         }
     }
 }
@@ -419,6 +441,16 @@ impl Settings {
         overrides: &Overrides,
         env: Option<std::collections::HashMap<String, String>>,
     ) -> Result<Settings, ConfigError> {
+        // `DATABASE_URL`, as PostgreSQL tools and hosting platforms set
+        // it, stands in for `RESTKIT_DATABASE__URL` when that is unset.
+        let database_url = match &env {
+            Some(vars) => vars.get("DATABASE_URL").cloned(),
+            None => std::env::var("DATABASE_URL").ok(),
+        }
+        .filter(|_| match &env {
+            Some(vars) => !vars.contains_key("RESTKIT_DATABASE__URL"),
+            None => std::env::var_os("RESTKIT_DATABASE__URL").is_none(),
+        });
         let env = config::Environment::with_prefix("RESTKIT")
             .source(env)
             .prefix_separator("_")
@@ -433,6 +465,11 @@ impl Settings {
         let mut b = config::Config::builder()
             .add_source(config::File::from_str(toml_text, config::FileFormat::Toml))
             .add_source(env);
+        if let Some(url) = database_url {
+            b = b
+                .set_override("database.url", url)
+                .map_err(|e| ConfigError(e.to_string()))?;
+        }
         let set = |b: config::ConfigBuilder<config::builder::DefaultState>,
                    k: &str,
                    v: &Option<String>| match v {

@@ -155,7 +155,7 @@ async fn own_store(db: DbArgs) -> Result<(restkit::store::Store, std::time::Dura
             database: db.database,
         },
     )?;
-    let store = restkit::store::Store::connect(&settings.database.url, 1)
+    let store = restkit::store::Store::open(&settings.database.url, &settings.database.limits())
         .await
         .map_err(|e| e.to_string())?;
     store.migrate(&model).await.map_err(|e| e.to_string())?;
@@ -249,9 +249,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                     database,
                 },
             )?;
-            let store = restkit::store::Store::connect(&settings.database.url, 1)
-                .await
-                .map_err(|e| e.to_string())?;
+            let store =
+                restkit::store::Store::open(&settings.database.url, &settings.database.limits())
+                    .await
+                    .map_err(|e| e.to_string())?;
             store.migrate(&model).await.map_err(|e| e.to_string())?;
             println!("migrated {}", settings.database.url);
             Ok(())

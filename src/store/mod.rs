@@ -6,13 +6,15 @@
 //! sea-query and binds every value ([`sql`]); identifiers come only from the
 //! model. It never sees HTTP: no headers, no status codes, no query strings.
 //!
-//! Backends: SQLite ([`sqlite`]). Each public method matches on
-//! [`Backend`], so adding PostgreSQL adds an arm here and a sibling of
-//! `sqlite.rs`, and nothing above this module changes.
+//! Backends: SQLite ([`sqlite`]) and PostgreSQL ([`postgres`]). Each
+//! public method matches on [`Backend`]; what differs in SQL text is
+//! asked of the [`Dialect`]. Nothing above this module knows which
+//! database runs.
 
 pub mod dialect;
 pub mod migrate;
 pub mod own;
+pub mod postgres;
 pub mod sql;
 pub mod sqlite;
 
@@ -152,7 +154,11 @@ impl StoreError {
             },
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::ForeignKey,
             // SQLITE_INTERRUPT: the statement watchdog stopped it.
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("9") => StoreError::Timeout,
+            sqlx::Error::Database(db)
+                if d == Dialect::Sqlite && db.code().as_deref() == Some("9") =>
+            {
+                StoreError::Timeout
+            }
             // The file is locked by another process past busy_timeout
             // (BUSY, LOCKED), cannot be opened, read or written (CANTOPEN,
             // IOERR, READONLY, FULL), or what is read is not a database
@@ -161,6 +167,18 @@ impl StoreError {
             // tries again, so a restored file serves without a restart.
             sqlx::Error::Database(db)
                 if d == Dialect::Sqlite && sqlite_unavailable(db.code().as_deref()) =>
+            {
+                StoreError::Unavailable(e.to_string())
+            }
+            // query_canceled: statement_timeout ran out.
+            sqlx::Error::Database(db)
+                if d == Dialect::Postgres && db.code().as_deref() == Some("57014") =>
+            {
+                StoreError::Timeout
+            }
+            sqlx::Error::Database(db)
+                if d == Dialect::Postgres
+                    && db.code().as_deref().is_some_and(postgres::unavailable) =>
             {
                 StoreError::Unavailable(e.to_string())
             }
@@ -178,12 +196,14 @@ impl StoreError {
 /// `If-Match` check or a token rotation composes the same way.
 pub enum WriteTx {
     Sqlite(sqlite::SqliteWrite),
+    Postgres(postgres::PgWrite),
 }
 
 impl WriteTx {
     fn dialect(&self) -> Dialect {
         match self {
             WriteTx::Sqlite(_) => Dialect::Sqlite,
+            WriteTx::Postgres(_) => Dialect::Postgres,
         }
     }
 
@@ -192,6 +212,7 @@ impl WriteTx {
     pub fn now(&self) -> &str {
         match self {
             WriteTx::Sqlite(t) => &t.now,
+            WriteTx::Postgres(t) => &t.now,
         }
     }
 
@@ -206,6 +227,7 @@ impl WriteTx {
         let stmt = sql::select_one(r, fields, id, scope);
         match self {
             WriteTx::Sqlite(t) => t.fetch_optional(r, fields, stmt).await,
+            WriteTx::Postgres(t) => t.fetch_optional(r, fields, stmt).await,
         }
     }
 
@@ -219,6 +241,7 @@ impl WriteTx {
         let stmt = sql::select_list(self.dialect(), r, q);
         match self {
             WriteTx::Sqlite(t) => t.fetch_all(r, q.fields, stmt).await,
+            WriteTx::Postgres(t) => t.fetch_all(r, q.fields, stmt).await,
         }
     }
 
@@ -259,6 +282,7 @@ impl WriteTx {
         let stmt = sql::update_where(r, scope, values, self.now());
         match self {
             WriteTx::Sqlite(t) => t.execute(r, stmt).await,
+            WriteTx::Postgres(t) => t.execute(r, stmt).await,
         }
     }
 
@@ -270,6 +294,7 @@ impl WriteTx {
     ) -> Result<Option<Record>, StoreError> {
         match self {
             WriteTx::Sqlite(t) => t.returning(r, fields, stmt).await,
+            WriteTx::Postgres(t) => t.returning(r, fields, stmt).await,
         }
     }
 
@@ -303,6 +328,7 @@ impl WriteTx {
     ) -> Result<u64, StoreError> {
         match self {
             WriteTx::Sqlite(t) => t.execute(r, stmt).await,
+            WriteTx::Postgres(t) => t.execute(r, stmt).await,
         }
     }
 
@@ -333,6 +359,7 @@ impl WriteTx {
     ) -> Result<Option<i64>, StoreError> {
         match self {
             WriteTx::Sqlite(t) => t.fetch_scalar(stmt).await,
+            WriteTx::Postgres(t) => t.fetch_scalar(stmt).await,
         }
     }
 
@@ -357,12 +384,64 @@ impl WriteTx {
     ) -> Result<(), StoreError> {
         match self {
             WriteTx::Sqlite(t) => t.insert(stmt).await,
+            WriteTx::Postgres(t) => t.insert(stmt).await,
+        }
+    }
+
+    /// Runs one of restkit's own schema statements (a migration step).
+    pub(crate) async fn execute_ddl(&mut self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            WriteTx::Sqlite(t) => t.execute_ddl(sql).await,
+            WriteTx::Postgres(t) => t.execute_ddl(sql).await,
+        }
+    }
+
+    /// A table's columns (name, declared type) as this transaction sees
+    /// them; empty when it does not exist.
+    pub(crate) async fn columns(
+        &mut self,
+        table: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        match self {
+            WriteTx::Sqlite(t) => t.columns(table).await,
+            WriteTx::Postgres(t) => t.columns(table).await,
+        }
+    }
+
+    /// A table's index names as this transaction sees them.
+    pub(crate) async fn indexes(&mut self, table: &str) -> Result<Vec<String>, StoreError> {
+        match self {
+            WriteTx::Sqlite(t) => t.indexes(table).await,
+            WriteTx::Postgres(t) => t.indexes(table).await,
         }
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
             WriteTx::Sqlite(t) => t.commit().await,
+            WriteTx::Postgres(t) => t.commit().await,
+        }
+    }
+}
+
+/// How much of the database one instance may use, and for how long.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections in the pool (SQLite: readers; the writer is one).
+    pub max_connections: u32,
+    /// A statement running longer is cancelled (zero: no limit).
+    pub statement_timeout: std::time::Duration,
+    /// How long to wait for a connection (PostgreSQL: to connect, or for
+    /// a free one in the pool) before answering 503.
+    pub connect_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 8,
+            statement_timeout: std::time::Duration::ZERO,
+            connect_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -376,30 +455,56 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 impl Store {
     /// Connects to `url` (`sqlite://file.db`, `sqlite:///abs.db`,
-    /// `sqlite::memory:`), creating an SQLite file if missing.
+    /// `sqlite::memory:`, creating an SQLite file if missing; or
+    /// `postgres://user:pass@host:port/db?sslmode=…`).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         Store::connect_with_timeout(url, max_connections, std::time::Duration::ZERO).await
     }
 
-    /// As [`Store::connect`], cancelling read statements that run longer
-    /// than `statement_timeout` (zero: no limit).
+    /// As [`Store::connect`], cancelling statements that run longer than
+    /// `statement_timeout` (zero: no limit).
     pub async fn connect_with_timeout(
         url: &str,
         max_connections: u32,
         statement_timeout: std::time::Duration,
     ) -> Result<Store, StoreError> {
+        let limits = Limits {
+            max_connections,
+            statement_timeout,
+            ..Limits::default()
+        };
+        Store::open(url, &limits).await
+    }
+
+    /// Connects to `url` under `limits`.
+    pub async fn open(url: &str, limits: &Limits) -> Result<Store, StoreError> {
         if url.starts_with("sqlite:") {
-            let s = sqlite::SqliteStore::connect(url, max_connections, statement_timeout).await?;
+            let s =
+                sqlite::SqliteStore::connect(url, limits.max_connections, limits.statement_timeout)
+                    .await?;
             return Ok(Store {
                 backend: Backend::Sqlite(s),
             });
         }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let s = postgres::PgStore::connect(
+                url,
+                limits.max_connections,
+                limits.statement_timeout,
+                limits.connect_timeout,
+            )
+            .await?;
+            return Ok(Store {
+                backend: Backend::Postgres(s),
+            });
+        }
         Err(StoreError::Other(format!(
-            "unsupported database URL scheme in '{}'; use sqlite://",
+            "unsupported database URL scheme in '{}'; use sqlite:// or postgres://",
             url.split(':').next().unwrap_or("")
         )))
     }
@@ -408,6 +513,7 @@ impl Store {
     pub fn dialect(&self) -> Dialect {
         match &self.backend {
             Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
         }
     }
 
@@ -416,12 +522,14 @@ impl Store {
     pub fn pool_state(&self) -> Vec<(&'static str, u32, u32)> {
         match &self.backend {
             Backend::Sqlite(s) => s.pool_state().to_vec(),
+            Backend::Postgres(s) => s.pool_state().to_vec(),
         }
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.ping().await,
+            Backend::Postgres(s) => s.ping().await,
         }
     }
 
@@ -429,6 +537,7 @@ impl Store {
         let stmt = sql::select_list(self.dialect(), r, q);
         match &self.backend {
             Backend::Sqlite(s) => s.fetch_all(r, q.fields, stmt).await,
+            Backend::Postgres(s) => s.fetch_all(r, q.fields, stmt).await,
         }
     }
 
@@ -451,6 +560,7 @@ impl Store {
         let stmt = sql::select_list_with_mark(self.dialect(), r, q, updated_at, tombstones);
         match &self.backend {
             Backend::Sqlite(s) => s.fetch_all_with_mark(r, q.fields, stmt).await,
+            Backend::Postgres(s) => s.fetch_all_with_mark(r, q.fields, stmt).await,
         }
     }
 
@@ -538,6 +648,7 @@ impl Store {
     async fn scalar(&self, stmt: sea_query::SelectStatement) -> Result<Option<i64>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.fetch_scalar(stmt).await,
+            Backend::Postgres(s) => s.fetch_scalar(stmt).await,
         }
     }
 
@@ -609,6 +720,7 @@ impl Store {
     ) -> Result<Vec<(i64, String)>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.fetch_id_times(stmt).await,
+            Backend::Postgres(s) => s.fetch_id_times(stmt).await,
         }
     }
 
@@ -622,6 +734,7 @@ impl Store {
         let stmt = sql::select_one(r, fields, id, scope);
         match &self.backend {
             Backend::Sqlite(s) => s.fetch_optional(r, fields, stmt).await,
+            Backend::Postgres(s) => s.fetch_optional(r, fields, stmt).await,
         }
     }
 
@@ -646,6 +759,7 @@ impl Store {
         stmt.limit(total);
         match &self.backend {
             Backend::Sqlite(s) => s.fetch_all(r, fields, stmt).await,
+            Backend::Postgres(s) => s.fetch_all(r, fields, stmt).await,
         }
     }
 
@@ -663,6 +777,7 @@ impl Store {
     pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => Ok(WriteTx::Sqlite(s.begin_write().await?)),
+            Backend::Postgres(s) => Ok(WriteTx::Postgres(s.begin_write().await?)),
         }
     }
 
@@ -691,7 +806,16 @@ impl Store {
     /// Creates or upgrades the declared tables (§13).
     pub async fn migrate(&self, model: &crate::model::ApiModel) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => migrate::sqlite(s, model).await,
+            Backend::Sqlite(s) => {
+                // Index builds may rightly run past the statement limit.
+                s.bound_writes(false);
+                let done = migrate::run(WriteTx::Sqlite(s.begin_ddl().await?), model).await;
+                s.bound_writes(true);
+                done
+            }
+            Backend::Postgres(s) => {
+                migrate::run(WriteTx::Postgres(s.begin_ddl().await?), model).await
+            }
         }
     }
 
@@ -712,6 +836,7 @@ impl Store {
     pub async fn table_is_empty(&self, table: &str) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.table_is_empty(table).await,
+            Backend::Postgres(s) => s.table_is_empty(table).await,
         }
     }
 }

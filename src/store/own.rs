@@ -21,7 +21,8 @@ pub fn model() -> &'static ApiModel {
                     .resource(refresh_tokens_resource())
                     .resource(revocations_resource())
                     .resource(codes_resource())
-                    .resource(api_keys_resource()),
+                    .resource(api_keys_resource())
+                    .resource(secrets_resource()),
             )
             .module(Module::new("/_restkit_sync").resource(tombstones_resource()))
             .build()
@@ -58,6 +59,43 @@ pub fn codes() -> &'static Arc<Resource> {
 /// `restkit_api_keys`: IP-bound API keys (§8.4), by hash only.
 pub fn api_keys() -> &'static Arc<Resource> {
     &model().modules[0].resources[5]
+}
+
+/// `restkit_secrets`: secrets restkit generated once for every instance
+/// sharing the database (the JWT signing key on PostgreSQL, the cursor
+/// and form secret) — see [`shared_value`].
+pub fn secrets() -> &'static Arc<Resource> {
+    &model().modules[0].resources[6]
+}
+
+fn secrets_resource() -> Resource {
+    Resource::new("secrets", "restkit_secrets")
+        .field(Field::new("id", FieldType::Integer).primary_key())
+        .field(Field::new("name", FieldType::String).required().unique())
+        .field(Field::new("value", FieldType::String).required().hidden())
+        .field(Field::new("createdAt", FieldType::DateTime).created_at())
+}
+
+/// The value stored under `name`, or — the first time — `make()`'s,
+/// stored. Decided in one write transaction, which every writer of every
+/// instance takes in turn: instances starting at once agree on one value.
+pub async fn shared_value(
+    store: &super::Store,
+    name: &str,
+    make: impl FnOnce() -> Result<String, String>,
+) -> Result<String, super::StoreError> {
+    let r = secrets();
+    let mut tx = store.begin_write().await?;
+    let found = rows_where_in(&mut tx, r, "name", name.into(), 1).await?;
+    if let Some(v) = found.first().and_then(|row| row["value"].as_str()) {
+        return Ok(v.to_string());
+    }
+    let value = make().map_err(super::StoreError::Other)?;
+    let fields = [r.primary_key];
+    let row = values(r, &[("name", name.into()), ("value", value.clone().into())]);
+    tx.insert(r, &row, &fields).await?;
+    tx.commit().await?;
+    Ok(value)
 }
 
 fn api_keys_resource() -> Resource {

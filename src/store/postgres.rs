@@ -1,0 +1,480 @@
+//! PostgreSQL: the pool, transactions and row decoding (§13).
+//!
+//! One pool serves reads and writes; `/health` has a connection of its
+//! own. Every connection starts with `statement_timeout` set, so a runaway
+//! statement is cancelled by the server itself (SQLSTATE 57014, answered
+//! 503 `QUERY_TIMEOUT` as on SQLite), and with
+//! `idle_in_transaction_session_timeout`, so a connection lost in the
+//! middle of a transaction cannot hold locks for long.
+//!
+//! Write transactions take the clock row's lock first (see
+//! [`PgStore::begin_write`]): commits are ordered as their change times,
+//! on every instance sharing the database.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sea_query::{PostgresQueryBuilder, SelectStatement};
+use sea_query_sqlx::SqlxBinder;
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Postgres, Row};
+
+use super::sql::{Write, CLOCK};
+use super::{Dialect, Record, StoreError};
+use crate::model::{FieldType, Resource};
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    /// `/health`'s own connection (see the SQLite store's).
+    health: PgPool,
+}
+
+/// An open write transaction (sqlx's: dropped without commit, it is
+/// rolled back before the connection serves anyone else).
+pub struct PgWrite {
+    tx: sqlx::Transaction<'static, Postgres>,
+    pub now: String,
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    StoreError::from_sqlx(Dialect::Postgres, e, None)
+}
+
+/// The clock row, advanced inside the transaction: `max(last + 1 µs,
+/// wall clock)`. The row lock it takes is held until commit, so the
+/// order of change times is the order of commits.
+fn advance_clock() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "UPDATE {CLOCK} SET micros = GREATEST(micros + 1, $1), stamp = {} \
+             WHERE id = 1 RETURNING stamp",
+            Dialect::Postgres.stamp_sql("GREATEST(micros + 1, $1)")
+        )
+    })
+}
+
+/// Connection settings from `url` (libpq's URL form: `sslmode`,
+/// `sslrootcert`, `options`, `application_name` and the rest).
+fn options(url: &str, statement_timeout: Duration) -> Result<PgConnectOptions, StoreError> {
+    let opts = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Other(format!("bad PostgreSQL URL: {e}")))?
+        .application_name("restkit")
+        .statement_cache_capacity(256);
+    let mut settings = vec![
+        // Never `0` (no limit) for idle transactions: a client that
+        // vanished mid-transaction must not hold the clock row.
+        ("idle_in_transaction_session_timeout", "60000".to_string()),
+        ("timezone", "UTC".to_string()),
+    ];
+    settings.push((
+        "statement_timeout",
+        statement_timeout.as_millis().to_string(),
+    ));
+    Ok(opts.options(settings))
+}
+
+impl PgStore {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        statement_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<PgStore, StoreError> {
+        let opts = options(url, statement_timeout)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(connect_timeout)
+            .connect_with(opts.clone())
+            .await
+            .map_err(err)?;
+        let health = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(connect_timeout.min(Duration::from_secs(2)))
+            .connect_lazy_with(opts);
+        Ok(PgStore { pool, health })
+    }
+
+    /// Connections (pool, in use, idle): one pool serves reads and writes.
+    pub fn pool_state(&self) -> [(&'static str, u32, u32); 1] {
+        let idle = self.pool.num_idle() as u32;
+        [("read", self.pool.size().saturating_sub(idle), idle)]
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.health)
+            .await
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    pub async fn fetch_all(
+        &self,
+        r: &Resource,
+        fields: &[usize],
+        stmt: SelectStatement,
+    ) -> Result<Vec<Record>, StoreError> {
+        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(rows.iter().map(|row| decode(r, fields, row, 0)).collect())
+    }
+
+    /// Rows of [`super::sql::select_list_with_mark`] (see the SQLite
+    /// store's).
+    pub async fn fetch_all_with_mark(
+        &self,
+        r: &Resource,
+        fields: &[usize],
+        stmt: SelectStatement,
+    ) -> Result<(String, Vec<Record>), StoreError> {
+        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        let mark = rows
+            .first()
+            .and_then(|row| row.try_get::<Option<String>, _>(0).ok().flatten())
+            .ok_or_else(|| StoreError::Other("the clock row is missing: run migrations".into()))?;
+        let records = rows
+            .iter()
+            .filter(|row| integer(row, 1).is_some())
+            .map(|row| decode(r, fields, row, 2))
+            .collect();
+        Ok((mark, records))
+    }
+
+    pub async fn fetch_optional(
+        &self,
+        r: &Resource,
+        fields: &[usize],
+        stmt: SelectStatement,
+    ) -> Result<Option<Record>, StoreError> {
+        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        let row = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(row.map(|row| decode(r, fields, &row, 0)))
+    }
+
+    pub async fn fetch_scalar(&self, stmt: SelectStatement) -> Result<Option<i64>, StoreError> {
+        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        let row = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(row.and_then(|row| integer(&row, 0)))
+    }
+
+    pub async fn fetch_id_times(
+        &self,
+        stmt: SelectStatement,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    integer(r, 0).unwrap_or_default(),
+                    r.try_get::<String, _>(1).map_err(err)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Begins a transaction and takes its change time from the clock row
+    /// ([`advance_clock`]), whose lock it holds until it ends.
+    pub async fn begin_write(&self) -> Result<PgWrite, StoreError> {
+        let mut tx = self.begin_ddl().await?;
+        let wall = chrono::Utc::now().timestamp_micros();
+        let row = sqlx::query(AssertSqlSafe(advance_clock()))
+            .bind(wall)
+            .fetch_optional(&mut *tx.tx)
+            .await
+            .map_err(err)?
+            .ok_or_else(|| StoreError::Other("the clock row is missing: run migrations".into()))?;
+        tx.now = row.try_get::<String, _>(0).map_err(err)?;
+        Ok(tx)
+    }
+
+    /// A transaction that does not touch the clock (migrations).
+    pub async fn begin_ddl(&self) -> Result<PgWrite, StoreError> {
+        let tx = self.pool.begin().await.map_err(err)?;
+        Ok(PgWrite {
+            tx,
+            now: String::new(),
+        })
+    }
+
+    pub async fn table_is_empty(&self, table: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin_ddl().await?;
+        if tx.columns(table).await?.is_empty() {
+            return Ok(true);
+        }
+        let stmt = sea_query::Query::select()
+            .expr(sea_query::Expr::val(1))
+            .from(sea_query::Alias::new(table))
+            .limit(1)
+            .to_owned();
+        Ok(tx.fetch_scalar(stmt).await?.is_none())
+    }
+}
+
+/// An integer column of any width (`count(*)` is `bigint`, a literal
+/// `1` is `integer`); `None` for NULL.
+fn integer(row: &PgRow, i: usize) -> Option<i64> {
+    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+        return v;
+    }
+    if let Ok(v) = row.try_get::<Option<i32>, _>(i) {
+        return v.map(i64::from);
+    }
+    row.try_get::<Option<i16>, _>(i)
+        .ok()
+        .flatten()
+        .map(i64::from)
+}
+
+fn float(row: &PgRow, i: usize) -> Option<f64> {
+    if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
+        return v;
+    }
+    if let Ok(v) = row.try_get::<Option<f32>, _>(i) {
+        return v.map(f64::from);
+    }
+    // An integer column declared as a number field holds exact integers.
+    integer(row, i).map(|n| n as f64)
+}
+
+/// Builds a record from a row whose columns from `first` on are `fields`,
+/// decoding each by its declared type (columns were checked at migration
+/// to hold exactly that type).
+fn decode(r: &Resource, fields: &[usize], row: &PgRow, first: usize) -> Record {
+    let mut rec = Record::with_capacity(fields.len());
+    for (i, &f) in fields.iter().enumerate() {
+        let i = i + first;
+        let field = &r.fields[f];
+        let v = match field.ty {
+            FieldType::Integer => integer(row, i).map(Value::from),
+            FieldType::Number => float(row, i).map(Value::from),
+            FieldType::Boolean => row
+                .try_get::<Option<bool>, _>(i)
+                .ok()
+                .flatten()
+                .map(Value::from),
+            FieldType::String | FieldType::DateTime => row
+                .try_get::<Option<String>, _>(i)
+                .ok()
+                .flatten()
+                .map(Value::String),
+            FieldType::Json => row
+                .try_get::<Option<String>, _>(i)
+                .ok()
+                .flatten()
+                .map(|s| serde_json::from_str(&s).unwrap_or(Value::String(s))),
+        };
+        rec.insert(field.name.clone(), v.unwrap_or(Value::Null));
+    }
+    rec
+}
+
+impl PgWrite {
+    pub async fn returning(
+        &mut self,
+        r: &Resource,
+        fields: &[usize],
+        stmt: Write,
+    ) -> Result<Option<Record>, StoreError> {
+        let (sql, values) = match stmt {
+            Write::Insert(s) => s.build_sqlx(PostgresQueryBuilder),
+            Write::Update(s) => s.build_sqlx(PostgresQueryBuilder),
+        };
+        let row = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx(Dialect::Postgres, e, Some(r)))?;
+        Ok(row.map(|row| decode(r, fields, &row, 0)))
+    }
+
+    pub async fn fetch_optional(
+        &mut self,
+        r: &Resource,
+        fields: &[usize],
+        stmt: SelectStatement,
+    ) -> Result<Option<Record>, StoreError> {
+        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        let row = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx(Dialect::Postgres, e, Some(r)))?;
+        Ok(row.map(|row| decode(r, fields, &row, 0)))
+    }
+
+    pub async fn fetch_scalar(&mut self, stmt: SelectStatement) -> Result<Option<i64>, StoreError> {
+        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        let row = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(err)?;
+        Ok(row.and_then(|row| integer(&row, 0)))
+    }
+
+    pub async fn fetch_all(
+        &mut self,
+        r: &Resource,
+        fields: &[usize],
+        stmt: SelectStatement,
+    ) -> Result<Vec<Record>, StoreError> {
+        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx(Dialect::Postgres, e, Some(r)))?;
+        Ok(rows.iter().map(|row| decode(r, fields, row, 0)).collect())
+    }
+
+    /// Runs a restkit-owned insert. Explicit keys (the demo's seed) leave
+    /// the table's identity sequence behind them: it is moved past the
+    /// largest key, so the next generated id does not collide.
+    pub async fn insert(&mut self, stmt: sea_query::InsertStatement) -> Result<(), StoreError> {
+        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        let table = inserted_table(&sql);
+        sqlx::query_with(AssertSqlSafe(sql), values)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(err)?;
+        if let Some(table) = table {
+            self.follow_keys(&table).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves `table`'s identity sequence (if it has one) past its largest
+    /// key.
+    async fn follow_keys(&mut self, table: &str) -> Result<(), StoreError> {
+        let quoted = format!("\"{table}\"");
+        let seq = sqlx::query(
+            "SELECT a.attname::text, pg_get_serial_sequence($1, a.attname)::text \
+             FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attidentity <> ''",
+        )
+        .bind(&quoted)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(err)?;
+        let Some(row) = seq else { return Ok(()) };
+        let column: String = row.try_get(0).map_err(err)?;
+        let sequence: Option<String> = row.try_get(1).map_err(err)?;
+        let Some(sequence) = sequence else {
+            return Ok(());
+        };
+        // Identifiers come from the model and the catalog, checked at
+        // start-up to be letters, digits, '_' and '-'.
+        let sql = format!(
+            "SELECT setval($1::regclass, GREATEST(COALESCE(MAX(\"{column}\"), 0), \
+             (SELECT last_value FROM {sequence}))) FROM {quoted}"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(&sequence)
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    pub async fn execute(
+        &mut self,
+        r: &Resource,
+        stmt: impl SqlxBinder,
+    ) -> Result<u64, StoreError> {
+        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        sqlx::query_with(AssertSqlSafe(sql), values)
+            .execute(&mut *self.tx)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(|e| StoreError::from_sqlx(Dialect::Postgres, e, Some(r)))
+    }
+
+    pub async fn execute_ddl(&mut self, sql: &str) -> Result<(), StoreError> {
+        sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    /// A table's columns (name, data type) in the current schema.
+    pub async fn columns(&mut self, table: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+        )
+        .bind(table)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0).map_err(err)?, r.try_get(1).map_err(err)?)))
+            .collect()
+    }
+
+    /// A table's index names in the current schema.
+    pub async fn indexes(&mut self, table: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT indexname::text FROM pg_indexes \
+             WHERE schemaname = current_schema() AND tablename = $1",
+        )
+        .bind(table)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(err)?;
+        rows.iter().map(|r| r.try_get(0).map_err(err)).collect()
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(err)
+    }
+}
+
+/// The table of restkit's own `INSERT INTO "t" …`.
+fn inserted_table(sql: &str) -> Option<String> {
+    let rest = sql.strip_prefix("INSERT INTO \"")?;
+    rest.split_once('"').map(|(t, _)| t.to_string())
+}
+
+/// SQLSTATEs that mean the database cannot serve now but may soon: the
+/// connection failed (class 08), the server is shutting down or starting
+/// (57P01–57P03), out of resources (class 53), or a lock could not be had
+/// (55P03), a serialization failure or deadlock (40001, 40P01).
+pub fn unavailable(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "55P03" | "40001" | "40P01"
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_inserts_name_their_table() {
+        assert_eq!(
+            inserted_table("INSERT INTO \"books\" (\"id\") VALUES ($1)").as_deref(),
+            Some("books")
+        );
+        assert_eq!(inserted_table("SELECT 1"), None);
+        assert!(unavailable("08006") && unavailable("57P01") && !unavailable("23505"));
+    }
+}
