@@ -32,11 +32,23 @@ pub fn book(n: u32) -> (String, String, i64) {
 
 /// Seeds an empty database with the named seed; does nothing when the
 /// data is already there, so restarts keep what clients changed.
+///
+/// Instances starting at once over one empty database may both decide
+/// to seed: each part is written in a transaction of its own, the first
+/// to commit wins, and the other's is refused as a duplicate (409), which
+/// here means "already seeded by another instance", not a failure.
 pub async fn seed(store: &Store, model: &ApiModel) -> Result<(), ApiError> {
-    match model.seed.as_deref() {
+    let seeded = match model.seed.as_deref() {
         None => Ok(()),
         Some("library") => seed_library(store, model).await,
         Some(other) => Err(ApiError::internal(format!("unknown seed '{other}'"))),
+    };
+    match seeded {
+        Err(e) if e.status == http::StatusCode::CONFLICT => {
+            tracing::info!("another instance seeded the demo first");
+            Ok(())
+        }
+        other => other,
     }
 }
 

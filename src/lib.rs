@@ -58,20 +58,77 @@ pub enum StartError {
 
 /// Connects, migrates, seeds (when the model names a seed) and builds the
 /// app.
+///
+/// Secrets the settings leave unset are generated once and kept in the
+/// database, so every instance sharing it agrees on them: `server.secret`
+/// (cursors, consent forms) always, and the JWT signing key when the
+/// database has no directory to keep its key file in (PostgreSQL).
 pub async fn open(
     model: model::ApiModel,
-    settings: config::Settings,
+    mut settings: config::Settings,
     registry: &registry::Registry,
 ) -> Result<App, StartError> {
-    let store = store::Store::connect_with_timeout(
-        &settings.database.url,
-        settings.database.max_connections,
-        settings.database.statement_timeout,
-    )
-    .await?;
-    store.migrate(&model).await?;
-    demo::seed(&store, &model)
-        .await
-        .map_err(|e| StartError::Seed(e.to_string()))?;
+    // Another instance starting over the same database holds its write
+    // lock while it migrates and seeds (longer than a request's wait):
+    // start-up waits for it instead of failing.
+    let started = std::time::Instant::now();
+    let store = loop {
+        match store::Store::open(&settings.database.url, &settings.database.limits()).await {
+            Err(store::StoreError::Unavailable(cause)) if started.elapsed() < STARTUP_WAIT => {
+                tracing::info!(%cause, "the database is busy (another instance starting?); retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            other => break other?,
+        }
+    };
+    loop {
+        match prepare(&store, &model, &mut settings).await {
+            Err(StartError::Store(store::StoreError::Unavailable(cause)))
+                if started.elapsed() < STARTUP_WAIT =>
+            {
+                tracing::info!(%cause, "the database is busy (another instance starting?); retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            other => break other?,
+        }
+    }
     App::new(model, store, settings, registry).map_err(StartError::Setup)
+}
+
+/// How long start-up waits for a database another instance keeps busy.
+const STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Migrates, seeds, and fills the secrets the settings leave unset. Each
+/// step is idempotent, so a retry after a busy database repeats none.
+async fn prepare(
+    store: &store::Store,
+    model: &model::ApiModel,
+    settings: &mut config::Settings,
+) -> Result<(), StartError> {
+    store.migrate(model).await?;
+    demo::seed(store, model).await.map_err(|e| {
+        if e.status == ::http::StatusCode::SERVICE_UNAVAILABLE {
+            StartError::Store(store::StoreError::Unavailable(e.to_string()))
+        } else {
+            StartError::Seed(e.to_string())
+        }
+    })?;
+    if settings.server.secret.is_empty() {
+        settings.server.secret =
+            store::own::shared_value(store, "server.secret", random_secret).await?;
+    }
+    if settings.auth.private_key.is_empty() && settings.database.data_dir().is_none() {
+        let pem = store::own::shared_value(store, "auth.signing_key", || {
+            auth::keys::generate().map(|(private, _)| private)
+        })
+        .await?;
+        settings.auth.stored_private_key = Some(pem);
+    }
+    Ok(())
+}
+
+/// 256 random bits, as hex.
+fn random_secret() -> Result<String, String> {
+    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    Ok(format!("{}{}", a.simple(), b.simple()))
 }

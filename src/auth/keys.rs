@@ -117,6 +117,7 @@ impl KeySet {
         private_key: &str,
         previous_public_keys: &[String],
         data_dir: Option<&Path>,
+        stored: Option<&str>,
     ) -> Result<KeySet, String> {
         let read = |path: &str, what: &str| {
             std::fs::read_to_string(path)
@@ -130,6 +131,10 @@ impl KeySet {
             let pem = read(private_key, "private_key")?;
             return KeySet::from_pem(&pem, &previous)
                 .map_err(|e| format!("auth.private_key: {private_key}: {e}"));
+        }
+        if let Some(pem) = stored {
+            return KeySet::from_pem(pem, &previous)
+                .map_err(|e| format!("the signing key stored in the database: {e}"));
         }
         let Some(dir) = data_dir else {
             let (pem, _) = generate()?;
@@ -282,7 +287,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let kids: Vec<String> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..4)
-                .map(|_| s.spawn(|| KeySet::load("", &[], Some(dir.path())).unwrap().kid))
+                .map(|_| s.spawn(|| KeySet::load("", &[], Some(dir.path()), None).unwrap().kid))
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });

@@ -159,6 +159,7 @@ impl App {
             &settings.auth.private_key,
             &settings.auth.previous_public_keys,
             settings.database.data_dir().as_deref(),
+            settings.auth.stored_private_key.as_deref(),
         )?;
         let issuer = settings.auth.issuer.trim_end_matches('/').to_string();
         let tokens = Arc::new(crate::auth::tokens::Tokens {
