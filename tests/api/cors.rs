@@ -178,9 +178,8 @@ async fn any_origin_with_credentials_is_refused_at_start_up() {
         ),
     ] {
         let text = format!("{}\n{global}", module(module_cors));
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("test.db").display());
-        let settings = crate::helpers::settings(&text, &url);
+        let db = crate::db::TestDb::new().await;
+        let settings = crate::helpers::settings(&text, &db.url);
         let model = restkit::model::toml::parse(&text).unwrap();
         let err = match restkit::open(model, settings, &Registry::builtin()).await {
             Ok(_) => panic!("started with {module_cors} {global}"),

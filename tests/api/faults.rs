@@ -25,6 +25,9 @@ async fn titled(t: &TestApp, title: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_locked_by_another_process_is_503_and_recovers_without_restart() {
+    if !crate::db::about_sqlite_files() {
+        return;
+    }
     let t = TestApp::demo().await;
     let db = t._dir.path().join("test.db");
     // Another process takes SQLite's write lock and keeps it.
@@ -78,6 +81,9 @@ async fn a_database_locked_by_another_process_is_503_and_recovers_without_restar
 /// as root.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_database_is_503_on_health_and_routes_and_recovers() {
+    if !crate::db::about_sqlite_files() {
+        return;
+    }
     let t = TestApp::demo().await;
     assert_eq!(t.get("/health").send().await.status, 200);
     let files: Vec<_> = ["test.db", "test.db-wal", "test.db-shm"]
@@ -246,6 +252,9 @@ async fn a_client_gone_mid_request_leaves_nothing_behind() {
 /// writer's automatic checkpoints are not starved by the short reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_stays_bounded_under_writers_and_concurrent_readers() {
+    if !crate::db::about_sqlite_files() {
+        return;
+    }
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     let t = Arc::new(TestApp::demo().await);
@@ -286,4 +295,163 @@ async fn the_wal_stays_bounded_under_writers_and_concurrent_readers() {
     }
     assert!(writes.load(Ordering::Relaxed) > 100, "the load ran");
     assert!(largest < 64 << 20, "the WAL reached {largest} bytes");
+}
+
+/// The app over a database of a private PostgreSQL cluster, which the
+/// test may stop and start.
+async fn on_private_cluster(
+    connect: Duration,
+    statement: Duration,
+) -> (crate::db::Cluster, TestApp) {
+    let cluster = crate::db::Cluster::private();
+    let pg = crate::db::PgDatabase::create_in(&cluster).await;
+    let text = restkit::demo::DEMO_TOML;
+    let mut s = crate::helpers::settings(text, &pg.url);
+    s.database.connect_timeout = connect;
+    s.database.statement_timeout = statement;
+    let model = restkit::model::toml::parse(text).unwrap();
+    let app = restkit::open(model, s, &restkit::registry::Registry::builtin())
+        .await
+        .unwrap();
+    let db = crate::db::TestDb::from_parts(tempfile::tempdir().unwrap(), pg.url.clone(), Some(pg));
+    (cluster, TestApp::in_dir(app, db))
+}
+
+/// §12/§13 on PostgreSQL: the server stops under load. Every request is
+/// answered within the connect timeout, 503 in the §7 form (never a 500,
+/// never a hang), `/health` says the database is unavailable; once it is
+/// back, the same process serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_postgres_is_503_under_load_and_recovers_without_restart() {
+    if !crate::db::postgres() {
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (cluster, t) = on_private_cluster(Duration::from_secs(1), Duration::from_secs(2)).await;
+    let t = Arc::new(t);
+    let stop = Arc::new(AtomicBool::new(false));
+    let statuses = Arc::new(std::sync::Mutex::new(Vec::<(u16, Duration)>::new()));
+    let mut load = Vec::new();
+    for w in 0..4 {
+        let (t, stop, statuses) = (t.clone(), stop.clone(), statuses.clone());
+        load.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let res = if w % 2 == 0 {
+                    t.get("/v1/books?per-page=5").send().await
+                } else {
+                    t.post("/v1/books")
+                        .json(json!({"title": format!("Load {w}-{i}"), "author": "PG"}))
+                        .send()
+                        .await
+                };
+                if res.status == 503 {
+                    assert_problem(&res, 503, res.json()["errorCode"].as_str().unwrap());
+                }
+                statuses
+                    .lock()
+                    .unwrap()
+                    .push((res.status.as_u16(), started.elapsed()));
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let health = t.get("/health").anonymous().send().await;
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json()["database"], "unavailable");
+    let down = t.get("/v1/books/3").send().await;
+    assert_problem(&down, 503, "DATABASE_UNAVAILABLE");
+    cluster.start();
+    let back = Instant::now();
+    loop {
+        if t.get("/v1/books/3").send().await.status == 200 {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(15), "did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(t.get("/health").anonymous().send().await.status, 200);
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    let statuses = statuses.lock().unwrap();
+    assert!(statuses.iter().any(|(s, _)| *s == 503), "the stop was seen");
+    for (status, took) in statuses.iter() {
+        assert!(
+            matches!(status, 200 | 201 | 503),
+            "{status}: only answers or 503 while the database goes and comes"
+        );
+        assert!(
+            *took < Duration::from_secs(5),
+            "a request hung for {took:?}"
+        );
+    }
+}
+
+/// A connection dropped in the middle of a write transaction rolls it
+/// back: nothing half-written, and the next write goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_mid_transaction_rolls_back() {
+    if !crate::db::postgres() {
+        return;
+    }
+    let t = TestApp::demo().await;
+    let raw = crate::db::Raw::connect(&t.url).await;
+    let before = titled(&t, "Dropped").await;
+    // Every insert into books waits, inside its transaction, until the
+    // test ends its connection.
+    raw.execute(
+        "CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(30); RETURN NEW; END $$; \
+         CREATE TRIGGER stall AFTER INSERT ON books FOR EACH ROW EXECUTE FUNCTION stall()",
+    )
+    .await;
+    let t = std::sync::Arc::new(t);
+    let writer = {
+        let t = t.clone();
+        tokio::spawn(async move {
+            t.post("/v1/books")
+                .json(json!({"title": "Dropped", "author": "Mid"}))
+                .send()
+                .await
+        })
+    };
+    let started = Instant::now();
+    loop {
+        let stalled = raw
+            .scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE wait_event = 'PgSleep' AND pid <> pg_backend_pid()",
+            )
+            .await;
+        if stalled == 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    raw.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE wait_event = 'PgSleep' AND pid <> pg_backend_pid()",
+    )
+    .await;
+    let res = writer.await.unwrap();
+    assert_problem(&res, 503, "DATABASE_UNAVAILABLE");
+    raw.execute("DROP TRIGGER stall ON books; DROP FUNCTION stall()")
+        .await;
+    assert_eq!(titled(&t, "Dropped").await, before, "nothing half-written");
+    let res = t
+        .post("/v1/books")
+        .json(json!({"title": "Dropped", "author": "After"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 201, "the clock row is free again");
+    assert_eq!(titled(&t, "Dropped").await, before + 1);
 }

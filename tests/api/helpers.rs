@@ -8,11 +8,16 @@ use restkit::config::{Overrides, Settings};
 use restkit::model::ApiModel;
 use restkit::registry::Registry;
 use restkit::{App, Identity};
+
+pub use crate::db::TestDb;
 use serde_json::Value;
 
 pub struct TestApp {
     pub app: App,
     pub _dir: tempfile::TempDir,
+    /// The database URL the app runs on (SQLite file or PostgreSQL).
+    pub url: String,
+    _pg: Option<crate::db::PgDatabase>,
     /// Access tokens minted for test callers, by (user, scopes).
     tokens: std::sync::Mutex<std::collections::HashMap<(i64, String), String>>,
 }
@@ -247,39 +252,42 @@ impl TestApp {
 
     /// A model from TOML (plus extra settings TOML) and a registry.
     pub async fn with(model_toml: &str, settings_toml: &str, registry: Registry) -> TestApp {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            // Server-side errors of a failing test: `TEST_LOG=error`.
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+        }
+        let db = TestDb::new().await;
         let text = format!("{model_toml}\n{settings_toml}");
-        let settings = settings(&text, &url);
+        let settings = settings(&text, &db.url);
         let model = restkit::model::toml::parse(&text).unwrap();
-        TestApp::from_model(model, settings, registry, dir).await
+        TestApp::from_model(model, settings, registry, db).await
     }
 
+    /// `model` under `settings`, over `db` (`settings` must name its URL).
     pub async fn from_model(
         model: ApiModel,
         settings: Settings,
         registry: Registry,
-        dir: tempfile::TempDir,
+        db: TestDb,
     ) -> TestApp {
         let app = restkit::open(model, settings, &registry).await.unwrap();
+        TestApp::in_dir(app, db)
+    }
+
+    /// Closes the app and keeps its database, to open another app over
+    /// the same data.
+    pub fn into_dir(self) -> TestDb {
+        TestDb::from_parts(self._dir, self.url, self._pg)
+    }
+
+    /// An app opened over `db`, kept as long as the app.
+    pub fn in_dir(app: App, db: TestDb) -> TestApp {
+        let (dir, url, pg) = db.into_parts();
         TestApp {
             app,
             _dir: dir,
-            tokens: Default::default(),
-        }
-    }
-
-    /// Closes the app and keeps its directory (its database is `test.db`),
-    /// to open another app over the same data.
-    pub fn into_dir(self) -> tempfile::TempDir {
-        self._dir
-    }
-
-    /// An app opened over a database in `dir`, kept as long as the app.
-    pub fn in_dir(app: App, dir: tempfile::TempDir) -> TestApp {
-        TestApp {
-            app,
-            _dir: dir,
+            url,
+            _pg: pg,
             tokens: Default::default(),
         }
     }
@@ -289,6 +297,8 @@ impl TestApp {
         TestApp {
             app,
             _dir: tempfile::tempdir().unwrap(),
+            url: String::new(),
+            _pg: None,
             tokens: Default::default(),
         }
     }
@@ -466,6 +476,19 @@ pub async fn http_request(
     headers: &str,
     body: &str,
 ) -> std::io::Result<(u16, String, String)> {
+    let (status, head, body) = http_request_raw(addr, method, path, headers, body).await?;
+    Ok((status, head.to_ascii_lowercase(), body))
+}
+
+/// As [`http_request`], the head as sent (values keep their case:
+/// ETags, cursors in Link).
+pub async fn http_request_raw(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> std::io::Result<(u16, String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     let length = if body.is_empty() {
@@ -489,7 +512,7 @@ pub async fn http_request(
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Ok((status, head.to_ascii_lowercase(), body.to_string()))
+    Ok((status, head.to_string(), body.to_string()))
 }
 
 /// A free 127.0.0.1 address (the port is released for the caller to bind).

@@ -489,14 +489,10 @@ async fn cascaded_deletes_leave_tombstones_too() {
     // The parent's tombstone is served; its children's are recorded too
     // (by the trigger, cascade or not), each with the parent's key …
     assert_eq!(deleted_since(&t, "/api/parents", &mark).await, vec![pid]);
-    let db = format!("sqlite://{}", t._dir.path().join("test.db").display());
-    let raw = sqlx::SqlitePool::connect(&db).await.unwrap();
-    let mut recorded: Vec<(i64, Option<i64>)> = sqlx::query_as(
-        "SELECT record_id, parent_id FROM restkit_tombstones WHERE table_name = 'children'",
-    )
-    .fetch_all(&raw)
-    .await
-    .unwrap();
+    let raw = crate::db::Raw::connect(&t.url).await;
+    let mut recorded = raw
+        .pairs("SELECT record_id, parent_id FROM restkit_tombstones WHERE table_name = 'children'")
+        .await;
     raw.close().await;
     recorded.sort();
     let expected: Vec<(i64, Option<i64>)> = kids.iter().map(|k| (*k, Some(pid))).collect();
@@ -684,11 +680,10 @@ async fn the_next_timestamp_never_skips_unread_pages() {
     assert_problem(&res, 400, "INVALID_QUERY");
 }
 
-/// Opens `model_toml` over the database file in `dir`.
-async fn open_at(dir: &tempfile::TempDir, model_toml: &str) -> Result<restkit::App, String> {
-    let url = format!("sqlite://{}", dir.path().join("m.db").display());
+/// Opens `model_toml` over the database `db`.
+async fn open_at(db: &crate::db::TestDb, model_toml: &str) -> Result<restkit::App, String> {
     let model = restkit::model::toml::parse(model_toml).map_err(|e| e.to_string())?;
-    restkit::open(model, settings(model_toml, &url), &Registry::builtin())
+    restkit::open(model, settings(model_toml, &db.url), &Registry::builtin())
         .await
         .map_err(|e| e.to_string())
 }
@@ -706,7 +701,7 @@ code = { type = "string", unique = true }
 
 #[tokio::test]
 async fn an_added_column_gets_its_default_in_existing_rows() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::db::TestDb::new().await;
     let app = open_at(&dir, V1).await.unwrap();
     let t = TestApp::from_app(app);
     t.post("/api/tags").json(json!({"code": "AP"})).send().await;
@@ -718,7 +713,7 @@ async fn an_added_column_gets_its_default_in_existing_rows() {
 
 #[tokio::test]
 async fn a_changed_type_refuses_to_start_naming_resource_and_field() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::db::TestDb::new().await;
     let t = TestApp::from_app(open_at(&dir, V1).await.unwrap());
     t.post("/api/tags").json(json!({"code": "AP"})).send().await;
     drop(t);
@@ -735,7 +730,7 @@ async fn a_changed_type_refuses_to_start_naming_resource_and_field() {
 
 #[tokio::test]
 async fn a_removed_unique_constraint_is_dropped() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::db::TestDb::new().await;
     let t = TestApp::from_app(open_at(&dir, V1).await.unwrap());
     assert_eq!(
         t.post("/api/tags")
@@ -791,7 +786,7 @@ async fn contradictory_constraints_and_bad_defaults_stop_start_up() {
         ),
     ] {
         let toml = format!("{V1}{field}\n");
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::TestDb::new().await;
         let err = open_at(&dir, &toml)
             .await
             .err()
@@ -887,19 +882,15 @@ async fn a_cursor_traversal_ends_with_the_first_pages_mark() {
 
 #[tokio::test]
 async fn a_delete_made_outside_restkit_is_still_reported() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::db::TestDb::new().await;
     let t = TestApp::from_app(open_at(&dir, MANY).await.unwrap());
     for n in 0..3 {
         t.post("/api/items").json(json!({"n": n})).send().await;
     }
     let mark = mark_of(&t, "/api/items").await;
-    // Another program deletes a row straight in the database file.
-    let url = format!("sqlite://{}", dir.path().join("m.db").display());
-    let other = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("DELETE FROM items WHERE id = 2")
-        .execute(&other)
-        .await
-        .unwrap();
+    // Another program deletes a row straight in the database.
+    let other = crate::db::Raw::connect(&dir.url).await;
+    other.execute("DELETE FROM items WHERE id = 2").await;
     other.close().await;
     assert_eq!(deleted_since(&t, "/api/items", &mark).await, vec![2]);
 }
@@ -907,7 +898,7 @@ async fn a_delete_made_outside_restkit_is_still_reported() {
 #[tokio::test]
 async fn a_unique_field_with_a_default_stops_start_up() {
     let toml = format!("{V1}slug = {{ type = \"string\", unique = true, default = \"x\" }}\n");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::db::TestDb::new().await;
     let err = open_at(&dir, &toml).await.err().expect("refused");
     assert!(err.contains("fields.slug.default"), "{err}");
 }

@@ -252,7 +252,7 @@ async fn a_write_past_the_statement_timeout_is_stopped_and_rolled_back() {
         })
         .await;
     let dir = seeded.into_dir();
-    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let url = dir.url.clone();
     let settings = crate::helpers::settings(
         &format!("{MANY}\n[database]\nstatement_timeout = \"1ms\"\n"),
         &url,

@@ -1,5 +1,6 @@
-//! Integration tests: one binary, so it links once. Each test builds its
-//! own app over a fresh SQLite file ([`helpers::TestApp`]) and drives it
+//! Integration tests: one source, built twice (Cargo.toml): `api` runs
+//! on SQLite, `api_pg` on PostgreSQL ([`db`]). Each test builds its own
+//! app over a fresh database ([`helpers::TestApp`]) and drives it
 //! in-process through the whole pipeline, or over a real socket where the
 //! network matters.
 
@@ -12,6 +13,7 @@ mod contract;
 mod controller;
 mod cors;
 mod crud;
+mod db;
 mod docs;
 mod errors;
 mod faults;
@@ -28,6 +30,7 @@ mod plans;
 mod query;
 mod rate_limits;
 mod refusals;
+mod scale_out;
 mod server;
 mod sync;
 mod writes;

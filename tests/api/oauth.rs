@@ -1077,8 +1077,7 @@ async fn a_revocation_holds_in_a_new_process_whatever_came_before_it() {
     assert_eq!(res.status, 200);
     // Another process over the same database: it learns of the
     // revocation, after 2,500 others, before it accepts the token.
-    let url = format!("sqlite://{}", t._dir.path().join("test.db").display());
-    let settings = crate::helpers::settings(restkit::demo::DEMO_TOML, &url);
+    let settings = crate::helpers::settings(restkit::demo::DEMO_TOML, &t.url);
     let model = restkit::model::toml::parse(restkit::demo::DEMO_TOML).unwrap();
     let other = restkit::open(model, settings, &Registry::builtin())
         .await
@@ -1128,35 +1127,22 @@ async fn a_redirect_uri_left_out_of_authorize_may_be_left_out_of_the_token_reque
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
 }
 
-/// A raw connection to the test app's database file, to install faults.
-async fn raw_db(t: &TestApp) -> sqlx::SqlitePool {
-    let url = format!("sqlite://{}", t._dir.path().join("test.db").display());
-    sqlx::SqlitePool::connect(&url).await.unwrap()
+/// A raw connection to the test app's database, to install faults.
+async fn raw_db(t: &TestApp) -> crate::db::Raw {
+    crate::db::Raw::connect(&t.url).await
 }
 
-/// Makes every insert into `table` fail until the trigger is dropped.
-async fn fail_inserts(raw: &sqlx::SqlitePool, table: &str) {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE TRIGGER fail_{table} BEFORE INSERT ON {table} \
-         BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-    )))
-    .execute(raw)
-    .await
-    .unwrap();
+async fn fail_inserts(raw: &crate::db::Raw, table: &str) {
+    raw.fail_inserts(table).await;
 }
 
-async fn heal(raw: &sqlx::SqlitePool, table: &str) {
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER fail_{table}")))
-        .execute(raw)
+async fn heal(raw: &crate::db::Raw, table: &str) {
+    raw.heal(table).await;
+}
+
+async fn used_refresh_tokens(raw: &crate::db::Raw) -> i64 {
+    raw.scalar("SELECT count(*) FROM restkit_refresh_tokens WHERE used")
         .await
-        .unwrap();
-}
-
-async fn used_refresh_tokens(raw: &sqlx::SqlitePool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM restkit_refresh_tokens WHERE used")
-        .fetch_one(raw)
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -1406,11 +1392,8 @@ async fn a_cross_site_consent_post_is_refused_and_a_same_site_one_gets_a_code() 
     assert!(location_param(&res, "code").is_some());
 }
 
-async fn own_rows(raw: &sqlx::SqlitePool, table: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-        .fetch_one(raw)
-        .await
-        .unwrap()
+async fn own_rows(raw: &crate::db::Raw, table: &str) -> i64 {
+    raw.scalar(&format!("SELECT count(*) FROM {table}")).await
 }
 
 #[tokio::test]
@@ -1468,10 +1451,11 @@ async fn the_server_prunes_expired_own_rows_on_its_own() {
     password_grant(&t).await;
     // A refresh token that expired an hour ago, as a long-running server
     // would have accumulated.
-    sqlx::query("UPDATE restkit_refresh_tokens SET expires_at = strftime('%s','now') - 3600")
-        .execute(&raw)
-        .await
-        .unwrap();
+    raw.execute(&format!(
+        "UPDATE restkit_refresh_tokens SET expires_at = {} - 3600",
+        raw.now_secs()
+    ))
+    .await;
     password_grant(&t).await;
     assert_eq!(own_rows(&raw, "restkit_refresh_tokens").await, 2);
     let (_addr, stop) = t.listen().await;

@@ -616,8 +616,7 @@ async fn an_estimated_count_past_ten_thousand_rows_is_near_the_real_count() {
     // 30,000 rows in one statement, then every other one of them deleted
     // (as a long-lived table's gaps), and 50 more: 15,050 rows, keys
     // 1..=30,050.
-    let url = format!("sqlite://{}", t._dir.path().join("test.db").display());
-    let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let raw = crate::db::Raw::connect(&t.url).await;
     for sql in [
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000) \
          INSERT INTO rows (id, tag) SELECT i, 'many' FROM n",
@@ -625,7 +624,7 @@ async fn an_estimated_count_past_ten_thousand_rows_is_near_the_real_count() {
         "WITH RECURSIVE n(i) AS (SELECT 30001 UNION ALL SELECT i + 1 FROM n WHERE i < 30050) \
          INSERT INTO rows (id, tag) SELECT i, 'few' FROM n",
     ] {
-        sqlx::query(sql).execute(&raw).await.unwrap();
+        raw.execute(sql).await;
     }
     raw.close().await;
     let count = |query: &'static str, prefer: &'static str| {

@@ -293,13 +293,13 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
 /// A private `redis-server` on a free 127.0.0.1 port, stopped on drop.
 /// `.ci/run` installs Debian's redis-server; without it the Redis tests do
 /// not run, say so loudly, and fail under `CI=true`.
-struct Redis {
+pub struct Redis {
     port: u16,
     child: Option<std::process::Child>,
 }
 
 impl Redis {
-    fn start() -> Option<Redis> {
+    pub fn start() -> Option<Redis> {
         let started = Redis::launch();
         let ok = require_tool(
             "redis-server (one that starts and answers PING)",
@@ -356,7 +356,7 @@ impl Redis {
         redis::Client::open(self.url()).ok()?.get_connection().ok()
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
