@@ -130,8 +130,9 @@ pub struct Revocations {
     /// How many entries `revoked` holds: none (the common case) needs no
     /// lock.
     count: std::sync::atomic::AtomicUsize,
-    /// Highest `restkit_revocations` id seen.
-    seen: AtomicI64,
+    /// Where the catch-up stands: the (change time, id) of the last
+    /// `restkit_revocations` row read; `None` before the first look.
+    seen: Mutex<Option<(String, i64)>>,
     /// When the set last caught up with the database (unix ms).
     synced_ms: AtomicI64,
 }
@@ -185,22 +186,41 @@ impl Revocations {
             return Ok(());
         }
         self.synced_ms.store(now_ms, Ordering::Relaxed);
-        // Every row after the last one seen, in id order, page by page: a
-        // new process reads them all (expired ones are skipped), and a
-        // burst of revocations elsewhere is never cut short.
-        let mut seen = self.seen.load(Ordering::Relaxed);
-        loop {
+        // Every row after the last one seen, in (change time, id) order,
+        // page by page, up to the horizon: writers of other instances
+        // commit in any order, and a row whose time is past the horizon
+        // may have a predecessor still in flight — it is read next time,
+        // never skipped. A new process reads them all (expired ones are
+        // skipped), and a burst of revocations elsewhere is never cut short.
+        let horizon = store.horizon().await?;
+        let r = own::revocations();
+        let created = r
+            .field_index("createdAt")
+            .ok_or_else(|| ApiError::internal("revocations keep no createdAt"))?;
+        let order = vec![crate::store::SortKey {
+            field: created,
+            descending: false,
+        }];
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        'pages: loop {
+            let after = seen.as_ref().map(|(time, id)| vec![json!(time), json!(id)]);
             let rows = own::rows_after(
                 store,
-                own::revocations(),
+                r,
                 &Scope::default(),
-                Vec::new(),
-                Some(&[json!(seen)]),
+                order.clone(),
+                after.as_deref(),
                 REVOCATION_PAGE,
             )
             .await?;
+            let before = seen.clone();
             for row in &rows {
-                seen = seen.max(row.get("id").and_then(Value::as_i64).unwrap_or_default());
+                let time = row.get("createdAt").and_then(Value::as_str).unwrap_or("");
+                if time > horizon.as_str() {
+                    break 'pages;
+                }
+                let id = row.get("id").and_then(Value::as_i64).unwrap_or_default();
+                seen = Some((time.to_string(), id));
                 if let (Some(kind), Some(value), Some(until)) = (
                     row.get("kind").and_then(Value::as_str),
                     row.get("value").and_then(Value::as_str),
@@ -211,12 +231,16 @@ impl Revocations {
                     }
                 }
             }
-            if (rows.len() as u64) < REVOCATION_PAGE {
+            // A full page that moved nothing on (times another program
+            // wrote in another form compare out of order) ends the look.
+            if (rows.len() as u64) < REVOCATION_PAGE || seen == before {
                 break;
             }
         }
-        let top = seen;
-        self.seen.fetch_max(top, Ordering::Relaxed);
+        let mut stored = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen > *stored {
+            *stored = seen;
+        }
         Ok(())
     }
 }

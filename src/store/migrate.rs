@@ -123,7 +123,7 @@ fn plan(
                 Some((_, declared)) => {
                     if !f.primary_key && !d.column_fits(f.ty, declared) {
                         return Err(StoreError::Schema(format!(
-                            "{}{} field '{}': declared {}, but column {}.{} has type {} ({} affinity); \
+                            "{}{} field '{}': declared {}, but column {}.{} has type {}{}; \
                              restkit will not reinterpret stored values — migrate the column's data \
                              or change the declaration",
                             r.module_prefix,
@@ -260,30 +260,39 @@ fn tombstone_trigger(d: Dialect, table: &str, keys: &TableKeys) -> String {
             owner = old("OLD", &keys.owner),
             parent = old("OLD", &keys.parent),
         ),
-        // Once per statement, over its deleted rows: one clock update
-        // advancing by the number of rows (a row-level trigger updating
-        // the clock row 20,000 times in one transaction slows
-        // quadratically, each update walking the row's earlier versions),
-        // each tombstone still with a time of its own.
+        // Once per statement, over its deleted rows: one call of the
+        // clock for as many times as rows, so each tombstone has a time of
+        // its own (and a delete made outside restkit is registered in
+        // flight like any restkit write).
         Dialect::Postgres => format!(
             "CREATE OR REPLACE FUNCTION \"{name}\"() RETURNS trigger LANGUAGE plpgsql AS $restkit$ \
              DECLARE n bigint; base bigint; \
              BEGIN \
              SELECT count(*) INTO n FROM restkit_old; \
              IF n = 0 THEN RETURN NULL; END IF; \
-             UPDATE {CLOCK} SET micros = micros + n, stamp = {stamp} WHERE id = 1 \
-             RETURNING micros - n INTO base; \
+             base := restkit_stamp((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, n) - 1; \
              INSERT INTO {TOMBSTONES} (table_name, record_id, deleted_at, owner_id, parent_id) \
              SELECT '{table}', o.\"{pk}\", {row_stamp}, {owner}, {parent} FROM restkit_old o; \
-             RETURN NULL; END $restkit$; \
-             CREATE TRIGGER \"{name}\" AFTER DELETE ON \"{table}\" \
-             REFERENCING OLD TABLE AS restkit_old FOR EACH STATEMENT EXECUTE FUNCTION \"{name}\"()",
-            stamp = d.stamp_sql("micros + n"),
+             RETURN NULL; END $restkit$",
             row_stamp = d.stamp_sql(&format!("base + row_number() OVER (ORDER BY o.\"{pk}\")")),
             owner = old("o", &keys.owner),
             parent = old("o", &keys.parent),
         ),
     }
+}
+
+/// PostgreSQL: the trigger that calls [`tombstone_trigger`]'s function,
+/// which holds everything that can change (the key columns): replacing
+/// the function needs no lock on the table, so the trigger is created
+/// once and left alone (dropping and re-creating it at every start would
+/// take an exclusive lock on every sync table, queued behind any long
+/// read, in the middle of a rolling deploy).
+fn postgres_trigger(table: &str) -> String {
+    let name = trigger_name(table);
+    format!(
+        "CREATE TRIGGER \"{name}\" AFTER DELETE ON \"{table}\" \
+         REFERENCING OLD TABLE AS restkit_old FOR EACH STATEMENT EXECUTE FUNCTION \"{name}\"()"
+    )
 }
 
 /// Drops a table's tombstone trigger, if any.
@@ -313,7 +322,7 @@ fn own_ddl(d: Dialect) -> Vec<String> {
         Dialect::Sqlite => "TEXT",
         Dialect::Postgres => "TEXT COLLATE \"C\"",
     };
-    vec![
+    let mut ddl = vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {CLOCK} (id INTEGER PRIMARY KEY CHECK (id = 1), \
              micros BIGINT NOT NULL, stamp {text} NOT NULL)"
@@ -342,12 +351,81 @@ fn own_ddl(d: Dialect) -> Vec<String> {
             "CREATE INDEX IF NOT EXISTS ix_{TOMBSTONES}_parent_time \
              ON {TOMBSTONES} (table_name, parent_id, deleted_at)"
         ),
-    ]
+    ];
+    if d == Dialect::Postgres {
+        ddl.extend(postgres_clock());
+    }
+    ddl
 }
 
 /// Any number that names restkit's migration lock among PostgreSQL's
 /// advisory locks.
 const MIGRATION_LOCK: i64 = 0x0072_6573_746b_6974;
+
+/// The advisory lock under which PostgreSQL change times are handed out
+/// and the horizon is read (held for microseconds, never to commit).
+const CLOCK_LOCK: i64 = 0x0072_6b63_6c6f_636b;
+
+/// PostgreSQL's change clock, which does not serialize writers
+/// (`restkit_clock` is not updated there):
+///
+/// - `restkit_stamp(wall, n)` hands out `n` change times, the first
+///   `max(last + 1, wall)`, from a sequence (outside transactions), and
+///   registers the transaction as in flight with a transaction-level
+///   shared advisory lock keyed by its first time — released by
+///   PostgreSQL itself at commit or rollback, after the commit is
+///   visible. Both under [`CLOCK_LOCK`], a session lock held for as long
+///   as that takes and released on every path, a cancelled statement
+///   included (`OTHERS` does not catch `query_canceled`: it is named).
+/// - `restkit_horizon()` is the latest time no transaction in flight can
+///   still commit at or before: `min(last handed out, oldest in flight −
+///   1)`, read under the same lock, so the two agree. A sync read takes
+///   it before its snapshot: every change the snapshot does not show has
+///   a later time (see `sql::select_list_with_mark`).
+fn postgres_clock() -> Vec<String> {
+    let in_flight = "l.locktype = 'advisory' AND l.mode = 'ShareLock' AND l.objsubid = 1 \
+                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    vec![
+        "CREATE SEQUENCE IF NOT EXISTS restkit_clock_seq".to_string(),
+        // Never behind a time restkit_clock (or SQLite's era) handed out.
+        format!(
+            "SELECT setval('restkit_clock_seq', GREATEST((SELECT micros FROM {CLOCK} WHERE id = 1), \
+             (SELECT last_value FROM restkit_clock_seq)))"
+        ),
+        format!(
+            "CREATE OR REPLACE FUNCTION restkit_stamp(wall bigint, n bigint) RETURNS bigint \
+             LANGUAGE plpgsql AS $restkit$ \
+             DECLARE m bigint; \
+             BEGIN \
+             PERFORM pg_advisory_lock({CLOCK_LOCK}); \
+             m := GREATEST(nextval('restkit_clock_seq'), wall); \
+             PERFORM setval('restkit_clock_seq', m + n - 1); \
+             PERFORM pg_advisory_xact_lock_shared(m); \
+             PERFORM pg_advisory_unlock({CLOCK_LOCK}); \
+             RETURN m; \
+             EXCEPTION WHEN OTHERS OR query_canceled THEN \
+             PERFORM pg_advisory_unlock({CLOCK_LOCK}); \
+             RAISE; \
+             END $restkit$"
+        ),
+        format!(
+            "CREATE OR REPLACE FUNCTION restkit_horizon() RETURNS bigint \
+             LANGUAGE plpgsql AS $restkit$ \
+             DECLARE issued bigint; oldest bigint; \
+             BEGIN \
+             PERFORM pg_advisory_lock({CLOCK_LOCK}); \
+             SELECT last_value INTO issued FROM restkit_clock_seq; \
+             SELECT min((l.classid::text::bigint << 32) | l.objid::text::bigint) INTO oldest \
+             FROM pg_locks l WHERE {in_flight}; \
+             PERFORM pg_advisory_unlock({CLOCK_LOCK}); \
+             RETURN LEAST(issued, oldest - 1); \
+             EXCEPTION WHEN OTHERS OR query_canceled THEN \
+             PERFORM pg_advisory_unlock({CLOCK_LOCK}); \
+             RAISE; \
+             END $restkit$"
+        ),
+    ]
+}
 
 /// Brings the database up to `model` in `tx`, a transaction begun for
 /// it, and commits: every statement or none (a refused field leaves no
@@ -358,7 +436,8 @@ pub async fn run(mut tx: WriteTx, model: &ApiModel) -> Result<(), StoreError> {
     let d = tx.dialect();
     if d == Dialect::Postgres {
         tx.execute_ddl(&format!(
-            "SET LOCAL statement_timeout = 0; SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"
+            "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = '10s'; \
+             SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"
         ))
         .await?;
     }
@@ -422,12 +501,31 @@ async fn migrate(store: &mut WriteTx, d: Dialect, model: &ApiModel) -> Result<()
             tracing::info!(table = %table, "{sql}: the field is no longer unique");
             store.execute_ddl(&sql).await?;
         }
-        // Recreated every time, so a changed key column is followed.
-        store.execute_ddl(&drop_trigger(d, table)).await?;
-        if sync_tables.contains(table) {
-            store
-                .execute_ddl(&tombstone_trigger(d, table, keys))
-                .await?;
+        let sync = sync_tables.contains(table);
+        match d {
+            // Recreated every time (under the write lock, a moment), so a
+            // changed key column is followed.
+            Dialect::Sqlite => {
+                store.execute_ddl(&drop_trigger(d, table)).await?;
+                if sync {
+                    store
+                        .execute_ddl(&tombstone_trigger(d, table, keys))
+                        .await?;
+                }
+            }
+            Dialect::Postgres => {
+                let exists = store.has_trigger(table, &trigger_name(table)).await?;
+                if sync {
+                    store
+                        .execute_ddl(&tombstone_trigger(d, table, keys))
+                        .await?;
+                    if !exists {
+                        store.execute_ddl(&postgres_trigger(table)).await?;
+                    }
+                } else if exists {
+                    store.execute_ddl(&drop_trigger(d, table)).await?;
+                }
+            }
         }
     }
     Ok(())

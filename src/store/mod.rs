@@ -123,6 +123,10 @@ pub enum StoreError {
     /// A referenced row does not exist.
     #[error("foreign key constraint failed")]
     ForeignKey,
+    /// A value the database cannot store or index (PostgreSQL: longer
+    /// than a B-tree index entry may be): 422.
+    #[error("value too long: {0}")]
+    TooLong(String),
     /// The stored schema contradicts the declaration (a migration
     /// refuses to reinterpret data); names the resource and field.
     #[error("{0}")]
@@ -130,17 +134,6 @@ pub enum StoreError {
     /// Anything else: 500, logged.
     #[error("database error: {0}")]
     Other(String),
-}
-
-/// SQLite result codes (primary code: the low byte of an extended one)
-/// that mean the file cannot be used right now.
-fn sqlite_unavailable(code: Option<&str>) -> bool {
-    let Some(code) = code.and_then(|c| c.parse::<u32>().ok()) else {
-        return false;
-    };
-    // BUSY 5, LOCKED 6, READONLY 8, IOERR 10, CORRUPT 11, FULL 13,
-    // CANTOPEN 14, NOTADB 26.
-    matches!(code & 0xff, 5 | 6 | 8 | 10 | 11 | 13 | 14 | 26)
 }
 
 impl StoreError {
@@ -166,7 +159,7 @@ impl StoreError {
             // database is unavailable for now, 503, and the next request
             // tries again, so a restored file serves without a restart.
             sqlx::Error::Database(db)
-                if d == Dialect::Sqlite && sqlite_unavailable(db.code().as_deref()) =>
+                if d == Dialect::Sqlite && sqlite::unavailable(db.code().as_deref()) =>
             {
                 StoreError::Unavailable(e.to_string())
             }
@@ -175,6 +168,13 @@ impl StoreError {
                 if d == Dialect::Postgres && db.code().as_deref() == Some("57014") =>
             {
                 StoreError::Timeout
+            }
+            // program_limit_exceeded: a value too long for a B-tree index
+            // (about 2,700 bytes) on a unique or indexed column.
+            sqlx::Error::Database(db)
+                if d == Dialect::Postgres && db.code().as_deref() == Some("54000") =>
+            {
+                StoreError::TooLong(db.message().to_string())
             }
             sqlx::Error::Database(db)
                 if d == Dialect::Postgres
@@ -408,6 +408,20 @@ impl WriteTx {
         }
     }
 
+    /// Does `table` have a trigger named `name`?
+    pub(crate) async fn has_trigger(
+        &mut self,
+        table: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        match self {
+            WriteTx::Sqlite(_) => Err(StoreError::Other(format!(
+                "has_trigger({table}, {name}) is asked of PostgreSQL only"
+            ))),
+            WriteTx::Postgres(t) => t.has_trigger(table, name).await,
+        }
+    }
+
     /// A table's index names as this transaction sees them.
     pub(crate) async fn indexes(&mut self, table: &str) -> Result<Vec<String>, StoreError> {
         match self {
@@ -557,7 +571,18 @@ impl Store {
                 r.name
             )));
         };
-        let stmt = sql::select_list_with_mark(self.dialect(), r, q, updated_at, tombstones);
+        let horizon = match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(s) => Some(s.horizon().await?),
+        };
+        let stmt = sql::select_list_with_mark(
+            self.dialect(),
+            r,
+            q,
+            updated_at,
+            tombstones,
+            horizon.as_deref(),
+        );
         match &self.backend {
             Backend::Sqlite(s) => s.fetch_all_with_mark(r, q.fields, stmt).await,
             Backend::Postgres(s) => s.fetch_all_with_mark(r, q.fields, stmt).await,
@@ -768,12 +793,24 @@ impl Store {
         Ok(self.fetch(r, &[r.primary_key], id, scope).await?.is_some())
     }
 
-    /// Starts a write transaction. Writes are serialized, and the
-    /// transaction's change time comes from the database's clock row,
-    /// advanced inside the transaction: strictly later than every change
-    /// committed before, by this process or any other sharing the
-    /// database, so change times order commits and a reader that saw the
-    /// latest committed time has seen every change up to it (§6.7).
+    /// The latest change time at or before which nothing can still
+    /// commit: every change committed from now on has a later time. Read
+    /// before a snapshot, everything at or before it is in the snapshot.
+    pub async fn horizon(&self) -> Result<String, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.horizon().await,
+            Backend::Postgres(s) => s.horizon().await,
+        }
+    }
+
+    /// Starts a write transaction with its change time: strictly later
+    /// than every change committed before it, by this process or any
+    /// other sharing the database (§6.7). SQLite: writes are serialized
+    /// and the time comes from the clock row, advanced inside the
+    /// transaction, so change times order commits. PostgreSQL: writers run
+    /// at once; the time comes from `restkit_stamp`, which registers the
+    /// transaction as in flight until it ends, and sync reads never mark
+    /// past the [`Store::horizon`].
     pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => Ok(WriteTx::Sqlite(s.begin_write().await?)),
@@ -859,7 +896,13 @@ pub fn to_sql_value(ty: FieldType, v: &Value) -> sea_query::Value {
         },
         (FieldType::Integer, Value::Number(n)) => match crate::model::integral(n) {
             Some(i) => V::BigInt(Some(i)),
-            None => as_is(v),
+            // `1e16` is an integer written as a float: bound as the
+            // integer it is (bound as a float, PostgreSQL stored its bit
+            // pattern in the bigint column).
+            None => match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => V::BigInt(Some(f as i64)),
+                _ => as_is(v),
+            },
         },
         (FieldType::Number, Value::Number(n)) => match n.as_f64() {
             Some(f) => V::Double(Some(f)),
@@ -921,6 +964,14 @@ impl From<StoreError> for crate::error::ApiError {
                 "QUERY_TIMEOUT",
                 "The query took too long and was cancelled; narrow the filter or use an indexed field.",
             ),
+            StoreError::TooLong(cause) => {
+                tracing::info!(%cause, "a value too long to store");
+                ApiError::new(
+                    http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "VALUE_TOO_LONG",
+                    "A value is too long to be stored in an indexed or unique field; shorten it.",
+                )
+            }
             StoreError::ForeignKey => ApiError::new(
                 http::StatusCode::CONFLICT,
                 "REFERENCE_CONFLICT",

@@ -82,7 +82,20 @@ fn secrets_resource() -> Resource {
 pub async fn shared_value(
     store: &super::Store,
     name: &str,
-    make: impl FnOnce() -> Result<String, String>,
+    make: impl Fn() -> Result<String, String>,
+) -> Result<String, super::StoreError> {
+    // Writers of several instances run at once on PostgreSQL: the one
+    // whose insert loses (a duplicate) reads the winner's value.
+    match store_value(store, name, &make).await {
+        Err(super::StoreError::Unique { .. }) => store_value(store, name, &make).await,
+        other => other,
+    }
+}
+
+async fn store_value(
+    store: &super::Store,
+    name: &str,
+    make: &impl Fn() -> Result<String, String>,
 ) -> Result<String, super::StoreError> {
     let r = secrets();
     let mut tx = store.begin_write().await?;

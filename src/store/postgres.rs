@@ -7,9 +7,13 @@
 //! `idle_in_transaction_session_timeout`, so a connection lost in the
 //! middle of a transaction cannot hold locks for long.
 //!
-//! Write transactions take the clock row's lock first (see
-//! [`PgStore::begin_write`]): commits are ordered as their change times,
-//! on every instance sharing the database.
+//! Write transactions run at once, on every instance: each takes its
+//! change time from `restkit_stamp` (see `migrate::postgres_clock`),
+//! which marks it in flight until it ends, and a sync read marks no later
+//! than [`PgStore::horizon`], before which nothing in flight can commit.
+//! What a write decides from is read with `FOR UPDATE`
+//! ([`PgWrite::fetch_optional`]): a PATCH's merge and an `If-Match` check
+//! see the row as it is committed, and hold it until they write.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,7 +24,7 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Postgres, Row};
 
-use super::sql::{Write, CLOCK};
+use super::sql::Write;
 use super::{Dialect, Record, StoreError};
 use crate::model::{FieldType, Resource};
 
@@ -42,19 +46,30 @@ fn err(e: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(Dialect::Postgres, e, None)
 }
 
-/// The clock row, advanced inside the transaction: `max(last + 1 µs,
-/// wall clock)`. The row lock it takes is held until commit, so the
-/// order of change times is the order of commits.
-fn advance_clock() -> &'static str {
+/// This transaction's change time, handed out by `restkit_stamp`, in
+/// its stored text form.
+fn take_stamp() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
         format!(
-            "UPDATE {CLOCK} SET micros = GREATEST(micros + 1, $1), stamp = {} \
-             WHERE id = 1 RETURNING stamp",
-            Dialect::Postgres.stamp_sql("GREATEST(micros + 1, $1)")
+            "SELECT {} FROM restkit_stamp($1, 1) AS m",
+            Dialect::Postgres.stamp_sql("m")
         )
     })
 }
+
+/// The horizon (see `migrate::postgres_clock`) in stored text form.
+fn read_horizon() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT {} FROM restkit_horizon() AS h",
+            Dialect::Postgres.stamp_sql("h")
+        )
+    })
+}
+
+const NO_CLOCK: &str = "the change clock is missing: run migrations";
 
 /// Connection settings from `url` (libpq's URL form: `sslmode`,
 /// `sslrootcert`, `options`, `application_name` and the rest).
@@ -64,9 +79,11 @@ fn options(url: &str, statement_timeout: Duration) -> Result<PgConnectOptions, S
         .application_name("restkit")
         .statement_cache_capacity(256);
     let mut settings = vec![
-        // Never `0` (no limit) for idle transactions: a client that
-        // vanished mid-transaction must not hold the clock row.
-        ("idle_in_transaction_session_timeout", "60000".to_string()),
+        // Never `0` (no limit) for idle transactions: one whose client
+        // vanished holds its rows' locks and holds back the sync horizon.
+        ("idle_in_transaction_session_timeout", "30000".to_string()),
+        // `ESCAPE '\'` in LIKE patterns means one backslash.
+        ("standard_conforming_strings", "on".to_string()),
         ("timezone", "UTC".to_string()),
     ];
     settings.push((
@@ -141,7 +158,7 @@ impl PgStore {
         let mark = rows
             .first()
             .and_then(|row| row.try_get::<Option<String>, _>(0).ok().flatten())
-            .ok_or_else(|| StoreError::Other("the clock row is missing: run migrations".into()))?;
+            .ok_or_else(|| StoreError::Other(NO_CLOCK.into()))?;
         let records = rows
             .iter()
             .filter(|row| integer(row, 1).is_some())
@@ -192,19 +209,30 @@ impl PgStore {
             .collect()
     }
 
-    /// Begins a transaction and takes its change time from the clock row
-    /// ([`advance_clock`]), whose lock it holds until it ends.
+    /// Begins a transaction and takes its change time ([`take_stamp`]).
     pub async fn begin_write(&self) -> Result<PgWrite, StoreError> {
         let mut tx = self.begin_ddl().await?;
         let wall = chrono::Utc::now().timestamp_micros();
-        let row = sqlx::query(AssertSqlSafe(advance_clock()))
+        let row = sqlx::query(AssertSqlSafe(take_stamp()))
             .bind(wall)
             .fetch_optional(&mut *tx.tx)
             .await
             .map_err(err)?
-            .ok_or_else(|| StoreError::Other("the clock row is missing: run migrations".into()))?;
+            .ok_or_else(|| StoreError::Other(NO_CLOCK.into()))?;
         tx.now = row.try_get::<String, _>(0).map_err(err)?;
         Ok(tx)
+    }
+
+    /// The latest change time at or before which no transaction in
+    /// flight can still commit.
+    pub async fn horizon(&self) -> Result<String, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(read_horizon()))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        row.try_get::<Option<String>, _>(0)
+            .map_err(err)?
+            .ok_or_else(|| StoreError::Other(NO_CLOCK.into()))
     }
 
     /// A transaction that does not touch the clock (migrations).
@@ -306,12 +334,16 @@ impl PgWrite {
         Ok(row.map(|row| decode(r, fields, &row, 0)))
     }
 
+    /// Reads one row and locks it until the transaction ends: writers run
+    /// at once here, so what a write decides from (a PATCH's merge, an
+    /// `If-Match` check, an owner check) must not change under it.
     pub async fn fetch_optional(
         &mut self,
         r: &Resource,
         fields: &[usize],
-        stmt: SelectStatement,
+        mut stmt: SelectStatement,
     ) -> Result<Option<Record>, StoreError> {
+        stmt.lock_with_tables(sea_query::LockType::Update, [super::sql::table_of(r)]);
         let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
         let row = sqlx::query_with(AssertSqlSafe(sql), values)
             .fetch_optional(&mut *self.tx)
@@ -425,6 +457,21 @@ impl PgWrite {
         rows.iter()
             .map(|r| Ok((r.try_get(0).map_err(err)?, r.try_get(1).map_err(err)?)))
             .collect()
+    }
+
+    /// Does `table` (in the current schema) have a trigger named `name`?
+    pub async fn has_trigger(&mut self, table: &str, name: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+             WHERE t.tgname = $1 AND c.relname = $2 AND NOT t.tgisinternal \
+             AND c.relnamespace = current_schema()::regnamespace",
+        )
+        .bind(name)
+        .bind(table)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(err)?;
+        Ok(integer(&row, 0).unwrap_or(0) > 0)
     }
 
     /// A table's index names in the current schema.

@@ -12,8 +12,8 @@
 
 use sea_query::{
     Alias, Condition, ConditionalStatement, DeleteStatement, Expr, ExprTrait, Func,
-    InsertStatement, JoinType, NullOrdering, Order, Query, SelectStatement, UpdateStatement,
-    WindowStatement,
+    InsertStatement, IntoColumnRef, JoinType, NullOrdering, Order, Query, SelectStatement,
+    UpdateStatement, WindowStatement,
 };
 use serde_json::Value;
 
@@ -35,6 +35,11 @@ fn col(r: &Resource, field: usize) -> Alias {
 
 fn table(r: &Resource) -> Alias {
     Alias::new(r.table.as_str())
+}
+
+/// `r`'s table, as statements name it.
+pub fn table_of(r: &Resource) -> Alias {
+    table(r)
 }
 
 fn val(r: &Resource, field: usize, v: &Value) -> sea_query::Value {
@@ -192,12 +197,28 @@ pub fn full_order(r: &Resource, sort: &[SortKey]) -> Vec<SortKey> {
 
 fn order(stmt: &mut SelectStatement, r: &Resource, keys: &[SortKey]) {
     for k in keys {
-        let (o, n) = if k.descending {
-            (Order::Desc, NullOrdering::Last)
-        } else {
-            (Order::Asc, NullOrdering::First)
-        };
-        stmt.order_by_with_nulls(col(r, k.field), o, n);
+        order_by(stmt, r, k, col(r, k.field));
+    }
+}
+
+/// `column` in `k`'s direction, NULLs first ascending and last
+/// descending. The primary key holds no NULL and says nothing about them:
+/// PostgreSQL's planner does not know that `NULLS FIRST` is moot on a NOT
+/// NULL column, and would sort the whole table instead of walking its
+/// key index (a page of 20 from 10,000 rows ran at 0.28x a hand-written
+/// query).
+fn order_by(stmt: &mut SelectStatement, r: &Resource, k: &SortKey, column: impl IntoColumnRef) {
+    let o = if k.descending {
+        Order::Desc
+    } else {
+        Order::Asc
+    };
+    if k.field == r.primary_key {
+        stmt.order_by(column, o);
+    } else if k.descending {
+        stmt.order_by_with_nulls(column, o, NullOrdering::Last);
+    } else {
+        stmt.order_by_with_nulls(column, o, NullOrdering::First);
     }
 }
 
@@ -276,12 +297,19 @@ pub fn select_list(d: Dialect, r: &Resource, q: &ListQuery<'_>) -> SelectStateme
 /// `SELECT m.stamp, p.id, p.… FROM (SELECT MAX(…) AS stamp) m LEFT JOIN
 /// (page) p ON 1 = 1 ORDER BY p.…`: the mark, the page's key (NULL only in
 /// the one placeholder row of an empty page), then `fields`.
+///
+/// `horizon`: where the backend's writers do not commit in the order of
+/// their change times (PostgreSQL), the latest time no transaction in
+/// flight can still commit at, read before this statement; the mark never
+/// passes it. `None`: the clock row, read in the same snapshot (SQLite,
+/// whose writers are serialized).
 pub fn select_list_with_mark(
     d: Dialect,
     r: &Resource,
     q: &ListQuery<'_>,
     updated_at: usize,
     tombstones: TombstoneScope,
+    horizon: Option<&str>,
 ) -> SelectStatement {
     let keys = full_order(r, &q.sort);
     // The page must also carry the order's columns for the outer ORDER BY.
@@ -316,16 +344,21 @@ pub fn select_list_with_mark(
     // a restored backup) later than every time restkit hands out would
     // otherwise pin the mark in the future, and the changes stamped after
     // it by the clock would be missed.
-    let mut clock = Query::select();
-    clock
-        .from(Alias::new(CLOCK))
-        .column(Alias::new("stamp"))
-        .and_where(Expr::col(Alias::new("id")).eq(1));
+    let clock = match horizon {
+        Some(h) => Expr::val(h.to_string()),
+        None => Expr::from(
+            Query::select()
+                .from(Alias::new(CLOCK))
+                .column(Alias::new("stamp"))
+                .and_where(Expr::col(Alias::new("id")).eq(1))
+                .to_owned(),
+        ),
+    };
     let seen = || Func::greatest([latest(changed.clone()), latest(deleted.clone())]);
     let mut mark = Query::select();
     mark.expr_as(
         Func::least([
-            Expr::from(Func::coalesce([Expr::from(clock), Expr::from(seen())])),
+            Expr::from(Func::coalesce([clock, Expr::from(seen())])),
             Expr::from(seen()),
         ]),
         Alias::new("stamp"),
@@ -345,12 +378,7 @@ pub fn select_list_with_mark(
         Expr::val(1).eq(1),
     );
     for k in &keys {
-        let (o, n) = if k.descending {
-            (Order::Desc, NullOrdering::Last)
-        } else {
-            (Order::Asc, NullOrdering::First)
-        };
-        stmt.order_by_with_nulls((p.clone(), col(r, k.field)), o, n);
+        order_by(&mut stmt, r, k, (p.clone(), col(r, k.field)));
     }
     stmt
 }
@@ -718,9 +746,16 @@ mod tests {
         let (sql, values) = select_list(Dialect::Sqlite, &r, &q).build(SqliteQueryBuilder);
         assert_eq!(
             sql,
-            r#"SELECT "id", "title" FROM "books" WHERE "author_name" = ? AND "title" LIKE ? ESCAPE '\' ORDER BY "title" DESC NULLS LAST, "id" ASC NULLS FIRST LIMIT ? OFFSET ?"#
+            r#"SELECT "id", "title" FROM "books" WHERE "author_name" = ? AND "title" LIKE ? ESCAPE '\' ORDER BY "title" DESC NULLS LAST, "id" ASC LIMIT ? OFFSET ?"#
         );
         assert!(!sql.contains("DROP"));
+        // PostgreSQL: the same rule (ASCII case folding) written out, the
+        // pattern still bound.
+        let (pg, _) = select_list(Dialect::Postgres, &r, &q).build(sea_query::PostgresQueryBuilder);
+        assert!(
+            pg.contains(r#"(CAST("title" AS TEXT) COLLATE "C" ILIKE $2 ESCAPE '\')"#),
+            "{pg}"
+        );
         assert_eq!(
             values.0[1],
             sea_query::Value::String(Some("%50\\%\\_off\\\\%".into()))

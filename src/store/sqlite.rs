@@ -97,6 +97,17 @@ mod watchdog {
     }
 }
 
+/// SQLite result codes (primary code: the low byte of an extended one)
+/// that mean the file cannot be used right now.
+pub fn unavailable(code: Option<&str>) -> bool {
+    let Some(code) = code.and_then(|c| c.parse::<u32>().ok()) else {
+        return false;
+    };
+    // BUSY 5, LOCKED 6, READONLY 8, IOERR 10, CORRUPT 11, FULL 13,
+    // CANTOPEN 14, NOTADB 26.
+    matches!(code & 0xff, 5 | 6 | 8 | 10 | 11 | 13 | 14 | 26)
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
     read: SqlitePool,
@@ -388,6 +399,22 @@ impl SqliteStore {
             Err(e) => return Err(self.read_failed(e).await),
         };
         Ok(row.and_then(|row| row.try_get_unchecked::<Option<i64>, _>(0).ok().flatten()))
+    }
+
+    /// The latest committed change time: the one writer holds the clock
+    /// row from its first statement, so nothing can still commit at or
+    /// before it.
+    pub async fn horizon(&self) -> Result<String, StoreError> {
+        let row = sqlx::query("SELECT stamp FROM restkit_clock WHERE id = 1")
+            .fetch_optional(&self.read)
+            .await;
+        match row {
+            Ok(Some(row)) => row.try_get::<String, _>(0).map_err(err),
+            Ok(None) => Err(StoreError::Other(
+                "the clock row is missing: run migrations".into(),
+            )),
+            Err(e) => Err(self.read_failed(e).await),
+        }
     }
 
     /// Begins a transaction on the single writer and takes its change time

@@ -1061,7 +1061,7 @@ async fn a_revocation_holds_in_a_new_process_whatever_came_before_it() {
                 "jti".into(),
                 format!("old-{n}").into(),
                 far.into(),
-                "2026-01-01T00:00:00Z".into(),
+                "2026-01-01T00:00:00.000000Z".into(),
             ]
         },
     )
@@ -1083,7 +1083,8 @@ async fn a_revocation_holds_in_a_new_process_whatever_came_before_it() {
         .await
         .unwrap();
     let other = TestApp::from_app(other);
-    assert_eq!(me(&other, &access).await.status, 401);
+    let r = me(&other, &access).await;
+    assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
     // A fresh token of the same user still works there.
     let fresh = password_grant(&t).await["access_token"]
         .as_str()

@@ -424,3 +424,67 @@ async fn a_time_from_the_future_does_not_hide_later_changes() {
         .collect();
     assert!(ids.contains(&5), "{ids:?}");
 }
+
+/// A book inserted straight through `tx`, stamped with its time.
+async fn insert_in(tx: &mut restkit::store::WriteTx, title: &str) {
+    use sea_query::{Alias, Expr, Query};
+    let now = tx.now().to_string();
+    let mut insert = Query::insert();
+    insert
+        .into_table(Alias::new("books"))
+        .columns(["title", "author_name", "created_at", "update_time"].map(Alias::new))
+        .values_panic([title, "Tx", now.as_str(), now.as_str()].map(|v| Expr::val(v.to_string())));
+    tx.execute_insert(insert).await.unwrap();
+}
+
+/// PostgreSQL: writers do not wait for each other (no clock row to queue
+/// on), yet a sync read never marks past a writer still in flight — its
+/// change, committed later with an earlier time, is seen by the next read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_run_at_once_and_no_mark_passes_one_in_flight() {
+    if !crate::db::postgres() {
+        // SQLite serializes its writers by design: the second would wait.
+        return;
+    }
+    let t = TestApp::demo().await;
+    let store = &t.app.state().store;
+    let start = current_mark(&t).await;
+    let mut first = store.begin_write().await.unwrap();
+    let mut second = tokio::time::timeout(std::time::Duration::from_secs(2), store.begin_write())
+        .await
+        .expect("the second writer waited for the first")
+        .unwrap();
+    assert!(second.now() > first.now());
+    insert_in(&mut second, "Second writer").await;
+    second.commit().await.unwrap();
+    let read = |since: String| {
+        let t = &t;
+        async move {
+            let res = t
+                .get(&format!(
+                    "/v1/books?timestamp={}&envelope=true",
+                    enc(&since)
+                ))
+                .send()
+                .await;
+            let titles: Vec<String> = res.json()["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["title"].as_str().unwrap().to_string())
+                .collect();
+            (res.header("x-sync-timestamp").to_string(), titles)
+        }
+    };
+    let (mark, titles) = read(start).await;
+    assert_eq!(titles, ["Second writer"]);
+    assert!(
+        mark.as_str() < first.now(),
+        "the mark {mark} passed the time {} of a writer in flight",
+        first.now()
+    );
+    insert_in(&mut first, "First writer").await;
+    first.commit().await.unwrap();
+    let (_, titles) = read(mark).await;
+    assert!(titles.contains(&"First writer".to_string()), "{titles:?}");
+}
