@@ -27,6 +27,7 @@ CONNS=${2:-32}
 ROUNDS=${3:-5}
 ROWS=${BENCH_ROWS:-10000}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+. bench/lib.sh
 
 cargo build --release --quiet --bin restkit --example bench_baseline
 BIN=${BENCH_RESTKIT:-$PWD/target/release/restkit}
@@ -67,10 +68,6 @@ authenticated = { requests = 1000000000, period = "1s" }
 TOML
 ( cd "$work" && RUST_LOG=${BENCH_LOG:-info} exec "$BIN" serve --config "$work/public.toml" \
     --bind 127.0.0.1:18080 >/dev/null 2>&1 ) &
-wait_for() {
-  for _ in $(seq 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done
-  echo "no answer from $1" >&2; exit 1
-}
 wait_for 127.0.0.1:18080/health
 
 # Grow the seeded table to ROWS books, in the demo's pattern (author K =
@@ -103,65 +100,18 @@ if command -v redis-server >/dev/null; then
   wait_for 127.0.0.1:18083/health
 fi
 
-cat >"$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"title":"Benchmark","author":"Writer","year":2001}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-
-# wrk: "Requests/sec: N" and, with --latency, "99% N(us|ms|s)" (in ms here).
-measure() {
-  local out
-  out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$@")
-  awk '/Requests\/sec/ {rps=$2}
-       $1 == "99%" {v=$2; u=v; gsub(/[0-9.]/, "", u); gsub(/[a-z]/, "", v);
-                    p99 = (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v}
-       END {printf "%s %.2f\n", rps, p99}' <<<"$out"
-}
-
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 echo "books=$ROWS rounds=$ROUNDS x ${DURATION}s per server, $CONNS connections; medians over rounds"
-printf '%-52s %11s %9s %12s %9s %7s\n' "endpoint" "restkit r/s" "p99 ms" "baseline r/s" "p99 ms" "ratio"
-# compare LABEL both|a URL_A URL_B [wrk args]: A and B in alternating
-# rounds, the wrk args given to both or to A only; medians of r/s and p99
-# for each, and of the per-round A/B ratio.
-compare() {
-  local label=$1 who=$2 a=$3 b=$4; shift 4
-  local b_args=()
-  [ "$who" = both ] && b_args=("$@")
-  : >"$work/r"; : >"$work/b"; : >"$work/ratio"
-  for _ in $(seq "$ROUNDS"); do
-    read -r r_rps r_p99 < <(measure "$@" "$a")
-    read -r b_rps b_p99 < <(measure "${b_args[@]}" "$b")
-    echo "$r_rps $r_p99" >>"$work/r"; echo "$b_rps $b_p99" >>"$work/b"
-    awk -v a="$r_rps" -v b="$b_rps" 'BEGIN {printf "%.3f\n", a / b}' >>"$work/ratio"
-  done
-  printf '%-52s %11s %9s %12s %9s %7s\n' "$label" \
-    "$(cut -d' ' -f1 "$work/r" | median)" "$(cut -d' ' -f2 "$work/r" | median)" \
-    "$(cut -d' ' -f1 "$work/b" | median)" "$(cut -d' ' -f2 "$work/b" | median)" \
-    "$(median <"$work/ratio")"
-}
-# restkit against the baseline, same path (POST: the same wrk script).
-run() {
-  local label=$1 path=$2; shift 2
-  compare "$label" both "http://127.0.0.1:18080$path" "http://127.0.0.1:18081$path" "$@"
-}
-if [ -z "${BENCH_VARIANTS_ONLY:-}" ]; then
-for path in "/v1/books/3" "/v1/books?limit=20&offset=100" \
-            "/v1/books?filter%5Bauthor%5D=Author%207&limit=20" \
-            "/v1/books?q=(author:Author%207)&fields=id,title&sort=-year&limit=20"; do
-  curl -sf "127.0.0.1:18080$path" >/dev/null; curl -sf "127.0.0.1:18081$path" >/dev/null
-  run "GET $path" "$path"
-done
-run "POST /v1/books" "/v1/books" -s "$work/post.lua"
-fi
+echo "A = restkit, B = the hand-written baseline"
+table_header "endpoint"
+[ -n "${BENCH_VARIANTS_ONLY:-}" ] || against_baseline 18080 18081
 
 # restkit against itself: what a format or a coding costs over the same
 # request in JSON, identity (ratio = variant r/s ÷ plain r/s; 1.00 = free).
 echo
 echo "restkit variants against the same request as plain JSON (ratio = variant / plain)"
-printf '%-52s %11s %9s %12s %9s %7s\n' "variant" "variant r/s" "p99 ms" "plain r/s" "p99 ms" "ratio"
+echo "A = the variant, B = restkit on the plain request"
+table_header "variant"
 # restkit PATH (with wrk args) against restkit PLAIN.
 variant() {
   local label=$1 plain=$2 path=$3; shift 3

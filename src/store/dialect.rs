@@ -109,28 +109,29 @@ impl Dialect {
                     FieldType::DateTime => matches!(a, "TEXT" | "BLOB" | "NUMERIC"),
                 }
             }
+            // Exactly the types restkit creates (or text of any length):
+            // a narrower integer overflows past 2^31, `real` loses digits,
+            // a number in a bigint column is rounded, `character` pads.
             Dialect::Postgres => {
                 let t = declared.to_ascii_lowercase();
                 match ty {
-                    FieldType::Integer => matches!(t.as_str(), "bigint" | "integer" | "smallint"),
-                    FieldType::Number => matches!(
-                        t.as_str(),
-                        "double precision" | "real" | "bigint" | "integer" | "smallint"
-                    ),
+                    FieldType::Integer => t == "bigint",
+                    FieldType::Number => t == "double precision",
                     FieldType::Boolean => t == "boolean",
                     FieldType::String | FieldType::DateTime | FieldType::Json => {
-                        matches!(t.as_str(), "text" | "character varying" | "character")
+                        matches!(t.as_str(), "text" | "character varying")
                     }
                 }
             }
         }
     }
 
-    /// How the database classes a declared column type (for messages).
-    pub fn column_class(self, declared: &str) -> &'static str {
+    /// How the database classes a declared column type, for messages
+    /// (`"TEXT affinity"`); empty where the type itself says it.
+    pub fn column_class(self, declared: &str) -> String {
         match self {
-            Dialect::Sqlite => sqlite_affinity(declared),
-            Dialect::Postgres => "PostgreSQL",
+            Dialect::Sqlite => format!(" ({} affinity)", sqlite_affinity(declared)),
+            Dialect::Postgres => String::new(),
         }
     }
 

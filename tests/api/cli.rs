@@ -9,6 +9,7 @@ fn restkit(args: &[&str], dir: &std::path::Path, env: &[(&str, &str)]) -> std::p
         .args(args)
         .current_dir(dir)
         .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
         .envs(env.iter().copied())
         .output()
         .unwrap()
@@ -144,14 +145,18 @@ fn keys_generate_writes_a_pair_the_server_can_use() {
 /// Runs `restkit` with `stdin` piped in.
 fn restkit_with_input(args: &[&str], dir: &std::path::Path, stdin: &str) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_restkit"));
-    cmd.args(args).current_dir(dir).env("RUST_LOG", "warn");
+    cmd.args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL");
     crate::helpers::run_with_input(cmd, stdin)
 }
 
 #[tokio::test]
 async fn users_and_clients_are_managed_from_the_command_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("own.db").display());
+    // On the api_pg build, the commands run against PostgreSQL.
+    let test_db = crate::db::TestDb::new().await;
+    let (dir, url) = (&test_db.dir, test_db.url.clone());
     let db = ["--database", url.as_str()];
     let run = |args: &[&str], stdin: &str| {
         let all: Vec<&str> = args.iter().chain(db.iter()).copied().collect();

@@ -96,7 +96,7 @@ impl PgDatabase {
             }
         };
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE {name} TEMPLATE template0 STRATEGY FILE_COPY"
+            "CREATE DATABASE {name} TEMPLATE template0"
         )))
         .execute(&mut admin)
         .await
@@ -319,12 +319,19 @@ fn launch() -> Result<Cluster, String> {
     run(init, "initdb")?;
     // The watcher: runs the server until this process is gone, then stops
     // it and removes the cluster.
+    // Signals meant for the test run (Ctrl-C) do not stop the watcher
+    // before it has cleaned up; it removes the cluster only once the
+    // server is gone.
     let script = r#"
+        trap '' INT TERM HUP
         parent=$1; data=$2; root=$3; shift 3
         "$@" &
         while [ -d /proc/$parent ]; do sleep 0.5; done
-        kill -INT "$(head -n 1 "$data/postmaster.pid" 2>/dev/null)" 2>/dev/null
-        sleep 2
+        pid=$(head -n 1 "$data/postmaster.pid" 2>/dev/null)
+        if [ -n "$pid" ]; then
+            kill -INT "$pid" 2>/dev/null
+            for _ in $(seq 100); do [ -d /proc/$pid ] || break; sleep 0.1; done
+        fi
         rm -rf "$root"
     "#;
     let mut server: Vec<String> = cluster.as_owner.clone();

@@ -533,6 +533,8 @@ pub async fn start_binary(
         .args(["serve", "--bind", &addr.to_string()])
         .current_dir(dir)
         .env("RUST_LOG", "warn")
+        // A developer's shell may point DATABASE_URL at a real database.
+        .env_remove("DATABASE_URL")
         .envs(env.iter().copied())
         .stdout(stdout)
         .kill_on_drop(true)

@@ -20,7 +20,7 @@ struct Pair {
     b: SocketAddr,
     a_child: Option<tokio::process::Child>,
     _b_child: tokio::process::Child,
-    db: TestDb,
+    _db: TestDb,
     _redis: Redis,
 }
 
@@ -49,7 +49,7 @@ async fn pair(anonymous_limit: &str) -> Option<Pair> {
         b,
         a_child: Some(a_child),
         _b_child: b_child,
-        db,
+        _db: db,
         _redis: redis,
     })
 }
@@ -264,7 +264,6 @@ async fn writes_through_two_instances_lose_nothing() {
         9,
         "{statuses:?}"
     );
-    let _ = p.db.url.len();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,9 +297,11 @@ async fn a_sync_client_and_cursors_see_one_server() {
         .split('&')
         .next()
         .unwrap();
+    // A character in the middle (the last may be padding a decoder
+    // rejects before the signature is ever checked).
     let mut tampered = cursor.to_string().into_bytes();
-    let last = tampered.len() - 1;
-    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let mid = tampered.len() / 2;
+    tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
     for addr in [p.a, p.b] {
         let (status, _, _) = call(
