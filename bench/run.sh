@@ -11,6 +11,7 @@
 #                       request, as in production)
 #   BENCH_VARIANTS_ONLY=1 only the restkit-against-itself table (formats,
 #                       compression)
+#   BENCH_BASELINE_ONLY=1 only the restkit-against-the-baseline table
 #   BENCH_RESTKIT=path    a restkit binary to measure instead of this tree's
 #                       (to compare two versions against the same baseline)
 #
@@ -105,6 +106,8 @@ echo "books=$ROWS rounds=$ROUNDS x ${DURATION}s per server, $CONNS connections; 
 echo "A = restkit, B = the hand-written baseline"
 table_header "endpoint"
 [ -n "${BENCH_VARIANTS_ONLY:-}" ] || against_baseline 18080 18081
+
+[ -z "${BENCH_BASELINE_ONLY:-}" ] || exit 0
 
 # restkit against itself: what a format or a coding costs over the same
 # request in JSON, identity (ratio = variant r/s ÷ plain r/s; 1.00 = free).

@@ -101,8 +101,12 @@ impl PgStore {
         connect_timeout: Duration,
     ) -> Result<PgStore, StoreError> {
         let opts = options(url, statement_timeout)?;
+        // No ping before every use (a round trip per statement): a
+        // connection the server dropped fails its statement as I/O (503)
+        // and is closed, not returned to the pool.
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
+            .test_before_acquire(false)
             .acquire_timeout(connect_timeout)
             .connect_with(opts.clone())
             .await

@@ -311,12 +311,25 @@ fn launch() -> Result<Cluster, String> {
         data: data.clone(),
         as_owner,
     };
-    let mut init = cluster.command(&initdb);
-    init.arg("-D")
-        .arg(&data)
-        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8"])
-        .args(["--locale=C", "--no-sync"]);
-    run(init, "initdb")?;
+    // The default collation is a natural-language one (ICU en-US, which
+    // sorts "a" < "B"), so a text column or comparison that misses
+    // restkit's COLLATE "C" shows in the tests; PostgreSQL before 15 has no
+    // ICU default, and gets the C locale.
+    let init = |icu: bool| {
+        let mut c = cluster.command(&initdb);
+        c.arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8"])
+            .args(["--locale=C", "--no-sync"]);
+        if icu {
+            c.args(["--locale-provider=icu", "--icu-locale=en-US"]);
+        }
+        c
+    };
+    if run(init(true), "initdb").is_err() {
+        let _ = std::fs::remove_dir_all(&data);
+        run(init(false), "initdb")?;
+    }
     // The watcher: runs the server until this process is gone, then stops
     // it and removes the cluster.
     // Signals meant for the test run (Ctrl-C) do not stop the watcher

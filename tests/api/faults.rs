@@ -460,3 +460,32 @@ async fn a_connection_dropped_mid_transaction_rolls_back() {
     assert_eq!(res.status, 201, "the clock row is free again");
     assert_eq!(titled(&t, "Dropped").await, before + 1);
 }
+
+/// Every pooled connection ended by the server (a failover, an
+/// administrator's `pg_terminate_backend`): the requests that meet a dead
+/// connection are 503, the pool replaces it, and service goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_ended_by_the_server_are_replaced() {
+    if !crate::db::postgres() {
+        return;
+    }
+    let t = TestApp::demo().await;
+    for _ in 0..20 {
+        assert_eq!(t.get("/v1/books/3").send().await.status, 200);
+    }
+    let raw = crate::db::Raw::connect(&t.url).await;
+    raw.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(t.get("/v1/books/3").send().await.status.as_u16());
+    }
+    assert!(
+        statuses.iter().all(|s| matches!(s, 200 | 503)),
+        "{statuses:?}"
+    );
+    assert!(statuses[20..].iter().all(|s| *s == 200), "{statuses:?}");
+}

@@ -661,3 +661,61 @@ async fn an_estimated_count_past_ten_thousand_rows_is_near_the_real_count() {
         (10_001, "count=estimated".into())
     );
 }
+
+/// The case rule for `like` and `*`, the same on both databases: ASCII
+/// letters match either case; other letters (É/é, ẞ/ß) match only as
+/// written (SQLite's LIKE folds ASCII only, and PostgreSQL's ILIKE under
+/// the "C" collation does the same). Text sorts by code point on both.
+#[tokio::test]
+async fn case_folding_and_text_order_follow_one_rule_on_both_databases() {
+    let t = TestApp::demo().await;
+    for title in ["Émile Zola Ünd", "émile zola ünd", "STRASSE ẞ", "strasse ß"] {
+        let res = t
+            .post("/v1/books")
+            .json(json!({"title": title, "author": "Fold"}))
+            .send()
+            .await;
+        assert_eq!(res.status, 201);
+    }
+    let titles = |query: String| {
+        let t = &t;
+        async move {
+            let res = t
+                .get(&format!("/v1/books?filter[author]=Fold&sort=title&{query}"))
+                .send()
+                .await;
+            assert_eq!(res.status, 200, "{query}");
+            res.json()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["title"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    // Code-point order: 'S' < 's' < 'É' (U+00C9) < 'é' (U+00E9).
+    assert_eq!(
+        titles(String::new()).await,
+        ["STRASSE ẞ", "strasse ß", "Émile Zola Ünd", "émile zola ünd"]
+    );
+    assert_eq!(
+        titles(format!("filter[title][like]={}", enc("ZOLA"))).await,
+        ["Émile Zola Ünd", "émile zola ünd"]
+    );
+    assert_eq!(
+        titles(format!("filter[title][like]={}", enc("émile"))).await,
+        ["émile zola ünd"]
+    );
+    assert_eq!(
+        titles(format!("filter[title][like]={}", enc("ß"))).await,
+        ["strasse ß"]
+    );
+    assert_eq!(
+        titles(format!("q=(title:{})", enc("*ünd"))).await,
+        ["émile zola ünd"]
+    );
+    assert_eq!(
+        titles(format!("q=(title:{})", enc("strasse*"))).await,
+        ["STRASSE ẞ", "strasse ß"]
+    );
+}
