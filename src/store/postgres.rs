@@ -143,7 +143,7 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(err)?;
-        Ok(rows.iter().map(|row| decode(r, fields, row, 0)).collect())
+        rows.iter().map(|row| decode(r, fields, row, 0)).collect()
     }
 
     /// Rows of [`super::sql::select_list_with_mark`] (see the SQLite
@@ -167,7 +167,7 @@ impl PgStore {
             .iter()
             .filter(|row| integer(row, 1).is_some())
             .map(|row| decode(r, fields, row, 2))
-            .collect();
+            .collect::<Result<_, _>>()?;
         Ok((mark, records))
     }
 
@@ -182,7 +182,7 @@ impl PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(err)?;
-        Ok(row.map(|row| decode(r, fields, &row, 0)))
+        row.map(|row| decode(r, fields, &row, 0)).transpose()
     }
 
     pub async fn fetch_scalar(&self, stmt: SelectStatement) -> Result<Option<i64>, StoreError> {
@@ -206,7 +206,7 @@ impl PgStore {
         rows.iter()
             .map(|r| {
                 Ok((
-                    integer(r, 0).unwrap_or_default(),
+                    r.try_get::<i64, _>(0).map_err(err)?,
                     r.try_get::<String, _>(1).map_err(err)?,
                 ))
             })
@@ -277,47 +277,37 @@ fn integer(row: &PgRow, i: usize) -> Option<i64> {
         .map(i64::from)
 }
 
-fn float(row: &PgRow, i: usize) -> Option<f64> {
-    if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
-        return v;
-    }
-    if let Ok(v) = row.try_get::<Option<f32>, _>(i) {
-        return v.map(f64::from);
-    }
-    // An integer column declared as a number field holds exact integers.
-    integer(row, i).map(|n| n as f64)
-}
-
 /// Builds a record from a row whose columns from `first` on are `fields`,
-/// decoding each by its declared type (columns were checked at migration
-/// to hold exactly that type).
-fn decode(r: &Resource, fields: &[usize], row: &PgRow, first: usize) -> Record {
+/// decoding each as its declared type — exactly the column type restkit
+/// creates, which migration checked. A value of another type is an error
+/// naming the field, never a silent `null`.
+fn decode(r: &Resource, fields: &[usize], row: &PgRow, first: usize) -> Result<Record, StoreError> {
     let mut rec = Record::with_capacity(fields.len());
     for (i, &f) in fields.iter().enumerate() {
         let i = i + first;
         let field = &r.fields[f];
         let v = match field.ty {
-            FieldType::Integer => integer(row, i).map(Value::from),
-            FieldType::Number => float(row, i).map(Value::from),
+            FieldType::Integer => row.try_get::<Option<i64>, _>(i).map(|v| v.map(Value::from)),
+            FieldType::Number => row.try_get::<Option<f64>, _>(i).map(|v| v.map(Value::from)),
             FieldType::Boolean => row
                 .try_get::<Option<bool>, _>(i)
-                .ok()
-                .flatten()
-                .map(Value::from),
+                .map(|v| v.map(Value::from)),
             FieldType::String | FieldType::DateTime => row
                 .try_get::<Option<String>, _>(i)
-                .ok()
-                .flatten()
-                .map(Value::String),
+                .map(|v| v.map(Value::String)),
             FieldType::Json => row
                 .try_get::<Option<String>, _>(i)
-                .ok()
-                .flatten()
-                .map(|s| serde_json::from_str(&s).unwrap_or(Value::String(s))),
-        };
+                .map(|v| v.map(|s| serde_json::from_str(&s).unwrap_or(Value::String(s)))),
+        }
+        .map_err(|e| {
+            StoreError::Schema(format!(
+                "{} field '{}' (column {}.{}): {e}",
+                r.name, field.name, r.table, field.column
+            ))
+        })?;
         rec.insert(field.name.clone(), v.unwrap_or(Value::Null));
     }
-    rec
+    Ok(rec)
 }
 
 impl PgWrite {
@@ -335,7 +325,7 @@ impl PgWrite {
             .fetch_optional(&mut *self.tx)
             .await
             .map_err(|e| StoreError::from_sqlx(Dialect::Postgres, e, Some(r)))?;
-        Ok(row.map(|row| decode(r, fields, &row, 0)))
+        row.map(|row| decode(r, fields, &row, 0)).transpose()
     }
 
     /// Reads one row and locks it until the transaction ends: writers run
@@ -353,7 +343,7 @@ impl PgWrite {
             .fetch_optional(&mut *self.tx)
             .await
             .map_err(|e| StoreError::from_sqlx(Dialect::Postgres, e, Some(r)))?;
-        Ok(row.map(|row| decode(r, fields, &row, 0)))
+        row.map(|row| decode(r, fields, &row, 0)).transpose()
     }
 
     pub async fn fetch_scalar(&mut self, stmt: SelectStatement) -> Result<Option<i64>, StoreError> {
@@ -376,7 +366,7 @@ impl PgWrite {
             .fetch_all(&mut *self.tx)
             .await
             .map_err(|e| StoreError::from_sqlx(Dialect::Postgres, e, Some(r)))?;
-        Ok(rows.iter().map(|row| decode(r, fields, row, 0)).collect())
+        rows.iter().map(|row| decode(r, fields, row, 0)).collect()
     }
 
     /// Runs a restkit-owned insert. Explicit keys (the demo's seed) leave

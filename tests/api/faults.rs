@@ -145,9 +145,16 @@ const UNLIMITED: [(&str, &str); 2] = [
 /// write acknowledged with 201 is in the database after a restart, whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_write_load_loses_no_acknowledged_write() {
-    let dir = tempfile::tempdir().unwrap();
+    // On the api_pg build, the binary serves PostgreSQL.
+    let db = crate::db::TestDb::new().await;
+    let env = [
+        UNLIMITED[0],
+        UNLIMITED[1],
+        ("RESTKIT_DATABASE__URL", db.url.as_str()),
+    ];
+    let dir = &db.dir;
     let addr = free_addr();
-    let mut child = start_binary(dir.path(), addr, &UNLIMITED, std::process::Stdio::null()).await;
+    let mut child = start_binary(dir.path(), addr, &env, std::process::Stdio::null()).await;
     let basic = "Authorization: Basic c3RhbjpwYXNz\r\nContent-Type: application/json\r\n";
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -202,7 +209,7 @@ async fn sigterm_under_write_load_loses_no_acknowledged_write() {
         acknowledged.len()
     );
 
-    let mut child = start_binary(dir.path(), addr, &UNLIMITED, std::process::Stdio::null()).await;
+    let mut child = start_binary(dir.path(), addr, &env, std::process::Stdio::null()).await;
     for (id, title) in &acknowledged {
         let (status, _, body) = http_get(
             addr,
