@@ -71,7 +71,13 @@ impl Dialect {
             Dialect::Postgres => r
                 .fields
                 .iter()
-                .find(|f| constraint == Some(format!("ux_{}_{}", r.table, f.column).as_str()))
+                .find(|f| {
+                    constraint
+                        == Some(
+                            self.index_name(format!("ux_{}_{}", r.table, f.column))
+                                .as_str(),
+                        )
+                })
                 .map(|f| f.name.clone()),
         }
     }
@@ -133,6 +139,25 @@ impl Dialect {
             Dialect::Sqlite => format!(" ({} affinity)", sqlite_affinity(declared)),
             Dialect::Postgres => String::new(),
         }
+    }
+
+    /// An index name as the database keeps it. PostgreSQL cuts names
+    /// past 63 bytes, which would break the unique-violation lookup and
+    /// let two long names collide: a longer name becomes its first 46
+    /// bytes and a hash of the whole.
+    pub fn index_name(self, name: String) -> String {
+        const LIMIT: usize = 63;
+        if self == Dialect::Sqlite || name.len() <= LIMIT {
+            return name;
+        }
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(name.as_bytes());
+        let mut cut = 46;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}_{hex}", &name[..cut])
     }
 
     /// The SQL of a schema statement (table, index) in this dialect.

@@ -77,8 +77,8 @@ fn default_value(ty: FieldType, d: &Value) -> Option<sea_query::Value> {
     }
 }
 
-fn unique_index(r: &Resource, f: &Field) -> String {
-    format!("ux_{}_{}", r.table, f.column)
+fn unique_index(d: Dialect, r: &Resource, f: &Field) -> String {
+    d.index_name(format!("ux_{}_{}", r.table, f.column))
 }
 
 /// The statements that bring `r`'s table up to date, given its existing
@@ -152,7 +152,7 @@ fn plan(
                 Index::create()
                     .if_not_exists()
                     .unique()
-                    .name(unique_index(r, f))
+                    .name(unique_index(d, r, f))
                     .table(Alias::new(r.table.as_str()))
                     .col(Alias::new(f.column.as_str())),
             ),
@@ -165,7 +165,7 @@ fn plan(
                 d.schema(
                     Index::create()
                         .if_not_exists()
-                        .name(format!("ix_{}_{}", r.table, f.column))
+                        .name(d.index_name(format!("ix_{}_{}", r.table, f.column)))
                         .table(Alias::new(r.table.as_str()))
                         .col(Alias::new(f.column.as_str())),
                 ),
@@ -185,7 +185,7 @@ fn plan(
                 d.schema(
                     Index::create()
                         .if_not_exists()
-                        .name(format!("ix_{}_{}_{}", r.table, key, updated.column))
+                        .name(d.index_name(format!("ix_{}_{}_{}", r.table, key, updated.column)))
                         .table(Alias::new(r.table.as_str()))
                         .col(Alias::new(key.as_str()))
                         .col(Alias::new(updated.column.as_str())),
@@ -199,7 +199,7 @@ fn plan(
             d.schema(
                 Index::create()
                     .if_not_exists()
-                    .name(format!("ix_{}_{}", r.table, col))
+                    .name(d.index_name(format!("ix_{}_{}", r.table, col)))
                     .table(Alias::new(r.table.as_str()))
                     .col(Alias::new(col.as_str())),
             ),
@@ -212,7 +212,7 @@ fn plan(
 /// indexes named as restkit names them (`ux_{table}_{column}`) for a
 /// declared field that no declaration over the table marks unique any
 /// more. Indexes anyone else made are never touched.
-fn relaxed_uniques(tables: &[&Resource], indexes: &[String]) -> Vec<String> {
+fn relaxed_uniques(d: Dialect, tables: &[&Resource], indexes: &[String]) -> Vec<String> {
     let fields = || {
         tables
             .iter()
@@ -221,9 +221,9 @@ fn relaxed_uniques(tables: &[&Resource], indexes: &[String]) -> Vec<String> {
     indexes
         .iter()
         .filter(|ix| {
-            let ours = fields().any(|(r, f)| ix.eq_ignore_ascii_case(&unique_index(r, f)));
+            let ours = fields().any(|(r, f)| ix.eq_ignore_ascii_case(&unique_index(d, r, f)));
             let wanted = fields().any(|(r, f)| {
-                f.unique && !f.primary_key && ix.eq_ignore_ascii_case(&unique_index(r, f))
+                f.unique && !f.primary_key && ix.eq_ignore_ascii_case(&unique_index(d, r, f))
             });
             ours && !wanted
         })
@@ -497,7 +497,7 @@ async fn migrate(store: &mut WriteTx, d: Dialect, model: &ApiModel) -> Result<()
             .copied()
             .filter(|r| &r.table == table)
             .collect();
-        for sql in relaxed_uniques(&over, &store.indexes(table).await?) {
+        for sql in relaxed_uniques(d, &over, &store.indexes(table).await?) {
             tracing::info!(table = %table, "{sql}: the field is no longer unique");
             store.execute_ddl(&sql).await?;
         }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use restkit::registry::Registry;
+
 use crate::helpers::{assert_problem, TestApp};
 
 async fn total(t: &TestApp, path: &str) -> String {
@@ -361,4 +363,46 @@ text    = { type = "string" }
         t.delete("/api/boards/1").by_user(2).send().await.status,
         204
     );
+}
+
+async fn post_serial(t: &TestApp, serial: &str) -> crate::helpers::TestResponse {
+    t.post("/api/items")
+        .json(json!({ "serial": serial }))
+        .send()
+        .await
+}
+
+/// Long table and column names (PostgreSQL keeps 63 bytes of a name):
+/// a duplicate still names its field, and a field that stops being
+/// unique loses its index.
+#[tokio::test]
+async fn a_duplicate_in_a_long_named_column_names_its_field() {
+    let table = "a_rather_long_table_name_for_inventory_items";
+    let column = "a_rather_long_column_name_for_serials";
+    let toml = |unique: bool| {
+        format!(
+            "[[module]]\nprefix = \"/api\"\n[[module.resource]]\nname = \"items\"\ntable = \"{table}\"\n\
+             scopes = {{ read = \"\", write = \"\" }}\n[module.resource.fields]\n\
+             id = {{ type = \"integer\", primary_key = true }}\n\
+             serial = {{ type = \"string\", column = \"{column}\", unique = {unique} }}\n"
+        )
+    };
+    let t = TestApp::with(&toml(true), "", Registry::builtin()).await;
+    assert_eq!(post_serial(&t, "SN-1").await.status, 201);
+    let dup = post_serial(&t, "SN-1").await;
+    let b = assert_problem(&dup, 409, "DUPLICATE_VALUE");
+    assert_eq!(b["errors"][0]["field"], "serial", "{b}");
+    // Relaxed: reopened with the field no longer unique, the index goes.
+    let db = t.into_dir();
+    let text = toml(false);
+    let settings = crate::helpers::settings(&text, &db.url);
+    let app = restkit::open(
+        restkit::model::toml::parse(&text).unwrap(),
+        settings,
+        &Registry::builtin(),
+    )
+    .await
+    .unwrap();
+    let t = TestApp::in_dir(app, db);
+    assert_eq!(post_serial(&t, "SN-1").await.status, 201);
 }
