@@ -140,6 +140,8 @@ pub struct Cluster {
     /// Runs a command as the cluster's owner (`runuser -u postgres --`
     /// when this process is root; nothing otherwise).
     as_owner: Vec<String>,
+    /// Serves TLS too (a self-signed certificate in the data directory).
+    tls: bool,
 }
 
 impl Cluster {
@@ -173,9 +175,10 @@ impl Cluster {
     pub fn server_options(&self) -> String {
         format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=500",
+             -c full_page_writes=off -c max_connections=500{}",
             self.port,
-            self.data.parent().unwrap().display()
+            self.data.parent().unwrap().display(),
+            if self.tls { " -c ssl=on" } else { "" }
         )
     }
 }
@@ -185,7 +188,7 @@ impl Cluster {
 /// (never a pass that checked nothing).
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
-    match CLUSTER.get_or_init(launch) {
+    match CLUSTER.get_or_init(|| launch(false)) {
         Ok(c) => c,
         Err(e) => cannot_start(e),
     }
@@ -202,7 +205,13 @@ impl Cluster {
     /// A cluster of the caller's own, to stop and start (fault tests);
     /// removed when this process ends.
     pub fn private() -> Cluster {
-        launch().unwrap_or_else(|e| cannot_start(&e))
+        launch(false).unwrap_or_else(|e| cannot_start(&e))
+    }
+
+    /// As [`Cluster::private`], serving TLS with a self-signed
+    /// certificate (made with the `openssl` command).
+    pub fn private_tls() -> Cluster {
+        launch(true).unwrap_or_else(|e| cannot_start(&e))
     }
 
     /// Stops the server at once (`pg_ctl stop -m fast`: sessions are
@@ -267,7 +276,7 @@ fn run(mut cmd: std::process::Command, what: &str) -> Result<(), String> {
     }
 }
 
-fn launch() -> Result<Cluster, String> {
+fn launch(tls: bool) -> Result<Cluster, String> {
     let initdb = bin("initdb").ok_or("initdb not found")?;
     let postgres = bin("postgres").ok_or("postgres not found")?;
     let root = tempfile::Builder::new()
@@ -310,6 +319,7 @@ fn launch() -> Result<Cluster, String> {
         port,
         data: data.clone(),
         as_owner,
+        tls,
     };
     // The default collation is a natural-language one (ICU en-US, which
     // sorts "a" < "B"), so a text column or comparison that misses
@@ -329,6 +339,22 @@ fn launch() -> Result<Cluster, String> {
     if run(init(true), "initdb").is_err() {
         let _ = std::fs::remove_dir_all(&data);
         run(init(false), "initdb")?;
+    }
+    if tls {
+        // server.crt and server.key, PostgreSQL's defaults, owned by the
+        // server's user, the key readable by it alone.
+        let mut cert = cluster.command(Path::new("openssl"));
+        cert.args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(data.join("server.key"))
+        .arg("-out")
+        .arg(data.join("server.crt"));
+        run(cert, "openssl req")?;
+        let mut private = cluster.command(Path::new("chmod"));
+        private.arg("600").arg(data.join("server.key"));
+        run(private, "chmod")?;
     }
     // The watcher: runs the server until this process is gone, then stops
     // it and removes the cluster.

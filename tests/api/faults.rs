@@ -496,3 +496,52 @@ async fn connections_ended_by_the_server_are_replaced() {
     );
     assert!(statuses[20..].iter().all(|s| *s == 200), "{statuses:?}");
 }
+
+/// `sslmode=require` in the URL: every connection restkit opens is
+/// encrypted. Against a server without TLS it stops start-up with a
+/// clear error instead of talking in the clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_when_the_url_requires_it() {
+    if !crate::db::postgres() {
+        return;
+    }
+    let cluster = crate::db::Cluster::private_tls();
+    let pg = crate::db::PgDatabase::create_in(&cluster).await;
+    let url = format!("{}?sslmode=require", pg.url);
+    let text = restkit::demo::DEMO_TOML;
+    let app = restkit::open(
+        restkit::model::toml::parse(text).unwrap(),
+        crate::helpers::settings(text, &url),
+        &restkit::registry::Registry::builtin(),
+    )
+    .await
+    .unwrap();
+    let t = TestApp::from_app(app);
+    assert_eq!(t.get("/v1/books/3").send().await.status, 200);
+    let raw = crate::db::Raw::connect(&pg.url).await;
+    let count = |ssl: bool| {
+        format!(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'restkit' AND s.ssl = {ssl}"
+        )
+    };
+    assert!(raw.scalar(&count(true)).await >= 1);
+    assert_eq!(
+        raw.scalar(&count(false)).await,
+        0,
+        "a connection in the clear"
+    );
+    // The shared test cluster serves no TLS: required, it is refused.
+    let plain = crate::db::PgDatabase::create().await;
+    let refused = restkit::open(
+        restkit::model::toml::parse(text).unwrap(),
+        crate::helpers::settings(text, &format!("{}?sslmode=require", plain.url)),
+        &restkit::registry::Registry::builtin(),
+    )
+    .await;
+    let err = refused.err().expect("no TLS, no start").to_string();
+    assert!(
+        err.to_lowercase().contains("tls") || err.contains("SSL"),
+        "{err}"
+    );
+}
