@@ -202,7 +202,7 @@ impl Revocations {
             descending: false,
         }];
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        'pages: loop {
+        loop {
             let after = seen.as_ref().map(|(time, id)| vec![json!(time), json!(id)]);
             let rows = own::rows_after(
                 store,
@@ -214,13 +214,17 @@ impl Revocations {
             )
             .await?;
             let before = seen.clone();
+            let mut past_horizon = false;
             for row in &rows {
                 let time = row.get("createdAt").and_then(Value::as_str).unwrap_or("");
-                if time > horizon.as_str() {
-                    break 'pages;
+                // Applied at once, but the catch-up does not move past
+                // the horizon: a revocation still in flight with an
+                // earlier time is read next time.
+                past_horizon |= time > horizon.as_str();
+                if !past_horizon {
+                    let id = row.get("id").and_then(Value::as_i64).unwrap_or_default();
+                    seen = Some((time.to_string(), id));
                 }
-                let id = row.get("id").and_then(Value::as_i64).unwrap_or_default();
-                seen = Some((time.to_string(), id));
                 if let (Some(kind), Some(value), Some(until)) = (
                     row.get("kind").and_then(Value::as_str),
                     row.get("value").and_then(Value::as_str),
@@ -233,7 +237,7 @@ impl Revocations {
             }
             // A full page that moved nothing on (times another program
             // wrote in another form compare out of order) ends the look.
-            if (rows.len() as u64) < REVOCATION_PAGE || seen == before {
+            if past_horizon || (rows.len() as u64) < REVOCATION_PAGE || seen == before {
                 break;
             }
         }

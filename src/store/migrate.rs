@@ -379,12 +379,19 @@ const CLOCK_LOCK: i64 = 0x0072_6b63_6c6f_636b;
 ///   included (`OTHERS` does not catch `query_canceled`: it is named).
 /// - `restkit_horizon()` is the latest time no transaction in flight can
 ///   still commit at or before: `min(last handed out, oldest in flight −
-///   1)`, read under the same lock, so the two agree. A sync read takes
+///   1)`, read under the same lock (shared: horizons do not wait for each
+///   other, only for a time being handed out), so the two agree. A sync read takes
 ///   it before its snapshot: every change the snapshot does not show has
 ///   a later time (see `sql::select_list_with_mark`).
 fn postgres_clock() -> Vec<String> {
+    // restkit's in-flight marks: shared advisory locks on one bigint key
+    // in this database whose key reads as a time between 2000 and 2100
+    // in Unix microseconds (another application's small keys do not
+    // count; one using such keys would only hold the horizon back).
     let in_flight = "l.locktype = 'advisory' AND l.mode = 'ShareLock' AND l.objsubid = 1 \
-                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                     AND (l.classid::text::bigint << 32 | l.objid::text::bigint) \
+                     BETWEEN 946684800000000 AND 4102444800000000";
     vec![
         "CREATE SEQUENCE IF NOT EXISTS restkit_clock_seq".to_string(),
         // Never behind a time restkit_clock (or SQLite's era) handed out.
@@ -413,14 +420,14 @@ fn postgres_clock() -> Vec<String> {
              LANGUAGE plpgsql AS $restkit$ \
              DECLARE issued bigint; oldest bigint; \
              BEGIN \
-             PERFORM pg_advisory_lock({CLOCK_LOCK}); \
+             PERFORM pg_advisory_lock_shared({CLOCK_LOCK}); \
              SELECT last_value INTO issued FROM restkit_clock_seq; \
              SELECT min((l.classid::text::bigint << 32) | l.objid::text::bigint) INTO oldest \
              FROM pg_locks l WHERE {in_flight}; \
-             PERFORM pg_advisory_unlock({CLOCK_LOCK}); \
+             PERFORM pg_advisory_unlock_shared({CLOCK_LOCK}); \
              RETURN LEAST(issued, oldest - 1); \
              EXCEPTION WHEN OTHERS OR query_canceled THEN \
-             PERFORM pg_advisory_unlock({CLOCK_LOCK}); \
+             PERFORM pg_advisory_unlock_shared({CLOCK_LOCK}); \
              RAISE; \
              END $restkit$"
         ),

@@ -689,8 +689,21 @@ impl Store {
         cap: u64,
         scope: TombstoneScope,
     ) -> Result<Deleted, StoreError> {
+        // PostgreSQL: nothing past the horizon, where a deletion still in
+        // flight may have an earlier time than one reported (and the cut
+        // handed out would pass it).
+        let horizon = match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(s) => Some(s.horizon().await?),
+        };
         let rows = self
-            .pairs(sql::select_tombstones(r, since, None, cap + 1, scope))
+            .pairs(sql::select_tombstones(
+                r,
+                since,
+                horizon.as_deref(),
+                cap + 1,
+                scope,
+            ))
             .await?;
         if rows.len() as u64 <= cap {
             return Ok(Deleted {

@@ -300,9 +300,10 @@ pub fn select_list(d: Dialect, r: &Resource, q: &ListQuery<'_>) -> SelectStateme
 ///
 /// `horizon`: where the backend's writers do not commit in the order of
 /// their change times (PostgreSQL), the latest time no transaction in
-/// flight can still commit at, read before this statement; the mark never
-/// passes it. `None`: the clock row, read in the same snapshot (SQLite,
-/// whose writers are serialized).
+/// flight can still commit at, read before this statement; neither the
+/// mark nor any row of the page (whose last row's time may be handed out
+/// as the next position) passes it. `None`: the clock row, read in the
+/// same snapshot (SQLite, whose writers are serialized).
 pub fn select_list_with_mark(
     d: Dialect,
     r: &Resource,
@@ -319,7 +320,7 @@ pub fn select_list_with_mark(
             inner_fields.push(k.field);
         }
     }
-    let page = select_list(
+    let mut page = select_list(
         d,
         r,
         &ListQuery {
@@ -327,6 +328,13 @@ pub fn select_list_with_mark(
             ..q.clone()
         },
     );
+    // Past the horizon a row may have committed before another, still in
+    // flight, with an earlier time: a page that showed it would hand out
+    // a position past the other's time, and the client would never see
+    // it. Such rows wait for a later read.
+    if let Some(h) = horizon {
+        page.and_where(Expr::col(col(r, updated_at)).lte(h.to_string()));
+    }
     let mut changed = Query::select();
     changed
         .from(table(r))
