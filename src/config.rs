@@ -142,15 +142,6 @@ pub struct DatabaseSettings {
 }
 
 impl DatabaseSettings {
-    /// The store's limits from these settings.
-    pub fn limits(&self) -> crate::store::Limits {
-        crate::store::Limits {
-            max_connections: self.max_connections,
-            statement_timeout: self.statement_timeout,
-            connect_timeout: self.connect_timeout,
-        }
-    }
-
     /// The directory of a file database (where restkit keeps files of its
     /// own, such as a generated signing key); `None` in memory or on a
     /// server.

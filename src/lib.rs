@@ -73,7 +73,7 @@ pub async fn open(
     // start-up waits for it instead of failing.
     let started = std::time::Instant::now();
     let store = loop {
-        match store::Store::open(&settings.database.url, &settings.database.limits()).await {
+        match store::Store::open(&settings.database.url, &(&settings.database).into()).await {
             Err(store::StoreError::Unavailable(cause)) if started.elapsed() < STARTUP_WAIT => {
                 tracing::info!(%cause, "the database is busy (another instance starting?); retrying");
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;

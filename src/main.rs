@@ -155,7 +155,7 @@ async fn own_store(db: DbArgs) -> Result<(restkit::store::Store, std::time::Dura
             database: db.database,
         },
     )?;
-    let store = restkit::store::Store::open(&settings.database.url, &settings.database.limits())
+    let store = restkit::store::Store::open(&settings.database.url, &(&settings.database).into())
         .await
         .map_err(|e| e.to_string())?;
     store.migrate(&model).await.map_err(|e| e.to_string())?;
@@ -250,7 +250,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 },
             )?;
             let store =
-                restkit::store::Store::open(&settings.database.url, &settings.database.limits())
+                restkit::store::Store::open(&settings.database.url, &(&settings.database).into())
                     .await
                     .map_err(|e| e.to_string())?;
             store.migrate(&model).await.map_err(|e| e.to_string())?;

@@ -450,6 +450,16 @@ pub struct Limits {
     pub connect_timeout: std::time::Duration,
 }
 
+impl From<&crate::config::DatabaseSettings> for Limits {
+    fn from(d: &crate::config::DatabaseSettings) -> Self {
+        Limits {
+            max_connections: d.max_connections,
+            statement_timeout: d.statement_timeout,
+            connect_timeout: d.connect_timeout,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
