@@ -16,6 +16,8 @@
 //! see the row as it is committed, and hold it until they write.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_query::{PostgresQueryBuilder, SelectStatement};
@@ -33,6 +35,28 @@ pub struct PgStore {
     pool: PgPool,
     /// `/health`'s own connection (see the SQLite store's).
     health: PgPool,
+    /// While the server is unreachable, requests fail at once instead of
+    /// each waiting `connect_timeout`: until this time (Unix ms; 0: up),
+    /// then one request probes while the others keep failing fast.
+    down_until: Arc<AtomicI64>,
+    /// How long a probe may take: the connect timeout.
+    probe: Duration,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Does `e` say the server cannot be reached — no connection could be
+/// had within the connect timeout, or the server refuses logins while it
+/// starts — rather than that one connection or statement failed (a
+/// connection ended by the server is replaced by the next request)?
+fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
+        _ => false,
+    }
 }
 
 /// An open write transaction (sqlx's: dropped without commit, it is
@@ -115,7 +139,52 @@ impl PgStore {
             .max_connections(1)
             .acquire_timeout(connect_timeout.min(Duration::from_secs(2)))
             .connect_lazy_with(opts);
-        Ok(PgStore { pool, health })
+        Ok(PgStore {
+            pool,
+            health,
+            down_until: Arc::new(AtomicI64::new(0)),
+            probe: connect_timeout,
+        })
+    }
+
+    /// Lets a request reach the server, or refuses it at once while the
+    /// server is known to be down (one request at a time probes).
+    fn gate(&self) -> Result<(), StoreError> {
+        let until = self.down_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return Ok(());
+        }
+        let now = now_ms();
+        let probe_until = now + self.probe.as_millis() as i64 + 1000;
+        if now >= until
+            && self
+                .down_until
+                .compare_exchange(until, probe_until, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Ok(());
+        }
+        Err(StoreError::Unavailable(
+            "the database could not be reached a moment ago; trying again shortly".into(),
+        ))
+    }
+
+    /// Records how a call that reached for the server went.
+    fn pass<T>(&self, r: Result<T, sqlx::Error>) -> Result<T, StoreError> {
+        match r {
+            Ok(v) => {
+                if self.down_until.load(Ordering::Relaxed) != 0 {
+                    self.down_until.store(0, Ordering::Relaxed);
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                if unreachable(&e) {
+                    self.down_until.store(now_ms() + 1000, Ordering::Relaxed);
+                }
+                Err(err(e))
+            }
+        }
     }
 
     /// Connections (pool, in use, idle): one pool serves reads and writes.
@@ -125,11 +194,9 @@ impl PgStore {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.health)
-            .await
-            .map(|_| ())
-            .map_err(err)
+        self.gate()?;
+        let done = sqlx::query("SELECT 1").execute(&self.health).await;
+        self.pass(done).map(|_| ())
     }
 
     pub async fn fetch_all(
@@ -139,10 +206,11 @@ impl PgStore {
         stmt: SelectStatement,
     ) -> Result<Vec<Record>, StoreError> {
         let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        self.gate()?;
         let rows = sqlx::query_with(AssertSqlSafe(sql), values)
             .fetch_all(&self.pool)
-            .await
-            .map_err(err)?;
+            .await;
+        let rows = self.pass(rows)?;
         rows.iter().map(|row| decode(r, fields, row, 0)).collect()
     }
 
@@ -155,10 +223,11 @@ impl PgStore {
         stmt: SelectStatement,
     ) -> Result<(String, Vec<Record>), StoreError> {
         let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        self.gate()?;
         let rows = sqlx::query_with(AssertSqlSafe(sql), values)
             .fetch_all(&self.pool)
-            .await
-            .map_err(err)?;
+            .await;
+        let rows = self.pass(rows)?;
         let mark = rows
             .first()
             .and_then(|row| row.try_get::<Option<String>, _>(0).ok().flatten())
@@ -178,19 +247,21 @@ impl PgStore {
         stmt: SelectStatement,
     ) -> Result<Option<Record>, StoreError> {
         let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        self.gate()?;
         let row = sqlx::query_with(AssertSqlSafe(sql), values)
             .fetch_optional(&self.pool)
-            .await
-            .map_err(err)?;
+            .await;
+        let row = self.pass(row)?;
         row.map(|row| decode(r, fields, &row, 0)).transpose()
     }
 
     pub async fn fetch_scalar(&self, stmt: SelectStatement) -> Result<Option<i64>, StoreError> {
         let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        self.gate()?;
         let row = sqlx::query_with(AssertSqlSafe(sql), values)
             .fetch_optional(&self.pool)
-            .await
-            .map_err(err)?;
+            .await;
+        let row = self.pass(row)?;
         Ok(row.and_then(|row| integer(&row, 0)))
     }
 
@@ -199,10 +270,11 @@ impl PgStore {
         stmt: SelectStatement,
     ) -> Result<Vec<(i64, String)>, StoreError> {
         let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        self.gate()?;
         let rows = sqlx::query_with(AssertSqlSafe(sql), values)
             .fetch_all(&self.pool)
-            .await
-            .map_err(err)?;
+            .await;
+        let rows = self.pass(rows)?;
         rows.iter()
             .map(|r| {
                 Ok((
@@ -230,10 +302,11 @@ impl PgStore {
     /// The latest change time at or before which no transaction in
     /// flight can still commit.
     pub async fn horizon(&self) -> Result<String, StoreError> {
+        self.gate()?;
         let row = sqlx::query(AssertSqlSafe(read_horizon()))
             .fetch_one(&self.pool)
-            .await
-            .map_err(err)?;
+            .await;
+        let row = self.pass(row)?;
         row.try_get::<Option<String>, _>(0)
             .map_err(err)?
             .ok_or_else(|| StoreError::Other(NO_CLOCK.into()))
@@ -241,7 +314,9 @@ impl PgStore {
 
     /// A transaction that does not touch the clock (migrations).
     pub async fn begin_ddl(&self) -> Result<PgWrite, StoreError> {
-        let tx = self.pool.begin().await.map_err(err)?;
+        self.gate()?;
+        let tx = self.pool.begin().await;
+        let tx = self.pass(tx)?;
         Ok(PgWrite {
             tx,
             now: String::new(),
