@@ -24,11 +24,15 @@ pub enum Step {
     Index(usize),
 }
 
-/// A number whose written fraction its float lost, and where it is.
+/// A number whose written fraction its float lost, or a whole number
+/// written as a float of 2^53 or more (which a float cannot hold
+/// exactly), and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LostFraction {
     pub path: Vec<Step>,
     pub text: String,
+    /// Whole, but written as a float too large to be exact.
+    pub too_large: bool,
 }
 
 /// A container being walked: an object (its current key; whether a key is
@@ -85,11 +89,19 @@ pub fn scan(json: &[u8]) -> Vec<LostFraction> {
                     i += 1;
                 }
                 let text = std::str::from_utf8(&json[start..=i]).unwrap_or("");
-                let whole_float = text
-                    .parse::<f64>()
-                    .is_ok_and(|f| f.is_finite() && f.fract() == 0.0);
-                if whole_float && has_fraction(text) {
+                let float = text.parse::<f64>().ok();
+                let whole_float = float.is_some_and(|f| f.is_finite() && f.fract() == 0.0);
+                let fraction = whole_float && has_fraction(text);
+                // `1e16`, `9007199254740993.0`: a float, whatever digits
+                // were sent, once past 2^53 (an integer written as digits
+                // alone is read exactly and is not noted).
+                let too_large = whole_float
+                    && !fraction
+                    && text.contains(['.', 'e', 'E'])
+                    && float.is_some_and(|f| f.abs() >= 9_007_199_254_740_992.0);
+                if fraction || too_large {
                     found.push(LostFraction {
+                        too_large,
                         path: stack
                             .iter()
                             .map(|f| match f {
@@ -118,10 +130,17 @@ pub fn refuse_in_integers(found: &[LostFraction], schema: &Value) -> Result<(), 
         .map(|n| {
             let field = field_path(&n.path);
             FieldError {
-                message: format!(
-                    "{field} must be an integer: {} has a fraction.",
-                    shortened(&n.text)
-                ),
+                message: if n.too_large {
+                    format!(
+                        "{field} must be an integer: {} is a float too large to be exact; send its digits.",
+                        shortened(&n.text)
+                    )
+                } else {
+                    format!(
+                        "{field} must be an integer: {} has a fraction.",
+                        shortened(&n.text)
+                    )
+                },
                 field,
                 code: "type".into(),
             }

@@ -902,3 +902,42 @@ async fn a_unique_field_with_a_default_stops_start_up() {
     let err = open_at(&dir, &toml).await.err().expect("refused");
     assert!(err.contains("fields.slug.default"), "{err}");
 }
+
+/// An integer field takes whole numbers however they are spelled, but a
+/// float of 2^53 or more is refused (422) rather than stored as whatever
+/// the float held — on PostgreSQL it was once stored as the float's bit
+/// pattern. Digits alone are exact at any size a 64-bit integer holds.
+#[tokio::test]
+async fn an_integer_written_as_a_huge_float_is_refused_and_digits_are_exact() {
+    let t = TestApp::with(MANY, "", Registry::builtin()).await;
+    let post = |body: &'static str| {
+        let t = &t;
+        async move {
+            t.post("/api/items")
+                .raw("application/json", body)
+                .send()
+                .await
+        }
+    };
+    for body in [
+        r#"{"n": 1e16}"#,
+        r#"{"n": 9007199254740993.0}"#,
+        r#"{"n": -2e18}"#,
+    ] {
+        let res = post(body).await;
+        let b = assert_problem(&res, 422, "VALIDATION_FAILED");
+        assert_eq!(b["errors"][0]["field"], "n", "{body}: {b}");
+    }
+    for (body, stored) in [
+        (r#"{"n": 10000000000000000}"#, 10_000_000_000_000_000i64),
+        (r#"{"n": 9223372036854775807}"#, i64::MAX),
+        (r#"{"n": 9007199254740991.0}"#, 9_007_199_254_740_991),
+        (r#"{"n": 1e3}"#, 1000),
+    ] {
+        let res = post(body).await;
+        assert_eq!(res.status, 201, "{body}");
+        let id = res.json()["id"].as_i64().unwrap();
+        let back = t.get(&format!("/api/items/{id}")).send().await.json();
+        assert_eq!(back["n"], stored, "{body}");
+    }
+}
