@@ -581,10 +581,7 @@ impl Store {
                 r.name
             )));
         };
-        let horizon = match &self.backend {
-            Backend::Sqlite(_) => None,
-            Backend::Postgres(s) => Some(s.horizon().await?),
-        };
+        let horizon = self.read_bound().await?;
         let stmt = sql::select_list_with_mark(
             self.dialect(),
             r,
@@ -699,13 +696,10 @@ impl Store {
         cap: u64,
         scope: TombstoneScope,
     ) -> Result<Deleted, StoreError> {
-        // PostgreSQL: nothing past the horizon, where a deletion still in
-        // flight may have an earlier time than one reported (and the cut
-        // handed out would pass it).
-        let horizon = match &self.backend {
-            Backend::Sqlite(_) => None,
-            Backend::Postgres(s) => Some(s.horizon().await?),
-        };
+        // Nothing past the bound, where a deletion still in flight may
+        // have an earlier time than one reported (and the cut handed out
+        // would pass it).
+        let horizon = self.read_bound().await?;
         let rows = self
             .pairs(sql::select_tombstones(
                 r,
@@ -814,6 +808,18 @@ impl Store {
     /// Does a row with this id exist within `scope`?
     pub async fn exists(&self, r: &Resource, id: i64, scope: &Scope) -> Result<bool, StoreError> {
         Ok(self.fetch(r, &[r.primary_key], id, scope).await?.is_some())
+    }
+
+    /// The bound a sync read's rows, mark and tombstones must not pass,
+    /// read before its snapshot: the [`Store::horizon`] where writers may
+    /// commit out of the order of their times (PostgreSQL); `None` where
+    /// they cannot (SQLite serializes them, and its mark query reads the
+    /// clock row in the same snapshot).
+    async fn read_bound(&self) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(s) => s.horizon().await.map(Some),
+        }
     }
 
     /// The latest change time at or before which nothing can still

@@ -260,22 +260,31 @@ pub async fn rows_where_in(
 ) -> Result<Vec<super::Record>, super::StoreError> {
     let scope = field_scope(r, field, value)?;
     let fields: Vec<usize> = (0..r.fields.len()).collect();
-    tx.list(
-        r,
-        &super::ListQuery {
-            fields: &fields,
-            selection: super::Selection {
-                scope: &scope,
-                filter: None,
-                since: None,
-            },
-            sort: Vec::new(),
-            after: None,
-            limit,
-            offset: 0,
+    tx.list(r, &whole_rows(&fields, &scope, Vec::new(), None, limit))
+        .await
+}
+
+/// Every field (`fields`: all of them) of the rows in `scope`, in `sort`
+/// order after `after`, at most `limit`.
+fn whole_rows<'a>(
+    fields: &'a [usize],
+    scope: &'a super::Scope,
+    sort: Vec<super::SortKey>,
+    after: Option<&'a [serde_json::Value]>,
+    limit: u64,
+) -> super::ListQuery<'a> {
+    super::ListQuery {
+        fields,
+        selection: super::Selection {
+            scope,
+            filter: None,
+            since: None,
         },
-    )
-    .await
+        sort,
+        after,
+        limit,
+        offset: 0,
+    }
 }
 
 /// Every field of `r`'s rows in `scope`, in `sort` order (then by key).
@@ -301,21 +310,7 @@ pub async fn rows_after(
 ) -> Result<Vec<super::Record>, super::StoreError> {
     let fields: Vec<usize> = (0..r.fields.len()).collect();
     store
-        .list(
-            r,
-            &super::ListQuery {
-                fields: &fields,
-                selection: super::Selection {
-                    scope,
-                    filter: None,
-                    since: None,
-                },
-                sort,
-                after,
-                limit,
-                offset: 0,
-            },
-        )
+        .list(r, &whole_rows(&fields, scope, sort, after, limit))
         .await
 }
 

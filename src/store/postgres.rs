@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_query::{PostgresQueryBuilder, SelectStatement};
-use sea_query_sqlx::SqlxBinder;
+use sea_query_sqlx::{SqlxBinder, SqlxValues};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Postgres, Row};
@@ -199,18 +199,33 @@ impl PgStore {
         self.pass(done).map(|_| ())
     }
 
+    /// Every row of `stmt`, through the breaker.
+    async fn rows(&self, stmt: SelectStatement) -> Result<Vec<PgRow>, StoreError> {
+        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        self.gate()?;
+        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_all(&self.pool)
+            .await;
+        self.pass(rows)
+    }
+
+    /// The first row of `stmt`, if any, through the breaker.
+    async fn row(&self, stmt: SelectStatement) -> Result<Option<PgRow>, StoreError> {
+        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+        self.gate()?;
+        let row = sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_optional(&self.pool)
+            .await;
+        self.pass(row)
+    }
+
     pub async fn fetch_all(
         &self,
         r: &Resource,
         fields: &[usize],
         stmt: SelectStatement,
     ) -> Result<Vec<Record>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
-        self.gate()?;
-        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_all(&self.pool)
-            .await;
-        let rows = self.pass(rows)?;
+        let rows = self.rows(stmt).await?;
         rows.iter().map(|row| decode(r, fields, row, 0)).collect()
     }
 
@@ -222,12 +237,7 @@ impl PgStore {
         fields: &[usize],
         stmt: SelectStatement,
     ) -> Result<(String, Vec<Record>), StoreError> {
-        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
-        self.gate()?;
-        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_all(&self.pool)
-            .await;
-        let rows = self.pass(rows)?;
+        let rows = self.rows(stmt).await?;
         let mark = rows
             .first()
             .and_then(|row| row.try_get::<Option<String>, _>(0).ok().flatten())
@@ -246,35 +256,19 @@ impl PgStore {
         fields: &[usize],
         stmt: SelectStatement,
     ) -> Result<Option<Record>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
-        self.gate()?;
-        let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_optional(&self.pool)
-            .await;
-        let row = self.pass(row)?;
+        let row = self.row(stmt).await?;
         row.map(|row| decode(r, fields, &row, 0)).transpose()
     }
 
     pub async fn fetch_scalar(&self, stmt: SelectStatement) -> Result<Option<i64>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
-        self.gate()?;
-        let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_optional(&self.pool)
-            .await;
-        let row = self.pass(row)?;
-        Ok(row.and_then(|row| integer(&row, 0)))
+        Ok(self.row(stmt).await?.and_then(|row| integer(&row, 0)))
     }
 
     pub async fn fetch_id_times(
         &self,
         stmt: SelectStatement,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
-        self.gate()?;
-        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_all(&self.pool)
-            .await;
-        let rows = self.pass(rows)?;
+        let rows = self.rows(stmt).await?;
         rows.iter()
             .map(|r| {
                 Ok((
@@ -386,20 +380,42 @@ fn decode(r: &Resource, fields: &[usize], row: &PgRow, first: usize) -> Result<R
 }
 
 impl PgWrite {
+    /// Every row of a built statement, in this transaction; a unique or
+    /// foreign-key violation names a field of `r`.
+    async fn rows(
+        &mut self,
+        (sql, values): (String, SqlxValues),
+        r: Option<&Resource>,
+    ) -> Result<Vec<PgRow>, StoreError> {
+        sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx(Dialect::Postgres, e, r))
+    }
+
+    /// As [`PgWrite::rows`], the first row if any.
+    async fn row(
+        &mut self,
+        (sql, values): (String, SqlxValues),
+        r: Option<&Resource>,
+    ) -> Result<Option<PgRow>, StoreError> {
+        sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx(Dialect::Postgres, e, r))
+    }
+
     pub async fn returning(
         &mut self,
         r: &Resource,
         fields: &[usize],
         stmt: Write,
     ) -> Result<Option<Record>, StoreError> {
-        let (sql, values) = match stmt {
+        let built = match stmt {
             Write::Insert(s) => s.build_sqlx(PostgresQueryBuilder),
             Write::Update(s) => s.build_sqlx(PostgresQueryBuilder),
         };
-        let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(|e| StoreError::from_sqlx(Dialect::Postgres, e, Some(r)))?;
+        let row = self.row(built, Some(r)).await?;
         row.map(|row| decode(r, fields, &row, 0)).transpose()
     }
 
@@ -413,20 +429,16 @@ impl PgWrite {
         mut stmt: SelectStatement,
     ) -> Result<Option<Record>, StoreError> {
         stmt.lock_with_tables(sea_query::LockType::Update, [super::sql::table_of(r)]);
-        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
-        let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(|e| StoreError::from_sqlx(Dialect::Postgres, e, Some(r)))?;
+        let row = self
+            .row(stmt.build_sqlx(PostgresQueryBuilder), Some(r))
+            .await?;
         row.map(|row| decode(r, fields, &row, 0)).transpose()
     }
 
     pub async fn fetch_scalar(&mut self, stmt: SelectStatement) -> Result<Option<i64>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
-        let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(err)?;
+        let row = self
+            .row(stmt.build_sqlx(PostgresQueryBuilder), None)
+            .await?;
         Ok(row.and_then(|row| integer(&row, 0)))
     }
 
@@ -436,11 +448,9 @@ impl PgWrite {
         fields: &[usize],
         stmt: SelectStatement,
     ) -> Result<Vec<Record>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
-        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(|e| StoreError::from_sqlx(Dialect::Postgres, e, Some(r)))?;
+        let rows = self
+            .rows(stmt.build_sqlx(PostgresQueryBuilder), Some(r))
+            .await?;
         rows.iter().map(|row| decode(r, fields, row, 0)).collect()
     }
 

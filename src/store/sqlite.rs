@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_query::{Expr, Query, SelectStatement, SqliteQueryBuilder};
-use sea_query_sqlx::SqlxBinder;
+use sea_query_sqlx::{SqlxBinder, SqlxValues};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -320,20 +320,37 @@ impl SqliteStore {
             .map_err(err)
     }
 
+    /// Every row of `stmt`, from a read connection.
+    async fn rows(&self, stmt: SelectStatement) -> Result<Vec<SqliteRow>, StoreError> {
+        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+        match sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_all(&self.read)
+            .await
+        {
+            Ok(rows) => Ok(rows),
+            Err(e) => Err(self.read_failed(e).await),
+        }
+    }
+
+    /// The first row of `stmt`, if any, from a read connection.
+    async fn row(&self, stmt: SelectStatement) -> Result<Option<SqliteRow>, StoreError> {
+        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+        match sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_optional(&self.read)
+            .await
+        {
+            Ok(row) => Ok(row),
+            Err(e) => Err(self.read_failed(e).await),
+        }
+    }
+
     pub async fn fetch_all(
         &self,
         r: &Resource,
         fields: &[usize],
         stmt: SelectStatement,
     ) -> Result<Vec<Record>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_all(&self.read)
-            .await;
-        let rows = match rows {
-            Ok(v) => v,
-            Err(e) => return Err(self.read_failed(e).await),
-        };
+        let rows = self.rows(stmt).await?;
         Ok(rows.iter().map(|row| decode(r, fields, row)).collect())
     }
 
@@ -346,14 +363,7 @@ impl SqliteStore {
         fields: &[usize],
         stmt: SelectStatement,
     ) -> Result<(String, Vec<Record>), StoreError> {
-        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_all(&self.read)
-            .await;
-        let rows = match rows {
-            Ok(v) => v,
-            Err(e) => return Err(self.read_failed(e).await),
-        };
+        let rows = self.rows(stmt).await?;
         let mark = rows
             .first()
             .and_then(|row| row.try_get_unchecked::<Option<String>, _>(0).ok().flatten())
@@ -377,27 +387,13 @@ impl SqliteStore {
         fields: &[usize],
         stmt: SelectStatement,
     ) -> Result<Option<Record>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_optional(&self.read)
-            .await;
-        let row = match row {
-            Ok(v) => v,
-            Err(e) => return Err(self.read_failed(e).await),
-        };
+        let row = self.row(stmt).await?;
         Ok(row.map(|row| decode(r, fields, &row)))
     }
 
     /// The first column of the first row; `None` for no row or NULL.
     pub async fn fetch_scalar(&self, stmt: SelectStatement) -> Result<Option<i64>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_optional(&self.read)
-            .await;
-        let row = match row {
-            Ok(v) => v,
-            Err(e) => return Err(self.read_failed(e).await),
-        };
+        let row = self.row(stmt).await?;
         Ok(row.and_then(|row| row.try_get_unchecked::<Option<i64>, _>(0).ok().flatten()))
     }
 
@@ -472,14 +468,7 @@ impl SqliteStore {
         &self,
         stmt: SelectStatement,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_all(&self.read)
-            .await;
-        let rows = match rows {
-            Ok(v) => v,
-            Err(e) => return Err(self.read_failed(e).await),
-        };
+        let rows = self.rows(stmt).await?;
         rows.iter()
             .map(|r| {
                 Ok((
@@ -600,20 +589,42 @@ impl SqliteWrite {
             .expect("a write transaction holds its connection until commit or drop")
     }
 
+    /// Every row of a built statement, in this transaction; a unique or
+    /// foreign-key violation names a field of `r`.
+    async fn rows(
+        &mut self,
+        (sql, values): (String, SqlxValues),
+        r: Option<&Resource>,
+    ) -> Result<Vec<SqliteRow>, StoreError> {
+        sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_all(self.conn())
+            .await
+            .map_err(|e| StoreError::from_sqlx(Dialect::Sqlite, e, r))
+    }
+
+    /// As [`SqliteWrite::rows`], the first row if any.
+    async fn row(
+        &mut self,
+        (sql, values): (String, SqlxValues),
+        r: Option<&Resource>,
+    ) -> Result<Option<SqliteRow>, StoreError> {
+        sqlx::query_with(AssertSqlSafe(sql), values)
+            .fetch_optional(self.conn())
+            .await
+            .map_err(|e| StoreError::from_sqlx(Dialect::Sqlite, e, r))
+    }
+
     pub async fn returning(
         &mut self,
         r: &Resource,
         fields: &[usize],
         stmt: Write,
     ) -> Result<Option<Record>, StoreError> {
-        let (sql, values) = match stmt {
+        let built = match stmt {
             Write::Insert(s) => s.build_sqlx(SqliteQueryBuilder),
             Write::Update(s) => s.build_sqlx(SqliteQueryBuilder),
         };
-        let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_optional(self.conn())
-            .await
-            .map_err(|e| StoreError::from_sqlx(Dialect::Sqlite, e, Some(r)))?;
+        let row = self.row(built, Some(r)).await?;
         Ok(row.map(|row| decode(r, fields, &row)))
     }
 
@@ -623,21 +634,15 @@ impl SqliteWrite {
         fields: &[usize],
         stmt: SelectStatement,
     ) -> Result<Option<Record>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_optional(self.conn())
-            .await
-            .map_err(|e| StoreError::from_sqlx(Dialect::Sqlite, e, Some(r)))?;
+        let row = self
+            .row(stmt.build_sqlx(SqliteQueryBuilder), Some(r))
+            .await?;
         Ok(row.map(|row| decode(r, fields, &row)))
     }
 
     /// One integer, seeing this transaction's writes.
     pub async fn fetch_scalar(&mut self, stmt: SelectStatement) -> Result<Option<i64>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_optional(self.conn())
-            .await
-            .map_err(err)?;
+        let row = self.row(stmt.build_sqlx(SqliteQueryBuilder), None).await?;
         Ok(row.and_then(|row| row.try_get_unchecked::<Option<i64>, _>(0).ok().flatten()))
     }
 
@@ -647,11 +652,9 @@ impl SqliteWrite {
         fields: &[usize],
         stmt: SelectStatement,
     ) -> Result<Vec<Record>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        let rows = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_all(self.conn())
-            .await
-            .map_err(|e| StoreError::from_sqlx(Dialect::Sqlite, e, Some(r)))?;
+        let rows = self
+            .rows(stmt.build_sqlx(SqliteQueryBuilder), Some(r))
+            .await?;
         Ok(rows.iter().map(|row| decode(r, fields, row)).collect())
     }
 

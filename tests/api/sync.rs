@@ -425,6 +425,24 @@ async fn a_time_from_the_future_does_not_hide_later_changes() {
     assert!(ids.contains(&5), "{ids:?}");
 }
 
+/// A sync read of books after `since` (plus `query`): the next
+/// timestamp it hands out and the titles of its page.
+async fn feed(t: &TestApp, since: &str, query: &str) -> (String, Vec<String>) {
+    let res = t
+        .get(&format!("/v1/books?timestamp={}{query}", enc(since)))
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    let titles = res
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["title"].as_str().unwrap().to_string())
+        .collect();
+    (res.header("x-sync-timestamp").to_string(), titles)
+}
+
 /// A book inserted straight through `tx`, stamped with its time.
 async fn insert_in(tx: &mut restkit::store::WriteTx, title: &str) {
     use sea_query::{Alias, Expr, Query};
@@ -457,28 +475,9 @@ async fn writers_run_at_once_and_no_mark_passes_one_in_flight() {
     assert!(second.now() > first.now());
     insert_in(&mut second, "Second writer").await;
     second.commit().await.unwrap();
-    let read = |since: String| {
-        let t = &t;
-        async move {
-            let res = t
-                .get(&format!(
-                    "/v1/books?timestamp={}&envelope=true",
-                    enc(&since)
-                ))
-                .send()
-                .await;
-            let titles: Vec<String> = res.json()["records"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|b| b["title"].as_str().unwrap().to_string())
-                .collect();
-            (res.header("x-sync-timestamp").to_string(), titles)
-        }
-    };
     // The second's book, later than the first's time, waits until the
     // first has ended; the mark stays before the first's time.
-    let (mark, titles) = read(start).await;
+    let (mark, titles) = feed(&t, &start, "").await;
     assert_eq!(titles, Vec::<String>::new());
     assert!(
         mark.as_str() < first.now(),
@@ -487,7 +486,7 @@ async fn writers_run_at_once_and_no_mark_passes_one_in_flight() {
     );
     insert_in(&mut first, "First writer").await;
     first.commit().await.unwrap();
-    let (_, titles) = read(mark).await;
+    let (_, titles) = feed(&t, &mark, "").await;
     assert_eq!(titles, ["First writer", "Second writer"]);
 }
 
@@ -514,29 +513,10 @@ async fn a_feed_position_never_passes_a_writer_in_flight() {
         assert_eq!(res.status, 201);
     }
     let mut seen = Vec::new();
-    let follow = |position: &String| {
-        let t = &t;
-        let from = position.clone();
-        async move {
-            let res = t
-                .get(&format!("/v1/books?timestamp={}&per-page=2", enc(&from)))
-                .send()
-                .await;
-            assert_eq!(res.status, 200);
-            let titles: Vec<String> = res
-                .json()
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|b| b["title"].as_str().unwrap().to_string())
-                .collect();
-            (res.header("x-sync-timestamp").to_string(), titles)
-        }
-    };
     // While the slow writer is open, the client follows the positions it
     // is given until a page comes back empty.
     loop {
-        let (next, titles) = follow(&position).await;
+        let (next, titles) = feed(&t, &position, "&per-page=2").await;
         assert!(next.as_str() < slow.now(), "{next} passed {}", slow.now());
         position = next;
         if titles.is_empty() {
@@ -547,7 +527,7 @@ async fn a_feed_position_never_passes_a_writer_in_flight() {
     insert_in(&mut slow, "Slow writer").await;
     slow.commit().await.unwrap();
     for _ in 0..10 {
-        let (next, titles) = follow(&position).await;
+        let (next, titles) = feed(&t, &position, "&per-page=2").await;
         position = next;
         if titles.is_empty() {
             break;
