@@ -108,7 +108,7 @@ pub const ESTIMATE_EXACT_UP_TO: u64 = 10_000;
 
 /// Why a store call failed. Converted into [`crate::error::ApiError`] in
 /// exactly one place (`impl From<StoreError> for ApiError`).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached (pool timeout, I/O): 503.
     #[error("database unavailable: {0}")]
@@ -146,23 +146,6 @@ impl StoreError {
                 field: r.and_then(|r| d.unique_field(r, db.message(), db.constraint())),
             },
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::ForeignKey,
-            // SQLITE_INTERRUPT: the statement watchdog stopped it.
-            sqlx::Error::Database(db)
-                if d == Dialect::Sqlite && db.code().as_deref() == Some("9") =>
-            {
-                StoreError::Timeout
-            }
-            // The file is locked by another process past busy_timeout
-            // (BUSY, LOCKED), cannot be opened, read or written (CANTOPEN,
-            // IOERR, READONLY, FULL), or what is read is not a database
-            // (NOTADB, CORRUPT: the file was overwritten or damaged): the
-            // database is unavailable for now, 503, and the next request
-            // tries again, so a restored file serves without a restart.
-            sqlx::Error::Database(db)
-                if d == Dialect::Sqlite && sqlite::unavailable(db.code().as_deref()) =>
-            {
-                StoreError::Unavailable(e.to_string())
-            }
             // query_canceled: statement_timeout ran out.
             sqlx::Error::Database(db)
                 if d == Dialect::Postgres && db.code().as_deref() == Some("57014") =>

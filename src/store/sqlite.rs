@@ -1,48 +1,68 @@
-//! SQLite: pools, pragmas and row decoding (§13).
+//! SQLite: connections, pragmas, group commit and row decoding (§13).
 //!
-//! Two pools over one file: many readers, and exactly one writer, so writes
-//! are serialized inside the process and clients never see "database is
-//! locked". WAL lets readers proceed during a write; `busy_timeout` covers
-//! other processes on the same file; `synchronous = NORMAL` is durable
-//! under WAL except for the last transactions on power loss.
+//! restkit owns the storage path: statements run on the task that asks
+//! for them, on connections it holds itself (rusqlite), with their
+//! prepared statements cached per connection. There is no hop to another
+//! thread and back per statement — what sqlx-sqlite's worker thread cost
+//! (about a third of the CPU of a GET of one record, in futex wake-ups).
+//!
+//! - **Reads** take an idle read-only connection, run in place, and put
+//!   it back. WAL lets them proceed during a write.
+//! - **Writes** go through exactly one writer connection, so writes are
+//!   serialized inside the process and clients never see "database is
+//!   locked". Concurrent write requests are **committed in groups**: each
+//!   request runs inside a savepoint of the writer's open transaction and
+//!   releases it; the transaction commits when no other write request is
+//!   waiting (or [`MAX_GROUP`] have joined), and every request of the
+//!   group is answered only after that commit. A request that fails rolls
+//!   back to its own savepoint: the others in its group are unaffected.
+//!   An error that makes SQLite roll back the whole transaction (an
+//!   interrupted write, I/O failure) fails every request of the group:
+//!   none of them was acknowledged.
+//! - `busy_timeout` covers other processes on the same file (the writer
+//!   waits for their lock asynchronously, without holding a thread);
+//!   `synchronous = NORMAL` is durable under WAL against a crash of the
+//!   process, not against power loss for the last commits.
 
-use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
-use sea_query::{Expr, Query, SelectStatement, SqliteQueryBuilder};
-use sea_query_sqlx::{SqlxBinder, SqlxValues};
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
-};
-use sqlx::Sqlite;
-// Every SQL string here comes from sea-query (identifiers from the model,
-// values bound) or is a fixed literal: that is the audit AssertSqlSafe asks for.
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, ToSql};
+use sea_query::{Expr, Query, QueryStatementWriter, SelectStatement, SqliteQueryBuilder, Values};
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, Row};
+use tokio::sync::{oneshot, Notify, OwnedMutexGuard, Semaphore};
 
 use super::sql::Write;
 use super::{Dialect, Record, StoreError};
 use crate::model::{FieldType, Resource};
 
+/// At most this many requests share one commit: bounds how long the first
+/// of a group waits for the last.
+pub const MAX_GROUP: usize = 64;
+
+/// How long a write waits for another process's lock on the file, and a
+/// request for the writer or a read connection, before answering 503.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 mod watchdog {
-    //! Cancels read statements that run too long (§6.9), without a cost
-    //! per query: each read connection gets one SQLite progress handler
-    //! at connect time. SQLite calls it every [`OPS`] virtual-machine
-    //! instructions of a running statement; it tells executions apart by
-    //! (busy statement, its run count), restarts the clock on a new one,
-    //! and returns `false` — SQLite then stops the statement with
-    //! `SQLITE_INTERRUPT` — once one has run past the limit.
+    //! Cancels statements that run too long (§6.9), without a cost per
+    //! query: each connection gets one SQLite progress handler when it is
+    //! opened. SQLite calls it every [`OPS`] virtual-machine instructions
+    //! of a running statement; it tells executions apart by (busy
+    //! statement, its run count), restarts the clock on a new one, and
+    //! asks SQLite to stop the statement (`SQLITE_INTERRUPT`) once one has
+    //! run past the limit.
 
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use libsqlite3_sys as ffi;
-    use sqlx::SqliteConnection;
+    use rusqlite::ffi;
+    use rusqlite::Connection;
 
     /// VM instructions between checks: well under a millisecond of work.
     const OPS: i32 = 10_000;
@@ -69,74 +89,172 @@ mod watchdog {
     /// Installs the watchdog on `conn`. While `enforce` is false (the
     /// writer during migrations, whose index builds may rightly take
     /// long) statements run unbounded.
-    pub async fn install(
-        conn: &mut SqliteConnection,
+    pub fn install(
+        conn: &Connection,
         limit: Duration,
         enforce: Arc<AtomicBool>,
-    ) -> Result<(), sqlx::Error> {
+    ) -> rusqlite::Result<()> {
         if limit.is_zero() {
             return Ok(());
         }
-        let mut handle = conn.lock_handle().await?;
-        // The handler is owned by this connection and dropped with it, so
-        // the pointer outlives every call.
-        let db = handle.as_raw_handle().as_ptr() as usize;
+        // SAFETY: the handle is only read from inside the handler, which
+        // the connection owns and drops with itself, so it outlives every
+        // call.
+        let db = unsafe { conn.handle() } as usize;
         let mut current = (0usize, -1i32, Instant::now());
-        handle.set_progress_handler(OPS, move || {
-            // SAFETY: see `running`; SQLite invokes this on the executing
-            // thread of connection `db`.
-            let (stmt, runs) = unsafe { running(db as *mut ffi::sqlite3) };
-            let now = Instant::now();
-            if (stmt, runs) != (current.0, current.1) {
-                current = (stmt, runs, now);
-                return true;
-            }
-            now.duration_since(current.2) < limit || !enforce.load(Ordering::Relaxed)
-        });
-        Ok(())
+        conn.progress_handler(
+            OPS,
+            Some(move || {
+                // SAFETY: see `running`; SQLite invokes this on the
+                // executing thread of connection `db`.
+                let (stmt, runs) = unsafe { running(db as *mut ffi::sqlite3) };
+                let now = Instant::now();
+                if (stmt, runs) != (current.0, current.1) {
+                    current = (stmt, runs, now);
+                    return false;
+                }
+                now.duration_since(current.2) >= limit && enforce.load(Ordering::Relaxed)
+            }),
+        )
     }
 }
 
-/// SQLite result codes (primary code: the low byte of an extended one)
-/// that mean the file cannot be used right now.
-pub fn unavailable(code: Option<&str>) -> bool {
-    let Some(code) = code.and_then(|c| c.parse::<u32>().ok()) else {
-        return false;
-    };
-    // BUSY 5, LOCKED 6, READONLY 8, IOERR 10, CORRUPT 11, FULL 13,
-    // CANTOPEN 14, NOTADB 26.
+/// SQLite primary result codes that mean the file cannot be used right
+/// now: BUSY 5, LOCKED 6, READONLY 8, IOERR 10, CORRUPT 11, FULL 13,
+/// CANTOPEN 14, NOTADB 26.
+fn unavailable(code: i32) -> bool {
     matches!(code & 0xff, 5 | 6 | 8 | 10 | 11 | 13 | 14 | 26)
 }
 
-#[derive(Clone)]
-pub struct SqliteStore {
-    read: SqlitePool,
-    write: SqlitePool,
-    /// `/health`'s own connection: a probe must not queue behind the
-    /// requests filling the read pool (50 expensive reads held `/health`
-    /// for 5 s), or a load balancer takes a busy instance for a dead one.
-    health: SqlitePool,
-    /// Whether the writer's statement watchdog is on (off while migrating).
-    write_enforced: Arc<AtomicBool>,
-    /// `sqlite::memory:`: one connection is the whole database.
-    in_memory: bool,
+/// What a failed statement means; a unique violation names a field of `r`.
+fn error(e: rusqlite::Error, r: Option<&Resource>) -> StoreError {
+    use rusqlite::ffi;
+    let rusqlite::Error::SqliteFailure(failure, message) = &e else {
+        return StoreError::Other(e.to_string());
+    };
+    match failure.extended_code {
+        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => StoreError::Unique {
+            field: r.and_then(|r| {
+                Dialect::Sqlite.unique_field(r, message.as_deref().unwrap_or(""), None)
+            }),
+        },
+        ffi::SQLITE_CONSTRAINT_FOREIGNKEY => StoreError::ForeignKey,
+        // The statement watchdog stopped it.
+        code if code & 0xff == ffi::SQLITE_INTERRUPT => StoreError::Timeout,
+        // The file is locked by another process past busy_timeout (BUSY,
+        // LOCKED), cannot be opened, read or written (CANTOPEN, IOERR,
+        // READONLY, FULL), or what is read is not a database (NOTADB,
+        // CORRUPT: the file was overwritten or damaged): the database is
+        // unavailable for now, 503, and the next request tries again, so a
+        // restored file serves without a restart.
+        code if unavailable(code) => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Other(e.to_string()),
+    }
 }
 
-/// An open write transaction on the single writer connection.
-///
-/// The transaction is driven with plain `BEGIN IMMEDIATE` / `COMMIT` /
-/// `ROLLBACK` rather than sqlx's transaction manager: when the statement
-/// watchdog interrupts a write, SQLite rolls the transaction back by
-/// itself, sqlx's manager does not know it, and its next `begin` would
-/// open a savepoint inside a transaction that never commits again (every
-/// later write acknowledged and lost). Here a failed or abandoned
-/// transaction is rolled back before the connection returns to the pool,
-/// and a connection found still inside a transaction is closed.
-pub struct SqliteWrite {
-    conn: Option<PoolConnection<Sqlite>>,
-    pub now: String,
-    /// An in-memory database lives in its one connection: never close it.
-    in_memory: bool,
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::DatabaseBusy || f.code == rusqlite::ErrorCode::DatabaseLocked)
+}
+
+/// A sea-query value bound as the SQLite value it is.
+struct Bind<'a>(&'a sea_query::Value);
+
+impl ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        use rusqlite::types::Value as S;
+        use sea_query::Value as V;
+        let int = |i: Option<i64>| i.map(S::Integer);
+        let value = match self.0 {
+            V::Bool(b) => int(b.map(i64::from)),
+            V::TinyInt(i) => int(i.map(i64::from)),
+            V::SmallInt(i) => int(i.map(i64::from)),
+            V::Int(i) => int(i.map(i64::from)),
+            V::BigInt(i) => int(*i),
+            V::TinyUnsigned(i) => int(i.map(i64::from)),
+            V::SmallUnsigned(i) => int(i.map(i64::from)),
+            V::Unsigned(i) => int(i.map(i64::from)),
+            V::BigUnsigned(Some(u)) => {
+                Some(S::Integer(i64::try_from(*u).map_err(|e| {
+                    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+                })?))
+            }
+            V::BigUnsigned(None) => None,
+            V::Float(f) => f.map(|f| S::Real(f.into())),
+            V::Double(f) => f.map(S::Real),
+            V::String(Some(s)) => return Ok(ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))),
+            V::String(None) => None,
+            V::Char(c) => c.map(|c| S::Text(c.to_string())),
+            V::Bytes(Some(b)) => return Ok(ToSqlOutput::Borrowed(ValueRef::Blob(b))),
+            V::Bytes(None) => None,
+            other => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    format!("no SQLite binding for {other:?}").into(),
+                ))
+            }
+        };
+        Ok(ToSqlOutput::Owned(value.unwrap_or(S::Null)))
+    }
+}
+
+/// A built statement: SQL text and the values bound to it.
+type Built = (String, Values);
+
+fn prepare<'c>(
+    conn: &'c Connection,
+    (sql, values): &Built,
+) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    for (i, v) in values.0.iter().enumerate() {
+        stmt.raw_bind_parameter(i + 1, Bind(v))?;
+    }
+    Ok(stmt)
+}
+
+/// Every row of `built`, each mapped by `each`.
+fn rows<T>(
+    conn: &Connection,
+    built: &Built,
+    mut each: impl FnMut(&rusqlite::Row<'_>) -> T,
+) -> rusqlite::Result<Vec<T>> {
+    let mut stmt = prepare(conn, built)?;
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(each(row));
+    }
+    Ok(out)
+}
+
+/// The first row of `built`, if any, mapped by `each`.
+fn row<T>(
+    conn: &Connection,
+    built: &Built,
+    each: impl FnOnce(&rusqlite::Row<'_>) -> T,
+) -> rusqlite::Result<Option<T>> {
+    let mut stmt = prepare(conn, built)?;
+    let mut rows = stmt.raw_query();
+    Ok(rows.next()?.map(each))
+}
+
+/// Column `i` as an integer; `None` for NULL or a missing column.
+fn int_at(row: &rusqlite::Row<'_>, i: usize) -> Option<i64> {
+    match row.get_ref(i).ok()? {
+        ValueRef::Integer(n) => Some(n),
+        ValueRef::Real(f) => Some(f as i64),
+        ValueRef::Text(t) => std::str::from_utf8(t).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Column `i` as text; `None` for NULL or a missing column.
+fn text_at(row: &rusqlite::Row<'_>, i: usize) -> Option<String> {
+    match row.get_ref(i).ok()? {
+        ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Integer(n) => Some(n.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        _ => None,
+    }
 }
 
 /// Advances the clock row inside the write transaction and returns the new
@@ -197,28 +315,267 @@ fn warn_if_shared(path: &std::path::Path) {
     let _ = path;
 }
 
-/// A pool of read-only connections, each with its statement watchdog.
-async fn read_pool(
-    opts: &SqliteConnectOptions,
-    size: u32,
-    acquire: Duration,
-    statement_timeout: Duration,
-) -> Result<SqlitePool, StoreError> {
-    SqlitePoolOptions::new()
-        .max_connections(size)
-        .test_before_acquire(false)
-        .after_connect(move |conn, _meta| {
-            let always = Arc::new(AtomicBool::new(true));
-            Box::pin(async move { watchdog::install(conn, statement_timeout, always).await })
-        })
-        .acquire_timeout(acquire)
-        .connect_with(opts.clone().read_only(true))
-        .await
-        .map_err(err)
+/// Where the database lives, from a `sqlite:` URL: `sqlite://file.db`,
+/// `sqlite:///abs/file.db`, `sqlite:file.db`, `sqlite::memory:`; the
+/// options `mode=rwc|rw` (the default: created if missing) and
+/// `mode=memory` are understood, and any other option is refused rather
+/// than ignored.
+fn location(url: &str) -> Result<Option<PathBuf>, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Other(format!("not an SQLite URL: {url}")))?;
+    let (path, options) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut memory = path == ":memory:";
+    for (key, value) in form_urlencoded::parse(options.as_bytes()) {
+        match (&*key, &*value) {
+            ("mode", "memory") => memory = true,
+            ("mode", "rwc" | "rw") => {}
+            _ => {
+                return Err(StoreError::Other(format!(
+                    "bad SQLite URL: the option {key}={value} is not supported (mode=rwc and mode=memory are)"
+                )))
+            }
+        }
+    }
+    if memory {
+        return Ok(None);
+    }
+    if path.is_empty() {
+        return Err(StoreError::Other(
+            "bad SQLite URL: no file name (sqlite://file.db or sqlite::memory:)".into(),
+        ));
+    }
+    let decoded: Vec<u8> = percent_decode(path.as_bytes());
+    Ok(Some(PathBuf::from(
+        String::from_utf8_lossy(&decoded).into_owned(),
+    )))
 }
 
-fn err(e: sqlx::Error) -> StoreError {
-    StoreError::from_sqlx(Dialect::Sqlite, e, None)
+/// `%XX` escapes of a URL path, decoded (as in `sqlite://my%20file.db`).
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' && i + 2 < s.len() {
+            if let (Some(h), Some(l)) = (hex(s[i + 1]), hex(s[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
+}
+
+/// How connections to one database are opened.
+struct Opener {
+    /// `None`: an in-memory database, which lives in its one connection.
+    path: Option<PathBuf>,
+    statement_timeout: Duration,
+}
+
+impl Opener {
+    /// A connection with restkit's pragmas and the statement watchdog.
+    /// The writer's watchdog obeys `enforce`; readers' always bound.
+    fn open(&self, writer: bool, enforce: Arc<AtomicBool>) -> Result<Connection, StoreError> {
+        let flags = if writer {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = match &self.path {
+            Some(path) => Connection::open_with_flags(path, flags),
+            None => Connection::open_in_memory(),
+        }
+        .map_err(|e| error(e, None))?;
+        let setup = || -> rusqlite::Result<()> {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            if writer {
+                conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+                conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+                // Other processes' locks are waited for without holding a
+                // thread (see `begin_immediate`).
+                conn.busy_timeout(Duration::ZERO)?;
+            }
+            conn.set_prepared_statement_cache_capacity(256);
+            watchdog::install(&conn, self.statement_timeout, enforce)
+        };
+        setup().map_err(|e| error(e, None))?;
+        Ok(conn)
+    }
+}
+
+/// Read-only connections, taken by a read while it runs and put back.
+struct Readers {
+    idle: Mutex<Vec<Connection>>,
+    /// One permit per connection that may exist.
+    slots: Semaphore,
+    /// Connections running a statement now.
+    busy: AtomicUsize,
+    always: Arc<AtomicBool>,
+}
+
+/// The single writer and the group of requests waiting for its commit.
+struct Writer {
+    conn: Connection,
+    /// A group transaction is open (`BEGIN IMMEDIATE` ran, not yet ended).
+    open: bool,
+    /// Requests whose writes are in the open transaction, each waiting
+    /// for its commit.
+    group: Vec<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+struct WriteSide {
+    writer: Arc<tokio::sync::Mutex<Writer>>,
+    /// Write requests waiting for the writer: while there are some, a
+    /// finished request leaves the transaction open for them to join.
+    queued: AtomicUsize,
+    /// Wakes the flusher, which commits a group left open for others once
+    /// their turn has passed (so an abandoned waiter never strands one).
+    flush: Arc<Notify>,
+    /// Whether the writer's statement watchdog is on (off while migrating).
+    enforce: Arc<AtomicBool>,
+    in_memory: bool,
+    /// Commits of write groups, and the requests they carried.
+    commits: AtomicU64,
+    committed: AtomicU64,
+}
+
+impl WriteSide {
+    /// The writer, after the requests queued before this one.
+    async fn lock(self: &Arc<Self>) -> Result<OwnedMutexGuard<Writer>, StoreError> {
+        struct Queued<'a>(&'a AtomicUsize);
+        impl Drop for Queued<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let _queued = Queued(&self.queued);
+        tokio::time::timeout(ACQUIRE_TIMEOUT, self.writer.clone().lock_owned())
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "the database writer stayed busy for {} s",
+                    ACQUIRE_TIMEOUT.as_secs()
+                ))
+            })
+    }
+
+    /// A request of the open group is done (committed to its savepoint or
+    /// rolled back): commit the group now, unless others are waiting to
+    /// join it — then the last of them, or the flusher, will.
+    fn finish(&self, w: &mut Writer) {
+        if !w.open {
+            return;
+        }
+        if self.in_memory || w.group.len() >= MAX_GROUP || self.queued.load(Ordering::SeqCst) == 0 {
+            self.commit_group(w);
+        } else {
+            self.flush.notify_one();
+        }
+    }
+
+    /// Commits the open transaction and answers every request in it.
+    fn commit_group(&self, w: &mut Writer) {
+        if !w.open {
+            return;
+        }
+        w.open = false;
+        let done = w.conn.execute_batch("COMMIT").map_err(|e| error(e, None));
+        if done.is_err() && !w.conn.is_autocommit() {
+            let _ = w.conn.execute_batch("ROLLBACK");
+        }
+        if done.is_ok() {
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            self.committed
+                .fetch_add(w.group.len() as u64, Ordering::Relaxed);
+        }
+        for waiter in w.group.drain(..) {
+            let _ = waiter.send(done.clone());
+        }
+    }
+}
+
+/// When SQLite has rolled the whole transaction back by itself (an
+/// interrupted write, an I/O error), the requests already in the group
+/// lost their writes: they are answered with `why`, never acknowledged.
+fn check_lost(w: &mut Writer, why: &StoreError) {
+    if w.open && w.conn.is_autocommit() {
+        w.open = false;
+        for waiter in w.group.drain(..) {
+            let _ = waiter.send(Err(why.clone()));
+        }
+    }
+}
+
+/// Takes SQLite's write lock, waiting for another process's lock (up to
+/// [`BUSY_TIMEOUT`]) asynchronously, so no runtime thread blocks on it.
+async fn begin_immediate(w: &mut Writer) -> Result<(), StoreError> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match w.conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => return Ok(()),
+            Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            // Left inside a transaction (cannot happen while `open` is
+            // kept right; roll back rather than trust it): begin again.
+            Err(_) if !w.conn.is_autocommit() => {
+                let _ = w.conn.execute_batch("ROLLBACK");
+            }
+            Err(e) => return Err(error(e, None)),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    opener: Opener,
+    /// `None` in memory, where the writer's connection is the database.
+    readers: Option<Readers>,
+    /// `/health`'s own connection: a probe must not queue behind the
+    /// requests holding every read connection (50 expensive reads held
+    /// `/health` for 5 s), or a load balancer takes a busy instance for a
+    /// dead one.
+    health: Option<Mutex<Option<Connection>>>,
+    write: Arc<WriteSide>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The flusher sees the store gone and ends.
+        self.write.flush.notify_one();
+    }
+}
+
+/// Commits groups left open for requests that were waiting (see
+/// [`WriteSide::finish`]): it queues for the writer behind them, so it
+/// commits once their turn has passed, whether they joined or gave up.
+async fn flusher(side: Weak<WriteSide>, flush: Arc<Notify>) {
+    loop {
+        flush.notified().await;
+        let Some(side) = side.upgrade() else {
+            return;
+        };
+        // The store is alive while a strong reference besides this one
+        // exists; alone, it is being dropped.
+        if Arc::strong_count(&side) == 1 {
+            return;
+        }
+        let mut w = side.writer.clone().lock_owned().await;
+        side.commit_group(&mut w);
+    }
 }
 
 impl SqliteStore {
@@ -227,83 +584,104 @@ impl SqliteStore {
         max_connections: u32,
         statement_timeout: Duration,
     ) -> Result<SqliteStore, StoreError> {
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Other(format!("bad SQLite URL: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true)
-            .statement_cache_capacity(256);
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        if !in_memory {
-            create_private(opts.get_filename());
+        let path = location(url)?;
+        if let Some(path) = &path {
+            create_private(path);
         }
-        // `test_before_acquire(false)`: an SQLite connection is a local file
-        // handle that cannot go stale, and the default ping costs a round
-        // trip to the connection's worker thread before every query.
+        let opener = Opener {
+            path,
+            statement_timeout,
+        };
+        let in_memory = opener.path.is_none();
         // The single writer is bounded too: a long filtered DELETE must not
         // hold the only writer (it is interrupted, rolled back, and 503).
-        let write_enforced = Arc::new(AtomicBool::new(true));
-        let enforce = write_enforced.clone();
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .after_connect(move |conn, _meta| {
-                let enforce = enforce.clone();
-                Box::pin(async move { watchdog::install(conn, statement_timeout, enforce).await })
-            })
-            .acquire_timeout(Duration::from_secs(10))
-            // An in-memory database lives as long as its one connection.
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(opts.clone())
-            .await
-            .map_err(err)?;
-        let (read, health) = if in_memory {
-            (write.clone(), write.clone())
+        let enforce = Arc::new(AtomicBool::new(true));
+        let conn = opener.open(true, enforce.clone())?;
+        let flush = Arc::new(Notify::new());
+        let write = Arc::new(WriteSide {
+            writer: Arc::new(tokio::sync::Mutex::new(Writer {
+                conn,
+                open: false,
+                group: Vec::new(),
+            })),
+            queued: AtomicUsize::new(0),
+            flush: flush.clone(),
+            enforce,
+            in_memory,
+            commits: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
+        });
+        tokio::spawn(flusher(Arc::downgrade(&write), flush));
+        let always = Arc::new(AtomicBool::new(true));
+        let (readers, health) = if in_memory {
+            (None, None)
         } else {
-            // Probes come one at a time and take microseconds: a wait of
-            // 2 s for the health connection means the database is stuck.
-            let health = read_pool(&opts, 1, Duration::from_secs(2), statement_timeout).await?;
-            let read = read_pool(
-                &opts,
-                max_connections.max(1),
-                Duration::from_secs(10),
-                statement_timeout,
+            // Opened now, so a file that cannot be read fails start-up.
+            let health = opener.open(false, always.clone())?;
+            (
+                Some(Readers {
+                    idle: Mutex::new(Vec::new()),
+                    slots: Semaphore::new(max_connections.max(1) as usize),
+                    busy: AtomicUsize::new(0),
+                    always,
+                }),
+                Some(Mutex::new(Some(health))),
             )
-            .await?;
-            (read, health)
         };
         Ok(SqliteStore {
-            read,
-            write,
-            health,
-            write_enforced,
-            in_memory,
+            inner: Arc::new(Inner {
+                opener,
+                readers,
+                health,
+                write,
+            }),
         })
     }
 
-    /// Connections (pool, in use, idle) of the read and write pools.
+    /// Connections (in use, idle) of the readers and the writer.
     pub fn pool_state(&self) -> [(&'static str, u32, u32); 2] {
-        let state = |p: &SqlitePool| {
-            let idle = p.num_idle() as u32;
-            (p.size().saturating_sub(idle), idle)
+        let (r_use, r_idle) = match &self.inner.readers {
+            Some(r) => (
+                r.busy.load(Ordering::Relaxed) as u32,
+                lock(&r.idle).len() as u32,
+            ),
+            None => (0, 0),
         };
-        let (r_use, r_idle) = state(&self.read);
-        let (w_use, w_idle) = state(&self.write);
-        [("read", r_use, r_idle), ("write", w_use, w_idle)]
+        let w_use = u32::from(self.inner.write.writer.try_lock().is_err());
+        [("read", r_use, r_idle), ("write", w_use, 1 - w_use)]
     }
 
-    /// What a failed read means. A file overwritten under a connection
-    /// (a failing disk, a stray `cp`) can fail a statement with a plain
-    /// error ("no such table") rather than NOTADB or CORRUPT: when the
-    /// schema cannot be read either, the database is unavailable (503,
-    /// and served again once the file is back), not a bug (500).
-    async fn read_failed(&self, e: sqlx::Error) -> StoreError {
-        match err(e) {
-            StoreError::Other(cause) if self.ping().await.is_err() => {
-                StoreError::Unavailable(cause)
+    /// Write groups committed, and the write requests they carried.
+    pub fn commit_groups(&self) -> (u64, u64) {
+        let w = &self.inner.write;
+        (
+            w.commits.load(Ordering::Relaxed),
+            w.committed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Runs `f` on a read connection, in place. A failure that leaves the
+    /// schema unreadable too (a file overwritten under its connections)
+    /// means the database is unavailable (503, served again once the file
+    /// is back), not a bug (500).
+    async fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        // A read runs in place and may not wait for anything: it still
+        // spends the task's scheduling budget, so a task that reads in a
+        // loop lets the others (writers waiting for their commit) run.
+        tokio::task::consume_budget().await;
+        let done = match &self.inner.readers {
+            Some(readers) => readers.run(&self.inner.opener, f).await,
+            None => {
+                let w = self.inner.write.lock().await?;
+                f(&w.conn).map_err(|e| error(e, None))
+            }
+        };
+        match done {
+            Err(StoreError::Other(cause)) if self.ping().await.is_err() => {
+                Err(StoreError::Unavailable(cause))
             }
             other => other,
         }
@@ -311,36 +689,27 @@ impl SqliteStore {
 
     /// Reads the schema, not just `SELECT 1` (which never touches the
     /// file): a database that cannot be read fails here. On `/health`'s
-    /// own connection, so a full read pool does not make it wait.
+    /// own connection, so busy read connections do not make it wait.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT count(*) FROM sqlite_schema")
-            .execute(&self.health)
-            .await
-            .map(|_| ())
-            .map_err(err)
-    }
-
-    /// Every row of `stmt`, from a read connection.
-    async fn rows(&self, stmt: SelectStatement) -> Result<Vec<SqliteRow>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        match sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_all(&self.read)
-            .await
-        {
-            Ok(rows) => Ok(rows),
-            Err(e) => Err(self.read_failed(e).await),
-        }
-    }
-
-    /// The first row of `stmt`, if any, from a read connection.
-    async fn row(&self, stmt: SelectStatement) -> Result<Option<SqliteRow>, StoreError> {
-        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        match sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_optional(&self.read)
-            .await
-        {
-            Ok(row) => Ok(row),
-            Err(e) => Err(self.read_failed(e).await),
+        const PROBE: &str = "SELECT count(*) FROM sqlite_schema";
+        let probe = |c: &Connection| c.query_row(PROBE, [], |_| Ok(()));
+        match &self.inner.health {
+            Some(health) => {
+                let mut slot = lock(health);
+                if slot.is_none() {
+                    *slot = Some(
+                        self.inner
+                            .opener
+                            .open(false, Arc::new(AtomicBool::new(true)))?,
+                    );
+                }
+                let conn = slot.as_ref().expect("opened above");
+                probe(conn).map_err(|e| error(e, None))
+            }
+            None => {
+                let w = self.inner.write.lock().await?;
+                probe(&w.conn).map_err(|e| error(e, None))
+            }
         }
     }
 
@@ -350,8 +719,9 @@ impl SqliteStore {
         fields: &[usize],
         stmt: SelectStatement,
     ) -> Result<Vec<Record>, StoreError> {
-        let rows = self.rows(stmt).await?;
-        Ok(rows.iter().map(|row| decode(r, fields, row)).collect())
+        let built = stmt.build(SqliteQueryBuilder);
+        self.read(|c| rows(c, &built, |row| decode(r, fields, row)))
+            .await
     }
 
     /// Rows of [`super::sql::select_list_with_mark`]: the stamp, the page's
@@ -363,22 +733,21 @@ impl SqliteStore {
         fields: &[usize],
         stmt: SelectStatement,
     ) -> Result<(String, Vec<Record>), StoreError> {
-        let rows = self.rows(stmt).await?;
+        let built = stmt.build(SqliteQueryBuilder);
+        let rows = self
+            .read(|c| {
+                rows(c, &built, |row| {
+                    let mark = text_at(row, 0);
+                    let record = int_at(row, 1).map(|_| decode_from(r, fields, row, 2));
+                    (mark, record)
+                })
+            })
+            .await?;
         let mark = rows
             .first()
-            .and_then(|row| row.try_get_unchecked::<Option<String>, _>(0).ok().flatten())
+            .and_then(|(mark, _)| mark.clone())
             .ok_or_else(|| StoreError::Other("the clock row is missing: run migrations".into()))?;
-        let records = rows
-            .iter()
-            .filter(|row| {
-                row.try_get_unchecked::<Option<i64>, _>(1)
-                    .ok()
-                    .flatten()
-                    .is_some()
-            })
-            .map(|row| decode_from(r, fields, row, 2))
-            .collect();
-        Ok((mark, records))
+        Ok((mark, rows.into_iter().filter_map(|(_, rec)| rec).collect()))
     }
 
     pub async fn fetch_optional(
@@ -387,231 +756,263 @@ impl SqliteStore {
         fields: &[usize],
         stmt: SelectStatement,
     ) -> Result<Option<Record>, StoreError> {
-        let row = self.row(stmt).await?;
-        Ok(row.map(|row| decode(r, fields, &row)))
+        let built = stmt.build(SqliteQueryBuilder);
+        self.read(|c| row(c, &built, |row| decode(r, fields, row)))
+            .await
     }
 
     /// The first column of the first row; `None` for no row or NULL.
     pub async fn fetch_scalar(&self, stmt: SelectStatement) -> Result<Option<i64>, StoreError> {
-        let row = self.row(stmt).await?;
-        Ok(row.and_then(|row| row.try_get_unchecked::<Option<i64>, _>(0).ok().flatten()))
-    }
-
-    /// The latest committed change time: the one writer holds the clock
-    /// row from its first statement, so nothing can still commit at or
-    /// before it.
-    pub async fn horizon(&self) -> Result<String, StoreError> {
-        let row = sqlx::query("SELECT stamp FROM restkit_clock WHERE id = 1")
-            .fetch_optional(&self.read)
-            .await;
-        match row {
-            Ok(Some(row)) => row.try_get::<String, _>(0).map_err(err),
-            Ok(None) => Err(StoreError::Other(
-                "the clock row is missing: run migrations".into(),
-            )),
-            Err(e) => Err(self.read_failed(e).await),
-        }
-    }
-
-    /// Begins a transaction on the single writer and takes its change time
-    /// from the clock row ([`advance_clock`]). `BEGIN IMMEDIATE` takes
-    /// SQLite's write lock at once, before the clock is read.
-    pub async fn begin_write(&self) -> Result<SqliteWrite, StoreError> {
-        let mut tx = self.begin_immediate().await?;
-        let wall = chrono::Utc::now().timestamp_micros();
-        let row = sqlx::query(AssertSqlSafe(advance_clock()))
-            .bind(wall)
-            .fetch_optional(tx.conn())
-            .await
-            .map_err(err)?
-            .ok_or_else(|| StoreError::Other("the clock row is missing: run migrations".into()))?;
-        tx.now = row.try_get::<String, _>(0).map_err(err)?;
-        Ok(tx)
-    }
-
-    /// A transaction on the single writer that does not touch the clock
-    /// (which a migration may still have to create): every statement of a
-    /// migration runs in one of these, so a migration is applied whole or
-    /// not at all, and no other writer — another process sharing the file
-    /// included — runs between its statements (a delete while the
-    /// tombstone trigger is being re-created would leave no tombstone).
-    pub async fn begin_ddl(&self) -> Result<SqliteWrite, StoreError> {
-        self.begin_immediate().await
-    }
-
-    async fn begin_immediate(&self) -> Result<SqliteWrite, StoreError> {
-        let mut conn = self.write.acquire().await.map_err(err)?;
-        if sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *conn)
-            .await
-            .is_err()
-        {
-            // Left inside a transaction (a request cancelled mid-BEGIN):
-            // roll it back and begin again; a connection that cannot is
-            // closed (never an in-memory one: closing it is the database).
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-                if !self.in_memory {
-                    conn.close_on_drop();
-                }
-                return Err(err(e));
-            }
-        }
-        Ok(SqliteWrite {
-            conn: Some(conn),
-            now: String::new(),
-            in_memory: self.in_memory,
-        })
+        let built = stmt.build(SqliteQueryBuilder);
+        let got = self.read(|c| row(c, &built, |row| int_at(row, 0))).await?;
+        Ok(got.flatten())
     }
 
     pub async fn fetch_id_times(
         &self,
         stmt: SelectStatement,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        let rows = self.rows(stmt).await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<i64, _>(0).map_err(err)?,
-                    r.try_get::<String, _>(1).map_err(err)?,
-                ))
+        let built = stmt.build(SqliteQueryBuilder);
+        let pairs = self
+            .read(|c| rows(c, &built, |row| (int_at(row, 0), text_at(row, 1))))
+            .await?;
+        pairs
+            .into_iter()
+            .map(|pair| match pair {
+                (Some(id), Some(time)) => Ok((id, time)),
+                _ => Err(StoreError::Other("a tombstone without id or time".into())),
             })
             .collect()
+    }
+
+    /// The latest committed change time: the one writer holds the clock
+    /// row from its first statement, so nothing can still commit at or
+    /// before it.
+    pub async fn horizon(&self) -> Result<String, StoreError> {
+        let built: Built = (
+            "SELECT stamp FROM restkit_clock WHERE id = 1".into(),
+            Values(Vec::new()),
+        );
+        self.read(|c| row(c, &built, |row| text_at(row, 0)))
+            .await?
+            .flatten()
+            .ok_or_else(|| StoreError::Other("the clock row is missing: run migrations".into()))
+    }
+
+    /// Begins a request's write on the single writer and takes its change
+    /// time from the clock row ([`advance_clock`]). The request runs in a
+    /// savepoint of the group transaction, which `BEGIN IMMEDIATE` opened
+    /// with SQLite's write lock before the clock was read.
+    pub async fn begin_write(&self) -> Result<SqliteWrite, StoreError> {
+        let side = &self.inner.write;
+        tokio::task::consume_budget().await;
+        let mut w = side.lock().await?;
+        if !w.open {
+            begin_immediate(&mut w).await?;
+            w.open = true;
+        }
+        if let Err(e) = w.conn.execute_batch("SAVEPOINT request") {
+            let e = error(e, None);
+            check_lost(&mut w, &e);
+            side.finish(&mut w);
+            return Err(e);
+        }
+        let mut tx = SqliteWrite {
+            w: Some(w),
+            side: side.clone(),
+            grouped: true,
+            now: String::new(),
+        };
+        let wall = chrono::Utc::now().timestamp_micros();
+        let built: Built = (
+            advance_clock().to_string(),
+            Values(vec![sea_query::Value::BigInt(Some(wall))]),
+        );
+        tx.now = tx
+            .run(None, |c| row(c, &built, |row| text_at(row, 0)))?
+            .flatten()
+            .ok_or_else(|| StoreError::Other("the clock row is missing: run migrations".into()))?;
+        Ok(tx)
+    }
+
+    /// A transaction on the single writer, alone (no group), that does not
+    /// touch the clock (which a migration may still have to create): every
+    /// statement of a migration runs in one of these, so a migration is
+    /// applied whole or not at all, and no other writer — another process
+    /// sharing the file included — runs between its statements (a delete
+    /// while the tombstone trigger is being re-created would leave no
+    /// tombstone).
+    pub async fn begin_ddl(&self) -> Result<SqliteWrite, StoreError> {
+        let side = &self.inner.write;
+        let mut w = side.lock().await?;
+        side.commit_group(&mut w);
+        begin_immediate(&mut w).await?;
+        Ok(SqliteWrite {
+            w: Some(w),
+            side: side.clone(),
+            grouped: false,
+            now: String::new(),
+        })
     }
 
     /// Lifts (`false`) or restores the writer's statement time limit:
     /// migrations may rightly run long.
     pub fn bound_writes(&self, on: bool) {
-        self.write_enforced.store(on, Ordering::Relaxed);
+        self.inner.write.enforce.store(on, Ordering::Relaxed);
     }
 
     pub async fn table_is_empty(&self, table: &str) -> Result<bool, StoreError> {
-        if columns(&self.write, table).await?.is_empty() {
-            return Ok(true);
-        }
-        let stmt = Query::select()
+        let probe = Query::select()
             .expr(Expr::val(1))
             .from(sea_query::Alias::new(table))
             .limit(1)
-            .to_owned();
-        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        let row = sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_optional(&self.write)
-            .await
-            .map_err(err)?;
-        Ok(row.is_none())
+            .to_owned()
+            .build(SqliteQueryBuilder);
+        let table = table.to_string();
+        self.read(move |c| {
+            if columns(c, &table)?.is_empty() {
+                return Ok(true);
+            }
+            Ok(row(c, &probe, |_| ())?.is_none())
+        })
+        .await
     }
 }
 
+impl Readers {
+    async fn run<T>(
+        &self,
+        opener: &Opener,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let _permit = match self.slots.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout(ACQUIRE_TIMEOUT, self.slots.acquire())
+                .await
+                .map_err(|_| {
+                    StoreError::Unavailable(format!(
+                        "no read connection came free for {} s",
+                        ACQUIRE_TIMEOUT.as_secs()
+                    ))
+                })?
+                .map_err(|_| StoreError::Unavailable("the store is closed".into()))?,
+        };
+        let idle = lock(&self.idle).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => opener.open(false, self.always.clone())?,
+        };
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        let done = f(&conn).map_err(|e| error(e, None));
+        self.busy.fetch_sub(1, Ordering::Relaxed);
+        lock(&self.idle).push(conn);
+        done
+    }
+}
+
+/// A std mutex's data, also after a panic elsewhere (the data — idle
+/// connections — stays valid).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A table's columns: (name, declared type); empty when it does not exist.
-async fn columns<'e, E>(db: E, table: &str) -> Result<Vec<(String, String)>, StoreError>
-where
-    E: sqlx::Executor<'e, Database = Sqlite>,
-{
-    let rows = sqlx::query("SELECT name, type FROM pragma_table_info(?)")
-        .bind(table)
-        .fetch_all(db)
-        .await
-        .map_err(err)?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get::<String, _>(0).map_err(err)?,
-                r.try_get::<String, _>(1).map_err(err)?,
-            ))
-        })
-        .collect()
+fn columns(c: &Connection, table: &str) -> rusqlite::Result<Vec<(String, String)>> {
+    let built: Built = (
+        "SELECT name, type FROM pragma_table_info(?)".into(),
+        Values(vec![table.into()]),
+    );
+    rows(c, &built, |row| {
+        (
+            text_at(row, 0).unwrap_or_default(),
+            text_at(row, 1).unwrap_or_default(),
+        )
+    })
 }
 
 /// Names of a table's indexes.
-async fn indexes<'e, E>(db: E, table: &str) -> Result<Vec<String>, StoreError>
-where
-    E: sqlx::Executor<'e, Database = Sqlite>,
-{
-    let rows = sqlx::query("SELECT name FROM pragma_index_list(?)")
-        .bind(table)
-        .fetch_all(db)
-        .await
-        .map_err(err)?;
-    rows.iter()
-        .map(|r| r.try_get::<String, _>(0).map_err(err))
-        .collect()
+fn indexes(c: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    let built: Built = (
+        "SELECT name FROM pragma_index_list(?)".into(),
+        Values(vec![table.into()]),
+    );
+    rows(c, &built, |row| text_at(row, 0).unwrap_or_default())
 }
 
-/// Builds a record from a row whose columns are `fields`, in order. SQLite
-/// is dynamically typed, so values are decoded by the declared type, leniently.
-fn decode(r: &Resource, fields: &[usize], row: &SqliteRow) -> Record {
+/// Builds a record from a row whose columns are `fields`, in order.
+fn decode(r: &Resource, fields: &[usize], row: &rusqlite::Row<'_>) -> Record {
     decode_from(r, fields, row, 0)
 }
 
-/// As [`decode`], the fields starting at column `first`.
-fn decode_from(r: &Resource, fields: &[usize], row: &SqliteRow, first: usize) -> Record {
+/// As [`decode`], the fields starting at column `first`. SQLite is
+/// dynamically typed: a value is read by its declared type where it is
+/// stored as one, and otherwise served as what it is (never dropped).
+fn decode_from(r: &Resource, fields: &[usize], row: &rusqlite::Row<'_>, first: usize) -> Record {
     let mut rec = Record::with_capacity(fields.len());
     for (i, &f) in fields.iter().enumerate() {
-        let i = i + first;
         let field = &r.fields[f];
-        let v = match field.ty {
-            FieldType::Integer => row
-                .try_get_unchecked::<Option<i64>, _>(i)
-                .ok()
-                .flatten()
-                .map(Value::from),
-            FieldType::Number => row
-                .try_get_unchecked::<Option<f64>, _>(i)
-                .ok()
-                .flatten()
-                .map(Value::from),
-            FieldType::Boolean => row
-                .try_get_unchecked::<Option<bool>, _>(i)
-                .ok()
-                .flatten()
-                .map(Value::from),
-            FieldType::String | FieldType::DateTime => row
-                .try_get_unchecked::<Option<String>, _>(i)
-                .ok()
-                .flatten()
-                .map(Value::String),
-            FieldType::Json => row
-                .try_get_unchecked::<Option<String>, _>(i)
-                .ok()
-                .flatten()
-                .map(|s| serde_json::from_str(&s).unwrap_or(Value::String(s))),
-        };
-        rec.insert(field.name.clone(), v.unwrap_or(Value::Null));
+        let v = row
+            .get_ref(i + first)
+            .map(|v| value_of(field.ty, v))
+            .unwrap_or(Value::Null);
+        rec.insert(field.name.clone(), v);
     }
     rec
 }
 
+fn value_of(ty: FieldType, v: ValueRef<'_>) -> Value {
+    let text = |t: &[u8]| String::from_utf8_lossy(t).into_owned();
+    match (ty, v) {
+        (_, ValueRef::Null) => Value::Null,
+        (FieldType::Boolean, ValueRef::Integer(i)) => Value::Bool(i != 0),
+        (FieldType::Number, ValueRef::Integer(i)) => Value::from(i as f64),
+        (FieldType::String | FieldType::DateTime, ValueRef::Integer(i)) => {
+            Value::String(i.to_string())
+        }
+        (FieldType::String | FieldType::DateTime, ValueRef::Real(f)) => {
+            Value::String(f.to_string())
+        }
+        (_, ValueRef::Integer(i)) => Value::from(i),
+        (_, ValueRef::Real(f)) => Value::from(f),
+        (FieldType::Json, ValueRef::Text(t)) => {
+            let s = text(t);
+            serde_json::from_str(&s).unwrap_or(Value::String(s))
+        }
+        (_, ValueRef::Text(t) | ValueRef::Blob(t)) => Value::String(text(t)),
+    }
+}
+
+/// One request's write on the single writer: a savepoint of the open
+/// group transaction (or, for a migration, a transaction of its own).
+/// Dropped without [`SqliteWrite::commit`], its writes are rolled back at
+/// once — before anyone else gets the writer — and the group goes on.
+pub struct SqliteWrite {
+    w: Option<OwnedMutexGuard<Writer>>,
+    side: Arc<WriteSide>,
+    /// In a group (a request) rather than alone (a migration).
+    grouped: bool,
+    pub now: String,
+}
+
 impl SqliteWrite {
-    fn conn(&mut self) -> &mut SqliteConnection {
-        self.conn
-            .as_deref_mut()
-            .expect("a write transaction holds its connection until commit or drop")
-    }
-
-    /// Every row of a built statement, in this transaction; a unique or
-    /// foreign-key violation names a field of `r`.
-    async fn rows(
+    /// Runs `f` on the writer; a failure that rolled the whole transaction
+    /// back fails the group's earlier requests too (see [`check_lost`]).
+    fn run<T>(
         &mut self,
-        (sql, values): (String, SqlxValues),
         r: Option<&Resource>,
-    ) -> Result<Vec<SqliteRow>, StoreError> {
-        sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_all(self.conn())
-            .await
-            .map_err(|e| StoreError::from_sqlx(Dialect::Sqlite, e, r))
-    }
-
-    /// As [`SqliteWrite::rows`], the first row if any.
-    async fn row(
-        &mut self,
-        (sql, values): (String, SqlxValues),
-        r: Option<&Resource>,
-    ) -> Result<Option<SqliteRow>, StoreError> {
-        sqlx::query_with(AssertSqlSafe(sql), values)
-            .fetch_optional(self.conn())
-            .await
-            .map_err(|e| StoreError::from_sqlx(Dialect::Sqlite, e, r))
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let w = self
+            .w
+            .as_mut()
+            .expect("a write transaction holds the writer until commit or drop");
+        f(&w.conn).map_err(|e| {
+            let e = error(e, r);
+            if self.grouped {
+                check_lost(w, &e);
+            }
+            e
+        })
     }
 
     pub async fn returning(
@@ -621,11 +1022,10 @@ impl SqliteWrite {
         stmt: Write,
     ) -> Result<Option<Record>, StoreError> {
         let built = match stmt {
-            Write::Insert(s) => s.build_sqlx(SqliteQueryBuilder),
-            Write::Update(s) => s.build_sqlx(SqliteQueryBuilder),
+            Write::Insert(s) => s.build(SqliteQueryBuilder),
+            Write::Update(s) => s.build(SqliteQueryBuilder),
         };
-        let row = self.row(built, Some(r)).await?;
-        Ok(row.map(|row| decode(r, fields, &row)))
+        self.run(Some(r), |c| row(c, &built, |row| decode(r, fields, row)))
     }
 
     pub async fn fetch_optional(
@@ -634,16 +1034,16 @@ impl SqliteWrite {
         fields: &[usize],
         stmt: SelectStatement,
     ) -> Result<Option<Record>, StoreError> {
-        let row = self
-            .row(stmt.build_sqlx(SqliteQueryBuilder), Some(r))
-            .await?;
-        Ok(row.map(|row| decode(r, fields, &row)))
+        let built = stmt.build(SqliteQueryBuilder);
+        self.run(Some(r), |c| row(c, &built, |row| decode(r, fields, row)))
     }
 
     /// One integer, seeing this transaction's writes.
     pub async fn fetch_scalar(&mut self, stmt: SelectStatement) -> Result<Option<i64>, StoreError> {
-        let row = self.row(stmt.build_sqlx(SqliteQueryBuilder), None).await?;
-        Ok(row.and_then(|row| row.try_get_unchecked::<Option<i64>, _>(0).ok().flatten()))
+        let built = stmt.build(SqliteQueryBuilder);
+        Ok(self
+            .run(None, |c| row(c, &built, |row| int_at(row, 0)))?
+            .flatten())
     }
 
     pub async fn fetch_all(
@@ -652,105 +1052,91 @@ impl SqliteWrite {
         fields: &[usize],
         stmt: SelectStatement,
     ) -> Result<Vec<Record>, StoreError> {
-        let rows = self
-            .rows(stmt.build_sqlx(SqliteQueryBuilder), Some(r))
-            .await?;
-        Ok(rows.iter().map(|row| decode(r, fields, row)).collect())
+        let built = stmt.build(SqliteQueryBuilder);
+        self.run(Some(r), |c| rows(c, &built, |row| decode(r, fields, row)))
     }
 
     pub async fn insert(&mut self, stmt: sea_query::InsertStatement) -> Result<(), StoreError> {
-        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        sqlx::query_with(AssertSqlSafe(sql), values)
-            .execute(self.conn())
-            .await
+        let built = stmt.build(SqliteQueryBuilder);
+        self.run(None, |c| prepare(c, &built)?.raw_execute())
             .map(|_| ())
-            .map_err(err)
     }
 
     /// Runs a statement; returns the rows it changed.
     pub async fn execute(
         &mut self,
         r: &Resource,
-        stmt: impl SqlxBinder,
+        stmt: impl QueryStatementWriter,
     ) -> Result<u64, StoreError> {
-        let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
-        sqlx::query_with(AssertSqlSafe(sql), values)
-            .execute(self.conn())
-            .await
-            .map(|done| done.rows_affected())
-            .map_err(|e| StoreError::from_sqlx(Dialect::Sqlite, e, Some(r)))
+        let built = stmt.build(SqliteQueryBuilder);
+        self.run(Some(r), |c| prepare(c, &built)?.raw_execute())
+            .map(|n| n as u64)
     }
 
     /// Runs one of restkit's own DDL statements (a migration step).
     pub async fn execute_ddl(&mut self, sql: &str) -> Result<(), StoreError> {
-        sqlx::query(AssertSqlSafe(sql.to_string()))
-            .execute(self.conn())
-            .await
-            .map(|_| ())
-            .map_err(err)
+        self.run(None, |c| c.execute_batch(sql))
     }
 
     /// A table's columns as this transaction sees them.
     pub async fn columns(&mut self, table: &str) -> Result<Vec<(String, String)>, StoreError> {
-        columns(self.conn(), table).await
+        self.run(None, |c| columns(c, table))
     }
 
     /// A table's index names as this transaction sees them.
     pub async fn indexes(&mut self, table: &str) -> Result<Vec<String>, StoreError> {
-        indexes(self.conn(), table).await
+        self.run(None, |c| indexes(c, table))
     }
 
+    /// Makes this request's writes part of the group and waits for the
+    /// group's commit: `Ok` only once they are durable.
     pub async fn commit(mut self) -> Result<(), StoreError> {
-        let mut conn = self.conn.take().expect("not yet committed");
-        match sqlx::query("COMMIT").execute(&mut *conn).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                if !self.in_memory && !in_autocommit(&mut conn).await {
-                    conn.close_on_drop();
-                }
-                Err(err(e))
+        let mut w = self.w.take().expect("not yet committed");
+        if !self.grouped {
+            let done = w.conn.execute_batch("COMMIT").map_err(|e| error(e, None));
+            if done.is_err() && !w.conn.is_autocommit() {
+                let _ = w.conn.execute_batch("ROLLBACK");
             }
+            return done;
         }
+        if let Err(e) = w.conn.execute_batch("RELEASE request") {
+            let e = error(e, None);
+            let _ = w.conn.execute_batch("ROLLBACK TO request; RELEASE request");
+            check_lost(&mut w, &e);
+            self.side.finish(&mut w);
+            return Err(e);
+        }
+        let (answer, committed) = oneshot::channel();
+        w.group.push(answer);
+        self.side.finish(&mut w);
+        drop(w);
+        committed.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the write was not committed: the store closed".into(),
+            ))
+        })
     }
 }
 
 impl Drop for SqliteWrite {
-    /// An abandoned transaction (an error, a 404, a cancelled request) is
-    /// rolled back before its connection serves anyone else: the rollback
-    /// runs while the connection is still held, so the next writer waits
-    /// for it. Without a runtime to run it on, the connection is closed,
-    /// which rolls back too.
+    /// An abandoned write (an error, a 404, a cancelled request) is rolled
+    /// back in place, while the writer is still held, so the next request
+    /// never sees it; the rest of its group stays.
     fn drop(&mut self) {
-        let Some(mut conn) = self.conn.take() else {
+        let Some(mut w) = self.w.take() else {
             return;
         };
-        let in_memory = self.in_memory;
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(async move {
-                    // Fails harmlessly when SQLite already rolled back.
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                    if !in_memory && !in_autocommit(&mut conn).await {
-                        conn.close_on_drop();
-                    }
-                });
-            }
-            Err(_) if !in_memory => conn.close_on_drop(),
-            Err(_) => {}
+        if !self.grouped {
+            // Fails harmlessly when SQLite already rolled back.
+            let _ = w.conn.execute_batch("ROLLBACK");
+            return;
         }
-    }
-}
-
-/// Is the connection outside any transaction?
-async fn in_autocommit(conn: &mut SqliteConnection) -> bool {
-    match conn.lock_handle().await {
-        // SAFETY: a live handle, used on the task that holds its lock;
-        // sqlite3_get_autocommit only reads the connection's state.
-        Ok(mut handle) => unsafe {
-            libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) != 0
-        },
-        Err(_) => false,
+        if w.open {
+            if let Err(e) = w.conn.execute_batch("ROLLBACK TO request; RELEASE request") {
+                check_lost(&mut w, &error(e, None));
+            }
+        }
+        self.side.finish(&mut w);
     }
 }
 
@@ -758,21 +1144,143 @@ async fn in_autocommit(conn: &mut SqliteConnection) -> bool {
 mod tests {
     use super::*;
 
+    async fn store(dir: &tempfile::TempDir, readers: u32) -> SqliteStore {
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::connect(&url, readers, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut tx = store.begin_ddl().await.unwrap();
+        tx.execute_ddl(
+            "CREATE TABLE restkit_clock (id INTEGER PRIMARY KEY, micros INTEGER, stamp TEXT);
+             INSERT INTO restkit_clock VALUES (1, 0, '');
+             CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE);",
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        store
+    }
+
+    fn insert(v: &str) -> sea_query::InsertStatement {
+        Query::insert()
+            .into_table("t")
+            .columns(["v"])
+            .values_panic([v.into()])
+            .to_owned()
+    }
+
+    async fn count(store: &SqliteStore) -> i64 {
+        let stmt = Query::select()
+            .expr(Expr::cust("count(*)"))
+            .from("t")
+            .to_owned();
+        store.fetch_scalar(stmt).await.unwrap().unwrap()
+    }
+
     /// Expensive requests holding every read connection do not hold up
     /// `/health`: its probe has a connection of its own. (Before, it
     /// queued for the read pool's 10 s acquire timeout and failed.)
     #[tokio::test]
     async fn the_health_probe_answers_while_every_read_connection_is_taken() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("h.db").display());
-        let store = SqliteStore::connect(&url, 2, Duration::from_secs(5))
-            .await
-            .unwrap();
-        let _busy = [
-            store.read.acquire().await.unwrap(),
-            store.read.acquire().await.unwrap(),
-        ];
-        assert_eq!(store.read.num_idle(), 0);
+        let store = store(&dir, 2).await;
+        let readers = store.inner.readers.as_ref().unwrap();
+        let _busy = readers.slots.acquire_many(2).await.unwrap();
+        assert_eq!(readers.slots.available_permits(), 0);
         store.ping().await.unwrap();
+    }
+
+    /// Fifty concurrent writes, one of them failing (a duplicate): the 49
+    /// others are written, the failing one alone is refused, and they
+    /// needed far fewer commits than requests.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_in_a_group_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir, 2).await;
+        {
+            let mut tx = store.begin_write().await.unwrap();
+            tx.insert(insert("taken")).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        let before = store.commit_groups();
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tx = store.begin_write().await?;
+                let v = if i == 25 {
+                    "taken".to_string()
+                } else {
+                    format!("v{i}")
+                };
+                tx.insert(insert(&v)).await?;
+                // Others queue meanwhile, so groups form.
+                tokio::task::yield_now().await;
+                tx.commit().await
+            }));
+        }
+        let mut failed = Vec::new();
+        for (i, task) in tasks.into_iter().enumerate() {
+            if let Err(e) = task.await.unwrap() {
+                failed.push((i, e.to_string()));
+            }
+        }
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].0, 25);
+        assert!(failed[0].1.contains("unique"), "{failed:?}");
+        assert_eq!(count(&store).await, 50);
+        let after = store.commit_groups();
+        assert_eq!(after.1 - before.1, 49, "49 requests committed");
+        assert!(
+            after.0 - before.0 < 49,
+            "{} commits for 49 requests: no group formed",
+            after.0 - before.0
+        );
+    }
+
+    /// A request abandoned mid-write (its future dropped) leaves nothing,
+    /// and the group it was in still commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abandoned_write_is_rolled_back_and_the_group_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir, 2).await;
+        let mut kept = store.begin_write().await.unwrap();
+        kept.insert(insert("kept")).await.unwrap();
+        // Another request queues for the writer, so `kept` leaves the
+        // group open for it; then it gives up.
+        let waiting = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.begin_write().await.unwrap();
+                tx.insert(insert("abandoned")).await.unwrap();
+                std::future::pending::<()>().await;
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let committed = tokio::spawn(kept.commit());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waiting.abort();
+        tokio::time::timeout(Duration::from_secs(5), committed)
+            .await
+            .expect("the group commits")
+            .unwrap()
+            .unwrap();
+        assert_eq!(count(&store).await, 1);
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(location("sqlite::memory:").unwrap(), None);
+        assert_eq!(location("sqlite://x?mode=memory").unwrap(), None);
+        assert_eq!(
+            location("sqlite://my%20file.db?mode=rwc").unwrap(),
+            Some(PathBuf::from("my file.db"))
+        );
+        assert_eq!(
+            location("sqlite:///abs/x.db").unwrap(),
+            Some(PathBuf::from("/abs/x.db"))
+        );
+        assert!(location("sqlite://x.db?cache=shared").is_err());
+        assert!(location("sqlite://").is_err());
     }
 }
