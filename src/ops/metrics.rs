@@ -101,6 +101,8 @@ pub struct Metrics {
     statement_timeouts: Counter,
     rate_limit: Family<LimitLabels, Counter<u64, AtomicU64>>,
     pool: Family<PoolLabels, Gauge>,
+    write_commits: Counter<u64, AtomicU64>,
+    committed_writes: Counter<u64, AtomicU64>,
     /// Scrapes bring the limiter's counts up to date one at a time.
     scrape: std::sync::Mutex<()>,
 }
@@ -153,6 +155,18 @@ impl Metrics {
             "Database pool connections by pool and state",
             pool.clone(),
         );
+        let write_commits = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "db_write_commits",
+            "Commits of the SQLite writer, each carrying a group of write requests",
+            write_commits.clone(),
+        );
+        let committed_writes = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "db_committed_writes",
+            "Write requests committed by the SQLite writer (over db_write_commits: requests per commit)",
+            committed_writes.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -168,6 +182,8 @@ impl Metrics {
             statement_timeouts,
             rate_limit,
             pool,
+            write_commits,
+            committed_writes,
             scrape: Default::default(),
         }
     }
@@ -227,6 +243,7 @@ impl Metrics {
     pub fn render(
         &self,
         pools: &[(&'static str, u32, u32)],
+        write_groups: Option<(u64, u64)>,
         limits: &[crate::limit::PolicyCounts],
     ) -> String {
         let _one_at_a_time = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
@@ -235,6 +252,14 @@ impl Metrics {
                 self.pool
                     .get_or_create(&PoolLabels { pool, state })
                     .set(i64::from(*n));
+            }
+        }
+        if let Some((commits, writes)) = write_groups {
+            for (counter, n) in [
+                (&self.write_commits, commits),
+                (&self.committed_writes, writes),
+            ] {
+                counter.inc_by(n.saturating_sub(counter.get()));
             }
         }
         for p in limits {
@@ -347,7 +372,7 @@ mod tests {
     fn the_classic_format_names_counter_families_by_their_samples() {
         let m = Metrics::new();
         m.request("/v1/books", "GET", 200, 0.001, Some("UNAUTHORIZED"));
-        let om = m.render(&[("read", 1, 2)], &[]);
+        let om = m.render(&[("read", 1, 2)], Some((2, 5)), &[]);
         assert!(om.contains("# TYPE restkit_http_requests counter"));
         assert!(om.ends_with("# EOF\n"));
         let text = classic_text(&om);
@@ -355,6 +380,8 @@ mod tests {
         assert!(text.contains("# HELP restkit_http_requests_total HTTP requests"));
         assert!(text.contains("# TYPE restkit_http_request_duration_seconds histogram\n"));
         assert!(text.contains("# TYPE restkit_db_pool_connections gauge\n"));
+        assert!(text.contains("restkit_db_write_commits_total 2\n"));
+        assert!(text.contains("restkit_db_committed_writes_total 5\n"));
         assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
         assert!(text.contains("restkit_http_requests_total{"));
     }

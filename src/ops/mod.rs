@@ -54,7 +54,7 @@ pub fn metrics_page(
     limiter: &crate::limit::RateLimiter,
     accept: &str,
 ) -> Response {
-    let text = metrics.render(&store.pool_state(), &limiter.counts());
+    let text = metrics.render(&store.pool_state(), store.write_groups(), &limiter.counts());
     let (text, content_type) = if metrics::wants_openmetrics(accept) {
         (
             text,

@@ -533,6 +533,15 @@ impl Store {
         }
     }
 
+    /// SQLite: the writer's commits so far, and the write requests they
+    /// carried (group commit); `None` where each write commits alone.
+    pub fn write_groups(&self) -> Option<(u64, u64)> {
+        match &self.backend {
+            Backend::Sqlite(s) => Some(s.commit_groups()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.ping().await,

@@ -553,9 +553,14 @@ pub async fn start_binary(
 
 /// SIGTERM to `child` (the shell's builtin kill: no procps needed).
 pub fn sigterm(child: &tokio::process::Child) {
+    signal_to(child, "TERM");
+}
+
+/// Signal `name` (`TERM`, `KILL`, …) to `child`.
+pub fn signal_to(child: &tokio::process::Child, name: &str) {
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("sh")
-        .args(["-c", &format!("kill -TERM {pid}")])
+        .args(["-c", &format!("kill -{name} {pid}")])
         .status()
         .unwrap();
     assert!(killed.success());

@@ -406,3 +406,72 @@ async fn a_duplicate_in_a_long_named_column_names_its_field() {
     let t = TestApp::in_dir(app, db);
     assert_eq!(post_serial(&t, "SN-1").await.status, 201);
 }
+
+/// Fifty creates at once, one of them naming an ISBN another book has:
+/// the 49 others are written and answered 201, the one alone is a 409 —
+/// whether the writes committed one by one (PostgreSQL) or in groups
+/// (SQLite, where /metrics shows fewer commits than writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_write_among_fifty_concurrent_ones_fails_alone() {
+    let t = Arc::new(TestApp::demo().await);
+    let taken = t.get("/v1/books/1").send().await.json()["isbn"].clone();
+    assert!(taken.is_string(), "the demo's books have ISBNs");
+    let metric = |text: &str, name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+    };
+    let scrape = || async {
+        let res = t.get("/metrics").anonymous().send().await;
+        assert_eq!(res.status, 200);
+        String::from_utf8(res.body).unwrap()
+    };
+    let before = scrape().await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let t = t.clone();
+        let isbn = if i == 25 {
+            taken.clone()
+        } else {
+            json!(format!("979-0-{i:08}"))
+        };
+        tasks.push(tokio::spawn(async move {
+            let book = json!({"title": format!("Group {i}"), "author": "G", "isbn": isbn});
+            let res = t.post("/v1/books").json(book).send().await;
+            (i, res)
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        let (i, res) = task.await.unwrap();
+        if i == 25 {
+            assert_problem(&res, 409, "DUPLICATE_VALUE");
+        } else {
+            assert_eq!(
+                res.status,
+                201,
+                "{i}: {}",
+                String::from_utf8_lossy(&res.body)
+            );
+            ids.push(res.json()["id"].as_i64().unwrap());
+        }
+    }
+    for id in ids {
+        let res = t.get(&format!("/v1/books/{id}")).send().await;
+        assert_eq!(res.status, 200, "book {id} was acknowledged but is missing");
+    }
+    let res = t.get("/v1/books?q=(title:Group*)&limit=1").send().await;
+    assert_eq!(res.header("x-pagination-total-count"), "49");
+    let after = scrape().await;
+    if t.url.starts_with("sqlite") {
+        let read = |text: &str, name: &str| metric(text, name).expect(name);
+        let commits = read(&after, "restkit_db_write_commits_total")
+            - read(&before, "restkit_db_write_commits_total");
+        let writes = read(&after, "restkit_db_committed_writes_total")
+            - read(&before, "restkit_db_committed_writes_total");
+        assert!(writes >= 49, "{writes} writes committed");
+        assert!(
+            commits >= 1 && commits <= writes,
+            "{commits} commits, {writes} writes"
+        );
+    }
+}
