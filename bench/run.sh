@@ -105,7 +105,23 @@ fi
 echo "books=$ROWS rounds=$ROUNDS x ${DURATION}s per server, $CONNS connections; medians over rounds"
 echo "A = restkit, B = the hand-written baseline"
 table_header "endpoint"
-[ -n "${BENCH_VARIANTS_ONLY:-}" ] || against_baseline 18080 18081
+# The SQLite writer's commits and the write requests they carried, from
+# restkit's /metrics (a binary without the counters prints nothing).
+write_groups() {
+  curl -sf 127.0.0.1:18080/metrics | awk '
+    /^restkit_db_write_commits_total / {c=$2} /^restkit_db_committed_writes_total / {w=$2}
+    END {if (c != "") print c, w}'
+}
+if [ -z "${BENCH_VARIANTS_ONLY:-}" ]; then
+  read -r c0 w0 < <(write_groups) || true
+  against_baseline 18080 18081
+  read -r c1 w1 < <(write_groups) || true
+  if [ -n "${c1:-}" ]; then
+    awk -v c=$((c1 - c0)) -v w=$((w1 - w0)) -v n="$CONNS" 'BEGIN {
+      printf "POST with %d connections: %d writes in %d commits, %.1f writes per commit\n",
+        n, w, c, (c > 0) ? w / c : 0 }'
+  fi
+fi
 
 [ -z "${BENCH_BASELINE_ONLY:-}" ] || exit 0
 
