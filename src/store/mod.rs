@@ -865,11 +865,10 @@ impl Store {
     pub async fn migrate(&self, model: &crate::model::ApiModel) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => {
+                let tx = s.begin_ddl().await?;
                 // Index builds may rightly run past the statement limit.
-                s.bound_writes(false);
-                let done = migrate::run(WriteTx::Sqlite(s.begin_ddl().await?), model).await;
-                s.bound_writes(true);
-                done
+                let _unbounded = s.unbounded_writes();
+                migrate::run(WriteTx::Sqlite(tx), model).await
             }
             Backend::Postgres(s) => {
                 migrate::run(WriteTx::Postgres(s.begin_ddl().await?), model).await

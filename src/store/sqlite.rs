@@ -121,9 +121,9 @@ mod watchdog {
 
 /// SQLite primary result codes that mean the file cannot be used right
 /// now: BUSY 5, LOCKED 6, READONLY 8, IOERR 10, CORRUPT 11, FULL 13,
-/// CANTOPEN 14, NOTADB 26.
+/// CANTOPEN 14, PROTOCOL 15, NOTADB 26.
 fn unavailable(code: i32) -> bool {
-    matches!(code & 0xff, 5 | 6 | 8 | 10 | 11 | 13 | 14 | 26)
+    matches!(code & 0xff, 5 | 6 | 8 | 10 | 11 | 13 | 14 | 15 | 26)
 }
 
 /// What a failed statement means; a unique violation names a field of `r`.
@@ -155,6 +155,28 @@ fn error(e: rusqlite::Error, r: Option<&Resource>) -> StoreError {
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.code == rusqlite::ErrorCode::DatabaseBusy || f.code == rusqlite::ErrorCode::DatabaseLocked)
+}
+
+/// Runs `f`, retrying while another process's lock keeps the file busy
+/// (up to [`BUSY_TIMEOUT`]), with async sleeps between tries: no runtime
+/// thread ever waits inside SQLite.
+/// (The connection is passed as `&mut`: a shared borrow held across the
+/// sleep would make the future not `Send`.)
+async fn retry<T>(
+    conn: &mut Connection,
+    f: impl Fn(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match f(conn) {
+            Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            done => return done,
+        }
+    }
 }
 
 /// A sea-query value bound as the SQLite value it is.
@@ -395,12 +417,23 @@ impl Opener {
         let setup = || -> rusqlite::Result<()> {
             conn.busy_timeout(BUSY_TIMEOUT)?;
             if writer {
-                conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+                let mode: String =
+                    conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+                if self.path.is_some() && !mode.eq_ignore_ascii_case("wal") {
+                    return Err(rusqlite::Error::ToSqlConversionFailure(
+                        format!(
+                            "the database cannot use WAL mode (journal mode is {mode}): \
+                             readers would block the writer; use a local file system"
+                        )
+                        .into(),
+                    ));
+                }
                 conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
-                // Other processes' locks are waited for without holding a
-                // thread (see `begin_immediate`).
-                conn.busy_timeout(Duration::ZERO)?;
             }
+            // Nothing waits for a lock inside SQLite, on a runtime
+            // thread: a busy statement is retried after async sleeps
+            // (`retry`, `begin_immediate`).
+            conn.busy_timeout(Duration::ZERO)?;
             conn.set_prepared_statement_cache_capacity(256);
             watchdog::install(&conn, self.statement_timeout, enforce)
         };
@@ -516,21 +549,34 @@ fn check_lost(w: &mut Writer, why: &StoreError) {
 /// Takes SQLite's write lock, waiting for another process's lock (up to
 /// [`BUSY_TIMEOUT`]) asynchronously, so no runtime thread blocks on it.
 async fn begin_immediate(w: &mut Writer) -> Result<(), StoreError> {
-    let deadline = Instant::now() + BUSY_TIMEOUT;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match w.conn.execute_batch("BEGIN IMMEDIATE") {
-            Ok(()) => return Ok(()),
-            Err(e) if is_busy(&e) && Instant::now() < deadline => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            // Left inside a transaction (cannot happen while `open` is
-            // kept right; roll back rather than trust it): begin again.
-            Err(_) if !w.conn.is_autocommit() => {
-                let _ = w.conn.execute_batch("ROLLBACK");
-            }
-            Err(e) => return Err(error(e, None)),
+    // Left inside a transaction (cannot happen while `open` is kept
+    // right; roll back rather than trust it).
+    if !w.conn.is_autocommit() {
+        w.conn
+            .execute_batch("ROLLBACK")
+            .map_err(|e| error(e, None))?;
+    }
+    retry(&mut w.conn, |c| c.execute_batch("BEGIN IMMEDIATE"))
+        .await
+        .map_err(|e| error(e, None))
+}
+
+/// Undoes the current request's writes. When that fails and SQLite did
+/// not roll back by itself, the transaction still holds them: it is
+/// rolled back whole, and the group's earlier requests fail with it —
+/// never committed with a failed request's writes inside.
+fn undo_request(w: &mut Writer) {
+    if !w.open {
+        return;
+    }
+    if let Err(e) = w.conn.execute_batch("ROLLBACK TO request; RELEASE request") {
+        let e = error(e, None);
+        if !w.conn.is_autocommit() {
+            let _ = w.conn.execute_batch("ROLLBACK");
+        }
+        w.open = false;
+        for waiter in w.group.drain(..) {
+            let _ = waiter.send(Err(e.clone()));
         }
     }
 }
@@ -548,7 +594,7 @@ struct Inner {
     /// requests holding every read connection (50 expensive reads held
     /// `/health` for 5 s), or a load balancer takes a busy instance for a
     /// dead one.
-    health: Option<Mutex<Option<Connection>>>,
+    health: Option<tokio::sync::Mutex<Option<Connection>>>,
     write: Arc<WriteSide>,
 }
 
@@ -625,7 +671,7 @@ impl SqliteStore {
                     busy: AtomicUsize::new(0),
                     always,
                 }),
-                Some(Mutex::new(Some(health))),
+                Some(tokio::sync::Mutex::new(Some(health))),
             )
         };
         Ok(SqliteStore {
@@ -666,7 +712,7 @@ impl SqliteStore {
     /// is back), not a bug (500).
     async fn read<T>(
         &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+        f: impl Fn(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
         // A read runs in place and may not wait for anything: it still
         // spends the task's scheduling budget, so a task that reads in a
@@ -695,7 +741,7 @@ impl SqliteStore {
         let probe = |c: &Connection| c.query_row(PROBE, [], |_| Ok(()));
         match &self.inner.health {
             Some(health) => {
-                let mut slot = lock(health);
+                let mut slot = health.lock().await;
                 if slot.is_none() {
                     *slot = Some(
                         self.inner
@@ -703,8 +749,8 @@ impl SqliteStore {
                             .open(false, Arc::new(AtomicBool::new(true)))?,
                     );
                 }
-                let conn = slot.as_ref().expect("opened above");
-                probe(conn).map_err(|e| error(e, None))
+                let conn = slot.as_mut().expect("opened above");
+                retry(conn, probe).await.map_err(|e| error(e, None))
             }
             None => {
                 let w = self.inner.write.lock().await?;
@@ -855,10 +901,19 @@ impl SqliteStore {
         })
     }
 
-    /// Lifts (`false`) or restores the writer's statement time limit:
-    /// migrations may rightly run long.
-    pub fn bound_writes(&self, on: bool) {
-        self.inner.write.enforce.store(on, Ordering::Relaxed);
+    /// Lifts the writer's statement time limit until the returned guard
+    /// is dropped (however the migration ends): index builds may rightly
+    /// run long.
+    pub fn unbounded_writes(&self) -> impl Drop + use<> {
+        struct Restore(Arc<AtomicBool>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let enforce = self.inner.write.enforce.clone();
+        enforce.store(false, Ordering::Relaxed);
+        Restore(enforce)
     }
 
     pub async fn table_is_empty(&self, table: &str) -> Result<bool, StoreError> {
@@ -883,7 +938,7 @@ impl Readers {
     async fn run<T>(
         &self,
         opener: &Opener,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+        f: impl Fn(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
         let _permit = match self.slots.try_acquire() {
             Ok(permit) => permit,
@@ -898,13 +953,21 @@ impl Readers {
                 .map_err(|_| StoreError::Unavailable("the store is closed".into()))?,
         };
         let idle = lock(&self.idle).pop();
-        let conn = match idle {
+        let mut conn = match idle {
             Some(conn) => conn,
             None => opener.open(false, self.always.clone())?,
         };
+        /// Counts the connection busy until dropped (a panic in `f` too).
+        struct Busy<'a>(&'a AtomicUsize);
+        impl Drop for Busy<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         self.busy.fetch_add(1, Ordering::Relaxed);
-        let done = f(&conn).map_err(|e| error(e, None));
-        self.busy.fetch_sub(1, Ordering::Relaxed);
+        let busy = Busy(&self.busy);
+        let done = retry(&mut conn, f).await.map_err(|e| error(e, None));
+        drop(busy);
         lock(&self.idle).push(conn);
         done
     }
@@ -982,6 +1045,11 @@ fn value_of(ty: FieldType, v: ValueRef<'_>) -> Value {
     }
 }
 
+/// The answer to a request whose group SQLite rolled back by itself.
+fn rolled_back() -> StoreError {
+    StoreError::Unavailable("the write's transaction was rolled back; nothing was written".into())
+}
+
 /// One request's write on the single writer: a savepoint of the open
 /// group transaction (or, for a migration, a transaction of its own).
 /// Dropped without [`SqliteWrite::commit`], its writes are rolled back at
@@ -1000,12 +1068,17 @@ impl SqliteWrite {
     fn run<T>(
         &mut self,
         r: Option<&Resource>,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+        f: impl Fn(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
         let w = self
             .w
             .as_mut()
             .expect("a write transaction holds the writer until commit or drop");
+        if self.grouped && !w.open {
+            // SQLite rolled the group back: a statement now would run in
+            // autocommit and commit at once, outside the request.
+            return Err(rolled_back());
+        }
         f(&w.conn).map_err(|e| {
             let e = error(e, r);
             if self.grouped {
@@ -1099,10 +1172,14 @@ impl SqliteWrite {
             }
             return done;
         }
+        if !w.open {
+            self.side.finish(&mut w);
+            return Err(rolled_back());
+        }
         if let Err(e) = w.conn.execute_batch("RELEASE request") {
             let e = error(e, None);
-            let _ = w.conn.execute_batch("ROLLBACK TO request; RELEASE request");
             check_lost(&mut w, &e);
+            undo_request(&mut w);
             self.side.finish(&mut w);
             return Err(e);
         }
@@ -1131,11 +1208,7 @@ impl Drop for SqliteWrite {
             let _ = w.conn.execute_batch("ROLLBACK");
             return;
         }
-        if w.open {
-            if let Err(e) = w.conn.execute_batch("ROLLBACK TO request; RELEASE request") {
-                check_lost(&mut w, &error(e, None));
-            }
-        }
+        undo_request(&mut w);
         self.side.finish(&mut w);
     }
 }
