@@ -1,6 +1,13 @@
-# Shared by bench/run.sh and bench/run_pg.sh (sourced): wrk runs,
-# medians, and A-against-B comparisons in alternating rounds. Expects
-# $work (a scratch directory), $CONNS, $DURATION and $ROUNDS.
+# Shared by bench/run.sh and bench/run_pg.sh (sourced with the script's
+# arguments): [SECONDS_PER_ROUND] [CONNECTIONS] [ROUNDS] and BENCH_ROWS,
+# wrk runs, medians, and A-against-B comparisons in alternating rounds.
+# Expects $work (a scratch directory) before compare runs.
+
+DURATION=${1:-3}
+CONNS=${2:-32}
+ROUNDS=${3:-5}
+ROWS=${BENCH_ROWS:-10000}
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
 # wrk: "Requests/sec: N" and, with --latency, "50% N(us|ms|s)" and
 # "99% …": prints r/s, p50 and p99 (in ms).

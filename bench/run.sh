@@ -23,12 +23,7 @@
 # machine is shared and noisy: read the ratios, not the absolute numbers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${1:-3}
-CONNS=${2:-32}
-ROUNDS=${3:-5}
-ROWS=${BENCH_ROWS:-10000}
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-. bench/lib.sh
+. bench/lib.sh "$@"
 
 cargo build --release --quiet --bin restkit --example bench_baseline
 BIN=${BENCH_RESTKIT:-$PWD/target/release/restkit}

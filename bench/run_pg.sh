@@ -17,12 +17,7 @@
 # read the ratios, not the absolute numbers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${1:-3}
-CONNS=${2:-32}
-ROUNDS=${3:-5}
-ROWS=${BENCH_ROWS:-10000}
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-. bench/lib.sh
+. bench/lib.sh "$@"
 pg_bin() { command -v "$1" 2>/dev/null || ls /usr/lib/postgresql/*/bin/"$1" 2>/dev/null | sort -V | tail -n 1; }
 INITDB=$(pg_bin initdb); PG_CTL=$(pg_bin pg_ctl)
 [ -n "$INITDB" ] || { echo "initdb is missing: apt-get install postgresql" >&2; exit 1; }

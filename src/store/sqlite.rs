@@ -478,17 +478,36 @@ struct WriteSide {
     committed: AtomicU64,
 }
 
+impl Writer {
+    /// Answers every request of the group with `done`, and empties it.
+    fn answer(&mut self, done: Result<(), StoreError>) {
+        for waiter in self.group.drain(..) {
+            let _ = waiter.send(done.clone());
+        }
+    }
+}
+
+/// One more in `count` while this lives: however its holder ends
+/// (returned, cancelled at an await, panicked), the count comes back down.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(count: &'a AtomicUsize) -> Counted<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Counted(count)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl WriteSide {
     /// The writer, after the requests queued before this one.
     async fn lock(self: &Arc<Self>) -> Result<OwnedMutexGuard<Writer>, StoreError> {
-        struct Queued<'a>(&'a AtomicUsize);
-        impl Drop for Queued<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        self.queued.fetch_add(1, Ordering::SeqCst);
-        let _queued = Queued(&self.queued);
+        let _queued = Counted::new(&self.queued);
         tokio::time::timeout(ACQUIRE_TIMEOUT, self.writer.clone().lock_owned())
             .await
             .map_err(|_| {
@@ -528,9 +547,7 @@ impl WriteSide {
             self.committed
                 .fetch_add(w.group.len() as u64, Ordering::Relaxed);
         }
-        for waiter in w.group.drain(..) {
-            let _ = waiter.send(done.clone());
-        }
+        w.answer(done);
     }
 }
 
@@ -540,9 +557,7 @@ impl WriteSide {
 fn check_lost(w: &mut Writer, why: &StoreError) {
     if w.open && w.conn.is_autocommit() {
         w.open = false;
-        for waiter in w.group.drain(..) {
-            let _ = waiter.send(Err(why.clone()));
-        }
+        w.answer(Err(why.clone()));
     }
 }
 
@@ -575,9 +590,7 @@ fn undo_request(w: &mut Writer) {
             let _ = w.conn.execute_batch("ROLLBACK");
         }
         w.open = false;
-        for waiter in w.group.drain(..) {
-            let _ = waiter.send(Err(e.clone()));
-        }
+        w.answer(Err(e));
     }
 }
 
@@ -957,15 +970,8 @@ impl Readers {
             Some(conn) => conn,
             None => opener.open(false, self.always.clone())?,
         };
-        /// Counts the connection busy until dropped (a panic in `f` too).
-        struct Busy<'a>(&'a AtomicUsize);
-        impl Drop for Busy<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-        self.busy.fetch_add(1, Ordering::Relaxed);
-        let busy = Busy(&self.busy);
+        // Counted busy until dropped (a panic in `f` too).
+        let busy = Counted::new(&self.busy);
         let done = retry(&mut conn, f).await.map_err(|e| error(e, None));
         drop(busy);
         lock(&self.idle).push(conn);
