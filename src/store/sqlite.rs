@@ -542,7 +542,9 @@ impl WriteSide {
         if done.is_err() && !w.conn.is_autocommit() {
             let _ = w.conn.execute_batch("ROLLBACK");
         }
-        if done.is_ok() {
+        // A group whose only requests failed commits nothing: not counted,
+        // so commits never outnumber the writes they carried.
+        if done.is_ok() && !w.group.is_empty() {
             self.commits.fetch_add(1, Ordering::Relaxed);
             self.committed
                 .fetch_add(w.group.len() as u64, Ordering::Relaxed);
@@ -1315,6 +1317,30 @@ mod tests {
             "{} commits for 49 requests: no group formed",
             after.0 - before.0
         );
+    }
+
+    /// A write that fails with no other request in its group commits an
+    /// empty transaction: it is not counted as a commit, so the metrics
+    /// never show more commits than the writes they carried.
+    #[tokio::test]
+    async fn a_lone_failing_write_counts_no_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir, 2).await;
+        {
+            let mut tx = store.begin_write().await.unwrap();
+            tx.insert(insert("taken")).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        let before = store.commit_groups();
+        let mut tx = store.begin_write().await.unwrap();
+        assert!(tx.insert(insert("taken")).await.is_err());
+        drop(tx);
+        let mut tx = store.begin_write().await.unwrap();
+        tx.insert(insert("new")).await.unwrap();
+        tx.commit().await.unwrap();
+        let after = store.commit_groups();
+        assert_eq!((after.0 - before.0, after.1 - before.1), (1, 1));
+        assert_eq!(count(&store).await, 2);
     }
 
     /// A request abandoned mid-write (its future dropped) leaves nothing,
