@@ -146,6 +146,9 @@ pub struct Representation {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub content: Content,
+    /// `content` is one record in `envelope=true`'s wrapper
+    /// ([`record_envelope`]): its tag names the record ([`record_tag`]).
+    pub enveloped_record: bool,
 }
 
 /// A format-neutral body.
@@ -161,8 +164,9 @@ pub enum Content {
 }
 
 /// Encodes `repr` in `format`; with `tag`, a 200's body also gets its
-/// strong `ETag` (§5.6), computed from the encoded bytes (no copy of the
-/// body). An HTML page describes the request `page` names.
+/// strong `ETag` (§5.6): one record's in a data format from the record
+/// ([`record_tag`]), anything else's from the encoded bytes (no copy of
+/// the body). An HTML page describes the request `page` names.
 pub fn encode(repr: Representation, format: Format, tag: bool, page: &html::Page) -> Response {
     let body = match (&repr.content, format) {
         (Content::Empty, _) => None,
@@ -176,7 +180,18 @@ pub fn encode(repr: Representation, format: Format, tag: bool, page: &html::Page
         (content, format) => bytes_of(content, format),
     };
     let etag = match (&body, tag && repr.status == StatusCode::OK) {
-        (Some(b), true) => Some(etag(b)),
+        (Some(b), true) => Some(match one_record(&repr) {
+            Some((record, enveloped)) if format != Format::Html => {
+                // A bare record's JSON body is the record's JSON.
+                let digest = if format == Format::Json && !enveloped {
+                    RecordDigest::of_json(b)
+                } else {
+                    RecordDigest::of(record)
+                };
+                record_tag(&digest, format, enveloped)
+            }
+            _ => etag(b),
+        }),
         _ => None,
     };
     let mut res = Response::new(body.map(Body::from).unwrap_or_else(Body::empty));
@@ -193,6 +208,81 @@ pub fn encode(repr: Representation, format: Format, tag: bool, page: &html::Page
         html::security_headers(res.headers_mut());
     }
     res
+}
+
+/// The record `repr` holds, and whether in `envelope=true`'s wrapper.
+fn one_record(repr: &Representation) -> Option<(&Map<String, Value>, bool)> {
+    match &repr.content {
+        Content::Record(r) if !repr.enveloped_record => Some((r, false)),
+        Content::Value(Value::Object(v)) if repr.enveloped_record => v
+            .get("record")
+            .and_then(Value::as_object)
+            .map(|r| (r, true)),
+        _ => None,
+    }
+}
+
+/// The SHA-256 of a record's JSON: what its tags are made from.
+pub struct RecordDigest([u8; 32]);
+
+impl RecordDigest {
+    /// The digest of `record`, serialized into the hash (no buffer).
+    pub fn of(record: &Map<String, Value>) -> RecordDigest {
+        struct Hashing(sha2::Sha256);
+        impl std::io::Write for Hashing {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                sha2::Digest::update(&mut self.0, buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut h = Hashing(<sha2::Sha256 as sha2::Digest>::new());
+        // Writing into a hash cannot fail, nor can serializing a map of
+        // JSON values.
+        let _ = serde_json::to_writer(&mut h, record);
+        RecordDigest(sha2::Digest::finalize(h.0).into())
+    }
+
+    /// The digest of a record already serialized as JSON.
+    fn of_json(json: &[u8]) -> RecordDigest {
+        RecordDigest(<sha2::Sha256 as sha2::Digest>::digest(json).into())
+    }
+}
+
+/// The strong tag of one record represented in `format` (a data format),
+/// bare or `enveloped`: a hash of the record's JSON and of what
+/// represents it. The representation is a function of both, so the tag
+/// is as strong as a hash of its bytes — and `If-Match` can name the
+/// stored record's tag in every representation a GET gives from one
+/// digest, without encoding any ([`record_tags`]).
+pub fn record_tag(digest: &RecordDigest, format: Format, enveloped: bool) -> HeaderValue {
+    use sha2::Digest;
+    // Bump the version when an encoder's output changes.
+    let mut h = sha2::Sha256::new();
+    h.update(b"restkit-record-1;");
+    h.update(format.media_type().as_bytes());
+    if let Format::Csv(o) = format {
+        h.update([b';', u8::from(o.header), u8::from(o.formula_guard)]);
+    }
+    h.update(if enveloped {
+        &b";envelope"[..]
+    } else {
+        b";bare"
+    });
+    h.update(digest.0);
+    tag_of(&h.finalize())
+}
+
+/// Every tag a GET of `record` can carry: each data format
+/// ([`Format::DATA`]), bare or enveloped.
+pub fn record_tags(record: &Map<String, Value>) -> Vec<HeaderValue> {
+    let digest = RecordDigest::of(record);
+    Format::DATA
+        .iter()
+        .flat_map(|f| [false, true].map(|enveloped| record_tag(&digest, *f, enveloped)))
+        .collect()
 }
 
 /// Does an `If-None-Match` / `If-Match` field (`values`, possibly several
@@ -261,9 +351,13 @@ pub fn bytes_of(content: &Content, format: Format) -> Option<Bytes> {
 /// their SHA-256, base64url, quoted. The format is part of the bytes, so
 /// each representation has its own tag.
 pub fn etag(bytes: &[u8]) -> HeaderValue {
-    use base64::Engine;
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(bytes);
+    tag_of(&sha2::Sha256::digest(bytes))
+}
+
+/// A quoted tag of a SHA-256 digest's first 128 bits, base64url.
+fn tag_of(digest: &[u8]) -> HeaderValue {
+    use base64::Engine;
     let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16]);
     // Base64url is visible ASCII: always a valid header value.
     HeaderValue::from_str(&format!("\"{tag}\"")).unwrap_or(HeaderValue::from_static("\"\""))
@@ -300,6 +394,41 @@ mod tests {
         let sent = HeaderValue::from_str(sent).unwrap();
         let current = [HeaderValue::from_str(current).unwrap()];
         tags_match(std::iter::once(&sent), &current, strong)
+    }
+
+    /// A GET's tag of one record, in every data format, bare or
+    /// enveloped, is among the tags `If-Match` accepts for that record —
+    /// and a changed record's tags are all different.
+    #[test]
+    fn a_record_is_tagged_by_get_as_if_match_expects() {
+        let record: Map<String, Value> =
+            serde_json::from_str(r#"{"id": 5, "title": "=1+1", "price": 1.5, "tags": null}"#)
+                .unwrap();
+        let accepted = record_tags(&record);
+        let mut seen = Vec::new();
+        for format in Format::DATA {
+            for enveloped in [false, true] {
+                let content = if enveloped {
+                    Content::Value(record_envelope(Value::Object(record.clone())))
+                } else {
+                    Content::Record(record.clone())
+                };
+                let repr = Representation {
+                    status: StatusCode::OK,
+                    headers: HeaderMap::new(),
+                    content,
+                    enveloped_record: enveloped,
+                };
+                let res = encode(repr, *format, true, &html::Page::default());
+                let tag = res.headers()[header::ETAG].clone();
+                assert!(accepted.contains(&tag), "{format:?} {enveloped}");
+                assert!(!seen.contains(&tag), "{format:?} {enveloped}: tag shared");
+                seen.push(tag);
+            }
+        }
+        let mut changed = record.clone();
+        changed.insert("price".into(), Value::from(1.25));
+        assert!(record_tags(&changed).iter().all(|t| !accepted.contains(t)));
     }
 
     #[test]

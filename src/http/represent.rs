@@ -28,6 +28,7 @@ fn represented(status: StatusCode, content: Content) -> Representation {
         status,
         headers: HeaderMap::new(),
         content,
+        enveloped_record: false,
     }
 }
 
@@ -76,10 +77,13 @@ pub fn reply(reply: Reply, cx: &Ctx, method: &Method, may_read: bool) -> Represe
             }
             return repr;
         }
-        Reply::Record(r) if envelope => represented(
-            StatusCode::OK,
-            Content::Value(record_envelope(Value::Object(r))),
-        ),
+        Reply::Record(r) if envelope => Representation {
+            enveloped_record: true,
+            ..represented(
+                StatusCode::OK,
+                Content::Value(record_envelope(Value::Object(r))),
+            )
+        },
         Reply::Record(r) => represented(StatusCode::OK, Content::Record(r)),
         Reply::Collection { records, page } => {
             let count = records.len();

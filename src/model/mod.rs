@@ -132,6 +132,27 @@ pub struct Owner {
     pub policy: OwnerPolicy,
 }
 
+/// What a caller does to rows, as the owner rule sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+impl Owner {
+    /// The owner rule (§8.6), the one place it is written: whether only
+    /// the caller's own rows are in reach for `access`. A private
+    /// resource's rows are their owner's to read and to write; a
+    /// read-all/write-own resource's are everyone's to read and their
+    /// owner's to write.
+    pub fn restricts(&self, access: Access) -> bool {
+        match self.policy {
+            OwnerPolicy::Private => true,
+            OwnerPolicy::ReadAllWriteOwn => access == Access::Write,
+        }
+    }
+}
+
 /// A nested resource's link to its parent (§4.2).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ParentLink {
@@ -594,6 +615,15 @@ impl Module {
 }
 
 impl Resource {
+    /// The owner field that confines `access` to the caller's own rows
+    /// ([`Owner::restricts`]), if any.
+    pub fn owner_field(&self, access: Access) -> Option<usize> {
+        self.owner
+            .as_ref()
+            .filter(|o| o.restricts(access))
+            .map(|o| o.field)
+    }
+
     /// A resource over `table` with no fields yet; see [`builder`].
     pub fn new(name: impl Into<String>, table: impl Into<String>) -> Resource {
         Resource {

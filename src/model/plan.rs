@@ -40,7 +40,7 @@ pub fn owned_below(model: &ApiModel, table: &str) -> Vec<OwnedPath> {
                 continue;
             }
             if let Some(o) = &r.owner {
-                let private = o.policy == super::OwnerPolicy::Private;
+                let private = o.restricts(super::Access::Read);
                 let column = r.fields[o.field].column.clone();
                 found = Some(match found {
                     Some((c, p)) => (c, p || private),

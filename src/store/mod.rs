@@ -53,8 +53,12 @@ impl Scope {
         self.equal.is_empty() && self.within.is_empty()
     }
 
+    /// The scope narrowed by `field = value` (a condition already there
+    /// is not repeated).
     pub fn and(mut self, field: usize, value: Value) -> Scope {
-        self.equal.push((field, value));
+        if !self.equal.iter().any(|(f, v)| *f == field && *v == value) {
+            self.equal.push((field, value));
+        }
         self
     }
 }

@@ -9,34 +9,43 @@ use super::{singular, TableController};
 use crate::controller::{Ctx, Operation};
 use crate::error::ApiError;
 use crate::model::plan::ResourcePlan;
-use crate::model::{OwnerPolicy, Resource};
+use crate::model::{Access, Resource};
 use crate::store::{Scope, Selection, Within, WriteTx};
 
 impl TableController {
     /// The scope every statement on this resource carries: parent keys
-    /// (each ancestor checked to exist, within its own scope) and, for
-    /// private resources, the owner.
+    /// (each ancestor checked to exist, within its own scope) and the rows
+    /// the caller may read. A write needs a user wherever the owner rule
+    /// confines writes, before anything is read.
     pub(super) async fn scope(&self, cx: &Ctx, op: Operation) -> Result<Scope, ApiError> {
         let mut scope = Scope::default();
         if let Some(link) = &self.resource.parent {
             let parent_id = parent_chain_id(cx, &self.plan, None).await?;
             scope = scope.and(link.field, Value::from(parent_id));
         }
-        if let Some(owner) = &self.resource.owner {
-            let private = owner.policy == OwnerPolicy::Private;
-            if private || op.is_write() {
-                let user = cx.require_user()?;
-                if private {
-                    scope = scope.and(owner.field, Value::from(user));
-                }
-            }
+        if op.is_write() {
+            own_rows(&self.resource, Access::Write, cx)?;
         }
-        Ok(scope)
+        Ok(own_rows(&self.resource, Access::Read, cx)?
+            .into_iter()
+            .fold(scope, |scope, (field, user)| scope.and(field, user)))
     }
 
-    /// For read-all/write-own resources: the caller must own record `id`.
-    /// Runs inside the write transaction, so ownership cannot change
-    /// between the check and the write.
+    /// The rows of this resource the caller may change: those they may
+    /// read, and only their own where the owner rule says so (a
+    /// collection's delete).
+    pub(super) async fn write_scope(&self, cx: &Ctx, op: Operation) -> Result<Scope, ApiError> {
+        let scope = self.scope(cx, op).await?;
+        Ok(own_rows(&self.resource, Access::Write, cx)?
+            .into_iter()
+            .fold(scope, |scope, (field, user)| scope.and(field, user)))
+    }
+
+    /// The caller must own record `id` where the owner rule lets them read
+    /// more rows than they may change (read-all/write-own): another's is
+    /// 403, not 404, since they can see it. Runs inside the write
+    /// transaction, so ownership cannot change between the check and the
+    /// write.
     pub(super) async fn check_owner(
         &self,
         cx: &Ctx,
@@ -44,19 +53,19 @@ impl TableController {
         id: i64,
         scope: &Scope,
     ) -> Result<(), ApiError> {
-        let Some(owner) = &self.resource.owner else {
+        let r = &self.resource;
+        let Some((field, user)) = own_rows(r, Access::Write, cx)? else {
             return Ok(());
         };
-        if owner.policy != OwnerPolicy::ReadAllWriteOwn {
-            return Ok(());
+        if r.owner_field(Access::Read).is_some() {
+            return Ok(()); // `scope` holds only the caller's rows already
         }
-        let user = cx.require_user()?;
         let rec = tx
-            .fetch(&self.resource, &[owner.field], id, scope)
+            .fetch(r, &[field], id, scope)
             .await?
             .ok_or_else(|| self.not_found(&id.to_string()))?;
-        let field = &self.resource.fields[owner.field].name;
-        if rec.get(field).and_then(Value::as_i64) != Some(user) {
+        let owner = rec.get(&r.fields[field].name).and_then(Value::as_i64);
+        if owner.is_none() || owner != user.as_i64() {
             return Err(ApiError::forbidden(
                 "Only the owner may change this record.",
             ));
@@ -127,12 +136,8 @@ pub(super) fn read_scope(chain: &[Arc<Resource>], user: Option<i64>) -> Option<S
     let mut above: Option<Scope> = None;
     for (i, res) in chain.iter().enumerate() {
         let mut scope = Scope::default();
-        if let Some(owner) = res
-            .owner
-            .as_ref()
-            .filter(|o| o.policy == OwnerPolicy::Private)
-        {
-            scope = scope.and(owner.field, Value::from(user?));
+        if let Some(field) = res.owner_field(Access::Read) {
+            scope = scope.and(field, Value::from(user?));
         }
         if let (Some(link), Some(parent_scope)) = (&res.parent, above.take()) {
             if !parent_scope.equal.is_empty() || !parent_scope.within.is_empty() {
@@ -171,10 +176,8 @@ pub(super) async fn parent_chain_id(
         if let (Some(link), Some(above_id)) = (&parent.parent, above) {
             scope = scope.and(link.field, Value::from(above_id));
         }
-        if let Some(owner) = &parent.owner {
-            if owner.policy == OwnerPolicy::Private {
-                scope = scope.and(owner.field, Value::from(cx.require_user()?));
-            }
+        if let Some((field, user)) = own_rows(parent, Access::Read, cx)? {
+            scope = scope.and(field, user);
         }
         let found = match tx.as_deref_mut() {
             Some(tx) => tx
@@ -189,4 +192,19 @@ pub(super) async fn parent_chain_id(
         above = Some(id);
     }
     Ok(id)
+}
+
+/// The owner condition on `res`'s rows for `access` — the caller's own
+/// rows, where [`crate::model::Owner::restricts`] confines it — or `None`
+/// when every row is in reach. Without a user where one is needed: 401
+/// (or 403 for a client acting for itself).
+pub(super) fn own_rows(
+    res: &Resource,
+    access: Access,
+    cx: &Ctx,
+) -> Result<Option<(usize, Value)>, ApiError> {
+    match res.owner_field(access) {
+        Some(field) => Ok(Some((field, Value::from(cx.require_user()?)))),
+        None => Ok(None),
+    }
 }

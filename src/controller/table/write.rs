@@ -7,8 +7,8 @@ use super::read::SincePos;
 use super::{parse_id, TableController};
 use crate::controller::{Ctx, Operation, Reply};
 use crate::error::{ApiError, FieldError};
-use crate::format::{self, Content, Format};
-use crate::model::{value, OwnerPolicy};
+use crate::format;
+use crate::model::value;
 use crate::query::CollectionQuery;
 use crate::store::{Record, Scope, Selection, StoreError, WriteTx};
 
@@ -17,7 +17,7 @@ pub const MAX_BULK: usize = 1000;
 
 impl TableController {
     pub(super) async fn create_one(&self, cx: &Ctx, body: Value) -> Result<Reply, ApiError> {
-        let scope = self.scope(cx, Operation::Create).await?;
+        let scope = self.write_scope(cx, Operation::Create).await?;
         let body = self.writable_body(body)?;
         let instance = Value::Object(body);
         self.create_schema.check(&instance)?;
@@ -30,12 +30,8 @@ impl TableController {
                 values.push((i, f.default.clone().unwrap_or(Value::Null)));
             }
         }
+        // The parent keys, and the caller as owner where there is one.
         values.extend(scope.equal.iter().cloned());
-        if let Some(owner) = &self.resource.owner {
-            if !values.iter().any(|(i, _)| *i == owner.field) {
-                values.push((owner.field, Value::from(cx.require_user()?)));
-            }
-        }
         let mut tx = cx.store.begin_write().await?;
         self.confirm_parents(cx, &mut tx).await?;
         let record: Record = tx
@@ -220,13 +216,8 @@ impl TableController {
     }
 
     pub(super) async fn remove_many(&self, cx: &Ctx) -> Result<Reply, ApiError> {
-        let mut scope = self.scope(cx, Operation::DeleteAll).await?;
-        if let Some(owner) = &self.resource.owner {
-            // Read-all resources still delete only the caller's rows.
-            if owner.policy == OwnerPolicy::ReadAllWriteOwn {
-                scope = scope.and(owner.field, Value::from(cx.require_user()?));
-            }
-        }
+        // Read-all resources still delete only the caller's rows.
+        let scope = self.write_scope(cx, Operation::DeleteAll).await?;
         let q = CollectionQuery::parse(&cx.query, &self.resource, &self.policy, None)?;
         let all = match cx.query_param("all") {
             None | Some("false") | Some("0") => false,
@@ -279,12 +270,12 @@ impl TableController {
     }
 
     /// `If-Match` (§5.6), checked inside the write transaction, so nothing
-    /// can change between the check and the write. The tag must be one of
-    /// the record's current representations as a GET returns it — JSON,
-    /// XML or CSV (with whatever CSV options), plain or as this request's
-    /// parameters shape it (`envelope`), whichever the client fetched; a
-    /// compressed response's tag names the same representation. `*` needs
-    /// the record to exist. Otherwise 412, and nothing is written.
+    /// can change between the check and the write. The tag must be one a
+    /// GET of the record gives now — in JSON, XML or CSV (with whatever CSV
+    /// options), bare or enveloped — as [`format::record_tags`] names them
+    /// from one digest of the record, the code that tags a GET's record;
+    /// a compressed response's tag names the same representation. `*`
+    /// needs the record to exist. Otherwise 412, and nothing is written.
     pub(super) async fn check_if_match(
         &self,
         cx: &Ctx,
@@ -298,27 +289,11 @@ impl TableController {
         let current = tx
             .fetch(&self.resource, &self.plan.view_fields, id, scope)
             .await?;
-        let tags: Vec<http::HeaderValue> = match current {
-            Some(rec) => {
-                let Reply::Record(rec) = self.record_reply(cx, rec) else {
-                    unreachable!("record_reply makes records")
-                };
-                // The record as a GET with this request's parameters
-                // represents it too, when that differs (an envelope).
-                let enveloped = matches!(cx.query_param("envelope"), Some("true") | Some("1"));
-                let mut contents = Vec::with_capacity(2);
-                if enveloped {
-                    contents.push(Content::Value(format::record_envelope(Value::Object(
-                        rec.clone(),
-                    ))));
-                }
-                contents.push(Content::Record(rec));
-                contents
-                    .iter()
-                    .flat_map(|c| Format::DATA.iter().filter_map(|f| format::bytes_of(c, *f)))
-                    .map(|b| format::etag(&b))
-                    .collect()
-            }
+        let tags = match current {
+            Some(rec) => match self.record_reply(cx, rec) {
+                Reply::Record(rec) => format::record_tags(&rec),
+                _ => unreachable!("record_reply makes records"),
+            },
             None => Vec::new(),
         };
         if format::tags_match(
