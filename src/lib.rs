@@ -19,25 +19,28 @@
 //! ```
 
 pub mod actions;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod controller;
 pub mod demo;
+pub mod docs;
 pub mod error;
 pub mod format;
 pub mod http;
 pub mod limit;
 pub mod model;
+pub mod oauth;
 pub mod ops;
 pub mod query;
 pub mod registry;
 pub mod store;
 pub mod validate;
 
+pub use crate::app::App;
 pub use crate::auth::Identity;
 pub use crate::controller::{Controller, Ctx, Operation, Reply};
 pub use crate::error::ApiError;
-pub use crate::http::App;
 
 /// Why an app could not start.
 #[derive(Debug, thiserror::Error)]

@@ -264,7 +264,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                 &Registry::builtin(),
                 &restkit::controller::table::TableOptions::from_settings(&settings),
             )?;
-            print!("{}", restkit::http::routes::table_text(&routes));
+            let own = restkit::http::own::OwnRoutes::new(&settings, &model);
+            print!("{}", restkit::http::routes::table_text(&routes, &own));
             Ok(())
         }
         Command::Users { db, command } => {
@@ -387,7 +388,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             .into_iter()
             .map(std::sync::Arc::new)
             .collect();
-            let doc = restkit::http::openapi::document(&routes, &settings);
+            let own = restkit::http::own::OwnRoutes::new(&settings, &model);
+            let doc = restkit::docs::openapi::document(&routes, &own, &settings);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?

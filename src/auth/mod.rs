@@ -7,7 +7,7 @@
 //! checks the route's declared scope against the identity. Credentials
 //! (§8.4): Bearer access tokens ([`tokens`]) in the header or the query,
 //! and HTTP Basic with a user's username and password. The OAuth2
-//! endpoints that issue tokens are in `http::oauth`; clients in
+//! endpoints that issue tokens are in `crate::oauth`; clients in
 //! [`clients`], signing keys in [`keys`]. Ownership of rows (§8.6) is
 //! checked by the table controller against the model.
 

@@ -182,6 +182,55 @@ fn link(out: &mut String, href: &str, text: &str) {
     out.push_str("</a>");
 }
 
+/// The shell every HTML page restkit serves is written in — the
+/// browsable pages, the sign-in and consent page, the docs: doctype,
+/// charset, viewport, title, the page's one style sheet (which its CSP
+/// allows by hash, [`csp_allowing`]), a header bar when it has one, then
+/// `main`; [`Shell::close`] ends it.
+pub struct Shell<'a> {
+    /// Plain text, escaped here.
+    pub title: &'a str,
+    pub style: &'static str,
+    /// The header bar's markup, if the page has one.
+    pub header: Option<&'a str>,
+    /// Asks search engines not to index the page.
+    pub noindex: bool,
+}
+
+impl Shell<'_> {
+    /// Writes everything up to the start of `main`.
+    pub fn open(&self, out: &mut String) {
+        out.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">");
+        out.push_str("<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
+        if self.noindex {
+            out.push_str("<meta name=\"robots\" content=\"noindex\">");
+        }
+        out.push_str("<title>");
+        escape(out, self.title);
+        out.push_str("</title><style>");
+        out.push_str(self.style);
+        out.push_str("</style></head><body>");
+        if let Some(header) = self.header {
+            out.push_str("<header>");
+            out.push_str(header);
+            out.push_str("</header>");
+        }
+        out.push_str("<main>");
+    }
+
+    /// Ends `main`, then runs `script` (which the page's CSP must allow),
+    /// and ends the page.
+    pub fn close(out: &mut String, script: Option<&str>) {
+        out.push_str("</main>");
+        if let Some(script) = script {
+            out.push_str("<script>");
+            out.push_str(script);
+            out.push_str("</script>");
+        }
+        out.push_str("</body></html>");
+    }
+}
+
 /// The page for a reply (or an error) with `status`, `headers` and
 /// `content`, answering `page`'s request.
 pub fn encode(
@@ -192,17 +241,15 @@ pub fn encode(
     page: &Page,
 ) -> Bytes {
     let mut out = String::with_capacity(8192);
-    out.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">");
-    out.push_str("<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
-    out.push_str("<meta name=\"robots\" content=\"noindex\"><title>");
-    escape(&mut out, &page.method);
-    out.push(' ');
-    escape(&mut out, path_of(&page.target));
-    out.push_str(" · restkit</title><style>");
-    out.push_str(STYLE);
-    out.push_str("</style></head><body><header><b>restkit</b>");
-    breadcrumbs(&mut out, path_of(&page.target));
-    out.push_str("</header><main>");
+    let mut header = String::from("<b>restkit</b>");
+    breadcrumbs(&mut header, path_of(&page.target));
+    Shell {
+        title: &format!("{} {} · restkit", page.method, path_of(&page.target)),
+        style: STYLE,
+        header: Some(&header),
+        noindex: true,
+    }
+    .open(&mut out);
 
     // The request.
     out.push_str("<section><h2>Request</h2><pre><b>");
@@ -267,9 +314,7 @@ pub fn encode(
         out.push_str("</pre></section>");
     }
     form(&mut out, page, content);
-    out.push_str("</main><script>");
-    out.push_str(SCRIPT);
-    out.push_str("</script></body></html>");
+    Shell::close(&mut out, Some(SCRIPT));
     Bytes::from(out)
 }
 

@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 
+use super::own::{Negotiation, OwnRoute};
 use super::AppState;
 use crate::error::ApiError;
 use crate::format::csv::CsvOptions;
@@ -41,17 +42,12 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
     // A route description (OPTIONS) and the health probe answer whatever
     // the client accepts: monitors send Accept: text/plain, and an HTML
     // description of a route is a later addition, not a reason to refuse.
-    let lenient = req.method() == http::Method::OPTIONS || req.uri().path() == "/health";
-    // Well-known documents and the OpenAPI document are JSON files by name
-    // (`jwks.json`): their names are not extensions to strip, and they
-    // answer any Accept, as do the docs and the metrics (which choose
-    // their own text format).
-    let path = req.uri().path();
-    if path.starts_with("/.well-known/")
-        || path == "/openapi.json"
-        || path == "/docs"
-        || path == "/metrics"
-    {
+    let own = state.own.at(req.uri().path()).map(OwnRoute::negotiation);
+    let lenient = req.method() == http::Method::OPTIONS || own == Some(Negotiation::Lenient);
+    // Documents with their own media type (`jwks.json`, the docs, the
+    // metrics): their names are not extensions to strip, and they answer
+    // any Accept.
+    if own == Some(Negotiation::Fixed) {
         req.extensions_mut().insert(Format::Json);
         let mut res = next.run(req).await;
         res.extensions_mut().insert(Format::Json);

@@ -345,21 +345,28 @@ pub fn build(
 }
 
 /// The route table as text for `restkit routes`: method, path, handler,
-/// scope.
-pub fn table_text(routes: &[Route]) -> String {
+/// scope; restkit's own routes first.
+pub fn table_text<R: std::borrow::Borrow<Route>>(
+    routes: &[R],
+    own: &super::own::OwnRoutes,
+) -> String {
     let mut rows = vec![(
         "METHOD".to_string(),
         "PATH".to_string(),
         "HANDLER".to_string(),
         "SCOPE".to_string(),
     )];
-    rows.push((
-        "GET".into(),
-        "/health".into(),
-        "ops::health".into(),
-        "-".into(),
-    ));
-    for r in routes {
+    for (route, path) in own.iter() {
+        for method in route.methods() {
+            rows.push((
+                method.to_string(),
+                path.to_string(),
+                route.handler().to_string(),
+                "-".into(),
+            ));
+        }
+    }
+    for r in routes.iter().map(R::borrow) {
         for e in &r.endpoints {
             let handler = match &e.target {
                 Target::Operation { controller, op } => match controller.resource() {

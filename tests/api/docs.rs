@@ -260,3 +260,59 @@ async fn docs_is_a_page_of_every_endpoint_without_scripts() {
     assert!(html.contains("curl -H &quot;Authorization: Bearer $TOKEN&quot;"));
     assert!(html.contains("Needs an access token with the scope <code>write</code>"));
 }
+
+/// restkit's own routes are declared once: each one an app serves is
+/// answered (never 404 or 405), documented in OpenAPI and listed by
+/// `restkit routes` — including `/authenticate`, which only apps taking
+/// API keys serve.
+#[tokio::test]
+async fn every_own_route_is_served_documented_and_listed() {
+    let toml = r#"
+[[module]]
+prefix = "/keys"
+credentials = ["api_key"]
+[[module.resource]]
+name = "memos"
+[module.resource.fields]
+id   = { type = "integer", primary_key = true }
+text = { type = "string" }
+"#;
+    let t = TestApp::with(toml, "", Registry::builtin()).await;
+    let state = t.app.state();
+    let doc: Value = serde_json::from_slice(&state.openapi).unwrap();
+    let listed = restkit::http::routes::table_text(&state.routes, &state.own);
+    let mut seen = Vec::new();
+    for (route, path) in state.own.iter() {
+        seen.push(route);
+        for method in route.methods() {
+            let verb = method.as_str().to_lowercase();
+            assert!(
+                doc["paths"][path][&verb].is_object(),
+                "{method} {path} is not documented"
+            );
+            assert!(
+                listed.lines().any(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    cols.len() > 2 && cols[0] == method.as_str() && cols[1] == path
+                }),
+                "{method} {path} is not listed:\n{listed}"
+            );
+            let res = t.call(method.clone(), path).anonymous().send().await;
+            assert!(
+                res.status != 404 && res.status != 405,
+                "{method} {path}: {}",
+                res.status
+            );
+        }
+    }
+    use restkit::http::own::OwnRoute;
+    assert!(seen.contains(&OwnRoute::Authenticate));
+    assert!(seen.contains(&OwnRoute::Health));
+    // Without API keys, no /authenticate — served or documented.
+    let demo = TestApp::demo().await;
+    assert!(demo.app.state().own.at("/v1/authenticate").is_none());
+    let doc: Value = serde_json::from_slice(&demo.app.state().openapi).unwrap();
+    assert!(doc["paths"]["/v1/authenticate"].is_null());
+    let res = demo.post("/v1/authenticate").anonymous().send().await;
+    assert_eq!(res.status, 404);
+}

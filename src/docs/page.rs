@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use http::HeaderValue;
 use serde_json::Value;
 
-use crate::format::html::esc;
+use crate::format::html::{esc, Shell};
 
 const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}\
 header{background:#1d2330;color:#fff;padding:.8em 1.2em}header a{color:#cfe0ff}\
@@ -148,20 +148,23 @@ pub fn render(doc: &Value) -> String {
     let mut out = String::with_capacity(64 * 1024);
     let title = doc["info"]["title"].as_str().unwrap_or("API");
     let server = doc["servers"][0]["url"].as_str().unwrap_or("");
-    let _ = write!(
-        out,
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{} reference</title>\
-         <style>{STYLE}</style></head><body><header><b>{}</b> {} · <a href=\"/openapi.json\">openapi.json</a></header><main>",
-        esc(title),
+    let header = format!(
+        "<b>{}</b> {} · <a href=\"/openapi.json\">openapi.json</a>",
         esc(title),
         esc(doc["info"]["version"].as_str().unwrap_or("")),
     );
+    Shell {
+        title: &format!("{title} reference"),
+        style: STYLE,
+        header: Some(&header),
+        noindex: false,
+    }
+    .open(&mut out);
     if let Some(d) = doc["info"]["description"].as_str() {
         let _ = write!(out, "<p>{}</p>", prose(d));
     }
     let Some(paths) = doc["paths"].as_object() else {
-        out.push_str("</main></body></html>");
+        Shell::close(&mut out, None);
         return out;
     };
     out.push_str("<h2>Endpoints</h2><nav>");
@@ -276,7 +279,7 @@ pub fn render(doc: &Value) -> String {
             let _ = write!(out, "<pre>{}</pre></section>", esc(&curl));
         }
     }
-    out.push_str("</main></body></html>");
+    Shell::close(&mut out, None);
     out
 }
 

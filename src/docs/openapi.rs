@@ -26,9 +26,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::routes::{Route, Target};
 use crate::config::Settings;
 use crate::controller::Operation;
+use crate::http::own::{OwnRoute, OwnRoutes};
+use crate::http::routes::{Route, Target};
 use crate::model::schema::field_schema;
 use crate::model::{FieldType, RelationKind, Resource};
 use crate::query::{QueryPolicy, QueryShape};
@@ -630,7 +631,7 @@ fn operation_id(method: &str, template: &str) -> String {
 }
 
 /// The document for `routes`, under `settings`.
-pub fn document(routes: &[Arc<Route>], settings: &Settings) -> Value {
+pub fn document(routes: &[Arc<Route>], own: &OwnRoutes, settings: &Settings) -> Value {
     let mut paths = Map::new();
     let mut schemas = Map::new();
     schemas.insert("Error".into(), json!({
@@ -851,7 +852,7 @@ pub fn document(routes: &[Arc<Route>], settings: &Settings) -> Value {
         paths.insert(route.template.clone(), Value::Object(item));
     }
     link_creates_to_records(routes, &mut paths);
-    own_paths(&mut paths, settings);
+    own_paths(&mut paths, own, settings);
     let info = &settings.info;
     let mut info_doc = json!({"title": info.title, "version": info.version});
     if !info.description.is_empty() {
@@ -1075,9 +1076,15 @@ fn token_form(settings: &Settings) -> Value {
     json!({"oneOf": variants})
 }
 
-/// restkit's own endpoints: health, OAuth2, well-known documents, docs.
-fn own_paths(paths: &mut Map<String, Value>, settings: &Settings) {
-    let prefix = &settings.auth.prefix;
+/// restkit's own endpoints, as [`OwnRoutes`] declares them.
+fn own_paths(paths: &mut Map<String, Value>, own: &OwnRoutes, settings: &Settings) {
+    for (route, path) in own.iter() {
+        paths.insert(path.to_string(), own_path(route, settings));
+    }
+}
+
+/// The path item of one of restkit's own endpoints.
+fn own_path(route: OwnRoute, settings: &Settings) -> Value {
     let json_ok = |d: &str| json!({"200": {"description": d, "content": {"application/json": {"schema": {"type": "object"}}}}});
     let oauth_error = json!({"description": "An OAuth2 error (RFC 6749 §5.2).", "content": {"application/json": {"schema": {
         "type": "object", "required": ["error"], "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}}}}}});
@@ -1088,88 +1095,113 @@ fn own_paths(paths: &mut Map<String, Value>, settings: &Settings) {
                            "client_id": oauth_text(), "client_secret": oauth_text()},
             "additionalProperties": oauth_text(), "propertyNames": oauth_text()}))
     };
+    let oauth_post = |id: &str, summary: &str, body: Value| {
+        let mut responses = json_ok("Success.");
+        responses["400"] = oauth_error.clone();
+        responses["401"] = oauth_error.clone();
+        responses["413"] = json!({"$ref": "#/components/responses/Error"});
+        responses["415"] = oauth_error.clone();
+        json!({"post": {"operationId": id, "summary": summary, "security": [{}],
+                        "requestBody": body, "responses": responses}})
+    };
     let html = json!({"text/html": {"schema": {"type": "string"}}});
-    let health = json!({"type": "object", "required": ["status", "database"], "properties": {
-        "status": {"enum": ["ok", "error"]}, "database": {"enum": ["ok", "unavailable"]},
-        "redis": {"enum": ["ok", "unavailable"], "description": "With the Redis rate-limit backend."}}});
-    paths.insert("/health".into(), json!({"get": {"operationId": "health", "summary": "Liveness and database check.",
-        "security": [{}], "responses": {
-            "200": {"description": "Healthy.", "content": {"application/json": {"schema": health}}},
-            "503": {"description": "The database does not answer, or Redis is down under `on_backend_error = \"deny\"`.", "content": {"application/json": {"schema": health}}}}}}));
-    if settings.metrics.enabled {
-        paths.insert("/metrics".into(), json!({"get": {"operationId": "metrics",
+    match route {
+        OwnRoute::Health => {
+            let health = json!({"type": "object", "required": ["status", "database"], "properties": {
+                "status": {"enum": ["ok", "error"]}, "database": {"enum": ["ok", "unavailable"]},
+                "redis": {"enum": ["ok", "unavailable"], "description": "With the Redis rate-limit backend."}}});
+            json!({"get": {"operationId": "health", "summary": "Liveness and database check.",
+                "security": [{}], "responses": {
+                    "200": {"description": "Healthy.", "content": {"application/json": {"schema": health}}},
+                    "503": {"description": "The database does not answer, or Redis is down under `on_backend_error = \"deny\"`.", "content": {"application/json": {"schema": health}}}}}})
+        }
+        OwnRoute::Metrics => json!({"get": {"operationId": "metrics",
             "summary": "Prometheus metrics: requests, latency, auth failures, rate limits, database pool.",
             "description": "OpenMetrics text when `Accept` asks for `application/openmetrics-text`, else Prometheus's classic text format (version 0.0.4).",
             "security": [{}], "responses": {
                 "200": {"description": "The metrics.", "content": {
                     "application/openmetrics-text": {"schema": {"type": "string"}},
                     "text/plain": {"schema": {"type": "string"}}}},
-                "403": {"$ref": "#/components/responses/Error"}}}}));
-    }
-    for (path, id, summary, body) in [
-        (
-            "access_token",
+                "403": {"$ref": "#/components/responses/Error"}}}}),
+        OwnRoute::Token => oauth_post(
             "token",
             "OAuth2 token endpoint (RFC 6749): one form per grant.",
             form(token_form(settings)),
         ),
-        (
-            "revoke",
+        OwnRoute::Revoke => oauth_post(
             "revoke",
             "Token revocation (RFC 7009).",
             token_form_body(&["token"]),
         ),
-        (
-            "introspect",
+        OwnRoute::Introspect => oauth_post(
             "introspect",
             "Token introspection (RFC 7662); needs client authentication.",
             token_form_body(&["token"]),
         ),
-    ] {
-        let mut responses = json_ok("Success.");
-        responses["400"] = oauth_error.clone();
-        responses["401"] = oauth_error.clone();
-        responses["413"] = json!({"$ref": "#/components/responses/Error"});
-        responses["415"] = oauth_error.clone();
-        paths.insert(
-            format!("{prefix}/{path}"),
-            json!({"post": {"operationId": id, "summary": summary, "security": [{}],
-                            "requestBody": body, "responses": responses}}),
-        );
+        OwnRoute::Authorize => {
+            let t = oauth_text;
+            let authorize_params: Vec<Value> = [
+                ("response_type", true, json!({"enum": ["code", "token"]})),
+                ("client_id", true, t()),
+                ("redirect_uri", false, t()),
+                ("scope", false, t()),
+                ("state", false, t()),
+                ("code_challenge", false, t()),
+                ("code_challenge_method", false, json!({"const": "S256"})),
+            ]
+            .into_iter()
+            .map(|(n, required, s)| json!({"name": n, "in": "query", "required": required, "schema": s}))
+            .collect();
+            json!({
+                "get": {"operationId": "authorizeForm", "summary": "Sign-in and consent page (authorization code and implicit grants).",
+                        "security": [{}], "parameters": authorize_params,
+                        "responses": {"200": {"description": "The page.", "content": html},
+                                      "302": {"description": "Back to the client with an error."},
+                                      "400": {"description": "An unknown client or redirect URI: not redirected.", "content": html}}},
+                "post": {"operationId": "authorizeDecide", "summary": "Sign in and decide.", "security": [{}],
+                         "requestBody": form(json!({"type": "object", "additionalProperties": t(), "propertyNames": t()})),
+                         "responses": {"302": {"description": "Back to the client with a code, a token or an error."},
+                                       "400": {"description": "An unknown client or redirect URI: not redirected.", "content": html},
+                                       "401": {"description": "Wrong credentials: the form again.", "content": html},
+                                       "403": {"description": "The form's CSRF token did not match.", "content": html},
+                                       "413": {"$ref": "#/components/responses/Error"},
+                                       "415": {"description": "Not a form.", "content": html}}}
+            })
+        }
+        OwnRoute::Authenticate => {
+            let credentials = json!({"type": "object", "required": ["username", "password"],
+                "properties": {"username": {"type": "string"}, "password": {"type": "string"}}});
+            let key = json!({"type": "object", "required": ["api_key", "token_type", "header", "expires_in", "ip"],
+                "properties": {"api_key": {"type": "string"}, "token_type": {"const": "ApiKey"},
+                               "header": {"const": "X-API-Key"}, "expires_in": {"type": "integer"},
+                               "ip": {"type": "string", "description": "The only address the key works from."}}});
+            json!({"post": {"operationId": "authenticate",
+                "summary": "A user's username and password for an API key usable only from the caller's address (§8.4).",
+                "security": [{}],
+                "requestBody": {"required": true, "content": {
+                    "application/json": {"schema": credentials},
+                    "application/x-www-form-urlencoded": {"schema": credentials}}},
+                "responses": {
+                    "200": {"description": "The key.", "content": {"application/json": {"schema": key}}},
+                    "400": {"$ref": "#/components/responses/Error"},
+                    "401": {"$ref": "#/components/responses/Error"},
+                    "413": {"$ref": "#/components/responses/Error"},
+                    "415": {"$ref": "#/components/responses/Error"}}}})
+        }
+        OwnRoute::Jwks => {
+            json!({"get": {"operationId": "jwks", "summary": "Public keys (RFC 7517).", "security": [{}], "responses": json_ok("The key set.")}})
+        }
+        OwnRoute::ServerMetadata => {
+            json!({"get": {"operationId": "oauthMetadata", "summary": "Authorization server metadata (RFC 8414).", "security": [{}], "responses": json_ok("The metadata.")}})
+        }
+        OwnRoute::Docs => {
+            json!({"get": {"operationId": "docs", "summary": "This reference as an HTML page.", "security": [{}],
+            "responses": {"200": {"description": "The page.", "content": html}}}})
+        }
+        OwnRoute::OpenApi => {
+            json!({"get": {"operationId": "openapi", "summary": "This document.", "security": [{}], "responses": json_ok("The document.")}})
+        }
     }
-    let t = oauth_text;
-    let authorize_params: Vec<Value> = [
-        ("response_type", true, json!({"enum": ["code", "token"]})),
-        ("client_id", true, t()),
-        ("redirect_uri", false, t()),
-        ("scope", false, t()),
-        ("state", false, t()),
-        ("code_challenge", false, t()),
-        ("code_challenge_method", false, json!({"const": "S256"})),
-    ]
-    .into_iter()
-    .map(|(n, required, s)| json!({"name": n, "in": "query", "required": required, "schema": s}))
-    .collect();
-    paths.insert(format!("{prefix}/authorize"), json!({
-        "get": {"operationId": "authorizeForm", "summary": "Sign-in and consent page (authorization code and implicit grants).",
-                "security": [{}], "parameters": authorize_params,
-                "responses": {"200": {"description": "The page.", "content": html},
-                              "302": {"description": "Back to the client with an error."},
-                              "400": {"description": "An unknown client or redirect URI: not redirected.", "content": html}}},
-        "post": {"operationId": "authorizeDecide", "summary": "Sign in and decide.", "security": [{}],
-                 "requestBody": form(json!({"type": "object", "additionalProperties": t(), "propertyNames": t()})),
-                 "responses": {"302": {"description": "Back to the client with a code, a token or an error."},
-                               "400": {"description": "An unknown client or redirect URI: not redirected.", "content": html},
-                               "401": {"description": "Wrong credentials: the form again.", "content": html},
-                               "403": {"description": "The form's CSRF token did not match.", "content": html},
-                               "413": {"$ref": "#/components/responses/Error"},
-                               "415": {"description": "Not a form.", "content": html}}}
-    }));
-    paths.insert("/.well-known/jwks.json".into(), json!({"get": {"operationId": "jwks", "summary": "Public keys (RFC 7517).", "security": [{}], "responses": json_ok("The key set.")}}));
-    paths.insert("/.well-known/oauth-authorization-server".into(), json!({"get": {"operationId": "oauthMetadata", "summary": "Authorization server metadata (RFC 8414).", "security": [{}], "responses": json_ok("The metadata.")}}));
-    paths.insert("/docs".into(), json!({"get": {"operationId": "docs", "summary": "This reference as an HTML page.", "security": [{}],
-        "responses": {"200": {"description": "The page.", "content": html}}}}));
-    paths.insert("/openapi.json".into(), json!({"get": {"operationId": "openapi", "summary": "This document.", "security": [{}], "responses": json_ok("The document.")}}));
 }
 
 /// Per route template, what OPTIONS answers (§11): the route's methods,

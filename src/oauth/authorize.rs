@@ -22,12 +22,12 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, Request, StatusCode};
 
-use super::oauth;
-use super::AppState;
 use crate::auth::clients::{self, Client};
 use crate::auth::tokens::{self, Approval, Grant, Subject};
 use crate::auth::users;
-use crate::format::html::esc as text;
+use crate::format::html::{esc as text, Shell};
+use crate::http::AppState;
+use crate::oauth;
 
 const CSRF_COOKIE: &str = "restkit_csrf";
 
@@ -346,13 +346,16 @@ fn csp() -> &'static HeaderValue {
 }
 
 fn page(status: StatusCode, title: &str, body: &str, cookie: Option<HeaderValue>) -> Response {
-    let html = format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{}</title><style>{STYLE}</style></head><body><main><h1>{}</h1>{body}</main></body></html>",
-        text(title),
-        text(title)
-    );
+    let mut html = String::with_capacity(2048);
+    Shell {
+        title,
+        style: STYLE,
+        header: None,
+        noindex: true,
+    }
+    .open(&mut html);
+    html.push_str(&format!("<h1>{}</h1>{body}", text(title)));
+    Shell::close(&mut html, None);
     let mut res = (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=UTF-8")],

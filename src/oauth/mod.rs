@@ -13,78 +13,22 @@
 //! so standard OAuth2 client libraries read them; token responses carry
 //! `Cache-Control: no-store`.
 
+pub mod authorize;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use base64::Engine;
 use http::{header, HeaderValue, Request, StatusCode};
 use serde_json::{json, Value};
 
-use super::AppState;
 use crate::auth::clients::{self, Client};
 use crate::auth::tokens::{Grant, Subject};
 use crate::auth::users;
-
-/// Adds the OAuth2 endpoints and well-known documents, and
-/// `{prefix}/authenticate` when some module accepts API keys.
-/// `authorize` serves `{prefix}/authorize` (the sign-in and consent page,
-/// `http::authorize`, which builds on this module's client and token
-/// steps); it joins the same `token` tier.
-pub fn routes(
-    router: Router<Arc<AppState>>,
-    state: &Arc<AppState>,
-    api_keys: bool,
-    authorize: axum::routing::MethodRouter<Arc<AppState>>,
-) -> Router<Arc<AppState>> {
-    let prefix = &state.settings.auth.prefix;
-    // The endpoints that take credentials are the `token` tier's (§9),
-    // per client IP.
-    // OPTIONS answers with the methods, so a browser's CORS preflight
-    // (a single-page app signing in from another origin) succeeds.
-    let post_only = || async { allow("POST, OPTIONS") };
-    let mut limited = Router::new()
-        .route(
-            &format!("{prefix}/access_token"),
-            post(token).options(post_only),
-        )
-        .route(&format!("{prefix}/revoke"), post(revoke).options(post_only))
-        .route(
-            &format!("{prefix}/introspect"),
-            post(introspect).options(post_only),
-        )
-        .route(
-            &format!("{prefix}/authorize"),
-            authorize.options(|| async { allow("GET, HEAD, POST, OPTIONS") }),
-        );
-    if api_keys {
-        limited = limited.route(
-            &format!("{prefix}/authenticate"),
-            post(authenticate).options(post_only),
-        );
-    }
-    let limited = limited.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        super::limits::token_tier,
-    ));
-    router
-        .merge(limited)
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/.well-known/oauth-authorization-server", get(metadata))
-}
-
-/// `OPTIONS` on an OAuth2 endpoint: 204 with its methods (the CORS layer
-/// turns them into a preflight's `Access-Control-Allow-Methods`).
-fn allow(methods: &'static str) -> Response {
-    let mut res = StatusCode::NO_CONTENT.into_response();
-    res.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(methods));
-    res
-}
+use crate::http::AppState;
 
 /// An RFC 6749 §5.2 error.
 pub struct OAuthError {
@@ -155,7 +99,7 @@ impl IntoResponse for OAuthError {
             );
         }
         res.extensions_mut()
-            .insert(super::marks::OAuthFailure(self.error));
+            .insert(crate::http::marks::OAuthFailure(self.error));
         no_store(res)
     }
 }
@@ -190,7 +134,7 @@ pub(crate) async fn form(
             "Send the parameters as application/x-www-form-urlencoded.",
         ));
     }
-    let bytes = super::body::bytes(body, &parts.headers, &state.settings.server).await?;
+    let bytes = crate::http::body::bytes(body, &parts.headers, &state.settings.server).await?;
     let mut params = HashMap::new();
     for (k, v) in form_urlencoded::parse(&bytes) {
         if v.contains('\0') || k.contains('\0') {
@@ -307,7 +251,7 @@ fn require<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a St
         .ok_or_else(|| OAuthError::new("invalid_request", format!("'{name}' is missing.")))
 }
 
-async fn token(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
+pub async fn token(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
     match issue(&state, req).await {
         Ok(body) => json_response(body),
         Err(e) => e.into_response(),
@@ -485,7 +429,7 @@ async fn issue(state: &AppState, req: Request<Body>) -> Result<Value, OAuthError
 
 /// RFC 7009: 200 whatever the token was (unknown, expired, another
 /// client's: nothing to say); a refresh token takes its family with it.
-async fn revoke(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
+pub async fn revoke(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
     let run = async {
         let (parts, mut params) = form(&state, req).await?;
         let client = client(&state, &parts, &mut params).await?;
@@ -514,7 +458,7 @@ async fn revoke(State(state): State<Arc<AppState>>, req: Request<Body>) -> Respo
 
 /// RFC 7662: for authenticated clients; a client learns about its own
 /// tokens only (others' are `{"active": false}`).
-async fn introspect(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
+pub async fn introspect(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
     let run = async {
         let (parts, mut params) = form(&state, req).await?;
         let client = client(&state, &parts, &mut params).await?;
@@ -563,7 +507,7 @@ async fn introspect(State(state): State<Arc<AppState>>, req: Request<Body>) -> R
     }
 }
 
-async fn jwks(State(state): State<Arc<AppState>>) -> Response {
+pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     let mut res = (
         [(header::CONTENT_TYPE, "application/json")],
         state.tokens.keys.jwks().to_string(),
@@ -578,7 +522,7 @@ async fn jwks(State(state): State<Arc<AppState>>) -> Response {
 
 /// RFC 8414 metadata; `issuer` is `auth.issuer` and every endpoint is
 /// under it.
-async fn metadata(State(state): State<Arc<AppState>>) -> Response {
+pub async fn metadata(State(state): State<Arc<AppState>>) -> Response {
     let auth = &state.settings.auth;
     let issuer = &state.tokens.issuer;
     let at = |path: &str| format!("{issuer}{}{path}", auth.prefix);
@@ -624,7 +568,7 @@ async fn metadata(State(state): State<Arc<AppState>>) -> Response {
 /// `POST {prefix}/authenticate` (§8.4): a user's username and password
 /// (form or JSON) → an API key usable only from the caller's IP. Errors in
 /// §7's format (this is restkit's endpoint, not OAuth2's).
-async fn authenticate(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
+pub async fn authenticate(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
     let run = async {
         let ip = req
             .extensions()
@@ -636,7 +580,7 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request<Body>) ->
                 )
             })?;
         let (parts, body) = req.into_parts();
-        let parsed = super::body::read(body, &parts.headers, &state.settings.server).await?;
+        let parsed = crate::http::body::read(body, &parts.headers, &state.settings.server).await?;
         let field = |name: &str| {
             parsed
                 .value
