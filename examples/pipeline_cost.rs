@@ -1,9 +1,9 @@
 //! Per-request cost of each layer, in-process (no socket, no load tool):
 //! raw sqlx query → restkit store fetch → full `app.call` pipeline, on the
-//! demo database, sequential calls. Prints microseconds per call and ratios
+//! demo database, sequential calls; then a page of 20 with its count. Prints microseconds per call and ratios
 //! to the raw query, run in the same process so machine noise hits all.
 //!
-//! Usage: cargo run --release --example pipeline_cost [N]
+//! Usage: cargo run --release --example pipeline_cost [N] [one|page]
 
 mod common;
 
@@ -53,6 +53,29 @@ async fn main() {
     let store = app.state().store.clone();
     let raw = sqlx::sqlite::SqlitePool::connect(&url).await.unwrap();
 
+    // `one` or `page` as the second argument: only that part, many times
+    // (to profile it alone).
+    match std::env::args().nth(2).as_deref() {
+        Some(only @ ("one" | "page")) => {
+            let t = Instant::now();
+            for i in 0..n {
+                let uri = if only == "one" {
+                    format!("/v1/books/{}", 1 + i % 1000)
+                } else {
+                    format!("/v1/books?limit=20&offset={}", 100 + i % 100)
+                };
+                let res = app
+                    .call(Request::get(uri).body(Body::empty()).unwrap())
+                    .await;
+                std::hint::black_box(res.into_body().collect().await.unwrap().to_bytes());
+            }
+            let us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+            println!("{only}: {us:.1} us per call");
+            return;
+        }
+        Some(other) => panic!("unknown part {other}: one or page"),
+        None => {}
+    }
     for round in 0..3 {
         let t = Instant::now();
         for i in 0..n {
@@ -88,8 +111,20 @@ async fn main() {
             std::hint::black_box(res.into_body().collect().await.unwrap().to_bytes());
         }
         let app_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+
+        // A page of 20 with its count, as bench/run.sh's second workload.
+        let pages = (n / 10).max(1);
+        let t = Instant::now();
+        for i in 0..pages {
+            let uri = format!("/v1/books?limit=20&offset={}", 100 + i % 100);
+            let res = app
+                .call(Request::get(uri).body(Body::empty()).unwrap())
+                .await;
+            std::hint::black_box(res.into_body().collect().await.unwrap().to_bytes());
+        }
+        let page_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(pages);
         println!(
-            "round {round}: raw sqlx {raw_us:.1} us | store.fetch {store_us:.1} us ({:.2}x) | app.call {app_us:.1} us ({:.2}x)",
+            "round {round}: raw sqlx {raw_us:.1} us | store.fetch {store_us:.1} us ({:.2}x) | app.call {app_us:.1} us ({:.2}x) | page of 20 {page_us:.1} us",
             store_us / raw_us,
             app_us / raw_us
         );
