@@ -1,5 +1,5 @@
-//! HTTP-date (RFC 9110 §5.6.7) as received: recipients accept all three
-//! forms, whatever restkit itself sends (IMF-fixdate).
+//! HTTP-date (RFC 9110 §5.6.7) as sent ([`format`], IMF-fixdate) and as
+//! received: recipients accept all three forms.
 //!
 //! - IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`
 //! - RFC 850: `Sunday, 06-Nov-94 08:49:37 GMT` (two-digit year)
@@ -9,7 +9,7 @@
 //! date was not made by a clock, and a conditional request with an invalid
 //! date is answered in full (the field is ignored).
 
-use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveTime, Timelike, Utc};
 
 const DAYS: [&str; 7] = [
     "Monday",
@@ -24,6 +24,35 @@ const DAYS: [&str; 7] = [
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
+
+/// `t` as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), whole
+/// seconds; written directly (chrono's strftime parses its pattern on
+/// every call, on every dated response).
+pub fn format(t: DateTime<Utc>) -> String {
+    fn two(out: &mut String, n: u32) {
+        out.push(char::from(b'0' + (n / 10 % 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+    }
+    let mut out = String::with_capacity(29);
+    out.push_str(&DAYS[t.weekday().num_days_from_monday() as usize][..3]);
+    out.push_str(", ");
+    two(&mut out, t.day());
+    out.push(' ');
+    out.push_str(MONTHS[t.month0() as usize]);
+    out.push(' ');
+    // Four digits: HTTP-dates are years 0000-9999.
+    let year = t.year().clamp(0, 9999) as u32;
+    two(&mut out, year / 100);
+    two(&mut out, year % 100);
+    out.push(' ');
+    two(&mut out, t.hour());
+    out.push(':');
+    two(&mut out, t.minute());
+    out.push(':');
+    two(&mut out, t.second());
+    out.push_str(" GMT");
+    out
+}
 
 /// An HTTP-date in any of its three forms; `None` when it is none of them.
 pub fn parse(text: &str) -> Option<DateTime<Utc>> {
@@ -115,6 +144,19 @@ fn digits(text: &str) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn format_writes_imf_fixdate_as_strftime_did() {
+        use chrono::TimeZone;
+        for secs in [0i64, 784_111_777, 1_796_000_000, 4_102_444_799, 951_782_400] {
+            let t = Utc.timestamp_opt(secs, 0).unwrap();
+            assert_eq!(
+                super::format(t),
+                t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+            );
+            assert_eq!(parse(&super::format(t)), Some(t));
+        }
+    }
+
     use super::*;
 
     fn utc(text: &str) -> DateTime<Utc> {

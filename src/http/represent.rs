@@ -26,7 +26,9 @@ pub const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-a
 fn represented(status: StatusCode, content: Content) -> Representation {
     Representation {
         status,
-        headers: HeaderMap::new(),
+        // Room for what the pipeline adds (caching, rate limits, version,
+        // request id…) without growing the map as it goes.
+        headers: HeaderMap::with_capacity(24),
         content,
         enveloped_record: false,
     }
@@ -71,7 +73,7 @@ pub fn reply(reply: Reply, cx: &Ctx, method: &Method, may_read: bool) -> Represe
         Reply::Dated { record, modified } => {
             let mut repr = self::reply(Reply::Record(record), cx, method, may_read);
             // HTTP-date (IMF-fixdate), whole seconds.
-            let date = modified.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            let date = super::date::format(modified);
             if let Ok(v) = HeaderValue::from_str(&date) {
                 repr.headers.insert(header::LAST_MODIFIED, v);
             }

@@ -81,15 +81,7 @@ mod tests {
     use super::*;
 
     fn policy(requests: u32, secs: u64) -> Arc<Policy> {
-        Arc::new(Policy {
-            id: 0,
-            name: "t".into(),
-            requests,
-            period: Duration::from_secs(secs),
-            allowed: Default::default(),
-            refused: Default::default(),
-            backend_errors: Default::default(),
-        })
+        Arc::new(Policy::new(0, "t", requests, Duration::from_secs(secs)))
     }
 
     #[test]

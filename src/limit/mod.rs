@@ -93,6 +93,29 @@ pub struct Policy {
     pub allowed: std::sync::atomic::AtomicU64,
     pub refused: std::sync::atomic::AtomicU64,
     pub backend_errors: std::sync::atomic::AtomicU64,
+    /// The name as an RFC 9651 string (`"anonymous"`), for the headers.
+    quoted: String,
+    /// `RateLimit-Policy`, the same on every response.
+    policy_header: Option<HeaderValue>,
+}
+
+impl Policy {
+    pub fn new(id: usize, name: &str, requests: u32, period: Duration) -> Policy {
+        let quoted = format!("\"{}\"", name.replace(['"', '\\'], ""));
+        let policy_header =
+            HeaderValue::from_str(&format!("{quoted};q={requests};w={}", secs(period))).ok();
+        Policy {
+            id,
+            name: name.to_string(),
+            requests,
+            period,
+            allowed: Default::default(),
+            refused: Default::default(),
+            backend_errors: Default::default(),
+            quoted,
+            policy_header,
+        }
+    }
 }
 
 /// One policy's counts so far, for the metrics.
@@ -188,15 +211,12 @@ impl RateLimiter {
         if tier.requests == 0 || tier.period.is_zero() {
             return None;
         }
-        let policy = Arc::new(Policy {
-            id: self.policies.len(),
-            name: name.to_string(),
-            requests: tier.requests,
-            period: tier.period,
-            allowed: Default::default(),
-            refused: Default::default(),
-            backend_errors: Default::default(),
-        });
+        let policy = Arc::new(Policy::new(
+            self.policies.len(),
+            name,
+            tier.requests,
+            tier.period,
+        ));
         if let Backend::Memory(m) = &mut self.backend {
             m.add(&policy);
         }
@@ -363,13 +383,11 @@ impl Decision {
         h.insert(LIMIT, HeaderValue::from(p.requests));
         h.insert(REMAINING, HeaderValue::from(self.remaining));
         h.insert(RESET, HeaderValue::from(reset));
-        let name = p.name.replace(['"', '\\'], "");
-        if let Ok(v) =
-            HeaderValue::from_str(&format!("\"{name}\";q={};w={}", p.requests, secs(p.period)))
-        {
-            h.insert(RATELIMIT_POLICY, v);
+        if let Some(v) = &p.policy_header {
+            h.insert(RATELIMIT_POLICY, v.clone());
         }
-        if let Ok(v) = HeaderValue::from_str(&format!("\"{name}\";r={};t={reset}", self.remaining))
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("{};r={};t={reset}", p.quoted, self.remaining))
         {
             h.insert(RATELIMIT, v);
         }
