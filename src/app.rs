@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, MethodRouter};
 use axum::Router;
-use http::{HeaderValue, Method, Request, StatusCode};
+use http::{HeaderValue, Request, StatusCode};
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -102,19 +102,25 @@ impl App {
         crate::ops::refusals::Refusals::write_periodically(Arc::downgrade(&state), |s| &s.refusals);
         let mut router: Router<Arc<AppState>> = Router::new();
         for (route, path) in state.own.iter() {
-            let mut handler = own_handler(route);
+            // OPTIONS answers with the methods (so a browser's CORS
+            // preflight — a single-page app signing in from another origin —
+            // succeeds); another method is a §7 405.
+            let methods = routes::allow_list(route.methods().iter());
+            let allowed =
+                HeaderValue::from_str(&methods).unwrap_or(HeaderValue::from_static("OPTIONS"));
+            let mut handler = own_handler(route)
+                .options(move || async move { allow(allowed) })
+                .fallback(
+                    move || async move { ApiError::method_not_allowed(&methods).into_response() },
+                );
             if route.takes_credentials() {
-                // OPTIONS answers with the methods, so a browser's CORS
-                // preflight (a single-page app signing in from another
-                // origin) succeeds; these endpoints are the `token` tier's
-                // (§9), per client IP.
-                let methods = allow_list(route.methods());
-                handler = handler
-                    .options(move || async move { allow(methods) })
-                    .route_layer(axum::middleware::from_fn_with_state(
-                        state.clone(),
-                        limits::token_tier,
-                    ));
+                // The endpoints that take credentials are the `token`
+                // tier's (§9), per client IP — with `layer`, not
+                // `route_layer`, so that a 405 counts too.
+                handler = handler.layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    limits::token_tier,
+                ));
             }
             router = router.route(path, handler);
         }
@@ -264,19 +270,6 @@ async fn metrics(State(st): State<Arc<AppState>>, req: Request<Body>) -> Respons
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     crate::ops::metrics_page(&st.metrics, &st.store, &st.limiter, accept)
-}
-
-/// `methods` as an `Allow` value, with HEAD for GET and OPTIONS.
-fn allow_list(methods: &[Method]) -> HeaderValue {
-    let mut names: Vec<&str> = Vec::new();
-    for m in methods {
-        names.push(m.as_str());
-        if *m == Method::GET {
-            names.push("HEAD");
-        }
-    }
-    names.push("OPTIONS");
-    HeaderValue::from_str(&names.join(", ")).unwrap_or(HeaderValue::from_static("OPTIONS"))
 }
 
 /// `OPTIONS` on one of restkit's own endpoints: 204 with its methods (the

@@ -47,7 +47,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
     // Documents with their own media type (`jwks.json`, the docs, the
     // metrics): their names are not extensions to strip, and they answer
     // any Accept.
-    if own == Some(Negotiation::Fixed) {
+    if own == Some(Negotiation::Fixed) || req.uri().path().starts_with("/.well-known/") {
         req.extensions_mut().insert(Format::Json);
         let mut res = next.run(req).await;
         res.extensions_mut().insert(Format::Json);

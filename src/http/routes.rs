@@ -105,25 +105,31 @@ impl Route {
     }
 
     pub fn allow_list(endpoints: &[Endpoint]) -> String {
-        let mut names: Vec<&str> = Vec::new();
-        for (m, name) in [
-            (Method::GET, "GET"),
-            (Method::HEAD, "HEAD"),
-            (Method::POST, "POST"),
-            (Method::PUT, "PUT"),
-            (Method::PATCH, "PATCH"),
-            (Method::DELETE, "DELETE"),
-        ] {
-            let served = endpoints
-                .iter()
-                .any(|e| e.method == m || (m == Method::HEAD && e.method == Method::GET));
-            if served {
-                names.push(name);
-            }
-        }
-        names.push("OPTIONS");
-        names.join(", ")
+        allow_list(endpoints.iter().map(|e| &e.method))
     }
+}
+
+/// An `Allow` value for routes serving `methods`: in a fixed order, HEAD
+/// wherever GET is served, and OPTIONS always.
+pub fn allow_list<'a>(methods: impl Iterator<Item = &'a Method> + Clone) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for (m, name) in [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+    ] {
+        let served = methods
+            .clone()
+            .any(|e| *e == m || (m == Method::HEAD && *e == Method::GET));
+        if served {
+            names.push(name);
+        }
+    }
+    names.push("OPTIONS");
+    names.join(", ")
 }
 
 fn verb_method(v: Verb) -> Method {

@@ -468,9 +468,7 @@ pub fn select_one(r: &Resource, fields: &[usize], id: i64, scope: &Scope) -> Sel
     }
     stmt.and_where(Expr::col(col(r, r.primary_key)).eq(id));
     restrict(&mut stmt, scope_condition(r, scope));
-    // No `LIMIT 1`: the primary key already bounds the result, and SQLite's
-    // planner reads a bound LIMIT, so binding one expires the cached
-    // statement and re-parses the SQL on every request.
+    // No `LIMIT 1`: the primary key already bounds the result.
     stmt
 }
 

@@ -305,6 +305,17 @@ text = { type = "string" }
             );
         }
     }
+    // Any other method is a §7 405 naming the allowed ones, which OPTIONS
+    // lists too.
+    for (_, path) in state.own.iter() {
+        let res = t.call(http::Method::DELETE, path).anonymous().send().await;
+        crate::helpers::assert_problem(&res, 405, "METHOD_NOT_ALLOWED");
+        let allow = res.header("allow").to_string();
+        assert!(allow.ends_with("OPTIONS"), "{path}: {allow}");
+        let res = t.call(http::Method::OPTIONS, path).anonymous().send().await;
+        assert_eq!(res.status, 204, "{path}");
+        assert_eq!(res.header("allow"), allow, "{path}");
+    }
     use restkit::http::own::OwnRoute;
     assert!(seen.contains(&OwnRoute::Authenticate));
     assert!(seen.contains(&OwnRoute::Health));

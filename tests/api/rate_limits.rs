@@ -187,6 +187,13 @@ async fn the_token_tier_guards_the_oauth2_endpoints_per_ip() {
         .send()
         .await;
     assert_ne!(other.status, 429);
+    // A method the endpoint does not serve (405) is counted too: a stream
+    // of them is refused like a stream of sign-ins.
+    for expected in [405, 405, 429] {
+        let res = anonymous_get(&t, "/v1/access_token", "192.0.2.3").await;
+        assert_eq!(res.status, expected);
+        assert_eq!(res.header("ratelimit-policy"), "\"token\";q=2;w=10");
+    }
     // Documents served from memory and the health probe are not limited.
     for path in ["/health", "/openapi.json", "/.well-known/jwks.json"] {
         let res = anonymous_get(&t, path, "192.0.2.1").await;

@@ -475,3 +475,44 @@ async fn one_failing_write_among_fifty_concurrent_ones_fails_alone() {
         );
     }
 }
+
+/// An owner or parent field with a declared default still gets the
+/// caller and the path's parent on create: the scope wins over the
+/// default (before, both were inserted and the default could win).
+#[tokio::test]
+async fn the_owner_and_parent_win_over_their_declared_defaults() {
+    let toml = r#"
+[[module]]
+prefix = "/api"
+[[module.resource]]
+name = "boards"
+[module.resource.fields]
+id   = { type = "integer", primary_key = true }
+name = { type = "string" }
+[[module.resource.nested]]
+name = "notes"
+parent_key = "boardId"
+owner = { field = "userId", policy = "private" }
+[module.resource.nested.fields]
+id      = { type = "integer", primary_key = true }
+boardId = { type = "integer", default = 7 }
+userId  = { type = "integer", default = 0 }
+text    = { type = "string" }
+"#;
+    let t = TestApp::with(toml, "", restkit::registry::Registry::builtin()).await;
+    created(&t, "/api/boards", 1, json!({"name": "b"})).await;
+    let res = t
+        .post("/api/boards/1/notes")
+        .by_user(2)
+        .json(json!({"text": "mine"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+    let note = res.json();
+    assert_eq!(note["userId"], 2);
+    assert_eq!(note["boardId"], 1);
+    let id = note["id"].as_i64().unwrap();
+    let path = format!("/api/boards/1/notes/{id}");
+    assert_eq!(t.get(&path).by_user(2).send().await.status, 200);
+    assert_eq!(t.get(&path).by_user(1).send().await.status, 404);
+}

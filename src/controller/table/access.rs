@@ -16,7 +16,8 @@ impl TableController {
     /// The scope every statement on this resource carries: parent keys
     /// (each ancestor checked to exist, within its own scope) and the rows
     /// the caller may read. A write needs a user wherever the owner rule
-    /// confines writes, before anything is read.
+    /// confines writes (checked after the parents: a missing parent is
+    /// 404 whoever asks).
     pub(super) async fn scope(&self, cx: &Ctx, op: Operation) -> Result<Scope, ApiError> {
         let mut scope = Scope::default();
         if let Some(link) = &self.resource.parent {

@@ -30,7 +30,9 @@ impl TableController {
                 values.push((i, f.default.clone().unwrap_or(Value::Null)));
             }
         }
-        // The parent keys, and the caller as owner where there is one.
+        // The parent keys, and the caller as owner where there is one —
+        // over any declared default for those fields.
+        values.retain(|(i, _)| !scope.equal.iter().any(|(f, _)| f == i));
         values.extend(scope.equal.iter().cloned());
         let mut tx = cx.store.begin_write().await?;
         self.confirm_parents(cx, &mut tx).await?;
