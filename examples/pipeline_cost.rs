@@ -53,26 +53,14 @@ async fn main() {
     let store = app.state().store.clone();
     let raw = sqlx::sqlite::SqlitePool::connect(&url).await.unwrap();
 
+    let one = |i: u32| format!("/v1/books/{}", 1 + i % 1000);
+    // A page of 20 with its count, as bench/run.sh's second workload.
+    let page = |i: u32| format!("/v1/books?limit=20&offset={}", 100 + i % 100);
     // `one` or `page` as the second argument: only that part, many times
     // (to profile it alone).
     match std::env::args().nth(2).as_deref() {
-        Some(only @ ("one" | "page")) => {
-            let t = Instant::now();
-            for i in 0..n {
-                let uri = if only == "one" {
-                    format!("/v1/books/{}", 1 + i % 1000)
-                } else {
-                    format!("/v1/books?limit=20&offset={}", 100 + i % 100)
-                };
-                let res = app
-                    .call(Request::get(uri).body(Body::empty()).unwrap())
-                    .await;
-                std::hint::black_box(res.into_body().collect().await.unwrap().to_bytes());
-            }
-            let us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
-            println!("{only}: {us:.1} us per call");
-            return;
-        }
+        Some("one") => return println!("one: {:.1} us per call", per_call(&app, n, one).await),
+        Some("page") => return println!("page: {:.1} us per call", per_call(&app, n, page).await),
         Some(other) => panic!("unknown part {other}: one or page"),
         None => {}
     }
@@ -102,31 +90,25 @@ async fn main() {
         }
         let store_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
 
-        let t = Instant::now();
-        for i in 0..n {
-            let uri = format!("/v1/books/{}", 1 + i % 1000);
-            let res = app
-                .call(Request::get(uri).body(Body::empty()).unwrap())
-                .await;
-            std::hint::black_box(res.into_body().collect().await.unwrap().to_bytes());
-        }
-        let app_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
-
-        // A page of 20 with its count, as bench/run.sh's second workload.
-        let pages = (n / 10).max(1);
-        let t = Instant::now();
-        for i in 0..pages {
-            let uri = format!("/v1/books?limit=20&offset={}", 100 + i % 100);
-            let res = app
-                .call(Request::get(uri).body(Body::empty()).unwrap())
-                .await;
-            std::hint::black_box(res.into_body().collect().await.unwrap().to_bytes());
-        }
-        let page_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(pages);
+        let app_us = per_call(&app, n, one).await;
+        let page_us = per_call(&app, (n / 10).max(1), page).await;
         println!(
             "round {round}: raw sqlx {raw_us:.1} us | store.fetch {store_us:.1} us ({:.2}x) | app.call {app_us:.1} us ({:.2}x) | page of 20 {page_us:.1} us",
             store_us / raw_us,
             app_us / raw_us
         );
     }
+}
+
+/// Microseconds per `app.call` of `n` GETs, the i-th of `uri(i)`, one
+/// after the other, each body read whole.
+async fn per_call(app: &restkit::App, n: u32, uri: impl Fn(u32) -> String) -> f64 {
+    let t = Instant::now();
+    for i in 0..n {
+        let res = app
+            .call(Request::get(uri(i)).body(Body::empty()).unwrap())
+            .await;
+        std::hint::black_box(res.into_body().collect().await.unwrap().to_bytes());
+    }
+    t.elapsed().as_secs_f64() * 1e6 / f64::from(n)
 }

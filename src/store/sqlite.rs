@@ -1249,6 +1249,15 @@ mod tests {
         store
     }
 
+    /// A store whose table holds one row, `taken` (a duplicate to fail on).
+    async fn store_with_taken(dir: &tempfile::TempDir) -> SqliteStore {
+        let store = store(dir, 2).await;
+        let mut tx = store.begin_write().await.unwrap();
+        tx.insert(insert("taken")).await.unwrap();
+        tx.commit().await.unwrap();
+        store
+    }
+
     fn insert(v: &str) -> sea_query::InsertStatement {
         Query::insert()
             .into_table("t")
@@ -1284,12 +1293,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_write_in_a_group_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir, 2).await;
-        {
-            let mut tx = store.begin_write().await.unwrap();
-            tx.insert(insert("taken")).await.unwrap();
-            tx.commit().await.unwrap();
-        }
+        let store = store_with_taken(&dir).await;
         let before = store.commit_groups();
         let mut tasks = Vec::new();
         for i in 0..50 {
@@ -1332,12 +1336,7 @@ mod tests {
     #[tokio::test]
     async fn a_lone_failing_write_counts_no_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir, 2).await;
-        {
-            let mut tx = store.begin_write().await.unwrap();
-            tx.insert(insert("taken")).await.unwrap();
-            tx.commit().await.unwrap();
-        }
+        let store = store_with_taken(&dir).await;
         let before = store.commit_groups();
         let mut tx = store.begin_write().await.unwrap();
         assert!(tx.insert(insert("taken")).await.is_err());

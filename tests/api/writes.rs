@@ -481,25 +481,18 @@ async fn one_failing_write_among_fifty_concurrent_ones_fails_alone() {
 /// default (before, both were inserted and the default could win).
 #[tokio::test]
 async fn the_owner_and_parent_win_over_their_declared_defaults() {
-    let toml = r#"
-[[module]]
-prefix = "/api"
-[[module.resource]]
-name = "boards"
-[module.resource.fields]
-id   = { type = "integer", primary_key = true }
-name = { type = "string" }
-[[module.resource.nested]]
-name = "notes"
-parent_key = "boardId"
-owner = { field = "userId", policy = "private" }
-[module.resource.nested.fields]
-id      = { type = "integer", primary_key = true }
-boardId = { type = "integer", default = 7 }
-userId  = { type = "integer", default = 0 }
-text    = { type = "string" }
-"#;
-    let t = TestApp::with(toml, "", restkit::registry::Registry::builtin()).await;
+    // PRIVATE_CHILDREN, with defaults for the parent and owner fields.
+    let toml = PRIVATE_CHILDREN
+        .replace(
+            r#"boardId = { type = "integer", read_only = true }"#,
+            r#"boardId = { type = "integer", default = 7 }"#,
+        )
+        .replace(
+            r#"userId  = { type = "integer", read_only = true }"#,
+            r#"userId  = { type = "integer", default = 0 }"#,
+        );
+    assert!(toml.contains("default = 7") && toml.contains("default = 0"));
+    let t = TestApp::with(&toml, "", restkit::registry::Registry::builtin()).await;
     created(&t, "/api/boards", 1, json!({"name": "b"})).await;
     let res = t
         .post("/api/boards/1/notes")
