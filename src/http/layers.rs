@@ -127,8 +127,11 @@ pub async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
     let started = Instant::now();
     let id = match req.headers().get(REQUEST_ID) {
         Some(v) if accepted_id(v) => v.clone(),
-        _ => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-            .unwrap_or(HeaderValue::from_static("-")),
+        _ => {
+            let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            HeaderValue::from_str(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text))
+                .unwrap_or(HeaderValue::from_static("-"))
+        }
     };
     req.extensions_mut().insert(RequestId(id.clone()));
     // The client's address (§9): the peer, or what trusted proxies say.

@@ -1039,7 +1039,13 @@ fn decode_from(r: &Resource, fields: &[usize], row: &rusqlite::Row<'_>, first: u
 }
 
 fn value_of(ty: FieldType, v: ValueRef<'_>) -> Value {
-    let text = |t: &[u8]| String::from_utf8_lossy(t).into_owned();
+    // Valid UTF-8 (what restkit writes) is checked by the fast path and
+    // copied once; anything else is kept, with U+FFFD for what is not
+    // UTF-8.
+    let text = |t: &[u8]| match std::str::from_utf8(t) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(t).into_owned(),
+    };
     match (ty, v) {
         (_, ValueRef::Null) => Value::Null,
         (FieldType::Boolean, ValueRef::Integer(i)) => Value::Bool(i != 0),
@@ -1406,6 +1412,19 @@ mod tests {
                 "prepared again for LIMIT {limit}"
             );
         }
+    }
+
+    /// Text is served as stored: valid UTF-8 whole, anything else with
+    /// U+FFFD for the bytes that are not UTF-8 (never dropped).
+    #[test]
+    fn text_is_decoded_whole_or_with_replacement_characters() {
+        let text = |bytes: &'static [u8]| value_of(FieldType::String, ValueRef::Text(bytes));
+        assert_eq!(text("café ✓".as_bytes()), Value::from("café ✓"));
+        assert_eq!(text(b"caf\xe9!"), Value::from("caf\u{FFFD}!"));
+        assert_eq!(
+            value_of(FieldType::Json, ValueRef::Text(b"{\"a\":1}")),
+            serde_json::json!({"a": 1})
+        );
     }
 
     #[test]
