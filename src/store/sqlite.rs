@@ -1301,6 +1301,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_taken(&dir).await;
         let before = store.commit_groups();
+        // The writer is held until all fifty are queued for it, as under
+        // load (a slow machine must not make them run one by one).
+        let gate = store.begin_write().await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..50 {
             let store = store.clone();
@@ -1312,11 +1315,16 @@ mod tests {
                     format!("v{i}")
                 };
                 tx.insert(insert(&v)).await?;
-                // Others queue meanwhile, so groups form.
-                tokio::task::yield_now().await;
                 tx.commit().await
             }));
         }
+        let queued = || store.inner.write.queued.load(Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while queued() < 50 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(queued(), 50, "the writes queue for the writer");
+        drop(gate);
         let mut failed = Vec::new();
         for (i, task) in tasks.into_iter().enumerate() {
             if let Err(e) = task.await.unwrap() {
