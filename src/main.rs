@@ -443,9 +443,8 @@ fn main() -> ExitCode {
     // Log lines are formatted on the request's thread but written by a
     // background thread: a slow stdout must not slow requests down. That
     // thread writes what is queued in one go and flushes when the queue
-    // is empty (a buffer, not a write per line: under load, one per
-    // request cost a tenth of the server's CPU). The guard flushes what is
-    // queued when main returns.
+    // is empty (a buffer, not a write(2) per line, one per request under
+    // load). The guard flushes what is queued when main returns.
     let (writer, _flush_on_exit) = tracing_appender::non_blocking(
         std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()),
     );

@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 
-use super::own::{Negotiation, OwnRoute};
+use super::own::Negotiation;
 use super::AppState;
 use crate::error::ApiError;
 use crate::format::csv::CsvOptions;
@@ -42,12 +42,12 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
     // A route description (OPTIONS) and the health probe answer whatever
     // the client accepts: monitors send Accept: text/plain, and an HTML
     // description of a route is a later addition, not a reason to refuse.
-    let own = state.own.at(req.uri().path()).map(OwnRoute::negotiation);
+    let own = state.own.negotiation(req.uri().path());
     let lenient = req.method() == http::Method::OPTIONS || own == Some(Negotiation::Lenient);
     // Documents with their own media type (`jwks.json`, the docs, the
     // metrics): their names are not extensions to strip, and they answer
     // any Accept.
-    if own == Some(Negotiation::Fixed) || req.uri().path().starts_with("/.well-known/") {
+    if own == Some(Negotiation::Fixed) {
         req.extensions_mut().insert(Format::Json);
         let mut res = next.run(req).await;
         res.extensions_mut().insert(Format::Json);

@@ -182,4 +182,16 @@ impl OwnRoutes {
     pub fn at(&self, path: &str) -> Option<OwnRoute> {
         self.iter().find(|(_, p)| *p == path).map(|(r, _)| r)
     }
+
+    /// How a request for `path` meets negotiation, when restkit's own
+    /// routes decide it: the route's [`OwnRoute::negotiation`], and
+    /// [`Negotiation::Fixed`] for the whole `/.well-known/` namespace (its
+    /// names end in `.json` or `.txt`; an unknown one is a JSON 404).
+    pub fn negotiation(&self, path: &str) -> Option<Negotiation> {
+        match self.at(path) {
+            Some(route) => Some(route.negotiation()),
+            None if path.starts_with("/.well-known/") => Some(Negotiation::Fixed),
+            None => None,
+        }
+    }
 }

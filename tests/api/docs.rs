@@ -267,17 +267,8 @@ async fn docs_is_a_page_of_every_endpoint_without_scripts() {
 /// API keys serve.
 #[tokio::test]
 async fn every_own_route_is_served_documented_and_listed() {
-    let toml = r#"
-[[module]]
-prefix = "/keys"
-credentials = ["api_key"]
-[[module.resource]]
-name = "memos"
-[module.resource.fields]
-id   = { type = "integer", primary_key = true }
-text = { type = "string" }
-"#;
-    let t = TestApp::with(toml, "", Registry::builtin()).await;
+    // A module taking API keys: /authenticate is served.
+    let t = TestApp::with(crate::oauth::TWO_MODULES, "", Registry::builtin()).await;
     let state = t.app.state();
     let doc: Value = serde_json::from_slice(&state.openapi).unwrap();
     let listed = restkit::http::routes::table_text(&state.routes, &state.own);
@@ -316,6 +307,16 @@ text = { type = "string" }
         assert_eq!(res.status, 204, "{path}");
         assert_eq!(res.header("allow"), allow, "{path}");
     }
+    // The well-known namespace answers any Accept in JSON, an unknown
+    // name included (its ending is a name, not a format).
+    let res = t
+        .get("/.well-known/unknown.txt")
+        .anonymous()
+        .header("accept", "text/plain")
+        .send()
+        .await;
+    crate::helpers::assert_problem(&res, 404, "ROUTE_NOT_FOUND");
+    assert_eq!(res.header("content-type"), "application/problem+json");
     use restkit::http::own::OwnRoute;
     assert!(seen.contains(&OwnRoute::Authenticate));
     assert!(seen.contains(&OwnRoute::Health));

@@ -937,7 +937,8 @@ async fn a_client_credentials_token_is_not_a_user() {
     assert_eq!(res.status, 403);
 }
 
-const TWO_MODULES: &str = r#"
+/// Two modules: `/open` takes Basic only, `/keys` API keys only.
+pub const TWO_MODULES: &str = r#"
 [[module]]
 prefix = "/open"
 credentials = ["basic"]
