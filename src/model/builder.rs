@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-pub use super::{Action, ActionLevel, ApiModel, Field, Module, Resource, Verb};
+pub use super::{Action, ActionLevel, ApiModel, Field, Module, OnDelete, Resource, Verb};
 use super::{ModelError, Owner, OwnerPolicy, ParentLink, Relation, RelationKind};
 
 /// Collects modules, then checks them.
@@ -161,6 +161,27 @@ impl Resource {
             kind: RelationKind::HasMany,
             resource: resource.into(),
             foreign_key: foreign_key.into(),
+            on_delete: OnDelete::default(),
+        });
+        self
+    }
+
+    /// A relation to the resource `foreign_key` (a field of this one, to
+    /// declare first) names: a foreign key in the database, with what
+    /// deleting the target does to rows here (§15).
+    pub fn belongs_to(
+        mut self,
+        name: &str,
+        resource: &str,
+        foreign_key: &str,
+        on_delete: OnDelete,
+    ) -> Self {
+        self.relations.push(Relation {
+            name: name.into(),
+            kind: RelationKind::BelongsTo,
+            resource: resource.into(),
+            foreign_key: foreign_key.into(),
+            on_delete,
         });
         self
     }

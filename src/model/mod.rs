@@ -169,7 +169,61 @@ pub enum RelationKind {
     BelongsTo,
 }
 
-/// A relation that `expand=` can embed.
+/// What deleting a row does to the rows that refer to it through a
+/// `belongs_to` relation (§15): the foreign key's `ON DELETE`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum OnDelete {
+    /// The delete is refused (409 `REFERENCE_CONFLICT`) while rows refer.
+    #[default]
+    Restrict,
+    /// The referring rows are deleted with it.
+    Cascade,
+    /// The referring rows keep living with the key set to `null` (an
+    /// optional field only).
+    SetNull,
+}
+
+impl OnDelete {
+    pub fn parse(s: &str) -> Option<OnDelete> {
+        Some(match s {
+            "restrict" => OnDelete::Restrict,
+            "cascade" => OnDelete::Cascade,
+            "set_null" => OnDelete::SetNull,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDelete::Restrict => "restrict",
+            OnDelete::Cascade => "cascade",
+            OnDelete::SetNull => "set_null",
+        }
+    }
+
+    /// A database's name of a delete action; `None` for one restkit does
+    /// not declare (`NO ACTION`, `SET DEFAULT`).
+    pub fn from_sql(action: &str) -> Option<OnDelete> {
+        match action.to_ascii_uppercase().as_str() {
+            "RESTRICT" => Some(OnDelete::Restrict),
+            "CASCADE" => Some(OnDelete::Cascade),
+            "SET NULL" => Some(OnDelete::SetNull),
+            _ => None,
+        }
+    }
+
+    /// The SQL action, as both databases spell it.
+    pub fn sql(self) -> &'static str {
+        match self {
+            OnDelete::Restrict => "RESTRICT",
+            OnDelete::Cascade => "CASCADE",
+            OnDelete::SetNull => "SET NULL",
+        }
+    }
+}
+
+/// A relation that `expand=` can embed; a `belongs_to` one is also a
+/// foreign key in the database (§15).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Relation {
     pub name: String,
@@ -179,6 +233,9 @@ pub struct Relation {
     /// API name of the key: on the target for has-many, on this resource for
     /// belongs-to.
     pub foreign_key: String,
+    /// belongs-to only: what deleting the target does to this resource's
+    /// rows that name it.
+    pub on_delete: OnDelete,
 }
 
 /// Which fields an action may read or write (Yii "scenarios").
@@ -523,6 +580,27 @@ impl ApiModel {
                             ),
                         ));
                     }
+                    if rel.kind == RelationKind::BelongsTo {
+                        r.check_belongs_to(rel, &rplace)?;
+                    }
+                }
+            }
+            for r in &module.resources {
+                for rel in r
+                    .relations
+                    .iter()
+                    .filter(|l| l.kind == RelationKind::BelongsTo)
+                {
+                    let target = module.find_resource(&rel.resource);
+                    if r.controller.is_none() && target.is_some_and(|t| t.controller.is_some()) {
+                        return Err(ModelError::new(
+                            format!("{place}.resource '{}'", r.name),
+                            format!(
+                                "relation '{}': '{}' is served by a controller, not a table, so no foreign key can refer to it",
+                                rel.name, rel.resource
+                            ),
+                        ));
+                    }
                 }
             }
             // Parent chains must end: a cycle would recurse forever in routing.
@@ -583,6 +661,8 @@ impl ApiModel {
                 }
             }
         }
+        // One column, one foreign key, whichever declarations ask for it.
+        plan::foreign_keys(self)?;
         for module in &mut self.modules {
             for res in module.resources.iter_mut() {
                 if !res.sync && res.controller.is_none() && sync_tables.contains(&res.table) {
@@ -615,6 +695,30 @@ impl Module {
 }
 
 impl Resource {
+    /// A `belongs_to` relation's key: an integer field of this resource
+    /// (the targets' keys are integers), not its own key, and nullable
+    /// when a delete is to set it to null.
+    fn check_belongs_to(&self, rel: &Relation, place: &str) -> Result<(), ModelError> {
+        let problem = match self.find_field(&rel.foreign_key) {
+            None => format!("no field '{}' to hold the key", rel.foreign_key),
+            Some(f) if f.primary_key => format!("'{}' is the primary key", f.name),
+            Some(f) if f.ty != FieldType::Integer => format!(
+                "'{}' is {}, but the key of a record is an integer",
+                f.name,
+                f.ty.as_str()
+            ),
+            Some(f) if rel.on_delete == OnDelete::SetNull && f.required => format!(
+                "on_delete = \"set_null\" needs '{}' to be optional, but it is required; use \"restrict\" or \"cascade\", or make it optional",
+                f.name
+            ),
+            Some(_) => return Ok(()),
+        };
+        Err(ModelError::new(
+            place,
+            format!("relation '{}': {problem}", rel.name),
+        ))
+    }
+
     /// The owner field that confines `access` to the caller's own rows
     /// ([`Owner::restricts`]), if any.
     pub fn owner_field(&self, access: Access) -> Option<usize> {

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::{ApiModel, Module, Resource};
+use super::{ApiModel, Module, OnDelete, RelationKind, Resource};
 
 /// A way down from a table to rows that belong to users: each step is a
 /// nested resource and its field holding the key of the step above; the
@@ -28,7 +28,8 @@ pub struct OwnedPath {
 }
 
 /// Every [`OwnedPath`] below `table`, through any module's nested
-/// resources (a cascade follows tables, not modules): the rows a delete
+/// resources and `belongs_to … on_delete = "cascade"` relations (a
+/// cascade follows tables, not modules): the rows a delete
 /// would take with it that someone owns. Paths through one table are
 /// listed once; a cycle (or a chain deeper than 8) ends the walk.
 pub fn owned_below(model: &ApiModel, table: &str) -> Vec<OwnedPath> {
@@ -61,35 +62,27 @@ pub fn owned_below(model: &ApiModel, table: &str) -> Vec<OwnedPath> {
         if path.len() >= 8 {
             return;
         }
-        for module in &model.modules {
-            for child in &module.resources {
-                let Some(link) = &child.parent else { continue };
-                if child.controller.is_some()
-                    || module
-                        .find_resource(&link.resource)
-                        .is_none_or(|p| p.table != table)
-                    || path.iter().any(|(r, _)| r.table == child.table)
-                {
-                    continue;
-                }
-                path.push((child.clone(), link.field));
-                let key: Vec<(String, String)> = path
-                    .iter()
-                    .map(|(r, f)| (r.table.clone(), r.fields[*f].column.clone()))
-                    .collect();
-                if let Some((owner_column, private)) = owner_of(&child.table) {
-                    if !seen.contains(&key) {
-                        seen.push(key);
-                        out.push(OwnedPath {
-                            steps: path.clone(),
-                            owner_column,
-                            private,
-                        });
-                    }
-                }
-                walk(model, &child.table, owner_of, path, out, seen);
-                path.pop();
+        for (child, field) in cascades_into(model, table) {
+            if path.iter().any(|(r, _)| r.table == child.table) {
+                continue;
             }
+            path.push((child.clone(), field));
+            let key: Vec<(String, String)> = path
+                .iter()
+                .map(|(r, f)| (r.table.clone(), r.fields[*f].column.clone()))
+                .collect();
+            if let Some((owner_column, private)) = owner_of(&child.table) {
+                if !seen.contains(&key) {
+                    seen.push(key);
+                    out.push(OwnedPath {
+                        steps: path.clone(),
+                        owner_column,
+                        private,
+                    });
+                }
+            }
+            walk(model, &child.table, owner_of, path, out, seen);
+            path.pop();
         }
     }
     let mut out = Vec::new();
@@ -102,6 +95,170 @@ pub fn owned_below(model: &ApiModel, table: &str) -> Vec<OwnedPath> {
         &mut Vec::new(),
     );
     out
+}
+
+/// The rows a delete from `table` deletes with it, one level down: each
+/// nested resource's parent key (`ON DELETE CASCADE`) and each
+/// `belongs_to` key declared `cascade`, as (resource, key field).
+fn cascades_into(model: &ApiModel, table: &str) -> Vec<(Arc<Resource>, usize)> {
+    let mut out = Vec::new();
+    for module in &model.modules {
+        let target_is = |name: &str| module.find_resource(name).is_some_and(|p| p.table == table);
+        for child in module.resources.iter().filter(|r| r.controller.is_none()) {
+            if let Some(link) = child.parent.as_ref().filter(|l| target_is(&l.resource)) {
+                out.push((child.clone(), link.field));
+            }
+            for rel in &child.relations {
+                if rel.kind == RelationKind::BelongsTo
+                    && rel.on_delete == OnDelete::Cascade
+                    && target_is(&rel.resource)
+                {
+                    if let Some(field) = child.field_index(&rel.foreign_key) {
+                        out.push((child.clone(), field));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A `belongs_to` key that refers to rows of some table: the resource
+/// holding it (the first declaration over its table that names it), the
+/// key field, and what a delete of the row referred to does.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    pub resource: Arc<Resource>,
+    pub field: usize,
+    pub relation: String,
+    pub on_delete: OnDelete,
+}
+
+/// Every `belongs_to` key in the model referring to rows of `table`, once
+/// per (table, column) however many modules declare it.
+pub fn references_to(model: &ApiModel, table: &str) -> Vec<Reference> {
+    let mut out: Vec<Reference> = Vec::new();
+    for module in &model.modules {
+        for r in module.resources.iter().filter(|r| r.controller.is_none()) {
+            for rel in r
+                .relations
+                .iter()
+                .filter(|l| l.kind == RelationKind::BelongsTo)
+            {
+                let Some(target) = module.find_resource(&rel.resource) else {
+                    continue;
+                };
+                let Some(field) = r.field_index(&rel.foreign_key) else {
+                    continue;
+                };
+                let column = &r.fields[field].column;
+                let known = out.iter().any(|x| {
+                    x.resource.table == r.table && &x.resource.fields[x.field].column == column
+                });
+                if target.table == table && target.controller.is_none() && !known {
+                    out.push(Reference {
+                        resource: r.clone(),
+                        field,
+                        relation: rel.name.clone(),
+                        on_delete: rel.on_delete,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A foreign key the model asks of a table: a nested resource's parent
+/// key (cascading) or a `belongs_to` key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKeySpec {
+    pub column: String,
+    /// The key's API name, for messages.
+    pub field: String,
+    pub target_table: String,
+    pub target_column: String,
+    pub on_delete: OnDelete,
+    /// Which declaration asks for it, for messages.
+    pub origin: String,
+}
+
+/// Every table's foreign keys, from every declaration over it. Two
+/// declarations asking different things of one column (another target,
+/// another `on_delete`) are an error naming both.
+pub fn foreign_keys(
+    model: &ApiModel,
+) -> Result<std::collections::BTreeMap<String, Vec<ForeignKeySpec>>, super::ModelError> {
+    let mut out: std::collections::BTreeMap<String, Vec<ForeignKeySpec>> = Default::default();
+    for module in &model.modules {
+        for r in module.resources.iter().filter(|r| r.controller.is_none()) {
+            let place = format!("{}/{}", module.prefix, r.name);
+            let mut wanted = Vec::new();
+            if let Some(link) = &r.parent {
+                if let Some(p) = module.find_resource(&link.resource) {
+                    wanted.push((
+                        link.field,
+                        p,
+                        OnDelete::Cascade,
+                        format!("{place} parent_key"),
+                    ));
+                }
+            }
+            for rel in r
+                .relations
+                .iter()
+                .filter(|l| l.kind == RelationKind::BelongsTo)
+            {
+                if let (Some(field), Some(p)) = (
+                    r.field_index(&rel.foreign_key),
+                    module.find_resource(&rel.resource),
+                ) {
+                    wanted.push((
+                        field,
+                        p,
+                        rel.on_delete,
+                        format!("{place} relation '{}'", rel.name),
+                    ));
+                }
+            }
+            for (field, target, on_delete, origin) in wanted {
+                if target.controller.is_some() {
+                    continue;
+                }
+                let spec = ForeignKeySpec {
+                    column: r.fields[field].column.clone(),
+                    field: r.fields[field].name.clone(),
+                    target_table: target.table.clone(),
+                    target_column: target.pk().column.clone(),
+                    on_delete,
+                    origin,
+                };
+                let keys = out.entry(r.table.clone()).or_default();
+                match keys.iter().find(|k| k.column == spec.column) {
+                    Some(k)
+                        if k.target_table != spec.target_table || k.on_delete != spec.on_delete =>
+                    {
+                        return Err(super::ModelError::new(
+                            spec.origin.clone(),
+                            format!(
+                                "column {}.{} refers to {} with on_delete = \"{}\" here, but {} says {} with \"{}\"; one column has one foreign key",
+                                r.table,
+                                spec.column,
+                                spec.target_table,
+                                spec.on_delete.as_str(),
+                                k.origin,
+                                k.target_table,
+                                k.on_delete.as_str()
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                    None => keys.push(spec),
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The derived facts of one resource.

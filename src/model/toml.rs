@@ -35,7 +35,7 @@ use serde_json::Value;
 
 use super::{
     camel_case, snake_case, Action, ActionLevel, ApiModel, CountMode, Credentials, Field,
-    FieldType, ModelError, Module, ModuleCors, Owner, OwnerPolicy, ParentLink, Relation,
+    FieldType, ModelError, Module, ModuleCors, OnDelete, Owner, OwnerPolicy, ParentLink, Relation,
     RelationKind, Resource, Scenarios, Scopes, Verb,
 };
 
@@ -235,6 +235,7 @@ struct RelationDecl {
     kind: String,
     resource: String,
     foreign_key: String,
+    on_delete: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -437,11 +438,27 @@ fn flatten(
                 ))
             }
         };
+        let on_delete = match (kind, rel.on_delete.as_deref()) {
+            (_, None) => OnDelete::default(),
+            (RelationKind::BelongsTo, Some(s)) => OnDelete::parse(s).ok_or_else(|| {
+                ModelError::new(
+                    format!("{place}.relations.{name}.on_delete"),
+                    format!("'{s}' is not 'restrict', 'cascade' or 'set_null'"),
+                )
+            })?,
+            (RelationKind::HasMany, Some(_)) => {
+                return Err(ModelError::new(
+                    format!("{place}.relations.{name}.on_delete"),
+                    "on_delete belongs on the belongs_to side, whose table holds the key",
+                ))
+            }
+        };
         r.relations.push(Relation {
             name,
             kind,
             resource: rel.resource,
             foreign_key: rel.foreign_key,
+            on_delete,
         });
     }
     let pick = |list: Option<Vec<String>>, what: &str| -> Result<Option<Vec<usize>>, ModelError> {

@@ -23,12 +23,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use sea_query::{Alias, ColumnDef, ForeignKey, ForeignKeyAction, Index, Table};
+use sea_query::{
+    Alias, ColumnDef, Expr, ExprTrait, ForeignKey, ForeignKeyAction, Index, Query, Table,
+};
 use serde_json::Value;
 
 use super::sql::{CLOCK, TOMBSTONES};
 use super::{Dialect, StoreError, WriteTx};
-use crate::model::{ApiModel, Field, FieldType, Module, Resource};
+use crate::model::plan::{self, ForeignKeySpec};
+use crate::model::{ApiModel, Field, FieldType, OnDelete, Resource};
 
 fn column_def(d: Dialect, f: &Field) -> ColumnDef {
     let mut c = ColumnDef::new(Alias::new(f.column.as_str()));
@@ -86,8 +89,8 @@ fn unique_index(d: Dialect, r: &Resource, f: &Field) -> String {
 /// fits is an error naming the resource and field.
 fn plan(
     d: Dialect,
-    module: &Module,
     r: &Resource,
+    keys: &[ForeignKeySpec],
     existing: &[(String, String)],
 ) -> Result<Vec<String>, StoreError> {
     let mut out = Vec::new();
@@ -97,19 +100,31 @@ fn plan(
         for f in &r.fields {
             t.col(column_def(d, f));
         }
-        if let Some(link) = &r.parent {
-            if let Some(parent) = module.find_resource(&link.resource) {
+        // SQLite takes a key to a table not made yet and cannot add one
+        // later without a rebuild: all of them now. PostgreSQL needs the
+        // target to exist: the parent's key now (parents are made first),
+        // the others once every table is there (`add_foreign_keys`).
+        for spec in keys {
+            let parent = r
+                .parent
+                .as_ref()
+                .is_some_and(|l| r.fields[l.field].column == spec.column);
+            if d == Dialect::Sqlite || parent {
                 t.foreign_key(
                     ForeignKey::create()
                         .from(
                             Alias::new(r.table.as_str()),
-                            Alias::new(r.fields[link.field].column.as_str()),
+                            Alias::new(spec.column.as_str()),
                         )
                         .to(
-                            Alias::new(parent.table.as_str()),
-                            Alias::new(parent.pk().column.as_str()),
+                            Alias::new(spec.target_table.as_str()),
+                            Alias::new(spec.target_column.as_str()),
                         )
-                        .on_delete(ForeignKeyAction::Cascade),
+                        .on_delete(match spec.on_delete {
+                            OnDelete::Restrict => ForeignKeyAction::Restrict,
+                            OnDelete::Cascade => ForeignKeyAction::Cascade,
+                            OnDelete::SetNull => ForeignKeyAction::SetNull,
+                        }),
                 );
             }
         }
@@ -206,6 +221,113 @@ fn plan(
         );
     }
     Ok(out)
+}
+
+/// Gives `table` the foreign keys in `keys` it lacks (§15). Rows naming
+/// a row that does not exist would break the key: the migration is then
+/// refused with how many and the query that finds them, and nothing is
+/// changed. A key the table has on the same column with another target
+/// or action is replaced. Keys on columns nothing declares are left as
+/// they are.
+async fn add_foreign_keys(
+    store: &mut WriteTx,
+    d: Dialect,
+    table: &str,
+    keys: &[ForeignKeySpec],
+) -> Result<(), StoreError> {
+    let existing = store.foreign_keys(table).await?;
+    let missing: Vec<&ForeignKeySpec> = keys
+        .iter()
+        .filter(|k| !existing.iter().any(|e| e.satisfies(k)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    for k in &missing {
+        let column = || Expr::col(Alias::new(k.column.as_str()));
+        let orphans = Query::select()
+            .expr(Expr::cust("COUNT(*)"))
+            .from(Alias::new(table))
+            .and_where(column().is_not_null())
+            .and_where(
+                column().not_in_subquery(
+                    Query::select()
+                        .column(Alias::new(k.target_column.as_str()))
+                        .from(Alias::new(k.target_table.as_str()))
+                        .to_owned(),
+                ),
+            )
+            .to_owned();
+        let n = store.scalar(orphans).await?.unwrap_or(0);
+        if n > 0 {
+            return Err(StoreError::Schema(format!(
+                "{origin}: {n} row{s} of {table} {have} a {field} naming no row of {target}, so the \
+                 foreign key cannot be added; set {them} to an existing key or to null, or delete {them}, \
+                 then run migrate again. They are: SELECT * FROM {table} WHERE {column} NOT IN \
+                 (SELECT {target_column} FROM {target})",
+                origin = k.origin,
+                s = if n == 1 { "" } else { "s" },
+                have = if n == 1 { "has" } else { "have" },
+                them = if n == 1 { "it" } else { "them" },
+                field = k.field,
+                target = k.target_table,
+                column = k.column,
+                target_column = k.target_column,
+            )));
+        }
+    }
+    match d {
+        Dialect::Sqlite => {
+            store.rebuild_with_foreign_keys(table, keys).await?;
+            let broken: Vec<(String, i64)> = store
+                .foreign_key_violations()
+                .await?
+                .into_iter()
+                .filter(|(t, _)| t.eq_ignore_ascii_case(table))
+                .collect();
+            if let Some((_, n)) = broken.first() {
+                return Err(StoreError::Schema(format!(
+                    "table {table}: {n} rows break a foreign key after adding its keys; nothing was changed"
+                )));
+            }
+        }
+        Dialect::Postgres => {
+            for k in &missing {
+                for old in existing
+                    .iter()
+                    .filter(|e| e.column.eq_ignore_ascii_case(&k.column))
+                {
+                    if let Some(name) = &old.name {
+                        store
+                            .execute_ddl(&format!(
+                                "ALTER TABLE \"{table}\" DROP CONSTRAINT \"{}\"",
+                                name.replace('"', "\"\"")
+                            ))
+                            .await?;
+                    }
+                }
+                store
+                    .execute_ddl(&format!(
+                        "ALTER TABLE \"{table}\" ADD CONSTRAINT \"{name}\" FOREIGN KEY (\"{column}\") \
+                         REFERENCES \"{target}\" (\"{target_column}\") ON DELETE {action}",
+                        name = d.index_name(format!("fk_{table}_{}", k.column)),
+                        column = k.column,
+                        target = k.target_table,
+                        target_column = k.target_column,
+                        action = k.on_delete.sql(),
+                    ))
+                    .await?;
+            }
+        }
+    }
+    for k in &missing {
+        tracing::info!(
+            table = %table,
+            "foreign key {}.{} → {}.{} on delete {} added ({})",
+            table, k.column, k.target_table, k.target_column, k.on_delete.as_str(), k.origin
+        );
+    }
+    Ok(())
 }
 
 /// Unique indexes restkit made for fields that are no longer unique: only
@@ -454,6 +576,10 @@ pub async fn run(mut tx: WriteTx, model: &ApiModel) -> Result<(), StoreError> {
 
 async fn migrate(store: &mut WriteTx, d: Dialect, model: &ApiModel) -> Result<(), StoreError> {
     let own = super::own::model();
+    let schema = |e: crate::model::ModelError| StoreError::Schema(e.to_string());
+    let mut foreign_keys = plan::foreign_keys(&own).map_err(schema)?;
+    foreign_keys.extend(plan::foreign_keys(model).map_err(schema)?);
+    let no_keys = Vec::new();
     let mut sync_tables = BTreeSet::new();
     let mut all_tables: BTreeMap<String, TableKeys> = BTreeMap::new();
     for module in own.modules.iter().chain(&model.modules) {
@@ -465,7 +591,8 @@ async fn migrate(store: &mut WriteTx, d: Dialect, model: &ApiModel) -> Result<()
                 continue;
             }
             let existing = store.columns(&r.table).await?;
-            for sql in plan(d, module, r, &existing)? {
+            let keys = foreign_keys.get(&r.table).unwrap_or(&no_keys);
+            for sql in plan(d, r, keys, &existing)? {
                 store.execute_ddl(&sql).await?;
             }
             let keys = all_tables
@@ -489,6 +616,9 @@ async fn migrate(store: &mut WriteTx, d: Dialect, model: &ApiModel) -> Result<()
     }
     for sql in own_ddl(d) {
         store.execute_ddl(&sql).await?;
+    }
+    for (table, keys) in &foreign_keys {
+        add_foreign_keys(store, d, table, keys).await?;
     }
     // Every resource over a table, across modules, decides its indexes.
     let resources: Vec<&Resource> = own

@@ -174,6 +174,30 @@ impl StoreError {
     }
 }
 
+/// A single-column foreign key a table has, as the database lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingForeignKey {
+    /// The constraint's name (PostgreSQL; SQLite's keys have none).
+    pub name: Option<String>,
+    pub column: String,
+    pub target_table: String,
+    /// Empty: the target's primary key.
+    pub target_column: String,
+    /// `None`: an action restkit does not declare (`NO ACTION`).
+    pub on_delete: Option<crate::model::OnDelete>,
+}
+
+impl ExistingForeignKey {
+    /// Does this key already do what `spec` asks?
+    pub fn satisfies(&self, spec: &crate::model::plan::ForeignKeySpec) -> bool {
+        self.column.eq_ignore_ascii_case(&spec.column)
+            && self.target_table.eq_ignore_ascii_case(&spec.target_table)
+            && (self.target_column.is_empty()
+                || self.target_column.eq_ignore_ascii_case(&spec.target_column))
+            && self.on_delete == Some(spec.on_delete)
+    }
+}
+
 /// An open write transaction: one request's reads and writes, committed
 /// together or not at all. Dropping it without [`WriteTx::commit`] rolls
 /// back.
@@ -364,6 +388,36 @@ impl WriteTx {
         Ok(self.scalar(stmt).await?.unwrap_or(0).max(0) as u64)
     }
 
+    /// How many rows hold, in `reference`'s key, one of the selection's
+    /// rows of `r`, as this transaction sees them.
+    pub async fn count_referring(
+        &mut self,
+        r: &Resource,
+        s: &Selection<'_>,
+        reference: &crate::model::plan::Reference,
+    ) -> Result<u64, StoreError> {
+        let stmt =
+            sql::select_referring(self.dialect(), r, s, &reference.resource, reference.field);
+        Ok(self.scalar(stmt).await?.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Sets `reference`'s key to null on the rows naming one of the
+    /// selection's rows of `r` (see [`sql::detach_referring`]); returns how
+    /// many.
+    pub async fn detach_referring(
+        &mut self,
+        r: &Resource,
+        s: &Selection<'_>,
+        reference: &crate::model::plan::Reference,
+    ) -> Result<u64, StoreError> {
+        let child = &reference.resource;
+        let stmt = sql::detach_referring(self.dialect(), r, s, child, reference.field, self.now());
+        match self {
+            WriteTx::Sqlite(t) => t.execute(child, stmt).await,
+            WriteTx::Postgres(t) => t.execute(child, stmt).await,
+        }
+    }
+
     /// Runs a restkit-owned insert (seeding, own tables).
     pub async fn execute_insert(
         &mut self,
@@ -414,6 +468,42 @@ impl WriteTx {
         match self {
             WriteTx::Sqlite(t) => t.indexes(table).await,
             WriteTx::Postgres(t) => t.indexes(table).await,
+        }
+    }
+
+    /// A table's single-column foreign keys as this transaction sees them.
+    pub(crate) async fn foreign_keys(
+        &mut self,
+        table: &str,
+    ) -> Result<Vec<ExistingForeignKey>, StoreError> {
+        match self {
+            WriteTx::Sqlite(t) => t.foreign_keys(table).await,
+            WriteTx::Postgres(t) => t.foreign_keys(table).await,
+        }
+    }
+
+    /// SQLite: rebuilds `table` with `keys` (see
+    /// [`sqlite::SqliteWrite::rebuild_with_foreign_keys`]).
+    pub(crate) async fn rebuild_with_foreign_keys(
+        &mut self,
+        table: &str,
+        keys: &[crate::model::plan::ForeignKeySpec],
+    ) -> Result<(), StoreError> {
+        match self {
+            WriteTx::Sqlite(t) => t.rebuild_with_foreign_keys(table, keys).await,
+            WriteTx::Postgres(_) => Err(StoreError::Other(
+                "PostgreSQL adds foreign keys in place".into(),
+            )),
+        }
+    }
+
+    /// SQLite: rows breaking a foreign key, by table.
+    pub(crate) async fn foreign_key_violations(
+        &mut self,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        match self {
+            WriteTx::Sqlite(t) => t.foreign_key_violations().await,
+            WriteTx::Postgres(_) => Ok(Vec::new()),
         }
     }
 

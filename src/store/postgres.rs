@@ -538,6 +538,41 @@ impl PgWrite {
             .collect()
     }
 
+    /// A table's single-column foreign keys in the current schema.
+    pub async fn foreign_keys(
+        &mut self,
+        table: &str,
+    ) -> Result<Vec<super::ExistingForeignKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.conname::text, a.attname::text, t.relname::text, fa.attname::text, \
+             CASE c.confdeltype WHEN 'r' THEN 'RESTRICT' WHEN 'c' THEN 'CASCADE' \
+             WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT' ELSE 'NO ACTION' END \
+             FROM pg_constraint c \
+             JOIN pg_class s ON s.oid = c.conrelid \
+             JOIN pg_class t ON t.oid = c.confrelid \
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] \
+             JOIN pg_attribute fa ON fa.attrelid = c.confrelid AND fa.attnum = c.confkey[1] \
+             WHERE c.contype = 'f' AND cardinality(c.conkey) = 1 AND s.relname = $1 \
+             AND s.relnamespace = current_schema()::regnamespace",
+        )
+        .bind(table)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                let text = |i: usize| r.try_get::<String, _>(i).map_err(err);
+                Ok(super::ExistingForeignKey {
+                    name: Some(text(0)?),
+                    column: text(1)?,
+                    target_table: text(2)?,
+                    target_column: text(3)?,
+                    on_delete: crate::model::OnDelete::from_sql(&text(4)?),
+                })
+            })
+            .collect()
+    }
+
     /// Does `table` (in the current schema) have a trigger named `name`?
     pub async fn has_trigger(&mut self, table: &str, name: &str) -> Result<bool, StoreError> {
         let row = sqlx::query(

@@ -623,10 +623,7 @@ pub fn select_owned_below(
     path: &crate::model::plan::OwnedPath,
     user: Option<i64>,
 ) -> SelectStatement {
-    let mut keys = Query::select();
-    keys.from(table(r)).column(col(r, r.primary_key));
-    restrict(&mut keys, s.condition(d, r));
-    let mut stmt = keys;
+    let mut stmt = selected_keys(d, r, s);
     let steps = &path.steps;
     for (i, (child, field)) in steps.iter().enumerate() {
         let mut next = Query::select();
@@ -646,6 +643,47 @@ pub fn select_owned_below(
         }
         stmt = next;
     }
+    stmt
+}
+
+/// The keys of the selection's rows, as a subquery.
+fn selected_keys(d: Dialect, r: &Resource, s: &Selection<'_>) -> SelectStatement {
+    let mut keys = Query::select();
+    keys.from(table(r)).column(col(r, r.primary_key));
+    restrict(&mut keys, s.condition(d, r));
+    keys
+}
+
+/// How many rows of `child` name one of the selection's rows of `r` in
+/// `field` (a `belongs_to` key).
+pub fn select_referring(
+    d: Dialect,
+    r: &Resource,
+    s: &Selection<'_>,
+    child: &Resource,
+    field: usize,
+) -> SelectStatement {
+    let mut stmt = Query::select();
+    stmt.from(table(child))
+        .expr(Expr::cust("COUNT(*)"))
+        .and_where(Expr::col(col(child, field)).in_subquery(selected_keys(d, r, s)));
+    stmt
+}
+
+/// Sets `field` to null, and the change time, on every row of `child`
+/// naming one of the selection's rows of `r`: `ON DELETE SET NULL` made
+/// visible to sync clients (the database's own action would not stamp
+/// the rows).
+pub fn detach_referring(
+    d: Dialect,
+    r: &Resource,
+    s: &Selection<'_>,
+    child: &Resource,
+    field: usize,
+    now: &str,
+) -> UpdateStatement {
+    let mut stmt = update_where(child, &Scope::default(), &[(field, Value::Null)], now);
+    stmt.and_where(Expr::col(col(child, field)).in_subquery(selected_keys(d, r, s)));
     stmt
 }
 

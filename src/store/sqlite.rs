@@ -37,8 +37,9 @@ use serde_json::Value;
 use tokio::sync::{oneshot, Notify, OwnedMutexGuard, Semaphore};
 
 use super::sql::Write;
-use super::{Dialect, Record, StoreError};
-use crate::model::{FieldType, Resource};
+use super::{Dialect, ExistingForeignKey, Record, StoreError};
+use crate::model::plan::ForeignKeySpec;
+use crate::model::{FieldType, OnDelete, Resource};
 
 /// At most this many requests share one commit: bounds how long the first
 /// of a group waits for the last.
@@ -910,11 +911,25 @@ impl SqliteStore {
     /// sharing the file included — runs between its statements (a delete
     /// while the tombstone trigger is being re-created would leave no
     /// tombstone).
+    ///
+    /// Foreign keys are not enforced while it is open (SQLite ignores the
+    /// setting inside a transaction, so it is switched before): a table
+    /// rebuilt to gain a foreign key is dropped and replaced, and the drop
+    /// of an enforced parent would run its children's `ON DELETE`. The
+    /// migration checks every key before it commits
+    /// ([`SqliteWrite::foreign_key_violations`]); commit and rollback turn
+    /// enforcement back on.
     pub async fn begin_ddl(&self) -> Result<SqliteWrite, StoreError> {
         let side = &self.inner.write;
         let mut w = side.lock().await?;
         side.commit_group(&mut w);
-        begin_immediate(&mut w).await?;
+        w.conn
+            .execute_batch("PRAGMA foreign_keys = OFF")
+            .map_err(|e| error(e, None))?;
+        if let Err(e) = begin_immediate(&mut w).await {
+            let _ = w.conn.execute_batch("PRAGMA foreign_keys = ON");
+            return Err(e);
+        }
         Ok(SqliteWrite {
             w: Some(w),
             side: side.clone(),
@@ -1006,6 +1021,200 @@ fn columns(c: &Connection, table: &str) -> rusqlite::Result<Vec<(String, String)
             text_at(row, 1).unwrap_or_default(),
         )
     })
+}
+
+/// One foreign key as SQLite lists it (`pragma_foreign_key_list`): its
+/// columns in order.
+struct ListedKey {
+    table: String,
+    from: Vec<String>,
+    to: Vec<String>,
+    on_update: String,
+    on_delete: String,
+}
+
+fn foreign_key_list(c: &Connection, table: &str) -> rusqlite::Result<Vec<ListedKey>> {
+    let built: Built = (
+        "SELECT id, \"table\", \"from\", \"to\", on_update, on_delete \
+         FROM pragma_foreign_key_list(?) ORDER BY id, seq"
+            .into(),
+        Values(vec![table.into()]),
+    );
+    let listed = rows(c, &built, |row| {
+        (
+            int_at(row, 0).unwrap_or(0),
+            text_at(row, 1).unwrap_or_default(),
+            text_at(row, 2).unwrap_or_default(),
+            // No column named: the target's primary key.
+            text_at(row, 3),
+            text_at(row, 4).unwrap_or_default(),
+            text_at(row, 5).unwrap_or_default(),
+        )
+    })?;
+    let mut keys: Vec<(i64, ListedKey)> = Vec::new();
+    for (id, target, from, to, on_update, on_delete) in listed {
+        if keys.last().is_none_or(|(last, _)| *last != id) {
+            keys.push((
+                id,
+                ListedKey {
+                    table: target,
+                    from: Vec::new(),
+                    to: Vec::new(),
+                    on_update,
+                    on_delete,
+                },
+            ));
+        }
+        let key = &mut keys.last_mut().expect("pushed above").1;
+        key.from.push(from);
+        key.to.push(to.unwrap_or_default());
+    }
+    Ok(keys.into_iter().map(|(_, k)| k).collect())
+}
+
+/// `name` as an SQL identifier.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// See [`SqliteWrite::rebuild_with_foreign_keys`].
+fn rebuild(c: &Connection, table: &str, keys: &[ForeignKeySpec]) -> rusqlite::Result<()> {
+    let one = |sql: &str| -> Built { (sql.into(), Values(vec![table.into()])) };
+    let columns = rows(
+        c,
+        &one(
+            "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?) ORDER BY cid",
+        ),
+        |row| {
+            (
+                text_at(row, 0).unwrap_or_default(),
+                text_at(row, 1).unwrap_or_default(),
+                int_at(row, 2) == Some(1),
+                text_at(row, 3),
+                int_at(row, 4).unwrap_or(0),
+            )
+        },
+    )?;
+    let create = row(
+        c,
+        &one("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?"),
+        |row| text_at(row, 0).unwrap_or_default(),
+    )?
+    .unwrap_or_default();
+    let autoincrement = create.to_ascii_uppercase().contains("AUTOINCREMENT");
+    // Indexes and triggers go with the table; made again after.
+    let attached = rows(
+        c,
+        &one("SELECT sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('index', 'trigger') AND sql IS NOT NULL"),
+        |row| text_at(row, 0).unwrap_or_default(),
+    )?;
+    let high_mark = if autoincrement {
+        row(
+            c,
+            &one("SELECT seq FROM sqlite_sequence WHERE name = ?"),
+            |row| int_at(row, 0),
+        )?
+        .flatten()
+    } else {
+        None
+    };
+    let pk: Vec<&str> = {
+        let mut pk: Vec<(i64, &str)> = columns
+            .iter()
+            .filter(|col| col.4 > 0)
+            .map(|col| (col.4, col.0.as_str()))
+            .collect();
+        pk.sort();
+        pk.into_iter().map(|(_, name)| name).collect()
+    };
+    let mut defs = Vec::new();
+    for (name, ty, not_null, default, in_pk) in &columns {
+        let mut def = format!("{} {ty}", quoted(name));
+        if *in_pk > 0 && pk.len() == 1 {
+            def.push_str(" PRIMARY KEY");
+            if autoincrement {
+                def.push_str(" AUTOINCREMENT");
+            }
+        }
+        if *not_null {
+            def.push_str(" NOT NULL");
+        }
+        if let Some(default) = default {
+            // SQLite's own text of the default expression.
+            def.push_str(&format!(" DEFAULT {default}"));
+        }
+        defs.push(def);
+    }
+    if pk.len() > 1 {
+        let names: Vec<String> = pk.iter().map(|n| quoted(n)).collect();
+        defs.push(format!("PRIMARY KEY ({})", names.join(", ")));
+    }
+    let list = |names: &[String]| {
+        names
+            .iter()
+            .map(|n| quoted(n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for kept in foreign_key_list(c, table)? {
+        let replaced = kept.from.len() == 1
+            && keys
+                .iter()
+                .any(|k| k.column.eq_ignore_ascii_case(&kept.from[0]));
+        if replaced {
+            continue;
+        }
+        let to = if kept.to.iter().all(String::is_empty) {
+            String::new()
+        } else {
+            format!(" ({})", list(&kept.to))
+        };
+        defs.push(format!(
+            "FOREIGN KEY ({}) REFERENCES {}{to} ON UPDATE {} ON DELETE {}",
+            list(&kept.from),
+            quoted(&kept.table),
+            kept.on_update,
+            kept.on_delete
+        ));
+    }
+    for k in keys {
+        defs.push(format!(
+            "FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {}",
+            quoted(&k.column),
+            quoted(&k.target_table),
+            quoted(&k.target_column),
+            k.on_delete.sql()
+        ));
+    }
+    let fresh = format!("restkit_rebuild_{table}");
+    let names: Vec<String> = columns.iter().map(|col| col.0.clone()).collect();
+    c.execute_batch(&format!(
+        "DROP TABLE IF EXISTS {fresh_q}; CREATE TABLE {fresh_q} ({defs}); \
+         INSERT INTO {fresh_q} ({cols}) SELECT {cols} FROM {table_q}; \
+         DROP TABLE {table_q}; ALTER TABLE {fresh_q} RENAME TO {table_q};",
+        fresh_q = quoted(&fresh),
+        table_q = quoted(table),
+        defs = defs.join(", "),
+        cols = list(&names),
+    ))?;
+    for sql in attached {
+        c.execute_batch(&sql)?;
+    }
+    if let Some(mark) = high_mark {
+        let built: Built = (
+            "INSERT INTO sqlite_sequence (name, seq) SELECT ?1, ?2 \
+             WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?1)"
+                .into(),
+            Values(vec![table.into(), mark.into()]),
+        );
+        prepare(c, &built)?.raw_execute()?;
+        let built: Built = (
+            "UPDATE sqlite_sequence SET seq = max(seq, ?2) WHERE name = ?1".into(),
+            Values(vec![table.into(), mark.into()]),
+        );
+        prepare(c, &built)?.raw_execute()?;
+    }
+    Ok(())
 }
 
 /// Names of a table's indexes.
@@ -1182,6 +1391,85 @@ impl SqliteWrite {
         self.run(None, |c| indexes(c, table))
     }
 
+    /// A table's foreign keys (single-column ones; see
+    /// [`ExistingForeignKey`]).
+    pub async fn foreign_keys(
+        &mut self,
+        table: &str,
+    ) -> Result<Vec<ExistingForeignKey>, StoreError> {
+        self.run(None, |c| {
+            Ok(foreign_key_list(c, table)?
+                .into_iter()
+                .filter(|k| k.from.len() == 1)
+                .map(|k| ExistingForeignKey {
+                    name: None,
+                    column: k.from[0].clone(),
+                    target_table: k.table.clone(),
+                    target_column: k.to[0].clone(),
+                    on_delete: OnDelete::from_sql(&k.on_delete),
+                })
+                .collect())
+        })
+    }
+
+    /// Rebuilds `table` so that its foreign keys are `keys` (and those it
+    /// has on other columns), SQLite's way (it cannot add a constraint to
+    /// a table): a new table with every column as it is and the keys,
+    /// the rows copied, the old one dropped, the new one renamed, its
+    /// indexes and triggers made again, `AUTOINCREMENT`'s high mark kept
+    /// (ids are never reused). Inside the migration's transaction, with
+    /// keys not enforced (see [`SqliteStore::begin_ddl`]): all of it or
+    /// nothing.
+    ///
+    /// A table whose definition holds what the rebuild would not carry
+    /// over (a `CHECK`, an inline `UNIQUE`, a collation, a generated
+    /// column: restkit makes none, a table made by hand may) is refused
+    /// with a message saying so, rather than rebuilt without it.
+    pub async fn rebuild_with_foreign_keys(
+        &mut self,
+        table: &str,
+        keys: &[ForeignKeySpec],
+    ) -> Result<(), StoreError> {
+        let built: Built = (
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?".into(),
+            Values(vec![table.into()]),
+        );
+        let create = self
+            .run(None, |c| row(c, &built, |row| text_at(row, 0)))?
+            .flatten()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        if let Some(word) = ["CHECK", "UNIQUE", "COLLATE", "GENERATED", "WITHOUT ROWID"]
+            .into_iter()
+            .find(|w| create.contains(w))
+        {
+            return Err(StoreError::Schema(format!(
+                "table {table} needs a foreign key, which SQLite adds only by rebuilding the table, \
+                 and its definition has {word}, which restkit's rebuild would not carry over; \
+                 add the foreign key by hand (https://sqlite.org/lang_altertable.html#otheralter), \
+                 then run migrate again"
+            )));
+        }
+        self.run(None, |c| rebuild(c, table, keys))
+    }
+
+    /// Rows that break a foreign key, by table (SQLite's
+    /// `foreign_key_check`), as this transaction sees them.
+    pub async fn foreign_key_violations(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
+        let built: Built = (
+            "SELECT \"table\", count(*) FROM pragma_foreign_key_check GROUP BY \"table\"".into(),
+            Values(Vec::new()),
+        );
+        self.run(None, |c| {
+            rows(c, &built, |row| {
+                (
+                    text_at(row, 0).unwrap_or_default(),
+                    int_at(row, 1).unwrap_or(0),
+                )
+            })
+        })
+    }
+
     /// Makes this request's writes part of the group and waits for the
     /// group's commit: `Ok` only once they are durable.
     pub async fn commit(mut self) -> Result<(), StoreError> {
@@ -1191,7 +1479,11 @@ impl SqliteWrite {
             if done.is_err() && !w.conn.is_autocommit() {
                 let _ = w.conn.execute_batch("ROLLBACK");
             }
-            return done;
+            let enforced = w
+                .conn
+                .execute_batch("PRAGMA foreign_keys = ON")
+                .map_err(|e| error(e, None));
+            return done.and(enforced);
         }
         if !w.open {
             self.side.finish(&mut w);
@@ -1227,6 +1519,7 @@ impl Drop for SqliteWrite {
         if !self.grouped {
             // Fails harmlessly when SQLite already rolled back.
             let _ = w.conn.execute_batch("ROLLBACK");
+            let _ = w.conn.execute_batch("PRAGMA foreign_keys = ON");
             return;
         }
         undo_request(&mut w);

@@ -430,6 +430,16 @@ impl Raw {
         .unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Runs `sql`; the database's refusal, if any.
+    pub async fn try_execute(&self, sql: &str) -> Result<(), String> {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match self {
+            Raw::Sqlite(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+            Raw::Postgres(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+        }
+        .map_err(|e| e.to_string())
+    }
+
     /// The first column of the first row, as an integer.
     pub async fn scalar(&self, sql: &str) -> i64 {
         let sql = sqlx::AssertSqlSafe(sql.to_string());

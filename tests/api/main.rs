@@ -30,6 +30,7 @@ mod plans;
 mod query;
 mod rate_limits;
 mod refusals;
+mod relations;
 mod scale_out;
 mod server;
 mod sync;

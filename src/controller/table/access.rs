@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use super::{singular, TableController};
 use crate::controller::{Ctx, Operation};
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::model::plan::ResourcePlan;
-use crate::model::{Access, Resource};
+use crate::model::{Access, OnDelete, RelationKind, Resource};
 use crate::store::{Scope, Selection, Within, WriteTx};
 
 impl TableController {
@@ -123,6 +123,117 @@ impl TableController {
                     "REFERENCE_CONFLICT",
                     detail,
                 ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TableController {
+    /// Every `belongs_to` key among `values` (field, value) names a record
+    /// the caller can see (§15), checked inside the write transaction:
+    /// else 422 on that field (`prefix` before its name: `[3].` in a bulk
+    /// write), with one message whether the record is missing or someone
+    /// else's private one, which the caller must not learn exists. The
+    /// database's foreign key holds too; this is the answer a client can
+    /// act on.
+    pub(super) async fn check_references(
+        &self,
+        cx: &Ctx,
+        tx: &mut WriteTx,
+        values: &[(usize, Value)],
+        prefix: &str,
+    ) -> Result<(), ApiError> {
+        let user = cx.identity.as_ref().and_then(|i| i.user_id);
+        let mut errors = Vec::new();
+        for link in self
+            .links
+            .iter()
+            .filter(|l| l.kind == RelationKind::BelongsTo)
+        {
+            let Some((_, v)) = values.iter().find(|(i, _)| *i == link.key) else {
+                continue;
+            };
+            if v.is_null() {
+                continue;
+            }
+            let target = &link.target.resource;
+            let found = match (v.as_i64(), read_scope(&link.target.chain, user)) {
+                (Some(id), Some(scope)) => tx
+                    .fetch(target, &[target.primary_key], id, &scope)
+                    .await?
+                    .is_some(),
+                _ => false,
+            };
+            if !found {
+                let name = &self.resource.fields[link.key].name;
+                errors.push(FieldError {
+                    field: format!("{prefix}{name}"),
+                    code: "exists".into(),
+                    message: format!(
+                        "{prefix}{name} names no {} ({v}): there is none you can see.",
+                        singular(&target.name)
+                    ),
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(errors))
+        }
+    }
+
+    /// What a delete of the selection's rows does to the rows that name
+    /// them through a `belongs_to` key (§15), in the deleting
+    /// transaction: `restrict` refuses (409, saying which relation and how
+    /// many, unless those rows are private to their owners), `set_null`
+    /// clears the key and stamps the rows (so sync clients see it),
+    /// `cascade` is the database's (checked with the nested resources'
+    /// cascades by [`Self::check_cascade`]).
+    pub(super) async fn release_references(
+        &self,
+        tx: &mut WriteTx,
+        selection: &Selection<'_>,
+    ) -> Result<(), ApiError> {
+        for reference in &self.references {
+            match reference.on_delete {
+                OnDelete::Cascade => {}
+                OnDelete::SetNull => {
+                    tx.detach_referring(&self.resource, selection, reference)
+                        .await?;
+                }
+                OnDelete::Restrict => {
+                    let n = tx
+                        .count_referring(&self.resource, selection, reference)
+                        .await?;
+                    if n == 0 {
+                        continue;
+                    }
+                    let child = &reference.resource;
+                    let path = format!("{}/{}", child.module_prefix, child.name);
+                    let detail = if child.owner_field(Access::Read).is_some() {
+                        format!(
+                            "Records of {path} refer to this {} through '{}'; it cannot be deleted while they do.",
+                            self.noun, reference.relation
+                        )
+                    } else {
+                        let what = if n == 1 {
+                            format!("1 {} refers", singular(&child.name))
+                        } else {
+                            format!("{n} {} refer", child.name)
+                        };
+                        format!(
+                            "{what} to this {} through '{}' ({path}); delete them or point them elsewhere first.",
+                            self.noun, reference.relation
+                        )
+                    };
+                    return Err(ApiError::new(
+                        http::StatusCode::CONFLICT,
+                        "REFERENCE_CONFLICT",
+                        detail,
+                    ));
+                }
             }
         }
         Ok(())

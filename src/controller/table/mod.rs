@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::{Controller, Ctx, Operation, Reply};
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::model::plan::{owned_below, OwnedPath, ResourcePlan};
+use crate::model::plan::{owned_below, references_to, OwnedPath, Reference, ResourcePlan};
 use crate::model::{schema, ApiModel, Module, RelationKind, Resource};
 use crate::query::cursor::CursorKey;
 use crate::query::{Limits, Paging, QueryPolicy};
@@ -93,6 +93,9 @@ pub struct TableController {
     /// resources with an owner, through any module): checked before every
     /// delete.
     owned_below: Vec<OwnedPath>,
+    /// `belongs_to` keys, anywhere in the model, that name rows of this
+    /// table: what a delete here must refuse, clear or cascade to.
+    references: Vec<Reference>,
     noun: String,
 }
 
@@ -149,6 +152,7 @@ impl TableController {
         patch_read.push(resource.primary_key);
         Ok(TableController {
             owned_below: owned_below(model, &resource.table),
+            references: references_to(model, &resource.table),
             patch_read,
             plan: plan.clone(),
             links,

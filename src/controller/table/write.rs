@@ -36,6 +36,7 @@ impl TableController {
         values.extend(scope.equal.iter().cloned());
         let mut tx = cx.store.begin_write().await?;
         self.confirm_parents(cx, &mut tx).await?;
+        self.check_references(cx, &mut tx, &values, "").await?;
         let record: Record = tx
             .insert(&self.resource, &values, &self.plan.view_fields)
             .await
@@ -63,7 +64,7 @@ impl TableController {
         self.preconditions(cx, &mut tx, n, &scope).await?;
         let current = self.current(&mut tx, id, n, &scope).await?;
         let rec = self
-            .write_checked(&mut tx, id, n, &scope, &doc, &current, values)
+            .write_checked(cx, &mut tx, id, n, &scope, &doc, &current, values)
             .await?;
         tx.commit().await?;
         Ok(self.record_reply(cx, rec))
@@ -106,7 +107,7 @@ impl TableController {
             })
             .collect();
         let rec = self
-            .write_checked(&mut tx, id, n, &scope, &merged, &current, values)
+            .write_checked(cx, &mut tx, id, n, &scope, &merged, &current, values)
             .await?;
         tx.commit().await?;
         Ok(self.record_reply(cx, rec))
@@ -117,13 +118,14 @@ impl TableController {
         let n = parse_id(id).ok_or_else(|| self.not_found(id))?;
         let mut tx = cx.store.begin_write().await?;
         self.preconditions(cx, &mut tx, n, &scope).await?;
-        if !self.owned_below.is_empty() {
+        if !self.owned_below.is_empty() || !self.references.is_empty() {
             let one = scope.clone().and(self.resource.primary_key, Value::from(n));
             let selection = Selection {
                 scope: &one,
                 filter: None,
                 since: None,
             };
+            self.release_references(&mut tx, &selection).await?;
             self.check_cascade(cx, &mut tx, &selection).await?;
         }
         if !tx.delete(&self.resource, n, &scope).await? {
@@ -203,13 +205,16 @@ impl TableController {
         }
         let mut tx = cx.store.begin_write().await?;
         let mut records = Vec::with_capacity(writes.len());
-        for (id, values) in writes {
+        for (i, (id, values)) in writes.into_iter().enumerate() {
             self.check_owner(cx, &mut tx, id, &scope).await?;
             // Dropping the transaction on any error rolls every write back.
             let raw = id.to_string();
             let current = self.current(&mut tx, &raw, id, &scope).await?;
+            let changed = self.changed(&current, values);
+            self.check_references(cx, &mut tx, &changed, &format!("[{i}]."))
+                .await?;
             let rec = self
-                .write_changed(&mut tx, &raw, id, &scope, &current, values)
+                .write_changed(&mut tx, &raw, id, &scope, changed)
                 .await?;
             records.push(Value::Object(rec));
         }
@@ -251,6 +256,7 @@ impl TableController {
                 ));
             }
         }
+        self.release_references(&mut tx, &selection).await?;
         self.check_cascade(cx, &mut tx, &selection).await?;
         let n = tx.delete_where(&self.resource, &selection).await?;
         tx.commit().await?;
@@ -373,12 +379,14 @@ impl TableController {
 
     /// Validates `doc` (the complete record as it will be) against the
     /// update schema and writes those of `values` that differ from
-    /// `current` (the stored updatable fields) in `tx`. A write that
+    /// `current` (the stored updatable fields) in `tx`, once every key
+    /// among them names a record the caller can see. A write that
     /// changes nothing writes nothing: no new change time, nothing for
     /// sync clients to fetch again.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn write_checked(
         &self,
+        cx: &Ctx,
         tx: &mut WriteTx,
         id: &str,
         n: i64,
@@ -388,29 +396,39 @@ impl TableController {
         values: Vec<(usize, Value)>,
     ) -> Result<Record, ApiError> {
         self.update_schema.check(doc)?;
-        self.write_changed(tx, id, n, scope, current, values).await
+        let changed = self.changed(current, values);
+        self.check_references(cx, tx, &changed, "").await?;
+        self.write_changed(tx, id, n, scope, changed).await
     }
 
-    /// Writes those of `values` that differ from `current` (compared as
-    /// the values bound to SQL); when none does, reads the record instead.
-    pub(super) async fn write_changed(
+    /// Those of `values` that differ from `current` (compared as the
+    /// values bound to SQL).
+    pub(super) fn changed(
         &self,
-        tx: &mut WriteTx,
-        id: &str,
-        n: i64,
-        scope: &Scope,
         current: &Record,
         values: Vec<(usize, Value)>,
-    ) -> Result<Record, ApiError> {
+    ) -> Vec<(usize, Value)> {
         let fields = &self.resource.fields;
-        let changed: Vec<(usize, Value)> = values
+        values
             .into_iter()
             .filter(|(i, v)| {
                 let f = &fields[*i];
                 let stored = current.get(&f.name).unwrap_or(&Value::Null);
                 crate::store::to_sql_value(f.ty, v) != crate::store::to_sql_value(f.ty, stored)
             })
-            .collect();
+            .collect()
+    }
+
+    /// Writes `changed` to record `n`; when it is empty, reads the record
+    /// instead.
+    pub(super) async fn write_changed(
+        &self,
+        tx: &mut WriteTx,
+        id: &str,
+        n: i64,
+        scope: &Scope,
+        changed: Vec<(usize, Value)>,
+    ) -> Result<Record, ApiError> {
         let written = if changed.is_empty() {
             tx.fetch(&self.resource, &self.plan.view_fields, n, scope)
                 .await?
