@@ -577,7 +577,7 @@ pub async fn run(mut tx: WriteTx, model: &ApiModel) -> Result<(), StoreError> {
 async fn migrate(store: &mut WriteTx, d: Dialect, model: &ApiModel) -> Result<(), StoreError> {
     let own = super::own::model();
     let schema = |e: crate::model::ModelError| StoreError::Schema(e.to_string());
-    let mut foreign_keys = plan::foreign_keys(&own).map_err(schema)?;
+    let mut foreign_keys = plan::foreign_keys(own).map_err(schema)?;
     foreign_keys.extend(plan::foreign_keys(model).map_err(schema)?);
     let no_keys = Vec::new();
     let mut sync_tables = BTreeSet::new();
