@@ -108,7 +108,17 @@ async fn prepare(
     model: &model::ApiModel,
     settings: &mut config::Settings,
 ) -> Result<(), StartError> {
-    store.migrate(model).await?;
+    let options = store::migrate::Options {
+        drop: false,
+        refuse_if_ahead: true,
+    };
+    let report = store.migrate_with(model, options, true).await?;
+    for step in &report.steps {
+        tracing::info!(subject = %step.subject, "migrated: {}", step.what);
+    }
+    for note in &report.notes {
+        tracing::warn!("{note}");
+    }
     demo::seed(store, model).await.map_err(|e| {
         if e.status == ::http::StatusCode::SERVICE_UNAVAILABLE {
             StartError::Store(store::StoreError::Unavailable(e.to_string()))

@@ -32,12 +32,25 @@ enum Command {
         #[arg(long)]
         database: Option<String>,
     },
-    /// Create or upgrade restkit's tables and the declared resources' tables.
+    /// Create or upgrade restkit's tables and the declared resources'
+    /// tables, in one transaction, printing each change (in words and
+    /// SQL) as it is made; refuse, changing nothing, what would leave
+    /// stored data contradicting the declaration.
     Migrate {
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long)]
         database: Option<String>,
+        /// Print what would change, and change nothing.
+        #[arg(long, conflicts_with = "status")]
+        plan: bool,
+        /// Say whether the database matches the declaration (exit 1 when
+        /// changes are pending), and change nothing.
+        #[arg(long)]
+        status: bool,
+        /// Also drop the columns no declaration names (kept otherwise).
+        #[arg(long)]
+        drop: bool,
     },
     /// Print the route table: method, path, handler, required scope.
     Routes {
@@ -241,7 +254,13 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())
         }
-        Command::Migrate { config, database } => {
+        Command::Migrate {
+            config,
+            database,
+            plan,
+            status,
+            drop,
+        } => {
             let (settings, model) = load(
                 &config,
                 Overrides {
@@ -253,8 +272,54 @@ async fn run(cli: Cli) -> Result<(), String> {
                 restkit::store::Store::open(&settings.database.url, &(&settings.database).into())
                     .await
                     .map_err(|e| e.to_string())?;
-            store.migrate(&model).await.map_err(|e| e.to_string())?;
-            println!("migrated {}", settings.database.url);
+            let options = restkit::store::migrate::Options {
+                drop,
+                refuse_if_ahead: false,
+            };
+            let apply = !(plan || status);
+            let report = store
+                .migrate_with(&model, options, apply)
+                .await
+                .map_err(|e| e.to_string())?;
+            let url = &settings.database.url;
+            if status {
+                match &report.last {
+                    Some((hash, at)) => println!(
+                        "last migration: {at}, declaration {hash}{}",
+                        if *hash == report.declaration {
+                            " (this one)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    None => println!("no migration recorded in {url}"),
+                }
+                if report.steps.is_empty() {
+                    println!(
+                        "up to date: {url} matches this declaration ({})",
+                        report.declaration
+                    );
+                    for note in &report.notes {
+                        println!("note: {note}");
+                    }
+                    return Ok(());
+                }
+                println!(
+                    "{} change(s) pending; `restkit migrate` makes them:",
+                    report.steps.len()
+                );
+                print!("{}", report.render());
+                std::process::exit(1);
+            }
+            if plan {
+                println!("plan for {url} (nothing is changed):");
+            } else {
+                println!("migrating {url}:");
+            }
+            print!("{}", report.render());
+            if apply {
+                println!("migrated {url}");
+            }
             Ok(())
         }
         Command::Routes { config } => {

@@ -119,6 +119,12 @@ impl Resource {
         self
     }
 
+    /// The table's earlier name: `migrate` renames it (§15).
+    pub fn renamed_from(mut self, table: &str) -> Self {
+        self.renamed_from = Some(table.to_string());
+        self
+    }
+
     pub fn field(mut self, f: Field) -> Self {
         self.fields.push(f);
         self
@@ -220,6 +226,12 @@ impl Field {
     /// What the value means, for the generated documentation (§11).
     pub fn description(mut self, text: &str) -> Self {
         self.description = text.to_string();
+        self
+    }
+
+    /// The field's earlier name: `migrate` renames its column (§15).
+    pub fn renamed_from(mut self, name: &str) -> Self {
+        self.renamed_from = Some(name.to_string());
         self
     }
 

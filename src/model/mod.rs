@@ -287,6 +287,9 @@ pub struct Resource {
     pub description: String,
     /// Its own rate limits (§9), over the global tiers.
     pub rate_limit: RateLimitOverride,
+    /// The table's earlier name, declared so `migrate` renames the table
+    /// instead of making an empty one (§15).
+    pub renamed_from: Option<String>,
 }
 
 /// Rate limits (§9) a resource or an action sets for itself; `None` keeps
@@ -401,6 +404,9 @@ pub struct Field {
     pub updated_at: bool,
     /// What the value means, for the generated documentation (§11).
     pub description: String,
+    /// The field's earlier name (or its column's), declared so `migrate`
+    /// renames the column instead of adding an empty one (§15).
+    pub renamed_from: Option<String>,
 }
 
 impl Field {
@@ -426,6 +432,7 @@ impl Field {
             created_at: false,
             updated_at: false,
             description: String::new(),
+            renamed_from: None,
         }
     }
 
@@ -753,6 +760,7 @@ impl Resource {
             module_prefix: String::new(),
             description: String::new(),
             rate_limit: RateLimitOverride::default(),
+            renamed_from: None,
         }
     }
 

@@ -129,6 +129,8 @@ struct ResourceDecl {
     description: String,
     #[serde(default)]
     rate_limit: Option<RateLimitDecl>,
+    /// The table's earlier name: `migrate` renames it.
+    renamed_from: Option<String>,
 }
 
 /// `rate_limit = { authenticated = { requests = 10, period = "1m" } }`.
@@ -219,6 +221,8 @@ struct FieldDecl {
     updated_at: bool,
     #[serde(default)]
     description: String,
+    /// The field's earlier name: `migrate` renames its column.
+    renamed_from: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -359,6 +363,7 @@ fn flatten(
     let place = format!("{place}.resource '{}'", decl.name);
     let mut r = Resource::new(decl.name.clone(), decl.table.unwrap_or(decl.name.clone()));
     r.controller = decl.controller.clone();
+    r.renamed_from = decl.renamed_from.clone();
     r.bulk = decl.bulk;
     r.sync = decl.sync;
     r.links = decl.links;
@@ -564,6 +569,7 @@ fn field(key: &str, d: FieldDecl, convert: bool, place: &str) -> Result<Field, M
     f.created_at = d.created_at;
     f.updated_at = d.updated_at;
     f.description = d.description;
+    f.renamed_from = d.renamed_from;
     if (f.created_at || f.updated_at) && ty != FieldType::DateTime {
         return Err(ModelError::new(
             place,

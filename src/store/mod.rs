@@ -456,9 +456,7 @@ impl WriteTx {
         name: &str,
     ) -> Result<bool, StoreError> {
         match self {
-            WriteTx::Sqlite(_) => Err(StoreError::Other(format!(
-                "has_trigger({table}, {name}) is asked of PostgreSQL only"
-            ))),
+            WriteTx::Sqlite(t) => t.has_trigger(table, name).await,
             WriteTx::Postgres(t) => t.has_trigger(table, name).await,
         }
     }
@@ -482,18 +480,43 @@ impl WriteTx {
         }
     }
 
-    /// SQLite: rebuilds `table` with `keys` (see
-    /// [`sqlite::SqliteWrite::rebuild_with_foreign_keys`]).
-    pub(crate) async fn rebuild_with_foreign_keys(
+    /// SQLite: rebuilds `table` with `keys` and the columns' null rule
+    /// in `not_null` (see [`sqlite::SqliteWrite::rebuild`]).
+    pub(crate) async fn rebuild(
         &mut self,
         table: &str,
         keys: &[crate::model::plan::ForeignKeySpec],
+        not_null: &[(String, bool)],
     ) -> Result<(), StoreError> {
         match self {
-            WriteTx::Sqlite(t) => t.rebuild_with_foreign_keys(table, keys).await,
+            WriteTx::Sqlite(t) => t.rebuild(table, keys, not_null).await,
             WriteTx::Postgres(_) => Err(StoreError::Other(
-                "PostgreSQL adds foreign keys in place".into(),
+                "PostgreSQL changes constraints in place".into(),
             )),
+        }
+    }
+
+    /// A table's columns that refuse null, its primary key aside.
+    pub(crate) async fn not_null_columns(
+        &mut self,
+        table: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        match self {
+            WriteTx::Sqlite(t) => t.not_null_columns(table).await,
+            WriteTx::Postgres(t) => t.not_null_columns(table).await,
+        }
+    }
+
+    /// Runs a statement restkit built from the model (a migration's
+    /// backfill); returns the rows it changed.
+    pub(crate) async fn execute_update(
+        &mut self,
+        r: &Resource,
+        stmt: sea_query::UpdateStatement,
+    ) -> Result<u64, StoreError> {
+        match self {
+            WriteTx::Sqlite(t) => t.execute(r, stmt).await,
+            WriteTx::Postgres(t) => t.execute(r, stmt).await,
         }
     }
 
@@ -955,17 +978,39 @@ impl Store {
         Ok(n)
     }
 
-    /// Creates or upgrades the declared tables (§13).
-    pub async fn migrate(&self, model: &crate::model::ApiModel) -> Result<(), StoreError> {
+    /// Creates or upgrades the declared tables (§13, §15), and says what
+    /// it did.
+    pub async fn migrate(
+        &self,
+        model: &crate::model::ApiModel,
+    ) -> Result<migrate::Report, StoreError> {
+        self.migrate_with(model, migrate::Options::default(), true)
+            .await
+    }
+
+    /// Plans the migration to `model` and applies it (`apply`) or rolls
+    /// it back (a dry run: the report says what it would do).
+    pub async fn migrate_with(
+        &self,
+        model: &crate::model::ApiModel,
+        options: migrate::Options,
+        apply: bool,
+    ) -> Result<migrate::Report, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => {
                 let tx = s.begin_ddl().await?;
                 // Index builds may rightly run past the statement limit.
                 let _unbounded = s.unbounded_writes();
-                migrate::run(WriteTx::Sqlite(tx), model).await
+                migrate::run(WriteTx::Sqlite(tx), model, options, apply).await
             }
             Backend::Postgres(s) => {
-                migrate::run(WriteTx::Postgres(s.begin_ddl().await?), model).await
+                migrate::run(
+                    WriteTx::Postgres(s.begin_ddl().await?),
+                    model,
+                    options,
+                    apply,
+                )
+                .await
             }
         }
     }

@@ -25,6 +25,7 @@ pub fn model() -> &'static ApiModel {
                     .resource(secrets_resource()),
             )
             .module(Module::new("/_restkit_sync").resource(tombstones_resource()))
+            .module(Module::new("/_restkit_schema").resource(schema_history_resource()))
             .build()
             .expect("restkit's own model is valid")
     })
@@ -208,6 +209,28 @@ fn users_resource() -> Resource {
         )
         .field(Field::new("passwordHash", FieldType::String).hidden())
         .field(Field::new("createdAt", FieldType::DateTime).created_at())
+}
+
+/// `restkit_schema_history`: one row per migration that changed
+/// something or met a new declaration (§15; see `migrate`). Field order
+/// is what `migrate` writes.
+pub fn schema_history() -> &'static Arc<Resource> {
+    &model().modules[2].resources[0]
+}
+
+fn schema_history_resource() -> Resource {
+    Resource::new("schema_history", super::migrate::HISTORY)
+        .field(Field::new("id", FieldType::Integer).primary_key())
+        .field(Field::new("appliedAt", FieldType::DateTime).required())
+        .field(
+            Field::new("declarationHash", FieldType::String)
+                .required()
+                .indexed(),
+        )
+        // The declaration's storage facts, as JSON.
+        .field(Field::new("declaration", FieldType::String).required())
+        // What was done, as JSON.
+        .field(Field::new("steps", FieldType::String).required())
 }
 
 /// `restkit_tombstones`: one row per deleted row of a sync table (§6.7).

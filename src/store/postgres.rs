@@ -573,6 +573,22 @@ impl PgWrite {
             .collect()
     }
 
+    /// A table's columns that refuse null, its primary key aside.
+    pub async fn not_null_columns(&mut self, table: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.attname::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+             WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace \
+             AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull \
+             AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid \
+             AND i.indisprimary AND a.attnum = ANY(i.indkey))",
+        )
+        .bind(table)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(err)?;
+        rows.iter().map(|r| r.try_get(0).map_err(err)).collect()
+    }
+
     /// Does `table` (in the current schema) have a trigger named `name`?
     pub async fn has_trigger(&mut self, table: &str, name: &str) -> Result<bool, StoreError> {
         let row = sqlx::query(

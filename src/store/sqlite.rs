@@ -1077,8 +1077,13 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// See [`SqliteWrite::rebuild_with_foreign_keys`].
-fn rebuild(c: &Connection, table: &str, keys: &[ForeignKeySpec]) -> rusqlite::Result<()> {
+/// See [`SqliteWrite::rebuild`].
+fn rebuild(
+    c: &Connection,
+    table: &str,
+    keys: &[ForeignKeySpec],
+    not_null: &[(String, bool)],
+) -> rusqlite::Result<()> {
     let one = |sql: &str| -> Built { (sql.into(), Values(vec![table.into()])) };
     let columns = rows(
         c,
@@ -1128,7 +1133,7 @@ fn rebuild(c: &Connection, table: &str, keys: &[ForeignKeySpec]) -> rusqlite::Re
         pk.into_iter().map(|(_, name)| name).collect()
     };
     let mut defs = Vec::new();
-    for (name, ty, not_null, default, in_pk) in &columns {
+    for (name, ty, refuses_null, default, in_pk) in &columns {
         let mut def = format!("{} {ty}", quoted(name));
         if *in_pk > 0 && pk.len() == 1 {
             def.push_str(" PRIMARY KEY");
@@ -1136,7 +1141,11 @@ fn rebuild(c: &Connection, table: &str, keys: &[ForeignKeySpec]) -> rusqlite::Re
                 def.push_str(" AUTOINCREMENT");
             }
         }
-        if *not_null {
+        let refuses_null = not_null
+            .iter()
+            .find(|(column, _)| column.eq_ignore_ascii_case(name))
+            .map_or(*refuses_null, |(_, wanted)| *wanted);
+        if refuses_null && *in_pk == 0 {
             def.push_str(" NOT NULL");
         }
         if let Some(default) = default {
@@ -1413,8 +1422,10 @@ impl SqliteWrite {
     }
 
     /// Rebuilds `table` so that its foreign keys are `keys` (and those it
-    /// has on other columns), SQLite's way (it cannot add a constraint to
-    /// a table): a new table with every column as it is and the keys,
+    /// has on other columns) and the columns in `not_null` refuse null or
+    /// not as it says, SQLite's way (it cannot change a column's
+    /// constraints in place): a new table with every column as it is but
+    /// for those, and the keys,
     /// the rows copied, the old one dropped, the new one renamed, its
     /// indexes and triggers made again, `AUTOINCREMENT`'s high mark kept
     /// (ids are never reused). Inside the migration's transaction, with
@@ -1425,10 +1436,11 @@ impl SqliteWrite {
     /// over (a `CHECK`, an inline `UNIQUE`, a collation, a generated
     /// column: restkit makes none, a table made by hand may) is refused
     /// with a message saying so, rather than rebuilt without it.
-    pub async fn rebuild_with_foreign_keys(
+    pub async fn rebuild(
         &mut self,
         table: &str,
         keys: &[ForeignKeySpec],
+        not_null: &[(String, bool)],
     ) -> Result<(), StoreError> {
         let built: Built = (
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?".into(),
@@ -1450,7 +1462,28 @@ impl SqliteWrite {
                  then run migrate again"
             )));
         }
-        self.run(None, |c| rebuild(c, table, keys))
+        self.run(None, |c| rebuild(c, table, keys, not_null))
+    }
+
+    /// A table's columns that refuse null (its primary key aside).
+    pub async fn not_null_columns(&mut self, table: &str) -> Result<Vec<String>, StoreError> {
+        let built: Built = (
+            "SELECT name FROM pragma_table_info(?) WHERE \"notnull\" = 1 AND pk = 0".into(),
+            Values(vec![table.into()]),
+        );
+        self.run(None, |c| {
+            rows(c, &built, |row| text_at(row, 0).unwrap_or_default())
+        })
+    }
+
+    /// Does `table` have a trigger named `name`?
+    pub async fn has_trigger(&mut self, table: &str, name: &str) -> Result<bool, StoreError> {
+        let built: Built = (
+            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? AND name = ?"
+                .into(),
+            Values(vec![table.into(), name.into()]),
+        );
+        Ok(self.run(None, |c| row(c, &built, |_| ()))?.is_some())
     }
 
     /// Rows that break a foreign key, by table (SQLite's
