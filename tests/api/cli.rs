@@ -78,6 +78,53 @@ fn migrate_creates_the_declared_tables() {
 }
 
 #[test]
+fn migrate_plans_applies_and_reports_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |out: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let db = ["--database", "sqlite://lib.db"];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = ["migrate"]
+            .iter()
+            .chain(&db)
+            .chain(extra)
+            .copied()
+            .collect();
+        restkit(&args, dir.path(), &[])
+    };
+    let plan = run(&["--plan"]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    let planned = text(&plan);
+    assert!(
+        planned.contains("nothing is changed")
+            && planned.contains("/v1/books: create table books")
+            && planned.contains("CREATE TABLE"),
+        "{planned}"
+    );
+    let status = run(&["--status"]);
+    assert_eq!(status.status.code(), Some(1), "{}", text(&status));
+    assert!(text(&status).contains("pending"), "{}", text(&status));
+    let applied = run(&[]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    assert!(
+        text(&applied).contains("/v1/books: create table books")
+            && text(&applied).contains("migrated"),
+        "{}",
+        text(&applied)
+    );
+    let status = run(&["--status"]);
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(text(&status).contains("up to date"), "{}", text(&status));
+    let again = run(&[]);
+    assert!(text(&again).contains("no changes"), "{}", text(&again));
+}
+
+#[test]
 fn invalid_configuration_stops_start_up_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let out = restkit(

@@ -280,6 +280,17 @@ impl TestApp {
         TestDb::from_parts(self._dir, self.url, self._pg)
     }
 
+    /// An app of `model` (TOML) over `db`, a database another app left:
+    /// start-up migrates it, or refuses with its message (and `db` back).
+    pub async fn reopen(db: TestDb, model: &str) -> Result<TestApp, (String, TestDb)> {
+        let settings = settings(model, &db.url);
+        let parsed = restkit::model::toml::parse(model).unwrap();
+        match restkit::open(parsed, settings, &Registry::builtin()).await {
+            Ok(app) => Ok(TestApp::in_dir(app, db)),
+            Err(e) => Err((e.to_string(), db)),
+        }
+    }
+
     /// An app opened over `db`, kept as long as the app.
     pub fn in_dir(app: App, db: TestDb) -> TestApp {
         let (dir, url, pg) = db.into_parts();

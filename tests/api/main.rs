@@ -16,6 +16,7 @@ mod crud;
 mod db;
 mod docs;
 mod errors;
+mod evolution;
 mod faults;
 mod formats;
 mod fuzz;

@@ -8,7 +8,7 @@ use restkit::registry::Registry;
 use serde_json::{json, Value};
 
 use crate::db::Raw;
-use crate::helpers::{assert_problem, settings, TestApp};
+use crate::helpers::{assert_problem, TestApp};
 
 /// A veterinary clinic: owners and vets, pets belonging to both (a vet
 /// leaving clears the pet's `vetId`), visits deleted with their pet,
@@ -380,23 +380,6 @@ fn without_relations() -> String {
         .join("\n")
 }
 
-async fn reopen(
-    db: crate::db::TestDb,
-    model: &str,
-) -> Result<TestApp, (String, crate::db::TestDb)> {
-    let settings = settings(model, &db.url);
-    match restkit::open(
-        restkit::model::toml::parse(model).unwrap(),
-        settings,
-        &Registry::builtin(),
-    )
-    .await
-    {
-        Ok(app) => Ok(TestApp::in_dir(app, db)),
-        Err(e) => Err((e.to_string(), db)),
-    }
-}
-
 #[tokio::test]
 async fn migrate_adds_the_keys_to_existing_tables_and_keeps_every_row() {
     let t = TestApp::with(&without_relations(), "", Registry::builtin()).await;
@@ -421,7 +404,7 @@ async fn migrate_adds_the_keys_to_existing_tables_and_keeps_every_row() {
         204
     );
     let before = t.get("/v1/pets").send().await.json();
-    let t = match reopen(t.into_dir(), CLINIC).await {
+    let t = match TestApp::reopen(t.into_dir(), CLINIC).await {
         Ok(t) => t,
         Err((e, _)) => panic!("{e}"),
     };
@@ -463,7 +446,7 @@ async fn migrate_adds_the_keys_to_existing_tables_and_keeps_every_row() {
     let next = create(&t, "/v1/pets", json!({"name": "New", "ownerId": ann})).await;
     assert!(next > last, "id {next} reused (last was {last})");
     // A second start finds nothing to do.
-    let t = match reopen(t.into_dir(), CLINIC).await {
+    let t = match TestApp::reopen(t.into_dir(), CLINIC).await {
         Ok(t) => t,
         Err((e, _)) => panic!("{e}"),
     };
@@ -477,7 +460,7 @@ async fn migrate_refuses_a_key_that_stored_rows_would_break_and_changes_nothing(
     create(&t, "/v1/pets", json!({"name": "Rex", "ownerId": ann})).await;
     create(&t, "/v1/pets", json!({"name": "Ghost", "ownerId": 999})).await;
     create(&t, "/v1/pets", json!({"name": "Ghost2", "ownerId": 998})).await;
-    let (e, db) = match reopen(t.into_dir(), CLINIC).await {
+    let (e, db) = match TestApp::reopen(t.into_dir(), CLINIC).await {
         Ok(_) => panic!("migrated over two orphans"),
         Err(refused) => refused,
     };
@@ -490,7 +473,7 @@ async fn migrate_refuses_a_key_that_stored_rows_would_break_and_changes_nothing(
         "{e}"
     );
     // Nothing changed: the old declaration still serves every row.
-    let t = match reopen(db, &without_relations()).await {
+    let t = match TestApp::reopen(db, &without_relations()).await {
         Ok(t) => t,
         Err((e, _)) => panic!("{e}"),
     };
@@ -502,7 +485,7 @@ async fn migrate_refuses_a_key_that_stored_rows_would_break_and_changes_nothing(
     ))
     .await;
     raw.close().await;
-    assert!(reopen(t.into_dir(), CLINIC).await.is_ok());
+    assert!(TestApp::reopen(t.into_dir(), CLINIC).await.is_ok());
 }
 
 #[tokio::test]
