@@ -547,12 +547,13 @@ impl Migration<'_> {
                         let n = self.count_values(&r.table, pk_column(r), false).await?;
                         self.refusals.push(format!(
                             "{} field '{}' is new and required, without a default, but table {} has {}: \
-                             they would have no value. Declare a default (it fills them), or make \
+                             {} no value. Declare a default (it fills them), or make \
                              the field optional, then run migrate again",
                             subject(r),
                             f.name,
                             r.table,
-                            rows_word(n)
+                            rows_word(n),
+                            if n == 1 { "it would have" } else { "they would have" }
                         ));
                         continue;
                     }
