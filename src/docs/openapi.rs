@@ -247,6 +247,11 @@ fn search_value(ty: FieldType) -> &'static str {
         FieldType::DateTime => {
             r"(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?Z"
         }
+        FieldType::Date => r"(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])",
+        // `:` inside a value may be written as is or escaped.
+        FieldType::Time => r"([01][0-9]|2[0-3])\\?:[0-5][0-9](\\?:[0-5][0-9](\.[0-9]{1,9})?)?",
+        FieldType::Decimal { .. } => r"-?[0-9]{1,16}(\.[0-9]{1,2})?",
+        FieldType::Uuid => r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
         // `,:()\` are escaped with `\`; `*` is a wildcard.
         FieldType::String | FieldType::Json => r"([^,:()\\\x00]|\\[,:()\\])*",
     }
@@ -299,6 +304,17 @@ fn filter_value(ty: FieldType) -> Value {
         FieldType::Number => json!({"type": ["number", "null"]}),
         FieldType::Boolean => json!({"type": ["boolean", "null"]}),
         FieldType::DateTime => json!({"type": ["string", "null"], "format": "date-time"}),
+        FieldType::Date => json!({"type": ["string", "null"], "format": "date"}),
+        FieldType::Uuid => json!({"type": ["string", "null"], "format": "uuid"}),
+        FieldType::Time => json!({
+            "type": ["string", "null"],
+            "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,9})?)?$"
+        }),
+        FieldType::Decimal { .. } => json!({
+            "type": ["string", "number", "null"],
+            "format": "decimal",
+            "pattern": "^-?[0-9]+(\\.[0-9]+)?$"
+        }),
         FieldType::String | FieldType::Json => {
             json!({"type": ["string", "null"], "pattern": "^[^\\u0000]*$"})
         }

@@ -272,6 +272,35 @@ impl Field {
         self.maximum = Some(max);
         self
     }
+    /// The values the field may hold (an `enum`, §15): validation
+    /// refuses others, and the OpenAPI document lists them.
+    pub fn one_of<V: Into<serde_json::Value>>(
+        mut self,
+        values: impl IntoIterator<Item = V>,
+    ) -> Self {
+        self.enumeration = Some(values.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Its value when a create leaves it out.
+    pub fn default_value(mut self, v: impl Into<serde_json::Value>) -> Self {
+        self.default = Some(v.into());
+        self
+    }
+
+    /// A `uuid` field: filled with a random UUID on create when the
+    /// client sends none.
+    pub fn generated(mut self) -> Self {
+        self.generated = true;
+        self
+    }
+
+    /// A `json` field's values must satisfy `schema`.
+    pub fn json_schema(mut self, schema: serde_json::Value) -> Self {
+        self.json_schema = Some(schema);
+        self
+    }
+
     pub fn pattern(mut self, p: &str) -> Self {
         self.pattern = Some(p.to_string());
         self

@@ -345,6 +345,22 @@ pub enum FieldType {
     Boolean,
     /// RFC 3339 timestamp, stored in UTC.
     DateTime,
+    /// A calendar date, `YYYY-MM-DD` (years 0001–9999), stored as that
+    /// text (which sorts as the dates do).
+    Date,
+    /// A time of day, `HH:MM:SS[.fraction]`, no time zone; stored as that
+    /// text.
+    Time,
+    /// An exact decimal of `precision` digits, `scale` of them after the
+    /// point: served as a string (`"12.30"`), stored as a 64-bit integer
+    /// count of `10^-scale` (so never a binary float, and compared and
+    /// summed exactly).
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
+    /// A UUID, stored and served lowercase and hyphenated.
+    Uuid,
     /// Any JSON value, stored as text.
     Json,
 }
@@ -357,6 +373,14 @@ impl FieldType {
             "string" | "text" => FieldType::String,
             "boolean" | "bool" => FieldType::Boolean,
             "datetime" | "timestamp" => FieldType::DateTime,
+            "date" => FieldType::Date,
+            "time" => FieldType::Time,
+            // `precision` and `scale` of the declaration replace these.
+            "decimal" | "numeric" => FieldType::Decimal {
+                precision: value::MAX_DECIMAL_PRECISION,
+                scale: 2,
+            },
+            "uuid" => FieldType::Uuid,
             "json" => FieldType::Json,
             _ => return None,
         })
@@ -369,8 +393,29 @@ impl FieldType {
             FieldType::String => "string",
             FieldType::Boolean => "boolean",
             FieldType::DateTime => "datetime",
+            FieldType::Date => "date",
+            FieldType::Time => "time",
+            FieldType::Decimal { .. } => "decimal",
+            FieldType::Uuid => "uuid",
             FieldType::Json => "json",
         }
+    }
+
+    /// The type with its parameters: `decimal(10,2)`.
+    pub fn describe(self) -> String {
+        match self {
+            FieldType::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
+            other => other.as_str().to_string(),
+        }
+    }
+
+    /// Served as JSON text whose order is the values' order (dates,
+    /// times, timestamps, UUIDs) rather than free text.
+    pub fn is_canonical_text(self) -> bool {
+        matches!(
+            self,
+            FieldType::DateTime | FieldType::Date | FieldType::Time | FieldType::Uuid
+        )
     }
 }
 
@@ -407,6 +452,11 @@ pub struct Field {
     /// The field's earlier name (or its column's), declared so `migrate`
     /// renames the column instead of adding an empty one (§15).
     pub renamed_from: Option<String>,
+    /// A `uuid` field restkit fills with a random (v4) UUID on create when
+    /// the client sends none.
+    pub generated: bool,
+    /// A `json` field's own JSON Schema, which its values must satisfy.
+    pub json_schema: Option<Value>,
 }
 
 impl Field {
@@ -433,6 +483,8 @@ impl Field {
             updated_at: false,
             description: String::new(),
             renamed_from: None,
+            generated: false,
+            json_schema: None,
         }
     }
 
@@ -900,7 +952,41 @@ fn check_constraints(f: &mut Field, place: &str) -> Result<(), ModelError> {
             ));
         }
     }
-    let numeric = matches!(f.ty, FieldType::Integer | FieldType::Number);
+    if let FieldType::Decimal { precision, scale } = f.ty {
+        if precision == 0 || precision > value::MAX_DECIMAL_PRECISION || scale > precision {
+            return Err(ModelError::new(
+                place,
+                format!(
+                    "a decimal has 1 to {} digits (precision), of which 0 to all are after the point (scale); {precision} and {scale} are not that",
+                    value::MAX_DECIMAL_PRECISION
+                ),
+            ));
+        }
+    }
+    if f.generated && f.ty != FieldType::Uuid {
+        return Err(ModelError::new(
+            format!("{place}.generated"),
+            "only a uuid field can be generated",
+        ));
+    }
+    if let Some(s) = &f.json_schema {
+        if f.ty != FieldType::Json {
+            return Err(ModelError::new(
+                format!("{place}.schema"),
+                "only a json field takes a schema",
+            ));
+        }
+        if let Err(e) = jsonschema::validator_for(s) {
+            return Err(ModelError::new(
+                format!("{place}.schema"),
+                format!("not a valid JSON Schema: {e}"),
+            ));
+        }
+    }
+    let numeric = matches!(
+        f.ty,
+        FieldType::Integer | FieldType::Number | FieldType::Decimal { .. }
+    );
     if (f.minimum.is_some() || f.maximum.is_some()) && !numeric {
         return Err(ModelError::new(
             place,
@@ -920,10 +1006,10 @@ fn check_constraints(f: &mut Field, place: &str) -> Result<(), ModelError> {
              share the value (and adding the column to a table with rows could not succeed)",
         ));
     }
-    if value::normalize(f, &mut default).is_err() {
+    if let Err(refusal) = value::normalize(f, &mut default) {
         return Err(ModelError::new(
             format!("{place}.default"),
-            "the default contains a NUL character",
+            format!("the default {default} {}", refusal.message()),
         ));
     }
     let schema = schema::field_schema(f);

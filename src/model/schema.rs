@@ -13,7 +13,12 @@ pub fn field_schema(f: &Field) -> Value {
     let ty = match f.ty {
         FieldType::Integer => "integer",
         FieldType::Number => "number",
-        FieldType::String | FieldType::DateTime => "string",
+        FieldType::String
+        | FieldType::DateTime
+        | FieldType::Date
+        | FieldType::Time
+        | FieldType::Decimal { .. }
+        | FieldType::Uuid => "string",
         FieldType::Boolean => "boolean",
         FieldType::Json => "",
     };
@@ -24,8 +29,54 @@ pub fn field_schema(f: &Field) -> Value {
             s.insert("type".into(), json!([ty, "null"]));
         }
     }
-    if f.ty == FieldType::DateTime {
-        s.insert("format".into(), json!("date-time"));
+    match f.ty {
+        FieldType::DateTime => {
+            s.insert("format".into(), json!("date-time"));
+        }
+        FieldType::Date => {
+            s.insert("format".into(), json!("date"));
+        }
+        FieldType::Uuid => {
+            s.insert("format".into(), json!("uuid"));
+        }
+        // JSON Schema's `time` has a time zone; restkit's times of day
+        // have none: the pattern says what is served.
+        FieldType::Time => {
+            s.insert(
+                "pattern".into(),
+                json!("^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?$"),
+            );
+        }
+        FieldType::Decimal { precision, scale } => {
+            s.insert("format".into(), json!("decimal"));
+            let int = precision - scale;
+            let pattern = if scale == 0 {
+                format!("^-?[0-9]{{1,{int}}}$")
+            } else {
+                format!("^-?[0-9]{{1,{}}}\\.[0-9]{{{scale}}}$", int.max(1))
+            };
+            s.insert("pattern".into(), json!(pattern));
+        }
+        FieldType::Json => {
+            if let Some(own) = &f.json_schema {
+                let mut own = own.clone();
+                // Optional: null too — added to the schema's own type
+                // where it names one, so errors still point inside.
+                if !f.required {
+                    own = match own.get("type").cloned() {
+                        Some(Value::String(t)) => {
+                            own["type"] = json!([t, "null"]);
+                            own
+                        }
+                        _ => json!({"anyOf": [own, {"type": "null"}]}),
+                    };
+                }
+                if let Value::Object(own) = own {
+                    s.extend(own);
+                }
+            }
+        }
+        _ => {}
     }
     if let Some(n) = f.max_length {
         s.insert("maxLength".into(), json!(n));

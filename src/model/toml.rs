@@ -223,6 +223,14 @@ struct FieldDecl {
     description: String,
     /// The field's earlier name: `migrate` renames its column.
     renamed_from: Option<String>,
+    /// `decimal`: how many digits in all, and after the point.
+    precision: Option<u8>,
+    scale: Option<u8>,
+    /// `uuid`: filled on create when the client sends none.
+    #[serde(default)]
+    generated: bool,
+    /// `json`: the JSON Schema its values satisfy.
+    schema: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -541,7 +549,7 @@ fn field(key: &str, d: FieldDecl, convert: bool, place: &str) -> Result<Field, M
         ModelError::new(
             format!("{place}.type"),
             format!(
-                "'{}' is not one of integer, number, string, boolean, datetime, json",
+                "'{}' is not one of integer, number, string, boolean, datetime, date, time, decimal, uuid, json",
                 d.ty
             ),
         )
@@ -570,6 +578,25 @@ fn field(key: &str, d: FieldDecl, convert: bool, place: &str) -> Result<Field, M
     f.updated_at = d.updated_at;
     f.description = d.description;
     f.renamed_from = d.renamed_from;
+    f.generated = d.generated;
+    f.json_schema = d.schema;
+    match (&mut f.ty, d.precision, d.scale) {
+        (FieldType::Decimal { precision, scale }, p, s) => {
+            if let Some(p) = p {
+                *precision = p;
+            }
+            if let Some(s) = s {
+                *scale = s;
+            }
+        }
+        (_, None, None) => {}
+        _ => {
+            return Err(ModelError::new(
+                place,
+                "precision and scale are for decimal fields",
+            ))
+        }
+    }
     if (f.created_at || f.updated_at) && ty != FieldType::DateTime {
         return Err(ModelError::new(
             place,

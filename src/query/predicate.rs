@@ -212,6 +212,22 @@ impl Fields<'_> {
                 let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|_| bad())?;
                 Value::String(crate::model::value::format_datetime(t.to_utc()))
             }
+            // Compared in their stored spelling: as dates, times, UUIDs
+            // and exact decimals, not as free text.
+            (FieldType::Date, Value::String(s)) => {
+                Value::String(crate::model::value::parse_date(s.trim()).ok_or_else(bad)?)
+            }
+            (FieldType::Time, Value::String(s)) => {
+                Value::String(crate::model::value::parse_time(s.trim()).ok_or_else(bad)?)
+            }
+            (FieldType::Uuid, Value::String(s)) => {
+                Value::String(crate::model::value::parse_uuid(s.trim()).ok_or_else(bad)?)
+            }
+            (FieldType::Decimal { precision, scale }, Value::String(_) | Value::Number(_)) => {
+                let units =
+                    crate::model::value::decimal_units(raw, precision, scale).map_err(|_| bad())?;
+                Value::String(crate::model::value::format_decimal(units, scale))
+            }
             _ => return Err(bad()),
         })
     }

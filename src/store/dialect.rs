@@ -107,11 +107,15 @@ impl Dialect {
             Dialect::Sqlite => {
                 let a = sqlite_affinity(declared);
                 match ty {
-                    FieldType::Integer | FieldType::Boolean => {
+                    FieldType::Integer | FieldType::Boolean | FieldType::Decimal { .. } => {
                         matches!(a, "INTEGER" | "NUMERIC" | "BLOB")
                     }
                     FieldType::Number => matches!(a, "REAL" | "NUMERIC" | "INTEGER" | "BLOB"),
-                    FieldType::String | FieldType::Json => matches!(a, "TEXT" | "BLOB"),
+                    FieldType::String
+                    | FieldType::Json
+                    | FieldType::Date
+                    | FieldType::Time
+                    | FieldType::Uuid => matches!(a, "TEXT" | "BLOB"),
                     FieldType::DateTime => matches!(a, "TEXT" | "BLOB" | "NUMERIC"),
                 }
             }
@@ -121,12 +125,15 @@ impl Dialect {
             Dialect::Postgres => {
                 let t = declared.to_ascii_lowercase();
                 match ty {
-                    FieldType::Integer => t == "bigint",
+                    FieldType::Integer | FieldType::Decimal { .. } => t == "bigint",
                     FieldType::Number => t == "double precision",
                     FieldType::Boolean => t == "boolean",
-                    FieldType::String | FieldType::DateTime | FieldType::Json => {
-                        matches!(t.as_str(), "text" | "character varying")
-                    }
+                    FieldType::String
+                    | FieldType::DateTime
+                    | FieldType::Date
+                    | FieldType::Time
+                    | FieldType::Uuid
+                    | FieldType::Json => matches!(t.as_str(), "text" | "character varying"),
                 }
             }
         }

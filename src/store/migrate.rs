@@ -159,7 +159,7 @@ impl Declared {
                     .columns
                     .entry(f.column.clone())
                     .or_insert_with(|| DeclaredColumn {
-                        ty: f.ty.as_str().to_string(),
+                        ty: f.ty.describe(),
                         required,
                         default: None,
                         unique: false,
@@ -217,12 +217,17 @@ fn tables_of(model: &ApiModel) -> impl Iterator<Item = &Arc<Resource>> {
 fn column_def(d: Dialect, f: &Field, not_null: bool) -> ColumnDef {
     let mut c = ColumnDef::new(Alias::new(f.column.as_str()));
     match f.ty {
-        FieldType::Integer => c.big_integer(),
+        FieldType::Integer | FieldType::Decimal { .. } => c.big_integer(),
         FieldType::Number => c.double(),
         FieldType::Boolean => c.boolean(),
-        FieldType::String | FieldType::DateTime | FieldType::Json => c.text(),
+        FieldType::String
+        | FieldType::DateTime
+        | FieldType::Date
+        | FieldType::Time
+        | FieldType::Uuid
+        | FieldType::Json => c.text(),
     };
-    if d == Dialect::Postgres && matches!(f.ty, FieldType::String | FieldType::DateTime) {
+    if d == Dialect::Postgres && (f.ty == FieldType::String || f.ty.is_canonical_text()) {
         // Code-point order, as SQLite's BINARY: sorts, keyset pages and
         // change-time comparisons agree on both databases.
         c.extra("COLLATE \"C\"");
@@ -507,6 +512,22 @@ impl Migration<'_> {
                 .cloned();
             match found {
                 Some((_, declared)) => {
+                    let before = self
+                        .previous
+                        .as_ref()
+                        .and_then(|p| p.column(&r.table, &f.column))
+                        .map(|c| c.ty.clone());
+                    let now = f.ty.describe();
+                    if let Some(before) = before.filter(|b| *b != now && !widens(b, &now)) {
+                        self.refusals.push(format!(
+                            "{} field '{}' was {before} and is declared {now}: its stored values would be \
+                             read as something they are not (a narrower or another type). Declare a new \
+                             field of the new type and copy the values into it, or keep the type",
+                            subject(r),
+                            f.name,
+                        ));
+                        continue;
+                    }
                     if !f.primary_key && !d.column_fits(f.ty, &declared) {
                         self.refusals.push(format!(
                             "{} field '{}': declared {}, but column {}.{} has type {}{}; \
@@ -918,6 +939,25 @@ impl Migration<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether values stored as a field of type `before` read as the same
+/// values when the field is declared `now` (an integer as a number, a
+/// date as text, a decimal with more digits but the same scale).
+fn widens(before: &str, now: &str) -> bool {
+    let decimal = |t: &str| -> Option<(u32, u32)> {
+        let inner = t.strip_prefix("decimal(")?.strip_suffix(')')?;
+        let (p, s) = inner.split_once(',')?;
+        Some((p.parse().ok()?, s.parse().ok()?))
+    };
+    match (before, now) {
+        ("integer", "number") => true,
+        ("date" | "time" | "uuid" | "datetime", "string") => true,
+        _ => match (decimal(before), decimal(now)) {
+            (Some((p1, s1)), Some((p2, s2))) => s1 == s2 && p2 >= p1,
+            _ => false,
+        },
     }
 }
 

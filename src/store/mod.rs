@@ -1048,11 +1048,31 @@ pub fn to_sql_value(ty: FieldType, v: &Value) -> sea_query::Value {
     use sea_query::Value as V;
     match (ty, v) {
         (_, Value::Null) => match ty {
-            FieldType::Integer => V::BigInt(None),
+            FieldType::Integer | FieldType::Decimal { .. } => V::BigInt(None),
             FieldType::Number => V::Double(None),
             FieldType::Boolean => V::Bool(None),
-            FieldType::String | FieldType::DateTime | FieldType::Json => V::String(None),
+            FieldType::String
+            | FieldType::DateTime
+            | FieldType::Date
+            | FieldType::Time
+            | FieldType::Uuid
+            | FieldType::Json => V::String(None),
         },
+        (FieldType::Decimal { precision, scale }, Value::String(_) | Value::Number(_)) => {
+            match crate::model::value::decimal_units(v, precision, scale) {
+                Ok(units) => V::BigInt(Some(units)),
+                Err(_) => as_is(v),
+            }
+        }
+        (FieldType::Date, Value::String(s)) => V::String(Some(
+            crate::model::value::parse_date(s).unwrap_or_else(|| s.clone()),
+        )),
+        (FieldType::Time, Value::String(s)) => V::String(Some(
+            crate::model::value::parse_time(s).unwrap_or_else(|| s.clone()),
+        )),
+        (FieldType::Uuid, Value::String(s)) => V::String(Some(
+            crate::model::value::parse_uuid(s).unwrap_or_else(|| s.clone()),
+        )),
         (FieldType::Integer, Value::Number(n)) => match crate::model::integral(n) {
             Some(i) => V::BigInt(Some(i)),
             // `1e16` is an integer written as a float: bound as the

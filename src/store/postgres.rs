@@ -361,9 +361,16 @@ fn decode(r: &Resource, fields: &[usize], row: &PgRow, first: usize) -> Result<R
             FieldType::Boolean => row
                 .try_get::<Option<bool>, _>(i)
                 .map(|v| v.map(Value::from)),
-            FieldType::String | FieldType::DateTime => row
+            FieldType::String
+            | FieldType::DateTime
+            | FieldType::Date
+            | FieldType::Time
+            | FieldType::Uuid => row
                 .try_get::<Option<String>, _>(i)
                 .map(|v| v.map(Value::String)),
+            FieldType::Decimal { scale, .. } => row.try_get::<Option<i64>, _>(i).map(|v| {
+                v.map(|units| Value::String(crate::model::value::format_decimal(units, scale)))
+            }),
             FieldType::Json => row
                 .try_get::<Option<String>, _>(i)
                 .map(|v| v.map(|s| serde_json::from_str(&s).unwrap_or(Value::String(s)))),

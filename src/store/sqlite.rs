@@ -1268,10 +1268,13 @@ fn value_of(ty: FieldType, v: ValueRef<'_>) -> Value {
         (_, ValueRef::Null) => Value::Null,
         (FieldType::Boolean, ValueRef::Integer(i)) => Value::Bool(i != 0),
         (FieldType::Number, ValueRef::Integer(i)) => Value::from(i as f64),
-        (FieldType::String | FieldType::DateTime, ValueRef::Integer(i)) => {
+        (FieldType::Decimal { scale, .. }, ValueRef::Integer(i)) => {
+            Value::String(crate::model::value::format_decimal(i, scale))
+        }
+        (ty, ValueRef::Integer(i)) if ty == FieldType::String || ty.is_canonical_text() => {
             Value::String(i.to_string())
         }
-        (FieldType::String | FieldType::DateTime, ValueRef::Real(f)) => {
+        (ty, ValueRef::Real(f)) if ty == FieldType::String || ty.is_canonical_text() => {
             Value::String(f.to_string())
         }
         (_, ValueRef::Integer(i)) => Value::from(i),

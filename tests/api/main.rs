@@ -35,4 +35,5 @@ mod relations;
 mod scale_out;
 mod server;
 mod sync;
+mod types;
 mod writes;

@@ -26,7 +26,13 @@ impl TableController {
         };
         let mut values = self.values(&body, &self.plan.create_fields, false);
         for (i, f) in self.resource.fields.iter().enumerate() {
-            if f.default.is_some() && !values.iter().any(|(j, _)| *j == i) && f.writable() {
+            if values.iter().any(|(j, _)| *j == i) {
+                continue;
+            }
+            if f.generated {
+                let id = uuid::Uuid::new_v4().hyphenated().to_string();
+                values.push((i, Value::String(id)));
+            } else if f.default.is_some() && f.writable() {
                 values.push((i, f.default.clone().unwrap_or(Value::Null)));
             }
         }
