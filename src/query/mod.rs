@@ -119,7 +119,14 @@ pub struct Expansion {
     pub relation: usize,
     /// API names on the target; `None`: its readable fields.
     pub fields: Option<Vec<String>>,
+    /// What to embed in each embedded record in turn: the rest of
+    /// `expand=pet.owner` (`owner`), resolved against the target's
+    /// relations by the controller.
+    pub nested: Vec<String>,
 }
+
+/// Most relations one `expand=` path crosses: `visit.pet.owner`.
+pub const MAX_EXPAND_DEPTH: usize = 3;
 
 /// What a resource allows and defaults to; fixed at start-up.
 #[derive(Debug, Clone)]
@@ -398,20 +405,42 @@ impl CollectionQuery {
 
         let mut expand = Vec::new();
         if let Some(raw) = get(query, "expand") {
-            for name in name_list("expand", raw)? {
+            for path in name_list("expand", raw)? {
+                if path.split('.').count() > MAX_EXPAND_DEPTH {
+                    return Err(QueryError::TooComplex(format!(
+                        "expand={path} crosses more than {MAX_EXPAND_DEPTH} relations"
+                    )));
+                }
+                let (name, rest) = match path.split_once('.') {
+                    Some((name, rest)) => (name, Some(rest)),
+                    None => (path, None),
+                };
                 let relation = r
                     .relations
                     .iter()
                     .position(|rel| rel.name == name)
                     .ok_or_else(|| QueryError::UnknownField {
                         param: "expand".into(),
-                        field: name.to_string(),
+                        field: path.to_string(),
                     })?;
-                if !expand.iter().any(|e: &Expansion| e.relation == relation) {
-                    expand.push(Expansion {
-                        relation,
-                        fields: None,
-                    });
+                let at = match expand
+                    .iter()
+                    .position(|e: &Expansion| e.relation == relation)
+                {
+                    Some(at) => at,
+                    None => {
+                        expand.push(Expansion {
+                            relation,
+                            fields: None,
+                            nested: Vec::new(),
+                        });
+                        expand.len() - 1
+                    }
+                };
+                if let Some(rest) = rest {
+                    if !expand[at].nested.iter().any(|n| n == rest) {
+                        expand[at].nested.push(rest.to_string());
+                    }
                 }
             }
         }
@@ -438,6 +467,7 @@ impl CollectionQuery {
                             expand.push(Expansion {
                                 relation,
                                 fields: None,
+                                nested: Vec::new(),
                             });
                             expand.len() - 1
                         }

@@ -37,12 +37,13 @@ name = "pets"
 table = "pets"
 bulk = true
 sync = true
-relations = { owner = { kind = "belongs_to", resource = "owners", foreign_key = "ownerId" }, vet = { kind = "belongs_to", resource = "vets", foreign_key = "vetId", on_delete = "set_null" } }
+relations = { owner = { kind = "belongs_to", resource = "owners", foreign_key = "ownerId" }, vet = { kind = "belongs_to", resource = "vets", foreign_key = "vetId", on_delete = "set_null" }, shelter = { kind = "belongs_to", resource = "shelters", foreign_key = "shelterId", on_delete = "set_null" }, visits = { kind = "has_many", resource = "visits", foreign_key = "petId" } }
 [module.resource.fields]
 id        = { type = "integer", primary_key = true }
 name      = { type = "string", required = true, unique = true }
 ownerId   = { type = "integer", required = true }
 vetId     = { type = "integer" }
+shelterId = { type = "integer" }
 updatedAt = { type = "datetime", read_only = true, updated_at = true }
 
 [[module.resource]]
@@ -517,4 +518,82 @@ async fn declarations_that_cannot_be_keys_are_refused_at_start_up() {
             .to_string();
         assert!(e.contains(expected), "{e}");
     }
+}
+
+#[tokio::test]
+async fn nested_expansion_embeds_each_level_within_its_owners_rules() {
+    let t = clinic().await;
+    let ann = create(&t, "/v1/owners", json!({"name": "Ann"})).await;
+    let vet = create(&t, "/v1/vets", json!({"name": "Dr Who"})).await;
+    let stans = t
+        .post("/v1/shelters")
+        .by_user(1)
+        .json(json!({"name": "Stan's"}))
+        .send()
+        .await
+        .json()["id"]
+        .as_i64()
+        .unwrap();
+    let rex = t
+        .post("/v1/pets")
+        .by_user(1)
+        .json(json!({"name": "Rex", "ownerId": ann, "vetId": vet, "shelterId": stans}))
+        .send()
+        .await
+        .json()["id"]
+        .as_i64()
+        .unwrap();
+    for reason in ["a", "b"] {
+        create(&t, "/v1/visits", json!({"petId": rex, "reason": reason})).await;
+    }
+    let page = t
+        .get("/v1/visits?expand=pet.owner,pet.vet,pet.shelter")
+        .by_user(1)
+        .send()
+        .await;
+    assert_eq!(page.status, 200, "{}", String::from_utf8_lossy(&page.body));
+    for visit in page.json().as_array().unwrap() {
+        let pet = &visit["pet"];
+        assert_eq!(pet["name"], "Rex", "{visit}");
+        assert_eq!(pet["owner"]["name"], "Ann", "{visit}");
+        assert_eq!(pet["vet"]["name"], "Dr Who", "{visit}");
+        assert_eq!(pet["shelter"]["name"], "Stan's", "{visit}");
+    }
+    // The shelter is private to user 1: to user 2 it is not there, at any
+    // depth.
+    let page = t
+        .get("/v1/visits?expand=pet.shelter")
+        .by_user(2)
+        .send()
+        .await
+        .json();
+    assert_eq!(page[0]["pet"]["name"], "Rex");
+    assert_eq!(page[0]["pet"]["shelter"], Value::Null, "{page}");
+    // Three levels, both directions: a visit's pet's visits.
+    let one = t
+        .get("/v1/visits/1?expand=pet.visits.pet")
+        .send()
+        .await
+        .json();
+    let visits = one["pet"]["visits"].as_array().unwrap();
+    assert_eq!(visits.len(), 2, "{one}");
+    assert_eq!(visits[1]["pet"]["name"], "Rex");
+    // Fields of the first level still choose what is shown there; the
+    // key the next level joins on is not shown unless asked for.
+    let page = t
+        .get("/v1/visits?fields=id,pet.name&expand=pet.owner")
+        .send()
+        .await
+        .json();
+    assert_eq!(
+        page[0]["pet"],
+        json!({"name": "Rex", "owner": {"id": ann, "name": "Ann"}}),
+        "{page}"
+    );
+    // Deeper than three, or a name no target has: 400.
+    let res = t.get("/v1/visits?expand=pet.visits.pet.owner").send().await;
+    assert_eq!(res.status, 400);
+    let res = t.get("/v1/visits?expand=pet.nope").send().await;
+    let body = assert_problem(&res, 400, "UNKNOWN_FIELD");
+    assert!(body.to_string().contains("pet.nope"), "{body}");
 }

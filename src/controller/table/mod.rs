@@ -19,7 +19,7 @@ use super::{Controller, Ctx, Operation, Reply};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::model::plan::{owned_below, references_to, OwnedPath, Reference, ResourcePlan};
-use crate::model::{schema, ApiModel, Module, RelationKind, Resource};
+use crate::model::{schema, ApiModel, Module, Resource};
 use crate::query::cursor::CursorKey;
 use crate::query::{Limits, Paging, QueryPolicy};
 use crate::validate::Schema;
@@ -118,23 +118,7 @@ impl TableController {
             })
             .map(|(_, f)| f.name.clone())
             .collect();
-        let mut links = Vec::new();
-        for rel in &resource.relations {
-            let target = module
-                .find_resource(&rel.resource)
-                .ok_or_else(|| format!("relation {} targets no resource", rel.name))?;
-            let key = match rel.kind {
-                RelationKind::HasMany => target.field_index(&rel.foreign_key),
-                RelationKind::BelongsTo => resource.field_index(&rel.foreign_key),
-            }
-            .ok_or_else(|| format!("relation {}: no field {}", rel.name, rel.foreign_key))?;
-            links.push(Link {
-                name: rel.name.clone(),
-                kind: rel.kind,
-                target: module.plan(target),
-                key,
-            });
-        }
+        let links = expand::links_of(module, &resource, 1)?;
         let policy = QueryPolicy {
             paging: options.paging,
             limits: options.limits,
