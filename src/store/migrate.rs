@@ -735,7 +735,7 @@ impl Migration<'_> {
                 }) else {
                     continue;
                 };
-                let stmt = Query::update()
+                let mut stmt = Query::update()
                     .table(Alias::new(table))
                     .value(
                         Alias::new(column.as_str()),
@@ -743,6 +743,19 @@ impl Migration<'_> {
                     )
                     .and_where(Expr::col(Alias::new(column.as_str())).is_null())
                     .to_owned();
+                // The rows changed: their change time moves, so sync
+                // clients fetch the filled values.
+                let stamped: BTreeSet<&str> = over
+                    .iter()
+                    .filter_map(|r| r.updated_at())
+                    .map(|f| f.column.as_str())
+                    .collect();
+                if !stamped.is_empty() {
+                    self.tx.take_change_time().await?;
+                    for c in stamped {
+                        stmt.value(Alias::new(c), self.tx.now().to_string());
+                    }
+                }
                 let shown = match d {
                     Dialect::Sqlite => stmt.to_string(sea_query::SqliteQueryBuilder),
                     Dialect::Postgres => stmt.to_string(sea_query::PostgresQueryBuilder),

@@ -496,6 +496,18 @@ impl WriteTx {
         }
     }
 
+    /// Takes a change time for a transaction begun without one (a
+    /// migration that changes rows), unless it has one.
+    pub(crate) async fn take_change_time(&mut self) -> Result<(), StoreError> {
+        if !self.now().is_empty() {
+            return Ok(());
+        }
+        match self {
+            WriteTx::Sqlite(t) => t.take_change_time().await,
+            WriteTx::Postgres(t) => t.take_change_time().await,
+        }
+    }
+
     /// A table's columns that refuse null, its primary key aside.
     pub(crate) async fn not_null_columns(
         &mut self,

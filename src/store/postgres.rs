@@ -282,14 +282,7 @@ impl PgStore {
     /// Begins a transaction and takes its change time ([`take_stamp`]).
     pub async fn begin_write(&self) -> Result<PgWrite, StoreError> {
         let mut tx = self.begin_ddl().await?;
-        let wall = chrono::Utc::now().timestamp_micros();
-        let row = sqlx::query(AssertSqlSafe(take_stamp()))
-            .bind(wall)
-            .fetch_optional(&mut *tx.tx)
-            .await
-            .map_err(err)?
-            .ok_or_else(|| StoreError::Other(NO_CLOCK.into()))?;
-        tx.now = row.try_get::<String, _>(0).map_err(err)?;
+        tx.take_change_time().await?;
         Ok(tx)
     }
 
@@ -543,6 +536,19 @@ impl PgWrite {
         rows.iter()
             .map(|r| Ok((r.try_get(0).map_err(err)?, r.try_get(1).map_err(err)?)))
             .collect()
+    }
+
+    /// Takes this transaction's change time ([`take_stamp`]).
+    pub async fn take_change_time(&mut self) -> Result<(), StoreError> {
+        let wall = chrono::Utc::now().timestamp_micros();
+        let row = sqlx::query(AssertSqlSafe(take_stamp()))
+            .bind(wall)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(err)?
+            .ok_or_else(|| StoreError::Other(NO_CLOCK.into()))?;
+        self.now = row.try_get::<String, _>(0).map_err(err)?;
+        Ok(())
     }
 
     /// A table's single-column foreign keys in the current schema.

@@ -1506,6 +1506,22 @@ impl SqliteWrite {
         })
     }
 
+    /// Takes a change time for this transaction from the clock row, as
+    /// a request's write does when it begins (a migration that changes
+    /// rows stamps them with it).
+    pub async fn take_change_time(&mut self) -> Result<(), StoreError> {
+        let wall = chrono::Utc::now().timestamp_micros();
+        let built: Built = (
+            advance_clock().to_string(),
+            Values(vec![sea_query::Value::BigInt(Some(wall))]),
+        );
+        self.now = self
+            .run(None, |c| row(c, &built, |row| text_at(row, 0)))?
+            .flatten()
+            .ok_or_else(|| StoreError::Other("the clock row is missing".into()))?;
+        Ok(())
+    }
+
     /// Makes this request's writes part of the group and waits for the
     /// group's commit: `Ok` only once they are durable.
     pub async fn commit(mut self) -> Result<(), StoreError> {

@@ -406,3 +406,41 @@ async fn serve_refuses_a_database_migrated_to_a_later_declaration() {
     let t = opened(db, OWNERS).await;
     assert_eq!(list(&t).await.len(), 1);
 }
+
+#[tokio::test]
+async fn rows_a_migration_fills_are_changes_sync_clients_see() {
+    let synced = OWNERS.replace("table = \"owners\"", "table = \"owners\"\nsync = true")
+        + "updatedAt = { type = \"datetime\", read_only = true, updated_at = true }\n";
+    let t = TestApp::with(&synced, "", Registry::builtin()).await;
+    for body in [
+        json!({"name": "Ann"}),
+        json!({"name": "Bob", "city": "Oslo"}),
+    ] {
+        assert_eq!(t.post("/v1/owners").json(body).send().await.status, 201);
+    }
+    let mark = t
+        .get("/v1/owners")
+        .send()
+        .await
+        .header("x-sync-timestamp")
+        .to_string();
+    let with_default = synced.replace(
+        "city  = { type = \"string\" }",
+        "city  = { type = \"string\", default = \"Paris\" }",
+    );
+    let t = opened(t.into_dir(), &with_default).await;
+    let enc: String = form_urlencoded::byte_serialize(mark.as_bytes()).collect();
+    let changed = t
+        .get(&format!("/v1/owners?timestamp={enc}"))
+        .send()
+        .await
+        .json();
+    let names: Vec<&str> = changed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Ann"], "{changed}");
+    assert_eq!(changed[0]["city"], "Paris");
+}
