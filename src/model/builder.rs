@@ -119,6 +119,33 @@ impl Resource {
         self
     }
 
+    /// A resource named `name` with all of `base`'s declaration — table,
+    /// fields, relations, owner, actions, options — to change from there
+    /// (TOML's `extends`): a later version of an API without repeating
+    /// what stays.
+    pub fn extending(base: &Resource, name: &str) -> Resource {
+        let mut r = base.clone();
+        r.name = name.to_string();
+        r.module_prefix.clear();
+        r.renamed_from = None;
+        r
+    }
+
+    /// Serves the field named `from` as `to` (its column stays).
+    pub fn rename_field(mut self, from: &str, to: &str) -> Self {
+        let i = self.field_index(from).expect("rename a declared field");
+        self.fields[i].name = to.to_string();
+        self
+    }
+
+    /// Never readable or writable here (other declarations over the
+    /// table may serve it).
+    pub fn hide(mut self, name: &str) -> Self {
+        let i = self.field_index(name).expect("hide a declared field");
+        self.fields[i].hidden = true;
+        self
+    }
+
     /// The table's earlier name: `migrate` renames it (§15).
     pub fn renamed_from(mut self, table: &str) -> Self {
         self.renamed_from = Some(table.to_string());

@@ -86,12 +86,12 @@ struct ResourceDecl {
     table: Option<String>,
     #[serde(default)]
     scopes: Option<ScopesDecl>,
-    #[serde(default)]
-    bulk: bool,
-    #[serde(default)]
-    sync: bool,
-    #[serde(default)]
-    links: bool,
+    bulk: Option<bool>,
+    sync: Option<bool>,
+    links: Option<bool>,
+    /// `"/v1/books"`: this resource is that one (an earlier module's),
+    /// with what this declaration changes.
+    extends: Option<String>,
     #[serde(default)]
     hidden: Vec<String>,
     #[serde(default)]
@@ -192,21 +192,17 @@ struct ScopesDecl {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FieldDecl {
+    /// Required, except on a field of a resource that `extends` another
+    /// where it is taken from the field it overrides.
     #[serde(rename = "type")]
-    ty: String,
+    ty: Option<String>,
     column: Option<String>,
-    #[serde(default)]
-    primary_key: bool,
-    #[serde(default)]
-    required: bool,
-    #[serde(default)]
-    read_only: bool,
-    #[serde(default)]
-    hidden: bool,
-    #[serde(default)]
-    unique: bool,
-    #[serde(default)]
-    index: bool,
+    primary_key: Option<bool>,
+    required: Option<bool>,
+    read_only: Option<bool>,
+    hidden: Option<bool>,
+    unique: Option<bool>,
+    index: Option<bool>,
     max_length: Option<u64>,
     min_length: Option<u64>,
     minimum: Option<f64>,
@@ -215,22 +211,21 @@ struct FieldDecl {
     #[serde(rename = "enum")]
     enumeration: Option<Vec<Value>>,
     default: Option<Value>,
-    #[serde(default)]
-    created_at: bool,
-    #[serde(default)]
-    updated_at: bool,
-    #[serde(default)]
-    description: String,
+    created_at: Option<bool>,
+    updated_at: Option<bool>,
+    description: Option<String>,
     /// The field's earlier name: `migrate` renames its column.
     renamed_from: Option<String>,
     /// `decimal`: how many digits in all, and after the point.
     precision: Option<u8>,
     scale: Option<u8>,
     /// `uuid`: filled on create when the client sends none.
-    #[serde(default)]
-    generated: bool,
+    generated: Option<bool>,
     /// `json`: the JSON Schema its values satisfy.
     schema: Option<Value>,
+    /// In a resource that `extends` another: the extended resource's
+    /// field this one serves under a new name (same column).
+    from: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -344,14 +339,47 @@ pub fn parse(text: &str) -> Result<ApiModel, ModelError> {
                 .actions
                 .push(action(a, path, ActionLevel::Module, &place)?);
         }
+        // Relations an extending resource took from its base, which this
+        // module may not serve the targets of.
+        let mut inherited: Vec<(String, Vec<String>)> = Vec::new();
         for r in m.resource {
+            let base = match &r.extends {
+                None => None,
+                Some(path) => {
+                    let base = extended(&model, path).ok_or_else(|| {
+                        ModelError::new(
+                            format!("{place}.resource '{}'.extends", r.name),
+                            format!(
+                                "'{path}' is no resource of an earlier module (write it \"/v1/books\")"
+                            ),
+                        )
+                    })?;
+                    let names = base
+                        .relations
+                        .iter()
+                        .map(|x| x.name.clone())
+                        .filter(|n| !r.relations.contains_key(n))
+                        .collect();
+                    inherited.push((r.name.clone(), names));
+                    Some(base)
+                }
+            };
             flatten(
                 r,
                 None,
                 module.convert_snake_case,
                 &place,
+                base.as_deref(),
                 &mut module.resources,
             )?;
+        }
+        let served: Vec<String> = module.resources.iter().map(|r| r.name.clone()).collect();
+        for (name, relations) in inherited {
+            if let Some(r) = module.resources.iter_mut().find(|r| r.name == name) {
+                Arc::make_mut(r)
+                    .relations
+                    .retain(|x| !relations.contains(&x.name) || served.contains(&x.resource));
+            }
         }
         model.modules.push(module);
     }
@@ -359,31 +387,109 @@ pub fn parse(text: &str) -> Result<ApiModel, ModelError> {
     Ok(model)
 }
 
+/// The resource `path` (`/v1/books`, or `v1.books`) names among the
+/// modules declared so far.
+fn extended(model: &ApiModel, path: &str) -> Option<Arc<Resource>> {
+    let path = path.trim_start_matches('/');
+    let (prefix, name) = path.rsplit_once(['/', '.'])?;
+    let module = model
+        .modules
+        .iter()
+        .find(|m| m.prefix.trim_start_matches('/') == prefix)?;
+    module.find_resource(name).cloned()
+}
+
 /// Turns a resource and its `nested` children into flat resources with
 /// parent links.
+///
+/// A resource that `extends` another (`base`, an earlier module's) starts
+/// as a copy of it — same table, fields, relations, owner, actions,
+/// options — and the declaration changes what it names: a field entry
+/// overrides the field of its name (or, with `from = "author"`, serves
+/// that field under its own name), a new entry adds a field, `hidden`
+/// hides, and every option given replaces the base's.
 fn flatten(
     mut decl: ResourceDecl,
     parent: Option<(&str, String)>,
     convert: bool,
     place: &str,
+    base: Option<&Resource>,
     out: &mut Vec<Arc<Resource>>,
 ) -> Result<(), ModelError> {
     let place = format!("{place}.resource '{}'", decl.name);
-    let mut r = Resource::new(decl.name.clone(), decl.table.unwrap_or(decl.name.clone()));
-    r.controller = decl.controller.clone();
-    r.renamed_from = decl.renamed_from.clone();
-    r.bulk = decl.bulk;
-    r.sync = decl.sync;
-    r.links = decl.links;
+    let mut r = match base {
+        None => Resource::new(
+            decl.name.clone(),
+            decl.table.clone().unwrap_or(decl.name.clone()),
+        ),
+        Some(b) => {
+            if b.parent.is_some() || parent.is_some() {
+                return Err(ModelError::new(
+                    format!("{place}.extends"),
+                    "only a top-level resource extends, and only a top-level one",
+                ));
+            }
+            if decl.table.as_ref().is_some_and(|t| *t != b.table) {
+                return Err(ModelError::new(
+                    format!("{place}.table"),
+                    format!(
+                        "a resource that extends another is over its table ({})",
+                        b.table
+                    ),
+                ));
+            }
+            let mut r = b.clone();
+            r.name = decl.name.clone();
+            r.module_prefix = String::new();
+            r.renamed_from = None;
+            r
+        }
+    };
+    if let Some(c) = decl.controller.clone() {
+        r.controller = Some(c);
+    }
+    if decl.renamed_from.is_some() {
+        r.renamed_from = decl.renamed_from.clone();
+    }
+    r.bulk = decl.bulk.unwrap_or(r.bulk);
+    r.sync = decl.sync.unwrap_or(r.sync);
+    r.links = decl.links.unwrap_or(r.links);
     if let Some(s) = decl.scopes {
-        let d = Scopes::default();
+        let d = r.scopes.clone();
         r.scopes = Scopes {
             read: s.read.unwrap_or(d.read),
             write: s.write.unwrap_or(d.write),
         };
     }
     for (key, fd) in decl.fields {
-        r.fields.push(field(&key, fd, convert, &place)?);
+        let name = if convert {
+            camel_case(&key)
+        } else {
+            key.clone()
+        };
+        let over = match (&fd.from, base) {
+            (Some(from), Some(b)) => Some(b.field_index(from).ok_or_else(|| {
+                ModelError::new(
+                    format!("{place}.fields.{key}.from"),
+                    format!("'{from}' is not a field of the extended resource"),
+                )
+            })?),
+            (Some(_), None) => {
+                return Err(ModelError::new(
+                    format!("{place}.fields.{key}.from"),
+                    "from names a field of the resource this one extends, and it extends none",
+                ))
+            }
+            (None, Some(b)) => b.field_index(&name),
+            (None, None) => None,
+        };
+        match over {
+            Some(i) => {
+                let f = field(&key, fd, convert, &place, Some(&r.fields[i]))?;
+                r.fields[i] = f;
+            }
+            None => r.fields.push(field(&key, fd, convert, &place, None)?),
+        }
     }
     for h in &decl.hidden {
         match r.fields.iter_mut().find(|f| f.name == *h || f.column == *h) {
@@ -440,6 +546,10 @@ fn flatten(
         }
         (None, None) => {}
     }
+    // Declared here: they replace an inherited relation of their name.
+    for name in decl.relations.keys() {
+        r.relations.retain(|x| x.name != *name);
+    }
     for (name, rel) in decl.relations {
         let kind = match rel.kind.as_str() {
             "has_many" => RelationKind::HasMany,
@@ -485,15 +595,19 @@ fn flatten(
     };
     let filterable = pick(decl.filterable, "filterable")?;
     let sortable = pick(decl.sortable, "sortable")?;
-    let scenarios = Scenarios {
-        list: pick(decl.scenarios.list, "list")?,
-        view: pick(decl.scenarios.view, "view")?,
-        create: pick(decl.scenarios.create, "create")?,
-        update: pick(decl.scenarios.update, "update")?,
+    let list = pick(decl.scenarios.list, "list")?;
+    let view = pick(decl.scenarios.view, "view")?;
+    let create = pick(decl.scenarios.create, "create")?;
+    let update = pick(decl.scenarios.update, "update")?;
+    let was = std::mem::take(&mut r.scenarios);
+    r.scenarios = Scenarios {
+        list: list.or(was.list),
+        view: view.or(was.view),
+        create: create.or(was.create),
+        update: update.or(was.update),
     };
-    r.scenarios = scenarios;
-    r.filterable = filterable;
-    r.sortable = sortable;
+    r.filterable = filterable.or(r.filterable.take());
+    r.sortable = sortable.or(r.sortable.take());
     if let Some(c) = decl.count {
         r.count = CountMode::parse(&c).ok_or_else(|| {
             ModelError::new(
@@ -502,11 +616,18 @@ fn flatten(
             )
         })?;
     }
-    r.cache_control = decl.cache_control.clone();
-    r.description = decl.description.clone();
-    r.rate_limit = rate_limit(decl.rate_limit.take(), &place)?;
+    if decl.cache_control.is_some() {
+        r.cache_control = decl.cache_control.clone();
+    }
+    if !decl.description.is_empty() {
+        r.description = decl.description.clone();
+    }
+    if decl.rate_limit.is_some() || base.is_none() {
+        r.rate_limit = rate_limit(decl.rate_limit.take(), &place)?;
+    }
     r.cursor_pagination = match decl.pagination.as_deref() {
-        None | Some("offset") => false,
+        None => r.cursor_pagination,
+        Some("offset") => false,
         Some("cursor") => true,
         Some(other) => {
             return Err(ModelError::new(
@@ -538,48 +659,83 @@ fn flatten(
     let name = r.name.clone();
     out.push(Arc::new(r));
     for child in decl.nested {
-        flatten(child, Some((&name, String::new())), convert, &place, out)?;
+        flatten(
+            child,
+            Some((&name, String::new())),
+            convert,
+            &place,
+            None,
+            out,
+        )?;
     }
     Ok(())
 }
 
-fn field(key: &str, d: FieldDecl, convert: bool, place: &str) -> Result<Field, ModelError> {
+/// The field `key` declares — from scratch, or over `base` (a field of
+/// the resource this one extends), changing what the declaration names.
+fn field(
+    key: &str,
+    d: FieldDecl,
+    convert: bool,
+    place: &str,
+    base: Option<&Field>,
+) -> Result<Field, ModelError> {
     let place = format!("{place}.fields.{key}");
-    let ty = FieldType::parse(&d.ty).ok_or_else(|| {
-        ModelError::new(
-            format!("{place}.type"),
-            format!(
-                "'{}' is not one of integer, number, string, boolean, datetime, date, time, decimal, uuid, json",
-                d.ty
-            ),
-        )
-    })?;
     let name = if convert {
         camel_case(key)
     } else {
         key.to_string()
     };
-    let mut f = Field::new(name, ty);
-    f.column = d.column.unwrap_or_else(|| snake_case(key));
-    f.primary_key = d.primary_key;
-    f.required = d.required;
-    f.read_only = d.read_only;
-    f.hidden = d.hidden;
-    f.unique = d.unique;
-    f.indexed = d.index;
-    f.max_length = d.max_length;
-    f.min_length = d.min_length;
-    f.minimum = d.minimum;
-    f.maximum = d.maximum;
-    f.pattern = d.pattern;
-    f.enumeration = d.enumeration;
-    f.default = d.default;
-    f.created_at = d.created_at;
-    f.updated_at = d.updated_at;
-    f.description = d.description;
+    let ty = match (&d.ty, base) {
+        (Some(text), _) => FieldType::parse(text).ok_or_else(|| {
+            ModelError::new(
+                format!("{place}.type"),
+                format!(
+                    "'{text}' is not one of integer, number, string, boolean, datetime, date, time, decimal, uuid, json"
+                ),
+            )
+        })?,
+        (None, Some(b)) => b.ty,
+        (None, None) => return Err(ModelError::new(&place, "type is required")),
+    };
+    let mut f = match base {
+        Some(b) => {
+            let mut f = b.clone();
+            f.name = name;
+            if f.ty.as_str() != ty.as_str() {
+                f.ty = ty;
+            }
+            f
+        }
+        None => {
+            let mut f = Field::new(name, ty);
+            f.column = snake_case(key);
+            f
+        }
+    };
+    if let Some(c) = d.column {
+        f.column = c;
+    }
+    let flag = |given: Option<bool>, was: bool| given.unwrap_or(was);
+    f.primary_key = flag(d.primary_key, f.primary_key);
+    f.required = flag(d.required, f.required);
+    f.read_only = flag(d.read_only, f.read_only);
+    f.hidden = flag(d.hidden, f.hidden);
+    f.unique = flag(d.unique, f.unique);
+    f.indexed = flag(d.index, f.indexed);
+    f.created_at = flag(d.created_at, f.created_at);
+    f.updated_at = flag(d.updated_at, f.updated_at);
+    f.generated = flag(d.generated, f.generated);
+    f.max_length = d.max_length.or(f.max_length);
+    f.min_length = d.min_length.or(f.min_length);
+    f.minimum = d.minimum.or(f.minimum);
+    f.maximum = d.maximum.or(f.maximum);
+    f.pattern = d.pattern.or(f.pattern);
+    f.enumeration = d.enumeration.or(f.enumeration);
+    f.default = d.default.or(f.default);
+    f.description = d.description.unwrap_or(f.description);
     f.renamed_from = d.renamed_from;
-    f.generated = d.generated;
-    f.json_schema = d.schema;
+    f.json_schema = d.schema.or(f.json_schema);
     match (&mut f.ty, d.precision, d.scale) {
         (FieldType::Decimal { precision, scale }, p, s) => {
             if let Some(p) = p {
@@ -597,7 +753,7 @@ fn field(key: &str, d: FieldDecl, convert: bool, place: &str) -> Result<Field, M
             ))
         }
     }
-    if (f.created_at || f.updated_at) && ty != FieldType::DateTime {
+    if (f.created_at || f.updated_at) && f.ty != FieldType::DateTime {
         return Err(ModelError::new(
             place,
             "created_at/updated_at need type = \"datetime\"",

@@ -36,4 +36,5 @@ mod scale_out;
 mod server;
 mod sync;
 mod types;
+mod versions;
 mod writes;
