@@ -126,6 +126,28 @@ fn record_schema(r: &Resource, shape: Option<&QueryShape>) -> Value {
         props.insert(f.name.clone(), field_schema(f));
     }
     for rel in &r.relations {
+        if rel.kind == RelationKind::BelongsTo {
+            // The key names a record of the target (a foreign key).
+            if let Some(Value::Object(key)) = props.get_mut(&rel.foreign_key) {
+                let said = key
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let refers = format!(
+                    "The id of a record of {} (relation {}; when that record is deleted: {}).",
+                    rel.resource,
+                    rel.name,
+                    rel.on_delete.as_str()
+                );
+                let text = if said.is_empty() {
+                    refers
+                } else {
+                    format!("{said} {refers}")
+                };
+                key.insert("description".into(), json!(text));
+            }
+        }
         let embedded = match rel.kind {
             RelationKind::HasMany => {
                 json!({"type": "array", "items": {"type": "object"}, "description": format!("Embedded by expand={}.", rel.name)})
@@ -824,8 +846,12 @@ pub fn document(routes: &[Arc<Route>], own: &OwnRoutes, settings: &Settings) -> 
                         }
                         Operation::Delete => {
                             responses.insert("204".into(), json!({"description": "Deleted."}));
+                            // Referred to by a `restrict` relation, or
+                            // taking others' records with it; If-Match.
+                            responses.extend(errors(&["409", "412"]));
                         }
                         Operation::DeleteAll => {
+                            responses.extend(errors(&["409"]));
                             responses.insert("200".into(), json!({"description": "How many were deleted.",
                                 "content": content(json!({"type": "object", "required": ["deleted"],
                                     "properties": {"deleted": {"type": "integer", "minimum": 0}}}))}));

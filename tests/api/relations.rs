@@ -268,6 +268,19 @@ async fn restrict_refuses_the_delete_and_says_which_relation_and_how_many() {
         detail.contains("/v1/notes") && !detail.contains("1 note"),
         "{detail}"
     );
+    // The document says so.
+    let doc = t.get("/openapi.json").send().await.json();
+    let delete = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(path, _)| path.starts_with("/v1/owners/{"))
+        .map(|(_, item)| item["delete"].clone())
+        .unwrap();
+    assert!(delete["responses"]["409"].is_object(), "{delete}");
+    assert!(doc.to_string().contains(
+        "The id of a record of owners (relation owner; when that record is deleted: restrict)"
+    ));
 }
 
 #[tokio::test]
