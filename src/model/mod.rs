@@ -880,6 +880,17 @@ impl Resource {
                 "table must be letters, digits or '_'",
             ));
         }
+        let renames = std::iter::once(&self.renamed_from)
+            .chain(self.fields.iter().map(|f| &f.renamed_from))
+            .flatten();
+        for old in renames {
+            if !is_identifier(old) {
+                return Err(ModelError::new(
+                    place,
+                    format!("renamed_from '{old}' must be letters, digits or '_'"),
+                ));
+            }
+        }
         let pks: Vec<usize> = (0..self.fields.len())
             .filter(|i| self.fields[*i].primary_key)
             .collect();

@@ -128,15 +128,41 @@ fn cascades_into(model: &ApiModel, table: &str) -> Vec<(Arc<Resource>, usize)> {
 /// key field, and what a delete of the row referred to does.
 #[derive(Debug, Clone)]
 pub struct Reference {
+    /// A declaration over the referring table: one that stamps an
+    /// `updated_at` when any does (clearing a key stamps the rows).
     pub resource: Arc<Resource>,
     pub field: usize,
     pub relation: String,
     pub on_delete: OnDelete,
+    /// Some declaration keeps the referring rows private (its own owner
+    /// or one up its parent chain): a refusal must not count them.
+    pub private: bool,
 }
 
 /// Every `belongs_to` key in the model referring to rows of `table`, once
 /// per (table, column) however many modules declare it.
 pub fn references_to(model: &ApiModel, table: &str) -> Vec<Reference> {
+    let private = |child_table: &str| {
+        model.modules.iter().any(|m| {
+            m.resources
+                .iter()
+                .filter(|r| r.table == child_table && r.controller.is_none())
+                .any(|r| {
+                    m.plan(r)
+                        .chain
+                        .iter()
+                        .any(|c| c.owner_field(super::Access::Read).is_some())
+                })
+        })
+    };
+    let stamping = |child: &Arc<Resource>| {
+        model
+            .modules
+            .iter()
+            .flat_map(|m| m.resources.iter())
+            .find(|r| r.table == child.table && r.controller.is_none() && r.updated_at().is_some())
+            .cloned()
+    };
     let mut out: Vec<Reference> = Vec::new();
     for module in &model.modules {
         for r in module.resources.iter().filter(|r| r.controller.is_none()) {
@@ -156,8 +182,20 @@ pub fn references_to(model: &ApiModel, table: &str) -> Vec<Reference> {
                     x.resource.table == r.table && &x.resource.fields[x.field].column == column
                 });
                 if target.table == table && target.controller.is_none() && !known {
+                    // The declaration that stamps, if another does, with
+                    // the key's index in it.
+                    let (resource, field) = match stamping(r) {
+                        Some(s) if r.updated_at().is_none() => {
+                            match s.fields.iter().position(|f| f.column == *column) {
+                                Some(i) => (s, i),
+                                None => (r.clone(), field),
+                            }
+                        }
+                        _ => (r.clone(), field),
+                    };
                     out.push(Reference {
-                        resource: r.clone(),
+                        private: private(&r.table),
+                        resource,
                         field,
                         relation: rel.name.clone(),
                         on_delete: rel.on_delete,

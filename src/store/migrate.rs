@@ -139,7 +139,10 @@ struct DeclaredTable {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct DeclaredColumn {
     ty: String,
-    /// Every declaration over the table that has the column requires it.
+    /// Every declaration over the table has the column, requires it, and
+    /// gives it a value on create (the client's, a default, a generated
+    /// one, restkit's time or the path's or caller's key): the column can
+    /// refuse null without a create through any route failing.
     required: bool,
     default: Option<Value>,
     unique: bool,
@@ -150,11 +153,31 @@ impl Declared {
     fn of(model: &ApiModel) -> Result<Declared, StoreError> {
         let mut out = Declared::default();
         let keys = plan::foreign_keys(model).map_err(|e| StoreError::Schema(e.to_string()))?;
+        let mut declarations: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut filled: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for r in tables_of(model) {
+            *declarations.entry(r.table.as_str()).or_default() += 1;
+            let create = r.writable(true);
+            for (i, f) in r.fields.iter().enumerate() {
+                let by_restkit = f.created_at
+                    || f.updated_at
+                    || f.generated
+                    || r.owner.as_ref().is_some_and(|o| o.field == i)
+                    || r.parent.as_ref().is_some_and(|p| p.field == i);
+                let given = create.contains(&i) || by_restkit || f.default.is_some();
+                if f.required && !f.primary_key && !f.hidden && given {
+                    *filled
+                        .entry((r.table.as_str(), f.column.as_str()))
+                        .or_default() += 1;
+                }
+            }
+        }
         for r in tables_of(model) {
             let t = out.tables.entry(r.table.clone()).or_default();
             t.sync |= r.sync;
             for f in &r.fields {
-                let required = f.required && !f.primary_key;
+                let key = (r.table.as_str(), f.column.as_str());
+                let required = filled.get(&key) == declarations.get(r.table.as_str());
                 let c = t
                     .columns
                     .entry(f.column.clone())
@@ -433,11 +456,29 @@ impl Migration<'_> {
             ));
             return Ok(());
         }
-        let sql = format!("ALTER TABLE \"{old}\" RENAME TO \"{}\"", r.table);
+        // The table takes its triggers with it: the old tombstone trigger
+        // goes (the migration makes the new one), and the deletions
+        // recorded under the old name move to the new one, so sync clients
+        // still get them. (Both names were checked to be identifiers.)
+        let new = &r.table;
+        let mut sql = vec![format!("ALTER TABLE \"{old}\" RENAME TO \"{new}\"")];
+        let trigger = trigger_name(old);
+        match self.d {
+            Dialect::Sqlite => sql.push(format!("DROP TRIGGER IF EXISTS \"{trigger}\"")),
+            Dialect::Postgres => {
+                sql.push(format!("DROP TRIGGER IF EXISTS \"{trigger}\" ON \"{new}\""));
+                sql.push(format!("DROP FUNCTION IF EXISTS \"{trigger}\"()"));
+            }
+        }
+        if !self.tx.columns(TOMBSTONES).await?.is_empty() {
+            sql.push(format!(
+                "UPDATE {TOMBSTONES} SET table_name = '{new}' WHERE table_name = '{old}'"
+            ));
+        }
         self.step(
             subject(r),
-            format!("rename table {old} to {} (renamed_from)", r.table),
-            vec![sql],
+            format!("rename table {old} to {new} (renamed_from)"),
+            sql,
         )
         .await
     }
@@ -512,39 +553,10 @@ impl Migration<'_> {
                 .cloned();
             match found {
                 Some((_, declared)) => {
-                    let before = self
-                        .previous
-                        .as_ref()
-                        .and_then(|p| p.column(&r.table, &f.column))
-                        .map(|c| c.ty.clone());
-                    let now = f.ty.describe();
-                    if let Some(before) = before.filter(|b| *b != now && !widens(b, &now)) {
-                        self.refusals.push(format!(
-                            "{} field '{}' was {before} and is declared {now}: its stored values would be \
-                             read as something they are not (a narrower or another type). Declare a new \
-                             field of the new type and copy the values into it, or keep the type",
-                            subject(r),
-                            f.name,
-                        ));
-                        continue;
-                    }
-                    if !f.primary_key && !d.column_fits(f.ty, &declared) {
-                        self.refusals.push(format!(
-                            "{} field '{}': declared {}, but column {}.{} has type {}{}; \
-                             restkit will not reinterpret stored values — migrate the column's data \
-                             or change the declaration",
-                            subject(r),
-                            f.name,
-                            f.ty.as_str(),
-                            r.table,
-                            f.column,
-                            if declared.is_empty() { "(none)" } else { &declared },
-                            d.column_class(&declared)
-                        ));
-                    }
+                    self.check_kept(r, f, &declared, &f.column).await?;
                 }
                 None => {
-                    if let Some(old) = self.renamed_column(f, &existing) {
+                    if let Some((old, declared)) = self.renamed_column(f, &existing) {
                         let sql = format!(
                             "ALTER TABLE \"{}\" RENAME COLUMN \"{old}\" TO \"{}\"",
                             r.table, f.column
@@ -558,6 +570,7 @@ impl Migration<'_> {
                             vec![sql],
                         )
                         .await?;
+                        self.check_kept(r, f, &declared, &old).await?;
                         existing = self.tx.columns(&r.table).await?;
                         continue;
                     }
@@ -650,11 +663,82 @@ impl Migration<'_> {
 
     /// The column a field declared `renamed_from` another had, when the
     /// table still has it and not the field's own.
-    fn renamed_column(&self, f: &Field, existing: &[(String, String)]) -> Option<String> {
+    fn renamed_column(&self, f: &Field, existing: &[(String, String)]) -> Option<(String, String)> {
         let old = f.renamed_from.as_ref()?;
         [old.clone(), crate::model::snake_case(old)]
             .into_iter()
-            .find(|c| existing.iter().any(|(e, _)| e.eq_ignore_ascii_case(c)))
+            .find_map(|c| {
+                existing
+                    .iter()
+                    .find(|(e, _)| e.eq_ignore_ascii_case(&c))
+                    .cloned()
+            })
+    }
+
+    /// A column kept (or renamed from `previous`) for `f`: refused when
+    /// its stored values would be read as something they are not — a
+    /// type the last migration recorded as another (narrower, or
+    /// another meaning), a column type that does not fit, or a decimal
+    /// over values no migration recorded as decimals of its scale (`12`
+    /// could be 12 or 0.12).
+    async fn check_kept(
+        &mut self,
+        r: &Resource,
+        f: &Field,
+        declared: &str,
+        previous: &str,
+    ) -> Result<(), StoreError> {
+        let d = self.d;
+        let before = self
+            .previous
+            .as_ref()
+            .and_then(|p| p.column(&r.table, previous))
+            .map(|c| c.ty.clone());
+        let now = f.ty.describe();
+        if let Some(before) = before.clone().filter(|b| *b != now && !widens(b, &now)) {
+            self.refusals.push(format!(
+                "{} field '{}' was {before} and is declared {now}: its stored values would be \
+                 read as something they are not (a narrower or another type). Declare a new \
+                 field of the new type and copy the values into it, or keep the type",
+                subject(r),
+                f.name,
+            ));
+            return Ok(());
+        }
+        if !f.primary_key && !d.column_fits(f.ty, declared) {
+            self.refusals.push(format!(
+                "{} field '{}': declared {}, but column {}.{} has type {}{}; \
+                 restkit will not reinterpret stored values — migrate the column's data \
+                 or change the declaration",
+                subject(r),
+                f.name,
+                f.ty.as_str(),
+                r.table,
+                previous,
+                if declared.is_empty() {
+                    "(none)"
+                } else {
+                    declared
+                },
+                d.column_class(declared)
+            ));
+            return Ok(());
+        }
+        if matches!(f.ty, FieldType::Decimal { .. }) && before.is_none() {
+            let n = self.count_values(&r.table, &f.column, false).await?;
+            if n > 0 {
+                self.refusals.push(format!(
+                    "{} field '{}' is declared {now} over column {}.{previous}, whose {} with a value \
+                     no migration recorded as decimals of that scale (12 could mean 12 or 0.12); \
+                     declare the decimal as a new field and copy the values into it (times 10^scale)",
+                    subject(r),
+                    f.name,
+                    r.table,
+                    rows_word(n)
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// How many rows hold a value of `column` that another row holds too.
@@ -822,8 +906,10 @@ impl Migration<'_> {
         }
         // Foreign keys the table lacks.
         let present = self.tx.foreign_keys(table).await?;
+        // (A key whose column was refused above is not there to check.)
         let missing: Vec<&ForeignKeySpec> = keys
             .iter()
+            .filter(|k| existing.iter().any(|e| e.eq_ignore_ascii_case(&k.column)))
             .filter(|k| !present.iter().any(|e| e.satisfies(k)))
             .collect();
         for k in &missing {

@@ -127,6 +127,11 @@ pub enum StoreError {
     /// A referenced row does not exist.
     #[error("foreign key constraint failed")]
     ForeignKey,
+    /// A column that refuses null got none (a write around the API's
+    /// checks, or a declaration another one over the table contradicts):
+    /// 422, naming the field when it is known.
+    #[error("a value is missing in {field:?}")]
+    Missing { field: Option<String> },
     /// A value the database cannot store or index (PostgreSQL: longer
     /// than a B-tree index entry may be): 422.
     #[error("value too long: {0}")]
@@ -150,6 +155,20 @@ impl StoreError {
                 field: r.and_then(|r| d.unique_field(r, db.message(), db.constraint())),
             },
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::ForeignKey,
+            // not_null_violation
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23502") => {
+                let column = db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .and_then(|pg| pg.column().map(str::to_string));
+                StoreError::Missing {
+                    field: r.zip(column).and_then(|(r, c)| {
+                        r.fields
+                            .iter()
+                            .find(|f| f.column == c)
+                            .map(|f| f.name.clone())
+                    }),
+                }
+            }
             // query_canceled: statement_timeout ran out.
             sqlx::Error::Database(db)
                 if d == Dialect::Postgres && db.code().as_deref() == Some("57014") =>
@@ -1163,6 +1182,18 @@ impl From<StoreError> for crate::error::ApiError {
                     "A value is too long to be stored in an indexed or unique field; shorten it.",
                 )
             }
+            StoreError::Missing { field } => ApiError::validation(vec![match field {
+                Some(f) => FieldError {
+                    message: format!("{f} is required."),
+                    field: f,
+                    code: "required".into(),
+                },
+                None => FieldError {
+                    field: String::new(),
+                    code: "required".into(),
+                    message: "A required value is missing.".into(),
+                },
+            }]),
             StoreError::ForeignKey => ApiError::new(
                 http::StatusCode::CONFLICT,
                 "REFERENCE_CONFLICT",

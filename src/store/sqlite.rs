@@ -141,6 +141,16 @@ fn error(e: rusqlite::Error, r: Option<&Resource>) -> StoreError {
             }),
         },
         ffi::SQLITE_CONSTRAINT_FOREIGNKEY => StoreError::ForeignKey,
+        // "NOT NULL constraint failed: books.subtitle"
+        ffi::SQLITE_CONSTRAINT_NOTNULL => StoreError::Missing {
+            field: r.and_then(|r| {
+                let column = message.as_deref()?.rsplit_once('.')?.1;
+                r.fields
+                    .iter()
+                    .find(|f| f.column == column)
+                    .map(|f| f.name.clone())
+            }),
+        },
         // The statement watchdog stopped it.
         code if code & 0xff == ffi::SQLITE_INTERRUPT => StoreError::Timeout,
         // The file is locked by another process past busy_timeout (BUSY,
@@ -923,11 +933,14 @@ impl SqliteStore {
         let side = &self.inner.write;
         let mut w = side.lock().await?;
         side.commit_group(&mut w);
+        if !w.conn.is_autocommit() {
+            let _ = w.conn.execute_batch("ROLLBACK");
+        }
         w.conn
             .execute_batch("PRAGMA foreign_keys = OFF")
             .map_err(|e| error(e, None))?;
         if let Err(e) = begin_immediate(&mut w).await {
-            let _ = w.conn.execute_batch("PRAGMA foreign_keys = ON");
+            enforce_keys(&w.conn)?;
             return Err(e);
         }
         Ok(SqliteWrite {
@@ -1077,6 +1090,72 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// Turns foreign keys back on for the writer after a DDL transaction
+/// (outside any transaction, where the setting takes effect) and checks
+/// that they are.
+fn enforce_keys(conn: &Connection) -> Result<(), StoreError> {
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    conn.execute_batch("PRAGMA foreign_keys = ON")
+        .map_err(|e| error(e, None))?;
+    let on: i64 = conn
+        .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
+        .map_err(|e| error(e, None))?;
+    if on == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Other(
+            "foreign keys are not enforced on the writer".into(),
+        ))
+    }
+}
+
+/// The first thing in a table's `CREATE TABLE` text that [`rebuild`]
+/// would not carry over, judged on its words outside quoted names and
+/// literals (a column named `checked_at` is no `CHECK`): constraints and
+/// collations written into it, generated columns, deferred keys, and
+/// the `WITHOUT ROWID` and `STRICT` table options. restkit's own tables
+/// have none.
+fn not_carried(create: &str) -> Option<&'static str> {
+    let mut words = String::with_capacity(create.len());
+    let mut chars = create.chars();
+    while let Some(c) = chars.next() {
+        let close = match c {
+            '"' => '"',
+            '\'' => '\'',
+            '`' => '`',
+            '[' => ']',
+            _ => {
+                words.push(c.to_ascii_uppercase());
+                continue;
+            }
+        };
+        // A doubled quote inside stays inside.
+        for d in chars.by_ref() {
+            if d == close {
+                break;
+            }
+        }
+        words.push(' ');
+    }
+    let tokens: Vec<&str> = words
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|t| !t.is_empty())
+        .collect();
+    [
+        "CHECK",
+        "UNIQUE",
+        "COLLATE",
+        "GENERATED",
+        "DEFERRABLE",
+        "STRICT",
+        "ROWID",
+    ]
+    .into_iter()
+    .find(|w| tokens.contains(w))
+}
+
 /// See [`SqliteWrite::rebuild`].
 fn rebuild(
     c: &Connection,
@@ -1149,8 +1228,9 @@ fn rebuild(
             def.push_str(" NOT NULL");
         }
         if let Some(default) = default {
-            // SQLite's own text of the default expression.
-            def.push_str(&format!(" DEFAULT {default}"));
+            // SQLite's own text of the default expression, parenthesized
+            // as any expression may be (`datetime('now')` needs it).
+            def.push_str(&format!(" DEFAULT ({default})"));
         }
         defs.push(def);
     }
@@ -1452,17 +1532,24 @@ impl SqliteWrite {
         let create = self
             .run(None, |c| row(c, &built, |row| text_at(row, 0)))?
             .flatten()
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        if let Some(word) = ["CHECK", "UNIQUE", "COLLATE", "GENERATED", "WITHOUT ROWID"]
-            .into_iter()
-            .find(|w| create.contains(w))
-        {
+            .unwrap_or_default();
+        if let Some(word) = not_carried(&create) {
             return Err(StoreError::Schema(format!(
-                "table {table} needs a foreign key, which SQLite adds only by rebuilding the table, \
-                 and its definition has {word}, which restkit's rebuild would not carry over; \
-                 add the foreign key by hand (https://sqlite.org/lang_altertable.html#otheralter), \
-                 then run migrate again"
+                "table {table} must be rebuilt (SQLite adds a foreign key or changes whether a \
+                 column takes null only so), and its definition has {word}, which restkit's \
+                 rebuild would not carry over; make that change by hand \
+                 (https://sqlite.org/lang_altertable.html#otheralter), then run migrate again"
+            )));
+        }
+        // A parent dropped with keys enforced would run its children's
+        // ON DELETE: the rebuild happens only where they are not.
+        let built: Built = ("PRAGMA foreign_keys".into(), Values(Vec::new()));
+        let enforced = self
+            .run(None, |c| row(c, &built, |row| int_at(row, 0)))?
+            .flatten();
+        if enforced != Some(0) {
+            return Err(StoreError::Other(format!(
+                "table {table} cannot be rebuilt while foreign keys are enforced"
             )));
         }
         self.run(None, |c| rebuild(c, table, keys, not_null))
@@ -1531,11 +1618,7 @@ impl SqliteWrite {
             if done.is_err() && !w.conn.is_autocommit() {
                 let _ = w.conn.execute_batch("ROLLBACK");
             }
-            let enforced = w
-                .conn
-                .execute_batch("PRAGMA foreign_keys = ON")
-                .map_err(|e| error(e, None));
-            return done.and(enforced);
+            return done.and(enforce_keys(&w.conn));
         }
         if !w.open {
             self.side.finish(&mut w);
@@ -1571,7 +1654,9 @@ impl Drop for SqliteWrite {
         if !self.grouped {
             // Fails harmlessly when SQLite already rolled back.
             let _ = w.conn.execute_batch("ROLLBACK");
-            let _ = w.conn.execute_batch("PRAGMA foreign_keys = ON");
+            if let Err(e) = enforce_keys(&w.conn) {
+                tracing::error!(%e, "foreign keys could not be enforced again after a migration");
+            }
             return;
         }
         undo_request(&mut w);

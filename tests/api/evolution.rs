@@ -444,3 +444,49 @@ async fn rows_a_migration_fills_are_changes_sync_clients_see() {
     assert_eq!(names, ["Ann"], "{changed}");
     assert_eq!(changed[0]["city"], "Paris");
 }
+
+#[tokio::test]
+async fn a_renamed_sync_table_keeps_its_deletions_and_records_each_once() {
+    let synced = OWNERS.replace("table = \"owners\"", "table = \"owners\"\nsync = true")
+        + "updatedAt = { type = \"datetime\", read_only = true, updated_at = true }\n";
+    let t = TestApp::with(&synced, "", Registry::builtin()).await;
+    for name in ["Ann", "Bob", "Eve"] {
+        t.post("/v1/owners")
+            .json(json!({"name": name}))
+            .send()
+            .await;
+    }
+    let mark = t
+        .get("/v1/owners")
+        .send()
+        .await
+        .header("x-sync-timestamp")
+        .to_string();
+    assert_eq!(t.delete("/v1/owners/1").send().await.status, 204);
+    let renamed = synced.replace(
+        "table = \"owners\"",
+        "table = \"clients\"\nrenamed_from = \"owners\"",
+    );
+    let t = opened(t.into_dir(), &renamed).await;
+    assert_eq!(t.delete("/v1/owners/2").send().await.status, 204);
+    let raw = Raw::connect(&t.url).await;
+    let recorded = raw
+        .pairs("SELECT record_id, owner_id FROM restkit_tombstones ORDER BY record_id")
+        .await;
+    assert_eq!(
+        recorded.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(
+        raw.scalar("SELECT COUNT(*) FROM restkit_tombstones WHERE table_name = 'clients'")
+            .await,
+        2
+    );
+    raw.close().await;
+    let enc: String = form_urlencoded::byte_serialize(mark.as_bytes()).collect();
+    let res = t
+        .get(&format!("/v1/owners?timestamp={enc}&envelope=true"))
+        .send()
+        .await;
+    assert_eq!(res.json()["_meta"]["deleted"], json!([1, 2]));
+}

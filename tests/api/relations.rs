@@ -610,3 +610,85 @@ async fn nested_expansion_embeds_each_level_within_its_owners_rules() {
     let body = assert_problem(&res, 400, "UNKNOWN_FIELD");
     assert!(body.to_string().contains("pet.nope"), "{body}");
 }
+
+#[tokio::test]
+async fn a_declaration_without_the_relation_still_gets_a_422_for_a_key_naming_nothing() {
+    // v2 serves pets without owners: the relation is not inherited, the
+    // table's foreign key still holds.
+    let model = format!(
+        "{CLINIC}\n[[module]]\nprefix = \"/v2\"\n[[module.resource]]\nname = \"pets\"\nextends = \"/v1/pets\"\n"
+    );
+    let t = TestApp::with(&model, "", Registry::builtin()).await;
+    let res = t
+        .post("/v2/pets")
+        .json(json!({"name": "Ghost", "ownerId": 999}))
+        .send()
+        .await;
+    assert_problem(&res, 422, "VALIDATION_FAILED");
+    assert_eq!(res.error_fields(), [("ownerId".into(), "exists".into())]);
+    // Someone else's private shelter is as missing through v2 as via v1.
+    let mine = t
+        .post("/v1/shelters")
+        .by_user(1)
+        .json(json!({"name": "mine"}))
+        .send()
+        .await
+        .json()["id"]
+        .as_i64()
+        .unwrap();
+    let ann = create(&t, "/v1/owners", json!({"name": "Ann"})).await;
+    let res = t
+        .post("/v2/pets")
+        .by_user(2)
+        .json(json!({"name": "Rex", "ownerId": ann, "shelterId": mine}))
+        .send()
+        .await;
+    assert_eq!(res.error_fields(), [("shelterId".into(), "exists".into())]);
+}
+
+#[tokio::test]
+async fn column_names_that_contain_keywords_do_not_block_the_rebuild() {
+    let plain = without_relations().replace(
+        "reason    = { type = \"string\" }",
+        "reason    = { type = \"string\" }\ncheckedIn = { type = \"string\" }\nuniqueCode = { type = \"string\" }",
+    );
+    let t = TestApp::with(&plain, "", Registry::builtin()).await;
+    let ann = create(&t, "/v1/owners", json!({"name": "Ann"})).await;
+    let rex = create(&t, "/v1/pets", json!({"name": "Rex", "ownerId": ann})).await;
+    create(&t, "/v1/visits", json!({"petId": rex, "checkedIn": "yes"})).await;
+    let related = CLINIC.replace(
+        "reason    = { type = \"string\" }",
+        "reason    = { type = \"string\" }\ncheckedIn = { type = \"string\" }\nuniqueCode = { type = \"string\" }",
+    );
+    let t = match TestApp::reopen(t.into_dir(), &related).await {
+        Ok(t) => t,
+        Err((e, _)) => panic!("{e}"),
+    };
+    assert_eq!(
+        t.get("/v1/visits/1").send().await.json()["checkedIn"],
+        "yes"
+    );
+}
+
+#[tokio::test]
+async fn a_new_required_key_over_rows_is_refused_in_words_not_with_an_sql_error() {
+    let t = TestApp::with(CLINIC, "", Registry::builtin()).await;
+    let ann = create(&t, "/v1/owners", json!({"name": "Ann"})).await;
+    create(&t, "/v1/pets", json!({"name": "Rex", "ownerId": ann})).await;
+    let model = CLINIC.replace(
+        "vetId     = { type = \"integer\" }",
+        "vetId     = { type = \"integer\" }\nclinicId  = { type = \"integer\", required = true }",
+    )
+    .replace(
+        "vet = { kind = \"belongs_to\", resource = \"vets\", foreign_key = \"vetId\", on_delete = \"set_null\" }",
+        "vet = { kind = \"belongs_to\", resource = \"vets\", foreign_key = \"vetId\", on_delete = \"set_null\" }, clinic = { kind = \"belongs_to\", resource = \"vets\", foreign_key = \"clinicId\" }",
+    );
+    let e = match TestApp::reopen(t.into_dir(), &model).await {
+        Ok(_) => panic!("a required key added over a row without a value"),
+        Err((e, _)) => e,
+    };
+    assert!(
+        e.contains("field 'clinicId' is new and required") && !e.contains("no such column"),
+        "{e}"
+    );
+}

@@ -336,3 +336,26 @@ async fn retyping_a_field_over_stored_values_is_refused() {
         .unwrap();
     assert_eq!(t.get("/v1/visits/1").send().await.json()["fee"], "12.34");
 }
+
+#[tokio::test]
+async fn a_decimal_over_integers_no_migration_recorded_as_decimals_is_refused() {
+    let integers = VISITS.replace(
+        "fee   = { type = \"decimal\", precision = 10, scale = 2, minimum = 0 }",
+        "price = { type = \"integer\" }",
+    );
+    let t = TestApp::with(&integers, "", Registry::builtin()).await;
+    create(&t, json!({"day": "2024-01-01", "price": 12})).await;
+    // Renamed and retyped at once: 12 must not become "0.12".
+    let renamed = VISITS.replace(
+        "fee   = { type = \"decimal\", precision = 10, scale = 2, minimum = 0 }",
+        "fee   = { type = \"decimal\", precision = 10, scale = 2, renamed_from = \"price\" }",
+    );
+    let e = match TestApp::reopen(t.into_dir(), &renamed).await {
+        Ok(t) => panic!("served {}", t.get("/v1/visits/1").send().await.json()),
+        Err((e, _)) => e,
+    };
+    assert!(
+        e.contains("field 'fee' was integer and is declared decimal(10,2)"),
+        "{e}"
+    );
+}

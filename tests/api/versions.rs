@@ -164,3 +164,26 @@ async fn the_builder_extends_a_resource_too() {
         "Le Guin"
     );
 }
+
+#[tokio::test]
+async fn a_field_one_version_requires_stays_nullable_for_the_version_without_it() {
+    let model = TWO_VERSIONS.replace(
+        "subtitle   = { type = \"string\" }",
+        "subtitle   = { type = \"string\", required = true }",
+    );
+    let t = TestApp::with(&model, "", Registry::builtin()).await;
+    // v1 knows nothing of the subtitle: its creates must still work.
+    let res = t
+        .post("/v1/books")
+        .json(json!({"title": "Dune", "author": "Herbert"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+    // v2 still requires it, from its own schema.
+    let res = t
+        .post("/v2/books")
+        .json(json!({"title": "Dune", "authorName": "Herbert"}))
+        .send()
+        .await;
+    assert_eq!(res.error_fields(), [("subtitle".into(), "required".into())]);
+}

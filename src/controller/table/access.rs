@@ -9,7 +9,7 @@ use super::{singular, TableController};
 use crate::controller::{Ctx, Operation};
 use crate::error::{ApiError, FieldError};
 use crate::model::plan::ResourcePlan;
-use crate::model::{Access, OnDelete, RelationKind, Resource};
+use crate::model::{Access, OnDelete, Resource};
 use crate::store::{Scope, Selection, Within, WriteTx};
 
 impl TableController {
@@ -130,8 +130,9 @@ impl TableController {
 }
 
 impl TableController {
-    /// Every `belongs_to` key among `values` (field, value) names a record
-    /// the caller can see (§15), checked inside the write transaction:
+    /// Every foreign key among `values` (field, value) — a `belongs_to` of
+    /// any declaration over the table — names a record the caller can see
+    /// (§15), checked inside the write transaction:
     /// else 422 on that field (`prefix` before its name: `[3].` in a bulk
     /// write), with one message whether the record is missing or someone
     /// else's private one, which the caller must not learn exists. The
@@ -146,19 +147,15 @@ impl TableController {
     ) -> Result<(), ApiError> {
         let user = cx.identity.as_ref().and_then(|i| i.user_id);
         let mut errors = Vec::new();
-        for link in self
-            .links
-            .iter()
-            .filter(|l| l.kind == RelationKind::BelongsTo)
-        {
-            let Some((_, v)) = values.iter().find(|(i, _)| *i == link.key) else {
+        for (key, target_plan) in &self.keys {
+            let Some((_, v)) = values.iter().find(|(i, _)| i == key) else {
                 continue;
             };
             if v.is_null() {
                 continue;
             }
-            let target = &link.target.resource;
-            let found = match (v.as_i64(), read_scope(&link.target.chain, user)) {
+            let target = &target_plan.resource;
+            let found = match (v.as_i64(), read_scope(&target_plan.chain, user)) {
                 (Some(id), Some(scope)) => tx
                     .fetch(target, &[target.primary_key], id, &scope)
                     .await?
@@ -166,7 +163,7 @@ impl TableController {
                 _ => false,
             };
             if !found {
-                let name = &self.resource.fields[link.key].name;
+                let name = &self.resource.fields[*key].name;
                 errors.push(FieldError {
                     field: format!("{prefix}{name}"),
                     code: "exists".into(),
@@ -212,7 +209,7 @@ impl TableController {
                     }
                     let child = &reference.resource;
                     let path = format!("{}/{}", child.module_prefix, child.name);
-                    let detail = if child.owner_field(Access::Read).is_some() {
+                    let detail = if reference.private {
                         format!(
                             "Records of {path} refer to this {} through '{}'; it cannot be deleted while they do.",
                             self.noun, reference.relation

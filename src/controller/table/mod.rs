@@ -96,6 +96,10 @@ pub struct TableController {
     /// `belongs_to` keys, anywhere in the model, that name rows of this
     /// table: what a delete here must refuse, clear or cascade to.
     references: Vec<Reference>,
+    /// This declaration's fields that are foreign keys of the table (by
+    /// any declaration's `belongs_to`), with the target a write's value
+    /// must name, read as the strictest declaration over it says.
+    keys: Vec<(usize, ResourcePlan)>,
     noun: String,
 }
 
@@ -137,6 +141,7 @@ impl TableController {
         Ok(TableController {
             owned_below: owned_below(model, &resource.table),
             references: references_to(model, &resource.table),
+            keys: key_targets(model, &resource)?,
             patch_read,
             plan: plan.clone(),
             links,
@@ -160,6 +165,52 @@ impl TableController {
             self.resource.pk().name
         ))
     }
+}
+
+/// The fields of `resource` that hold a foreign key of its table other
+/// than its parent's (the path checks that one), each with a declaration
+/// over the key's target table to check a value against: the one whose
+/// chain keeps rows private, if any, so a key never reaches a row some
+/// declaration hides from the caller.
+fn key_targets(
+    model: &ApiModel,
+    resource: &Resource,
+) -> Result<Vec<(usize, ResourcePlan)>, String> {
+    let specs = crate::model::plan::foreign_keys(model).map_err(|e| e.to_string())?;
+    let parent_column = resource
+        .parent
+        .as_ref()
+        .map(|p| resource.fields[p.field].column.as_str());
+    let mut out = Vec::new();
+    for spec in specs.get(&resource.table).into_iter().flatten() {
+        if Some(spec.column.as_str()) == parent_column {
+            continue;
+        }
+        let Some(field) = resource.fields.iter().position(|f| f.column == spec.column) else {
+            continue;
+        };
+        let mut chosen: Option<ResourcePlan> = None;
+        for module in &model.modules {
+            for t in module
+                .resources
+                .iter()
+                .filter(|t| t.table == spec.target_table && t.controller.is_none())
+            {
+                let plan = module.plan(t);
+                let private = plan
+                    .chain
+                    .iter()
+                    .any(|c| c.owner_field(crate::model::Access::Read).is_some());
+                if chosen.is_none() || private {
+                    chosen = Some(plan);
+                }
+            }
+        }
+        if let Some(plan) = chosen {
+            out.push((field, plan));
+        }
+    }
+    Ok(out)
 }
 
 /// `books` → `book`, `shelves` → `shelf`, `reviews` → `review`: for
