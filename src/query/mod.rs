@@ -246,6 +246,19 @@ fn page_size(query: &[(String, String)], paging: Paging) -> Result<u64, QueryErr
         None => paging.default_per_page,
     })
 }
+/// The index of `relation`'s expansion in `expand`, added (all fields, no
+/// nesting) if `expand` and `fields` have not named it yet.
+fn expansion_of(expand: &mut Vec<Expansion>, relation: usize) -> usize {
+    if let Some(at) = expand.iter().position(|e| e.relation == relation) {
+        return at;
+    }
+    expand.push(Expansion {
+        relation,
+        fields: None,
+        nested: Vec::new(),
+    });
+    expand.len() - 1
+}
 
 /// `(a,b)` or `a,b` → trimmed, non-empty names.
 fn name_list<'a>(param: &str, raw: &'a str) -> Result<Vec<&'a str>, QueryError> {
@@ -423,20 +436,7 @@ impl CollectionQuery {
                         param: "expand".into(),
                         field: path.to_string(),
                     })?;
-                let at = match expand
-                    .iter()
-                    .position(|e: &Expansion| e.relation == relation)
-                {
-                    Some(at) => at,
-                    None => {
-                        expand.push(Expansion {
-                            relation,
-                            fields: None,
-                            nested: Vec::new(),
-                        });
-                        expand.len() - 1
-                    }
-                };
+                let at = expansion_of(&mut expand, relation);
                 if let Some(rest) = rest {
                     if !expand[at].nested.iter().any(|n| n == rest) {
                         expand[at].nested.push(rest.to_string());
@@ -458,20 +458,7 @@ impl CollectionQuery {
                     None => (name, None),
                 };
                 if let Some(relation) = r.relations.iter().position(|x| x.name == rel) {
-                    let at = match expand
-                        .iter()
-                        .position(|e: &Expansion| e.relation == relation)
-                    {
-                        Some(at) => at,
-                        None => {
-                            expand.push(Expansion {
-                                relation,
-                                fields: None,
-                                nested: Vec::new(),
-                            });
-                            expand.len() - 1
-                        }
-                    };
+                    let at = expansion_of(&mut expand, relation);
                     if let Some(sub) = sub {
                         expand[at]
                             .fields

@@ -89,6 +89,13 @@ async fn create(t: &TestApp, path: &str, body: Value) -> i64 {
     res.json()["id"].as_i64().unwrap()
 }
 
+/// Creates as user `user` (for owner-scoped resources).
+async fn create_by(t: &TestApp, user: i64, path: &str, body: Value) -> i64 {
+    let res = t.post(path).by_user(user).json(body).send().await;
+    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+    res.json()["id"].as_i64().unwrap()
+}
+
 async fn count(t: &TestApp, path: &str) -> usize {
     t.get(path).send().await.json().as_array().unwrap().len()
 }
@@ -188,15 +195,7 @@ async fn a_bulk_write_names_the_item_whose_key_is_missing() {
 #[tokio::test]
 async fn someone_elses_private_record_is_as_missing_as_one_that_does_not_exist() {
     let t = clinic().await;
-    let mine = t
-        .post("/v1/shelters")
-        .by_user(1)
-        .json(json!({"name": "mine"}))
-        .send()
-        .await
-        .json()["id"]
-        .as_i64()
-        .unwrap();
+    let mine = create_by(&t, 1, "/v1/shelters", json!({"name": "mine"})).await;
     let res = t
         .post("/v1/notes")
         .by_user(2)
@@ -538,24 +537,14 @@ async fn nested_expansion_embeds_each_level_within_its_owners_rules() {
     let t = clinic().await;
     let ann = create(&t, "/v1/owners", json!({"name": "Ann"})).await;
     let vet = create(&t, "/v1/vets", json!({"name": "Dr Who"})).await;
-    let stans = t
-        .post("/v1/shelters")
-        .by_user(1)
-        .json(json!({"name": "Stan's"}))
-        .send()
-        .await
-        .json()["id"]
-        .as_i64()
-        .unwrap();
-    let rex = t
-        .post("/v1/pets")
-        .by_user(1)
-        .json(json!({"name": "Rex", "ownerId": ann, "vetId": vet, "shelterId": stans}))
-        .send()
-        .await
-        .json()["id"]
-        .as_i64()
-        .unwrap();
+    let stans = create_by(&t, 1, "/v1/shelters", json!({"name": "Stan's"})).await;
+    let rex = create_by(
+        &t,
+        1,
+        "/v1/pets",
+        json!({"name": "Rex", "ownerId": ann, "vetId": vet, "shelterId": stans}),
+    )
+    .await;
     for reason in ["a", "b"] {
         create(&t, "/v1/visits", json!({"petId": rex, "reason": reason})).await;
     }
@@ -627,15 +616,7 @@ async fn a_declaration_without_the_relation_still_gets_a_422_for_a_key_naming_no
     assert_problem(&res, 422, "VALIDATION_FAILED");
     assert_eq!(res.error_fields(), [("ownerId".into(), "exists".into())]);
     // Someone else's private shelter is as missing through v2 as via v1.
-    let mine = t
-        .post("/v1/shelters")
-        .by_user(1)
-        .json(json!({"name": "mine"}))
-        .send()
-        .await
-        .json()["id"]
-        .as_i64()
-        .unwrap();
+    let mine = create_by(&t, 1, "/v1/shelters", json!({"name": "mine"})).await;
     let ann = create(&t, "/v1/owners", json!({"name": "Ann"})).await;
     let res = t
         .post("/v2/pets")
