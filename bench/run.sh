@@ -45,6 +45,7 @@ cat >>"$work/public.toml" <<'TOML'
 
 [rate_limit]
 anonymous = { requests = 1000000000, period = "1s" }
+public = { requests = 1000000000, period = "1s" }
 authenticated = { requests = 1000000000, period = "1s" }
 TOML
 cat >>"$work/unlimited.toml" <<'TOML'
@@ -52,6 +53,7 @@ cat >>"$work/unlimited.toml" <<'TOML'
 [rate_limit]
 token = { requests = 0 }
 anonymous = { requests = 0 }
+public = { requests = 0 }
 authenticated = { requests = 0 }
 TOML
 cat >>"$work/redis.toml" <<'TOML'
@@ -60,6 +62,7 @@ cat >>"$work/redis.toml" <<'TOML'
 backend = "redis"
 redis_url = "redis://127.0.0.1:16379/"
 anonymous = { requests = 1000000000, period = "1s" }
+public = { requests = 1000000000, period = "1s" }
 authenticated = { requests = 1000000000, period = "1s" }
 TOML
 ( cd "$work" && RUST_LOG=${BENCH_LOG:-info} exec "$BIN" serve --config "$work/public.toml" \

@@ -51,6 +51,7 @@ cat >>"$work/public.toml" <<'TOML'
 
 [rate_limit]
 anonymous = { requests = 1000000000, period = "1s" }
+public = { requests = 1000000000, period = "1s" }
 authenticated = { requests = 1000000000, period = "1s" }
 TOML
 serve() {

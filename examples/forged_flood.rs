@@ -31,6 +31,7 @@ const DEFAULT_TIERS: &str = "
 [rate_limit]
 token = { requests = 1000000000, period = \"1s\" }
 anonymous = { requests = 10, period = \"60s\" }
+public = { requests = 10, period = \"60s\" }
 authenticated = { requests = 1000000000, period = \"1s\" }
 ";
 
@@ -38,6 +39,7 @@ const ANONYMOUS_OFF: &str = "
 [rate_limit]
 token = { requests = 1000000000, period = \"1s\" }
 anonymous = { requests = 0 }
+public = { requests = 0 }
 authenticated = { requests = 1000000000, period = \"1s\" }
 ";
 

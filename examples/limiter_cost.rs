@@ -16,7 +16,7 @@ use axum::body::Body;
 use http::Request;
 use http_body_util::BodyExt;
 
-const OFF: &str = "\n[rate_limit]\ntoken = { requests = 0 }\nanonymous = { requests = 0 }\n\
+const OFF: &str = "\n[rate_limit]\ntoken = { requests = 0 }\nanonymous = { requests = 0 }\npublic = { requests = 0 }\n\
                    authenticated = { requests = 0 }\n";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,9 @@ pub struct Problem {
     pub dev_message: Cow<'static, str>,
     pub errors: Vec<FieldError>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// For OAuth2 clients: RFC 6749's `error` code, sent as `error` (in
+    /// place of §7's numeric copy of the status) with `error_description`.
+    pub oauth_error: Option<&'static str>,
 }
 
 impl ApiError {
@@ -80,7 +83,15 @@ impl ApiError {
             detail,
             errors: Vec::new(),
             headers: Vec::new(),
+            oauth_error: None,
         }))
+    }
+
+    /// Also an RFC 6749 error (`error`: `code`, `error_description`), for
+    /// the answers of the OAuth2 endpoints that are otherwise in §7 form.
+    pub fn oauth(mut self, code: &'static str) -> ApiError {
+        self.oauth_error = Some(code);
+        self
     }
 
     pub fn dev(mut self, msg: impl Into<Cow<'static, str>>) -> ApiError {
@@ -200,6 +211,10 @@ impl ApiError {
         if !self.errors.is_empty() {
             v["errors"] = serde_json::to_value(&self.errors).unwrap_or_default();
         }
+        if let Some(code) = self.oauth_error {
+            v["error"] = code.into();
+            v["error_description"] = self.detail.clone().into();
+        }
         v
     }
 }
@@ -222,6 +237,14 @@ fn default_user_message(status: StatusCode) -> &'static str {
         429 => "Too many requests; please slow down.",
         503 => "The service is temporarily unavailable.",
         _ => "Something went wrong on our side.",
+    }
+}
+
+/// `1 character`, `2 characters`: a count and its noun, agreeing.
+pub fn plural(n: impl Into<u64>, noun: &str) -> String {
+    match n.into() {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
     }
 }
 

@@ -14,7 +14,7 @@ use jsonschema::error::ValidationErrorKind;
 use jsonschema::Validator;
 use serde_json::{Map, Value};
 
-use crate::error::{ApiError, FieldError};
+use crate::error::{plural, ApiError, FieldError};
 
 /// A compiled schema and its source.
 pub struct Schema {
@@ -91,10 +91,13 @@ fn describe(kind: &ValidationErrorKind, fallback: &str) -> (&'static str, String
     use ValidationErrorKind as K;
     match kind {
         K::Type { kind } => ("type", format!("must be of type {}.", type_name(kind))),
-        K::MaxLength { limit } => ("max_length", format!("must be at most {limit} characters.")),
+        K::MaxLength { limit } => (
+            "max_length",
+            format!("must be at most {}.", plural(*limit, "character")),
+        ),
         K::MinLength { limit } => (
             "min_length",
-            format!("must be at least {limit} characters."),
+            format!("must be at least {}.", plural(*limit, "character")),
         ),
         K::Maximum { limit } => ("maximum", format!("must be at most {limit}.")),
         K::Minimum { limit } => ("minimum", format!("must be at least {limit}.")),
@@ -103,8 +106,14 @@ fn describe(kind: &ValidationErrorKind, fallback: &str) -> (&'static str, String
         K::Pattern { pattern } => ("pattern", format!("must match the pattern {pattern}.")),
         K::Enum { options } => ("enum", format!("must be one of {options}.")),
         K::Format { format } => ("format", format!("must be a valid {format}.")),
-        K::MaxItems { limit } => ("max_items", format!("must have at most {limit} items.")),
-        K::MinItems { limit } => ("min_items", format!("must have at least {limit} items.")),
+        K::MaxItems { limit } => (
+            "max_items",
+            format!("must have at most {}.", plural(*limit, "item")),
+        ),
+        K::MinItems { limit } => (
+            "min_items",
+            format!("must have at least {}.", plural(*limit, "item")),
+        ),
         K::Constant { expected_value } => ("const", format!("must be {expected_value}.")),
         _ => ("invalid", fallback.to_string()),
     }

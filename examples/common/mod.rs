@@ -56,6 +56,7 @@ pub const HIGH_LIMITS: &str = "
 [rate_limit]
 token = { requests = 1000000000, period = \"1s\" }
 anonymous = { requests = 1000000000, period = \"1s\" }
+public = { requests = 1000000000, period = \"1s\" }
 authenticated = { requests = 1000000000, period = \"1s\" }
 ";
 

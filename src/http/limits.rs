@@ -20,7 +20,8 @@ use crate::model::RateLimitOverride;
 /// not remembered from a recent success costs the client IP one request of
 /// its `anonymous` allowance before Argon2 runs, so wrong guesses are
 /// refused (429) before they cost the server a hash. A remembered one
-/// costs nothing here.
+/// costs nothing here. On a public route that is still the `anonymous`
+/// tier, not the roomier `public` one: guessing is not browsing.
 pub struct PasswordAttempts<'a> {
     pub limiter: &'a RateLimiter,
     pub policies: &'a EndpointPolicies,
@@ -30,7 +31,14 @@ pub struct PasswordAttempts<'a> {
 #[async_trait::async_trait]
 impl crate::auth::users::PasswordGate for PasswordAttempts<'_> {
     async fn admit(&self) -> Result<(), crate::error::ApiError> {
-        match self.limiter.decide(self.policies, None, self.ip).await? {
+        let policy = match (&self.policies.anonymous, &self.limiter.public) {
+            (Some(a), Some(p)) if Arc::ptr_eq(a, p) => &self.limiter.anonymous,
+            (policy, _) => policy,
+        };
+        let Some(policy) = policy else {
+            return Ok(());
+        };
+        match self.limiter.check(policy, &Who::ip(self.ip)).await? {
             Some(d) if !d.allowed => {
                 let mut refusal = d.refusal();
                 let mut headers = http::HeaderMap::new();
@@ -61,7 +69,9 @@ pub fn known(caller: &crate::auth::Caller) -> Option<Who> {
 
 /// Gives every endpoint its policies: an action's own, else its
 /// resource's, else the global tier. A resource's override is one
-/// allowance for all its endpoints; an action's is its own.
+/// allowance for all its endpoints; an action's is its own. A route that
+/// needs no scope answers callers without credentials from the `public`
+/// tier rather than `anonymous`, unless its declaration set `anonymous`.
 pub fn assign(limiter: &mut RateLimiter, routes: &mut [Route]) {
     let mut by_resource: std::collections::HashMap<String, EndpointPolicies> = Default::default();
     for route in routes.iter_mut() {
@@ -106,6 +116,14 @@ pub fn assign(limiter: &mut RateLimiter, routes: &mut [Route]) {
                 }
                 _ => base,
             };
+            let inherited = match (&e.limits.anonymous, &limiter.anonymous) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if e.scope.is_empty() && inherited {
+                e.limits.anonymous = limiter.public.clone();
+            }
         }
     }
 }
@@ -132,9 +150,16 @@ pub async fn token_tier(State(state): State<Arc<AppState>>, req: Request, next: 
         Some(policy) => state.limiter.check(policy, &who).await,
         None => Ok(None),
     };
+    // Over the limit is §7's 429, which OAuth2 clients read too: with
+    // RFC 6749's `error` (`temporarily_unavailable`: "unable to handle the
+    // request due to a temporary overloading") and `error_description`,
+    // Authlib and its kin report why rather than a bare status.
     let mut res = match &decision {
-        Err(refused) => refused.clone().into_response(),
-        Ok(Some(d)) if !d.allowed => d.refusal().into_response(),
+        Err(refused) => refused
+            .clone()
+            .oauth("temporarily_unavailable")
+            .into_response(),
+        Ok(Some(d)) if !d.allowed => d.refusal().oauth("temporarily_unavailable").into_response(),
         Ok(_) => next.run(req).await,
     };
     if let Ok(Some(d)) = decision {

@@ -19,10 +19,10 @@ pub struct Memory {
     limiters: Vec<Keyed>,
 }
 
-/// `requests` per `period`, as a burst of `requests` refilled evenly.
+/// `requests` per `period`, as a burst of `burst` refilled evenly.
 fn quota(p: &Policy) -> Quota {
-    let burst = std::num::NonZeroU32::new(p.requests).unwrap_or(std::num::NonZeroU32::MIN);
-    Quota::with_period(p.period / p.requests.max(1))
+    let burst = std::num::NonZeroU32::new(p.burst).unwrap_or(std::num::NonZeroU32::MIN);
+    Quota::with_period(p.per())
         .unwrap_or_else(|| Quota::per_second(burst))
         .allow_burst(burst)
 }
@@ -38,7 +38,7 @@ impl Memory {
         let limiter = &self.limiters[p.id];
         // One cell's worth of time: the allowance refills one request per
         // `per`.
-        let per = p.period / p.requests.max(1);
+        let per = p.per();
         match limiter.check_key(who) {
             Ok(state) => {
                 let remaining = state.remaining_burst_capacity();
@@ -46,7 +46,7 @@ impl Memory {
                     allowed: true,
                     policy: p.clone(),
                     remaining,
-                    reset: per * p.requests.saturating_sub(remaining),
+                    reset: per * p.burst.saturating_sub(remaining),
                     retry_after: Duration::ZERO,
                 }
             }
@@ -56,7 +56,7 @@ impl Memory {
                     allowed: false,
                     policy: p.clone(),
                     remaining: 0,
-                    reset: per * p.requests,
+                    reset: per * p.burst,
                     retry_after: wait,
                 }
             }
@@ -81,7 +81,12 @@ mod tests {
     use super::*;
 
     fn policy(requests: u32, secs: u64) -> Arc<Policy> {
-        Arc::new(Policy::new(0, "t", requests, Duration::from_secs(secs)))
+        let tier = crate::config::Tier {
+            requests,
+            period: Duration::from_secs(secs),
+            burst: requests,
+        };
+        Arc::new(Policy::new(0, "t", &tier))
     }
 
     #[test]

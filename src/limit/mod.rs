@@ -21,7 +21,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::config::{RateLimitSettings, Tier};
-use crate::error::ApiError;
+use crate::error::{plural, ApiError};
 use crate::model::{RateLimitOverride, RateTier};
 
 pub use client_ip::{ClientIp, Networks, TrustedProxies};
@@ -88,6 +88,9 @@ pub struct Policy {
     pub name: String,
     pub requests: u32,
     pub period: Duration,
+    /// Up to this many at once; the allowance refills one request per
+    /// `period / requests`.
+    pub burst: u32,
     /// Decisions so far (§12 metrics), and checks the backend could not
     /// decide.
     pub allowed: std::sync::atomic::AtomicU64,
@@ -100,21 +103,36 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(id: usize, name: &str, requests: u32, period: Duration) -> Policy {
+    pub fn new(id: usize, name: &str, tier: &Tier) -> Policy {
+        let (requests, period) = (tier.requests.max(1), tier.period);
+        let burst = tier.burst.max(1);
         let quoted = format!("\"{}\"", name.replace(['"', '\\'], ""));
-        let policy_header =
-            HeaderValue::from_str(&format!("{quoted};q={requests};w={}", secs(period))).ok();
+        // The IETF fields have no separate burst: the policy is the whole
+        // allowance (`burst`) over the time it takes to refill it.
+        let policy_header = HeaderValue::from_str(&format!(
+            "{quoted};q={burst};w={}",
+            secs(period / requests * burst)
+        ))
+        .ok();
         Policy {
             id,
             name: name.to_string(),
             requests,
             period,
+            burst,
             allowed: Default::default(),
             refused: Default::default(),
             backend_errors: Default::default(),
             quoted,
             policy_header,
         }
+    }
+}
+
+impl Policy {
+    /// The time one request's worth of allowance takes to come back.
+    pub fn per(&self) -> Duration {
+        self.period / self.requests
     }
 }
 
@@ -159,6 +177,8 @@ pub struct RateLimiter {
     policies: Vec<Arc<Policy>>,
     pub token: Option<Arc<Policy>>,
     pub anonymous: Option<Arc<Policy>>,
+    /// `anonymous` on routes that need no scope.
+    pub public: Option<Arc<Policy>>,
     pub authenticated: Option<Arc<Policy>>,
     backend: Backend,
     /// `on_backend_error = "deny"`: refuse (503) when the backend fails.
@@ -191,6 +211,7 @@ impl RateLimiter {
             policies: Vec::new(),
             token: None,
             anonymous: None,
+            public: None,
             authenticated: None,
             backend,
             deny_on_error: settings.on_backend_error == "deny",
@@ -201,6 +222,7 @@ impl RateLimiter {
         };
         limiter.token = limiter.policy("token", &settings.token);
         limiter.anonymous = limiter.policy("anonymous", &settings.anonymous);
+        limiter.public = limiter.policy("public", &settings.public);
         limiter.authenticated = limiter.policy("authenticated", &settings.authenticated);
         Ok(limiter)
     }
@@ -211,12 +233,7 @@ impl RateLimiter {
         if tier.requests == 0 || tier.period.is_zero() {
             return None;
         }
-        let policy = Arc::new(Policy::new(
-            self.policies.len(),
-            name,
-            tier.requests,
-            tier.period,
-        ));
+        let policy = Arc::new(Policy::new(self.policies.len(), name, tier));
         if let Backend::Memory(m) = &mut self.backend {
             m.add(&policy);
         }
@@ -238,6 +255,7 @@ impl RateLimiter {
         let tier = |t: &RateTier| Tier {
             requests: t.requests,
             period: t.period,
+            burst: t.burst,
         };
         EndpointPolicies {
             anonymous: match &o.anonymous {
@@ -380,7 +398,7 @@ impl Decision {
     pub fn write_headers(&self, h: &mut HeaderMap) {
         let p = &self.policy;
         let reset = secs(self.reset);
-        h.insert(LIMIT, HeaderValue::from(p.requests));
+        h.insert(LIMIT, HeaderValue::from(p.burst));
         h.insert(REMAINING, HeaderValue::from(self.remaining));
         h.insert(RESET, HeaderValue::from(reset));
         if let Some(v) = &p.policy_header {
@@ -400,10 +418,14 @@ impl Decision {
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMITED",
             format!(
-                "Rate limit of {} request{} per {} s exceeded ({}); retry in {wait} s.",
-                self.policy.requests,
-                if self.policy.requests == 1 { "" } else { "s" },
+                "Rate limit of {} per {} s{} exceeded ({}); retry in {wait} s.",
+                plural(self.policy.requests, "request"),
                 secs(self.policy.period),
+                if self.policy.burst > self.policy.requests {
+                    format!(", in bursts of up to {}", self.policy.burst)
+                } else {
+                    String::new()
+                },
                 self.policy.name
             ),
         )

@@ -220,17 +220,20 @@ impl RedisBackend {
         if self.open() {
             return Err(Unavailable("Redis is unavailable (probing)".into()));
         }
-        let per = p.period / p.requests.max(1);
+        let per = p.per();
+        // The quota is in the key: a changed one starts afresh rather than
+        // reading a state computed under another.
         let key = format!(
-            "restkit:rl:{}:{}/{}:{}",
+            "restkit:rl:{}:{}/{}/{}:{}",
             p.name,
             p.requests,
             p.period.as_millis(),
+            p.burst,
             who.key()
         );
         let reply = match self
             .shared
-            .decide(key, per.as_micros().max(1) as u64, p.requests)
+            .decide(key, per.as_micros().max(1) as u64, p.burst)
             .await
         {
             Ok(reply) => reply,
@@ -244,7 +247,7 @@ impl RedisBackend {
         Ok(Decision {
             allowed: reply.0 == 1,
             policy: p.clone(),
-            remaining: reply.1.clamp(0, i64::from(p.requests)) as u32,
+            remaining: reply.1.clamp(0, i64::from(p.burst)) as u32,
             reset: us(reply.2),
             retry_after: us(reply.3),
         })

@@ -300,11 +300,28 @@ pub struct RateLimitOverride {
     pub authenticated: Option<RateTier>,
 }
 
-/// `requests` per `period`.
+/// `requests` per `period` sustained, up to `burst` at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct RateTier {
     pub requests: u32,
     pub period: std::time::Duration,
+    pub burst: u32,
+}
+
+impl RateTier {
+    /// `requests` per `period`, all of which may come at once.
+    pub fn new(requests: u32, period: std::time::Duration) -> RateTier {
+        RateTier {
+            requests,
+            period,
+            burst: requests,
+        }
+    }
+
+    /// Up to `burst` at once, refilled at `requests` per `period`.
+    pub fn burst(self, burst: u32) -> RateTier {
+        RateTier { burst, ..self }
+    }
 }
 
 /// How totals are counted (§5.2).

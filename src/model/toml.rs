@@ -146,6 +146,8 @@ struct RateLimitDecl {
 struct RateTierDecl {
     requests: u32,
     period: String,
+    /// Up to this many at once (default `requests`).
+    burst: Option<u32>,
 }
 
 fn rate_limit(
@@ -166,9 +168,16 @@ fn rate_limit(
                     "must be longer than zero (requests = 0 turns the limit off)",
                 ));
             }
+            if t.burst == Some(0) && t.requests > 0 {
+                return Err(ModelError::new(
+                    format!("{place}.rate_limit.{which}.burst"),
+                    "must be at least 1 (requests = 0 turns the limit off)",
+                ));
+            }
             Ok(crate::model::RateTier {
                 requests: t.requests,
                 period,
+                burst: t.burst.unwrap_or(t.requests),
             })
         })
         .transpose()

@@ -1,6 +1,6 @@
 //! §8.1: the OAuth2 server as a standard client library sees it. Runs
 //! `tests/clients/authlib_flows.py` (Authlib, Python) against the demo on
-//! a real socket. Not run (loudly; a failure under
+//! a real socket, under the default rate limits. Not run (loudly; a failure under
 //! `CI=true`) when Python has no Authlib (`.ci/run` installs it).
 
 use std::time::Duration;
@@ -12,7 +12,9 @@ async fn a_standard_oauth2_client_library_runs_every_flow() {
     if !require_python("authlib, requests") {
         return;
     }
-    let t = TestApp::demo().await;
+    // Under the default rate limits: a standard client's flows fit the
+    // token tier's burst, and the 429 past it is one Authlib reads.
+    let t = TestApp::demo_with("[rate_limit]\n").await;
     let (addr, stop) = t.listen().await;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -703,3 +703,147 @@ async fn unknown_paths_count_against_the_anonymous_tier() {
     let res = anonymous_get(&t, "/v1/nope", "203.0.113.10").await;
     assert_eq!(res.status, 404);
 }
+
+/// A catalogue anyone may read: one resource with empty scopes, one
+/// that needs a token, one public resource with its own anonymous tier.
+const CATALOGUE: &str = r#"
+[[module]]
+prefix = "/v1"
+
+[[module.resource]]
+name = "products"
+table = "products"
+scopes = { read = "", write = "" }
+[module.resource.fields]
+id   = { type = "integer", primary_key = true }
+name = { type = "string", required = true }
+
+[[module.resource]]
+name = "orders"
+table = "orders"
+[module.resource.fields]
+id   = { type = "integer", primary_key = true }
+item = { type = "string" }
+
+[[module.resource]]
+name = "prices"
+table = "prices"
+scopes = { read = "" }
+rate_limit = { anonymous = { requests = 2, period = "1m" } }
+[module.resource.fields]
+id    = { type = "integer", primary_key = true }
+price = { type = "integer" }
+"#;
+
+/// Routes that need no scope are counted in the `public` tier (300 a
+/// minute by default), not `anonymous` (10): a public catalogue stays
+/// usable without a token. A resource's own `anonymous` limit still wins,
+/// and a password tried on a public route is still charged to the
+/// stricter tier.
+#[tokio::test]
+async fn public_routes_have_a_roomier_tier_of_their_own() {
+    let t = TestApp::with(
+        CATALOGUE,
+        "[rate_limit]\nanonymous = { requests = 2, period = \"60s\" }\n",
+        Registry::builtin(),
+    )
+    .await;
+    for _ in 0..20 {
+        let res = anonymous_get(&t, "/v1/products", "203.0.113.40").await;
+        assert_eq!(res.status, 200);
+        assert_eq!(res.header("ratelimit-policy"), "\"public\";q=300;w=60");
+    }
+    assert_eq!(
+        anonymous_get(&t, "/v1/products", "203.0.113.40")
+            .await
+            .header("x-rate-limit-remaining"),
+        "279"
+    );
+    // Writing is public too here; routes that need a scope are not.
+    let res = t
+        .post("/v1/products")
+        .anonymous()
+        .sent_from("203.0.113.40")
+        .json(serde_json::json!({"name": "pen"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 201);
+    for expected in [401, 401, 429] {
+        let res = anonymous_get(&t, "/v1/orders", "203.0.113.40").await;
+        assert_eq!(res.status, expected);
+        assert!(res.header("ratelimit-policy").starts_with("\"anonymous\""));
+    }
+    // A resource that set its own anonymous tier keeps it.
+    for expected in [200, 200, 429] {
+        let res = anonymous_get(&t, "/v1/prices", "203.0.113.41").await;
+        assert_eq!(res.status, expected);
+        assert!(res
+            .header("ratelimit-policy")
+            .starts_with("\"anonymous.v1.prices\""));
+    }
+    // Passwords tried on a public route are charged to `anonymous`.
+    let attempt = || {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode("stan:wrong");
+        t.get("/v1/products")
+            .header("authorization", &format!("Basic {basic}"))
+            .sent_from("203.0.113.42")
+            .send()
+    };
+    assert_eq!(attempt().await.status, 401);
+    assert_eq!(attempt().await.status, 401);
+    assert_problem(&attempt().await, 429, "RATE_LIMITED");
+    // Browsing from that address is not locked out by them.
+    assert_eq!(
+        anonymous_get(&t, "/v1/products", "203.0.113.42")
+            .await
+            .status,
+        200
+    );
+}
+
+/// The default token tier is one sign-in per 5 s sustained with bursts of
+/// 10, so a standard client's flow (authorize, exchange, refresh, a
+/// client_credentials call) passes at once; the refusal past the burst is
+/// also an RFC 6749 error that OAuth2 clients report.
+#[tokio::test]
+async fn the_token_tier_absorbs_a_clients_burst_and_refuses_in_a_form_oauth2_clients_read() {
+    let t = TestApp::demo_with("[rate_limit]\n").await;
+    let grant = "grant_type=client_credentials&client_id=1&client_secret=pass2&scope=basic";
+    for i in 0..10 {
+        let res = t
+            .post("/v1/access_token")
+            .anonymous()
+            .sent_from("192.0.2.50")
+            .raw("application/x-www-form-urlencoded", grant)
+            .send()
+            .await;
+        assert_eq!(res.status, 200, "request {i}");
+        assert_eq!(res.header("x-rate-limit-limit"), "10");
+        assert_eq!(res.header("ratelimit-policy"), "\"token\";q=10;w=50");
+    }
+    let res = t
+        .post("/v1/access_token")
+        .anonymous()
+        .sent_from("192.0.2.50")
+        .raw("application/x-www-form-urlencoded", grant)
+        .send()
+        .await;
+    let body = assert_problem(&res, 429, "RATE_LIMITED");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    let why = body["error_description"].as_str().unwrap();
+    assert!(
+        why.contains("1 request per 5 s") && why.contains("bursts of up to 10"),
+        "{why}"
+    );
+    let retry: u64 = res.header("retry-after").parse().unwrap();
+    assert!((1..=5).contains(&retry), "{retry}");
+    // Elsewhere, a 429 keeps §7's numeric `error`.
+    let t =
+        TestApp::demo_with("[rate_limit]\nanonymous = { requests = 1, period = \"60s\" }\n").await;
+    anonymous_get(&t, "/v1/books", "192.0.2.51").await;
+    let res = anonymous_get(&t, "/v1/books", "192.0.2.51").await;
+    let body = assert_problem(&res, 429, "RATE_LIMITED");
+    assert_eq!(body["error"], 429);
+    assert!(body.get("error_description").is_none());
+}

@@ -3,6 +3,10 @@
 password, client_credentials, refresh_token and authorization_code (PKCE
 S256) grants, JWT verification against the JWKS, code replay.
 
+All of it under the default rate limits: the token tier's burst holds a
+whole flow; past it, the 429 is an error Authlib reports by its RFC 6749
+code.
+
 Usage: python3 authlib_flows.py http://127.0.0.1:PORT   (exit 0: all good)
 """
 import re
@@ -60,6 +64,9 @@ r = browser.post(base + "/v1/authorize", data=form, allow_redirects=False)
 loc = r.headers["Location"]
 t3 = spa.fetch_token(tok_url, authorization_response=loc, code_verifier=verifier)
 check("refresh_token" in t3, "authorization code with PKCE (public client)")
+t4 = spa.refresh_token(tok_url, refresh_token=t3["refresh_token"])
+check(t4["refresh_token"] != t3["refresh_token"], "the public client refreshes its token")
+t3 = t4
 try:
     spa.fetch_token(tok_url, authorization_response=loc, code_verifier=verifier)
     check(False, "a replayed code is refused")
@@ -67,3 +74,20 @@ except Exception as e:  # Authlib raises OAuthError
     check("invalid_grant" in str(e), "a replayed code is refused")
 me = requests.get(base + "/v1/users/me", headers={"Authorization": "Bearer " + t3["access_token"]})
 check(me.status_code == 401, "the replay revoked the code's tokens")
+
+# Past the token tier's burst: a 429 that Authlib reports as an OAuth2 error.
+from authlib.integrations.base_client.errors import OAuthError  # noqa: E402
+
+refused = None
+for _ in range(6):
+    try:
+        OAuth2Session("1", "pass2", scope="basic").fetch_token(tok_url, grant_type="client_credentials")
+    except OAuthError as e:
+        refused = e
+        break
+check(
+    refused is not None
+    and refused.error == "temporarily_unavailable"
+    and "retry in" in (refused.description or ""),
+    "past the burst, Authlib reports the 429 with its reason",
+)
