@@ -64,7 +64,7 @@ impl App {
             settings.database.data_dir().as_deref(),
             settings.auth.stored_private_key.as_deref(),
         )?;
-        let issuer = settings.auth.issuer.trim_end_matches('/').to_string();
+        let issuer = settings.issuer();
         let tokens = Arc::new(crate::auth::tokens::Tokens {
             keys,
             audience: if settings.auth.audience.is_empty() {

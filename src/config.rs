@@ -177,6 +177,8 @@ impl Default for DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
+    /// The `iss` of tokens and the base of the OAuth2 metadata; empty (the
+    /// default): derived, see [`Settings::issuer`].
     pub issuer: String,
     #[serde(deserialize_with = "duration")]
     pub access_token_ttl: Duration,
@@ -209,7 +211,7 @@ pub struct AuthSettings {
 impl Default for AuthSettings {
     fn default() -> Self {
         AuthSettings {
-            issuer: "http://127.0.0.1:8080".into(),
+            issuer: String::new(),
             access_token_ttl: Duration::from_secs(3600),
             refresh_token_ttl: Duration::from_secs(30 * 86400),
             private_key: String::new(),
@@ -248,6 +250,10 @@ pub struct RateLimitSettings {
     pub forwarded_header: String,
     pub token: Tier,
     pub anonymous: Tier,
+    /// Requests without valid credentials to a route whose scope is empty
+    /// (a public catalogue): per client IP, like `anonymous`, but with an
+    /// allowance a person browsing or a script reading can live with.
+    pub public: Tier,
     pub authenticated: Tier,
 }
 
@@ -260,18 +266,25 @@ impl Default for RateLimitSettings {
             redis_timeout: Duration::from_millis(100),
             trusted_proxies: Vec::new(),
             forwarded_header: String::new(),
-            token: Tier::new(1, 5),
+            // One sign-in per 5 s sustained, as Yii's defaults, but a
+            // standard client's burst (authorize, token exchange, refresh,
+            // a client_credentials call) passes at once.
+            token: Tier::new(1, 5).burst(10),
             anonymous: Tier::new(10, 60),
+            public: Tier::new(300, 60),
             authenticated: Tier::new(600, 3600),
         }
     }
 }
 
-/// One rate-limit tier: `requests` per `period`; 0 requests disables it.
+/// One rate-limit tier: `requests` per `period` sustained, of which up to
+/// `burst` may come at once (GCRA: the allowance holds `burst` requests and
+/// refills one per `period / requests`); 0 requests disables it.
 #[derive(Debug, Clone)]
 pub struct Tier {
     pub requests: u32,
     pub period: Duration,
+    pub burst: u32,
 }
 
 /// A tier as written: either key may be left out and keeps that tier's
@@ -282,13 +295,23 @@ struct RawTier {
     requests: Option<u32>,
     #[serde(default, deserialize_with = "opt_duration")]
     period: Option<Duration>,
+    burst: Option<u32>,
 }
 
 impl RawTier {
+    /// What is left out keeps the default, except that a tier given its
+    /// own `requests` without a `burst` takes them all at once (`requests
+    /// = 2, period = "10s"` means 2, not the default tier's burst of 10).
     fn or(self, d: Tier) -> Tier {
+        let burst = match (self.burst, self.requests) {
+            (Some(b), _) => b,
+            (None, Some(requests)) => requests,
+            (None, None) => d.burst,
+        };
         Tier {
             requests: self.requests.unwrap_or(d.requests),
             period: self.period.unwrap_or(d.period),
+            burst,
         }
     }
 }
@@ -305,6 +328,7 @@ struct RawRateLimit {
     forwarded_header: Option<String>,
     token: RawTier,
     anonymous: RawTier,
+    public: RawTier,
     authenticated: RawTier,
 }
 
@@ -323,6 +347,7 @@ impl From<RawRateLimit> for RateLimitSettings {
                 .unwrap_or(d.forwarded_header),
             token: r.token.or(d.token),
             anonymous: r.anonymous.or(d.anonymous),
+            public: r.public.or(d.public),
             authenticated: r.authenticated.or(d.authenticated),
         }
     }
@@ -333,7 +358,12 @@ impl Tier {
         Tier {
             requests,
             period: Duration::from_secs(secs),
+            burst: requests,
         }
+    }
+
+    fn burst(self, burst: u32) -> Tier {
+        Tier { burst, ..self }
     }
 }
 
@@ -477,6 +507,46 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The token issuer and the base of every OAuth2 URL it advertises:
+    /// `auth.issuer` if set, else `server.public_url`, else the address
+    /// the server is bound to — so tokens, the RFC 8414 metadata, the JWKS
+    /// URL and OpenAPI's `servers` name the same place.
+    pub fn issuer(&self) -> String {
+        let explicit = self.auth.issuer.trim_end_matches('/');
+        if !explicit.is_empty() {
+            return explicit.to_string();
+        }
+        self.server_url()
+    }
+
+    /// `server.public_url`, else `http://` and the bound address.
+    pub fn server_url(&self) -> String {
+        let public = self.server.public_url.trim_end_matches('/');
+        if public.is_empty() {
+            format!("http://{}", self.server.bind)
+        } else {
+            public.to_string()
+        }
+    }
+
+    /// The start-up warning for an `auth.issuer` that names neither
+    /// `server.public_url` nor the bound address: clients that check the
+    /// metadata's `issuer` against the URL they fetched it from (RFC 8414
+    /// §3.3) refuse it, and tokens name a server clients cannot find.
+    pub fn issuer_warning(&self) -> Option<String> {
+        let explicit = self.auth.issuer.trim_end_matches('/');
+        let server = self.server_url();
+        if explicit.is_empty() || explicit == server {
+            return None;
+        }
+        Some(format!(
+            "auth.issuer ({explicit}) is neither server.public_url nor the bound address \
+             ({server}): standard OAuth2 clients compare the issuer with the address they \
+             fetched the metadata from; set server.public_url, or leave auth.issuer empty \
+             to derive it"
+        ))
+    }
+
     /// The start-up warning for a server that builds absolute URLs
     /// (`Location`, `Link`, `_links`) from the request's `Host` — no
     /// `server.public_url` — while bound to an address other machines can
@@ -514,17 +584,21 @@ impl Settings {
             return bad("log.format", "must be \"text\" or \"json\"");
         }
         for (key, tier) in [
-            ("rate_limit.token.period", &self.rate_limit.token),
-            ("rate_limit.anonymous.period", &self.rate_limit.anonymous),
-            (
-                "rate_limit.authenticated.period",
-                &self.rate_limit.authenticated,
-            ),
+            ("rate_limit.token", &self.rate_limit.token),
+            ("rate_limit.anonymous", &self.rate_limit.anonymous),
+            ("rate_limit.public", &self.rate_limit.public),
+            ("rate_limit.authenticated", &self.rate_limit.authenticated),
         ] {
             if tier.requests > 0 && tier.period.is_zero() {
                 return bad(
-                    key,
+                    &format!("{key}.period"),
                     "must be longer than zero (requests = 0 turns the tier off)",
+                );
+            }
+            if tier.requests > 0 && tier.burst == 0 {
+                return bad(
+                    &format!("{key}.burst"),
+                    "must be at least 1 (requests = 0 turns the tier off)",
                 );
             }
         }
@@ -554,8 +628,11 @@ impl Settings {
                 "must be \"allow\" or \"deny\"",
             );
         }
-        if !self.database.url.starts_with("sqlite:") && !self.database.url.starts_with("postgres") {
-            return bad("database.url", "must start with sqlite: or postgres://");
+        if !crate::store::SUPPORTED_SCHEMES
+            .iter()
+            .any(|s| self.database.url.starts_with(s))
+        {
+            return bad("database.url", crate::store::SUPPORTED_TEXT);
         }
         if self.database.max_connections == 0 {
             return bad("database.max_connections", "must be at least 1");
@@ -796,6 +873,53 @@ mod tests {
             warning("[server]\nbind = \"0.0.0.0:8080\"\npublic_url = \"https://api.example\"\n"),
             None
         );
+    }
+
+    #[test]
+    fn the_issuer_is_the_public_url_else_the_bound_address_and_a_stray_one_is_warned_about() {
+        let load = |toml: &str| Settings::load(toml, &Overrides::default()).unwrap();
+        let s = load("[server]\nbind = \"127.0.0.1:9090\"\n");
+        assert_eq!(s.issuer(), "http://127.0.0.1:9090");
+        assert_eq!(s.issuer_warning(), None);
+        let s = load("[server]\nbind = \"0.0.0.0:80\"\npublic_url = \"https://api.example/\"\n");
+        assert_eq!(s.issuer(), "https://api.example");
+        assert_eq!(s.server_url(), "https://api.example");
+        let s = load("[server]\npublic_url = \"https://api.example\"\n[auth]\nissuer = \"https://api.example/\"\n");
+        assert_eq!(s.issuer(), "https://api.example");
+        assert_eq!(s.issuer_warning(), None);
+        let s =
+            load("[server]\nbind = \"127.0.0.1:9090\"\n[auth]\nissuer = \"https://id.example\"\n");
+        assert_eq!(
+            s.issuer(),
+            "https://id.example",
+            "an explicit issuer is kept"
+        );
+        let w = s.issuer_warning().unwrap();
+        assert!(
+            w.contains("https://id.example") && w.contains("127.0.0.1:9090"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn a_tier_absorbs_a_burst_and_one_given_its_own_rate_takes_it_at_once() {
+        let load = |toml: &str| Settings::load(toml, &Overrides::default()).unwrap();
+        let d = load("").rate_limit;
+        assert_eq!((d.token.requests, d.token.burst), (1, 10));
+        assert_eq!((d.anonymous.requests, d.anonymous.burst), (10, 10));
+        assert_eq!((d.public.requests, d.public.burst), (300, 300));
+        let s = load("[rate_limit]\ntoken = { requests = 100 }\n").rate_limit;
+        assert_eq!((s.token.requests, s.token.burst), (100, 100));
+        let s = load("[rate_limit]\ntoken = { burst = 1 }\n").rate_limit;
+        assert_eq!((s.token.requests, s.token.burst), (1, 1));
+        let s = load("[rate_limit]\ntoken = { period = \"10s\" }\n").rate_limit;
+        assert_eq!((s.token.requests, s.token.burst), (1, 10));
+        let e = Settings::load(
+            "[rate_limit]\npublic = { burst = 0 }\n",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("rate_limit.public.burst"), "{e}");
     }
 
     #[test]

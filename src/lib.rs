@@ -42,6 +42,136 @@ pub use crate::auth::Identity;
 pub use crate::controller::{Controller, Ctx, Operation, Reply};
 pub use crate::error::ApiError;
 
+/// Serves `model` as `restkit serve` does: binds `settings.server.bind`
+/// (port 0 picks a free one, and the URLs the server advertises — the
+/// OAuth2 issuer, OpenAPI's `servers` — name the real address), logs the
+/// start-up warnings, connects, migrates and seeds ([`open`]), then serves
+/// with every limit and timeout of `settings` until SIGINT or SIGTERM,
+/// after which in-flight requests finish within
+/// `server.shutdown_timeout`. Call [`init_logging`] first for the request
+/// log.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), restkit::ServeError> {
+/// let text = std::fs::read_to_string("api.toml").unwrap();
+/// let settings = restkit::config::Settings::load(&text, &Default::default())?;
+/// let model = restkit::model::toml::parse(&text)?;
+/// restkit::serve(model, settings, &restkit::registry::Registry::builtin()).await
+/// # }
+/// ```
+pub async fn serve(
+    model: model::ApiModel,
+    settings: config::Settings,
+    registry: &registry::Registry,
+) -> Result<(), ServeError> {
+    serve_until(model, settings, registry, shutdown_signal()).await
+}
+
+/// [`serve`], stopping when `shutdown` completes instead of on a signal.
+pub async fn serve_until(
+    model: model::ApiModel,
+    mut settings: config::Settings,
+    registry: &registry::Registry,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    // Bound first, so that the address the server derives its URLs from
+    // is the real one, port 0 included.
+    let asked = settings.server.bind;
+    let listener = tokio::net::TcpListener::bind(asked)
+        .await
+        .map_err(|e| ServeError::Listen(format!("cannot listen on {asked}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServeError::Listen(e.to_string()))?;
+    settings.server.bind = addr;
+    for warning in [settings.public_url_warning(), settings.issuer_warning()]
+        .into_iter()
+        .flatten()
+    {
+        tracing::warn!("{warning}");
+    }
+    let app = open(model, settings, registry).await?;
+    tracing::info!("serving on http://{addr}");
+    app.serve(listener, shutdown)
+        .await
+        .map_err(|e| ServeError::Listen(e.to_string()))
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM, whichever comes first.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received: finishing in-flight requests");
+}
+
+/// Installs the request log `restkit serve` writes: one line per request
+/// on stdout, text or JSON (`[log] format`), filtered by `RUST_LOG`
+/// (default `info,sqlx=warn`). Lines are formatted on the request's thread
+/// and written by a background one, so a slow stdout never slows requests;
+/// keep the returned guard alive while serving — dropping it flushes what
+/// is queued. Does nothing (but still returns a guard) if a global
+/// subscriber is already set.
+pub fn init_logging(log: &config::LogSettings) -> LogGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::with_capacity(
+        64 * 1024,
+        std::io::stdout(),
+    ));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_env_filter(filter)
+        .with_target(false);
+    let _ = if log.format == "json" {
+        // Each line carries the request span (its id) it was logged in.
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .try_init()
+    };
+    LogGuard(guard)
+}
+
+/// Flushes the request log when dropped (see [`init_logging`]).
+pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+
+/// Why [`serve`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("{0}")]
+    Listen(String),
+}
+
+impl From<config::ConfigError> for ServeError {
+    fn from(e: config::ConfigError) -> Self {
+        ServeError::Start(e.into())
+    }
+}
+
+impl From<model::ModelError> for ServeError {
+    fn from(e: model::ModelError) -> Self {
+        ServeError::Start(e.into())
+    }
+}
+
 /// Why an app could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

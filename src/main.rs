@@ -212,23 +212,27 @@ fn load(
     Ok((settings, model))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Writes to stdout; a reader that has gone (`restkit openapi | head`)
+/// ends the command quietly and successfully, as `cat` does, instead of
+/// the panic `print!` gives.
+fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("restkit: cannot write to stdout: {e}");
+            std::process::exit(1);
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutdown signal received: finishing in-flight requests");
+        std::process::exit(0);
+    }
+}
+
+macro_rules! out {
+    ($($t:tt)*) => { out(format_args!($($t)*)) };
+}
+
+macro_rules! outln {
+    ($($t:tt)*) => { out(format_args!("{}\n", format_args!($($t)*))) };
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
@@ -239,18 +243,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             database,
         } => {
             let (settings, model) = load(&config, Overrides { bind, database })?;
-            if let Some(warning) = settings.public_url_warning() {
-                tracing::warn!("{warning}");
-            }
-            let addr = settings.server.bind;
-            let app = restkit::open(model, settings, &Registry::builtin())
-                .await
-                .map_err(|e| e.to_string())?;
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            tracing::info!("serving on http://{addr}");
-            app.serve(listener, shutdown_signal())
+            restkit::serve(model, settings, &Registry::builtin())
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -284,7 +277,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let url = &settings.database.url;
             if status {
                 match &report.last {
-                    Some((hash, at)) => println!(
+                    Some((hash, at)) => outln!(
                         "last migration: {at}, declaration {hash}{}",
                         if *hash == report.declaration {
                             " (this one)"
@@ -292,33 +285,33 @@ async fn run(cli: Cli) -> Result<(), String> {
                             ""
                         }
                     ),
-                    None => println!("no migration recorded in {url}"),
+                    None => outln!("no migration recorded in {url}"),
                 }
                 if report.steps.is_empty() {
-                    println!(
+                    outln!(
                         "up to date: {url} matches this declaration ({})",
                         report.declaration
                     );
                     for note in &report.notes {
-                        println!("note: {note}");
+                        outln!("note: {note}");
                     }
                     return Ok(());
                 }
-                println!(
+                outln!(
                     "{} change(s) pending; `restkit migrate` makes them:",
                     report.steps.len()
                 );
-                print!("{}", report.render());
+                out!("{}", report.render());
                 std::process::exit(1);
             }
             if plan {
-                println!("plan for {url} (nothing is changed):");
+                outln!("plan for {url} (nothing is changed):");
             } else {
-                println!("migrating {url}:");
+                outln!("migrating {url}:");
             }
-            print!("{}", report.render());
+            out!("{}", report.render());
             if apply {
-                println!("migrated {url}");
+                outln!("migrated {url}");
             }
             Ok(())
         }
@@ -330,7 +323,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 &restkit::controller::table::TableOptions::from_settings(&settings),
             )?;
             let own = restkit::http::own::OwnRoutes::new(&settings, &model);
-            print!("{}", restkit::http::routes::table_text(&routes, &own));
+            out!("{}", restkit::http::routes::table_text(&routes, &own));
             Ok(())
         }
         Command::Users { db, command } => {
@@ -341,18 +334,18 @@ async fn run(cli: Cli) -> Result<(), String> {
                 UsersCommand::Add { username } => {
                     let password = read_password("Password: ")?;
                     let id = users::add(&store, &username, &password).await.map_err(e)?;
-                    println!("added user {username} (id {id})");
+                    outln!("added user {username} (id {id})");
                 }
                 UsersCommand::List => {
                     for (id, name) in users::list(&store).await.map_err(e)? {
-                        println!("{id}\t{name}");
+                        outln!("{id}\t{name}");
                     }
                 }
                 UsersCommand::Remove { username } => {
                     if !users::remove(&store, &username, live).await.map_err(e)? {
                         return Err(format!("no user {username}"));
                     }
-                    println!("removed user {username}");
+                    outln!("removed user {username}");
                 }
                 UsersCommand::Passwd { username } => {
                     let password = read_password("New password: ")?;
@@ -362,7 +355,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     {
                         return Err(format!("no user {username}"));
                     }
-                    println!("changed the password of {username}");
+                    outln!("changed the password of {username}");
                 }
             }
             Ok(())
@@ -412,15 +405,15 @@ async fn run(cli: Cli) -> Result<(), String> {
                     .await
                     .map_err(e)?;
                     match secret {
-                        Some(secret) => println!(
+                        Some(secret) => outln!(
                             "added confidential client {client_id}\nsecret: {secret}\n(shown once: only its hash is kept)"
                         ),
-                        None => println!("added public client {client_id} (no secret; PKCE required)"),
+                        None => outln!("added public client {client_id} (no secret; PKCE required)"),
                     }
                 }
                 ClientsCommand::List => {
                     for c in clients::list(&store).await.map_err(e)? {
-                        println!(
+                        outln!(
                             "{}\t{}\tgrants={}\tscopes={}\tredirect_uris={}",
                             c.client_id,
                             if c.is_public() {
@@ -438,7 +431,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     if !clients::remove(&store, &client_id).await.map_err(e)? {
                         return Err(format!("no client {client_id}"));
                     }
-                    println!("removed client {client_id}");
+                    outln!("removed client {client_id}");
                 }
             }
             Ok(())
@@ -455,7 +448,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             .collect();
             let own = restkit::http::own::OwnRoutes::new(&settings, &model);
             let doc = restkit::docs::openapi::document(&routes, &own, &settings);
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?
             );
@@ -476,7 +469,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             std::fs::write(&public_path, public)
                 .map_err(|e| format!("cannot write {}: {e}", public_path.display()))?;
             let kid = keys::KeySet::from_pem(&private, &[])?.kid;
-            println!(
+            outln!(
                 "wrote {0}/private.pem and {0}/public.pem (kid {kid})",
                 out.display()
             );
@@ -501,34 +494,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `[log] format` (or RESTKIT_LOG__FORMAT) chooses text or JSON lines; a
     // configuration that does not load is reported by the command itself.
-    let json = read_config(&config_of(&cli))
+    let log = read_config(&config_of(&cli))
         .ok()
         .and_then(|text| Settings::load(&text, &Overrides::default()).ok())
-        .is_some_and(|s| s.log.format == "json");
-    // Log lines are formatted on the request's thread but written by a
-    // background thread: a slow stdout must not slow requests down. That
-    // thread writes what is queued in one go and flushes when the queue
-    // is empty (a buffer, not a write(2) per line, one per request under
-    // load). The guard flushes what is queued when main returns.
-    let (writer, _flush_on_exit) = tracing_appender::non_blocking(
-        std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()),
-    );
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx=warn".into());
-    let logs = tracing_subscriber::fmt()
-        .with_writer(writer)
-        .with_env_filter(filter)
-        .with_target(false);
-    if json {
-        // Each line carries the request span (its id) it was logged in.
-        logs.json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .init();
-    } else {
-        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .init();
-    }
+        .map(|s| s.log)
+        .unwrap_or_default();
+    // The guard flushes what is queued when main returns.
+    let _flush_on_exit = restkit::init_logging(&log);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -90,18 +90,13 @@ impl Module {
 
     /// A module-level action: `path` below the prefix, mapped to a handler
     /// registered under `handler`.
-    pub fn action(mut self, verb: Verb, path: &str, handler: &str) -> Self {
-        self.actions.push(Action {
-            path: path.to_string(),
-            verb,
-            level: ActionLevel::Module,
-            handler: handler.to_string(),
-            input: None,
-            scope: None,
-            summary: String::new(),
-            description: String::new(),
-            rate_limit: Default::default(),
-        });
+    pub fn action(self, verb: Verb, path: &str, handler: &str) -> Self {
+        self.with_action(Action::new(ActionLevel::Module, verb, path, handler))
+    }
+
+    /// A module-level action built with [`Action::new`] and its setters.
+    pub fn with_action(mut self, action: Action) -> Self {
+        self.actions.push(action);
         self
     }
 }
@@ -233,8 +228,33 @@ impl Resource {
         self
     }
 
-    pub fn action(mut self, level: ActionLevel, verb: Verb, path: &str, handler: &str) -> Self {
-        self.actions.push(Action {
+    pub fn action(self, level: ActionLevel, verb: Verb, path: &str, handler: &str) -> Self {
+        self.with_action(Action::new(level, verb, path, handler))
+    }
+
+    /// An action built with [`Action::new`] and its setters (input schema,
+    /// scope, summary, rate limit).
+    pub fn with_action(mut self, action: Action) -> Self {
+        self.actions.push(action);
+        self
+    }
+
+    /// The scopes reading and writing need (`""`: none, a public route).
+    pub fn scopes(mut self, read: &str, write: &str) -> Self {
+        self.scopes = super::Scopes {
+            read: read.to_string(),
+            write: write.to_string(),
+        };
+        self
+    }
+}
+
+impl Action {
+    /// `verb path` on a record, its collection or (with
+    /// [`Module::action`]) the module, answered by the handler registered
+    /// as `handler`.
+    pub fn new(level: ActionLevel, verb: Verb, path: &str, handler: &str) -> Action {
+        Action {
             path: path.to_string(),
             verb,
             level,
@@ -244,7 +264,31 @@ impl Resource {
             summary: String::new(),
             description: String::new(),
             rate_limit: Default::default(),
-        });
+        }
+    }
+
+    /// The JSON Schema its merged query and body parameters must satisfy
+    /// (a 422 per failed constraint otherwise); also its OpenAPI body.
+    pub fn input(mut self, schema: serde_json::Value) -> Self {
+        self.input = Some(schema);
+        self
+    }
+
+    /// The scope it needs, instead of its resource's read/write scope.
+    pub fn scope(mut self, scope: &str) -> Self {
+        self.scope = Some(scope.to_string());
+        self
+    }
+
+    /// One line for the documentation.
+    pub fn summary(mut self, text: &str) -> Self {
+        self.summary = text.to_string();
+        self
+    }
+
+    /// Its own rate limits, over its resource's and the global ones.
+    pub fn rate_limit(mut self, limits: super::RateLimitOverride) -> Self {
+        self.rate_limit = limits;
         self
     }
 }
@@ -294,8 +338,22 @@ impl Field {
         self.max_length = Some(n);
         self
     }
+    pub fn min_length(mut self, n: u64) -> Self {
+        self.min_length = Some(n);
+        self
+    }
     pub fn range(mut self, min: f64, max: f64) -> Self {
         self.minimum = Some(min);
+        self.maximum = Some(max);
+        self
+    }
+    /// A lower bound alone (`range` sets both).
+    pub fn minimum(mut self, min: f64) -> Self {
+        self.minimum = Some(min);
+        self
+    }
+    /// An upper bound alone.
+    pub fn maximum(mut self, max: f64) -> Self {
         self.maximum = Some(max);
         self
     }

@@ -520,7 +520,7 @@ pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     res
 }
 
-/// RFC 8414 metadata; `issuer` is `auth.issuer` and every endpoint is
+/// RFC 8414 metadata; `issuer` is [`crate::config::Settings::issuer`] and every endpoint is
 /// under it.
 pub async fn metadata(State(state): State<Arc<AppState>>) -> Response {
     let auth = &state.settings.auth;

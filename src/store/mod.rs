@@ -601,6 +601,12 @@ impl Default for Limits {
     }
 }
 
+/// The database URLs restkit opens, and how errors say so.
+pub const SUPPORTED_SCHEMES: &[&str] = &["sqlite:", "postgres://", "postgresql://"];
+pub const SUPPORTED_TEXT: &str =
+    "use sqlite:PATH (or sqlite::memory:) or postgres://USER:PASSWORD@HOST:PORT/DB; \
+     MySQL is not supported";
+
 /// The connected database.
 #[derive(Clone)]
 pub struct Store {
@@ -638,6 +644,12 @@ impl Store {
 
     /// Connects to `url` under `limits`.
     pub async fn open(url: &str, limits: &Limits) -> Result<Store, StoreError> {
+        if !SUPPORTED_SCHEMES.iter().any(|s| url.starts_with(s)) {
+            return Err(StoreError::Other(format!(
+                "unsupported database URL scheme in '{}': {SUPPORTED_TEXT}",
+                url.split(':').next().unwrap_or("")
+            )));
+        }
         if url.starts_with("sqlite:") {
             let s =
                 sqlite::SqliteStore::connect(url, limits.max_connections, limits.statement_timeout)
@@ -646,22 +658,16 @@ impl Store {
                 backend: Backend::Sqlite(s),
             });
         }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let s = postgres::PgStore::connect(
-                url,
-                limits.max_connections,
-                limits.statement_timeout,
-                limits.connect_timeout,
-            )
-            .await?;
-            return Ok(Store {
-                backend: Backend::Postgres(s),
-            });
-        }
-        Err(StoreError::Other(format!(
-            "unsupported database URL scheme in '{}'; use sqlite:// or postgres://",
-            url.split(':').next().unwrap_or("")
-        )))
+        let s = postgres::PgStore::connect(
+            url,
+            limits.max_connections,
+            limits.statement_timeout,
+            limits.connect_timeout,
+        )
+        .await?;
+        Ok(Store {
+            backend: Backend::Postgres(s),
+        })
     }
 
     /// The SQL dialect of the connected database.

@@ -47,10 +47,54 @@ fn routes_prints_method_path_handler_and_scope() {
         rows.contains(&vec!["DELETE", "/v1/books", "books::DeleteAll", "write"]),
         "{text}"
     );
+    // restkit's own routes are listed too.
+    for (method, path) in [
+        ("POST", "/v1/access_token"),
+        ("GET", "/v1/authorize"),
+        ("POST", "/v1/revoke"),
+        ("POST", "/v1/introspect"),
+        ("GET", "/.well-known/jwks.json"),
+        ("GET", "/.well-known/oauth-authorization-server"),
+        ("GET", "/docs"),
+        ("GET", "/openapi.json"),
+        ("GET", "/health"),
+        ("GET", "/metrics"),
+    ] {
+        assert!(
+            rows.iter()
+                .any(|r| r.len() >= 2 && r[0] == method && r[1] == path),
+            "{method} {path}: {text}"
+        );
+    }
     assert!(
         !dir.path().join("restkit-demo.db").exists(),
         "routes touches no database"
     );
+}
+
+/// `restkit openapi | head` and `restkit routes | head`: a reader that
+/// stops early ends the command quietly, not with a panic.
+#[test]
+fn a_closed_pipe_ends_printing_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["openapi", "routes"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_restkit"))
+            .arg(command)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The read end is closed here, with most of the output unread.
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{command}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{command}: {stderr}");
+    }
 }
 
 #[test]

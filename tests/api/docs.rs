@@ -328,3 +328,17 @@ async fn every_own_route_is_served_documented_and_listed() {
     let res = demo.post("/v1/authenticate").anonymous().send().await;
     assert_eq!(res.status, 404);
 }
+
+/// The README's embedded program is `examples/embedded.rs` (which the
+/// test build compiles), word for word.
+#[test]
+fn the_readme_embedding_example_is_the_compiled_one() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{dir}/README.md")).unwrap();
+    let example = std::fs::read_to_string(format!("{dir}/examples/embedded.rs")).unwrap();
+    let program = &example[example.find("use restkit::config").unwrap()..];
+    assert!(
+        readme.contains(program),
+        "README.md's embedding section differs from examples/embedded.rs"
+    );
+}

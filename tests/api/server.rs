@@ -78,6 +78,20 @@ async fn binary_serves_the_demo_from_any_directory_and_exits_0_on_sigterm() {
     assert_eq!(status, 200);
     assert!(body.contains("Greatest book"), "{body}");
     assert!(dir.path().join("restkit-demo.db").exists());
+    // Bound elsewhere than the default 127.0.0.1:8080, and without
+    // `auth.issuer` or `server.public_url`, it advertises where it is:
+    // the issuer, every OAuth2 URL, the JWKS and OpenAPI's `servers`.
+    let here = format!("http://{addr}");
+    let (_, meta) = get(addr, "/.well-known/oauth-authorization-server")
+        .await
+        .unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(meta["issuer"], here.as_str());
+    assert_eq!(meta["token_endpoint"], format!("{here}/v1/access_token"));
+    assert_eq!(meta["jwks_uri"], format!("{here}/.well-known/jwks.json"));
+    let (_, doc) = get(addr, "/openapi.json").await.unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(doc["servers"][0]["url"], here.as_str());
     sigterm(&child);
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
         .await
