@@ -203,8 +203,13 @@ fn query(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
 }
 
-/// A comma-separated list of names from `allowed` (`sort=-year,title`).
+/// A comma-separated list of names from `allowed` (`sort=-year,title`);
+/// the key repeated (`sort=-year&sort=title`) means the same.
 fn name_list(name: &str, description: &str, allowed: Vec<String>) -> Value {
+    let description = format!(
+        "{description} Repeating the parameter (`{name}=a&{name}=b`) means the same as \
+         listing (`{name}=a,b`)."
+    );
     json!({
         "name": name, "in": "query", "required": false, "description": description,
         "style": "form", "explode": false,
@@ -217,6 +222,21 @@ fn names(r: &Resource, fields: &[usize]) -> Vec<String> {
     fields.iter().map(|i| r.fields[*i].name.clone()).collect()
 }
 
+/// Up to two of `fields`' names, the primary key last, for examples in
+/// descriptions: they name the user's own fields, not the demo's.
+fn two_names(r: &Resource, fields: &[usize]) -> Vec<String> {
+    let mut picked: Vec<usize> = fields
+        .iter()
+        .copied()
+        .filter(|&i| i != r.primary_key)
+        .take(2)
+        .collect();
+    if picked.len() < 2 && fields.contains(&r.primary_key) {
+        picked.push(r.primary_key);
+    }
+    names(r, &picked)
+}
+
 /// `fields=`: the readable fields, the relations and their fields.
 fn fields_param(r: &Resource, policy: &QueryPolicy, shape: &QueryShape) -> Value {
     let mut allowed = names(r, &policy.readable);
@@ -224,12 +244,19 @@ fn fields_param(r: &Resource, policy: &QueryPolicy, shape: &QueryShape) -> Value
         allowed.push(rel.clone());
         allowed.extend(target.iter().map(|f| format!("{rel}.{f}")));
     }
-    name_list(
-        "fields",
-        "Fields to return, comma-separated: `fields=id,title`. A relation embeds it \
-         (`reviews`), or some of its fields (`reviews.rating`).",
-        allowed,
-    )
+    let mut description = format!(
+        "Fields to return, comma-separated: `fields={}`.",
+        two_names(r, &policy.readable).join(",")
+    );
+    if let Some((rel, target)) = shape.relations.first() {
+        description.push_str(&format!(" A relation embeds it (`{rel}`)"));
+        // A field of the target other than its key (listed first), if any.
+        match target.get(1).or(target.first()) {
+            Some(f) => description.push_str(&format!(", or some of its fields (`{rel}.{f}`).")),
+            None => description.push('.'),
+        }
+    }
+    name_list("fields", &description, allowed)
 }
 
 fn expand_param(shape: &QueryShape) -> Option<Value> {
@@ -252,10 +279,18 @@ fn sort_param(r: &Resource, policy: &QueryPolicy) -> Option<Value> {
         allowed.push(format!("-{n}"));
         allowed.push(n);
     }
+    let example: Vec<String> = two_names(r, &policy.sortable)
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| if i == 0 { format!("-{n}") } else { n })
+        .collect();
     Some(name_list(
         "sort",
-        "Sort keys, comma-separated; `-` sorts descending: `sort=-year,title`. \
-         The primary key always breaks ties.",
+        &format!(
+            "Sort keys, comma-separated; `-` sorts descending: `sort={}`. \
+             The primary key always breaks ties.",
+            example.join(",")
+        ),
         allowed,
     ))
 }
@@ -306,11 +341,23 @@ fn q_param(r: &Resource, policy: &QueryPolicy) -> Option<Value> {
     let pair = format!("({})", pair.join("|"));
     let pattern = format!(r"^\({pair}(,{pair})*\)$");
     let fields = names(r, &policy.filterable).join(", ");
+    let example = match policy
+        .filterable
+        .iter()
+        .map(|i| &r.fields[*i])
+        .find(|f| f.ty == FieldType::String)
+    {
+        Some(f) => format!("{}:ab*", f.name),
+        None => {
+            let f = &r.fields[policy.filterable[0]];
+            format!("{}:{}", f.name, sample(f.ty).1)
+        }
+    };
     Some(query(
         "q",
         &format!(
             "Search: `(field:value,field:value)`, every pair must hold. A text value \
-             matches exactly, or as a pattern where it has `*` (`title:Du*`); escape \
+             matches exactly, or as a pattern where it has `*` (`{example}`); escape \
              `, : ( ) \\` with `\\`. Fields: {fields}."
         ),
         json!({"type": "string", "pattern": pattern}),
@@ -396,18 +443,49 @@ fn condition_schema(r: &Resource, policy: &QueryPolicy) -> Value {
     json!({ "anyOf": conditions })
 }
 
-fn filter_param(name: &str, policy: &QueryPolicy, limits_text: &str) -> Option<Value> {
-    if policy.filterable.is_empty() {
-        return None;
+/// A value of type `ty` as an example in a description (JSON, and as a
+/// query string carries it).
+fn sample(ty: FieldType) -> (&'static str, &'static str) {
+    match ty {
+        FieldType::Integer => ("10", "10"),
+        FieldType::Number => ("1.5", "1.5"),
+        FieldType::Boolean => ("true", "true"),
+        FieldType::DateTime => ("\"2024-01-31T12:00:00Z\"", "2024-01-31T12:00:00Z"),
+        FieldType::Date => ("\"2024-01-31\"", "2024-01-31"),
+        FieldType::Time => ("\"12:30:00\"", "12:30:00"),
+        FieldType::Decimal { .. } => ("\"9.99\"", "9.99"),
+        FieldType::Uuid => (
+            "\"0b8e3c3a-58a1-4c3e-9a3e-8f1f2b0c8d11\"",
+            "0b8e3c3a-58a1-4c3e-9a3e-8f1f2b0c8d11",
+        ),
+        FieldType::String | FieldType::Json => ("\"abc\"", "abc"),
     }
+}
+
+fn filter_param(
+    r: &Resource,
+    name: &str,
+    policy: &QueryPolicy,
+    limits_text: &str,
+) -> Option<Value> {
+    // The examples name one of the resource's own filterable fields.
+    let at = policy
+        .filterable
+        .iter()
+        .copied()
+        .find(|&i| i != r.primary_key)
+        .or_else(|| policy.filterable.first().copied())?;
+    let field = &r.fields[at];
+    let f = &field.name;
+    let (json_value, text) = sample(field.ty);
     Some(json!({
         "name": "filter", "in": "query", "required": false,
         "description": format!(
-            "Filters, in either spelling. JSON (as here): `[{{\"field\":\"year\",\"operator\":\">=\",\"value\":2000}}]`, \
+            "Filters, in either spelling. JSON (as here): `[{{\"field\":\"{f}\",\"operator\":\"=\",\"value\":{json_value}}}]`, \
              with `and`/`or`/`not` groups and the operators = != < <= > >= in like. \
-             Brackets (Yii2 style): `filter[year][gte]=2000`, `filter[title][like]=Dune`, \
-             `filter[author][in][]=A&filter[author][in][]=B`, `filter[or][0][year]=1965`, \
-             `filter[not][year]=2000`; operators eq neq lt lte gt gte like in nin. {limits_text}"),
+             Brackets (Yii2 style): `filter[{f}][eq]={text}`, `filter[{f}][neq]={text}`, \
+             `filter[{f}][in][]={text}&filter[{f}][in][]=…`, `filter[or][0][{f}]={text}`, \
+             `filter[not][{f}]={text}`; operators eq neq lt lte gt gte like in nin. {limits_text}"),
         "content": {"application/json": {"schema": schema_ref(name)}}
     }))
 }
@@ -426,7 +504,7 @@ fn collection_params(
     );
     let mut params: Vec<Value> = Vec::new();
     params.extend(q_param(r, policy));
-    params.extend(filter_param(filter_name, policy, &limits_text));
+    params.extend(filter_param(r, filter_name, policy, &limits_text));
     if r.sync {
         params.push(query(
             "timestamp",
@@ -456,14 +534,19 @@ fn collection_params(
     params.push(query(
         "per-page",
         &format!(
-            "Records per page (default {}; larger sizes are served as {max}).",
+            "Records per page (default {}). A larger size is served as {max}, the \
+             maximum: `X-Pagination-Per-Page` tells the size applied, and the `next` \
+             link goes on from there.",
             policy.paging.default_per_page
         ),
         size.clone(),
     ));
     params.push(query(
         "limit",
-        "Records per page; `limit` wins over `per-page`.",
+        &format!(
+            "Records per page; `limit` wins over `per-page`. At most {max}: a larger limit \
+             is served as {max}, as `X-Pagination-Per-Page` tells."
+        ),
         size.clone(),
     ));
     if !policy.cursor_by_default {
@@ -903,7 +986,7 @@ pub fn document(routes: &[Arc<Route>], own: &OwnRoutes, settings: &Settings) -> 
     json!({
         "openapi": "3.1.0",
         "info": info_doc,
-        "servers": [{"url": server_url(settings)}],
+        "servers": [{"url": settings.server_url()}],
         "tags": tags,
         "paths": paths,
         "components": {
@@ -927,25 +1010,58 @@ fn error_headers() -> Value {
     h
 }
 
+/// "List owners", "Create an owner": `noun` is the resource's (plural)
+/// name, with `_` and `-` read as spaces.
 fn summary(op: Operation, noun: &str) -> String {
+    let plural = noun.replace(['_', '-'], " ");
+    let one = with_article(&singular(&plural));
     match op {
-        Operation::Find => format!("List {noun}"),
-        Operation::Fetch => format!("Fetch one of {noun}"),
-        Operation::Create => format!("Create one of {noun}"),
-        Operation::Update => format!("Replace one of {noun}"),
-        Operation::Patch => format!("Change one of {noun} (merge patch)"),
-        Operation::Delete => format!("Delete one of {noun}"),
-        Operation::BulkUpdate => format!("Replace many {noun} at once"),
-        Operation::DeleteAll => format!("Delete the {noun} matching a filter"),
+        Operation::Find => format!("List {plural}"),
+        Operation::Fetch => format!("Fetch {one}"),
+        Operation::Create => format!("Create {one}"),
+        Operation::Update => format!("Replace {one}"),
+        Operation::Patch => format!("Change {one} (merge patch)"),
+        Operation::Delete => format!("Delete {one}"),
+        Operation::BulkUpdate => format!("Replace many {plural} at once"),
+        Operation::DeleteAll => format!("Delete the {plural} matching a filter"),
     }
 }
 
-fn server_url(settings: &Settings) -> String {
-    if settings.server.public_url.is_empty() {
-        format!("http://{}", settings.server.bind)
+/// English singular of a resource name's last word, by the regular rules
+/// (`categories` → `category`, `boxes` → `box`, `owners` → `owner`); a
+/// name that is not a regular plural (`news`, `data`) is left alone.
+fn singular(plural: &str) -> String {
+    let (head, last) = match plural.rsplit_once(' ') {
+        Some((h, l)) => (format!("{h} "), l),
+        None => (String::new(), plural),
+    };
+    let lower = last.to_ascii_lowercase();
+    let word = if lower.ends_with("ies") && last.len() > 3 {
+        format!("{}y", &last[..last.len() - 3])
+    } else if ["sses", "shes", "ches", "xes", "zzes"]
+        .iter()
+        .any(|e| lower.ends_with(e))
+    {
+        last[..last.len() - 2].to_string()
+    } else if lower.ends_with('s')
+        && !lower.ends_with("ss")
+        && !lower.ends_with("us")
+        && !lower.ends_with("is")
+        && !["news", "series", "species"].contains(&lower.as_str())
+    {
+        last[..last.len() - 1].to_string()
     } else {
-        settings.server.public_url.trim_end_matches('/').to_string()
-    }
+        last.to_string()
+    };
+    format!("{head}{word}")
+}
+
+/// `an owner`, `a book`; `a user`, `a unit` (a `u` that sounds "you").
+fn with_article(noun: &str) -> String {
+    let lower = noun.to_ascii_lowercase();
+    let vowel = lower.starts_with(['a', 'e', 'i', 'o'])
+        || (lower.starts_with('u') && !lower.starts_with("us") && !lower.starts_with("uni"));
+    format!("{} {noun}", if vowel { "an" } else { "a" })
 }
 
 /// OpenAPI links from each create (201) to its record's operations, with
@@ -1040,7 +1156,7 @@ fn link_creates_to_records(routes: &[Arc<Route>], paths: &mut Map<String, Value>
 }
 
 fn security_schemes(settings: &Settings) -> Value {
-    let issuer = settings.auth.issuer.trim_end_matches('/');
+    let issuer = settings.issuer();
     let prefix = &settings.auth.prefix;
     let mut flows = Map::new();
     let token_url = format!("{issuer}{prefix}/access_token");
@@ -1291,4 +1407,27 @@ pub fn describe_routes(routes: &[Arc<Route>], doc: &Value) -> HashMap<String, Ar
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_read_as_english() {
+        assert_eq!(summary(Operation::Create, "owners"), "Create an owner");
+        assert_eq!(summary(Operation::Fetch, "categories"), "Fetch a category");
+        assert_eq!(summary(Operation::Delete, "boxes"), "Delete a box");
+        assert_eq!(
+            summary(Operation::Patch, "users"),
+            "Change a user (merge patch)"
+        );
+        assert_eq!(
+            summary(Operation::Update, "order_items"),
+            "Replace an order item"
+        );
+        assert_eq!(summary(Operation::Find, "order_items"), "List order items");
+        assert_eq!(summary(Operation::Create, "news"), "Create a news");
+        assert_eq!(summary(Operation::Create, "addresses"), "Create an address");
+    }
 }

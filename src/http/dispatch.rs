@@ -173,28 +173,69 @@ const RESERVED: &[&str] = &[
     "all",
 ];
 
+/// The reserved parameters that are lists of names: `sort=a&sort=-b`
+/// (how OpenAPI's default `style: form, explode: true` sends an array, and
+/// so what generated clients send) means `sort=a,-b`.
+const LISTS: &[&str] = &["fields", "expand", "sort"];
+
 /// A repeated restkit parameter is refused rather than silently resolved
-/// (which of two sorts was meant?); `envelope` and `type` hold on every
-/// route, actions included, and `envelope` takes only a boolean. Action
-/// parameters with other names are the action's own business.
-fn check_reserved(query: &[(String, String)], operation: bool) -> Result<(), ApiError> {
-    let mut seen: Vec<&str> = Vec::new();
-    for (k, v) in query {
-        let own = k == "envelope" || k == "type" || (operation && RESERVED.contains(&k.as_str()));
+/// (which of two cursors was meant?), except the lists, whose repeats are
+/// joined in order; `envelope` and `type` hold on every route, actions
+/// included, and `envelope` takes only a boolean. Action parameters with
+/// other names are the action's own business.
+fn check_reserved(
+    query: &mut Vec<(String, String)>,
+    op: Option<crate::controller::Operation>,
+) -> Result<(), ApiError> {
+    let operation = op.is_some();
+    // Where each reserved name first appeared.
+    let mut seen: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i < query.len() {
+        let k = query[i].0.as_str();
+        let own = k == "envelope" || k == "type" || (operation && RESERVED.contains(&k));
         if !own {
+            i += 1;
             continue;
         }
-        if seen.contains(&k.as_str()) {
-            return Err(ApiError::bad_query(format!(
-                "'{k}' is given more than once."
-            )));
+        if let Some(&first) = seen.iter().find(|&&j| query[j].0 == k) {
+            if !(operation && LISTS.contains(&k)) {
+                return Err(ApiError::bad_query(format!(
+                    "'{k}' is given more than once."
+                )));
+            }
+            let (_, more) = query.remove(i);
+            let joined = format!(
+                "{},{}",
+                unparenthesized(&query[first].1),
+                unparenthesized(&more)
+            );
+            query[first].1 = joined;
+            continue;
         }
-        seen.push(k);
-        if k == "envelope" && !matches!(v.as_str(), "true" | "false" | "1" | "0") {
+        if k == "envelope" && !matches!(query[i].1.as_str(), "true" | "false" | "1" | "0") {
             return Err(ApiError::bad_query("'envelope' is true or false."));
         }
+        // `all=true` confirms deleting a whole collection; anywhere else
+        // it would be silently ignored, and a client that sent it on a GET
+        // believing it lifts the page size would never learn otherwise.
+        if k == "all" && op != Some(crate::controller::Operation::DeleteAll) {
+            return Err(ApiError::bad_query(
+                "'all' confirms a DELETE of the whole collection; it means nothing here \
+                 (a page holds at most the maximum page size: follow the Link header).",
+            ));
+        }
+        seen.push(i);
+        i += 1;
     }
     Ok(())
+}
+
+/// `(a,b)` → `a,b`; anything else as it is.
+fn unparenthesized(list: &str) -> &str {
+    list.strip_prefix('(')
+        .and_then(|l| l.strip_suffix(')'))
+        .unwrap_or(list)
 }
 
 /// The pipeline after routing and version, one named step after another:
@@ -274,10 +315,14 @@ async fn steps(
             .is_none_or(|r| auth::scopes::holds(&r.scopes.read, identity.as_ref())),
         Target::Action { .. } => true,
     };
-    let query: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes())
+    let mut query: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes())
         .into_owned()
         .collect();
-    check_reserved(&query, matches!(endpoint.target, Target::Operation { .. }))?;
+    let op = match &endpoint.target {
+        Target::Operation { op, .. } => Some(*op),
+        Target::Action { .. } => None,
+    };
+    check_reserved(&mut query, op)?;
     let raw = RawPathParams::from_request_parts(&mut parts, &())
         .await
         .map_err(|_| ApiError::route_not_found(parts.uri.path()))?;

@@ -230,6 +230,51 @@ async fn partial_responses_in_both_spellings() {
     assert_eq!(list, json!([{"title": "Greatest book"}]));
 }
 
+/// Generated clients send an array parameter as the key repeated
+/// (OpenAPI's `form` style exploded): for the list parameters that means
+/// the same as the comma list. Other parameters given twice stay a 400,
+/// and `all` anywhere but a collection DELETE is one too.
+#[tokio::test]
+async fn list_parameters_accept_the_key_repeated() {
+    let t = TestApp::demo().await;
+    let listed = t
+        .get("/v1/books?sort=-year,title&fields=(id,year)&limit=5")
+        .send()
+        .await
+        .json();
+    for q in [
+        "sort=-year&sort=title&fields=id&fields=year&limit=5",
+        "sort=-year&sort=title&fields=(id)&fields=(year)&limit=5",
+    ] {
+        let res = t.get(&format!("/v1/books?{q}")).send().await;
+        assert_eq!(res.status, 200, "{q}");
+        assert_eq!(res.json(), listed, "{q}");
+    }
+    let one = t
+        .get("/v1/books/3?fields=id&fields=title")
+        .send()
+        .await
+        .json();
+    assert_eq!(one, json!({"id": 3, "title": "OAuth2 with Phalcon"}));
+    for q in [
+        "limit=2&limit=3",
+        "cursor=&cursor=",
+        "q=(year:1)&q=(year:2)",
+    ] {
+        let res = t.get(&format!("/v1/books?{q}")).send().await;
+        let b = assert_problem(&res, 400, "INVALID_QUERY");
+        assert!(
+            b["detail"].as_str().unwrap().contains("more than once"),
+            "{q}: {b}"
+        );
+    }
+    for path in ["/v1/books?all=true", "/v1/books/3?all=true"] {
+        let res = t.get(path).send().await;
+        let b = assert_problem(&res, 400, "INVALID_QUERY");
+        assert!(b["detail"].as_str().unwrap().contains("'all'"), "{b}");
+    }
+}
+
 #[tokio::test]
 async fn expand_embeds_relations_with_their_own_fields() {
     let t = TestApp::demo().await;
