@@ -151,7 +151,7 @@ async fn a_nul_character_never_widens_a_match() {
         .send()
         .await;
     assert_problem(&res, 400, "INVALID_QUERY");
-    assert_eq!(count(&t, "all=1").await, 1000, "nothing was deleted");
+    assert_eq!(count(&t, "sort=id").await, 1000, "nothing was deleted");
     // Bodies may not store text that patterns would cut short either.
     let res = t
         .post("/v1/books")

@@ -38,6 +38,9 @@ async fn pair(anonymous_limit: &str) -> Option<Pair> {
         ("RESTKIT_RATE_LIMIT__ANONYMOUS__REQUESTS", anonymous_limit),
         ("RESTKIT_RATE_LIMIT__AUTHENTICATED__REQUESTS", "0"),
         ("RESTKIT_RATE_LIMIT__TOKEN__REQUESTS", "0"),
+        // One issuer for both, as behind a balancer: left to derive it,
+        // each would name its own address and refuse the other's tokens.
+        ("RESTKIT_AUTH__ISSUER", "http://balancer.test"),
     ];
     let null = std::process::Stdio::null;
     let (a_child, b_child) = tokio::join!(
