@@ -481,12 +481,16 @@ fn filter_param(
     Some(json!({
         "name": "filter", "in": "query", "required": false,
         "description": format!(
-            "Filters, in either spelling. JSON (as here): `[{{\"field\":\"{f}\",\"operator\":\"=\",\"value\":{json_value}}}]`, \
+            "Filters, in either spelling. JSON (this parameter, a JSON text of the `contentSchema`): `[{{\"field\":\"{f}\",\"operator\":\"=\",\"value\":{json_value}}}]`, \
              with `and`/`or`/`not` groups and the operators = != < <= > >= in like. \
              Brackets (Yii2 style): `filter[{f}][eq]={text}`, `filter[{f}][neq]={text}`, \
              `filter[{f}][in][]={text}&filter[{f}][in][]=…`, `filter[or][0][{f}]={text}`, \
              `filter[not][{f}]={text}`; operators eq neq lt lte gt gte like in nin. {limits_text}"),
-        "content": {"application/json": {"schema": schema_ref(name)}}
+        // A string whose content is the JSON filter: generators keep a
+        // string parameter (they drop one declared with `content`), and
+        // `contentSchema` still says exactly what the string holds.
+        "schema": {"type": "string", "contentMediaType": "application/json",
+                   "contentSchema": schema_ref(name)}
     }))
 }
 
@@ -662,8 +666,28 @@ fn without_nul(schema: &mut Value) {
     }
 }
 
-fn body(mut schema: Value, patch: bool, form: bool) -> Value {
+/// A request body in JSON (and merge-patch JSON, and a form). With a
+/// `name`, the schemas are components — `{name}` for JSON and merge patch
+/// (one model, however many media types carry it) and `{name}Form` — so a
+/// generated client has one model per body, named for its resource.
+fn body(
+    schemas: &mut Map<String, Value>,
+    name: Option<String>,
+    mut schema: Value,
+    patch: bool,
+    form: bool,
+) -> Value {
     without_nul(&mut schema);
+    let mut form_body = form_schema(&schema);
+    if let Some(name) = name {
+        schemas.insert(name.clone(), schema);
+        schema = schema_ref(&name);
+        if form {
+            let form_name = format!("{name}Form");
+            schemas.insert(form_name.clone(), form_body);
+            form_body = schema_ref(&form_name);
+        }
+    }
     let mut media = Map::new();
     if patch {
         media.insert(
@@ -674,7 +698,7 @@ fn body(mut schema: Value, patch: bool, form: bool) -> Value {
     if form {
         media.insert(
             "application/x-www-form-urlencoded".into(),
-            json!({ "schema": form_schema(&schema) }),
+            json!({ "schema": form_body }),
         );
     }
     media.insert("application/json".into(), json!({ "schema": schema }));
@@ -761,7 +785,9 @@ pub fn document(routes: &[Arc<Route>], own: &OwnRoutes, settings: &Settings) -> 
         "properties": {
             "type": {"type": "string"}, "title": {"type": "string"},
             "status": {"type": "integer"}, "detail": {"type": "string"},
-            "error": {"type": "integer"}, "errorCode": {"type": "string"},
+            "error": {"type": ["integer", "string"], "description": "The status; on the OAuth2 endpoints' 429, RFC 6749's error code (with `error_description`)."},
+            "error_description": {"type": "string"},
+            "errorCode": {"type": "string"},
             "userMessage": {"type": "string"}, "devMessage": {"type": "string"},
             "more": {"type": "string"}, "requestId": {"type": "string"},
             "errors": {"type": "array", "items": {"type": "object",
@@ -869,17 +895,31 @@ pub fn document(routes: &[Arc<Route>], own: &OwnRoutes, settings: &Settings) -> 
                         op.insert("parameters".into(), Value::Array(params));
                     }
                     if let Some(schema) = controller.input_schema(o) {
+                        let named = |suffix: &str| name.as_ref().map(|n| format!("{n}{suffix}"));
                         let request = match (o, resource) {
-                            (Operation::BulkUpdate, Some(r)) => {
-                                body(bulk_schema(schema, r), false, false)
-                            }
+                            (Operation::BulkUpdate, Some(r)) => body(
+                                &mut schemas,
+                                named("BulkReplace"),
+                                bulk_schema(schema, r),
+                                false,
+                                false,
+                            ),
                             (Operation::Patch, _) => {
                                 // An empty patch changes nothing, as `{}` does.
-                                let mut b = body(patch_schema(schema), true, true);
+                                let mut b = body(
+                                    &mut schemas,
+                                    named("Patch"),
+                                    patch_schema(schema),
+                                    true,
+                                    true,
+                                );
                                 b["required"] = json!(false);
                                 b
                             }
-                            _ => body(schema.clone(), false, true),
+                            (Operation::Update, _) => {
+                                body(&mut schemas, named("Replace"), schema.clone(), false, true)
+                            }
+                            _ => body(&mut schemas, named("Create"), schema.clone(), false, true),
                         };
                         op.insert("requestBody".into(), request);
                         responses.extend(errors(BODY_ERRORS));
@@ -954,7 +994,7 @@ pub fn document(routes: &[Arc<Route>], own: &OwnRoutes, settings: &Settings) -> 
                     op.insert("parameters".into(), json!([envelope_param(), type_param()]));
                     if let Some(s) = schema {
                         if e.method != http::Method::GET {
-                            let mut b = body(s.source.clone(), false, true);
+                            let mut b = body(&mut schemas, None, s.source.clone(), false, true);
                             b["required"] = json!(false);
                             op.insert("requestBody".into(), b);
                         }
@@ -1388,7 +1428,9 @@ pub fn describe_routes(routes: &[Arc<Route>], doc: &Value) -> HashMap<String, Ar
                     m["description"] = d.clone();
                 }
                 if let Some(input) = op["requestBody"]["content"].get("application/json") {
-                    m["input"] = input["schema"].clone();
+                    // Whole, not a reference into a document the client
+                    // of OPTIONS does not have.
+                    m["input"] = super::resolve(doc, &input["schema"]).clone();
                 }
                 match &e.target {
                     Target::Operation { op, .. } => m["operation"] = json!(format!("{op:?}")),

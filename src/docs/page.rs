@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use http::HeaderValue;
 use serde_json::Value;
 
+use super::resolve;
 use crate::format::html::{esc, Shell};
 
 const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}\
@@ -28,17 +29,6 @@ details summary{cursor:pointer;color:#4a5468}.hint{color:#6b7385;font-size:13px}
 pub fn csp() -> &'static HeaderValue {
     static CSP: OnceLock<HeaderValue> = OnceLock::new();
     CSP.get_or_init(|| crate::format::html::csp_allowing(STYLE, None, ""))
-}
-
-/// `#/components/parameters/x` → the definition in `doc`.
-fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
-    match v.get("$ref").and_then(Value::as_str) {
-        Some(r) => {
-            let pointer = r.trim_start_matches('#');
-            doc.pointer(pointer).unwrap_or(v)
-        }
-        None => v,
-    }
 }
 
 /// A parameter's type as a reader wants it: the allowed names of a list,

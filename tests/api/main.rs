@@ -20,6 +20,7 @@ mod evolution;
 mod faults;
 mod formats;
 mod fuzz;
+mod generated_clients;
 mod helpers;
 mod integrity;
 mod limits;
