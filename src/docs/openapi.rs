@@ -798,9 +798,13 @@ pub fn document(routes: &[Arc<Route>], own: &OwnRoutes, settings: &Settings) -> 
     envelope_schemas(&mut schemas);
     let mut tags: Vec<Value> = Vec::new();
     for route in routes {
-        let prefix = &route.module.prefix;
-        if !tags.iter().any(|t| t["name"] == prefix.as_str()) {
-            let mut tag = json!({"name": prefix});
+        // The API root (`GET /`) belongs to no module: its tag is `/`.
+        let prefix = match route.module.prefix.as_str() {
+            "" => "/",
+            p => p,
+        };
+        if !tags.iter().any(|t| t["name"] == prefix) {
+            let mut tag = json!({ "name": prefix });
             if !route.module.description.is_empty() {
                 tag["description"] = json!(route.module.description);
             }

@@ -28,7 +28,8 @@ pub struct Page {
     pub target: String,
     /// Methods the route accepts (for the form), e.g. `["GET", "POST"]`.
     pub methods: Vec<String>,
-    /// A body to start the form with when the page shows no record.
+    /// A body to start the form with: the fields a write of the route takes
+    /// (a shown record is cut down to them).
     pub template: Option<Value>,
 }
 
@@ -616,6 +617,12 @@ fn form(out: &mut String, page: &Page, content: &Content) {
         Content::Record(r) if methods.iter().any(|m| matches!(*m, "PUT" | "PATCH")) => {
             let mut r = r.clone();
             r.remove("_links");
+            // Only what a write takes: the fields the template (the
+            // route's input) names — no key, no read-only field, no
+            // embedded relation — so sending it unchanged succeeds.
+            if let Some(Value::Object(writable)) = &page.template {
+                r.retain(|k, _| writable.contains_key(k));
+            }
             serde_json::to_string_pretty(&r).unwrap_or_default()
         }
         _ => page

@@ -136,15 +136,19 @@ static NO_PAGE: Page = Page {
     template: None,
 };
 
-/// An HTML page's form offers the route's methods, and for a collection a
-/// body with the fields a create takes.
+/// An HTML page's form offers the route's methods, and a body with the
+/// fields a write takes (a create's on a collection, a replacement's on a
+/// record: the form then keeps only those of the record it shows).
 fn page_for(mut page: Page, route: &Route) -> Page {
     page.methods = route
         .endpoints
         .iter()
         .map(|e| e.method.to_string())
         .collect();
-    page.template = route.endpoint(&Method::POST).and_then(|e| match &e.target {
+    let write = [Method::POST, Method::PUT, Method::PATCH]
+        .iter()
+        .find_map(|m| route.endpoint(m));
+    page.template = write.and_then(|e| match &e.target {
         Target::Operation { controller, op } => controller
             .input_schema(*op)
             .map(crate::validate::example_body),

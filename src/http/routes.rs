@@ -235,6 +235,138 @@ fn action_endpoint(
     })
 }
 
+/// One row of an API index: a place, its absolute link, what it is.
+#[derive(Debug, Clone)]
+struct IndexEntry {
+    name: String,
+    /// Path below the server's base URL.
+    path: String,
+    description: String,
+}
+
+/// The API's front door (`GET /`) and each module's (`GET /v1`): the
+/// places below, with absolute links, in every format — a browser gets a
+/// page of links to follow (the HTML encoder links http(s) URLs).
+struct Index(Vec<IndexEntry>);
+
+#[async_trait::async_trait]
+impl ActionHandler for Index {
+    async fn call(
+        &self,
+        cx: crate::controller::Ctx,
+        _input: crate::controller::ActionInput,
+    ) -> Result<crate::controller::Reply, crate::error::ApiError> {
+        let rows: Vec<serde_json::Value> = self
+            .0
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "name": e.name,
+                    "href": format!("{}{}", cx.base_url, e.path),
+                    "description": e.description,
+                })
+            })
+            .collect();
+        Ok(crate::controller::Reply::Value(serde_json::Value::Array(
+            rows,
+        )))
+    }
+}
+
+/// Adds `GET /` (the modules, the reference and the document) and `GET
+/// {prefix}` for each module (its top-level resources), public, unless
+/// the declaration serves a GET there itself.
+fn add_indexes(table: &mut Table, model: &ApiModel) {
+    let index = |entries: Vec<IndexEntry>, summary: &str| Endpoint {
+        method: Method::GET,
+        target: Target::Action {
+            action: Arc::new(Action {
+                path: String::new(),
+                verb: Verb::Get,
+                level: ActionLevel::Module,
+                handler: "restkit::index".into(),
+                input: None,
+                scope: Some(String::new()),
+                summary: summary.into(),
+                description: String::new(),
+                rate_limit: Default::default(),
+            }),
+            handler: Arc::new(Index(entries)),
+            schema: None,
+            controller: None,
+        },
+        scope: String::new(),
+        cache_control: NO_CACHE,
+        limits: Default::default(),
+    };
+    let free = |table: &Table, path: &str| {
+        table
+            .routes
+            .get(path)
+            .is_none_or(|r| r.endpoint(&Method::GET).is_none())
+    };
+    // Modules sharing a prefix share one index.
+    let mut by_prefix: IndexMap<String, (Arc<ModuleInfo>, Vec<IndexEntry>)> = IndexMap::new();
+    for module in &model.modules {
+        let (_, entries) = by_prefix.entry(module.prefix.clone()).or_insert_with(|| {
+            let info = Arc::new(ModuleInfo {
+                prefix: module.prefix.clone(),
+                versions: module.versions.clone(),
+                convert_snake_case: module.convert_snake_case,
+                cors: module.cors.clone(),
+                credentials: module.credentials,
+                description: module.description.clone(),
+            });
+            (info, Vec::new())
+        });
+        for r in module.resources.iter().filter(|r| r.parent.is_none()) {
+            entries.push(IndexEntry {
+                name: r.name.clone(),
+                path: format!("{}/{}", module.prefix, r.name),
+                description: r.description.clone(),
+            });
+        }
+    }
+    let mut top = Vec::new();
+    for (prefix, (info, entries)) in by_prefix {
+        if prefix.is_empty() || prefix == "/" {
+            continue;
+        }
+        top.push(IndexEntry {
+            name: prefix.clone(),
+            path: prefix.clone(),
+            description: info.description.clone(),
+        });
+        if free(table, &prefix) {
+            let ep = index(entries, "The resources of this module, with links.");
+            // A path no declaration takes: the add cannot collide.
+            let _ = table.add(&info, prefix.clone(), prefix, Vec::new(), false, ep);
+        }
+    }
+    top.push(IndexEntry {
+        name: "docs".into(),
+        path: "/docs".into(),
+        description: "The reference of every operation, as a page.".into(),
+    });
+    top.push(IndexEntry {
+        name: "openapi".into(),
+        path: "/openapi.json".into(),
+        description: "The OpenAPI 3.1 document.".into(),
+    });
+    if free(table, "/") {
+        let root = Arc::new(ModuleInfo {
+            prefix: String::new(),
+            versions: Vec::new(),
+            convert_snake_case: false,
+            cors: Default::default(),
+            credentials: None,
+            description: String::new(),
+        });
+        let ep = index(top, "The API's modules, with links.");
+        let _ = table.add(&root, "/".into(), "/".into(), Vec::new(), false, ep);
+    }
+}
+
 /// Derives every route of `model`.
 pub fn build(
     model: &ApiModel,
@@ -342,6 +474,7 @@ pub fn build(
             table.add(&info, path.clone(), path, Vec::new(), false, ep)?;
         }
     }
+    add_indexes(&mut table, model);
     let mut routes: Vec<Route> = table.routes.into_values().collect();
     for r in &mut routes {
         r.allow =

@@ -381,3 +381,63 @@ fn the_readme_embedding_example_is_the_compiled_one() {
         "README.md's embedding section differs from examples/embedded.rs"
     );
 }
+
+/// `GET /` and `GET /v1`: the API's front doors, public, in every format,
+/// with absolute links a client or a person can follow.
+#[tokio::test]
+async fn the_api_root_and_each_module_list_where_to_go() {
+    let t = TestApp::demo().await;
+    let root = t.get("/").anonymous().send().await;
+    assert_eq!(root.status, 200);
+    let rows = root.json();
+    let names: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["/v1", "/v2", "docs", "openapi"]);
+    assert_eq!(rows[0]["href"], "http://api.test/v1");
+    let v1 = t.get("/v1").anonymous().send().await.json();
+    let v1: Vec<(&str, &str)> = v1
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r["href"].as_str().unwrap()))
+        .collect();
+    // Top-level resources only: a nested one needs its parent's id.
+    assert!(
+        v1.contains(&("books", "http://api.test/v1/books")),
+        "{v1:?}"
+    );
+    assert!(v1.iter().all(|(n, _)| *n != "reviews"), "{v1:?}");
+    // Every format; a browser gets links to follow.
+    let page = t
+        .get("/v1")
+        .anonymous()
+        .header("accept", "text/html")
+        .send()
+        .await;
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(
+        html.contains("<a href=\"http://api.test/v1/books\">"),
+        "{html}"
+    );
+    for (accept, needle) in [
+        ("application/xml", "<name>books</name>"),
+        ("text/csv", "books,"),
+    ] {
+        let res = t
+            .get("/v1")
+            .anonymous()
+            .header("accept", accept)
+            .send()
+            .await;
+        assert_eq!(res.status, 200, "{accept}");
+        assert!(
+            String::from_utf8_lossy(&res.body).contains(needle),
+            "{accept}"
+        );
+    }
+}

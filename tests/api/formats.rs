@@ -324,3 +324,48 @@ async fn head_matches_get_and_v2_names_carry_over() {
         "{text}"
     );
 }
+
+/// The browsable page's form, shown a record (even an expanded one), is
+/// pre-filled with only what a write takes, so sending it back unchanged
+/// succeeds.
+#[tokio::test]
+async fn an_edit_form_sent_back_unchanged_succeeds() {
+    let t = TestApp::demo().await;
+    let page = t
+        .get("/v1/books/3?expand=reviews")
+        .header("accept", "text/html")
+        .send()
+        .await;
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8_lossy(&page.body).to_string();
+    let start = html
+        .find("<textarea name=\"body\" spellcheck=\"false\">")
+        .unwrap();
+    let rest = &html[start..];
+    let text = &rest[rest.find('>').unwrap() + 1..rest.find("</textarea>").unwrap()];
+    let text = text
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert!(keys.contains(&&"title".to_string()), "{body}");
+    for absent in ["id", "reviews", "createdAt", "_links"] {
+        assert!(body.get(absent).is_none(), "{absent} in {body}");
+    }
+    for method in [http::Method::PATCH, http::Method::PUT] {
+        let res = t
+            .call(method.clone(), "/v1/books/3")
+            .json(body.clone())
+            .send()
+            .await;
+        assert_eq!(
+            res.status,
+            200,
+            "{method}: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+    }
+}
