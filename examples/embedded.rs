@@ -10,20 +10,36 @@
 //! The README's "Embedding" section shows this file.
 
 use restkit::config::{Overrides, Settings};
-use restkit::controller::ActionInput;
 use restkit::model::builder::{Action, ActionLevel, ApiModel, Field, Module, Resource, Verb};
 use restkit::model::FieldType;
 use restkit::registry::Registry;
-use restkit::{ApiError, Ctx, Reply};
-use serde_json::json;
+use restkit::{ApiError, Ctx};
 
-/// `POST /api/notes/shout`: `text` in capitals, `times` times. restkit
-/// has already checked the input against the action's schema (a 422 per
-/// failed constraint otherwise), so the handler reads it as it is.
-async fn shout(_cx: Ctx, input: ActionInput) -> Result<Reply, ApiError> {
-    let text = input.params["text"].as_str().unwrap_or("").to_uppercase();
-    let times = input.params["times"].as_u64().unwrap_or(1) as usize;
-    Reply::json(&json!({ "shout": vec![text; times].join(" ") }))
+/// What `POST /api/notes/shout` takes: its JSON Schema, derived from this
+/// type, validates each request (a 422 per failed constraint) and
+/// documents the action in OpenAPI.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ShoutInput {
+    #[schemars(length(min = 1, max = 100))]
+    text: String,
+    #[schemars(range(min = 1, max = 5))]
+    times: Option<u8>,
+}
+
+/// What it answers (also in OpenAPI).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct Shout {
+    shout: String,
+}
+
+/// `text` in capitals, `times` times.
+async fn shout(_cx: Ctx, input: ShoutInput) -> Result<Shout, ApiError> {
+    let loud = input.text.to_uppercase();
+    let times = usize::from(input.times.unwrap_or(1));
+    Ok(Shout {
+        shout: vec![loud; times].join(" "),
+    })
 }
 
 #[tokio::main]
@@ -60,23 +76,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     )
                     .with_action(
                         Action::new(ActionLevel::Collection, Verb::Post, "shout", "notes::shout")
-                            .summary("A text in capitals.")
-                            .input(json!({
-                                "type": "object",
-                                "required": ["text"],
-                                "properties": {
-                                    "text": {"type": "string", "maxLength": 100},
-                                    "times": {"type": "integer", "minimum": 1, "maximum": 5}
-                                },
-                                "additionalProperties": false
-                            })),
+                            .summary("A text in capitals."),
                     ),
             ),
         )
         .build()?;
 
     let mut registry = Registry::builtin();
-    registry.handle_fn("notes::shout", shout);
+    registry.handle_typed("notes::shout", shout);
     restkit::serve(model, settings, &registry).await?;
     Ok(())
 }

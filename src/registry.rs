@@ -52,6 +52,33 @@ impl Registry {
         self.handle(name, FnHandler(f))
     }
 
+    /// Registers a handler of typed input and output: `In` (a
+    /// `Deserialize` + `JsonSchema` type) is the action's input — its
+    /// derived JSON Schema validates the parameters (a 422 per failed
+    /// constraint) unless the declaration gives its own `input` — and the
+    /// `Out` it returns is the answer; both appear in the OpenAPI document.
+    ///
+    /// ```
+    /// # use restkit::{ApiError, Ctx};
+    /// #[derive(serde::Deserialize, schemars::JsonSchema)]
+    /// struct Quote { amount: u32, currency: String }
+    /// #[derive(serde::Serialize, schemars::JsonSchema)]
+    /// struct Priced { total: u64 }
+    /// let mut registry = restkit::registry::Registry::builtin();
+    /// registry.handle_typed("shop::price", |_cx: Ctx, q: Quote| async move {
+    ///     Ok::<_, ApiError>(Priced { total: u64::from(q.amount) * 2 })
+    /// });
+    /// ```
+    pub fn handle_typed<F, Fut, In, Out>(&mut self, name: &str, f: F) -> &mut Self
+    where
+        F: Fn(Ctx, In) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Out, ApiError>> + Send + 'static,
+        In: serde::de::DeserializeOwned + schemars::JsonSchema + Send + 'static,
+        Out: serde::Serialize + schemars::JsonSchema + Send + 'static,
+    {
+        self.handle(name, crate::controller::TypedHandler::new(f))
+    }
+
     pub fn handler(&self, name: &str) -> Option<Arc<dyn ActionHandler>> {
         self.handlers.get(name).cloned()
     }

@@ -254,6 +254,89 @@ pub struct ActionInput {
 #[async_trait]
 pub trait ActionHandler: Send + Sync + 'static {
     async fn call(&self, cx: Ctx, input: ActionInput) -> Result<Reply, ApiError>;
+
+    /// The JSON Schema its parameters must satisfy, when the handler
+    /// knows it (a typed handler derives it from its input type): used
+    /// when the declaration gives no `input`.
+    fn input_schema(&self) -> Option<Value> {
+        None
+    }
+
+    /// The JSON Schema of what it answers, for the documentation.
+    fn output_schema(&self) -> Option<Value> {
+        None
+    }
+}
+
+/// A handler of typed input and output ([`crate::registry::Registry::handle_typed`]):
+/// the parameters, validated by the schema derived from `In`, are
+/// deserialized into `In`; the `Out` it returns is served, and both
+/// schemas are in the OpenAPI document.
+pub struct TypedHandler<F, In, Out> {
+    f: F,
+    input: Value,
+    output: Value,
+    types: std::marker::PhantomData<fn(In) -> Out>,
+}
+
+/// `T`'s JSON Schema (draft 2020-12) with every subschema inlined, so it
+/// can stand inside another document (an OpenAPI operation) without
+/// references into a `$defs` it does not carry.
+pub fn schema_of<T: schemars::JsonSchema>() -> Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator();
+    let mut schema = generator.into_root_schema_for::<T>().to_value();
+    if let Some(m) = schema.as_object_mut() {
+        m.remove("$schema");
+    }
+    schema
+}
+
+impl<F, In, Out> TypedHandler<F, In, Out>
+where
+    In: schemars::JsonSchema,
+    Out: schemars::JsonSchema,
+{
+    pub fn new(f: F) -> Self {
+        TypedHandler {
+            f,
+            input: schema_of::<In>(),
+            output: schema_of::<Out>(),
+            types: std::marker::PhantomData,
+        }
+    }
+}
+
+#[async_trait]
+impl<F, Fut, In, Out> ActionHandler for TypedHandler<F, In, Out>
+where
+    F: Fn(Ctx, In) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Out, ApiError>> + Send + 'static,
+    In: serde::de::DeserializeOwned + Send + 'static,
+    Out: serde::Serialize + Send + 'static,
+{
+    async fn call(&self, cx: Ctx, input: ActionInput) -> Result<Reply, ApiError> {
+        // The schema has checked the parameters; what it cannot say (a
+        // custom Deserialize) is still the client's mistake, not ours.
+        let typed: In = serde_json::from_value(input.params).map_err(|e| {
+            ApiError::validation(vec![crate::error::FieldError {
+                field: String::new(),
+                code: "invalid".into(),
+                message: e.to_string(),
+            }])
+        })?;
+        let out = (self.f)(cx, typed).await?;
+        Reply::json(&out)
+    }
+
+    fn input_schema(&self) -> Option<Value> {
+        Some(self.input.clone())
+    }
+
+    fn output_schema(&self) -> Option<Value> {
+        Some(self.output.clone())
+    }
 }
 
 /// Adapts an async closure into an [`ActionHandler`].

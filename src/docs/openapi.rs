@@ -985,7 +985,12 @@ pub fn document(routes: &[Arc<Route>], own: &OwnRoutes, settings: &Settings) -> 
                         }
                     }
                 }
-                Target::Action { action, schema, .. } => {
+                Target::Action {
+                    action,
+                    schema,
+                    handler,
+                    ..
+                } => {
                     let summary = if action.summary.is_empty() {
                         format!("Action {}", action.handler)
                     } else {
@@ -1004,7 +1009,11 @@ pub fn document(routes: &[Arc<Route>], own: &OwnRoutes, settings: &Settings) -> 
                         }
                         responses.extend(errors(&["413", "415", "422"]));
                     }
-                    responses.insert("200".into(), json!({"description": "The action's result.", "content": content(json!({}))}));
+                    let output = handler.output_schema().unwrap_or(json!({}));
+                    responses.insert(
+                        "200".into(),
+                        json!({"description": "The action's result.", "content": content(output)}),
+                    );
                 }
             }
             op.insert("responses".into(), Value::Object(responses));

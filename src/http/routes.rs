@@ -208,9 +208,10 @@ fn action_endpoint(
         .handler(&action.handler)
         .ok_or_else(|| format!("{place}: no handler is registered as '{}'", action.handler))?;
     let controller_resource = controller.as_ref().and_then(|c| c.resource().cloned());
-    let schema = match &action.input {
+    // The declaration's `input`, else the one a typed handler derives.
+    let schema = match action.input.clone().or_else(|| handler.input_schema()) {
         Some(s) => Some(Arc::new(
-            Schema::compile(s.clone()).map_err(|e| format!("{place}: {e}"))?,
+            Schema::compile(s).map_err(|e| format!("{place}: {e}"))?,
         )),
         None => None,
     };

@@ -102,3 +102,103 @@ async fn health_reports_the_database() {
     assert_eq!(res.status, 200);
     assert_eq!(res.json(), json!({"status": "ok", "database": "ok"}));
 }
+
+/// What a typed action takes: validated by the schema derived from it.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Transfer {
+    #[schemars(range(min = 1, max = 1000))]
+    amount: u32,
+    #[schemars(length(min = 3, max = 3))]
+    currency: String,
+    note: Option<String>,
+}
+
+/// What it answers.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct Receipt {
+    total: u64,
+    currency: String,
+}
+
+/// A typed custom action (`Registry::handle_typed`): its input type's
+/// schema validates the request (every failed constraint a 422 naming the
+/// field), the handler gets the type, returns a type, and both schemas are
+/// in the OpenAPI document.
+#[tokio::test]
+async fn a_typed_action_takes_and_returns_types_and_documents_both() {
+    use restkit::model::builder::*;
+    let model = ApiModel::builder()
+        .module(
+            Module::new("/bank").with_action(
+                Action::new(
+                    ActionLevel::Module,
+                    Verb::Post,
+                    "/transfer",
+                    "bank::transfer",
+                )
+                .scope("")
+                .summary("Move money."),
+            ),
+        )
+        .build()
+        .unwrap();
+    let mut registry = restkit::registry::Registry::builtin();
+    registry.handle_typed(
+        "bank::transfer",
+        |_cx: restkit::Ctx, t: Transfer| async move {
+            Ok::<_, restkit::ApiError>(Receipt {
+                total: u64::from(t.amount) + t.note.map_or(0, |n| n.len() as u64),
+                currency: t.currency,
+            })
+        },
+    );
+    let db = crate::db::TestDb::new().await;
+    let settings = crate::helpers::settings("", &db.url);
+    let t = TestApp::from_model(model, settings, registry, db).await;
+    let res = t
+        .post("/bank/transfer")
+        .anonymous()
+        .json(json!({"amount": 40, "currency": "EUR", "note": "ab"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.json(), json!({"total": 42, "currency": "EUR"}));
+    // Forms too: the schema types the values.
+    let res = t
+        .post("/bank/transfer")
+        .anonymous()
+        .raw("application/x-www-form-urlencoded", "amount=7&currency=USD")
+        .send()
+        .await;
+    assert_eq!(res.json(), json!({"total": 7, "currency": "USD"}));
+    let res = t
+        .post("/bank/transfer")
+        .anonymous()
+        .json(json!({"amount": 0, "currency": "EURO", "extra": 1}))
+        .send()
+        .await;
+    assert_problem(&res, 422, "VALIDATION_FAILED");
+    let mut fields: Vec<(String, String)> = res.error_fields();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            ("amount".into(), "minimum".into()),
+            ("currency".into(), "max_length".into()),
+            ("extra".into(), "unknown_field".into()),
+        ]
+    );
+    let doc = t.get("/openapi.json").anonymous().send().await.json();
+    let op = &doc["paths"]["/bank/transfer"]["post"];
+    let input = &op["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(input["properties"]["amount"]["maximum"], 1000);
+    assert_eq!(input["required"], json!(["amount", "currency"]));
+    let output = &op["responses"]["200"]["content"]["application/json"]["schema"];
+    let output = if output["oneOf"].is_array() {
+        &output["oneOf"][0]
+    } else {
+        output
+    };
+    assert_eq!(output["properties"]["total"]["type"], "integer", "{output}");
+}
