@@ -233,6 +233,9 @@ fn own_handler(route: OwnRoute) -> MethodRouter<Arc<AppState>> {
         OwnRoute::Authenticate => post(oauth::authenticate),
         OwnRoute::Jwks => get(oauth::jwks),
         OwnRoute::ServerMetadata => get(oauth::metadata),
+        OwnRoute::SignIn => get(oauth::browser::sign_in),
+        OwnRoute::SignedIn => get(oauth::browser::signed_in),
+        OwnRoute::SignOut => post(oauth::browser::sign_out),
         OwnRoute::OpenApi => get(|State(st): State<Arc<AppState>>| async move {
             (
                 [(http::header::CONTENT_TYPE, "application/json")],

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod prune;
 pub mod refusals;
 pub mod scopes;
+pub mod session;
 pub mod tokens;
 pub mod users;
 
@@ -209,7 +210,14 @@ pub async fn authenticate(
         return api_keys::verify(store, key, ip).await.map(Some);
     }
     let Some(value) = header else {
-        return Ok(None);
+        // The browsable API's session (see `session`): a bearer token
+        // kept in a cookie, where the rules there let it count.
+        return match session::token(parts) {
+            Some(token) if accepted.bearer => {
+                bearer(parts, token, store, tokens, gate).await.map(Some)
+            }
+            _ => Ok(None),
+        };
     };
     let value = value
         .to_str()

@@ -1412,6 +1412,24 @@ fn own_path(route: OwnRoute, settings: &Settings) -> Value {
         OwnRoute::OpenApi => {
             json!({"get": {"operationId": "openapi", "summary": "This document.", "security": [{}], "responses": json_ok("The document.")}})
         }
+        OwnRoute::SignIn => {
+            json!({"get": {"operationId": "browserSignIn", "summary": "Sign in to the browsable pages (starts the authorization-code flow of the built-in client).", "security": [{}],
+            "parameters": [{"name": "next", "in": "query", "required": false, "description": "A path on this server to return to.", "schema": {"type": "string"}}],
+            "responses": {"303": {"description": "To the sign-in and consent page."}}}})
+        }
+        OwnRoute::SignedIn => {
+            json!({"get": {"operationId": "browserSignedIn", "summary": "Where the browsable pages' sign-in returns: keeps the token in an HttpOnly session cookie.", "security": [{}],
+            "parameters": [
+                {"name": "code", "in": "query", "required": false, "schema": {"type": "string"}},
+                {"name": "state", "in": "query", "required": false, "schema": {"type": "string"}}],
+            "responses": {"303": {"description": "Back to the page the sign-in started from."},
+                          "400": {"description": "A flow not started here, or a bad code.", "content": html}}}})
+        }
+        OwnRoute::SignOut => {
+            json!({"post": {"operationId": "browserSignOut", "summary": "Sign out of the browsable pages: revokes the session's token.", "security": [{}],
+            "responses": {"303": {"description": "To the API root."},
+                          "403": {"description": "Not sent from this server's own pages.", "content": html}}}})
+        }
     }
 }
 

@@ -31,6 +31,10 @@ pub struct Page {
     /// A body to start the form with: the fields a write of the route takes
     /// (a shown record is cut down to them).
     pub template: Option<Value>,
+    /// The browsable sign-in: `None` where the server offers none,
+    /// `Some(signed_in)` where it does (the page then offers to sign in
+    /// or out).
+    pub account: Option<bool>,
 }
 
 impl Page {
@@ -59,6 +63,7 @@ impl Page {
             target,
             methods: Vec::new(),
             template: None,
+            account: None,
         }
     }
 }
@@ -66,7 +71,8 @@ impl Page {
 const STYLE: &str = "\
 body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}\
 header{background:#1d2330;color:#fff;padding:.6em 1.2em}header b{margin-right:1em}\
-header a{color:#cfe0ff;text-decoration:none}main{max-width:72em;margin:1em auto;padding:0 1.2em}\
+header a{color:#cfe0ff;text-decoration:none}.account{float:right;margin:0}\
+.account button{background:none;border:1px solid #cfe0ff;color:#cfe0ff;border-radius:4px;cursor:pointer}main{max-width:72em;margin:1em auto;padding:0 1.2em}\
 section{background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:.8em 1em;margin-bottom:1em}\
 h2{font-size:1em;margin:0 0 .5em;color:#4a5468}pre{margin:0;white-space:pre-wrap;word-break:break-word;font:13px/1.5 ui-monospace,Menlo,Consolas,monospace}\
 .status{font-weight:bold}.ok{color:#17803d}.bad{color:#b42318}.hn{color:#4a5468}\
@@ -109,9 +115,11 @@ pub fn security_headers(headers: &mut HeaderMap) {
         http::header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Nothing leaves for another site; the page's own sign-out form keeps
+    // its `Origin` (see `oauth::authorize`'s note on `no-referrer`).
     headers.insert(
         http::header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
 }
 
@@ -244,6 +252,7 @@ pub fn encode(
     let mut out = String::with_capacity(8192);
     let mut header = String::from("<b>restkit</b>");
     breadcrumbs(&mut header, path_of(&page.target));
+    account(&mut header, page);
     Shell {
         title: &format!("{} {} · restkit", page.method, path_of(&page.target)),
         style: STYLE,
@@ -297,6 +306,11 @@ pub fn encode(
     };
     if let (Content::Value(v), false) = (content, status.is_success()) {
         problem_summary(&mut out, v);
+        if status == StatusCode::UNAUTHORIZED && page.account.is_some() {
+            out.push_str("<section><p><a class=\"signin\" href=\"");
+            escape(&mut out, &sign_in_href(page));
+            out.push_str("\">Sign in</a> to see this page.</p></section>");
+        }
     }
     if let Some(rows) = rows {
         pages_nav(&mut out, headers);
@@ -391,6 +405,30 @@ fn breadcrumbs(out: &mut String, path: &str) {
 }
 
 /// An error's title and detail, above its data.
+/// `/_restkit/sign-in?next=<this page>`.
+fn sign_in_href(page: &Page) -> String {
+    let next = form_urlencoded::Serializer::new(String::new())
+        .append_pair("next", &page.target)
+        .finish();
+    format!("/_restkit/sign-in?{next}")
+}
+
+/// Sign in, or sign out (a POST from this page), at the header's end.
+fn account(out: &mut String, page: &Page) {
+    match page.account {
+        None => {}
+        Some(false) => {
+            out.push_str("<span class=\"account\"><a href=\"");
+            escape(out, &sign_in_href(page));
+            out.push_str("\">Sign in</a></span>");
+        }
+        Some(true) => out.push_str(
+            "<form class=\"account\" method=\"post\" action=\"/_restkit/sign-out\">\
+             <button type=\"submit\">Sign out</button></form>",
+        ),
+    }
+}
+
 fn problem_summary(out: &mut String, data: &Value) {
     let title = data.get("title").and_then(Value::as_str);
     let detail = data.get("detail").and_then(Value::as_str);
@@ -650,7 +688,11 @@ fn form(out: &mut String, page: &Page, content: &Content) {
         "</select></label><label>Body (JSON)<textarea name=\"body\" spellcheck=\"false\">",
     );
     escape(out, &body);
-    out.push_str("</textarea></label><label>Bearer token <input type=\"password\" name=\"token\" autocomplete=\"off\" size=\"40\"></label>");
+    out.push_str("</textarea></label><label>Bearer token <input type=\"password\" name=\"token\" autocomplete=\"off\" size=\"40\">");
+    if page.account == Some(true) {
+        out.push_str(" <span class=\"hint\">not needed: you are signed in</span>");
+    }
+    out.push_str("</label>");
     out.push_str("<button type=\"submit\" disabled>Send</button> <span class=\"hint\">Sends to this URL and shows the answer here; needs JavaScript.</span></form></section>");
 }
 

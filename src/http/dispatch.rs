@@ -134,6 +134,7 @@ static NO_PAGE: Page = Page {
     target: String::new(),
     methods: Vec::new(),
     template: None,
+    account: None,
 };
 
 /// An HTML page's form offers the route's methods, and a body with the

@@ -78,8 +78,13 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
         other => other,
     };
     // A page shows the request it answers (and errors are pages too).
-    let page = (format == Format::Html)
-        .then(|| Page::new(req.method().as_str(), req.uri().path(), req.uri().query()));
+    let page = (format == Format::Html).then(|| {
+        let mut page = Page::new(req.method().as_str(), req.uri().path(), req.uri().query());
+        page.account = crate::oauth::browser::offered(&state.settings).then(|| {
+            crate::auth::session::cookie(req.headers(), crate::auth::session::COOKIE).is_some()
+        });
+        page
+    });
     req.extensions_mut().insert(format);
     if let Some(page) = &page {
         req.extensions_mut().insert(page.clone());

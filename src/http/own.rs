@@ -35,6 +35,13 @@ pub enum OwnRoute {
     OpenApi,
     /// `GET /docs`.
     Docs,
+    /// `GET /_restkit/sign-in`: starts the browsable API's sign-in
+    /// (`oauth::browser`), when the authorization-code grant is served.
+    SignIn,
+    /// `GET /_restkit/signed-in`: where that flow returns.
+    SignedIn,
+    /// `POST /_restkit/sign-out`.
+    SignOut,
 }
 
 /// How an own route meets content negotiation.
@@ -51,7 +58,7 @@ pub enum Negotiation {
 }
 
 impl OwnRoute {
-    pub const ALL: [OwnRoute; 11] = [
+    pub const ALL: [OwnRoute; 14] = [
         OwnRoute::Health,
         OwnRoute::Metrics,
         OwnRoute::Token,
@@ -63,6 +70,9 @@ impl OwnRoute {
         OwnRoute::ServerMetadata,
         OwnRoute::Docs,
         OwnRoute::OpenApi,
+        OwnRoute::SignIn,
+        OwnRoute::SignedIn,
+        OwnRoute::SignOut,
     ];
 
     /// Its path, the OAuth2 endpoints under `auth.prefix`.
@@ -80,22 +90,29 @@ impl OwnRoute {
             OwnRoute::ServerMetadata => "/.well-known/oauth-authorization-server".into(),
             OwnRoute::OpenApi => "/openapi.json".into(),
             OwnRoute::Docs => "/docs".into(),
+            OwnRoute::SignIn => crate::oauth::browser::SIGN_IN.into(),
+            OwnRoute::SignedIn => crate::oauth::browser::SIGNED_IN.into(),
+            OwnRoute::SignOut => crate::oauth::browser::SIGN_OUT.into(),
         }
     }
 
     /// The methods it serves (besides HEAD for GET, and OPTIONS).
     pub fn methods(self) -> &'static [Method] {
         match self {
-            OwnRoute::Token | OwnRoute::Revoke | OwnRoute::Introspect | OwnRoute::Authenticate => {
-                &[Method::POST]
-            }
+            OwnRoute::Token
+            | OwnRoute::Revoke
+            | OwnRoute::Introspect
+            | OwnRoute::Authenticate
+            | OwnRoute::SignOut => &[Method::POST],
             OwnRoute::Authorize => &[Method::GET, Method::POST],
             OwnRoute::Health
             | OwnRoute::Metrics
             | OwnRoute::Jwks
             | OwnRoute::ServerMetadata
             | OwnRoute::OpenApi
-            | OwnRoute::Docs => &[Method::GET],
+            | OwnRoute::Docs
+            | OwnRoute::SignIn
+            | OwnRoute::SignedIn => &[Method::GET],
         }
     }
 
@@ -113,6 +130,9 @@ impl OwnRoute {
             OwnRoute::ServerMetadata => "oauth::metadata",
             OwnRoute::OpenApi => "docs::openapi",
             OwnRoute::Docs => "docs::page",
+            OwnRoute::SignIn => "oauth::browser::sign_in",
+            OwnRoute::SignedIn => "oauth::browser::signed_in",
+            OwnRoute::SignOut => "oauth::browser::sign_out",
         }
     }
 
@@ -129,7 +149,10 @@ impl OwnRoute {
             | OwnRoute::Jwks
             | OwnRoute::ServerMetadata
             | OwnRoute::OpenApi
-            | OwnRoute::Docs => Negotiation::Fixed,
+            | OwnRoute::Docs
+            | OwnRoute::SignIn
+            | OwnRoute::SignedIn
+            | OwnRoute::SignOut => Negotiation::Fixed,
         }
     }
 
@@ -142,6 +165,9 @@ impl OwnRoute {
                 | OwnRoute::Introspect
                 | OwnRoute::Authorize
                 | OwnRoute::Authenticate
+                | OwnRoute::SignIn
+                | OwnRoute::SignedIn
+                | OwnRoute::SignOut
         )
     }
 
@@ -153,6 +179,9 @@ impl OwnRoute {
                 .modules
                 .iter()
                 .any(|m| m.credentials.is_some_and(|c| c.api_key)),
+            OwnRoute::SignIn | OwnRoute::SignedIn | OwnRoute::SignOut => {
+                crate::oauth::browser::offered(settings)
+            }
             _ => true,
         }
     }

@@ -189,9 +189,15 @@ async fn check(state: &AppState, p: &HashMap<String, String>) -> Result<AuthRequ
     let client_id = p
         .get("client_id")
         .ok_or_else(|| page("The request names no client (client_id)."))?;
-    let client = clients::find(&state.store, client_id)
-        .await
-        .map_err(|e| Refusal::Page(e.status, e.detail.to_string()))?
+    let client =
+        if client_id == super::browser::CLIENT_ID && super::browser::offered(&state.settings) {
+            // The browsable pages' own client: built in, never stored.
+            Some(super::browser::client(state))
+        } else {
+            clients::find(&state.store, client_id)
+                .await
+                .map_err(|e| Refusal::Page(e.status, e.detail.to_string()))?
+        }
         .ok_or_else(|| page("The client is not registered here."))?;
     let redirect_uri = match p.get("redirect_uri") {
         Some(uri) if client.redirect_uris.contains(uri) => uri.clone(),
@@ -300,9 +306,13 @@ fn redirect_to(uri: &str, fragment: bool, params: &[(&str, &str)]) -> Response {
 fn no_store(mut res: Response) -> Response {
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // `same-origin`, not `no-referrer`: nothing leaves for another site,
+    // but a browser's POST of the consent form to this same page keeps its
+    // `Origin` (under `no-referrer` Chromium sends `Origin: null`, which
+    // the cross-site check rightly refuses).
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     res
 }

@@ -14,6 +14,7 @@
 //! `Cache-Control: no-store`.
 
 pub mod authorize;
+pub mod browser;
 
 use std::collections::HashMap;
 use std::sync::Arc;

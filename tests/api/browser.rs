@@ -192,3 +192,50 @@ async fn a_page_on_another_origin_reads_the_api_with_fetch() {
     );
     assert_eq!(seen["title"], "From the browser", "{seen}");
 }
+
+/// A person signs in to the browsable API in a real browser, pages, creates
+/// a record with the page's form, sees a 422, signs out
+/// (`tests/clients/browser_signin.py`, Playwright driving the installed
+/// Chromium). Screenshots of each step land in `target/screenshots/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_pages_creates_and_signs_out_in_a_real_browser() {
+    let Some(chromium) = browser() else { return };
+    if !crate::helpers::require_python("playwright") {
+        return;
+    }
+    // The server's public address is where the browser finds it: the
+    // sign-in's one redirect URI is on it.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let db = crate::db::TestDb::new().await;
+    let mut settings = crate::helpers::settings(restkit::demo::DEMO_TOML, &db.url);
+    settings.server.public_url = format!("http://{addr}");
+    let model = restkit::model::toml::parse(restkit::demo::DEMO_TOML).unwrap();
+    let t = TestApp::from_model(model, settings, restkit::registry::Registry::builtin(), db).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(t.app.clone().serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots");
+    std::fs::create_dir_all(shots).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/browser_signin.py"
+    );
+    let run = tokio::process::Command::new(crate::helpers::python())
+        .args([script, &format!("http://{addr}"), shots, chromium])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the browser finished within 120 s")
+        .expect("python ran");
+    let _ = stop.send(());
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

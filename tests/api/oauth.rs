@@ -1472,3 +1472,149 @@ async fn the_server_prunes_expired_own_rows_on_its_own() {
     assert_eq!(left, 1, "the expired token is pruned, the live one kept");
     drop(stop);
 }
+
+/// The browsable API's sign-in, as a browser would go through it: the
+/// built-in client's authorization-code + PKCE flow run by the server, the
+/// token kept in an HttpOnly session cookie (never in a URL), pages read
+/// with it, writes only from the server's own origin, sign-out revokes.
+#[tokio::test]
+async fn a_person_signs_in_to_the_browsable_pages_and_out_again() {
+    // The issuer (and the built-in client's redirect URI) is the address
+    // the browser uses.
+    let db = crate::db::TestDb::new().await;
+    let mut settings = crate::helpers::settings(restkit::demo::DEMO_TOML, &db.url);
+    settings.server.public_url = "http://api.test".into();
+    let model = restkit::model::toml::parse(restkit::demo::DEMO_TOML).unwrap();
+    let t = TestApp::from_model(model, settings, restkit::registry::Registry::builtin(), db).await;
+    let cookie_of = |res: &TestResponse, name: &str| -> String {
+        res.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} cookie in {:?}", res.headers))
+    };
+    // A page that needs a token offers to sign in, and says where it goes.
+    let page = t
+        .get("/v1/books?limit=2")
+        .anonymous()
+        .header("accept", "text/html")
+        .send()
+        .await;
+    assert_eq!(page.status, 401);
+    let html = String::from_utf8_lossy(&page.body).to_string();
+    let href = "/_restkit/sign-in?next=%2Fv1%2Fbooks%3Flimit%3D2";
+    assert!(html.contains(&format!("href=\"{href}\"")), "{html}");
+
+    let start = t.get(href).anonymous().send().await;
+    assert_eq!(start.status, 303);
+    let flow = cookie_of(&start, "restkit-sign-in");
+    assert!(flow.contains("HttpOnly"), "{flow}");
+    let flow = flow.split(';').next().unwrap().to_string();
+    let location = start.header("location").to_string();
+    let query = location
+        .strip_prefix("http://api.test/v1/authorize?")
+        .unwrap_or_else(|| panic!("{location}"))
+        .to_string();
+    assert!(query.contains("client_id=restkit-browser") && query.contains("code_challenge="));
+    let back = authorize(&t, &query, "approve").await;
+    assert_eq!(back.status, 302, "{}", String::from_utf8_lossy(&back.body));
+    let to = back.header("location").to_string();
+    let to = to.strip_prefix("http://api.test").unwrap().to_string();
+    assert!(to.starts_with("/_restkit/signed-in?code="), "{to}");
+
+    // The state must be the one the flow started with.
+    let forged = to.replace("state=", "state=x");
+    let res = t
+        .get(&forged)
+        .anonymous()
+        .header("cookie", &flow)
+        .send()
+        .await;
+    assert_eq!(res.status, 400);
+    let done = t.get(&to).anonymous().header("cookie", &flow).send().await;
+    assert_eq!(done.status, 303, "{}", String::from_utf8_lossy(&done.body));
+    assert_eq!(done.header("location"), "/v1/books?limit=2");
+    let session = cookie_of(&done, "restkit-session");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(session.contains(attribute), "{session}");
+    }
+    assert!(!session.contains("Max-Age"), "a session cookie: {session}");
+    let session = session.split(';').next().unwrap().to_string();
+
+    // Pages read with the cookie, and offer to sign out.
+    let page = t
+        .get("/v1/books?limit=2")
+        .anonymous()
+        .header("accept", "text/html")
+        .header("cookie", &session)
+        .send()
+        .await;
+    assert_eq!(page.status, 200, "{}", String::from_utf8_lossy(&page.body));
+    assert!(String::from_utf8_lossy(&page.body).contains("Sign out"));
+    // Writes count it only from the server's own origin.
+    let book = json!({"title": "Signed in", "author": "A"});
+    let res = t
+        .post("/v1/books")
+        .anonymous()
+        .header("cookie", &session)
+        .json(book.clone())
+        .send()
+        .await;
+    assert_eq!(res.status, 401, "no Origin: the cookie does not count");
+    let res = t
+        .post("/v1/books")
+        .anonymous()
+        .header("cookie", &session)
+        .header("origin", "http://evil.test")
+        .json(book.clone())
+        .send()
+        .await;
+    assert_eq!(res.status, 401, "another origin");
+    let res = t
+        .post("/v1/books")
+        .anonymous()
+        .header("cookie", &session)
+        .header("origin", "http://api.test")
+        .json(book)
+        .send()
+        .await;
+    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+
+    // Sign-out: only from the server's pages; it revokes the token.
+    let res = t
+        .post("/_restkit/sign-out")
+        .anonymous()
+        .header("cookie", &session)
+        .send()
+        .await;
+    assert_eq!(res.status, 403);
+    let out = t
+        .post("/_restkit/sign-out")
+        .anonymous()
+        .header("cookie", &session)
+        .header("origin", "http://api.test")
+        .send()
+        .await;
+    assert_eq!(out.status, 303);
+    assert!(cookie_of(&out, "restkit-session").contains("Max-Age=0"));
+    let res = t
+        .get("/v1/books/3")
+        .anonymous()
+        .header("cookie", &session)
+        .send()
+        .await;
+    assert_eq!(res.status, 401, "the token was revoked");
+    // The code is spent (and a replay would revoke what it issued).
+    let again = t.get(&to).anonymous().header("cookie", &flow).send().await;
+    assert_eq!(again.status, 400);
+    // Only local paths are returned to.
+    let res = t
+        .get("/_restkit/sign-in?next=//evil.test/x")
+        .anonymous()
+        .send()
+        .await;
+    let flow = cookie_of(&res, "restkit-sign-in");
+    let next = flow.split(';').next().unwrap().rsplit('.').next().unwrap();
+    assert_eq!(next, "Lw", "base64url of /");
+}
