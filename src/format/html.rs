@@ -31,6 +31,9 @@ pub struct Page {
     /// A body to start the form with: the fields a write of the route takes
     /// (a shown record is cut down to them).
     pub template: Option<Value>,
+    /// The JSON Schema of the route's write body (its create's, else its
+    /// replacement's): the page's field-by-field form is made from it.
+    pub input: Option<Value>,
     /// The browsable sign-in: `None` where the server offers none,
     /// `Some(signed_in)` where it does (the page then offers to sign in
     /// or out).
@@ -63,6 +66,7 @@ impl Page {
             target,
             methods: Vec::new(),
             template: None,
+            input: None,
             account: None,
         }
     }
@@ -80,7 +84,9 @@ h2{font-size:1em;margin:0 0 .5em;color:#4a5468}pre{margin:0;white-space:pre-wrap
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{border-bottom:1px solid #e6e8ee;padding:.3em .5em;text-align:left;vertical-align:top}\
 th{background:#f0f2f6}td pre{font-size:12px}nav.pages a,nav.pages span{margin-right:1em}\
 form label{display:block;margin:.4em 0}textarea{width:100%;min-height:9em;font:13px ui-monospace,Menlo,Consolas,monospace;box-sizing:border-box}\
-input,select,button{font:inherit}button{padding:.3em 1.2em}.hint{color:#6b7385;font-size:13px}";
+input,select,button{font:inherit}table.fields th{background:none;width:12em;font-weight:600}\
+table.fields td input[type=text],table.fields td input[type=email],table.fields td select{min-width:18em}\
+textarea.small{min-height:4em;width:60%}.req{color:#b42318}.err{color:#b42318;margin-left:.6em}button{padding:.3em 1.2em}.hint{color:#6b7385;font-size:13px}";
 
 /// Sends the form with fetch() — HTML forms cannot PUT, PATCH or DELETE —
 /// and shows the answer (an HTML page too) in place of this one. The token
@@ -96,7 +102,25 @@ try{sessionStorage.setItem(k,t)}catch(e){}if(t)h['Authorization']='Bearer '+t;\
 var o={method:m,headers:h};if(m!=='GET'&&m!=='DELETE'){h['Content-Type']='application/json';o.body=f.elements.body.value}\
 b.disabled=true;fetch(location.href,o).then(function(r){var loc=r.headers.get('Location');\
 return r.text().then(function(s){if(loc&&r.status===201)history.pushState(null,'',loc);\
-document.open();document.write(s);document.close()})}).catch(function(e){b.disabled=false;alert(e)})})})();";
+document.open();document.write(s);document.close()})}).catch(function(e){b.disabled=false;alert(e)})})})();\
+(function(){var g=document.getElementById('rk-fields');if(!g)return;var gb=g.querySelector('button[type=submit]');\
+var st=document.getElementById('rk-fields-status');gb.disabled=false;\
+g.addEventListener('submit',function(ev){ev.preventDefault();var m=g.elements._method.value,body={},bad=null;\
+g.querySelectorAll('[data-error-for]').forEach(function(e){e.textContent=''});st.textContent='';\
+g.querySelectorAll('[data-kind]').forEach(function(el){var v=el.value,k=el.dataset.kind,n=el.name;\
+if(m==='PATCH'&&v===el.dataset.initial)return;if(v===''){if(m==='PATCH')body[n]=null;return}\
+if(k==='integer'||k==='number'){var x=Number(v);if(isNaN(x))bad=n;else body[n]=x}\
+else if(k==='boolean')body[n]=(v==='true');\
+else if(k==='json'){try{body[n]=JSON.parse(v)}catch(e){bad=n}}else body[n]=v});\
+if(bad){g.querySelector('[data-error-for=\"'+CSS.escape(bad)+'\"]').textContent='not valid here';return}\
+var h={'Accept':'application/json','Content-Type':'application/json'},t='';\
+try{t=sessionStorage.getItem('restkit.token')||''}catch(e){}if(t)h['Authorization']='Bearer '+t;gb.disabled=true;\
+fetch(location.href,{method:m,headers:h,body:JSON.stringify(body)}).then(function(r){return r.text().then(function(s){\
+gb.disabled=false;if(r.ok){location.href=r.headers.get('Location')||location.href;return}var p={};\
+try{p=JSON.parse(s)}catch(e){}var rest='';(p.errors||[]).forEach(function(e){\
+var el=g.querySelector('[data-error-for=\"'+CSS.escape(e.field)+'\"]');if(el)el.textContent=e.message;\
+else rest+=' '+e.field+': '+e.message});st.textContent=r.status+' '+(p.detail||'')+rest})})\
+.catch(function(e){gb.disabled=false;st.textContent=String(e)})})})();";
 
 /// The page's security headers: a CSP that allows exactly its own style
 /// and script (by hash), `nosniff`, and no referrer (URLs may carry
@@ -328,6 +352,7 @@ pub fn encode(
         }
         out.push_str("</pre></section>");
     }
+    fields_form(&mut out, page, content);
     form(&mut out, page, content);
     Shell::close(&mut out, Some(SCRIPT));
     Bytes::from(out)
@@ -639,6 +664,180 @@ fn pretty_object(out: &mut String, map: &Map<String, Value>, depth: usize) {
     out.push('}');
 }
 
+/// The input of one field: its kind (how the page's script reads it back)
+/// and its markup attributes.
+fn field_input(out: &mut String, name: &str, schema: &Value, value: Option<&Value>) {
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let ty = types
+        .iter()
+        .copied()
+        .find(|t| *t != "null")
+        .unwrap_or("json");
+    let text = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let current = text(value);
+    let attr = |out: &mut String, k: &str, v: &str| {
+        let _ = write!(out, " {k}=\"");
+        escape(out, v);
+        out.push('"');
+    };
+    if let Some(options) = schema["enum"].as_array() {
+        out.push_str("<select");
+        attr(out, "name", name);
+        attr(out, "data-kind", ty);
+        attr(out, "data-initial", &current);
+        out.push_str("><option value=\"\"></option>");
+        for o in options.iter().filter(|o| !o.is_null()) {
+            let o = text(Some(o));
+            let selected = if o == current { " selected" } else { "" };
+            out.push_str("<option");
+            attr(out, "value", &o);
+            out.push_str(selected);
+            out.push('>');
+            escape(out, &o);
+            out.push_str("</option>");
+        }
+        out.push_str("</select>");
+        return;
+    }
+    if ty == "boolean" {
+        out.push_str("<select");
+        attr(out, "name", name);
+        attr(out, "data-kind", ty);
+        attr(out, "data-initial", &current);
+        out.push('>');
+        for o in ["", "true", "false"] {
+            let selected = if o == current { " selected" } else { "" };
+            let _ = write!(out, "<option value=\"{o}\"{selected}>{o}</option>");
+        }
+        out.push_str("</select>");
+        return;
+    }
+    if matches!(ty, "object" | "array" | "json") {
+        out.push_str("<textarea class=\"small\"");
+        attr(out, "name", name);
+        attr(out, "data-kind", "json");
+        attr(out, "data-initial", &current);
+        out.push('>');
+        escape(out, &current);
+        out.push_str("</textarea>");
+        return;
+    }
+    let input_type = match (ty, schema["format"].as_str()) {
+        ("integer" | "number", _) => "number",
+        (_, Some("date")) => "date",
+        (_, Some("email")) => "email",
+        _ => "text",
+    };
+    out.push_str("<input");
+    attr(out, "type", input_type);
+    attr(out, "name", name);
+    attr(out, "data-kind", ty);
+    attr(out, "data-initial", &current);
+    attr(out, "value", &current);
+    if ty == "number" {
+        attr(out, "step", "any");
+    }
+    if let Some(n) = schema["maxLength"].as_u64() {
+        attr(out, "maxlength", &n.to_string());
+    }
+    for (key, html) in [("minimum", "min"), ("maximum", "max")] {
+        if let Some(n) = schema[key].as_f64().filter(|n| n.abs() < 1e15) {
+            attr(out, html, &n.to_string());
+        }
+    }
+    if let Some(f) = schema["format"].as_str() {
+        attr(out, "placeholder", f);
+    }
+    out.push('>');
+}
+
+/// A form made from the declaration: one input per field the write takes
+/// (numbers, dates, enums as selects, booleans, JSON), required ones
+/// marked, the shown record's values filled in. The page's script sends
+/// it as JSON and puts each 422 error beside its field.
+fn fields_form(out: &mut String, page: &Page, content: &Content) {
+    let Some(props) = page
+        .input
+        .as_ref()
+        .and_then(|s| s["properties"].as_object())
+    else {
+        return;
+    };
+    let record = match content {
+        Content::Record(r) => Some(r),
+        _ => None,
+    };
+    let offered: Vec<&str> = if record.is_some() {
+        ["PATCH", "PUT"]
+            .into_iter()
+            .filter(|m| page.methods.iter().any(|x| x == m))
+            .collect()
+    } else {
+        ["POST"]
+            .into_iter()
+            .filter(|m| page.methods.iter().any(|x| x == m))
+            .collect()
+    };
+    if offered.is_empty() || props.is_empty() {
+        return;
+    }
+    let required: Vec<&str> = page
+        .input
+        .as_ref()
+        .and_then(|s| s["required"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let title = if record.is_some() { "Edit" } else { "Create" };
+    let _ = write!(
+        out,
+        "<section><h2>{title}</h2><form id=\"rk-fields\" novalidate><table class=\"fields\">"
+    );
+    for (name, schema) in props {
+        if schema["readOnly"] == Value::Bool(true) {
+            continue;
+        }
+        out.push_str("<tr><th><label>");
+        escape(out, name);
+        if required.contains(&name.as_str()) {
+            out.push_str(" <span class=\"req\" title=\"required\">*</span>");
+        }
+        out.push_str("</label></th><td>");
+        field_input(out, name, schema, record.and_then(|r| r.get(name)));
+        out.push_str(" <span class=\"err\" data-error-for=\"");
+        escape(out, name);
+        out.push_str("\"></span></td></tr>");
+    }
+    out.push_str("</table><p>");
+    if offered.len() > 1 {
+        out.push_str("<select name=\"_method\">");
+        for m in &offered {
+            let _ = write!(out, "<option>{m}</option>");
+        }
+        out.push_str("</select> ");
+    } else {
+        let _ = write!(
+            out,
+            "<input type=\"hidden\" name=\"_method\" value=\"{}\">",
+            offered[0]
+        );
+    }
+    let _ = write!(
+        out,
+        "<button type=\"submit\" disabled>{}</button> <span class=\"err\" id=\"rk-fields-status\"></span></p></form></section>",
+        if record.is_some() { "Save" } else { "Create" }
+    );
+}
+
 /// The request form: the route's methods, a JSON body (the shown record
 /// for PUT/PATCH, else the route's template), and a bearer token.
 fn form(out: &mut String, page: &Page, content: &Content) {
@@ -712,6 +911,71 @@ mod tests {
             &page,
         );
         String::from_utf8(html.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn the_fields_form_follows_the_schema_and_the_record() {
+        let mut page = Page::new("GET", "/v1/pets/1", None);
+        page.methods = vec!["GET".into(), "PUT".into(), "PATCH".into()];
+        page.input = Some(json!({
+        "type": "object", "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "maxLength": 20},
+            "kind": {"type": ["string", "null"], "enum": ["cat", "dog", null]},
+            "born": {"type": "string", "format": "date"},
+            "weight": {"type": ["integer", "null"], "minimum": 0},
+            "neutered": {"type": "boolean"},
+            "id": {"type": "integer", "readOnly": true}
+        }}));
+        let mut rec = Map::new();
+        rec.insert("name".into(), json!("Rex <3"));
+        rec.insert("kind".into(), json!("dog"));
+        rec.insert("neutered".into(), json!(true));
+        let html = encode(
+            StatusCode::OK,
+            &HeaderValue::from_static("text/html; charset=UTF-8"),
+            &HeaderMap::new(),
+            &Content::Record(rec),
+            &page,
+        );
+        let html = String::from_utf8(html.to_vec()).unwrap();
+        let form = &html[html.find("id=\"rk-fields\"").unwrap()..];
+        let form = &form[..form.find("</form>").unwrap()];
+        assert!(form.contains("name=\"name\" data-kind=\"string\" data-initial=\"Rex &lt;3\" value=\"Rex &lt;3\" maxlength=\"20\""), "{form}");
+        assert!(
+            form.contains("name <span class=\"req\""),
+            "required is marked: {form}"
+        );
+        assert!(
+            form.contains("<option value=\"dog\" selected>dog</option>"),
+            "{form}"
+        );
+        assert!(form.contains("type=\"date\" name=\"born\""), "{form}");
+        assert!(form.contains("type=\"number\" name=\"weight\""), "{form}");
+        assert!(
+            form.contains("<option value=\"true\" selected>true</option>"),
+            "{form}"
+        );
+        assert!(
+            !form.contains("name=\"id\""),
+            "read-only fields are not inputs"
+        );
+        assert!(
+            form.contains("<option>PATCH</option><option>PUT</option>"),
+            "{form}"
+        );
+        // A collection offers a create; a route without writes, nothing.
+        page.methods = vec!["GET".into()];
+        let html = encode(
+            StatusCode::OK,
+            &HeaderValue::from_static("text/html; charset=UTF-8"),
+            &HeaderMap::new(),
+            &Content::Records(Vec::new()),
+            &page,
+        );
+        assert!(!String::from_utf8(html.to_vec())
+            .unwrap()
+            .contains("id=\"rk-fields\""));
     }
 
     #[test]

@@ -134,6 +134,7 @@ static NO_PAGE: Page = Page {
     target: String::new(),
     methods: Vec::new(),
     template: None,
+    input: None,
     account: None,
 };
 
@@ -149,15 +150,15 @@ fn page_for(mut page: Page, route: &Route) -> Page {
     let write = [Method::POST, Method::PUT, Method::PATCH]
         .iter()
         .find_map(|m| route.endpoint(m));
-    page.template = write.and_then(|e| match &e.target {
-        Target::Operation { controller, op } => controller
-            .input_schema(*op)
-            .map(crate::validate::example_body),
+    let input = write.and_then(|e| match &e.target {
+        Target::Operation { controller, op } => controller.input_schema(*op).cloned(),
         Target::Action {
             schema: Some(s), ..
-        } => Some(crate::validate::example_body(&s.source)),
+        } => Some(s.source.clone()),
         Target::Action { .. } => None,
     });
+    page.template = input.as_ref().map(crate::validate::example_body);
+    page.input = input;
     page
 }
 

@@ -63,22 +63,50 @@ with sync_playwright() as p:
           "the next page's link works signed in: " + page.url)
     shot("4-next-page")
 
+    # The form made from the declaration: inputs by type, required marks.
     page.goto(base + "/v1/books")
-    page.select_option("select[name=method]", "POST")
-    page.fill("textarea[name=body]", json.dumps({"title": "Made in a browser", "author": "Chromium"}))
-    page.click("#rk-send button")
-    page.wait_for_function("document.body.innerText.includes('HTTP 201')")
-    check("Made in a browser" in page.content(), "a record created with the page's form")
-    shot("5-created")
+    check(page.locator("#rk-fields input[name=year][type=number]").count() == 1,
+          "a number input for an integer field")
+    check(page.locator("#rk-fields th:has-text('title') .req").count() == 1,
+          "required fields are marked")
+    page.fill("#rk-fields input[name=title]", "")
+    page.fill("#rk-fields input[name=author]", "Chromium")
+    page.fill("#rk-fields input[name=year]", "3000")
+    page.click("#rk-fields button[type=submit]")
+    page.wait_for_function(
+        "document.querySelector('[data-error-for=title]').textContent.length > 0")
+    title_error = page.inner_text("[data-error-for=title]")
+    year_error = page.inner_text("[data-error-for=year]")
+    check(title_error != "" and year_error != "",
+          f"a 422's errors beside their fields: title '{title_error}', year '{year_error}'")
+    shot("5-invalid-beside-fields")
+    page.locator("#rk-fields").screenshot(path=f"{outdir}/5b-the-form.png")
 
+    page.fill("#rk-fields input[name=title]", "Made in a browser")
+    page.fill("#rk-fields input[name=year]", "1999")
+    with page.expect_navigation():
+        page.click("#rk-fields button[type=submit]")
+    check("/v1/books/" in page.url and "Made in a browser" in page.content(),
+          "created with the form; on the new record's page: " + page.url)
+    shot("6-created")
+
+    # Its edit form holds its values; a change is saved as a merge patch.
+    check(page.input_value("#rk-fields input[name=title]") == "Made in a browser",
+          "the edit form is filled with the record")
+    page.fill("#rk-fields input[name=author]", "Headless Chromium")
+    with page.expect_navigation():
+        page.click("#rk-fields button[type=submit]")
+    check("Headless Chromium" in page.content(), "edited with the form")
+    shot("7-edited")
+
+    # The raw request form still sends any body, and shows the answer.
     page.goto(base + "/v1/books")
     page.select_option("select[name=method]", "POST")
     page.fill("textarea[name=body]", json.dumps({"title": "", "author": "Chromium"}))
     page.click("#rk-send button")
     page.wait_for_function("document.body.innerText.includes('HTTP 422')")
     text = page.inner_text("body")
-    check("title" in text and "min_length" in text, "an invalid one: a 422 naming the field")
-    shot("6-invalid")
+    check("title" in text and "min_length" in text, "the raw form shows a 422 naming the field")
 
     page.goto(base + "/v1/books?limit=5")
     with page.expect_navigation():
@@ -86,5 +114,5 @@ with sync_playwright() as p:
     check(page.url == base + "/", "sign-out returns to the API root")
     res = page.goto(base + "/v1/books?limit=5")
     check(res.status == 401, "signed out: the page needs a token again")
-    shot("7-signed-out")
+    shot("8-signed-out")
     browser.close()
