@@ -14,6 +14,8 @@ use super::resolve;
 use crate::format::html::{esc, Shell};
 
 const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}\
+form.try{margin:.6em 0;padding:.5em .7em;background:#f3f6fb;border-radius:4px}form.try label{margin-right:.6em}\
+form.try details{display:inline-block;margin-right:.6em}.account{float:right}\
 header{background:#1d2330;color:#fff;padding:.8em 1.2em}header a{color:#cfe0ff}\
 main{max-width:72em;margin:1em auto;padding:0 1.2em}nav{column-width:22em;background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:.6em 1em}\
 nav a{display:block;text-decoration:none;color:#1f5fbf;font:13px ui-monospace,Menlo,Consolas,monospace}\
@@ -25,10 +27,11 @@ table{border-collapse:collapse;font-size:13px;width:100%}td,th{border-bottom:1px
 pre{background:#f5f6f8;padding:.5em;overflow:auto;font:12px/1.45 ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap}\
 details summary{cursor:pointer;color:#4a5468}.hint{color:#6b7385;font-size:13px}";
 
-/// The page's CSP: its own style only, no script at all.
+/// The page's CSP: its own style and script only (by hash), nothing from
+/// anywhere.
 pub fn csp() -> &'static HeaderValue {
     static CSP: OnceLock<HeaderValue> = OnceLock::new();
-    CSP.get_or_init(|| crate::format::html::csp_allowing(STYLE, None, ""))
+    CSP.get_or_init(|| crate::format::html::csp_allowing(STYLE, Some(SCRIPT), ""))
 }
 
 /// A parameter's type as a reader wants it: the allowed names of a list,
@@ -138,11 +141,20 @@ pub fn render(doc: &Value) -> String {
     let mut out = String::with_capacity(64 * 1024);
     let title = doc["info"]["title"].as_str().unwrap_or("API");
     let server = doc["servers"][0]["url"].as_str().unwrap_or("");
-    let header = format!(
-        "<b>{}</b> {} · <a href=\"/openapi.json\">openapi.json</a>",
+    let mut header = format!(
+        "<b>{}</b> {} · <a href=\"/openapi.json\">openapi.json</a> · <a href=\"/\">the API</a>",
         esc(title),
         esc(doc["info"]["version"].as_str().unwrap_or("")),
     );
+    // "Try it" opens the browsable pages, which read with the signed-in
+    // session: offer the sign-in here too.
+    if doc["paths"].get(crate::oauth::browser::SIGN_IN).is_some() {
+        let _ = write!(
+            header,
+            " · <a class=\"account\" href=\"{}?next=%2Fdocs\">Sign in</a>",
+            crate::oauth::browser::SIGN_IN
+        );
+    }
     Shell {
         title: &format!("{title} reference"),
         style: STYLE,
@@ -266,12 +278,69 @@ pub fn render(doc: &Value) -> String {
                 );
             }
             let _ = write!(curl, " '{server}{path}'");
-            let _ = write!(out, "<pre>{}</pre></section>", esc(&curl));
+            let _ = write!(out, "<pre>{}</pre>", esc(&curl));
+            if item.get("get").is_some() {
+                try_it(&mut out, path, &m, &params);
+            }
+            out.push_str("</section>");
         }
     }
-    Shell::close(&mut out, None);
+    Shell::close(&mut out, Some(SCRIPT));
     out
 }
+
+/// "Try it": the operation's path parameters (and, for a GET, its query
+/// parameters) filled in, then its URL opened as the browsable page —
+/// which reads with the signed-in session, and whose forms send the
+/// other methods. Needs the page's script (it fills the path).
+fn try_it(out: &mut String, path: &str, method: &str, params: &[&Value]) {
+    out.push_str("<form class=\"try\" data-template=\"");
+    out.push_str(&esc(path));
+    out.push_str("\"><b>Try it</b> ");
+    let mut query = String::new();
+    for p in params {
+        let name = esc(p["name"].as_str().unwrap_or(""));
+        match p["in"].as_str() {
+            Some("path") => {
+                let _ = write!(
+                    out,
+                    "<label>{name} <input name=\"{name}\" data-path required size=\"8\"></label> "
+                );
+            }
+            Some("query") if method == "GET" => {
+                let _ = write!(
+                    query,
+                    "<label>{name} <input name=\"{name}\" size=\"14\"></label> "
+                );
+            }
+            _ => {}
+        }
+    }
+    if !query.is_empty() {
+        let _ = write!(
+            out,
+            "<details><summary>query parameters</summary>{query}</details>"
+        );
+    }
+    let what = if method == "GET" {
+        "Open"
+    } else {
+        "Open the page that sends it"
+    };
+    let _ = write!(
+        out,
+        "<button type=\"submit\" disabled>{what}</button> <span class=\"hint\">in the browsable \
+         API, signed in (needs JavaScript)</span></form>"
+    );
+}
+
+/// Fills each "Try it" form's path template and opens the URL.
+const SCRIPT: &str = "document.querySelectorAll('form.try').forEach(function(f){\
+var b=f.querySelector('button');b.disabled=false;f.addEventListener('submit',function(ev){ev.preventDefault();\
+var path=f.dataset.template,q=[];f.querySelectorAll('input').forEach(function(i){\
+if(i.hasAttribute('data-path'))path=path.split('{'+i.name+'}').join(encodeURIComponent(i.value));\
+else if(i.value!=='')q.push(encodeURIComponent(i.name)+'='+encodeURIComponent(i.value))});\
+location.href=path+(q.length?'?'+q.join('&'):'')})});";
 
 #[cfg(test)]
 mod tests {

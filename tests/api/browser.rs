@@ -217,6 +217,7 @@ async fn a_person_signs_in_pages_creates_and_signs_out_in_a_real_browser() {
         let _ = stopped.await;
     }));
     let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots");
+    let _ = std::fs::remove_dir_all(shots);
     std::fs::create_dir_all(shots).unwrap();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -108,11 +108,21 @@ with sync_playwright() as p:
     text = page.inner_text("body")
     check("title" in text and "min_length" in text, "the raw form shows a 422 naming the field")
 
+    # /docs: "Try it" opens an operation's URL, signed in.
+    page.goto(base + "/docs")
+    form = page.locator("form.try[data-template='/v1/books/{id}']").first
+    form.locator("input[name=id]").fill("3")
+    with page.expect_navigation():
+        form.locator("button").click()
+    check(page.url == base + "/v1/books/3" and "HTTP 200" in page.content(),
+          "try it from /docs opens the record, signed in: " + page.url)
+    shot("8-tried-from-docs")
+
     page.goto(base + "/v1/books?limit=5")
     with page.expect_navigation():
         page.click("form.account button")
     check(page.url == base + "/", "sign-out returns to the API root")
     res = page.goto(base + "/v1/books?limit=5")
     check(res.status == 401, "signed out: the page needs a token again")
-    shot("8-signed-out")
+    shot("9-signed-out")
     browser.close()
