@@ -192,6 +192,11 @@ pub struct AuthSettings {
     pub audience: String,
     /// Where the OAuth2 endpoints live (`{prefix}/access_token`, …).
     pub prefix: String,
+    /// The scopes a person signed in to the browsable pages gets (the
+    /// built-in client `restkit-browser` may ask for no others): by
+    /// default what their own password gives them over HTTP Basic. Empty:
+    /// the pages offer no sign-in.
+    pub browser_scopes: Vec<String>,
     /// Public keys (PEM files) of earlier signing keys: still published
     /// and accepted, so tokens signed before a rotation verify until they
     /// expire.
@@ -224,6 +229,7 @@ impl Default for AuthSettings {
             ],
             audience: String::new(),
             prefix: "/v1".into(),
+            browser_scopes: vec!["basic".into(), "write".into()],
             previous_public_keys: Vec::new(),
             api_key_ttl: Duration::from_secs(86400),
             stored_private_key: None,
@@ -480,6 +486,7 @@ impl Settings {
             .list_separator(",")
             .with_list_parse_key("rate_limit.trusted_proxies")
             .with_list_parse_key("auth.grants")
+            .with_list_parse_key("auth.browser_scopes")
             .with_list_parse_key("auth.previous_public_keys")
             .with_list_parse_key("cors.origins")
             .with_list_parse_key("metrics.allow");

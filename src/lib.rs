@@ -90,6 +90,14 @@ pub async fn serve_until(
     {
         tracing::warn!("{warning}");
     }
+    if settings.auth.issuer.is_empty() && settings.server.public_url.is_empty() {
+        tracing::info!(
+            issuer = %settings.issuer(),
+            "the token issuer is this server's bound address: set server.public_url (or \
+             auth.issuer) when clients reach it by another name, or several instances serve \
+             one API"
+        );
+    }
     let app = open(model, settings, registry).await?;
     tracing::info!("serving on http://{addr}");
     app.serve(listener, shutdown)

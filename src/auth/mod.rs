@@ -212,9 +212,11 @@ pub async fn authenticate(
     let Some(value) = header else {
         // The browsable API's session (see `session`): a bearer token
         // kept in a cookie, where the rules there let it count.
-        return match session::token(parts) {
+        // A stale or revoked session is no credential at all (the page
+        // then offers to sign in again), not a 401 on every route.
+        return match session::token(parts, &tokens.issuer) {
             Some(token) if accepted.bearer => {
-                bearer(parts, token, store, tokens, gate).await.map(Some)
+                Ok(bearer(parts, token, store, tokens, gate).await.ok())
             }
             _ => Ok(None),
         };

@@ -11,6 +11,17 @@
 /// The cookie holding the session's access token.
 pub const COOKIE: &str = "restkit-session";
 
+/// Its name: `__Host-restkit-session` where the server is reached over
+/// https (a browser then refuses one set by a sibling subdomain, or
+/// without `Secure`), else `restkit-session`.
+pub fn cookie_name(https: bool) -> String {
+    if https {
+        format!("__Host-{COOKIE}")
+    } else {
+        COOKIE.to_string()
+    }
+}
+
 /// The value of cookie `name` in the request's `Cookie` headers.
 pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -26,27 +37,45 @@ pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The session's token, where it may stand for the caller (see the
 /// module's rules); `None` otherwise, and the request is anonymous.
-pub fn token(parts: &http::request::Parts) -> Option<&str> {
-    let token = cookie(&parts.headers, COOKIE)?;
+/// `base` is the server's public address (`scheme://host[:port]`).
+pub fn token<'a>(parts: &'a http::request::Parts, base: &str) -> Option<&'a str> {
+    let token = cookie(&parts.headers, &cookie_name(base.starts_with("https://")))?;
     let safe = matches!(parts.method, http::Method::GET | http::Method::HEAD);
-    (safe || same_origin(&parts.headers)).then_some(token)
+    (safe || same_origin(&parts.headers, &parts.uri, base)).then_some(token)
 }
 
-/// Whether `Origin` names the host the request was sent to.
-pub fn same_origin(headers: &http::HeaderMap) -> bool {
-    let (Some(origin), Some(host)) = (
-        headers
-            .get(http::header::ORIGIN)
-            .and_then(|v| v.to_str().ok()),
-        headers
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok()),
-    ) else {
+/// `host[:port]` without the scheme's default port.
+fn authority<'a>(scheme: &str, authority: &'a str) -> &'a str {
+    let default = if scheme == "https" { ":443" } else { ":80" };
+    authority.strip_suffix(default).unwrap_or(authority)
+}
+
+/// Whether `Origin` names this server: its public address `base`, or the
+/// host the request was sent to (`Host`, or HTTP/2's `:authority`).
+pub fn same_origin(headers: &http::HeaderMap, uri: &http::Uri, base: &str) -> bool {
+    let Some(origin) = headers
+        .get(http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    origin
-        .split_once("://")
-        .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && rest == host)
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    if !matches!(scheme, "http" | "https") {
+        return false;
+    }
+    let theirs = authority(scheme, rest);
+    if let Some((s, a)) = base.trim_end_matches('/').split_once("://") {
+        if s == scheme && authority(s, a) == theirs {
+            return true;
+        }
+    }
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    host.is_some_and(|h| authority(scheme, h) == theirs)
 }
 
 #[cfg(test)]
@@ -63,31 +92,44 @@ mod tests {
 
     #[test]
     fn the_cookie_counts_on_reads_and_on_same_origin_writes_only() {
+        let base = "http://127.0.0.1:8080";
         let c = ("cookie", "a=1; restkit-session=tok; b=2");
-        assert_eq!(token(&parts("GET", &[c])), Some("tok"));
-        assert_eq!(token(&parts("POST", &[c])), None, "no Origin");
         let host = ("host", "api.test:8080");
+        let at = |method: &str, headers: &[(&str, &str)]| {
+            token(&parts(method, headers), base).map(str::to_string)
+        };
+        assert_eq!(at("GET", &[c]), Some("tok".into()));
+        assert_eq!(at("POST", &[c]), None, "no Origin");
+        let ours = ("origin", "http://api.test:8080");
+        assert_eq!(at("POST", &[c, host, ours]), Some("tok".into()));
         assert_eq!(
-            token(&parts(
-                "POST",
-                &[c, host, ("origin", "http://api.test:8080")]
-            )),
+            at("DELETE", &[c, host, ("origin", "http://evil.test")]),
+            None
+        );
+        let longer = ("origin", "http://api.test:8080.evil");
+        assert_eq!(at("PATCH", &[c, host, longer]), None);
+        assert_eq!(at("POST", &[c, host, ("origin", "null")]), None);
+        assert_eq!(at("GET", &[("cookie", "restkit-session=")]), None);
+    }
+
+    #[test]
+    fn behind_a_proxy_the_public_address_counts_and_default_ports_are_the_same() {
+        let https = "https://api.example";
+        let c = ("cookie", "__Host-restkit-session=tok");
+        let ours = ("origin", "https://api.example");
+        // A proxy that rewrote Host to its upstream's address.
+        let upstream = ("host", "10.0.0.7:8080");
+        assert_eq!(
+            token(&parts("POST", &[c, upstream, ours]), https),
             Some("tok")
         );
-        assert_eq!(
-            token(&parts("DELETE", &[c, host, ("origin", "http://evil.test")])),
-            None
-        );
-        assert_eq!(
-            token(&parts(
-                "PATCH",
-                &[c, host, ("origin", "http://api.test:8080.evil")]
-            )),
-            None
-        );
-        assert_eq!(
-            token(&parts("GET", &[("cookie", "restkit-session=")])),
-            None
-        );
+        // Host with the scheme's default port is the same host.
+        let h = ("host", "api.example:443");
+        assert_eq!(token(&parts("POST", &[c, h, ours]), https), Some("tok"));
+        // Over https only the __Host- cookie counts; over http only the
+        // plain one.
+        let plain = ("cookie", "restkit-session=tok");
+        assert_eq!(token(&parts("GET", &[plain]), https), None);
+        assert_eq!(token(&parts("GET", &[c]), "http://api.example"), None);
     }
 }

@@ -1089,7 +1089,17 @@ fn singular(plural: &str) -> String {
         None => (String::new(), plural),
     };
     let lower = last.to_ascii_lowercase();
-    let word = if lower.ends_with("ies") && last.len() > 3 {
+    // Plurals the rules below would get wrong: `-ie` words, and words
+    // that are the same in both numbers.
+    const IE: [&str; 9] = [
+        "movies", "cookies", "pies", "ties", "lies", "zombies", "rookies", "calories", "hoodies",
+    ];
+    const SAME: [&str; 4] = ["news", "series", "species", "data"];
+    let word = if SAME.contains(&lower.as_str()) {
+        last.to_string()
+    } else if IE.contains(&lower.as_str()) {
+        last[..last.len() - 1].to_string()
+    } else if lower.ends_with("ies") && last.len() > 3 {
         format!("{}y", &last[..last.len() - 3])
     } else if ["sses", "shes", "ches", "xes", "zzes"]
         .iter()
@@ -1100,7 +1110,6 @@ fn singular(plural: &str) -> String {
         && !lower.ends_with("ss")
         && !lower.ends_with("us")
         && !lower.ends_with("is")
-        && !["news", "series", "species"].contains(&lower.as_str())
     {
         last[..last.len() - 1].to_string()
     } else {
@@ -1501,6 +1510,8 @@ mod tests {
         );
         assert_eq!(summary(Operation::Find, "order_items"), "List order items");
         assert_eq!(summary(Operation::Create, "news"), "Create a news");
+        assert_eq!(summary(Operation::Create, "movies"), "Create a movie");
+        assert_eq!(summary(Operation::Fetch, "series"), "Fetch a series");
         assert_eq!(summary(Operation::Create, "addresses"), "Create an address");
     }
 }

@@ -31,11 +31,7 @@ pub struct PasswordAttempts<'a> {
 #[async_trait::async_trait]
 impl crate::auth::users::PasswordGate for PasswordAttempts<'_> {
     async fn admit(&self) -> Result<(), crate::error::ApiError> {
-        let policy = match (&self.policies.anonymous, &self.limiter.public) {
-            (Some(a), Some(p)) if Arc::ptr_eq(a, p) => &self.limiter.anonymous,
-            (policy, _) => policy,
-        };
-        let Some(policy) = policy else {
+        let Some(policy) = &self.policies.passwords else {
             return Ok(());
         };
         match self.limiter.check(policy, &Who::ip(self.ip)).await? {
@@ -101,12 +97,14 @@ pub fn assign(limiter: &mut RateLimiter, routes: &mut [Route]) {
                         None => format!("{prefix}.{path}"),
                     };
                     let own = limiter.overridden(&name, &a.rate_limit);
+                    let anonymous = if a.rate_limit.anonymous.is_some() {
+                        own.anonymous
+                    } else {
+                        base.anonymous
+                    };
                     EndpointPolicies {
-                        anonymous: if a.rate_limit.anonymous.is_some() {
-                            own.anonymous
-                        } else {
-                            base.anonymous
-                        },
+                        passwords: anonymous.clone(),
+                        anonymous,
                         authenticated: if a.rate_limit.authenticated.is_some() {
                             own.authenticated
                         } else {

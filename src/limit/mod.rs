@@ -170,6 +170,10 @@ pub enum TierName {
 pub struct EndpointPolicies {
     pub anonymous: Option<Arc<Policy>>,
     pub authenticated: Option<Arc<Policy>>,
+    /// What a password that must be hashed costs first: the `anonymous`
+    /// policy this endpoint would have without the `public` tier (on a
+    /// public route, guessing is not browsing).
+    pub passwords: Option<Arc<Policy>>,
 }
 
 /// Every policy the server uses, and the backend that keeps their state.
@@ -246,6 +250,7 @@ impl RateLimiter {
         EndpointPolicies {
             anonymous: self.anonymous.clone(),
             authenticated: self.authenticated.clone(),
+            passwords: self.anonymous.clone(),
         }
     }
 
@@ -257,11 +262,13 @@ impl RateLimiter {
             period: t.period,
             burst: t.burst,
         };
+        let anonymous = match &o.anonymous {
+            Some(t) => self.policy(&format!("anonymous.{name}"), &tier(t)),
+            None => self.anonymous.clone(),
+        };
         EndpointPolicies {
-            anonymous: match &o.anonymous {
-                Some(t) => self.policy(&format!("anonymous.{name}"), &tier(t)),
-                None => self.anonymous.clone(),
-            },
+            passwords: anonymous.clone(),
+            anonymous,
             authenticated: match &o.authenticated {
                 Some(t) => self.policy(&format!("authenticated.{name}"), &tier(t)),
                 None => self.authenticated.clone(),

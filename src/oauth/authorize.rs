@@ -184,7 +184,13 @@ fn params_of(pairs: &[u8]) -> Result<HashMap<String, String>, String> {
     Ok(out)
 }
 
-async fn check(state: &AppState, p: &HashMap<String, String>) -> Result<AuthRequest, Refusal> {
+/// `base`: the address the request came to (`scheme://host[:port]`), on
+/// which the browsable pages' built-in client returns.
+async fn check(
+    state: &AppState,
+    p: &HashMap<String, String>,
+    base: &str,
+) -> Result<AuthRequest, Refusal> {
     let page = |why: &str| Refusal::Page(StatusCode::BAD_REQUEST, why.to_string());
     let client_id = p
         .get("client_id")
@@ -192,7 +198,7 @@ async fn check(state: &AppState, p: &HashMap<String, String>) -> Result<AuthRequ
     let client =
         if client_id == super::browser::CLIENT_ID && super::browser::offered(&state.settings) {
             // The browsable pages' own client: built in, never stored.
-            Some(super::browser::client(state))
+            Some(super::browser::client(state, base))
         } else {
             clients::find(&state.store, client_id)
                 .await
@@ -460,7 +466,8 @@ pub async fn show(State(state): State<Arc<AppState>>, req: Request<Body>) -> Res
         Ok(p) => p,
         Err(why) => return refused(Refusal::Page(StatusCode::BAD_REQUEST, why)),
     };
-    match check(&state, &p).await {
+    let base = state.base_url(req.headers());
+    match check(&state, &p, &base).await {
         Ok(ar) => form_page(&state, &ar, &p, None),
         Err(r) => refused(r),
     }
@@ -506,7 +513,7 @@ pub async fn decide(State(state): State<Arc<AppState>>, req: Request<Body>) -> R
                 .into(),
         ));
     }
-    let ar = match check(&state, &p).await {
+    let ar = match check(&state, &p, &state.base_url(&parts.headers)).await {
         Ok(ar) => ar,
         Err(r) => return refused(r),
     };

@@ -11,9 +11,11 @@
 //! session cookie of [`crate::auth::session`], then returns to `next`.
 //! `POST /_restkit/sign-out` revokes the token and clears the cookie.
 //!
-//! Everything happens on the issuer's origin, whose address the client's
-//! one redirect URI names; a sign-in started at another host name of the
-//! same server is first sent there.
+//! The flow stays on the address the browser uses (`server.public_url`,
+//! else the request's `Host`): the client's redirect URI is on it, so the
+//! code returns to the server that issued it, whatever name it is reached
+//! by. A signed-in person gets `auth.browser_scopes` (by default what
+//! their own password gives them over HTTP Basic), never more.
 
 use std::sync::Arc;
 
@@ -41,45 +43,55 @@ const FLOW_COOKIE: &str = "restkit-sign-in";
 const FLOW_TTL_SECS: u64 = 600;
 
 /// Whether this server offers the browsable sign-in: it needs the
-/// authorization-code grant.
+/// authorization-code grant and scopes to give (`auth.browser_scopes`).
 pub fn offered(settings: &crate::config::Settings) -> bool {
     settings
         .auth
         .grants
         .iter()
         .any(|g| g == "authorization_code")
+        && !settings.auth.browser_scopes.is_empty()
 }
 
-/// The built-in client: public (PKCE), the code grant only, every scope
-/// the API's routes name, and one redirect URI on the issuer.
-pub fn client(state: &AppState) -> Client {
-    let mut scopes: Vec<String> = Vec::new();
-    for e in state.routes.iter().flat_map(|r| r.endpoints.iter()) {
-        for s in e.scope.split(' ').filter(|s| !s.is_empty()) {
-            if !scopes.iter().any(|x| x == s) {
-                scopes.push(s.to_string());
-            }
-        }
-    }
+/// The built-in client as a request at `base` (`scheme://host[:port]`)
+/// sees it: public (PKCE), the code grant only, `auth.browser_scopes`,
+/// and one redirect URI, on `base`.
+pub fn client(state: &AppState, base: &str) -> Client {
     Client {
         id: -1,
         client_id: CLIENT_ID.into(),
         secret_hash: None,
         grants: vec!["authorization_code".into()],
-        scopes,
-        redirect_uris: vec![redirect_uri(state)],
+        scopes: state.settings.auth.browser_scopes.clone(),
+        redirect_uris: vec![redirect_uri(base)],
     }
 }
 
-fn redirect_uri(state: &AppState) -> String {
-    format!("{}{SIGNED_IN}", state.tokens.issuer)
+fn redirect_uri(base: &str) -> String {
+    format!("{base}{SIGNED_IN}")
 }
 
-fn secure(state: &AppState) -> &'static str {
-    if state.tokens.issuer.starts_with("https://") {
+/// Whether the browser reaches this server over https: its cookies are
+/// then `Secure` and `__Host-` named (no sibling subdomain can plant
+/// them).
+fn https(base: &str) -> bool {
+    base.starts_with("https://")
+}
+
+fn secure(base: &str) -> &'static str {
+    if https(base) {
         "; Secure"
     } else {
         ""
+    }
+}
+
+/// The flow's cookie name (see [`https`]).
+fn flow_cookie(base: &str) -> String {
+    if https(base) {
+        format!("__Host-{FLOW_COOKIE}")
+    } else {
+        FLOW_COOKIE.to_string()
     }
 }
 
@@ -127,36 +139,27 @@ fn b64(bytes: &[u8]) -> String {
 /// `GET /_restkit/sign-in?next=PATH`.
 pub async fn sign_in(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
     let next = local(query_param(&req, "next").as_deref());
-    let here = state.base_url(req.headers());
-    if here != state.tokens.issuer {
-        // The flow's cookies must live on the origin it returns to.
-        let again = form_urlencoded::Serializer::new(String::new())
-            .append_pair("next", &next)
-            .finish();
-        return see_other(&format!("{}{SIGN_IN}?{again}", state.tokens.issuer), &[]);
-    }
+    let base = state.base_url(req.headers());
     let flow_state = crate::auth::tokens::random_token();
     let verifier = crate::auth::tokens::random_token();
     let challenge = b64(&Sha256::digest(verifier.as_bytes()));
-    let client = client(&state);
+    let client = client(&state, &base);
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("response_type", "code")
         .append_pair("client_id", CLIENT_ID)
-        .append_pair("redirect_uri", &redirect_uri(&state))
+        .append_pair("redirect_uri", &redirect_uri(&base))
         .append_pair("scope", &client.scopes.join(" "))
         .append_pair("state", &flow_state)
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256")
         .finish();
     let flow = format!(
-        "{FLOW_COOKIE}={flow_state}.{verifier}.{}; Path=/_restkit; HttpOnly; SameSite=Lax; Max-Age={FLOW_TTL_SECS}{}",
+        "{}={flow_state}.{verifier}.{}; Path=/; HttpOnly; SameSite=Lax; Max-Age={FLOW_TTL_SECS}{}",
+        flow_cookie(&base),
         b64(next.as_bytes()),
-        secure(&state)
+        secure(&base)
     );
-    let authorize = format!(
-        "{}{}/authorize?{query}",
-        state.tokens.issuer, state.settings.auth.prefix
-    );
+    let authorize = format!("{base}{}/authorize?{query}", state.settings.auth.prefix);
     see_other(&authorize, &[flow])
 }
 
@@ -186,8 +189,13 @@ fn problem(status: StatusCode, why: &str) -> Response {
 
 /// `GET /_restkit/signed-in?code=…&state=…` (or `error=…`).
 pub async fn signed_in(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
-    let clear_flow = format!("{FLOW_COOKIE}=; Path=/_restkit; HttpOnly; SameSite=Lax; Max-Age=0");
-    let Some(flow) = session::cookie(req.headers(), FLOW_COOKIE) else {
+    let base = state.base_url(req.headers());
+    let clear_flow = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+        flow_cookie(&base),
+        secure(&base)
+    );
+    let Some(flow) = session::cookie(req.headers(), &flow_cookie(&base)) else {
         return problem(
             StatusCode::BAD_REQUEST,
             "This sign-in was not started here, or took longer than ten minutes. Start again.",
@@ -229,7 +237,7 @@ pub async fn signed_in(State(state): State<Arc<AppState>>, req: Request<Body>) -
             &state.store,
             &code,
             CLIENT_ID,
-            Some(&redirect_uri(&state)),
+            Some(&redirect_uri(&base)),
             Some(verifier),
             false,
         )
@@ -243,12 +251,14 @@ pub async fn signed_in(State(state): State<Arc<AppState>>, req: Request<Body>) -
         Ok((access, _)) => access,
         Err(e) => return problem(e.status, &e.detail),
     };
-    // A session cookie (no Max-Age): it ends with the browser session, and
-    // the token inside expires on its own.
+    // It ends with the browser session or when the token inside expires,
+    // whichever comes first (a browser that restores sessions keeps a
+    // session cookie for ever).
     let session = format!(
-        "{}={access}; Path=/; HttpOnly; SameSite=Strict{}",
-        session::COOKIE,
-        secure(&state)
+        "{}={access}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        session::cookie_name(https(&base)),
+        tokens.access_ttl.as_secs(),
+        secure(&base)
     );
     see_other(&next, &[session, clear_flow])
 }
@@ -256,13 +266,15 @@ pub async fn signed_in(State(state): State<Arc<AppState>>, req: Request<Body>) -
 /// `POST /_restkit/sign-out`: revokes the session's token and clears the
 /// cookie. Only from the server's own pages (`Origin`).
 pub async fn sign_out(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
-    if !session::same_origin(req.headers()) {
+    let base = state.base_url(req.headers());
+    if !session::same_origin(req.headers(), req.uri(), &base) {
         return problem(
             StatusCode::FORBIDDEN,
             "Sign out from this server's own pages.",
         );
     }
-    if let Some(token) = session::cookie(req.headers(), session::COOKIE) {
+    let name = session::cookie_name(https(&base));
+    if let Some(token) = session::cookie(req.headers(), &name) {
         if let Ok(claims) = state.tokens.verify_signed(token) {
             let jti = claims["jti"].as_str().unwrap_or_default();
             let exp = claims["exp"].as_i64().unwrap_or_default();
@@ -272,9 +284,8 @@ pub async fn sign_out(State(state): State<Arc<AppState>>, req: Request<Body>) ->
         }
     }
     let clear = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
-        session::COOKIE,
-        secure(&state)
+        "{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        secure(&base)
     );
     see_other("/", &[clear])
 }

@@ -1539,7 +1539,10 @@ async fn a_person_signs_in_to_the_browsable_pages_and_out_again() {
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(session.contains(attribute), "{session}");
     }
-    assert!(!session.contains("Max-Age"), "a session cookie: {session}");
+    assert!(
+        session.contains("Max-Age=3600"),
+        "gone with the session or the token: {session}"
+    );
     let session = session.split(';').next().unwrap().to_string();
 
     // Pages read with the cookie, and offer to sign out.
@@ -1605,6 +1608,15 @@ async fn a_person_signs_in_to_the_browsable_pages_and_out_again() {
         .send()
         .await;
     assert_eq!(res.status, 401, "the token was revoked");
+    // A stale session is no credential, not a 401 everywhere: the public
+    // index still answers.
+    let res = t
+        .get("/")
+        .anonymous()
+        .header("cookie", &session)
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
     // The code is spent (and a replay would revoke what it issued).
     let again = t.get(&to).anonymous().header("cookie", &flow).send().await;
     assert_eq!(again.status, 400);

@@ -800,6 +800,25 @@ async fn public_routes_have_a_roomier_tier_of_their_own() {
             .status,
         200
     );
+    // With the public tier off, public routes are unlimited, but guessing
+    // passwords there still is not.
+    let t = TestApp::with(
+        CATALOGUE,
+        "[rate_limit]\nanonymous = { requests = 2, period = \"60s\" }\npublic = { requests = 0 }\n",
+        Registry::builtin(),
+    )
+    .await;
+    let attempt = || {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode("stan:wrong");
+        t.get("/v1/products")
+            .header("authorization", &format!("Basic {basic}"))
+            .sent_from("203.0.113.43")
+            .send()
+    };
+    assert_eq!(attempt().await.status, 401);
+    assert_eq!(attempt().await.status, 401);
+    assert_problem(&attempt().await, 429, "RATE_LIMITED");
 }
 
 /// The default token tier is one sign-in per 5 s sustained with bursts of
