@@ -75,6 +75,20 @@ pub struct ModuleInfo {
     pub description: String,
 }
 
+impl ModuleInfo {
+    /// What a request on `module`'s routes needs of it.
+    pub fn of(module: &Module) -> ModuleInfo {
+        ModuleInfo {
+            prefix: module.prefix.clone(),
+            versions: module.versions.clone(),
+            convert_snake_case: module.convert_snake_case,
+            cors: module.cors.clone(),
+            credentials: module.credentials,
+            description: module.description.clone(),
+        }
+    }
+}
+
 /// One path and everything served there.
 pub struct Route {
     /// As declared: `/v1/books/{bookId}/reviews/{id}`.
@@ -309,17 +323,9 @@ fn add_indexes(table: &mut Table, model: &ApiModel) {
     // Modules sharing a prefix share one index.
     let mut by_prefix: IndexMap<String, (Arc<ModuleInfo>, Vec<IndexEntry>)> = IndexMap::new();
     for module in &model.modules {
-        let (_, entries) = by_prefix.entry(module.prefix.clone()).or_insert_with(|| {
-            let info = Arc::new(ModuleInfo {
-                prefix: module.prefix.clone(),
-                versions: module.versions.clone(),
-                convert_snake_case: module.convert_snake_case,
-                cors: module.cors.clone(),
-                credentials: module.credentials,
-                description: module.description.clone(),
-            });
-            (info, Vec::new())
-        });
+        let (_, entries) = by_prefix
+            .entry(module.prefix.clone())
+            .or_insert_with(|| (Arc::new(ModuleInfo::of(module)), Vec::new()));
         for r in module.resources.iter().filter(|r| r.parent.is_none()) {
             entries.push(IndexEntry {
                 name: r.name.clone(),
@@ -378,14 +384,7 @@ pub fn build(
         routes: IndexMap::new(),
     };
     for module in &model.modules {
-        let info = Arc::new(ModuleInfo {
-            prefix: module.prefix.clone(),
-            versions: module.versions.clone(),
-            convert_snake_case: module.convert_snake_case,
-            cors: module.cors.clone(),
-            credentials: module.credentials,
-            description: module.description.clone(),
-        });
+        let info = Arc::new(ModuleInfo::of(module));
         for r in &module.resources {
             let place = format!("{} resource '{}'", module.prefix, r.name);
             let plan = module.plan(r);

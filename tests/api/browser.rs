@@ -219,24 +219,7 @@ async fn a_person_signs_in_pages_creates_and_signs_out_in_a_real_browser() {
     let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots");
     let _ = std::fs::remove_dir_all(shots);
     std::fs::create_dir_all(shots).unwrap();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/browser_signin.py"
-    );
-    let run = tokio::process::Command::new(crate::helpers::python())
-        .args([script, &format!("http://{addr}"), shots, chromium])
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the browser finished within 120 s")
-        .expect("python ran");
+    let base = format!("http://{addr}");
+    crate::helpers::run_client_script("browser_signin.py", &[&base, shots, chromium], 120).await;
     let _ = stop.send(());
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use restkit::registry::Registry;
 
-use crate::helpers::{python, require_python, TestApp};
+use crate::helpers::{require_python, TestApp};
 
 /// A user's own API: public warehouses and items, an item belonging to a
 /// warehouse, a decimal price and an enum.
@@ -46,29 +46,14 @@ kind        = { type = "string", required = true, enum = ["tool", "part"] }
 async fn drive(t: &TestApp, args: &[&str]) {
     let (addr, stop) = t.listen().await;
     let work = tempfile::tempdir().unwrap();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/python_client.py"
-    );
-    let run = tokio::process::Command::new(python())
-        .arg(script)
-        .arg(format!("http://{addr}"))
-        .arg(work.path())
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(180), run)
-        .await
-        .expect("the client finished within 180 s")
-        .expect("python ran");
+    let base = format!("http://{addr}");
+    let dir = work.path().to_str().unwrap();
+    let all: Vec<&str> = [base.as_str(), dir]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    crate::helpers::run_client_script("python_client.py", &all, 180).await;
     let _ = stop.send(());
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

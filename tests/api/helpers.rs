@@ -410,6 +410,29 @@ impl TestApp {
 /// The Python with the test tools (Authlib, openapi-spec-validator,
 /// schemathesis): `TEST_PYTHON`, else the virtual environment `.ci/run`
 /// makes in `target/ci-venv`, else `python3`.
+/// Runs `tests/clients/{script}` with the tests' Python and `args`, for
+/// at most `secs`: what it printed is echoed (`--nocapture` shows it) and
+/// a non-zero exit fails the test with its output.
+pub async fn run_client_script(script: &str, args: &[&str], secs: u64) {
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let run = tokio::process::Command::new(python())
+        .arg(&path)
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(secs), run)
+        .await
+        .unwrap_or_else(|_| panic!("{script} finished within {secs} s"))
+        .expect("python ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{script}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn python() -> std::path::PathBuf {
     if let Some(p) = std::env::var_os("TEST_PYTHON") {
         return p.into();
