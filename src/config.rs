@@ -174,6 +174,13 @@ impl Default for DatabaseSettings {
     }
 }
 
+/// The database URLs restkit opens (`database.url`), and how errors say
+/// so.
+pub const SUPPORTED_SCHEMES: &[&str] = &["sqlite:", "postgres://", "postgresql://"];
+pub const SUPPORTED_TEXT: &str =
+    "use sqlite:PATH (or sqlite::memory:) or postgres://USER:PASSWORD@HOST:PORT/DB; \
+     MySQL is not supported";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
@@ -536,6 +543,14 @@ impl Settings {
         }
     }
 
+    /// Whether the browsable pages offer a sign-in (`oauth::browser`): it
+    /// needs the authorization-code grant and scopes to give
+    /// (`auth.browser_scopes`).
+    pub fn offers_browser_sign_in(&self) -> bool {
+        self.auth.grants.iter().any(|g| g == "authorization_code")
+            && !self.auth.browser_scopes.is_empty()
+    }
+
     /// The start-up warning for an `auth.issuer` that names neither
     /// `server.public_url` nor the bound address: clients that check the
     /// metadata's `issuer` against the URL they fetched it from (RFC 8414
@@ -635,11 +650,11 @@ impl Settings {
                 "must be \"allow\" or \"deny\"",
             );
         }
-        if !crate::store::SUPPORTED_SCHEMES
+        if !SUPPORTED_SCHEMES
             .iter()
             .any(|s| self.database.url.starts_with(s))
         {
-            return bad("database.url", crate::store::SUPPORTED_TEXT);
+            return bad("database.url", SUPPORTED_TEXT);
         }
         if self.database.max_connections == 0 {
             return bad("database.max_connections", "must be at least 1");

@@ -148,11 +148,11 @@ pub fn render(doc: &Value) -> String {
     );
     // "Try it" opens the browsable pages, which read with the signed-in
     // session: offer the sign-in here too.
-    if doc["paths"].get(crate::oauth::browser::SIGN_IN).is_some() {
+    if doc["paths"].get(crate::http::own::SIGN_IN).is_some() {
         let _ = write!(
             header,
             " · <a class=\"account\" href=\"{}?next=%2Fdocs\">Sign in</a>",
-            crate::oauth::browser::SIGN_IN
+            crate::http::own::SIGN_IN
         );
     }
     Shell {

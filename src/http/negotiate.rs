@@ -80,7 +80,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
     // A page shows the request it answers (and errors are pages too).
     let page = (format == Format::Html).then(|| {
         let mut page = Page::new(req.method().as_str(), req.uri().path(), req.uri().query());
-        page.account = crate::oauth::browser::offered(&state.settings).then(|| {
+        page.account = state.settings.offers_browser_sign_in().then(|| {
             crate::auth::session::cookie(req.headers(), crate::auth::session::COOKIE).is_some()
         });
         page

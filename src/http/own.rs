@@ -44,6 +44,12 @@ pub enum OwnRoute {
     SignOut,
 }
 
+/// The browsable pages' sign-in (`oauth::browser`): where it starts,
+/// where its flow returns, where it ends.
+pub const SIGN_IN: &str = "/_restkit/sign-in";
+pub const SIGNED_IN: &str = "/_restkit/signed-in";
+pub const SIGN_OUT: &str = "/_restkit/sign-out";
+
 /// How an own route meets content negotiation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Negotiation {
@@ -90,9 +96,9 @@ impl OwnRoute {
             OwnRoute::ServerMetadata => "/.well-known/oauth-authorization-server".into(),
             OwnRoute::OpenApi => "/openapi.json".into(),
             OwnRoute::Docs => "/docs".into(),
-            OwnRoute::SignIn => crate::oauth::browser::SIGN_IN.into(),
-            OwnRoute::SignedIn => crate::oauth::browser::SIGNED_IN.into(),
-            OwnRoute::SignOut => crate::oauth::browser::SIGN_OUT.into(),
+            OwnRoute::SignIn => SIGN_IN.into(),
+            OwnRoute::SignedIn => SIGNED_IN.into(),
+            OwnRoute::SignOut => SIGN_OUT.into(),
         }
     }
 
@@ -180,7 +186,7 @@ impl OwnRoute {
                 .iter()
                 .any(|m| m.credentials.is_some_and(|c| c.api_key)),
             OwnRoute::SignIn | OwnRoute::SignedIn | OwnRoute::SignOut => {
-                crate::oauth::browser::offered(settings)
+                settings.offers_browser_sign_in()
             }
             _ => true,
         }

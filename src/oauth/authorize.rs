@@ -196,7 +196,7 @@ async fn check(
         .get("client_id")
         .ok_or_else(|| page("The request names no client (client_id)."))?;
     let client =
-        if client_id == super::browser::CLIENT_ID && super::browser::offered(&state.settings) {
+        if client_id == super::browser::CLIENT_ID && state.settings.offers_browser_sign_in() {
             // The browsable pages' own client: built in, never stored.
             Some(super::browser::client(state, base))
         } else {

@@ -32,26 +32,12 @@ use crate::http::AppState;
 
 /// The built-in public client of the browsable pages.
 pub const CLIENT_ID: &str = "restkit-browser";
-/// Where its flow returns.
-pub const SIGNED_IN: &str = "/_restkit/signed-in";
-pub const SIGN_IN: &str = "/_restkit/sign-in";
-pub const SIGN_OUT: &str = "/_restkit/sign-out";
+use crate::http::own::SIGNED_IN;
 /// The cookie holding the flow's state and verifier while the person
 /// signs in.
 const FLOW_COOKIE: &str = "restkit-sign-in";
 /// How long a sign-in may take.
 const FLOW_TTL_SECS: u64 = 600;
-
-/// Whether this server offers the browsable sign-in: it needs the
-/// authorization-code grant and scopes to give (`auth.browser_scopes`).
-pub fn offered(settings: &crate::config::Settings) -> bool {
-    settings
-        .auth
-        .grants
-        .iter()
-        .any(|g| g == "authorization_code")
-        && !settings.auth.browser_scopes.is_empty()
-}
 
 /// The built-in client as a request at `base` (`scheme://host[:port]`)
 /// sees it: public (PKCE), the code grant only, `auth.browser_scopes`,

@@ -48,6 +48,7 @@ use sea_query::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::own::HISTORY;
 use super::sql::{CLOCK, TOMBSTONES};
 use super::{Dialect, Scope, StoreError, WriteTx};
 use crate::model::plan::{self, ForeignKeySpec};
@@ -117,9 +118,6 @@ impl Report {
         out
     }
 }
-
-/// The history of migrations (see the module's documentation).
-pub const HISTORY: &str = "restkit_schema_history";
 
 /// What a declaration asks of the database, table by table: the facts a
 /// later migration compares against (a default that is new) and hashes.

@@ -601,12 +601,6 @@ impl Default for Limits {
     }
 }
 
-/// The database URLs restkit opens, and how errors say so.
-pub const SUPPORTED_SCHEMES: &[&str] = &["sqlite:", "postgres://", "postgresql://"];
-pub const SUPPORTED_TEXT: &str =
-    "use sqlite:PATH (or sqlite::memory:) or postgres://USER:PASSWORD@HOST:PORT/DB; \
-     MySQL is not supported";
-
 /// The connected database.
 #[derive(Clone)]
 pub struct Store {
@@ -644,10 +638,14 @@ impl Store {
 
     /// Connects to `url` under `limits`.
     pub async fn open(url: &str, limits: &Limits) -> Result<Store, StoreError> {
-        if !SUPPORTED_SCHEMES.iter().any(|s| url.starts_with(s)) {
+        if !crate::config::SUPPORTED_SCHEMES
+            .iter()
+            .any(|s| url.starts_with(s))
+        {
             return Err(StoreError::Other(format!(
-                "unsupported database URL scheme in '{}': {SUPPORTED_TEXT}",
-                url.split(':').next().unwrap_or("")
+                "unsupported database URL scheme in '{}': {}",
+                url.split(':').next().unwrap_or(""),
+                crate::config::SUPPORTED_TEXT
             )));
         }
         if url.starts_with("sqlite:") {

@@ -211,6 +211,10 @@ fn users_resource() -> Resource {
         .field(Field::new("createdAt", FieldType::DateTime).created_at())
 }
 
+/// The history of migrations: the table where `migrate` records each one
+/// it applied (see `migrate`).
+pub const HISTORY: &str = "restkit_schema_history";
+
 /// `restkit_schema_history`: one row per migration that changed
 /// something or met a new declaration (§15; see `migrate`). Field order
 /// is what `migrate` writes.
@@ -219,7 +223,7 @@ pub fn schema_history() -> &'static Arc<Resource> {
 }
 
 fn schema_history_resource() -> Resource {
-    Resource::new("schema_history", super::migrate::HISTORY)
+    Resource::new("schema_history", HISTORY)
         .field(Field::new("id", FieldType::Integer).primary_key())
         .field(Field::new("appliedAt", FieldType::DateTime).required())
         .field(
