@@ -673,3 +673,67 @@ async fn a_new_required_key_over_rows_is_refused_in_words_not_with_an_sql_error(
         "{e}"
     );
 }
+
+/// A public resource with a relation to a protected one: embedding it is
+/// reading it, so it needs the target's read scope — 401 without
+/// credentials, 403 without the scope — never a way around it.
+#[tokio::test]
+async fn embedding_a_protected_resource_needs_its_read_scope() {
+    let t = TestApp::with(
+        r#"
+[[module]]
+prefix = "/api"
+
+[[module.resource]]
+name = "authors"
+table = "authors"
+scopes = { read = "", write = "write" }
+relations = { recipes = { kind = "has_many", resource = "recipes", foreign_key = "authorId" } }
+[module.resource.fields]
+id   = { type = "integer", primary_key = true }
+name = { type = "string", required = true }
+
+[[module.resource]]
+name = "recipes"
+table = "recipes"
+scopes = { read = "chef", write = "chef" }
+relations = { author = { kind = "belongs_to", resource = "authors", foreign_key = "authorId" } }
+[module.resource.fields]
+id       = { type = "integer", primary_key = true }
+title    = { type = "string", required = true }
+authorId = { type = "integer", required = true }
+"#,
+        "",
+        Registry::builtin(),
+    )
+    .await;
+    let ann = create(&t, "/api/authors", json!({"name": "Ann"})).await;
+    let res = t
+        .post("/api/recipes")
+        .with_scopes(&["chef"])
+        .json(json!({"title": "Secret sauce", "authorId": ann}))
+        .send()
+        .await;
+    assert_eq!(res.status, 201);
+    // The authors are public; their recipes are not.
+    assert_eq!(t.get("/api/authors").anonymous().send().await.status, 200);
+    for path in [
+        "/api/authors?expand=recipes",
+        "/api/authors?fields=id,recipes.title",
+        &format!("/api/authors/{ann}?expand=recipes"),
+    ] {
+        let res = t.get(path).anonymous().send().await;
+        let b = assert_problem(&res, 401, "UNAUTHORIZED");
+        assert!(b["detail"].as_str().unwrap().contains("'recipes'"), "{b}");
+        assert!(!String::from_utf8_lossy(&res.body).contains("Secret sauce"));
+        let res = t.get(path).with_scopes(&["basic"]).send().await;
+        assert_problem(&res, 403, "INSUFFICIENT_SCOPE");
+    }
+    let res = t
+        .get("/api/authors?expand=recipes")
+        .with_scopes(&["chef"])
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.json()[0]["recipes"][0]["title"], "Secret sauce");
+}

@@ -199,6 +199,19 @@ impl TableController {
     ) -> Result<(), ApiError> {
         let link = e.link;
         let t = &link.target.resource;
+        // An embedded record is read as a GET of it would be: the caller
+        // needs the target's read scope, or a public resource would hand
+        // out a protected one's records.
+        crate::auth::scopes::authorize(
+            &t.scopes.read,
+            cx.identity.as_ref(),
+            &crate::auth::default_credentials(true),
+        )
+        .map_err(|mut e| {
+            e.detail = format!("Embedding '{}': {}", link.name, e.detail).into();
+            e.dev_message = e.detail.clone();
+            e
+        })?;
         let shown: Vec<usize> = match e.fields {
             None => link.target.list_fields.clone(),
             Some(names) => names
