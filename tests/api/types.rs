@@ -359,3 +359,26 @@ async fn a_decimal_over_integers_no_migration_recorded_as_decimals_is_refused() 
         "{e}"
     );
 }
+
+/// A value its type refuses (a day that does not exist, a decimal with too
+/// many places) and a constraint another field fails (an enum, a JSON
+/// schema) come back in one 422: every failure at once, not one per try.
+#[tokio::test]
+async fn refused_values_and_failed_constraints_are_reported_together() {
+    let t = visits().await;
+    let res = t
+        .post("/v1/visits")
+        .json(json!({
+            "day": "2023-02-29",
+            "fee": "1.005",
+            "kind": "massage",
+            "notes": {"weight": "heavy"},
+            "at": "25:00"
+        }))
+        .send()
+        .await;
+    assert_problem(&res, 422, "VALIDATION_FAILED");
+    let mut fields: Vec<String> = res.error_fields().into_iter().map(|(f, _)| f).collect();
+    fields.sort();
+    assert_eq!(fields, ["at", "day", "fee", "kind", "notes.weight"]);
+}

@@ -18,12 +18,7 @@ pub const MAX_BULK: usize = 1000;
 impl TableController {
     pub(super) async fn create_one(&self, cx: &Ctx, body: Value) -> Result<Reply, ApiError> {
         let scope = self.write_scope(cx, Operation::Create).await?;
-        let body = self.writable_body(body)?;
-        let instance = Value::Object(body);
-        self.create_schema.check(&instance)?;
-        let Value::Object(body) = instance else {
-            unreachable!("checked above")
-        };
+        let body = self.writable_body(body, Some(&self.create_schema))?;
         let mut values = self.values(&body, &self.plan.create_fields, false);
         for (i, f) in self.resource.fields.iter().enumerate() {
             if values.iter().any(|(j, _)| *j == i) {
@@ -62,7 +57,7 @@ impl TableController {
     pub(super) async fn replace(&self, cx: &Ctx, id: &str, body: Value) -> Result<Reply, ApiError> {
         let scope = self.scope(cx, Operation::Update).await?;
         let n = parse_id(id).ok_or_else(|| self.not_found(id))?;
-        let body = self.writable_body(body)?;
+        let body = self.writable_body(body, Some(&self.update_schema))?;
         // PUT replaces: omitted optional fields become their default or null.
         let values = self.values(&body, &self.plan.update_fields, true);
         let doc = Value::Object(body);
@@ -83,7 +78,8 @@ impl TableController {
     pub(super) async fn merge(&self, cx: &Ctx, id: &str, patch: Value) -> Result<Reply, ApiError> {
         let scope = self.scope(cx, Operation::Patch).await?;
         let n = parse_id(id).ok_or_else(|| self.not_found(id))?;
-        let patch = self.writable_body(patch)?;
+        // A patch is checked whole once merged (in `write_checked`).
+        let patch = self.writable_body(patch, None)?;
         let mut tx = cx.store.begin_write().await?;
         self.preconditions(cx, &mut tx, n, &scope).await?;
         let current = self.current(&mut tx, id, n, &scope).await?;
@@ -167,7 +163,7 @@ impl TableController {
                 Some(Value::Number(n)) => crate::model::integral(n),
                 _ => None,
             };
-            let body = match self.writable_body(item) {
+            let body = match self.writable_body(item, Some(&self.update_schema)) {
                 Ok(b) => Value::Object(b),
                 Err(e) => {
                     errors.extend(e.errors.iter().cloned().map(|mut f| {
@@ -201,7 +197,6 @@ impl TableController {
                 });
                 continue;
             }
-            errors.extend(self.update_schema.errors(&body, &prefix));
             if let Value::Object(map) = &body {
                 writes.push((id, self.values(map, &self.plan.update_fields, true)));
             }
@@ -326,7 +321,15 @@ impl TableController {
 
     /// Drops fields a client may send but not write, brings values into
     /// their fields' form ([`value::normalize`]); refuses non-objects.
-    pub(super) fn writable_body(&self, body: Value) -> Result<Map<String, Value>, ApiError> {
+    /// The body's writable members, each value in its canonical spelling,
+    /// checked against `schema` too when given: every refused value and
+    /// every failed constraint in one 422 (a field whose value was refused
+    /// is not also reported by the schema).
+    pub(super) fn writable_body(
+        &self,
+        body: Value,
+        schema: Option<&crate::validate::Schema>,
+    ) -> Result<Map<String, Value>, ApiError> {
         match body {
             Value::Object(mut map) => {
                 for name in &self.ignored_on_write {
@@ -347,6 +350,21 @@ impl TableController {
                             code: refusal.code().into(),
                         });
                     }
+                }
+                if let Some(schema) = schema {
+                    let instance = Value::Object(map);
+                    let refused: Vec<String> = errors.iter().map(|e| e.field.clone()).collect();
+                    errors.extend(schema.errors(&instance, "").into_iter().filter(|e| {
+                        !refused.iter().any(|r| {
+                            e.field == *r
+                                || e.field.starts_with(&format!("{r}."))
+                                || e.field.starts_with(&format!("{r}["))
+                        })
+                    }));
+                    let Value::Object(back) = instance else {
+                        unreachable!("made an object above")
+                    };
+                    map = back;
                 }
                 if !errors.is_empty() {
                     return Err(ApiError::validation(errors));
