@@ -195,7 +195,43 @@ pub fn example_body(schema: &Value) -> Value {
     if let Some(default) = schema.get("default") {
         return default.clone();
     }
+    // A value the schema takes, where it says enough to make one: the
+    // first allowed value, a well-formed date, a long-enough text.
+    if let Some(first) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.iter().find(|v| !v.is_null()))
+    {
+        return first.clone();
+    }
     let types = types_of(schema);
+    let format = schema.get("format").and_then(Value::as_str);
+    match format {
+        Some("date") => return Value::from("2024-01-31"),
+        Some("date-time") => return Value::from("2024-01-31T12:00:00Z"),
+        Some("uuid") => return Value::from("0b8e3c3a-58a1-4c3e-9a3e-8f1f2b0c8d11"),
+        Some("decimal") => {
+            // `^-?[0-9]{1,N}\.[0-9]{S}$`: zero with S decimals.
+            let scale = schema
+                .get("pattern")
+                .and_then(Value::as_str)
+                .and_then(|p| p.rsplit_once("\\.[0-9]{"))
+                .and_then(|(_, rest)| rest.split('}').next()?.parse::<usize>().ok())
+                .unwrap_or(0);
+            return Value::from(if scale == 0 {
+                "0".to_string()
+            } else {
+                format!("0.{}", "0".repeat(scale))
+            });
+        }
+        _ => {}
+    }
+    let minimum = schema.get("minimum").and_then(Value::as_f64);
+    // A pattern says more than an example here can: an optional field
+    // starts empty (null) rather than with a value the pattern refuses.
+    if schema.get("pattern").is_some() && types.contains(&"null") {
+        return Value::Null;
+    }
     match types.iter().find(|t| **t != "null").copied() {
         Some("object") | None if schema.get("properties").is_some() => {
             let props = schema.get("properties").and_then(Value::as_object);
@@ -208,8 +244,26 @@ pub fn example_body(schema: &Value) -> Value {
             Value::Object(map)
         }
         Some("object") => Value::Object(Map::new()),
-        Some("string") => Value::String(String::new()),
-        Some("integer") | Some("number") => Value::from(0),
+        Some("string") => {
+            let min = schema.get("minLength").and_then(Value::as_u64).unwrap_or(0);
+            let max = schema
+                .get("maxLength")
+                .and_then(Value::as_u64)
+                .unwrap_or(u64::MAX);
+            if min == 0 {
+                Value::String(String::new())
+            } else {
+                Value::String(
+                    "text"
+                        .chars()
+                        .cycle()
+                        .take(min.max(4).min(max) as usize)
+                        .collect(),
+                )
+            }
+        }
+        Some("integer") => Value::from(minimum.map_or(0, |m| m.max(0.0).ceil() as i64)),
+        Some("number") => Value::from(minimum.map_or(0.0, |m| m.max(0.0))),
         Some("boolean") => Value::Bool(false),
         Some("array") => Value::Array(Vec::new()),
         _ => Value::Null,

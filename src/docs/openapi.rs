@@ -512,7 +512,7 @@ fn collection_params(
     if r.sync {
         params.push(query(
             "timestamp",
-            "Sync (§6.7): only records changed after this time — Unix seconds (up to \
+            "Sync: only records changed after this time — Unix seconds (up to \
              12 digits), Unix milliseconds (13 digits or more) or RFC 3339, within the \
              years 1 to 9999 — or after a position `<time>~<id>` as `X-Sync-Timestamp` \
              gives it; deleted ids come in `_meta.deleted`. Without `sort`, a sync read \
@@ -1045,7 +1045,7 @@ pub fn document(routes: &[Arc<Route>], own: &OwnRoutes, settings: &Settings) -> 
         "components": {
             "schemas": schemas,
             "responses": {"Error": {
-                "description": "An error (§7), in the negotiated format. A 429 (over the rate limit) \
+                "description": "An error (problem details: `type`, `title`, `status`, `detail`, `errorCode`, …), in the negotiated format. A 429 (over the rate limit) \
                                 and a 503 carry `Retry-After`.",
                 "headers": error_headers(),
                 "content": error_content()}},
@@ -1396,7 +1396,7 @@ fn own_path(route: OwnRoute, settings: &Settings) -> Value {
                                "header": {"const": "X-API-Key"}, "expires_in": {"type": "integer"},
                                "ip": {"type": "string", "description": "The only address the key works from."}}});
             json!({"post": {"operationId": "authenticate",
-                "summary": "A user's username and password for an API key usable only from the caller's address (§8.4).",
+                "summary": "A user's username and password for an API key usable only from the caller's address.",
                 "security": [{}],
                 "requestBody": {"required": true, "content": {
                     "application/json": {"schema": credentials},

@@ -812,7 +812,12 @@ fn fields_form(out: &mut String, page: &Page, content: &Content) {
             out.push_str(" <span class=\"req\" title=\"required\">*</span>");
         }
         out.push_str("</label></th><td>");
-        field_input(out, name, schema, record.and_then(|r| r.get(name)));
+        // A record's value; on a create form, the declared default.
+        let value = match record {
+            Some(r) => r.get(name),
+            None => schema.get("default"),
+        };
+        field_input(out, name, schema, value);
         out.push_str(" <span class=\"err\" data-error-for=\"");
         escape(out, name);
         out.push_str("\"></span></td></tr>");

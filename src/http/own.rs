@@ -149,16 +149,18 @@ impl OwnRoute {
             | OwnRoute::Revoke
             | OwnRoute::Introspect
             | OwnRoute::Authorize
-            | OwnRoute::Authenticate => Negotiation::Negotiated,
+            | OwnRoute::Authenticate
+            // Their answers are pages and redirects, but a refusal before
+            // them (the token tier's 429) is an error page for a browser.
+            | OwnRoute::SignIn
+            | OwnRoute::SignedIn
+            | OwnRoute::SignOut => Negotiation::Negotiated,
             // The metrics and the docs choose their own text format.
             OwnRoute::Metrics
             | OwnRoute::Jwks
             | OwnRoute::ServerMetadata
             | OwnRoute::OpenApi
-            | OwnRoute::Docs
-            | OwnRoute::SignIn
-            | OwnRoute::SignedIn
-            | OwnRoute::SignOut => Negotiation::Fixed,
+            | OwnRoute::Docs => Negotiation::Fixed,
         }
     }
 

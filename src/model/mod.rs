@@ -748,7 +748,7 @@ impl ApiModel {
                     return Err(ModelError::new(
                         format!("module ({}).resource '{}'", module.prefix, res.name),
                         format!(
-                            "table '{}' is synced (§6.7), so it needs a field with updated_at = true",
+                            "table '{}' is synced (sync = true), so it needs a field with updated_at = true",
                             res.table
                         ),
                     ));

@@ -114,6 +114,10 @@ pub fn field_schema(f: &Field) -> Value {
         }
         s.insert("enum".into(), Value::Array(e));
     }
+    if let Some(d) = &f.default {
+        // An annotation: what a create that leaves the field out gets.
+        s.insert("default".into(), d.clone());
+    }
     if !f.description.is_empty() {
         s.insert("description".into(), json!(f.description));
     }

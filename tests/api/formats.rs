@@ -212,8 +212,24 @@ async fn the_html_page_browses_a_collection() {
         html.contains("<option>GET</option>") && html.contains("<option selected>POST</option>")
     );
     assert!(
-        html.contains("&quot;title&quot;: &quot;&quot;"),
+        html.contains("&quot;title&quot;: &quot;text&quot;"),
         "the form starts with the create fields"
+    );
+    // ...in values the schema takes: sent as it is, it creates a record.
+    let start = html
+        .find("<textarea name=\"body\" spellcheck=\"false\">")
+        .unwrap();
+    let rest = &html[start..];
+    let text = &rest[rest.find('>').unwrap() + 1..rest.find("</textarea>").unwrap()];
+    let example: serde_json::Value =
+        serde_json::from_str(&text.replace("&quot;", "\"").replace("&amp;", "&")).unwrap();
+    let fresh = TestApp::demo().await;
+    let created = fresh.post("/v1/books").json(example).send().await;
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
     );
     // Records with links: the id and every URL are clickable.
     let v2 = t.get("/v2/books.html?limit=2&sort=id").send().await;

@@ -858,6 +858,21 @@ async fn the_token_tier_absorbs_a_clients_burst_and_refuses_in_a_form_oauth2_cli
     );
     let retry: u64 = res.header("retry-after").parse().unwrap();
     assert!((1..=5).contains(&retry), "{retry}");
+    // The browsable pages' sign-in shares the tier; a browser refused there
+    // gets an error page, not JSON.
+    let page = t
+        .get("/_restkit/sign-in?next=/")
+        .anonymous()
+        .sent_from("192.0.2.50")
+        .header("accept", "text/html")
+        .send()
+        .await;
+    assert_eq!(page.status, 429);
+    assert!(
+        page.header("content-type").starts_with("text/html"),
+        "{:?}",
+        page.headers
+    );
     // Elsewhere, a 429 keeps §7's numeric `error`.
     let t =
         TestApp::demo_with("[rate_limit]\nanonymous = { requests = 1, period = \"60s\" }\n").await;
