@@ -775,6 +775,24 @@ fn operation_id(method: &str, template: &str) -> String {
     )
 }
 
+/// A path parameter's schema: the keys of table-backed resources are
+/// 64-bit integers (a generated client types them so); a hand-written
+/// controller's are whatever it takes.
+fn path_schema(route: &Route) -> Value {
+    let table_backed = route.endpoints.iter().all(|e| {
+        let resource = match &e.target {
+            Target::Operation { controller, .. } => controller.resource(),
+            Target::Action { controller, .. } => controller.as_ref().and_then(|c| c.resource()),
+        };
+        resource.is_some_and(|r| r.controller.is_none())
+    });
+    if table_backed {
+        json!({"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX})
+    } else {
+        json!({"type": "string"})
+    }
+}
+
 /// The document for `routes`, under `settings`.
 pub fn document(routes: &[Arc<Route>], own: &OwnRoutes, settings: &Settings) -> Value {
     let mut paths = Map::new();
@@ -814,7 +832,7 @@ pub fn document(routes: &[Arc<Route>], own: &OwnRoutes, settings: &Settings) -> 
         let params: Vec<Value> = route
             .param_names
             .iter()
-            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": path_schema(route)}))
             .collect();
         if !params.is_empty() {
             item.insert("parameters".into(), Value::Array(params));

@@ -514,12 +514,12 @@ pub fn table_text<R: std::borrow::Borrow<Route>>(
                 },
                 Target::Action { action, .. } => action.handler.clone(),
             };
-            rows.push((
-                e.method.to_string(),
-                r.template.clone(),
-                handler,
-                e.scope.clone(),
-            ));
+            let scope = if e.scope.is_empty() {
+                "(public)".to_string()
+            } else {
+                e.scope.clone()
+            };
+            rows.push((e.method.to_string(), r.template.clone(), handler, scope));
         }
     }
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);

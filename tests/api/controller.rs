@@ -213,11 +213,7 @@ async fn expansion_never_shows_other_users_private_rows_or_hidden_columns() {
     assert!(stan[0]["notes"][0].get("secret").is_none());
     // Notes need a token (the default `basic` read scope): embedding them
     // does too, even from a public topic.
-    let anonymous = t
-        .get("/api/topics/1?expand=notes")
-        .anonymous()
-        .send()
-        .await;
+    let anonymous = t.get("/api/topics/1?expand=notes").anonymous().send().await;
     assert_eq!(anonymous.status, 401);
     assert!(!String::from_utf8_lossy(&anonymous.body).contains("stan's"));
     let mine = t

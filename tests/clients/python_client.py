@@ -74,7 +74,7 @@ def demo():
     status, book = call("api.v1.post_v1_books",
                         body=create(title="Generated", author="Client", year=1999))
     check(status == 201 and book.title == "Generated", "create through the generated client")
-    bid = str(book.id)
+    bid = book.id
     status, got = call("api.v1.get_v1_books_id", id=bid)
     check(status == 200 and got.year == 1999, "fetch it back")
     status, put = call("api.v1.put_v1_books_id", id=bid,
@@ -130,13 +130,13 @@ def inventory():
                        body=create(sku="X", quantity=1, price="1.00", warehouse_id=999999,
                                    kind=kind("tool")))
     check(status == 422, "a key naming no warehouse is refused")
-    status, got = call("api.api.get_api_items_id", id=str(ids[0]))
+    status, got = call("api.api.get_api_items_id", id=ids[0])
     check(status == 200 and got.sku == "B-2", "fetch one")
-    status, put = call("api.api.put_api_items_id", id=str(ids[0]),
+    status, put = call("api.api.put_api_items_id", id=ids[0],
                        body=replace(sku="B-2", quantity=6, price="2.75", warehouse_id=w.id,
                                     kind=kind("part")))
     check(status == 200 and put.quantity == 6 and put.kind == "part", "replace")
-    status, patched = call("api.api.patch_api_items_id", id=str(ids[0]), body=patch(quantity=5))
+    status, patched = call("api.api.patch_api_items_id", id=ids[0], body=patch(quantity=5))
     check(status == 200 and patched.quantity == 5 and patched.price == "2.75", "merge patch")
 
     res = mod("api.api.get_api_items").sync_detailed(
@@ -149,7 +149,7 @@ def inventory():
     check(res.status_code.value == 200 and [r["sku"] for r in rows] == ["A-1", "B-2"],
           "filter, two sort keys and fields on the user's own declaration")
     check(all(set(r) == {"sku", "quantity"} for r in rows), "only the fields asked for")
-    status, _ = call("api.api.delete_api_items_id", id=str(ids[2]))
+    status, _ = call("api.api.delete_api_items_id", id=ids[2])
     check(status == 204, "delete")
 
 

@@ -42,17 +42,17 @@ for (const [sku, quantity, price] of [
   ids.push(item.id!);
 }
 
-const one = await client.GET("/api/items/{id}", { params: { path: { id: String(ids[0]) } } });
+const one = await client.GET("/api/items/{id}", { params: { path: { id: ids[0] } } });
 check(one.response.status === 200 && (one.data as Item).sku === "T-2", "fetch one");
 
 const put = await client.PUT("/api/items/{id}", {
-  params: { path: { id: String(ids[0]) } },
+  params: { path: { id: ids[0] } },
   body: { sku: "T-2", quantity: 4, price: "1.50", warehouseId: warehouse.id!, kind: "tool" },
 });
 check(put.response.status === 200 && (put.data as Item).kind === "tool", "replace");
 
 const patched = await client.PATCH("/api/items/{id}", {
-  params: { path: { id: String(ids[0]) } },
+  params: { path: { id: ids[0] } },
   body: { quantity: 4 },
 });
 check(patched.response.status === 200 && (patched.data as Item).price === "1.50", "merge patch");
@@ -77,5 +77,5 @@ check(
   "only the fields asked for",
 );
 
-const gone = await client.DELETE("/api/items/{id}", { params: { path: { id: String(ids[2]) } } });
+const gone = await client.DELETE("/api/items/{id}", { params: { path: { id: ids[2] } } });
 check(gone.response.status === 204, "delete");
