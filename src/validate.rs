@@ -104,7 +104,25 @@ fn describe(kind: &ValidationErrorKind, fallback: &str) -> (&'static str, String
         K::ExclusiveMaximum { limit } => ("maximum", format!("must be less than {limit}.")),
         K::ExclusiveMinimum { limit } => ("minimum", format!("must be greater than {limit}.")),
         K::Pattern { pattern } => ("pattern", format!("must match the pattern {pattern}.")),
-        K::Enum { options } => ("enum", format!("must be one of {options}.")),
+        K::Enum { options } => {
+            // The values a client can send; `null` (an optional field's
+            // "none") is said in words.
+            let all = options.as_array().cloned().unwrap_or_default();
+            let listed: Vec<String> = all
+                .iter()
+                .filter(|v| !v.is_null())
+                .map(Value::to_string)
+                .collect();
+            let none = if all.iter().any(Value::is_null) {
+                ", or null"
+            } else {
+                ""
+            };
+            (
+                "enum",
+                format!("must be one of {}{none}.", listed.join(", ")),
+            )
+        }
         K::Format { format } => ("format", format!("must be a valid {format}.")),
         K::MaxItems { limit } => (
             "max_items",
@@ -342,6 +360,16 @@ mod tests {
             "additionalProperties": false
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn an_enum_lists_what_may_be_sent_and_says_null_in_words() {
+        let s = Schema::compile(json!({"type": "object", "properties": {
+            "kind": {"type": ["string", "null"], "enum": ["cat", "dog", null]}}}))
+        .unwrap();
+        let e = s.errors(&json!({"kind": "cow"}), "");
+        assert_eq!(e[0].code, "enum");
+        assert_eq!(e[0].message, "must be one of \"cat\", \"dog\", or null.");
     }
 
     #[test]

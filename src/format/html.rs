@@ -338,7 +338,16 @@ pub fn encode(
     }
     if let Some(rows) = rows {
         pages_nav(&mut out, headers);
-        table(&mut out, &rows);
+        // Where the rows' own pages are: this collection's path (its
+        // format extension dropped) and the id.
+        let path = path_of(&page.target);
+        let collection = [".html", ".json", ".xml", ".csv"]
+            .iter()
+            .find_map(|ext| path.strip_suffix(ext))
+            .unwrap_or(path);
+        // Only a collection's records live below its path.
+        let collection = matches!(content, Content::Records(_)).then_some(collection);
+        table(&mut out, &rows, collection);
     }
     if !matches!(content, Content::Empty) {
         out.push_str("<section><h2>Data</h2><pre>");
@@ -447,10 +456,15 @@ fn account(out: &mut String, page: &Page) {
             escape(out, &sign_in_href(page));
             out.push_str("\">Sign in</a></span>");
         }
-        Some(true) => out.push_str(
-            "<form class=\"account\" method=\"post\" action=\"/_restkit/sign-out\">\
-             <button type=\"submit\">Sign out</button></form>",
-        ),
+        Some(true) => {
+            // Back to this page afterwards (a public one still answers).
+            let next = form_urlencoded::Serializer::new(String::new())
+                .append_pair("next", &page.target)
+                .finish();
+            out.push_str("<form class=\"account\" method=\"post\" action=\"/_restkit/sign-out?");
+            escape(out, &next);
+            out.push_str("\"><button type=\"submit\">Sign out</button></form>");
+        }
     }
 }
 
@@ -525,7 +539,9 @@ fn pages_nav(out: &mut String, headers: &HeaderMap) {
 /// At most this many columns in the table (the data section has all).
 const MAX_COLUMNS: usize = 40;
 
-fn table(out: &mut String, rows: &[&Map<String, Value>]) {
+/// The rows as a table; an integer `id` without a `self` link links to
+/// `{collection}/{id}`.
+fn table(out: &mut String, rows: &[&Map<String, Value>], collection: Option<&str>) {
     let mut columns: Vec<&str> = Vec::new();
     for row in rows {
         for key in row.keys() {
@@ -553,6 +569,10 @@ fn table(out: &mut String, rows: &[&Map<String, Value>]) {
             out.push_str("<td>");
             match (row.get(*c), own) {
                 (Some(v), Some(href)) if *c == "id" => link(out, href, &scalar_text(v)),
+                (Some(Value::Number(n)), None) if *c == "id" && n.is_i64() => match collection {
+                    Some(path) => link(out, &format!("{path}/{n}"), &n.to_string()),
+                    None => escape(out, &n.to_string()),
+                },
                 (Some(Value::String(s)), _) if is_link(s) => link(out, s, s),
                 (Some(Value::Object(links)), _) if *c == "_links" => {
                     for (rel, target) in links {
@@ -981,6 +1001,18 @@ mod tests {
         assert!(!String::from_utf8(html.to_vec())
             .unwrap()
             .contains("id=\"rk-fields\""));
+    }
+
+    #[test]
+    fn a_collections_ids_link_to_their_records() {
+        let mut rec = Map::new();
+        rec.insert("id".into(), json!(7));
+        rec.insert("title".into(), json!("Dune"));
+        let out = page_for(Content::Records(vec![rec.clone()]), &["GET"]);
+        assert!(out.contains("<a href=\"/v1/books/7\">7</a>"), "{out}");
+        // Not an action's answer that happens to hold ids.
+        let out = page_for(Content::Value(json!([{"id": 7}])), &["GET"]);
+        assert!(!out.contains("href=\"/v1/books/7\""));
     }
 
     #[test]

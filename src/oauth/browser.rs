@@ -273,7 +273,7 @@ pub async fn sign_out(State(state): State<Arc<AppState>>, req: Request<Body>) ->
         "{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
         secure(&base)
     );
-    see_other("/", &[clear])
+    see_other(&local(query_param(&req, "next").as_deref()), &[clear])
 }
 
 #[cfg(test)]

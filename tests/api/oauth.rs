@@ -1593,13 +1593,18 @@ async fn a_person_signs_in_to_the_browsable_pages_and_out_again() {
         .await;
     assert_eq!(res.status, 403);
     let out = t
-        .post("/_restkit/sign-out")
+        .post("/_restkit/sign-out?next=%2Fv1%2Fbooks%3Flimit%3D2")
         .anonymous()
         .header("cookie", &session)
         .header("origin", "http://api.test")
         .send()
         .await;
     assert_eq!(out.status, 303);
+    assert_eq!(
+        out.header("location"),
+        "/v1/books?limit=2",
+        "back to the page"
+    );
     assert!(cookie_of(&out, "restkit-session").contains("Max-Age=0"));
     let res = t
         .get("/v1/books/3")
