@@ -775,6 +775,74 @@ fn operation_id(method: &str, template: &str) -> String {
     )
 }
 
+/// `getV1Books` from `get_v1_books`: a component name part.
+fn pascal(id: &str) -> String {
+    id.split('_')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// A standalone JSON Schema (an action's input or output) made fit to
+/// stand inside this document: references into its own root (`#`, and
+/// `#/$defs/X` that a recursive type keeps) would resolve against the
+/// document's root instead, so the schema becomes component `name`, its
+/// `$defs` components `{name}{X}`, and the references point at them. A
+/// schema without such references is returned as it is.
+fn lift_refs(mut schema: Value, name: &str, schemas: &mut Map<String, Value>) -> Value {
+    fn has_local_ref(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => {
+                m.get("$ref")
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| r.starts_with('#'))
+                    || m.values().any(has_local_ref)
+            }
+            Value::Array(a) => a.iter().any(has_local_ref),
+            _ => false,
+        }
+    }
+    fn rewrite(v: &mut Value, name: &str) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get_mut("$ref") {
+                    if r == "#" {
+                        *r = format!("#/components/schemas/{name}");
+                    } else if let Some(def) = r.strip_prefix("#/$defs/") {
+                        *r = format!("#/components/schemas/{name}{def}");
+                    }
+                }
+                m.values_mut().for_each(|v| rewrite(v, name));
+            }
+            Value::Array(a) => a.iter_mut().for_each(|v| rewrite(v, name)),
+            _ => {}
+        }
+    }
+    if !has_local_ref(&schema) {
+        return schema;
+    }
+    let defs = schema
+        .as_object_mut()
+        .and_then(|m| m.remove("$defs"))
+        .and_then(|d| match d {
+            Value::Object(d) => Some(d),
+            _ => None,
+        })
+        .unwrap_or_default();
+    for (def, mut body) in defs {
+        rewrite(&mut body, name);
+        schemas.insert(format!("{name}{def}"), body);
+    }
+    rewrite(&mut schema, name);
+    schemas.insert(name.to_string(), schema);
+    schema_ref(name)
+}
+
 /// A path parameter's schema: the keys of table-backed resources are
 /// 64-bit integers (a generated client types them so); a hand-written
 /// controller's are whatever it takes.
@@ -1021,13 +1089,25 @@ pub fn document(routes: &[Arc<Route>], own: &OwnRoutes, settings: &Settings) -> 
                     op.insert("parameters".into(), json!([envelope_param(), type_param()]));
                     if let Some(s) = schema {
                         if e.method != http::Method::GET {
-                            let mut b = body(&mut schemas, None, s.source.clone(), false, true);
+                            let name =
+                                format!("{}Input", pascal(&operation_id(&method, &route.template)));
+                            let input = lift_refs(s.source.clone(), &name, &mut schemas);
+                            let mut b = body(&mut schemas, None, input, false, true);
                             b["required"] = json!(false);
                             op.insert("requestBody".into(), b);
                         }
                         responses.extend(errors(&["413", "415", "422"]));
                     }
-                    let output = handler.output_schema().unwrap_or(json!({}));
+                    let output = match handler.output_schema() {
+                        Some(out) => {
+                            let name = format!(
+                                "{}Output",
+                                pascal(&operation_id(&method, &route.template))
+                            );
+                            lift_refs(out, &name, &mut schemas)
+                        }
+                        None => json!({}),
+                    };
                     responses.insert(
                         "200".into(),
                         json!({"description": "The action's result.", "content": content(output)}),

@@ -202,3 +202,81 @@ async fn a_typed_action_takes_and_returns_types_and_documents_both() {
     };
     assert_eq!(output["properties"]["total"]["type"], "integer", "{output}");
 }
+
+/// A recursive input type: its schema refers to itself.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct Tree {
+    name: String,
+    #[serde(default)]
+    children: Vec<Tree>,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct Count {
+    nodes: usize,
+}
+
+/// The named nodes of `t`.
+fn count(t: &Tree) -> usize {
+    usize::from(!t.name.is_empty()) + t.children.iter().map(count).sum::<usize>()
+}
+
+/// A typed action over a recursive type: it validates and runs, and the
+/// document's references all resolve (a schema's own `#` or `#/$defs/…`
+/// references are lifted into components, not left pointing at the
+/// document's root).
+#[tokio::test]
+async fn a_typed_action_over_a_recursive_type_is_documented_with_references_that_resolve() {
+    use restkit::model::builder::*;
+    let model = ApiModel::builder()
+        .module(Module::new("/t").with_action(
+            Action::new(ActionLevel::Module, Verb::Post, "/count", "t::count").scope(""),
+        ))
+        .build()
+        .unwrap();
+    let mut registry = restkit::registry::Registry::builtin();
+    registry.handle_typed("t::count", |_cx: restkit::Ctx, t: Tree| async move {
+        Ok::<_, restkit::ApiError>(Count { nodes: count(&t) })
+    });
+    let db = crate::db::TestDb::new().await;
+    let settings = crate::helpers::settings("", &db.url);
+    let t = TestApp::from_model(model, settings, registry, db).await;
+    let res = t
+        .post("/t/count")
+        .anonymous()
+        .json(json!({"name": "a", "children": [{"name": "b", "children": [{"name": "c"}]}]}))
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.json(), json!({"nodes": 3}));
+    let res = t
+        .post("/t/count")
+        .anonymous()
+        .json(json!({"name": "a", "children": [{"children": []}]}))
+        .send()
+        .await;
+    assert_problem(&res, 422, "VALIDATION_FAILED");
+    let doc = t.get("/openapi.json").anonymous().send().await.json();
+    fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                    out.push(r.to_string());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.iter().any(|r| r.contains("PostTCountInput")), "{all:?}");
+    for r in &all {
+        let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("{r}"));
+        assert!(
+            !pointer.is_empty() && doc.pointer(pointer).is_some(),
+            "{r} does not resolve"
+        );
+    }
+}
