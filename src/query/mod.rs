@@ -460,10 +460,12 @@ impl CollectionQuery {
                 if let Some(relation) = r.relations.iter().position(|x| x.name == rel) {
                     let at = expansion_of(&mut expand, relation);
                     if let Some(sub) = sub {
-                        expand[at]
-                            .fields
-                            .get_or_insert_with(Vec::new)
-                            .push(sub.to_string());
+                        let wanted = expand[at].fields.get_or_insert_with(Vec::new);
+                        // Named twice, shown once (a column selected twice
+                        // is an error on PostgreSQL).
+                        if !wanted.iter().any(|w| w == sub) {
+                            wanted.push(sub.to_string());
+                        }
                     }
                     continue;
                 }

@@ -275,6 +275,25 @@ async fn list_parameters_accept_the_key_repeated() {
     }
 }
 
+/// A field named twice is shown once, in a relation's fields as at the
+/// top (PostgreSQL refuses a column selected twice: this was a 500 there).
+#[tokio::test]
+async fn a_field_named_twice_is_shown_once() {
+    let t = TestApp::demo().await;
+    for path in [
+        "/v1/books/3?expand=reviews&fields=reviews.createdAt,year,reviews.createdAt",
+        "/v1/books?limit=2&fields=reviews.rating,reviews.rating,id,id",
+    ] {
+        let res = t.get(path).send().await;
+        assert_eq!(
+            res.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+    }
+}
+
 #[tokio::test]
 async fn expand_embeds_relations_with_their_own_fields() {
     let t = TestApp::demo().await;

@@ -228,6 +228,9 @@ impl TableController {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        // Each column once, however often it was named.
+        let mut seen = HashSet::new();
+        let shown: Vec<usize> = shown.into_iter().filter(|i| seen.insert(*i)).collect();
         let (mine, theirs) = match link.kind {
             RelationKind::HasMany => (owner.primary_key, link.key),
             RelationKind::BelongsTo => (link.key, t.primary_key),
