@@ -44,14 +44,38 @@ pub fn token<'a>(parts: &'a http::request::Parts, base: &str) -> Option<&'a str>
     (safe || same_origin(&parts.headers, &parts.uri, base)).then_some(token)
 }
 
-/// `host[:port]` without the scheme's default port.
-fn authority<'a>(scheme: &str, authority: &'a str) -> &'a str {
-    let default = if scheme == "https" { ":443" } else { ":80" };
-    authority.strip_suffix(default).unwrap_or(authority)
+/// `scheme` and `host[:port]` of a URL (any path cut; the scheme's
+/// default port dropped), if it has both.
+fn origin_of(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let default = if scheme.eq_ignore_ascii_case("https") {
+        ":443"
+    } else {
+        ":80"
+    };
+    let authority = authority.strip_suffix(default).unwrap_or(authority);
+    (!authority.is_empty()).then_some((scheme, authority))
 }
 
-/// Whether `Origin` names this server: its public address `base`, or the
-/// host the request was sent to (`Host`, or HTTP/2's `:authority`).
+/// Is `origin` (an `Origin` header) this server, known by `public_url`
+/// (scheme and host[:port] must match; may be empty) or else by the
+/// `host` the request was sent to (the scheme is unknown here: TLS may
+/// end at a proxy)? `null` (a sandboxed or privacy-stripped origin) never
+/// is.
+pub fn origin_is_ours(origin: &str, public_url: &str, host: &str) -> bool {
+    let Some((scheme, authority)) = origin_of(origin) else {
+        return false;
+    };
+    match origin_of(public_url) {
+        Some((s, a)) => s.eq_ignore_ascii_case(scheme) && a.eq_ignore_ascii_case(authority),
+        None => origin_of(&format!("{scheme}://{host}"))
+            .is_some_and(|(_, h)| h.eq_ignore_ascii_case(authority)),
+    }
+}
+
+/// Whether `Origin` names this server: its address `base`, or the host
+/// the request was sent to (`Host`, or HTTP/2's `:authority`).
 pub fn same_origin(headers: &http::HeaderMap, uri: &http::Uri, base: &str) -> bool {
     let Some(origin) = headers
         .get(http::header::ORIGIN)
@@ -59,23 +83,12 @@ pub fn same_origin(headers: &http::HeaderMap, uri: &http::Uri, base: &str) -> bo
     else {
         return false;
     };
-    let Some((scheme, rest)) = origin.split_once("://") else {
-        return false;
-    };
-    if !matches!(scheme, "http" | "https") {
-        return false;
-    }
-    let theirs = authority(scheme, rest);
-    if let Some((s, a)) = base.trim_end_matches('/').split_once("://") {
-        if s == scheme && authority(s, a) == theirs {
-            return true;
-        }
-    }
     let host = headers
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()));
-    host.is_some_and(|h| authority(scheme, h) == theirs)
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    origin_is_ours(origin, base, "") || origin_is_ours(origin, "", host)
 }
 
 #[cfg(test)]

@@ -117,29 +117,7 @@ fn cross_site(state: &AppState, headers: &http::HeaderMap) -> bool {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    foreign_origin(origin, &state.settings.server.public_url, host)
-}
-
-/// Is `origin` (an `Origin` header) another site than this server, known
-/// by `public_url` (may be empty) or else by the `host` it was sent to?
-/// `null` (a sandboxed or privacy-stripped origin) is never ours.
-fn foreign_origin(origin: &str, public_url: &str, host: &str) -> bool {
-    // scheme://host[:port] and the host[:port] of a URL (any path cut).
-    fn split(url: &str) -> Option<(&str, &str)> {
-        let (scheme, rest) = url.split_once("://")?;
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        (!authority.is_empty()).then_some((scheme, authority))
-    }
-    let Some((scheme, authority)) = split(origin) else {
-        return true;
-    };
-    match split(public_url) {
-        Some((s, a)) => !(s.eq_ignore_ascii_case(scheme) && a.eq_ignore_ascii_case(authority)),
-        // Without a public URL the scheme is unknown here (TLS may end at
-        // a proxy): the origin's host[:port] must be the Host the form was
-        // posted to.
-        None => !authority.eq_ignore_ascii_case(host),
-    }
+    !crate::auth::session::origin_is_ours(origin, &state.settings.server.public_url, host)
 }
 
 /// A validated authorization request.
@@ -595,7 +573,9 @@ pub async fn decide(State(state): State<Arc<AppState>>, req: Request<Body>) -> R
 
 #[cfg(test)]
 mod tests {
-    use super::foreign_origin;
+    fn foreign_origin(origin: &str, public_url: &str, host: &str) -> bool {
+        !crate::auth::session::origin_is_ours(origin, public_url, host)
+    }
 
     #[test]
     fn only_this_servers_origin_is_its_own() {
