@@ -147,12 +147,7 @@ pub fn references_to(model: &ApiModel, table: &str) -> Vec<Reference> {
             m.resources
                 .iter()
                 .filter(|r| r.table == child_table && r.controller.is_none())
-                .any(|r| {
-                    m.plan(r)
-                        .chain
-                        .iter()
-                        .any(|c| c.owner_field(super::Access::Read).is_some())
-                })
+                .any(|r| m.plan(r).private())
         })
     };
     let stamping = |child: &Arc<Resource>| {
@@ -326,6 +321,14 @@ pub struct ResourcePlan {
 }
 
 impl ResourcePlan {
+    /// Whether an owner somewhere up the chain keeps these rows private
+    /// to read.
+    pub fn private(&self) -> bool {
+        self.chain
+            .iter()
+            .any(|c| c.owner_field(super::Access::Read).is_some())
+    }
+
     /// Derives `r`'s plan within `module` (the model must be validated:
     /// parents exist and chains end).
     pub fn new(module: &Module, r: &Arc<Resource>) -> ResourcePlan {

@@ -447,11 +447,7 @@ fn flatten(
                     ),
                 ));
             }
-            let mut r = b.clone();
-            r.name = decl.name.clone();
-            r.module_prefix = String::new();
-            r.renamed_from = None;
-            r
+            Resource::extending(b, &decl.name)
         }
     };
     if let Some(c) = decl.controller.clone() {

@@ -576,7 +576,7 @@ impl Migration<'_> {
                     let has_default = f.default.as_ref().is_some_and(|v| !v.is_null());
                     let rows = self.has_rows(&r.table).await?;
                     if needs_value && !has_default && rows {
-                        let n = self.count_values(&r.table, pk_column(r), false).await?;
+                        let n = self.count_values(&r.table, &r.pk().column, false).await?;
                         self.refusals.push(format!(
                             "{} field '{}' is new and required, without a default, but table {} has {}: \
                              {} no value. Declare a default (it fills them), or make \
@@ -792,7 +792,14 @@ impl Migration<'_> {
         }
         if !own {
             let declared = self.declared.tables.get(table).cloned().unwrap_or_default();
-            // Defaults that are new fill the rows without a value.
+            // Defaults that are new fill the rows without a value, moving
+            // their change time (sync clients then fetch the filled
+            // values) in every `updated_at` column over the table.
+            let stamped: BTreeSet<&str> = over
+                .iter()
+                .filter_map(|r| r.updated_at())
+                .map(|f| f.column.as_str())
+                .collect();
             for (column, c) in &declared.columns {
                 let Some(default) = &c.default else { continue };
                 if !existing.iter().any(|e| e.eq_ignore_ascii_case(column))
@@ -825,17 +832,10 @@ impl Migration<'_> {
                     )
                     .and_where(Expr::col(Alias::new(column.as_str())).is_null())
                     .to_owned();
-                // The rows changed: their change time moves, so sync
-                // clients fetch the filled values.
-                let stamped: BTreeSet<&str> = over
-                    .iter()
-                    .filter_map(|r| r.updated_at())
-                    .map(|f| f.column.as_str())
-                    .collect();
                 if !stamped.is_empty() {
                     self.tx.take_change_time().await?;
-                    for c in stamped {
-                        stmt.value(Alias::new(c), self.tx.now().to_string());
+                    for c in &stamped {
+                        stmt.value(Alias::new(*c), self.tx.now().to_string());
                     }
                 }
                 let shown = match d {
@@ -1056,10 +1056,6 @@ fn widens(before: &str, now: &str) -> bool {
             _ => false,
         },
     }
-}
-
-fn pk_column(r: &Resource) -> &str {
-    &r.pk().column
 }
 
 /// Unique indexes restkit made for fields that are no longer unique: only
@@ -1327,7 +1323,7 @@ pub async fn run(
         added: BTreeSet::new(),
         not_null: BTreeMap::new(),
     };
-    m.history(model).await?;
+    m.history().await?;
     m.migrate(model).await?;
     if !m.refusals.is_empty() {
         return Err(StoreError::Schema(format!(
@@ -1348,7 +1344,7 @@ pub async fn run(
 impl Migration<'_> {
     /// Reads the last recorded migration; refuses (`refuse_if_ahead`) a
     /// database migrated to another declaration after this one was.
-    async fn history(&mut self, _model: &ApiModel) -> Result<(), StoreError> {
+    async fn history(&mut self) -> Result<(), StoreError> {
         if self.tx.columns(HISTORY).await?.is_empty() {
             return Ok(());
         }

@@ -902,15 +902,7 @@ impl SqliteStore {
             grouped: true,
             now: String::new(),
         };
-        let wall = chrono::Utc::now().timestamp_micros();
-        let built: Built = (
-            advance_clock().to_string(),
-            Values(vec![sea_query::Value::BigInt(Some(wall))]),
-        );
-        tx.now = tx
-            .run(None, |c| row(c, &built, |row| text_at(row, 0)))?
-            .flatten()
-            .ok_or_else(|| StoreError::Other("the clock row is missing: run migrations".into()))?;
+        tx.take_change_time().await?;
         Ok(tx)
     }
 
@@ -1605,7 +1597,7 @@ impl SqliteWrite {
         self.now = self
             .run(None, |c| row(c, &built, |row| text_at(row, 0)))?
             .flatten()
-            .ok_or_else(|| StoreError::Other("the clock row is missing".into()))?;
+            .ok_or_else(|| StoreError::Other("the clock row is missing: run migrations".into()))?;
         Ok(())
     }
 

@@ -197,10 +197,7 @@ fn key_targets(
                 .filter(|t| t.table == spec.target_table && t.controller.is_none())
             {
                 let plan = module.plan(t);
-                let private = plan
-                    .chain
-                    .iter()
-                    .any(|c| c.owner_field(crate::model::Access::Read).is_some());
+                let private = plan.private();
                 if chosen.is_none() || private {
                     chosen = Some(plan);
                 }
