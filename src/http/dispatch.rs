@@ -441,13 +441,15 @@ async fn run_action(
 /// of HTTP's three forms; an unparsable one is ignored, as RFC 9110 asks.
 fn unmodified_since(since: Option<&HeaderValue>, headers: &http::HeaderMap) -> bool {
     let parse = |v: &HeaderValue| v.to_str().ok().and_then(super::date::parse);
-    match (
-        since.and_then(parse),
-        headers.get(header::LAST_MODIFIED).and_then(parse),
-    ) {
-        (Some(since), Some(modified)) => modified <= since,
-        _ => false,
-    }
+    // Without the request header there is nothing to compare: the
+    // response's own date is not parsed.
+    let Some(since) = since.and_then(parse) else {
+        return false;
+    };
+    headers
+        .get(header::LAST_MODIFIED)
+        .and_then(parse)
+        .is_some_and(|modified| modified <= since)
 }
 
 /// 304 Not Modified: the same headers (ETag, Cache-Control, …) and, in
