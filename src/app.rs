@@ -13,29 +13,25 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, MethodRouter};
 use axum::Router;
 use http::{HeaderValue, Request, StatusCode};
-use tower::ServiceExt;
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::Service;
 
 use crate::config::Settings;
 use crate::docs::{openapi, page};
 use crate::error::ApiError;
 use crate::http::own::{OwnRoute, OwnRoutes};
-use crate::http::{cors, dispatch, layers, limits, negotiate, routes, server, AppState};
+use crate::http::pipeline::Pipeline;
+use crate::http::{cors, dispatch, layers, limits, routes, server, AppState};
 use crate::model::ApiModel;
 use crate::oauth;
 use crate::registry::Registry;
 use crate::store::Store;
 
 /// A served API: call it in-process ([`App::call`]) or serve its
-/// [`App::router`] on a socket.
+/// [`App::serve`] it on a socket.
 #[derive(Clone)]
 pub struct App {
-    router: Router,
+    pipeline: Pipeline,
     state: Arc<AppState>,
-}
-
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    ApiError::internal("a handler panicked").into_response()
 }
 
 impl App {
@@ -145,53 +141,23 @@ impl App {
             .with_state(state.clone());
         // The steps before routing wrap the router itself (a layer added
         // with Router::layer would run after routing, too late to strip a
-        // URL extension): edge → panic catcher → negotiation → routing.
-        let pipeline = tower::ServiceBuilder::new()
-            // HEAD drops the body last, so its headers are GET's.
-            .layer(axum::middleware::from_fn(layers::head))
-            // Compression (gzip, br) when the client accepts it, never for
-            // small or empty bodies (204). A compressed body's ETag names
-            // its coding; a 304 keeps its body until the coding is chosen,
-            // so its ETag is the 200's, then drops it.
-            .map_response(layers::not_modified_body)
-            .map_response(layers::tag_coding)
-            .layer(
-                tower_http::compression::CompressionLayer::new()
-                    .gzip(true)
-                    .br(true)
-                    .quality(tower_http::CompressionLevel::Fastest)
-                    .compress_when(tower_http::compression::predicate::SizeAbove::new(256)),
-            )
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                cors::layer,
-            ))
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                layers::edge,
-            ))
-            .layer(CatchPanicLayer::custom(panic_response))
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                negotiate::layer,
-            ))
-            .service(routes);
-        let router = Router::new().fallback_service(pipeline);
-        Ok(App { router, state })
+        // URL extension).
+        let pipeline = Pipeline::new(state.clone(), routes);
+        Ok(App { pipeline, state })
     }
 
     /// Runs one request through the whole pipeline, without a socket
     /// (§2.2). Put an [`crate::auth::Identity`] in the request's extensions
     /// to act as a caller.
     pub async fn call(&self, req: Request<Body>) -> Response {
-        match self.router.clone().oneshot(req).await {
-            Ok(res) => res,
-            Err(never) => match never {},
-        }
+        let Ok(res) = self.pipeline.clone().call(req).await;
+        res
     }
 
+    /// The whole pipeline as a router, to nest in an application of one's
+    /// own.
     pub fn router(&self) -> Router {
-        self.router.clone()
+        Router::new().fallback_service(self.pipeline.clone())
     }
 
     pub fn state(&self) -> &Arc<AppState> {
@@ -213,7 +179,7 @@ impl App {
             self.state.store.clone(),
             self.state.tokens.clone(),
         ));
-        let served = server::serve(self.router, &settings, listener, shutdown).await;
+        let served = server::serve(self.pipeline, &settings, listener, shutdown).await;
         pruner.abort();
         served
     }

@@ -1,4 +1,5 @@
-//! CORS (§10), as one layer: preflights are told apart from descriptive
+//! CORS (§10), as one step of the pipeline ([`asked`] before the request
+//! runs, [`answer`] after): preflights are told apart from descriptive
 //! OPTIONS by `Origin` + `Access-Control-Request-Method`; a preflight's
 //! `Access-Control-Allow-Methods` is exactly the matched route's `Allow`
 //! (its methods plus OPTIONS), with the allowed request headers and
@@ -12,13 +13,12 @@
 //! credentials.
 //!
 //! A module's `[module.cors]` overrides the global `[cors]` for its routes
-//! (the route's module travels to this layer in the response's
+//! (the route's module travels to [`answer`] in the response's
 //! extensions); unmatched paths use the global settings.
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use http::{header, HeaderValue, Method};
 
@@ -38,17 +38,27 @@ const EXPOSE_HEADERS: HeaderValue = HeaderValue::from_static(
      api-version, x-sync-timestamp, x-request-id, last-modified, retry-after",
 );
 
-pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let origin = req.headers().get(header::ORIGIN).cloned();
+/// What CORS needs to know of a request before it runs: its `Origin`,
+/// and whether it is a preflight.
+pub struct Asked {
+    origin: HeaderValue,
+    preflight: bool,
+}
+
+/// Reads the request's CORS question, if it asks one (no `Origin`: none).
+pub fn asked(req: &Request) -> Option<Asked> {
+    let origin = req.headers().get(header::ORIGIN)?.clone();
     let preflight = req.method() == Method::OPTIONS
-        && origin.is_some()
         && req
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let mut res = next.run(req).await;
-    let Some(origin) = origin else {
-        return res;
-    };
+    Some(Asked { origin, preflight })
+}
+
+/// Answers the question on `res`, with the settings of the module whose
+/// route answered (in the response's extensions), else the global ones.
+pub fn answer(state: &AppState, asked: Asked, res: &mut Response) {
+    let Asked { origin, preflight } = asked;
     let global = &state.settings.cors;
     let module = res.extensions().get::<Arc<ModuleInfo>>().cloned();
     let module = module.as_ref().map(|m| &m.cors);
@@ -62,7 +72,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
         max_age: module.and_then(|m| m.max_age).unwrap_or(global.max_age),
     };
     let Some(allowed) = allowed_origin(&cors, &origin) else {
-        return res;
+        return;
     };
     let echoed = allowed != "*";
     let h = res.headers_mut();
@@ -90,7 +100,6 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
     } else {
         h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS);
     }
-    res
 }
 
 /// Refuses, naming the keys, any module whose effective CORS settings

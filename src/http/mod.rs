@@ -2,9 +2,10 @@
 //! through and the state they share ([`AppState`]). [`crate::app::App`]
 //! assembles them with restkit's own endpoints into a served API.
 //!
-//! A request flows: [`negotiate`] → [`layers::edge`] (request id, timeout,
-//! logging, error rendering) → panic catcher → [`cors`] → router (routes
-//! from [`routes`]) → [`dispatch`] (method, identity, limits, parameters,
+//! A request flows through one service, [`pipeline::Pipeline`]: HEAD,
+//! compression, [`cors`], the edge ([`layers::Edge`]: request id, timeout,
+//! logging, error rendering), [`negotiate`], the router (routes from
+//! [`routes`]) → [`dispatch`] (method, identity, limits, parameters,
 //! body, controller) → [`represent`] → encoding ([`crate::format`]). See
 //! docs/ARCHITECTURE.md.
 
@@ -18,6 +19,7 @@ pub mod limits;
 pub mod marks;
 pub mod negotiate;
 pub mod own;
+pub mod pipeline;
 pub mod represent;
 pub mod routes;
 pub mod server;
@@ -58,7 +60,7 @@ pub struct AppState {
 
 impl AppState {
     /// `scheme://host[:port]` for absolute URLs: `server.public_url`, else
-    /// the request's Host (checked by [`layers::edge`] to be a plain
+    /// the request's Host (checked by [`layers::Edge`] to be a plain
     /// `host[:port]`, so it cannot inject markup or a second URL).
     pub fn base_url(&self, headers: &HeaderMap) -> String {
         let public = self.settings.server.public_url.trim_end_matches('/');

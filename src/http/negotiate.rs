@@ -5,14 +5,11 @@
 //! Format precedence: `type=` > URL extension > `Accept` (q-values,
 //! wildcards) > JSON. An unknown `type=` is 400; an `Accept` that allows
 //! none of restkit's formats is 406. The chosen [`Format`] travels in the
-//! request's extensions to the encoder, and in the response's extensions
-//! to the edge, which encodes errors in it.
+//! request's extensions to the encoder; the pipeline keeps it too
+//! ([`Negotiated`]) and encodes errors in it.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::Request;
+use axum::response::Response;
 use http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 
 use super::own::Negotiation;
@@ -22,22 +19,31 @@ use crate::format::csv::CsvOptions;
 use crate::format::html::Page;
 use crate::format::Format;
 
-/// The negotiation layer: decides the format, rewrites an extension off the
-/// path, and records the format on request and response.
-pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+/// What negotiation decided for a request: the format its answer (and
+/// any error) is encoded in, the page an HTML answer describes, and
+/// whether the answer varies with `Accept` (everything but the fixed
+/// documents).
+pub struct Negotiated {
+    pub format: Format,
+    pub page: Option<Page>,
+    pub varies: bool,
+}
+
+/// The negotiation step: decides the format, rewrites an extension off
+/// the path, and records the format (and an HTML page's request) in the
+/// request's extensions for dispatch. A refusal is the response to send,
+/// encoded in JSON.
+pub fn decide(state: &AppState, req: &mut Request) -> Result<Negotiated, ApiError> {
     // The compression layer answers 406 when no content coding is
     // acceptable, but only after the request has run — a PATCH would be
     // written and then reported refused. Refuse it here, before anything
     // runs, in the error format.
     if !coding_acceptable(req.headers()) {
-        let mut res = ApiError::new(
+        return Err(ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
             "NOT_ACCEPTABLE",
             "Accept-Encoding refuses every content coding this API sends (identity, gzip, br).",
-        )
-        .into_response();
-        res.extensions_mut().insert(Format::default());
-        return res;
+        ));
     }
     // A route description (OPTIONS) and the health probe answer whatever
     // the client accepts: monitors send Accept: text/plain, and an HTML
@@ -49,9 +55,11 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
     // any Accept.
     if own == Some(Negotiation::Fixed) {
         req.extensions_mut().insert(Format::Json);
-        let mut res = next.run(req).await;
-        res.extensions_mut().insert(Format::Json);
-        return res;
+        return Ok(Negotiated {
+            format: Format::Json,
+            page: None,
+            varies: false,
+        });
     }
     let format = match choose(req.uri(), req.headers()) {
         Ok((format, stripped)) => {
@@ -61,11 +69,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
             format
         }
         Err(e) if lenient && e.status == StatusCode::NOT_ACCEPTABLE => Format::default(),
-        Err(e) => {
-            let mut res = e.into_response();
-            res.extensions_mut().insert(Format::default());
-            return res;
-        }
+        Err(e) => return Err(e),
     };
     let format = match format {
         Format::Csv(_) => Format::Csv(CsvOptions {
@@ -89,16 +93,18 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
     if let Some(page) = &page {
         req.extensions_mut().insert(page.clone());
     }
-    let mut res = next.run(req).await;
-    res.extensions_mut().insert(format);
-    if let Some(page) = page {
-        res.extensions_mut().insert(page);
-    }
-    // The format and the minor version both follow Accept: caches must
-    // keep one copy per Accept.
+    Ok(Negotiated {
+        format,
+        page,
+        varies: true,
+    })
+}
+
+/// The format and the minor version both follow `Accept`: caches must
+/// keep one copy per `Accept`.
+pub fn vary(res: &mut Response) {
     res.headers_mut()
         .append(header::VARY, HeaderValue::from_static("accept"));
-    res
 }
 
 /// Does `Accept-Encoding` allow a coding restkit can send: identity, gzip

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::connect_info::ConnectInfo;
-use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -31,11 +30,12 @@ use tokio::sync::Semaphore;
 use tokio_io_timeout::TimeoutStream;
 use tower::ServiceExt;
 
+use super::pipeline::Pipeline;
 use crate::config::ServerSettings;
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// Serves `pipeline` on `listener` until `shutdown` completes.
 pub async fn serve(
-    router: Router,
+    pipeline: Pipeline,
     settings: &ServerSettings,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -75,7 +75,7 @@ pub async fn serve(
         let mut stream = TimeoutStream::new(stream);
         stream.set_write_timeout(Some(settings.write_timeout));
         let service =
-            router
+            pipeline
                 .clone()
                 .map_request(move |mut req: http::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(ConnectInfo(peer));
