@@ -917,10 +917,12 @@ impl Store {
         id: i64,
         scope: &Scope,
     ) -> Result<Option<Record>, StoreError> {
-        let stmt = sql::select_one(r, fields, id, scope);
         match &self.backend {
-            Backend::Sqlite(s) => s.fetch_optional(r, fields, stmt).await,
-            Backend::Postgres(s) => s.fetch_optional(r, fields, stmt).await,
+            Backend::Sqlite(s) => s.fetch_one(r, fields, id, scope).await,
+            Backend::Postgres(s) => {
+                s.fetch_optional(r, fields, sql::select_one(r, fields, id, scope))
+                    .await
+            }
         }
     }
 

@@ -16,6 +16,7 @@ use sea_query::{
     UpdateStatement, WindowStatement,
 };
 use serde_json::Value;
+use std::sync::Arc;
 
 use super::{to_sql_value, Dialect, ListQuery, Scope, SortKey};
 use crate::model::Resource;
@@ -470,6 +471,115 @@ pub fn select_one(r: &Resource, fields: &[usize], id: i64, scope: &Scope) -> Sel
     restrict(&mut stmt, scope_condition(r, scope));
     // No `LIMIT 1`: the primary key already bounds the result.
     stmt
+}
+
+/// The text of [`select_one`] for each statement shape asked for, built
+/// once by sea-query: a request of a known shape only binds its values
+/// ([`OneTexts::get`]). A shape is the table, the columns read and the
+/// scope's equality columns; a scope with parent conditions (`within`)
+/// is not memoized (its subqueries nest), and is built each time.
+#[derive(Default)]
+pub struct OneTexts {
+    texts: std::sync::RwLock<std::collections::HashMap<u64, Bucket>>,
+}
+
+/// The shapes whose hash is the same, with their texts.
+type Bucket = Vec<(OneShape, Arc<str>)>;
+
+/// A memoized shape, compared in full on every hit (the hash only finds
+/// the bucket).
+struct OneShape {
+    table: String,
+    columns: Vec<String>,
+    equal: Vec<String>,
+}
+
+impl OneShape {
+    fn of(r: &Resource, fields: &[usize], scope: &Scope) -> OneShape {
+        OneShape {
+            table: r.table.clone(),
+            columns: fields.iter().map(|&f| r.fields[f].column.clone()).collect(),
+            equal: scope
+                .equal
+                .iter()
+                .map(|(f, _)| r.fields[*f].column.clone())
+                .collect(),
+        }
+    }
+
+    fn is(&self, r: &Resource, fields: &[usize], scope: &Scope) -> bool {
+        self.table == r.table
+            && self
+                .columns
+                .iter()
+                .map(String::as_str)
+                .eq(fields.iter().map(|&f| r.fields[f].column.as_str()))
+            && self.equal.iter().map(String::as_str).eq(scope
+                .equal
+                .iter()
+                .map(|(f, _)| r.fields[*f].column.as_str()))
+    }
+}
+
+impl OneTexts {
+    /// The SQL text and values of `select_one(r, fields, id, scope)` as
+    /// `build` renders it; the text is built once per shape.
+    pub fn get(
+        &self,
+        r: &Resource,
+        fields: &[usize],
+        id: i64,
+        scope: &Scope,
+        build: impl FnOnce(&SelectStatement) -> (String, sea_query::Values),
+    ) -> (Arc<str>, sea_query::Values) {
+        if !scope.within.is_empty() {
+            let (text, values) = build(&select_one(r, fields, id, scope));
+            return (Arc::from(text), values);
+        }
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            r.table.hash(&mut h);
+            for &f in fields {
+                r.fields[f].column.hash(&mut h);
+            }
+            0xffu8.hash(&mut h);
+            for (f, _) in &scope.equal {
+                r.fields[*f].column.hash(&mut h);
+            }
+            h.finish()
+        };
+        // The values in the order the text binds them: the key, then the
+        // scope's equalities (`select_one`'s WHERE).
+        let values = || {
+            let mut v = Vec::with_capacity(1 + scope.equal.len());
+            v.push(sea_query::Value::BigInt(Some(id)));
+            v.extend(scope.equal.iter().map(|(f, value)| val(r, *f, value)));
+            sea_query::Values(v)
+        };
+        if let Ok(texts) = self.texts.read() {
+            if let Some((_, text)) = texts
+                .get(&key)
+                .and_then(|bucket| bucket.iter().find(|(shape, _)| shape.is(r, fields, scope)))
+            {
+                return (text.clone(), values());
+            }
+        }
+        let (text, built) = build(&select_one(r, fields, id, scope));
+        debug_assert_eq!(
+            built,
+            values(),
+            "the memoized values are bound in the order the text names them"
+        );
+        let text: Arc<str> = Arc::from(text);
+        if let Ok(mut texts) = self.texts.write() {
+            let bucket = texts.entry(key).or_default();
+            if !bucket.iter().any(|(shape, _)| shape.is(r, fields, scope)) {
+                bucket.push((OneShape::of(r, fields, scope), text.clone()));
+            }
+        }
+        (text, built)
+    }
 }
 
 /// Rows of `r` whose `key` field is one of `values` (expansion), in

@@ -238,6 +238,15 @@ fn prepare<'c>(
     conn: &'c Connection,
     (sql, values): &Built,
 ) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
+    prepare_text(conn, sql, values)
+}
+
+/// `sql` from the connection's statement cache, `values` bound.
+fn prepare_text<'c>(
+    conn: &'c Connection,
+    sql: &str,
+    values: &Values,
+) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
     let mut stmt = conn.prepare_cached(sql)?;
     for (i, v) in values.0.iter().enumerate() {
         stmt.raw_bind_parameter(i + 1, Bind(v))?;
@@ -629,6 +638,8 @@ struct Inner {
     /// dead one.
     health: Option<tokio::sync::Mutex<Option<Connection>>>,
     write: Arc<WriteSide>,
+    /// The text of each shape of single-record read asked for.
+    ones: super::sql::OneTexts,
 }
 
 impl Drop for Inner {
@@ -713,6 +724,7 @@ impl SqliteStore {
                 readers,
                 health,
                 write,
+                ones: Default::default(),
             }),
         })
     }
@@ -838,6 +850,27 @@ impl SqliteStore {
         let built = stmt.build(SqliteQueryBuilder);
         self.read(|c| row(c, &built, |row| decode(r, fields, row)))
             .await
+    }
+
+    /// One record by key within `scope` ([`super::sql::select_one`]), its
+    /// SQL text built once per shape.
+    pub async fn fetch_one(
+        &self,
+        r: &Resource,
+        fields: &[usize],
+        id: i64,
+        scope: &super::Scope,
+    ) -> Result<Option<Record>, StoreError> {
+        let (sql, values) = self
+            .inner
+            .ones
+            .get(r, fields, id, scope, |s| s.build(SqliteQueryBuilder));
+        self.read(|c| {
+            let mut stmt = prepare_text(c, &sql, &values)?;
+            let mut rows = stmt.raw_query();
+            Ok(rows.next()?.map(|row| decode(r, fields, row)))
+        })
+        .await
     }
 
     /// The first column of the first row; `None` for no row or NULL.
