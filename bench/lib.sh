@@ -50,6 +50,12 @@ compare() {
     "$(cut -d' ' -f1 "$work/b" | median)" "$(cut -d' ' -f2 "$work/b" | median)" \
     "$(cut -d' ' -f3 "$work/b" | median)" "$(median <"$work/ratio")"
 }
+# rss_of PID: a process's resident memory now and at its peak, in MiB.
+rss_of() {
+  awk '/^VmRSS/ {now=$2} /^VmHWM/ {peak=$2}
+       END {printf "%.1f MiB (peak %.1f MiB)", now / 1024, peak / 1024}' "/proc/$1/status"
+}
+
 wait_for() {
   for _ in $(seq 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done
   echo "no answer from $1" >&2; exit 1

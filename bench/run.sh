@@ -67,6 +67,7 @@ authenticated = { requests = 1000000000, period = "1s" }
 TOML
 ( cd "$work" && RUST_LOG=${BENCH_LOG:-info} exec "$BIN" serve --config "$work/public.toml" \
     --bind 127.0.0.1:18080 >/dev/null 2>&1 ) &
+restkit_pid=$!
 wait_for 127.0.0.1:18080/health
 
 # Grow the seeded table to ROWS books, in the demo's pattern (author K =
@@ -88,6 +89,7 @@ print(f"books: {c.execute('SELECT COUNT(*) FROM books').fetchone()[0]}", file=sy
 PY
 
 target/release/examples/bench_baseline 127.0.0.1:18081 "$work/restkit-demo.db" &
+baseline_pid=$!
 wait_for 127.0.0.1:18081/v1/books/3
 ( cd "$work" && RUST_LOG=${BENCH_LOG:-info} exec "$BIN" serve --config "$work/unlimited.toml" \
     --bind 127.0.0.1:18082 >/dev/null 2>&1 ) &
@@ -113,6 +115,8 @@ write_groups() {
 if [ -z "${BENCH_VARIANTS_ONLY:-}" ]; then
   read -r c0 w0 < <(write_groups) || true
   against_baseline 18080 18081
+  # Resident memory after the loads above (VmHWM: the peak).
+  echo "RSS: restkit $(rss_of "$restkit_pid"), baseline $(rss_of "$baseline_pid")"
   read -r c1 w1 < <(write_groups) || true
   if [ -n "${c1:-}" ]; then
     awk -v c=$((c1 - c0)) -v w=$((w1 - w0)) -v n="$CONNS" 'BEGIN {
