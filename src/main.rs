@@ -12,6 +12,7 @@ use restkit::registry::Registry;
 /// the runtime's threads; glibc's malloc and free took about 15% of the
 /// server's CPU under load. A library does not choose for its embedder:
 /// the choice is the binary's. See [`no_huge_pages`].
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -22,11 +23,23 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// start instead of 46, 67 under load instead of 50 (the target is under
 /// 64). Later faults get normal pages; nothing else changes.
 fn no_huge_pages() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_THP_DISABLE takes an integer flag and reads no
-    // memory of ours; failure (an old kernel) leaves the default.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    #[cfg(all(feature = "mimalloc", target_os = "linux"))]
+    {
+        // prctl is variadic: every argument is passed as the unsigned
+        // long the kernel reads (it refuses non-zero unused ones).
+        let zero: libc::c_ulong = 0;
+        // SAFETY: PR_SET_THP_DISABLE takes integer arguments and reads no
+        // memory of ours. A kernel without it refuses, the default stays,
+        // and only memory use differs (see above): nothing to report.
+        let _ = unsafe {
+            libc::prctl(
+                libc::PR_SET_THP_DISABLE,
+                1 as libc::c_ulong,
+                zero,
+                zero,
+                zero,
+            )
+        };
     }
 }
 

@@ -199,24 +199,25 @@ impl Edge {
     }
 
     /// Runs `inner` in a span carrying the request id, within
-    /// `server.request_timeout`.
-    pub async fn run(
+    /// `server.request_timeout`; past it, the 503 to answer instead.
+    pub async fn run<T>(
         &self,
         state: &AppState,
-        inner: impl std::future::Future<Output = Response>,
-    ) -> Response {
+        inner: impl std::future::Future<Output = T>,
+    ) -> Result<T, Response> {
         let timeout = state.settings.server.request_timeout;
         // Every line logged while the request runs carries its id.
         let span = tracing::info_span!("request", request_id = self.id.to_str().unwrap_or(""));
-        match tokio::time::timeout(timeout, tracing::Instrument::instrument(inner, span)).await {
-            Ok(res) => res,
-            Err(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "REQUEST_TIMEOUT",
-                format!("The request took longer than {timeout:?}."),
-            )
-            .into_response(),
-        }
+        tokio::time::timeout(timeout, tracing::Instrument::instrument(inner, span))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "REQUEST_TIMEOUT",
+                    format!("The request took longer than {timeout:?}."),
+                )
+                .into_response()
+            })
     }
 
     /// Encodes an error left in the response's extensions in the

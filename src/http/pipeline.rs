@@ -112,28 +112,29 @@ impl Service<Request<Body>> for Core {
     }
 }
 
-async fn core(state: Arc<AppState>, mut router: Router, mut req: Request<Body>) -> Response {
+async fn core(state: Arc<AppState>, router: Router, mut req: Request<Body>) -> Response {
     let asked = cors::asked(&req);
     let edge = Edge::start(&state, &mut req);
     let (res, negotiated) = if edge.bad_host {
         (Edge::bad_host_response(), None)
     } else {
-        match negotiate::decide(&state, &mut req) {
-            Err(e) => (e.into_response(), None),
-            Ok(negotiated) => {
-                // The router is always ready.
-                let routed = AssertUnwindSafe(router.call(req))
-                    .catch_unwind()
-                    .map(|answer| match answer {
-                        Ok(Ok(res)) => res,
-                        Err(_) => ApiError::internal("a handler panicked").into_response(),
-                    });
-                let mut res = edge.run(&state, routed).await;
-                if negotiated.varies {
-                    negotiate::vary(&mut res);
-                }
-                (res, Some(negotiated))
-            }
+        // Negotiation and routing run within the request timeout, a panic
+        // in either caught as a 500; those two answers are problem+json
+        // whatever was negotiated (the step that failed may have been the
+        // negotiation itself).
+        let routed = AssertUnwindSafe(negotiated(state.clone(), router, req))
+            .catch_unwind()
+            .map(|answer| {
+                answer.unwrap_or_else(|_| {
+                    (
+                        ApiError::internal("a handler panicked").into_response(),
+                        None,
+                    )
+                })
+            });
+        match edge.run(&state, routed).await {
+            Ok(answer) => answer,
+            Err(timed_out) => (timed_out, None),
         }
     };
     let (format, page) = match &negotiated {
@@ -145,4 +146,23 @@ async fn core(state: Arc<AppState>, mut router: Router, mut req: Request<Body>) 
         cors::answer(&state, asked, &mut res);
     }
     res
+}
+
+/// Negotiation, then the router; the answer with what was negotiated.
+async fn negotiated(
+    state: Arc<AppState>,
+    mut router: Router,
+    mut req: Request<Body>,
+) -> (Response, Option<negotiate::Negotiated>) {
+    match negotiate::decide(&state, &mut req) {
+        Err(e) => (e.into_response(), None),
+        Ok(negotiated) => {
+            // The router is always ready.
+            let Ok(mut res) = router.call(req).await;
+            if negotiated.varies {
+                negotiate::vary(&mut res);
+            }
+            (res, Some(negotiated))
+        }
+    }
 }

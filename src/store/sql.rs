@@ -475,9 +475,12 @@ pub fn select_one(r: &Resource, fields: &[usize], id: i64, scope: &Scope) -> Sel
 
 /// The text of [`select_one`] for each statement shape asked for, built
 /// once by sea-query: a request of a known shape only binds its values
-/// ([`OneTexts::get`]). A shape is the table, the columns read and the
-/// scope's equality columns; a scope with parent conditions (`within`)
-/// is not memoized (its subqueries nest), and is built each time.
+/// ([`OneTexts::get`]). A shape is the table, its key column, the columns
+/// read and the scope's equality columns; a scope with parent conditions
+/// (`within`) is not memoized (its subqueries nest), and is built each
+/// time. `fields=` lets a client ask for any subset in any order, so at
+/// most [`ONE_TEXTS`] shapes are kept: the first ones asked for (each
+/// resource's default view among them); others are built each time.
 #[derive(Default)]
 pub struct OneTexts {
     texts: std::sync::RwLock<std::collections::HashMap<u64, Bucket>>,
@@ -486,10 +489,14 @@ pub struct OneTexts {
 /// The shapes whose hash is the same, with their texts.
 type Bucket = Vec<(OneShape, Arc<str>)>;
 
+/// How many single-record shapes [`OneTexts`] keeps.
+pub const ONE_TEXTS: usize = 256;
+
 /// A memoized shape, compared in full on every hit (the hash only finds
 /// the bucket).
 struct OneShape {
     table: String,
+    key: String,
     columns: Vec<String>,
     equal: Vec<String>,
 }
@@ -498,6 +505,7 @@ impl OneShape {
     fn of(r: &Resource, fields: &[usize], scope: &Scope) -> OneShape {
         OneShape {
             table: r.table.clone(),
+            key: r.fields[r.primary_key].column.clone(),
             columns: fields.iter().map(|&f| r.fields[f].column.clone()).collect(),
             equal: scope
                 .equal
@@ -509,6 +517,7 @@ impl OneShape {
 
     fn is(&self, r: &Resource, fields: &[usize], scope: &Scope) -> bool {
         self.table == r.table
+            && self.key == r.fields[r.primary_key].column
             && self
                 .columns
                 .iter()
@@ -540,6 +549,7 @@ impl OneTexts {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             r.table.hash(&mut h);
+            r.fields[r.primary_key].column.hash(&mut h);
             for &f in fields {
                 r.fields[f].column.hash(&mut h);
             }
@@ -573,9 +583,12 @@ impl OneTexts {
         );
         let text: Arc<str> = Arc::from(text);
         if let Ok(mut texts) = self.texts.write() {
-            let bucket = texts.entry(key).or_default();
-            if !bucket.iter().any(|(shape, _)| shape.is(r, fields, scope)) {
-                bucket.push((OneShape::of(r, fields, scope), text.clone()));
+            let kept: usize = texts.values().map(Vec::len).sum();
+            if kept < ONE_TEXTS {
+                let bucket = texts.entry(key).or_default();
+                if !bucket.iter().any(|(shape, _)| shape.is(r, fields, scope)) {
+                    bucket.push((OneShape::of(r, fields, scope), text.clone()));
+                }
             }
         }
         (text, built)
@@ -872,6 +885,77 @@ mod tests {
             .field(Field::new("id", FieldType::Integer).primary_key())
             .field(Field::new("title", FieldType::String))
             .field(Field::new("author", FieldType::String).column("author_name"))
+    }
+
+    /// What `OneTexts` answers, built by SQLite's builder.
+    fn one(
+        texts: &OneTexts,
+        r: &Resource,
+        fields: &[usize],
+        id: i64,
+        scope: &Scope,
+    ) -> (String, sea_query::Values) {
+        let (text, values) = texts.get(r, fields, id, scope, |s| s.build(SqliteQueryBuilder));
+        (text.to_string(), values)
+    }
+
+    #[test]
+    fn a_memoized_single_record_read_is_the_statement_built_anew() {
+        let texts = OneTexts::default();
+        let r = books();
+        let owned = Scope::default().and(2, json!("Ana"));
+        for (fields, scope) in [
+            (&[0, 1, 2][..], &Scope::default()),
+            (&[2, 0][..], &owned),
+            (&[0, 1, 2][..], &owned),
+        ] {
+            for id in [3, 4] {
+                // The first call builds and keeps the text; the second
+                // finds it; both must be what sea-query builds.
+                for _ in 0..2 {
+                    assert_eq!(
+                        one(&texts, &r, fields, id, scope),
+                        select_one(&r, fields, id, scope).build(SqliteQueryBuilder)
+                    );
+                }
+            }
+        }
+        // Another resource over the same table whose key is another
+        // column, reading the same columns in the same scope: its own text.
+        let mut by_isbn = books().field(Field::new("isbn", FieldType::Integer));
+        by_isbn.fields[0].primary_key = false;
+        by_isbn.fields[3].primary_key = true;
+        by_isbn.primary_key = 3;
+        let (text, _) = one(&texts, &by_isbn, &[0, 1, 2], 3, &Scope::default());
+        assert!(text.contains(r#"WHERE "isbn" = ?"#), "{text}");
+    }
+
+    #[test]
+    fn a_client_choosing_fields_cannot_grow_the_memo_without_bound() {
+        let texts = OneTexts::default();
+        let mut r = books();
+        for i in 0..20 {
+            r = r.field(Field::new(format!("f{i}"), FieldType::String));
+        }
+        // Pairs of fields in both orders: far more shapes than are kept.
+        let mut asked = 0;
+        for a in 0..r.fields.len() {
+            for b in 0..r.fields.len() {
+                if a != b {
+                    let (text, _) = one(&texts, &r, &[a, b], 1, &Scope::default());
+                    assert_eq!(
+                        text,
+                        select_one(&r, &[a, b], 1, &Scope::default())
+                            .build(SqliteQueryBuilder)
+                            .0
+                    );
+                    asked += 1;
+                }
+            }
+        }
+        assert!(asked > ONE_TEXTS);
+        let kept: usize = texts.texts.read().unwrap().values().map(Vec::len).sum();
+        assert_eq!(kept, ONE_TEXTS);
     }
 
     #[test]
