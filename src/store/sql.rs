@@ -484,6 +484,9 @@ pub fn select_one(r: &Resource, fields: &[usize], id: i64, scope: &Scope) -> Sel
 #[derive(Default)]
 pub struct OneTexts {
     texts: std::sync::RwLock<std::collections::HashMap<u64, Bucket>>,
+    /// How many shapes `texts` holds: once full, a miss builds its text
+    /// without taking the write lock (which every reader would wait for).
+    kept: std::sync::atomic::AtomicUsize,
 }
 
 /// The shapes whose hash is the same, with their texts.
@@ -582,13 +585,17 @@ impl OneTexts {
             "the memoized values are bound in the order the text names them"
         );
         let text: Arc<str> = Arc::from(text);
+        use std::sync::atomic::Ordering;
+        if self.kept.load(Ordering::Relaxed) >= ONE_TEXTS {
+            return (text, built);
+        }
         if let Ok(mut texts) = self.texts.write() {
-            let kept: usize = texts.values().map(Vec::len).sum();
-            if kept < ONE_TEXTS {
-                let bucket = texts.entry(key).or_default();
-                if !bucket.iter().any(|(shape, _)| shape.is(r, fields, scope)) {
-                    bucket.push((OneShape::of(r, fields, scope), text.clone()));
-                }
+            let bucket = texts.entry(key).or_default();
+            if self.kept.load(Ordering::Relaxed) < ONE_TEXTS
+                && !bucket.iter().any(|(shape, _)| shape.is(r, fields, scope))
+            {
+                bucket.push((OneShape::of(r, fields, scope), text.clone()));
+                self.kept.fetch_add(1, Ordering::Relaxed);
             }
         }
         (text, built)
