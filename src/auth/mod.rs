@@ -117,18 +117,21 @@ impl Caller {
 /// `?access-token=`, `Authorization: Basic` with a user's password, or
 /// `X-API-Key` from the IP it was issued to. Credentials sent in more than
 /// one way are 400 (RFC 6750 §2); a kind the module does not accept is 401.
-/// `gate` runs before a password is hashed for real (§9).
+/// `gate` runs before a password is hashed for real (§9). Without
+/// `Authorization`, the browsable pages' session cookie, as set for
+/// `public_url` (`server.public_url`, may be empty; see [`session`]).
 pub async fn identify(
     parts: &http::request::Parts,
     store: &Store,
     tokens: &tokens::Tokens,
     accepted: Credentials,
     gate: &dyn users::PasswordGate,
+    public_url: &str,
 ) -> Caller {
     if let Some(id) = parts.extensions.get::<Identity>() {
         return Caller::Known(id.clone());
     }
-    match authenticate(parts, store, tokens, accepted, gate).await {
+    match authenticate(parts, store, tokens, accepted, gate, public_url).await {
         Ok(None) => Caller::Anonymous,
         Ok(Some(id)) => Caller::Known(id),
         Err(e) => Caller::Refused(e),
@@ -175,6 +178,7 @@ pub async fn authenticate(
     tokens: &tokens::Tokens,
     accepted: Credentials,
     gate: &dyn users::PasswordGate,
+    public_url: &str,
 ) -> Result<Option<Identity>, ApiError> {
     let mut headers = parts.headers.get_all(http::header::AUTHORIZATION).iter();
     let header = headers.next();
@@ -214,7 +218,7 @@ pub async fn authenticate(
         // kept in a cookie, where the rules there let it count.
         // A stale or revoked session is no credential at all (the page
         // then offers to sign in again), not a 401 on every route.
-        return match session::token(parts, &tokens.issuer) {
+        return match session::token(parts, public_url) {
             Some(token) if accepted.bearer => {
                 Ok(bearer(parts, token, store, tokens, gate).await.ok())
             }

@@ -11,15 +11,22 @@
 /// The cookie holding the session's access token.
 pub const COOKIE: &str = "restkit-session";
 
-/// Its name: `__Host-restkit-session` where the server is reached over
-/// https (a browser then refuses one set by a sibling subdomain, or
-/// without `Secure`), else `restkit-session`.
-pub fn cookie_name(https: bool) -> String {
-    if https {
-        format!("__Host-{COOKIE}")
+/// Cookie `name` as this server sets it: `__Host-{name}` where it is
+/// reached over https — `base`, its public address, says so (a browser
+/// then refuses one set by a sibling subdomain, or without `Secure`) —
+/// else `name`.
+pub fn cookie_name(name: &str, base: &str) -> String {
+    if base.starts_with("https://") {
+        format!("__Host-{name}")
     } else {
-        COOKIE.to_string()
+        name.to_string()
     }
+}
+
+/// Whether the request carries a session cookie (a page then offers to
+/// sign out rather than in); `public_url` as in [`token`].
+pub fn signed_in(headers: &http::HeaderMap, public_url: &str) -> bool {
+    cookie(headers, &cookie_name(COOKIE, public_url)).is_some()
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
@@ -37,11 +44,13 @@ pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The session's token, where it may stand for the caller (see the
 /// module's rules); `None` otherwise, and the request is anonymous.
-/// `base` is the server's public address (`scheme://host[:port]`).
-pub fn token<'a>(parts: &'a http::request::Parts, base: &str) -> Option<&'a str> {
-    let token = cookie(&parts.headers, &cookie_name(base.starts_with("https://")))?;
+/// `public_url` is `server.public_url` (may be empty: the server is then
+/// known by the request's Host, over http), the address the sign-in set
+/// the cookie for.
+pub fn token<'a>(parts: &'a http::request::Parts, public_url: &str) -> Option<&'a str> {
+    let token = cookie(&parts.headers, &cookie_name(COOKIE, public_url))?;
     let safe = matches!(parts.method, http::Method::GET | http::Method::HEAD);
-    (safe || same_origin(&parts.headers, &parts.uri, base)).then_some(token)
+    (safe || same_origin(&parts.headers, &parts.uri, public_url)).then_some(token)
 }
 
 /// `scheme` and `host[:port]` of a URL (any path cut; the scheme's
@@ -74,9 +83,10 @@ pub fn origin_is_ours(origin: &str, public_url: &str, host: &str) -> bool {
     }
 }
 
-/// Whether `Origin` names this server: its address `base`, or the host
-/// the request was sent to (`Host`, or HTTP/2's `:authority`).
-pub fn same_origin(headers: &http::HeaderMap, uri: &http::Uri, base: &str) -> bool {
+/// Whether `Origin` names this server, by [`origin_is_ours`]: its
+/// `public_url`, else the host the request was sent to (`Host`, or
+/// HTTP/2's `:authority`).
+pub fn same_origin(headers: &http::HeaderMap, uri: &http::Uri, public_url: &str) -> bool {
     let Some(origin) = headers
         .get(http::header::ORIGIN)
         .and_then(|v| v.to_str().ok())
@@ -88,7 +98,7 @@ pub fn same_origin(headers: &http::HeaderMap, uri: &http::Uri, base: &str) -> bo
         .and_then(|v| v.to_str().ok())
         .or_else(|| uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
-    origin_is_ours(origin, base, "") || origin_is_ours(origin, "", host)
+    origin_is_ours(origin, public_url, host)
 }
 
 #[cfg(test)]
@@ -105,7 +115,8 @@ mod tests {
 
     #[test]
     fn the_cookie_counts_on_reads_and_on_same_origin_writes_only() {
-        let base = "http://127.0.0.1:8080";
+        // No public_url: the server is known by the request's Host.
+        let base = "";
         let c = ("cookie", "a=1; restkit-session=tok; b=2");
         let host = ("host", "api.test:8080");
         let at = |method: &str, headers: &[(&str, &str)]| {
@@ -139,6 +150,11 @@ mod tests {
         // Host with the scheme's default port is the same host.
         let h = ("host", "api.example:443");
         assert_eq!(token(&parts("POST", &[c, h, ours]), https), Some("tok"));
+        // With a public address, only it counts: the same host over
+        // another scheme is another origin (as for the consent form).
+        let http_origin = ("origin", "http://api.example");
+        let host = ("host", "api.example");
+        assert_eq!(token(&parts("POST", &[c, host, http_origin]), https), None);
         // Over https only the __Host- cookie counts; over http only the
         // plain one.
         let plain = ("cookie", "restkit-session=tok");

@@ -289,7 +289,15 @@ async fn steps(
         policies,
         ip,
     };
-    let caller = auth::identify(&parts, &state.store, &state.tokens, accepted, &gate).await;
+    let caller = auth::identify(
+        &parts,
+        &state.store,
+        &state.tokens,
+        accepted,
+        &gate,
+        &state.settings.server.public_url,
+    )
+    .await;
     let known = super::limits::known(&caller);
     let decision = state.limiter.decide(policies, known.clone(), ip).await;
     let refusal = match &decision {

@@ -85,7 +85,7 @@ pub fn decide(state: &AppState, req: &mut Request) -> Result<Negotiated, ApiErro
     let page = (format == Format::Html).then(|| {
         let mut page = Page::new(req.method().as_str(), req.uri().path(), req.uri().query());
         page.account = state.settings.offers_browser_sign_in().then(|| {
-            crate::auth::session::cookie(req.headers(), crate::auth::session::COOKIE).is_some()
+            crate::auth::session::signed_in(req.headers(), &state.settings.server.public_url)
         });
         page
     });

@@ -72,15 +72,6 @@ fn secure(base: &str) -> &'static str {
     }
 }
 
-/// The flow's cookie name (see [`https`]).
-fn flow_cookie(base: &str) -> String {
-    if https(base) {
-        format!("__Host-{FLOW_COOKIE}")
-    } else {
-        FLOW_COOKIE.to_string()
-    }
-}
-
 fn see_other(location: &str, cookies: &[String]) -> Response {
     let mut res = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(location) {
@@ -141,7 +132,7 @@ pub async fn sign_in(State(state): State<Arc<AppState>>, req: Request<Body>) -> 
         .finish();
     let flow = format!(
         "{}={flow_state}.{verifier}.{}; Path=/; HttpOnly; SameSite=Lax; Max-Age={FLOW_TTL_SECS}{}",
-        flow_cookie(&base),
+        session::cookie_name(FLOW_COOKIE, &base),
         b64(next.as_bytes()),
         secure(&base)
     );
@@ -178,10 +169,11 @@ pub async fn signed_in(State(state): State<Arc<AppState>>, req: Request<Body>) -
     let base = state.base_url(req.headers());
     let clear_flow = format!(
         "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
-        flow_cookie(&base),
+        session::cookie_name(FLOW_COOKIE, &base),
         secure(&base)
     );
-    let Some(flow) = session::cookie(req.headers(), &flow_cookie(&base)) else {
+    let Some(flow) = session::cookie(req.headers(), &session::cookie_name(FLOW_COOKIE, &base))
+    else {
         return problem(
             StatusCode::BAD_REQUEST,
             "This sign-in was not started here, or took longer than ten minutes. Start again.",
@@ -242,7 +234,7 @@ pub async fn signed_in(State(state): State<Arc<AppState>>, req: Request<Body>) -
     // session cookie for ever).
     let session = format!(
         "{}={access}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        session::cookie_name(https(&base)),
+        session::cookie_name(session::COOKIE, &base),
         tokens.access_ttl.as_secs(),
         secure(&base)
     );
@@ -259,7 +251,7 @@ pub async fn sign_out(State(state): State<Arc<AppState>>, req: Request<Body>) ->
             "Sign out from this server's own pages.",
         );
     }
-    let name = session::cookie_name(https(&base));
+    let name = session::cookie_name(session::COOKIE, &base);
     if let Some(token) = session::cookie(req.headers(), &name) {
         if let Ok(claims) = state.tokens.verify_signed(token) {
             let jti = claims["jti"].as_str().unwrap_or_default();

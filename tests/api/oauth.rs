@@ -1477,6 +1477,49 @@ async fn the_server_prunes_expired_own_rows_on_its_own() {
 /// built-in client's authorization-code + PKCE flow run by the server, the
 /// token kept in an HttpOnly session cookie (never in a URL), pages read
 /// with it, writes only from the server's own origin, sign-out revokes.
+/// The session cookie is named for the address the browser uses (what
+/// the sign-in set it for), not for the tokens' issuer: an https issuer in
+/// front of a server reached over http (no public_url) must not make the
+/// server look for a `__Host-` cookie it never set; and over an https
+/// public address the page sees the `__Host-` cookie as signed in.
+#[tokio::test]
+async fn the_session_cookie_is_named_for_the_public_address_not_the_issuer() {
+    let open = |public_url: &str| {
+        let public_url = public_url.to_string();
+        async move {
+            let db = crate::db::TestDb::new().await;
+            let mut settings = crate::helpers::settings(restkit::demo::DEMO_TOML, &db.url);
+            settings.auth.issuer = "https://id.example".into();
+            settings.server.public_url = public_url;
+            let model = restkit::model::toml::parse(restkit::demo::DEMO_TOML).unwrap();
+            TestApp::from_model(model, settings, restkit::registry::Registry::builtin(), db).await
+        }
+    };
+    let t = open("").await;
+    let token = t.bearer();
+    let token = token.trim_start_matches("Bearer ");
+    let res = t
+        .get("/v1/books/3")
+        .anonymous()
+        .header("cookie", &format!("restkit-session={token}"))
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+
+    let t = open("https://api.example").await;
+    let token = t.bearer();
+    let token = token.trim_start_matches("Bearer ");
+    let page = t
+        .get("/v1/books?limit=2")
+        .anonymous()
+        .header("accept", "text/html")
+        .header("cookie", &format!("__Host-restkit-session={token}"))
+        .send()
+        .await;
+    assert_eq!(page.status, 200, "{}", String::from_utf8_lossy(&page.body));
+    assert!(String::from_utf8_lossy(&page.body).contains("Sign out"));
+}
+
 #[tokio::test]
 async fn a_person_signs_in_to_the_browsable_pages_and_out_again() {
     // The issuer (and the built-in client's redirect URI) is the address
