@@ -62,7 +62,7 @@ fn cache_control(r: Option<&crate::model::Resource>) -> HeaderValue {
 }
 
 /// Module-wide settings a request needs.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ModuleInfo {
     pub prefix: String,
     pub versions: Vec<String>,
@@ -320,7 +320,8 @@ fn add_indexes(table: &mut Table, model: &ApiModel) {
             .get(path)
             .is_none_or(|r| r.endpoint(&Method::GET).is_none())
     };
-    // Modules sharing a prefix share one index.
+    // Modules sharing a prefix share one index (a prefix is never empty or
+    // `/`: the model refuses it).
     let mut by_prefix: IndexMap<String, (Arc<ModuleInfo>, Vec<IndexEntry>)> = IndexMap::new();
     for module in &model.modules {
         let (_, entries) = by_prefix
@@ -336,9 +337,6 @@ fn add_indexes(table: &mut Table, model: &ApiModel) {
     }
     let mut top = Vec::new();
     for (prefix, (info, entries)) in by_prefix {
-        if prefix.is_empty() || prefix == "/" {
-            continue;
-        }
         top.push(IndexEntry {
             name: prefix.clone(),
             path: prefix.clone(),
@@ -361,14 +359,7 @@ fn add_indexes(table: &mut Table, model: &ApiModel) {
         description: "The OpenAPI 3.1 document.".into(),
     });
     if free(table, "/") {
-        let root = Arc::new(ModuleInfo {
-            prefix: String::new(),
-            versions: Vec::new(),
-            convert_snake_case: false,
-            cors: Default::default(),
-            credentials: None,
-            description: String::new(),
-        });
+        let root = Arc::new(ModuleInfo::default());
         let ep = index(top, "The API's modules, with links.");
         let _ = table.add(&root, "/".into(), "/".into(), Vec::new(), false, ep);
     }
