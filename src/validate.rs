@@ -288,7 +288,8 @@ pub fn example_body(schema: &Value) -> Value {
     }
 }
 
-fn types_of(schema: &Value) -> Vec<&str> {
+/// The JSON types a schema allows (`type`, one or a list).
+pub(crate) fn types_of(schema: &Value) -> Vec<&str> {
     match schema.get("type") {
         Some(Value::String(t)) => vec![t.as_str()],
         Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),

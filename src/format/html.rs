@@ -687,11 +687,7 @@ fn pretty_object(out: &mut String, map: &Map<String, Value>, depth: usize) {
 /// The input of one field: its kind (how the page's script reads it back)
 /// and its markup attributes.
 fn field_input(out: &mut String, name: &str, schema: &Value, value: Option<&Value>) {
-    let types: Vec<&str> = match &schema["type"] {
-        Value::String(t) => vec![t.as_str()],
-        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
+    let types = crate::validate::types_of(schema);
     let ty = types
         .iter()
         .copied()

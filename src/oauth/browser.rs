@@ -24,7 +24,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use http::{header, HeaderValue, Request, StatusCode};
-use sha2::{Digest, Sha256};
 
 use crate::auth::clients::Client;
 use crate::auth::session;
@@ -119,7 +118,8 @@ pub async fn sign_in(State(state): State<Arc<AppState>>, req: Request<Body>) -> 
     let base = state.base_url(req.headers());
     let flow_state = crate::auth::tokens::random_token();
     let verifier = crate::auth::tokens::random_token();
-    let challenge = b64(&Sha256::digest(verifier.as_bytes()));
+    // S256: the verifier's SHA-256, base64url (RFC 7636 §4.2).
+    let challenge = crate::auth::tokens::digest(&verifier);
     let client = client(&state, &base);
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("response_type", "code")

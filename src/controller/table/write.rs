@@ -59,13 +59,13 @@ impl TableController {
         let n = parse_id(id).ok_or_else(|| self.not_found(id))?;
         let body = self.writable_body(body, Some(&self.update_schema))?;
         // PUT replaces: omitted optional fields become their default or null.
+        // The body was checked against the update schema just now.
         let values = self.values(&body, &self.plan.update_fields, true);
-        let doc = Value::Object(body);
         let mut tx = cx.store.begin_write().await?;
         self.preconditions(cx, &mut tx, n, &scope).await?;
         let current = self.current(&mut tx, id, n, &scope).await?;
         let rec = self
-            .write_checked(cx, &mut tx, id, n, &scope, &doc, &current, values)
+            .write_checked(cx, &mut tx, id, n, &scope, &current, values)
             .await?;
         tx.commit().await?;
         Ok(self.record_reply(cx, rec))
@@ -108,8 +108,10 @@ impl TableController {
                 (i, merged.get(name).cloned().unwrap_or(Value::Null))
             })
             .collect();
+        // The record as it will be must be whole and valid.
+        self.update_schema.check(&merged)?;
         let rec = self
-            .write_checked(cx, &mut tx, id, n, &scope, &merged, &current, values)
+            .write_checked(cx, &mut tx, id, n, &scope, &current, values)
             .await?;
         tx.commit().await?;
         Ok(self.record_reply(cx, rec))
@@ -401,12 +403,12 @@ impl TableController {
         ApiError::from(e)
     }
 
-    /// Validates `doc` (the complete record as it will be) against the
-    /// update schema and writes those of `values` that differ from
-    /// `current` (the stored updatable fields) in `tx`, once every key
-    /// among them names a record the caller can see. A write that
-    /// changes nothing writes nothing: no new change time, nothing for
-    /// sync clients to fetch again.
+    /// Writes those of `values` that differ from `current` (the stored
+    /// updatable fields) in `tx`, once every key among them names a record
+    /// the caller can see; the caller has validated the record as it will
+    /// be against the update schema (a PUT's body, a PATCH's merge). A
+    /// write that changes nothing writes nothing: no new change time,
+    /// nothing for sync clients to fetch again.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn write_checked(
         &self,
@@ -415,11 +417,9 @@ impl TableController {
         id: &str,
         n: i64,
         scope: &Scope,
-        doc: &Value,
         current: &Record,
         values: Vec<(usize, Value)>,
     ) -> Result<Record, ApiError> {
-        self.update_schema.check(doc)?;
         let changed = self.changed(current, values);
         self.check_references(cx, tx, &changed, "").await?;
         self.write_changed(tx, id, n, scope, changed).await
