@@ -79,6 +79,7 @@ impl App {
         let openapi = bytes::Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
         let docs = bytes::Bytes::from(page::render(&document));
         let descriptions = openapi::describe_routes(&routes, &document);
+        let live = settings.live.clone();
         let state = Arc::new(AppState {
             store,
             settings,
@@ -93,6 +94,7 @@ impl App {
             metrics: Default::default(),
             metrics_allow,
             refusals: Default::default(),
+            live: crate::http::live::Streams::new(live),
         });
         limits::forget_idle_periodically(Arc::downgrade(&state));
         crate::ops::refusals::Refusals::write_periodically(Arc::downgrade(&state), |s| &s.refusals);
@@ -179,6 +181,13 @@ impl App {
             self.state.store.clone(),
             self.state.tokens.clone(),
         ));
+        // Live feeds end when shutdown begins (their clients reconnect
+        // elsewhere); in-flight requests get the grace period.
+        let streams = self.state.live.clone();
+        let shutdown = async move {
+            shutdown.await;
+            streams.close_all();
+        };
         let served = server::serve(self.pipeline, &settings, listener, shutdown).await;
         pruner.abort();
         served

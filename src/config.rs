@@ -27,6 +27,7 @@ pub struct Settings {
     pub info: InfoSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
+    pub live: LiveSettings,
     /// API declarations live in the same file; read by `model::toml`.
     #[serde(rename = "module")]
     modules: Option<IgnoredAny>,
@@ -122,6 +123,43 @@ impl Default for FormatSettings {
     fn default() -> Self {
         FormatSettings {
             csv_formula_guard: true,
+        }
+    }
+}
+
+/// Live change feeds (§16): Server-Sent Events on collections and records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveSettings {
+    /// Serve them at all.
+    pub enabled: bool,
+    /// Open streams on this instance, all callers together (over: 503).
+    pub max_streams: usize,
+    /// Open streams of one caller: a user, a client, or an anonymous IP
+    /// (over: 429).
+    pub max_streams_per_caller: usize,
+    /// A comment sent on an idle stream this often, so proxies keep it.
+    #[serde(deserialize_with = "duration")]
+    pub heartbeat: Duration,
+    /// How often the database is asked whether anyone else (another
+    /// instance, another process) changed it, while streams are open.
+    #[serde(deserialize_with = "duration")]
+    pub poll_interval: Duration,
+    /// A client that takes no event for this long while events wait is
+    /// disconnected (it resumes from the last event it got).
+    #[serde(deserialize_with = "duration")]
+    pub stall_timeout: Duration,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        LiveSettings {
+            enabled: true,
+            max_streams: 10_000,
+            max_streams_per_caller: 16,
+            heartbeat: Duration::from_secs(15),
+            poll_interval: Duration::from_millis(250),
+            stall_timeout: Duration::from_secs(30),
         }
     }
 }

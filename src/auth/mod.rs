@@ -259,6 +259,24 @@ pub async fn authenticate(
     }
 }
 
+/// The bearer token a request was authenticated with, if it was one (in
+/// `Authorization`, the query string or the session cookie): what a long
+/// response — a live feed — checks again for expiry and revocation.
+pub fn bearer_token(parts: &http::request::Parts, public_url: &str) -> Option<String> {
+    if let Some(token) = query_token(parts.uri.query()) {
+        return Some(token);
+    }
+    match parts.headers.get(http::header::AUTHORIZATION) {
+        Some(value) => {
+            let (scheme, rest) = value.to_str().ok()?.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| rest.trim().to_string())
+        }
+        None => session::token(parts, public_url).map(str::to_string),
+    }
+}
+
 async fn bearer(
     parts: &http::request::Parts,
     token: &str,

@@ -183,6 +183,44 @@ impl Reply {
     }
 }
 
+/// What happened to a record, as a live feed tells it (§16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Created,
+    Updated,
+    Deleted,
+}
+
+impl ChangeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeKind::Created => "created",
+            ChangeKind::Updated => "updated",
+            ChangeKind::Deleted => "deleted",
+        }
+    }
+}
+
+/// One change: its sync position (`time~key`, a `timestamp=` that
+/// resumes right after it), and the record as the list shows it (for a
+/// deletion, its key).
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub position: String,
+    pub data: Value,
+}
+
+/// The changes after a position, in position order, and where the next
+/// read starts: past every change shown and every one the caller may not
+/// see. `more`: changes beyond `position` are known to wait.
+#[derive(Debug, Clone)]
+pub struct Changes {
+    pub changes: Vec<Change>,
+    pub position: String,
+    pub more: bool,
+}
+
 fn not_implemented() -> ApiError {
     // The dispatcher checks `operations()` first; reaching this means a
     // controller listed an operation it did not write.
@@ -210,6 +248,24 @@ pub trait Controller: Send + Sync + 'static {
     /// takes them: the documentation (§11) lists exactly these.
     fn query_shape(&self) -> Option<crate::query::QueryShape> {
         None
+    }
+
+    /// Whether its collection and records can be followed live (§16).
+    fn live(&self) -> bool {
+        false
+    }
+
+    /// The changes after position `after` (`None`: from now) that a GET of
+    /// the collection — or of record `id` — would show the caller, at most
+    /// `limit`: what a live feed sends next.
+    async fn changes(
+        &self,
+        _cx: &Ctx,
+        _id: Option<&str>,
+        _after: Option<&str>,
+        _limit: u64,
+    ) -> Result<Changes, ApiError> {
+        Err(not_implemented())
     }
 
     async fn find(&self, _cx: &Ctx) -> Result<Reply, ApiError> {

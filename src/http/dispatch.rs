@@ -80,7 +80,9 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
         .get::<crate::limit::ClientIp>()
         .map(|c| c.0);
     let mut res = match steps(&route, &state, req, version.as_deref(), &mut limited).await {
-        Ok(repr) => {
+        // A live feed: its own head, never tagged or 304.
+        Ok(Answer::Stream(res)) => res,
+        Ok(Answer::Represented(repr)) => {
             let mut res = format::encode(repr, format, read, page.as_ref().unwrap_or(&NO_PAGE));
             if read && res.status() == StatusCode::OK {
                 if let Some(cc) = cache_control {
@@ -253,8 +255,9 @@ async fn steps(
     req: Request<Body>,
     version: Option<&str>,
     limited: &mut Option<(Option<crate::limit::Decision>, Option<crate::limit::Who>)>,
-) -> Result<Representation, ApiError> {
+) -> Result<Answer, ApiError> {
     let (mut parts, body) = req.into_parts();
+    let live = parts.extensions.get::<super::marks::Live>().is_some();
     let method = parts.method.clone();
     let raw_query = parts.uri.query().unwrap_or("");
     if raw_query.len() > MAX_QUERY {
@@ -299,6 +302,12 @@ async fn steps(
     )
     .await;
     let known = super::limits::known(&caller);
+    // Whose live feeds count together: the user or client, else the IP.
+    let follower = known
+        .as_ref()
+        .map(|w| w.key())
+        .or_else(|| ip.map(|ip| format!("ip:{ip}")))
+        .unwrap_or_else(|| "-".into());
     let decision = state.limiter.decide(policies, known.clone(), ip).await;
     let refusal = match &decision {
         Ok(Some(d)) if !d.allowed => Some(d.refusal()),
@@ -311,7 +320,7 @@ async fn steps(
     }
     if method == Method::OPTIONS {
         let description = state.descriptions.get(&route.template);
-        return Ok(represent::options(route, description));
+        return Ok(Answer::Represented(represent::options(route, description)));
     }
     let Some(endpoint) = route.endpoint(&method) else {
         return Err(ApiError::method_not_allowed(
@@ -351,6 +360,11 @@ async fn steps(
     } else {
         None
     };
+    let token = if live {
+        auth::bearer_token(&parts, &state.settings.server.public_url)
+    } else {
+        None
+    };
     let cx = Ctx {
         identity,
         params,
@@ -379,6 +393,9 @@ async fn steps(
             } else {
                 Value::Null
             };
+            if live {
+                return follow(state, controller, *op, cx, record_id, &follower, token).await;
+            }
             match op {
                 Operation::Find => controller.find(&cx).await?,
                 Operation::Fetch => controller.fetch(&cx, id).await?,
@@ -392,7 +409,50 @@ async fn steps(
         }
         Target::Action { .. } => run_action(endpoint, &cx, record_id, body, state).await?,
     };
-    Ok(represent::reply(reply, &cx, &method, may_read))
+    Ok(Answer::Represented(represent::reply(
+        reply, &cx, &method, may_read,
+    )))
+}
+
+/// What the steps answer: a representation to encode, or a live feed.
+enum Answer {
+    Represented(Representation),
+    Stream(axum::response::Response),
+}
+
+/// A GET that asked for `text/event-stream` (§16): the collection's or
+/// record's live feed, where the controller keeps one.
+async fn follow(
+    state: &AppState,
+    controller: &Arc<dyn crate::controller::Controller>,
+    op: Operation,
+    cx: Ctx,
+    id: Option<String>,
+    follower: &str,
+    token: Option<String>,
+) -> Result<Answer, ApiError> {
+    let followable = matches!(op, Operation::Find | Operation::Fetch)
+        && controller.live()
+        && state.settings.live.enabled;
+    if !followable {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "NOT_ACCEPTABLE",
+            "This route has no live feed (text/event-stream): only collections and records \
+             of sync resources can be followed.",
+        ));
+    }
+    let slot = state.live.open(follower)?;
+    let res = super::live::follow(super::live::Follow {
+        controller: controller.clone(),
+        cx,
+        id,
+        slot,
+        token,
+        tokens: state.tokens.clone(),
+    })
+    .await?;
+    Ok(Answer::Stream(res))
 }
 
 async fn run_action(

@@ -22,3 +22,8 @@ pub struct LoggedCaller(pub Arc<str>);
 /// auth failures by kind (the edge reads it as it reads an `ApiError`).
 #[derive(Clone, Copy, Debug)]
 pub struct OAuthFailure(pub &'static str);
+
+/// Marks a request that asked for a live feed (`text/event-stream`,
+/// `type=events` or `.events`, §16); its errors are JSON.
+#[derive(Clone, Copy, Debug)]
+pub struct Live;

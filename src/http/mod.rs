@@ -16,6 +16,7 @@ pub mod dispatch;
 pub mod exact_numbers;
 pub mod layers;
 pub mod limits;
+pub mod live;
 pub mod marks;
 pub mod negotiate;
 pub mod own;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub refusals: crate::ops::refusals::Refusals,
     /// What OPTIONS answers, per route template: cut from the document.
     pub descriptions: std::collections::HashMap<String, Arc<serde_json::Value>>,
+    /// Open live feeds (§16): caps and shutdown.
+    pub live: Arc<live::Streams>,
 }
 
 impl AppState {

@@ -61,6 +61,21 @@ pub fn decide(state: &AppState, req: &mut Request) -> Result<Negotiated, ApiErro
             varies: false,
         });
     }
+    // A live feed (§16): its events carry JSON, and so do its errors.
+    if req.method() == http::Method::GET {
+        if let Some(stripped) = events_asked(req.uri(), req.headers()) {
+            if let Some(uri) = stripped {
+                *req.uri_mut() = uri;
+            }
+            req.extensions_mut().insert(super::marks::Live);
+            req.extensions_mut().insert(Format::Json);
+            return Ok(Negotiated {
+                format: Format::Json,
+                page: None,
+                varies: true,
+            });
+        }
+    }
     let format = match choose(req.uri(), req.headers()) {
         Ok((format, stripped)) => {
             if let Some(uri) = stripped {
@@ -153,6 +168,51 @@ fn query_param(uri: &Uri, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// Does the request ask for a live feed — `type=events`, a `.events`
+/// extension, or `Accept` naming `text/event-stream` (what `EventSource`
+/// sends) at least as high as anything else it names? `Some(uri)`: yes,
+/// and the path without its extension when it had one.
+fn events_asked(uri: &Uri, headers: &HeaderMap) -> Option<Option<Uri>> {
+    if let Some(t) = query_param(uri, "type") {
+        return (t == "events").then_some(None);
+    }
+    if let Some((path, "events")) = extension(uri.path()) {
+        return Some(Some(with_path(uri, path)));
+    }
+    let mut events = 0.0f32;
+    let mut others = 0.0f32;
+    for (media, q) in accept_ranges(headers) {
+        if media == super::live::EVENT_STREAM {
+            events = events.max(q);
+        } else if !media.contains('*') {
+            others = others.max(q);
+        }
+    }
+    (events > 0.0 && events >= others).then_some(None)
+}
+
+/// `Accept`'s media ranges, lower-cased, with their q-values.
+fn accept_ranges(headers: &HeaderMap) -> Vec<(String, f32)> {
+    let mut ranges: Vec<(String, f32)> = Vec::new();
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(text) = value.to_str() else { continue };
+        for range in text.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            if media.is_empty() {
+                continue;
+            }
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+                .find_map(|q| q.parse::<f32>().ok().filter(|q| q.is_finite()))
+                .unwrap_or(1.0)
+                .clamp(0.0, 1.0);
+            ranges.push((media, q));
+        }
+    }
+    ranges
+}
+
 pub fn choose(uri: &Uri, headers: &HeaderMap) -> Result<(Format, Option<Uri>), ApiError> {
     let by_type = query_param(uri, "type");
     let (by_extension, stripped) = match extension(uri.path()) {
@@ -199,23 +259,7 @@ fn with_path(uri: &Uri, path: &str) -> Uri {
 /// The best format `Accept` allows; JSON without one. Highest q wins; a
 /// more specific range overrides a wildcard's q for the same format.
 fn from_accept(headers: &HeaderMap) -> Result<Format, ApiError> {
-    let mut ranges: Vec<(String, f32)> = Vec::new();
-    for value in headers.get_all(header::ACCEPT) {
-        let Ok(text) = value.to_str() else { continue };
-        for range in text.split(',') {
-            let mut parts = range.split(';').map(str::trim);
-            let media = parts.next().unwrap_or("").to_ascii_lowercase();
-            if media.is_empty() {
-                continue;
-            }
-            let q = parts
-                .filter_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
-                .find_map(|q| q.parse::<f32>().ok().filter(|q| q.is_finite()))
-                .unwrap_or(1.0)
-                .clamp(0.0, 1.0);
-            ranges.push((media, q));
-        }
-    }
+    let ranges = accept_ranges(headers);
     if ranges.is_empty() {
         return Ok(Format::default());
     }

@@ -35,7 +35,7 @@ use axum::Router;
 use futures_util::FutureExt;
 use http::Request;
 use tower::Service;
-use tower_http::compression::predicate::SizeAbove;
+use tower_http::compression::predicate::{And, NotForContentType, Predicate, SizeAbove};
 use tower_http::compression::Compression;
 
 use super::layers::{self, Edge};
@@ -48,19 +48,22 @@ type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>
 /// The whole pipeline around the declared routes and restkit's own.
 #[derive(Clone)]
 pub struct Pipeline {
-    inner: Compression<Core, SizeAbove>,
+    inner: Compression<Core, And<SizeAbove, NotForContentType>>,
 }
 
 impl Pipeline {
     /// The pipeline around `router` (routes with their state applied).
     pub fn new(state: Arc<AppState>, router: Router) -> Pipeline {
         // Compression (gzip, br) when the client accepts it, never for
-        // small or empty bodies (204).
+        // small or empty bodies (204), nor for live feeds (an encoder
+        // would hold events back until its buffer fills).
         let inner = Compression::new(Core { state, router })
             .gzip(true)
             .br(true)
             .quality(tower_http::CompressionLevel::Fastest)
-            .compress_when(SizeAbove::new(256));
+            .compress_when(
+                SizeAbove::new(256).and(NotForContentType::const_new(super::live::EVENT_STREAM)),
+            );
         Pipeline { inner }
     }
 }

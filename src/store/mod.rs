@@ -11,6 +11,7 @@
 //! asked of the [`Dialect`]. Nothing above this module knows which
 //! database runs.
 
+pub mod changes;
 pub mod dialect;
 pub mod migrate;
 pub mod own;
@@ -685,6 +686,23 @@ impl Store {
         }
     }
 
+    /// A signal that moves when the database may have changed: at once
+    /// for this process's commits, and — while anyone listens — within
+    /// `poll` for anyone else's (the horizon is read that often).
+    pub fn listen_changes(&self, poll: std::time::Duration) -> tokio::sync::watch::Receiver<u64> {
+        let changes = match &self.backend {
+            Backend::Sqlite(s) => s.changes(),
+            Backend::Postgres(s) => s.changes(),
+        };
+        let rx = changes.listen();
+        let store = self.clone();
+        changes.watch_horizon(poll, move || {
+            let store = store.clone();
+            async move { store.horizon().await.ok() }
+        });
+        rx
+    }
+
     /// SQLite: the writer's commits so far, and the write requests they
     /// carried (group commit); `None` where each write commits alone.
     pub fn write_groups(&self) -> Option<(u64, u64)> {
@@ -847,8 +865,8 @@ impl Store {
         let rows = self
             .pairs(sql::select_tombstones(
                 r,
-                since,
-                horizon.as_deref(),
+                (since, None),
+                horizon.as_deref().map(|h| (h, None)),
                 cap + 1,
                 scope,
             ))
@@ -863,8 +881,8 @@ impl Store {
         let rows = self
             .pairs(sql::select_tombstones(
                 r,
-                since,
-                Some(&cut),
+                (since, None),
+                Some((&cut, None)),
                 u64::MAX,
                 scope,
             ))
@@ -873,6 +891,21 @@ impl Store {
             ids: rows.into_iter().map(|(id, _)| id).collect(),
             cut: Some(cut),
         })
+    }
+
+    /// (id, deletion time) of the rows of `r` within `scope` deleted after
+    /// position `after` and not after `upto` (a position the caller read
+    /// up to, never past the horizon), in position order; at most `limit`.
+    pub async fn deleted_between(
+        &self,
+        r: &Resource,
+        after: sql::Position<'_>,
+        upto: sql::Position<'_>,
+        limit: u64,
+        scope: TombstoneScope,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.pairs(sql::select_tombstones(r, after, Some(upto), limit, scope))
+            .await
     }
 
     /// Has any row of `r` within `scope` changed, or been deleted within
@@ -895,7 +928,7 @@ impl Store {
             return Ok(true);
         }
         Ok(!self
-            .pairs(sql::select_tombstones(r, mark, None, 1, tombstones))
+            .pairs(sql::select_tombstones(r, (mark, None), None, 1, tombstones))
             .await?
             .is_empty())
     }

@@ -39,6 +39,8 @@ pub struct PgStore {
     /// each waiting `connect_timeout`: until this time (Unix ms; 0: up),
     /// then one request probes while the others keep failing fast.
     down_until: Arc<AtomicI64>,
+    /// Told of every commit (live feeds, §16).
+    changes: Arc<super::changes::Changes>,
     /// How long a probe may take: the connect timeout.
     probe: Duration,
 }
@@ -63,6 +65,7 @@ fn unreachable(e: &sqlx::Error) -> bool {
 /// rolled back before the connection serves anyone else).
 pub struct PgWrite {
     tx: sqlx::Transaction<'static, Postgres>,
+    changes: Arc<super::changes::Changes>,
     pub now: String,
 }
 
@@ -143,6 +146,7 @@ impl PgStore {
             pool,
             health,
             down_until: Arc::new(AtomicI64::new(0)),
+            changes: Arc::default(),
             probe: connect_timeout,
         })
     }
@@ -286,6 +290,11 @@ impl PgStore {
         Ok(tx)
     }
 
+    /// Told of every commit.
+    pub fn changes(&self) -> &Arc<super::changes::Changes> {
+        &self.changes
+    }
+
     /// The latest change time at or before which no transaction in
     /// flight can still commit.
     pub async fn horizon(&self) -> Result<String, StoreError> {
@@ -306,6 +315,7 @@ impl PgStore {
         let tx = self.pass(tx)?;
         Ok(PgWrite {
             tx,
+            changes: self.changes.clone(),
             now: String::new(),
         })
     }
@@ -631,7 +641,9 @@ impl PgWrite {
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await.map_err(err)
+        self.tx.commit().await.map_err(err)?;
+        self.changes.committed();
+        Ok(())
     }
 }
 

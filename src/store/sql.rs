@@ -74,18 +74,30 @@ impl Selection<'_> {
             c = c.add(predicate(d, r, p));
         }
         if let Some(s) = self.since {
-            let at = || Expr::col(col(r, s.field));
-            let later = at().gt(s.time.to_string());
-            c = c.add(match s.key {
-                None => Condition::all().add(later),
-                Some(key) => Condition::any().add(later).add(
-                    Condition::all()
-                        .add(at().eq(s.time.to_string()))
-                        .add(Expr::col(col(r, r.primary_key)).gt(key)),
-                ),
-            });
+            c = c.add(past(
+                col(r, s.field),
+                col(r, r.primary_key),
+                (s.time, s.key),
+            ));
         }
         c
+    }
+}
+
+/// A position `(time, key)`: everything at a later time, or at `time`
+/// with a later key; without a key, everything at `time` counts as seen.
+pub type Position<'a> = (&'a str, Option<i64>);
+
+/// Rows whose (`time`, `key`) columns come after `at`.
+fn past(time: impl IntoColumnRef + Clone, key: impl IntoColumnRef, at: Position<'_>) -> Condition {
+    let later = Expr::col(time.clone()).gt(at.0.to_string());
+    match at.1 {
+        None => Condition::all().add(later),
+        Some(k) => Condition::any().add(later).add(
+            Condition::all()
+                .add(Expr::col(time).eq(at.0.to_string()))
+                .add(Expr::col(key).gt(k)),
+        ),
     }
 }
 
@@ -853,26 +865,28 @@ fn tombstone_condition(r: &Resource, scope: TombstoneScope) -> Condition {
     c
 }
 
-/// (id, deletion time) of rows of `r` deleted after `since` and, when
-/// given, not after `upto`, within `scope`; oldest first, at most `limit`.
+/// (id, deletion time) of rows of `r` deleted after position `since`
+/// and, when given, not after position `upto`, within `scope`; in
+/// position order (time, then id), at most `limit`.
 pub fn select_tombstones(
     r: &Resource,
-    since: &str,
-    upto: Option<&str>,
+    since: Position<'_>,
+    upto: Option<Position<'_>>,
     limit: u64,
     scope: TombstoneScope,
 ) -> SelectStatement {
+    let at = || Alias::new("deleted_at");
+    let id = || Alias::new("record_id");
     let mut stmt = Query::select();
     stmt.from(Alias::new(TOMBSTONES))
-        .column(Alias::new("record_id"))
-        .column(Alias::new("deleted_at"))
+        .column(id())
+        .column(at())
         .cond_where(tombstone_condition(r, scope))
-        .and_where(Expr::col(Alias::new("deleted_at")).gt(since.to_string()));
+        .cond_where(past(at(), id(), since));
     if let Some(upto) = upto {
-        stmt.and_where(Expr::col(Alias::new("deleted_at")).lte(upto.to_string()));
+        stmt.cond_where(past(at(), id(), upto).not());
     }
-    stmt.order_by(Alias::new("deleted_at"), Order::Asc)
-        .order_by(Alias::new("id"), Order::Asc);
+    stmt.order_by(at(), Order::Asc).order_by(id(), Order::Asc);
     if limit < MAX_SQL_INT {
         stmt.limit(limit);
     }

@@ -500,6 +500,8 @@ struct WriteSide {
     /// Whether the writer's statement watchdog is on (off while migrating).
     enforce: Arc<AtomicBool>,
     in_memory: bool,
+    /// Told of every commit (live feeds, §16).
+    changes: Arc<super::changes::Changes>,
     /// Commits of write groups, and the requests they carried.
     commits: AtomicU64,
     committed: AtomicU64,
@@ -576,7 +578,11 @@ impl WriteSide {
             self.committed
                 .fetch_add(w.group.len() as u64, Ordering::Relaxed);
         }
+        let changed = done.is_ok();
         w.answer(done);
+        if changed {
+            self.changes.committed();
+        }
     }
 }
 
@@ -698,6 +704,7 @@ impl SqliteStore {
             flush: flush.clone(),
             enforce,
             in_memory,
+            changes: Arc::default(),
             commits: AtomicU64::new(0),
             committed: AtomicU64::new(0),
         });
@@ -740,6 +747,11 @@ impl SqliteStore {
         };
         let w_use = u32::from(self.inner.write.writer.try_lock().is_err());
         [("read", r_use, r_idle), ("write", w_use, 1 - w_use)]
+    }
+
+    /// Told of every commit.
+    pub fn changes(&self) -> &Arc<super::changes::Changes> {
+        &self.inner.write.changes
     }
 
     /// Write groups committed, and the write requests they carried.
@@ -1642,6 +1654,9 @@ impl SqliteWrite {
             let done = w.conn.execute_batch("COMMIT").map_err(|e| error(e, None));
             if done.is_err() && !w.conn.is_autocommit() {
                 let _ = w.conn.execute_batch("ROLLBACK");
+            }
+            if done.is_ok() {
+                self.side.changes.committed();
             }
             return done.and(enforce_keys(&w.conn));
         }

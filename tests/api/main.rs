@@ -24,6 +24,7 @@ mod generated_clients;
 mod helpers;
 mod integrity;
 mod limits;
+mod live;
 mod nested;
 mod oauth;
 mod ops;

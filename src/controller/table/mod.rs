@@ -26,6 +26,7 @@ use crate::validate::Schema;
 
 mod access;
 mod expand;
+mod live;
 mod read;
 mod write;
 
@@ -241,6 +242,20 @@ impl Controller for TableController {
 
     fn resource(&self) -> Option<&Arc<Resource>> {
         Some(&self.resource)
+    }
+
+    fn live(&self) -> bool {
+        self.resource.sync
+    }
+
+    async fn changes(
+        &self,
+        cx: &Ctx,
+        id: Option<&str>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<crate::controller::Changes, ApiError> {
+        self.read_changes(cx, id, after, limit).await
     }
 
     fn input_schema(&self, op: Operation) -> Option<&Value> {

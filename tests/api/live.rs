@@ -1,0 +1,467 @@
+//! §16 live changes: Server-Sent Events on collections and records,
+//! in-process through the whole pipeline, and over a socket for shutdown.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use http::Request;
+use http_body_util::BodyExt;
+use restkit::registry::Registry;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, TestApp, TestResponse};
+
+/// A model of the user's own, not the demo: private notes, synced, with
+/// creation and change times.
+const NOTES: &str = r#"
+[[module]]
+prefix = "/api"
+[[module.resource]]
+name = "notes"
+sync = true
+bulk = true
+owner = { field = "userId", policy = "private" }
+[module.resource.fields]
+id        = { type = "integer", primary_key = true }
+text      = { type = "string" }
+userId    = { type = "integer", read_only = true }
+createdAt = { type = "datetime", read_only = true, created_at = true }
+updatedAt = { type = "datetime", read_only = true, updated_at = true }
+[[module.resource]]
+name = "tags"
+[module.resource.fields]
+id   = { type = "integer", primary_key = true }
+name = { type = "string" }
+"#;
+
+/// Fast heartbeats, so token ends and idle checks show within a test.
+const QUICK: &str = "[live]\nheartbeat = \"200ms\"\npoll_interval = \"100ms\"\n";
+
+#[derive(Debug, Clone, PartialEq)]
+struct Event {
+    kind: String,
+    id: String,
+    data: Value,
+}
+
+/// An open feed: its body read frame by frame.
+struct Feed {
+    body: Body,
+    buf: String,
+    /// The last `id:` seen (what `EventSource` would resume from).
+    last_id: Option<String>,
+}
+
+impl Feed {
+    /// The next event (comments and id-only frames are taken in passing),
+    /// or `None` when none comes within `wait`.
+    async fn next_within(&mut self, wait: Duration) -> Option<Event> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let frame: String = self.buf.drain(..end + 2).collect();
+                let (mut kind, mut id, mut data) = (None, None, String::new());
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        kind = Some(v.to_string());
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        id = Some(v.to_string());
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if let Some(id) = &id {
+                    self.last_id = Some(id.clone());
+                }
+                if let Some(kind) = kind {
+                    return Some(Event {
+                        kind,
+                        id: id.unwrap_or_default(),
+                        data: serde_json::from_str(&data).unwrap_or(Value::Null),
+                    });
+                }
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame()).await;
+            match frame {
+                Ok(Some(Ok(f))) => {
+                    if let Ok(bytes) = f.into_data() {
+                        self.buf.push_str(&String::from_utf8_lossy(&bytes));
+                    }
+                }
+                Ok(_) => return None, // the stream ended
+                Err(_) => return None,
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Event {
+        self.next_within(Duration::from_secs(5))
+            .await
+            .expect("an event within 5 s")
+    }
+
+    /// Whether the stream has ended (within `wait`).
+    async fn ended(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Ok(None) => return true,
+                Ok(Some(Ok(f))) => {
+                    if let Ok(bytes) = f.into_data() {
+                        self.buf.push_str(&String::from_utf8_lossy(&bytes));
+                    }
+                }
+                Ok(Some(Err(_))) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Opens `path` as a feed for `user` (1 stan, 2 ana), resuming after
+/// `last_id` when given: the 200 feed, or the error response.
+async fn open(
+    t: &TestApp,
+    path: &str,
+    user: i64,
+    last_id: Option<&str>,
+) -> Result<Feed, TestResponse> {
+    let mut req = Request::get(path)
+        .header("accept", "text/event-stream")
+        .header(
+            "authorization",
+            format!("Bearer {}", t.token_for(user, &["basic", "write"])),
+        );
+    if let Some(id) = last_id {
+        req = req.header("last-event-id", id);
+    }
+    let res = t.app.call(req.body(Body::empty()).unwrap()).await;
+    if res.status() != 200 {
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+        return Err(TestResponse {
+            status,
+            headers,
+            body,
+        });
+    }
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    assert!(res.headers().get("content-encoding").is_none());
+    Ok(Feed {
+        body: res.into_body(),
+        buf: String::new(),
+        last_id: None,
+    })
+}
+
+async fn post_note(t: &TestApp, user: i64, text: &str) -> i64 {
+    let res = t
+        .post("/api/notes")
+        .by_user(user)
+        .json(json!({ "text": text }))
+        .send()
+        .await;
+    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+    res.json()["id"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn a_collection_feed_tells_created_updated_deleted_in_order_and_resumes_exactly() {
+    let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
+    let before = post_note(&t, 1, "before").await;
+    // From now: what happened before is not replayed.
+    let mut feed = open(&t, "/api/notes", 1, None).await.ok().unwrap();
+    let a = post_note(&t, 1, "a").await;
+    let e1 = feed.next().await;
+    assert_eq!((e1.kind.as_str(), &e1.data["id"]), ("created", &json!(a)));
+    assert_eq!(e1.data["text"], "a");
+    let res = t
+        .patch(&format!("/api/notes/{a}"))
+        .by_user(1)
+        .json(json!({"text": "a2"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    let e2 = feed.next().await;
+    assert_eq!(
+        (e2.kind.as_str(), &e2.data["text"]),
+        ("updated", &json!("a2"))
+    );
+    assert_eq!(
+        t.delete(&format!("/api/notes/{before}"))
+            .by_user(1)
+            .send()
+            .await
+            .status,
+        204
+    );
+    let e3 = feed.next().await;
+    assert_eq!(e3.kind, "deleted");
+    assert_eq!(e3.data, json!({ "id": before }));
+    assert!(e1.id < e2.id && e2.id < e3.id, "{e1:?} {e2:?} {e3:?}");
+    drop(feed);
+
+    // Away: three more changes. Resuming after e2 gives e3 and those,
+    // each once, in order.
+    let b = post_note(&t, 1, "b").await;
+    let c = post_note(&t, 1, "c").await;
+    t.delete(&format!("/api/notes/{b}")).by_user(1).send().await;
+    let mut again = open(&t, "/api/notes", 1, Some(&e2.id)).await.ok().unwrap();
+    let mut got = Vec::new();
+    while let Some(e) = again.next_within(Duration::from_millis(700)).await {
+        got.push((e.kind, e.data["id"].as_i64().unwrap()));
+    }
+    // b was created and then deleted while away: its current state is
+    // gone, so only the deletion is news (the sync feed's rule).
+    assert_eq!(
+        got,
+        vec![
+            ("deleted".to_string(), before),
+            ("created".to_string(), c),
+            ("deleted".to_string(), b),
+        ]
+    );
+    // Live again after the replay, with no seam.
+    let d = post_note(&t, 1, "d").await;
+    let e = again.next().await;
+    assert_eq!(
+        (e.kind.as_str(), e.data["id"].as_i64()),
+        ("created", Some(d))
+    );
+}
+
+#[tokio::test]
+async fn a_feed_shows_only_what_the_callers_list_shows() {
+    let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
+    let mut stan = open(&t, "/api/notes", 1, None).await.ok().unwrap();
+    let mut filtered = open(&t, "/api/notes?q=(text:keep*)&fields=id,text", 1, None)
+        .await
+        .ok()
+        .unwrap();
+    let anas = post_note(&t, 2, "ana's private").await;
+    t.delete(&format!("/api/notes/{anas}"))
+        .by_user(2)
+        .send()
+        .await;
+    let mine = post_note(&t, 1, "keep this").await;
+    post_note(&t, 1, "drop this").await;
+    // Ana's note and its deletion never reach stan, not even the ids.
+    let e = stan.next().await;
+    assert_eq!(
+        (e.kind.as_str(), e.data["id"].as_i64()),
+        ("created", Some(mine))
+    );
+    let e = filtered.next().await;
+    assert_eq!(e.data, json!({"id": mine, "text": "keep this"}));
+    assert!(filtered
+        .next_within(Duration::from_millis(500))
+        .await
+        .is_none());
+    let e = stan.next().await;
+    assert_eq!(e.data["text"], "drop this");
+    assert!(stan.next_within(Duration::from_millis(500)).await.is_none());
+}
+
+#[tokio::test]
+async fn a_record_feed_follows_that_record_only() {
+    let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
+    let a = post_note(&t, 1, "a").await;
+    let b = post_note(&t, 1, "b").await;
+    let mut feed = open(&t, &format!("/api/notes/{a}"), 1, None)
+        .await
+        .ok()
+        .unwrap();
+    for (id, text) in [(b, "b2"), (a, "a2")] {
+        t.patch(&format!("/api/notes/{id}"))
+            .by_user(1)
+            .json(json!({ "text": text }))
+            .send()
+            .await;
+    }
+    let e = feed.next().await;
+    assert_eq!(
+        (e.kind.as_str(), &e.data["text"]),
+        ("updated", &json!("a2")),
+        "{e:?}"
+    );
+    t.delete(&format!("/api/notes/{b}")).by_user(1).send().await;
+    t.delete(&format!("/api/notes/{a}")).by_user(1).send().await;
+    let e = feed.next().await;
+    assert_eq!((e.kind.as_str(), &e.data), ("deleted", &json!({ "id": a })));
+    assert!(feed.next_within(Duration::from_millis(500)).await.is_none());
+    // Someone else's record, or none: 404 as a GET would answer.
+    let mine = post_note(&t, 1, "mine").await;
+    let refused = open(&t, &format!("/api/notes/{mine}"), 2, None).await;
+    assert_problem(&refused.err().unwrap(), 404, "RESOURCE_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn what_a_feed_refuses_is_an_ordinary_error() {
+    let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
+    let r = open(&t, "/api/notes?sort=-id", 1, None)
+        .await
+        .err()
+        .unwrap();
+    assert_problem(&r, 400, "INVALID_QUERY");
+    let r = open(&t, "/api/notes?filter[nope][eq]=1", 1, None)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(r.status, 400);
+    let r = open(&t, "/api/notes", 1, Some("yesterday"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(r.status, 400);
+    // Not a sync resource: nothing to follow.
+    let r = open(&t, "/api/tags", 1, None).await.err().unwrap();
+    assert_problem(&r, 406, "NOT_ACCEPTABLE");
+    // `type=events` and `.events` ask for the same thing without a header.
+    for path in ["/api/notes?type=events", "/api/notes.events"] {
+        let req = Request::get(path)
+            .header(
+                "authorization",
+                format!("Bearer {}", t.token_for(1, &["basic"])),
+            )
+            .body(Body::empty())
+            .unwrap();
+        let res = t.app.call(req).await;
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+    }
+    // No credentials on a private resource: 401, before any stream.
+    let req = Request::get("/api/notes")
+        .header("accept", "text/event-stream")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(t.app.call(req).await.status(), 401);
+}
+
+#[tokio::test]
+async fn streams_are_capped_per_caller_and_per_instance() {
+    let t = TestApp::with(
+        NOTES,
+        "[live]\nmax_streams = 3\nmax_streams_per_caller = 2\n",
+        Registry::builtin(),
+    )
+    .await;
+    let a = open(&t, "/api/notes", 1, None).await.ok().unwrap();
+    let _b = open(&t, "/api/notes", 1, None).await.ok().unwrap();
+    let over = open(&t, "/api/notes", 1, None).await.err().unwrap();
+    assert_problem(&over, 429, "TOO_MANY_STREAMS");
+    let _c = open(&t, "/api/notes", 2, None).await.ok().unwrap();
+    let full = open(&t, "/api/notes", 2, None).await.err().unwrap();
+    assert_problem(&full, 503, "TOO_MANY_STREAMS");
+    // A closed stream gives its place back.
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(open(&t, "/api/notes", 1, None).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_revoked_token_ends_its_stream_saying_why() {
+    let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
+    let token = t.token_for(1, &["basic", "write"]);
+    let mut feed = open(&t, "/api/notes", 1, None).await.ok().unwrap();
+    // Revoked as the revocation endpoint does (§8.3).
+    let tokens = &t.app.state().tokens;
+    let claims = tokens
+        .verify(&token, &t.app.state().store)
+        .await
+        .unwrap()
+        .claims
+        .clone();
+    tokens
+        .revoke_jti(
+            &t.app.state().store,
+            claims["jti"].as_str().unwrap(),
+            claims["exp"].as_i64().unwrap(),
+        )
+        .await
+        .unwrap();
+    let end = feed.next().await;
+    assert_eq!(end.kind, "end");
+    assert_eq!(end.data["reason"], "unauthorized");
+    assert!(feed.ended(Duration::from_secs(2)).await);
+}
+
+#[tokio::test]
+async fn shutdown_ends_every_stream_with_an_end_event() {
+    let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
+    let mut feed = open(&t, "/api/notes", 1, None).await.ok().unwrap();
+    t.app.state().live.close_all();
+    let end = feed.next().await;
+    assert_eq!(
+        (end.kind.as_str(), &end.data["reason"]),
+        ("end", &json!("shutdown"))
+    );
+    assert!(feed.ended(Duration::from_secs(2)).await);
+}
+
+#[tokio::test]
+async fn a_change_committed_elsewhere_reaches_the_feed_by_polling() {
+    // Another process on the same database (here: a second app over the
+    // same file or PostgreSQL database) writes; this app's feed hears of
+    // it through the horizon poll, within the poll interval.
+    let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
+    let text = format!("{NOTES}\n{QUICK}");
+    let other = restkit::open(
+        restkit::model::toml::parse(&text).unwrap(),
+        crate::helpers::settings(&text, &t.url),
+        &Registry::builtin(),
+    )
+    .await
+    .unwrap();
+    let other = TestApp::from_app(other);
+    let mut feed = open(&t, "/api/notes", 1, None).await.ok().unwrap();
+    let started = std::time::Instant::now();
+    let id = post_note(&other, 1, "from elsewhere").await;
+    let e = feed.next().await;
+    assert_eq!(
+        (e.kind.as_str(), e.data["id"].as_i64()),
+        ("created", Some(id))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn many_changes_at_one_time_come_in_reads_of_a_batch_each_once() {
+    let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
+    let mut ids = Vec::new();
+    for i in 0..230 {
+        ids.push(post_note(&t, 1, &format!("n{i}")).await);
+    }
+    post_note(&t, 2, "ana's stays").await;
+    let mut feed = open(&t, "/api/notes", 1, None).await.ok().unwrap();
+    // One request deletes all 230 of stan's: one change time, 230
+    // tombstones, more than one read's batch.
+    let res = t.delete("/api/notes?all=true").by_user(1).send().await;
+    assert_eq!(res.json(), json!({"deleted": 230}));
+    let mut got = Vec::new();
+    let mut at_60 = None;
+    for n in 0..230 {
+        let e = feed.next().await;
+        assert_eq!(e.kind, "deleted");
+        got.push(e.data["id"].as_i64().unwrap());
+        if n == 59 {
+            at_60 = Some(e.id.clone());
+        }
+    }
+    assert_eq!(got, ids, "every deletion once, in key order");
+    assert!(feed.next_within(Duration::from_millis(400)).await.is_none());
+    // Resuming in the middle of one change time's deletions: the rest.
+    let mut again = open(&t, "/api/notes", 1, at_60.as_deref())
+        .await
+        .ok()
+        .unwrap();
+    let mut rest = Vec::new();
+    while let Some(e) = again.next_within(Duration::from_millis(700)).await {
+        rest.push(e.data["id"].as_i64().unwrap());
+    }
+    assert_eq!(rest, ids[60..].to_vec());
+}
