@@ -63,6 +63,43 @@ fn content(schema: Value) -> Value {
     Value::Object(m)
 }
 
+/// A live feed's `text/event-stream` answer (§16): the frames as text,
+/// each event's shape in `x-event` (OpenAPI 3.1 has no way to type the
+/// items of a stream).
+fn live_content(event: &str) -> Value {
+    json!({
+        "x-event": schema_ref(event),
+        "schema": {"type": "string", "description": "Server-Sent Events, asked for with `Accept: text/event-stream`, \
+            `type=events` or a `.events` extension: `created`, `updated` and `deleted` \
+            events as the list shows them (`q`, `filter`, `fields`, `expand` and owner rules \
+            apply). Each `id` is a sync position: send it back as `Last-Event-ID` (or \
+            `timestamp=`) to resume right after it, losing nothing. A frame with only an \
+            `id` moves that position; comments are heartbeats; an `end` event \
+            (`{\"reason\": \"shutdown\" | \"unauthorized\" | \"refused\", \"detail\": …}`) \
+            closes the stream. Without a position, it starts from now."}
+    })
+}
+
+/// One event of `r`'s live feed: its kind, its position and its data.
+fn event_schema(r: &Resource, record: &Value) -> Value {
+    json!({
+        "type": "object",
+        "description": format!("An event of the {} live feed (one SSE frame).", r.name),
+        "required": ["event", "id", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": ["created", "updated", "deleted", "end"]},
+            "id": {"type": "string", "description": "The sync position: `time~key`.",
+                   "examples": ["2026-12-06T11:34:32.473744Z~42"]},
+            "data": {"oneOf": [
+                record,
+                {"type": "object", "description": "A deleted record's key.",
+                 "required": [r.pk().name.clone()],
+                 "properties": {r.pk().name.clone(): {"type": "integer"}}}
+            ]}
+        }
+    })
+}
+
 fn error_content() -> Value {
     json!({
         "application/problem+json": {"schema": {"$ref": "#/components/schemas/Error"}},
@@ -1015,21 +1052,36 @@ pub fn document(routes: &[Arc<Route>], own: &OwnRoutes, settings: &Settings) -> 
                         responses.extend(errors(BODY_ERRORS));
                     }
                     let not_modified = json!({"description": "Not modified (If-None-Match)."});
+                    // A sync resource's collection and records can be
+                    // followed live (§16): the same 200, as an event stream.
+                    let live = settings.live.enabled && controller.live();
+                    let with_events = |mut c: Value, schemas: &mut Map<String, Value>| {
+                        if let (true, Some(n), Some(r)) = (live, &name, resource) {
+                            let event = format!("{n}Event");
+                            schemas
+                                .entry(event.clone())
+                                .or_insert_with(|| event_schema(r, &record));
+                            c["text/event-stream"] = live_content(&event);
+                        }
+                        c
+                    };
                     match o {
                         Operation::Find => {
                             let headers = resource.map(|r| paging_headers(r)).unwrap_or(json!({}));
+                            let c = with_events(content(page_or_envelope(&record)), &mut schemas);
                             responses.insert(
                                 "200".into(),
                                 json!({"description": "A page of records.", "headers": headers,
-                                       "content": content(page_or_envelope(&record))}),
+                                       "content": c}),
                             );
                             responses.insert("304".into(), not_modified);
                         }
                         Operation::Fetch => {
+                            let c = with_events(content(record_or_envelope(&record)), &mut schemas);
                             responses.insert(
                                 "200".into(),
                                 json!({"description": "The record.", "headers": record_headers(),
-                                       "content": content(record_or_envelope(&record))}),
+                                       "content": c}),
                             );
                             responses.insert("304".into(), not_modified);
                         }

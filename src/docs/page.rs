@@ -279,6 +279,20 @@ pub fn render(doc: &Value) -> String {
             }
             let _ = write!(curl, " '{server}{path}'");
             let _ = write!(out, "<pre>{}</pre>", esc(&curl));
+            // A live feed (§16): how to follow it.
+            if let Some(live) = op["responses"]["200"]["content"].get("text/event-stream") {
+                let mut follow = String::from("curl -N -H 'Accept: text/event-stream'");
+                if scope.is_some() {
+                    follow.push_str(" -H \"Authorization: Bearer $TOKEN\"");
+                }
+                let _ = write!(follow, " '{server}{path}'");
+                let _ = write!(
+                    out,
+                    "<details><summary>Follow live (Server-Sent Events)</summary><p>{}</p><pre>{}</pre></details>",
+                    prose(live["schema"]["description"].as_str().unwrap_or("")),
+                    esc(&follow)
+                );
+            }
             if item.get("get").is_some() {
                 try_it(&mut out, path, &m, &params);
             }

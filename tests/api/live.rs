@@ -465,3 +465,38 @@ async fn many_changes_at_one_time_come_in_reads_of_a_batch_each_once() {
     }
     assert_eq!(rest, ids[60..].to_vec());
 }
+
+#[tokio::test]
+async fn the_document_describes_the_feed_where_there_is_one() {
+    let t = TestApp::with(NOTES, "", Registry::builtin()).await;
+    let doc = t.get("/openapi.json").send().await.json();
+    for path in ["/api/notes", "/api/notes/{id}"] {
+        let ok = &doc["paths"][path]["get"]["responses"]["200"]["content"];
+        assert_eq!(
+            ok["text/event-stream"]["x-event"]["$ref"], "#/components/schemas/ApiNotesEvent",
+            "{path}"
+        );
+        assert!(ok["text/event-stream"]["schema"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("Last-Event-ID"));
+    }
+    let event = &doc["components"]["schemas"]["ApiNotesEvent"];
+    assert_eq!(
+        event["properties"]["event"]["enum"],
+        json!(["created", "updated", "deleted", "end"])
+    );
+    // Not a sync resource: no feed, none described.
+    let tags = &doc["paths"]["/api/tags"]["get"]["responses"]["200"]["content"];
+    assert!(tags.get("text/event-stream").is_none());
+    let docs = String::from_utf8(t.get("/docs").send().await.body).unwrap();
+    assert!(docs.contains("Follow live (Server-Sent Events)"));
+    assert!(
+        docs.contains("curl -N -H &#39;Accept: text/event-stream&#39;")
+            || docs.contains("curl -N -H 'Accept: text/event-stream'")
+    );
+    // Turned off: none anywhere.
+    let off = TestApp::with(NOTES, "[live]\nenabled = false\n", Registry::builtin()).await;
+    let doc = off.get("/openapi.json").send().await.json();
+    assert!(!doc.to_string().contains("text/event-stream"));
+}
