@@ -273,11 +273,13 @@ async fn a_record_feed_follows_that_record_only() {
         .ok()
         .unwrap();
     for (id, text) in [(b, "b2"), (a, "a2")] {
-        t.patch(&format!("/api/notes/{id}"))
+        let r = t
+            .patch(&format!("/api/notes/{id}"))
             .by_user(1)
             .json(json!({ "text": text }))
             .send()
             .await;
+        assert_eq!(r.status, 200);
     }
     let e = feed.next().await;
     assert_eq!(
@@ -499,4 +501,48 @@ async fn the_document_describes_the_feed_where_there_is_one() {
     let off = TestApp::with(NOTES, "[live]\nenabled = false\n", Registry::builtin()).await;
     let doc = off.get("/openapi.json").send().await.json();
     assert!(!doc.to_string().contains("text/event-stream"));
+}
+
+#[tokio::test]
+async fn followers_of_one_feed_share_a_reader_and_each_gets_its_own_rest() {
+    let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
+    let live = t.app.state().live.clone();
+    let mut a = open(&t, "/api/notes", 1, None).await.ok().unwrap();
+    let mut b = open(&t, "/api/notes", 1, None).await.ok().unwrap();
+    assert_eq!(live.readers(), 1, "one reader for one feed and caller");
+    let ids = [
+        post_note(&t, 1, "one").await,
+        post_note(&t, 1, "two").await,
+        post_note(&t, 1, "three").await,
+    ];
+    let mut first_id = None;
+    for feed in [&mut a, &mut b] {
+        for id in ids {
+            let e = feed.next().await;
+            assert_eq!(e.data["id"].as_i64(), Some(id));
+            first_id.get_or_insert(e.id);
+        }
+    }
+    // A late follower resuming after the first event: the other two from
+    // its own read, then the group's, no seam.
+    let mut c = open(&t, "/api/notes", 1, first_id.as_deref())
+        .await
+        .ok()
+        .unwrap();
+    for id in &ids[1..] {
+        assert_eq!(c.next().await.data["id"].as_i64(), Some(*id));
+    }
+    assert_eq!(live.readers(), 1);
+    let four = post_note(&t, 1, "four").await;
+    for feed in [&mut a, &mut b, &mut c] {
+        assert_eq!(feed.next().await.data["id"].as_i64(), Some(four));
+        assert!(feed.next_within(Duration::from_millis(300)).await.is_none());
+    }
+    // Another caller sees other things: a reader of its own.
+    let _ana = open(&t, "/api/notes", 2, None).await.ok().unwrap();
+    assert_eq!(live.readers(), 2);
+    // The last follower gone, its reader stops.
+    drop((a, b, c));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(live.readers(), 1);
 }
