@@ -145,10 +145,6 @@ pub struct LiveSettings {
     /// instance, another process) changed it, while streams are open.
     #[serde(deserialize_with = "duration")]
     pub poll_interval: Duration,
-    /// A client that takes no event for this long while events wait is
-    /// disconnected (it resumes from the last event it got).
-    #[serde(deserialize_with = "duration")]
-    pub stall_timeout: Duration,
 }
 
 impl Default for LiveSettings {
@@ -159,7 +155,6 @@ impl Default for LiveSettings {
             max_streams_per_caller: 16,
             heartbeat: Duration::from_secs(15),
             poll_interval: Duration::from_millis(250),
-            stall_timeout: Duration::from_secs(30),
         }
     }
 }

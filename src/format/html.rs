@@ -38,6 +38,9 @@ pub struct Page {
     /// `Some(signed_in)` where it does (the page then offers to sign in
     /// or out).
     pub account: Option<bool>,
+    /// The route's collection can be followed live (§16): the page offers
+    /// to, with `EventSource`.
+    pub live: bool,
 }
 
 impl Page {
@@ -68,6 +71,7 @@ impl Page {
             template: None,
             input: None,
             account: None,
+            live: false,
         }
     }
 }
@@ -120,7 +124,17 @@ gb.disabled=false;if(r.ok){location.href=r.headers.get('Location')||location.hre
 try{p=JSON.parse(s)}catch(e){}var rest='';(p.errors||[]).forEach(function(e){\
 var el=g.querySelector('[data-error-for=\"'+CSS.escape(e.field)+'\"]');if(el)el.textContent=e.message;\
 else rest+=' '+e.field+': '+e.message});st.textContent=r.status+' '+(p.detail||'')+rest})})\
-.catch(function(e){gb.disabled=false;st.textContent=String(e)})})})();";
+.catch(function(e){gb.disabled=false;st.textContent=String(e)})})})();\
+(function(){var l=document.getElementById('rk-live');if(!l)return;var lb=l.querySelector('button'),\
+ol=l.querySelector('ol'),ls=l.querySelector('.hint'),es=null;lb.disabled=false;\
+lb.addEventListener('click',function(){if(es){es.close();es=null;lb.textContent='Follow live';ls.textContent='';return}\
+var u=new URL(location.href);u.pathname=u.pathname.replace(/\\.(html|json|xml|csv)$/,'');\
+['type','page','per-page','limit','offset','cursor','sort','sync_mark'].forEach(function(k){u.searchParams.delete(k)});\
+u.searchParams.set('type','events');es=new EventSource(u.toString());lb.textContent='Stop';ls.textContent='following…';\
+['created','updated','deleted'].forEach(function(k){es.addEventListener(k,function(e){var li=document.createElement('li');\
+li.dataset.kind=k;li.textContent=k+' '+e.data;ol.insertBefore(li,ol.firstChild)})});\
+es.addEventListener('end',function(e){ls.textContent='ended: '+e.data;es.close();es=null;lb.textContent='Follow live'});\
+es.onerror=function(){if(es)ls.textContent='reconnecting…'};es.onopen=function(){ls.textContent='following'}})})();";
 
 /// The page's security headers: a CSP that allows exactly its own style
 /// and script (by hash), `nosniff`, and no referrer (URLs may carry
@@ -360,6 +374,12 @@ pub fn encode(
             Content::Value(v) => pretty(&mut out, v, 0),
         }
         out.push_str("</pre></section>");
+    }
+    if page.live && matches!(content, Content::Records(_)) && status.is_success() {
+        out.push_str(
+            "<section id=\"rk-live\"><h2>Live changes</h2><p><button type=\"button\" disabled>Follow live</button> \
+             <span class=\"hint\"></span></p><ol></ol></section>",
+        );
     }
     fields_form(&mut out, page, content);
     form(&mut out, page, content);

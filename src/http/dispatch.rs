@@ -41,7 +41,7 @@ pub async fn handle(route: Arc<Route>, state: Arc<AppState>, req: Request<Body>)
     let page = req
         .extensions()
         .get::<Page>()
-        .map(|p| page_for(p.clone(), &route));
+        .map(|p| page_for(p.clone(), &route, state.settings.live.enabled));
     let head = req.extensions().get::<super::marks::Head>().is_some();
     // Conditional reads (§5.6): only GET and HEAD are tagged and may be
     // answered 304.
@@ -138,12 +138,13 @@ static NO_PAGE: Page = Page {
     template: None,
     input: None,
     account: None,
+    live: false,
 };
 
 /// An HTML page's form offers the route's methods, and a body with the
 /// fields a write takes (a create's on a collection, a replacement's on a
 /// record: the form then keeps only those of the record it shows).
-fn page_for(mut page: Page, route: &Route) -> Page {
+fn page_for(mut page: Page, route: &Route, live: bool) -> Page {
     page.methods = route
         .endpoints
         .iter()
@@ -161,6 +162,13 @@ fn page_for(mut page: Page, route: &Route) -> Page {
     });
     page.template = input.as_ref().map(crate::validate::example_body);
     page.input = input;
+    page.live = live
+        && route
+            .endpoint(&Method::GET)
+            .is_some_and(|e| match &e.target {
+                Target::Operation { controller, op } => *op == Operation::Find && controller.live(),
+                Target::Action { .. } => false,
+            });
     page
 }
 

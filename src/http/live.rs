@@ -10,23 +10,27 @@
 //! position past changes the caller may not see, so a reconnect never
 //! reads them again.
 //!
-//! Nothing is pushed into a buffer: after each read the stream waits for
-//! a change signal ([`crate::store::Store::listen_changes`]: this
-//! instance's commits at once, others' within the poll interval), a
-//! heartbeat, the end of the caller's token, or shutdown. A client that
-//! takes nothing for `stall_timeout` while events wait is dropped; it
-//! resumes from the last id it got. Streams are capped per caller (429)
-//! and per instance (503).
+//! Followers who see the same thing share one reader ([`GroupKey`]),
+//! which reads after each change signal
+//! ([`crate::store::Store::listen_changes`]: this instance's commits at
+//! once, others' within the poll interval) and hands every follower the
+//! same encoded frames. The response body is the follower itself: it is
+//! asked for its next frame only when the connection can take one, so
+//! nothing queues for a slow client — it falls behind its group's bounded
+//! broadcast and reads for itself when it comes back, the database being
+//! the only buffer; a client that takes nothing at all is cut off by the
+//! server's write timeout, and resumes from the last id it got. Streams
+//! are capped per caller (429) and per instance (503), and end on
+//! shutdown and when the caller's token no longer holds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
-use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::LiveSettings;
 use crate::controller::{Changes, Controller, Ctx};
@@ -34,9 +38,6 @@ use crate::error::ApiError;
 
 /// Changes read at once: one statement's worth, a bounded frame batch.
 const BATCH: u64 = 100;
-
-/// Frames a stream holds ready for a slow client before it waits.
-const QUEUE: usize = 16;
 
 /// The media type of a live feed.
 pub const EVENT_STREAM: &str = "text/event-stream";
@@ -133,15 +134,15 @@ impl Streams {
     }
 }
 
-/// What a stream needs to run on its own after the answer's head is sent.
+/// What a stream starts from.
 pub struct Follow {
     pub controller: Arc<dyn Controller>,
     pub cx: Ctx,
     /// The record followed; `None`: the collection.
     pub id: Option<String>,
     pub slot: Slot,
-    /// The bearer token the caller sent, checked again before each read:
-    /// when it expires or is revoked, the stream ends saying so.
+    /// The bearer token the caller sent, checked again as the stream goes
+    /// on: when it expires or is revoked, the stream ends saying so.
     pub token: Option<String>,
     pub tokens: Arc<crate::auth::tokens::Tokens>,
 }
@@ -166,28 +167,34 @@ pub async fn follow(f: Follow) -> Result<axum::response::Response, ApiError> {
         f.controller.fetch(&f.cx, id).await?;
     }
     let after = start_position(&f.cx);
-    let streams = f.slot.streams.clone();
     let first = f
         .controller
         .changes(&f.cx, f.id.as_deref(), after.as_deref(), BATCH)
         .await?;
-    // The group's readers may already stand past this first read: then
+    let streams = f.slot.streams.clone();
+    // The group's reader may already stand past this first read: then
     // the follower reads for itself up to now before taking its batches.
-    let (group, level) = streams.join(&f, &first.position);
+    let (group, cx, level) = streams.join(&f, &first.position);
     let behind = !not_after(&level, &first.position);
-    let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
-    let closing = streams.closing.subscribe();
-    tokio::spawn(run(
-        f,
-        first,
-        behind,
-        tx,
+    let mut me = Follower {
+        controller: f.controller,
+        cx,
+        id: f.id,
+        token: f.token,
+        tokens: f.tokens,
+        closing: streams.closing.subscribe(),
+        settings: streams.settings.clone(),
+        _slot: f.slot,
         group,
-        closing,
-        streams.settings.clone(),
-    ));
-    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+        position: String::new(),
+        // EventSource reconnects after this many ms.
+        pending: VecDeque::from([Bytes::from_static(b"retry: 2000\n\n")]),
+        catching_up: first.more || behind,
+        ended: false,
+    };
+    me.sent(&first);
+    let body = Body::from_stream(futures_util::stream::unfold(me, |mut me| async move {
+        me.next().await.map(|b| (Ok::<_, Infallible>(b), me))
     }));
     let mut res = axum::response::Response::new(body);
     let h = res.headers_mut();
@@ -246,10 +253,12 @@ type Group = broadcast::Receiver<Arc<Batch>>;
 
 /// A group as the hub keeps it: where its reader stands (moved before
 /// each batch is sent, under the same lock, so a follower that joins
-/// either gets the batch or sees the position past it), and its batches.
+/// either gets the batch or sees the position past it), its batches, and
+/// the request its followers read with (they all see the same things).
 struct Shared {
     position: Arc<Mutex<String>>,
     tx: broadcast::Sender<Arc<Batch>>,
+    cx: Arc<Ctx>,
 }
 
 /// Batches a slow follower may fall behind before it reads for itself.
@@ -258,34 +267,36 @@ const GROUP_QUEUE: usize = 64;
 impl Streams {
     /// Joins `f`'s group — starting its reader at `position`, where `f`
     /// stands, if it has none — and says where the group stands.
-    fn join(self: &Arc<Self>, f: &Follow, position: &str) -> (Group, String) {
+    fn join(self: &Arc<Self>, f: &Follow, position: &str) -> (Group, Arc<Ctx>, String) {
         let key = GroupKey::of(f);
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(g) = groups.get(&key) {
             let rx = g.tx.subscribe();
             let at = g.position.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            return (rx, at);
+            return (rx, g.cx.clone(), at);
         }
         let (tx, rx) = broadcast::channel(GROUP_QUEUE);
         let shared = Arc::new(Mutex::new(position.to_string()));
+        let cx = Arc::new(f.cx.clone());
         groups.insert(
             key.clone(),
             Shared {
                 position: shared.clone(),
                 tx: tx.clone(),
+                cx: cx.clone(),
             },
         );
         let reader = Reader {
             streams: self.clone(),
             key,
             controller: f.controller.clone(),
-            cx: f.cx.clone(),
+            cx: cx.clone(),
             id: f.id.clone(),
             position: shared,
             tx,
         };
         tokio::spawn(reader.run());
-        (rx, position.to_string())
+        (rx, cx, position.to_string())
     }
 }
 
@@ -293,7 +304,7 @@ struct Reader {
     streams: Arc<Streams>,
     key: GroupKey,
     controller: Arc<dyn Controller>,
-    cx: Ctx,
+    cx: Arc<Ctx>,
     id: Option<String>,
     position: Arc<Mutex<String>>,
     tx: broadcast::Sender<Arc<Batch>>,
@@ -400,14 +411,6 @@ fn end_frame(reason: &str, detail: &str) -> Bytes {
     Bytes::from(format!("event: end\ndata: {data}\n\n"))
 }
 
-/// Why a stream stops.
-enum Stop {
-    /// The client went away or stalled: nothing more can reach it.
-    Gone,
-    /// Tell the client, then stop.
-    Say(&'static str, String),
-}
-
 /// Positions in order: `time~key`, or a whole `time` (after every key).
 fn position_key(p: &str) -> (&str, i64) {
     match p.split_once('~') {
@@ -421,159 +424,154 @@ fn not_after(a: &str, b: &str) -> bool {
     position_key(a) <= position_key(b)
 }
 
-/// One follower: its own reads until it is level with its group, then
-/// the group's batches (and its own reads again whenever it falls
-/// behind or the group skips past it).
-struct Follower<'a> {
-    f: &'a Follow,
-    tx: &'a mpsc::Sender<Bytes>,
-    stall: Duration,
+/// One follower, and the body of its response: its own reads until it is
+/// level with its group, then the group's batches (and its own reads
+/// again whenever it falls behind or the group skips past it).
+struct Follower {
+    controller: Arc<dyn Controller>,
+    /// Its group's request: what every follower of the group reads with.
+    cx: Arc<Ctx>,
+    id: Option<String>,
+    token: Option<String>,
+    tokens: Arc<crate::auth::tokens::Tokens>,
+    closing: watch::Receiver<bool>,
+    settings: LiveSettings,
+    _slot: Slot,
+    group: Group,
     /// Where it stands: the last position sent.
     position: String,
+    /// Frames ready for the connection.
+    pending: VecDeque<Bytes>,
+    /// It reads for itself until nothing more waits.
+    catching_up: bool,
+    /// Its last frame is pending.
+    ended: bool,
 }
 
-impl Follower<'_> {
-    async fn send(&self, frame: Bytes) -> Result<(), Stop> {
-        self.tx
-            .send_timeout(frame, self.stall)
-            .await
-            .map_err(|_| Stop::Gone)
+impl Follower {
+    /// The next bytes for the connection; `None` ends the stream.
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            // What is ready goes in one write.
+            match self.pending.len() {
+                0 => {}
+                1 => return self.pending.pop_front(),
+                _ => {
+                    let mut all = Vec::new();
+                    for frame in self.pending.drain(..) {
+                        all.extend_from_slice(&frame);
+                    }
+                    return Some(Bytes::from(all));
+                }
+            }
+            if self.ended {
+                return None;
+            }
+            if let Err((reason, detail)) = self.step().await {
+                self.pending.push_back(end_frame(reason, &detail));
+                self.ended = true;
+            }
+        }
     }
 
-    /// Sends what it read itself, and moves to its position.
-    async fn sent(&mut self, batch: &Changes) -> Result<(), Stop> {
+    /// Queues what it read itself, and moves to its position.
+    fn sent(&mut self, batch: &Changes) {
         for c in &batch.changes {
-            self.send(event_frame(c.kind.name(), &c.position, &c.data))
-                .await?;
+            self.pending
+                .push_back(event_frame(c.kind.name(), &c.position, &c.data));
         }
         self.moved(
             batch.changes.last().map(|c| c.position.as_str()),
             &batch.position,
-        )
-        .await
+        );
     }
 
     /// Moves to `to` (past changes it may not see: a frame with only an
     /// `id`, unless its last event was there).
-    async fn moved(&mut self, last_event: Option<&str>, to: &str) -> Result<(), Stop> {
+    fn moved(&mut self, last_event: Option<&str>, to: &str) {
         if last_event != Some(to) && self.position != to {
-            self.send(Bytes::from(format!("id: {to}\n\n"))).await?;
+            self.pending.push_back(Bytes::from(format!("id: {to}\n\n")));
         }
         self.position = to.to_string();
-        Ok(())
-    }
-
-    /// Reads for itself from its position until nothing more waits.
-    async fn catch_up(&mut self, settings: &LiveSettings) -> Result<(), Stop> {
-        loop {
-            let read = self
-                .f
-                .controller
-                .changes(
-                    &self.f.cx,
-                    self.f.id.as_deref(),
-                    Some(&self.position),
-                    BATCH,
-                )
-                .await;
-            match read {
-                Ok(b) => {
-                    self.sent(&b).await?;
-                    if !b.more {
-                        return Ok(());
-                    }
-                }
-                Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
-                    tracing::debug!(error = %e.detail, "live feed read failed; retrying");
-                    tokio::time::sleep(settings.poll_interval).await;
-                }
-                Err(e) => return Err(Stop::Say("refused", e.detail.to_string())),
-            }
-        }
     }
 
     /// A batch of its group: the part after its position, or its own
     /// read when the batch starts past it.
-    async fn take(&mut self, batch: &Batch, settings: &LiveSettings) -> Result<(), Stop> {
+    fn take(&mut self, batch: &Batch) {
         if not_after(&batch.to, &self.position) {
-            return Ok(());
+            return;
         }
         if !not_after(&batch.from, &self.position) {
-            return self.catch_up(settings).await;
+            self.catching_up = true;
+            return;
         }
         let mut last = None;
         for (p, frame) in &batch.frames {
             if !not_after(p, &self.position) {
-                self.send(frame.clone()).await?;
+                self.pending.push_back(frame.clone());
                 last = Some(p.as_str());
             }
         }
-        self.moved(last, &batch.to).await
+        let last = last.map(str::to_string);
+        self.moved(last.as_deref(), &batch.to);
     }
-}
 
-async fn run(
-    f: Follow,
-    first: Changes,
-    behind: bool,
-    tx: mpsc::Sender<Bytes>,
-    mut group: Group,
-    mut closing: watch::Receiver<bool>,
-    settings: LiveSettings,
-) {
-    let mut me = Follower {
-        f: &f,
-        tx: &tx,
-        stall: settings.stall_timeout,
-        position: String::new(),
-    };
-    let stop = async {
-        // EventSource reconnects after this many ms.
-        me.send(Bytes::from_static(b"retry: 2000\n\n")).await?;
-        me.sent(&first).await?;
-        if first.more || behind {
-            me.catch_up(&settings).await?;
+    /// One step: a read of its own while catching up, else waiting for
+    /// its group's next batch with a heartbeat now and then. `Err`: why
+    /// the stream ends.
+    async fn step(&mut self) -> Result<(), (&'static str, String)> {
+        if *self.closing.borrow() {
+            return Err((
+                "shutdown",
+                "The server is shutting down; reconnect to resume.".into(),
+            ));
         }
-        loop {
-            if *closing.borrow() {
-                return Err(Stop::Say(
-                    "shutdown",
-                    "The server is shutting down; reconnect to resume.".into(),
-                ));
-            }
-            if let Some(token) = &f.token {
-                if let Err(e) = f.tokens.verify(token, &f.cx.store).await {
-                    return Err(Stop::Say("unauthorized", e.detail.to_string()));
-                }
-            }
-            tokio::select! {
-                batch = group.recv() => match batch {
-                    Ok(batch) => me.take(&batch, &settings).await?,
-                    Err(broadcast::error::RecvError::Lagged(_)) => me.catch_up(&settings).await?,
-                    // The group's reader stopped (its reads are refused):
-                    // read alone, and hear why.
-                    Err(broadcast::error::RecvError::Closed) => {
-                        me.catch_up(&settings).await?;
-                        let (g, level) = me.f.slot.streams.join(me.f, &me.position);
-                        group = g;
-                        if !not_after(&level, &me.position) {
-                            me.catch_up(&settings).await?;
-                        }
-                    }
-                },
-                _ = closing.changed() => {}
-                _ = tx.closed() => return Err(Stop::Gone),
-                _ = tokio::time::sleep(settings.heartbeat) => {
-                    me.send(Bytes::from_static(b": heartbeat\n\n")).await?;
-                }
+        if let Some(token) = &self.token {
+            if let Err(e) = self.tokens.verify(token, &self.cx.store).await {
+                return Err(("unauthorized", e.detail.to_string()));
             }
         }
-        #[allow(unreachable_code)]
-        Ok::<(), Stop>(())
-    };
-    if let Err(Stop::Say(reason, detail)) = stop.await {
-        let _ = tx
-            .send_timeout(end_frame(reason, &detail), Duration::from_secs(1))
-            .await;
+        if self.catching_up {
+            let read = self
+                .controller
+                .changes(&self.cx, self.id.as_deref(), Some(&self.position), BATCH)
+                .await;
+            match read {
+                Ok(b) => {
+                    self.sent(&b);
+                    self.catching_up = b.more;
+                }
+                // The database away: the position stays; try again.
+                Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
+                    tracing::debug!(error = %e.detail, "live feed read failed; retrying");
+                    tokio::time::sleep(self.settings.poll_interval).await;
+                }
+                Err(e) => return Err(("refused", e.detail.to_string())),
+            }
+            return Ok(());
+        }
+        tokio::select! {
+            batch = self.group.recv() => match batch {
+                Ok(batch) => self.take(&batch),
+                Err(broadcast::error::RecvError::Lagged(_)) => self.catching_up = true,
+                // The group's reader stopped (its reads are refused): read
+                // alone, and hear why.
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(match self
+                        .controller
+                        .changes(&self.cx, self.id.as_deref(), Some(&self.position), 1)
+                        .await
+                    {
+                        Err(e) => ("refused", e.detail.to_string()),
+                        Ok(_) => ("refused", "The feed stopped; reconnect to resume.".into()),
+                    });
+                }
+            },
+            _ = self.closing.changed() => {}
+            _ = tokio::time::sleep(self.settings.heartbeat) => {
+                self.pending.push_back(Bytes::from_static(b": heartbeat\n\n"));
+            }
+        }
+        Ok(())
     }
 }

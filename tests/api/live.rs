@@ -546,3 +546,30 @@ async fn followers_of_one_feed_share_a_reader_and_each_gets_its_own_rest() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(live.readers(), 1);
 }
+
+#[tokio::test]
+async fn a_follower_that_falls_behind_its_group_reads_what_it_missed_once() {
+    let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
+    // `slow` is not read while 100 changes happen — more batches than the
+    // group keeps for it; `quick` keeps up.
+    let mut slow = open(&t, "/api/notes?fields=id", 1, None)
+        .await
+        .ok()
+        .unwrap();
+    let mut quick = open(&t, "/api/notes?fields=id", 1, None)
+        .await
+        .ok()
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        ids.push(post_note(&t, 1, &format!("n{i}")).await);
+        let e = quick.next().await;
+        assert_eq!(e.data["id"].as_i64(), Some(ids[i]));
+    }
+    let mut got = Vec::new();
+    while let Some(e) = slow.next_within(Duration::from_millis(700)).await {
+        assert_eq!(e.kind, "created");
+        got.push(e.data["id"].as_i64().unwrap());
+    }
+    assert_eq!(got, ids, "every change once, in order, from the database");
+}
