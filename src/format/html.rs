@@ -133,7 +133,9 @@ var u=new URL(location.href);u.pathname=u.pathname.replace(/\\.(html|json|xml|cs
 u.searchParams.set('type','events');es=new EventSource(u.toString());lb.textContent='Stop';ls.textContent='following…';\
 ['created','updated','deleted'].forEach(function(k){es.addEventListener(k,function(e){var li=document.createElement('li');\
 li.dataset.kind=k;li.textContent=k+' '+e.data;ol.insertBefore(li,ol.firstChild)})});\
-es.addEventListener('end',function(e){ls.textContent='ended: '+e.data;es.close();es=null;lb.textContent='Follow live'});\
+es.addEventListener('end',function(e){var r={};try{r=JSON.parse(e.data)}catch(x){}\
+if(r.reason==='shutdown'){ls.textContent='server restarting; reconnecting…';return}\
+ls.textContent='ended: '+(r.detail||e.data);es.close();es=null;lb.textContent='Follow live'});\
 es.onerror=function(){if(es)ls.textContent='reconnecting…'};es.onopen=function(){ls.textContent='following'}})})();";
 
 /// The page's security headers: a CSP that allows exactly its own style

@@ -15,7 +15,7 @@ use crate::helpers::{require_tool, TestApp};
 
 /// The installed browser; `None` (the test does not run, and fails under
 /// `CI=true`) when there is none.
-fn browser() -> Option<&'static str> {
+pub(crate) fn browser() -> Option<&'static str> {
     let found = [
         "/usr/bin/chromium",
         "/usr/bin/chromium-browser",

@@ -573,3 +573,62 @@ async fn a_follower_that_falls_behind_its_group_reads_what_it_missed_once() {
     }
     assert_eq!(got, ids, "every change once, in order, from the database");
 }
+
+/// Public notes for the browser: no sign-in needed to follow them.
+const PUBLIC_NOTES: &str = r#"
+[[module]]
+prefix = "/api"
+[[module.resource]]
+name = "notes"
+sync = true
+scopes = { read = "", write = "" }
+[module.resource.fields]
+id        = { type = "integer", primary_key = true }
+text      = { type = "string" }
+createdAt = { type = "datetime", read_only = true, created_at = true }
+updatedAt = { type = "datetime", read_only = true, updated_at = true }
+"#;
+
+/// Chromium follows a collection from its browsable page; the server is
+/// stopped, changes are made through a second instance meanwhile, the
+/// server comes back, and the browser's own reconnect (EventSource, with
+/// Last-Event-ID) gets exactly those (`tests/clients/browser_live.py`).
+/// Screenshots land in `target/screenshots/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_follows_live_and_resumes_after_a_restart() {
+    let Some(chromium) = crate::browser::browser() else {
+        return;
+    };
+    if !crate::helpers::require_python("playwright") {
+        return;
+    }
+    let db = crate::db::TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("live.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{PUBLIC_NOTES}\n[database]\nurl = \"{}\"\n[live]\nheartbeat = \"1s\"\n\
+             [server]\nshutdown_timeout = \"2s\"\n[auth]\nprivate_key = '''{}'''\n",
+            db.url,
+            crate::helpers::TEST_KEY
+        ),
+    )
+    .unwrap();
+    let (a, b) = (crate::helpers::free_addr(), crate::helpers::free_addr());
+    let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots");
+    std::fs::create_dir_all(shots).unwrap();
+    crate::helpers::run_client_script(
+        "browser_live.py",
+        &[
+            env!("CARGO_BIN_EXE_restkit"),
+            config.to_str().unwrap(),
+            &a.to_string(),
+            &b.to_string(),
+            shots,
+            chromium,
+        ],
+        180,
+    )
+    .await;
+}
