@@ -632,3 +632,37 @@ async fn a_browser_follows_live_and_resumes_after_a_restart() {
     )
     .await;
 }
+
+/// An ordinary SSE client (httpx-sse) on two instances over one database
+/// (`tests/clients/sse_client.py`): owner rules per event, a write through
+/// one instance reaching a follower on the other within a second, and a
+/// resume with Last-Event-ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_client_sees_only_its_own_changes_across_two_instances() {
+    if !crate::helpers::require_python("httpx_sse") {
+        return;
+    }
+    let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
+    let text = format!("{NOTES}\n{QUICK}");
+    let other = restkit::open(
+        restkit::model::toml::parse(&text).unwrap(),
+        crate::helpers::settings(&text, &t.url),
+        &Registry::builtin(),
+    )
+    .await
+    .unwrap();
+    let other = TestApp::from_app(other);
+    let (a, _stop_a) = t.listen().await;
+    let (b, _stop_b) = other.listen().await;
+    crate::helpers::run_client_script(
+        "sse_client.py",
+        &[
+            &format!("http://{a}"),
+            &format!("http://{b}"),
+            &t.token_for(1, &["basic", "write"]),
+            &t.token_for(2, &["basic", "write"]),
+        ],
+        90,
+    )
+    .await;
+}
