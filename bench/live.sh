@@ -39,7 +39,7 @@ sed -i 's/^\[server\]$/[server]\nmax_connections = 4096/' "$work/live.toml"
     --bind 127.0.0.1:18090 >/dev/null 2>&1 ) &
 pid=$!
 for _ in $(seq 100); do curl -fs 127.0.0.1:18090/health >/dev/null && break; sleep 0.1; done
-: >"$work/idle"; : >"$work/busy"
+: >"$work/r-idle"; : >"$work/r-busy"
 # phase NAME FOLLOWERS RATE: one run of the example, wrk on GET one.
 phase() {
   echo "== round $round: $2 followers, $3 writes/s"
@@ -54,11 +54,11 @@ ratio() { # A B OUT: requests/s of phase A over phase B, appended to OUT
 for round in $(seq "$ROUNDS"); do
   phase none 0 0
   phase idle "$FOLLOWERS" 0
-  printf 'GET one with %s idle followers / without: ' "$FOLLOWERS"; ratio idle none idle
+  printf 'GET one with %s idle followers / without: ' "$FOLLOWERS"; ratio idle none r-idle
   phase alone 0 "$RATE"
   phase with "$FOLLOWERS" "$RATE"
   printf 'GET one with %s followers and %s writes/s / the writes alone: ' "$FOLLOWERS" "$RATE"
-  ratio with alone busy
+  ratio with alone r-busy
 done
 med() { sort -g "$work/$1" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-echo "median over $ROUNDS rounds: idle followers $(med idle), followers with writes $(med busy)"
+echo "median over $ROUNDS rounds: idle followers $(med r-idle), followers with writes $(med r-busy)"

@@ -527,8 +527,13 @@ impl Follower {
             ));
         }
         if let Some(token) = &self.token {
-            if let Err(e) = self.tokens.verify(token, &self.cx.store).await {
-                return Err(("unauthorized", e.detail.to_string()));
+            match self.tokens.verify(token, &self.cx.store).await {
+                // The database away: revocations cannot be caught up
+                // with now, which says nothing against the token.
+                Err(e) if e.status != StatusCode::SERVICE_UNAVAILABLE => {
+                    return Err(("unauthorized", e.detail.to_string()));
+                }
+                _ => {}
             }
         }
         if self.catching_up {

@@ -321,7 +321,7 @@ async fn the_wal_stays_bounded_under_writers_and_concurrent_readers() {
 
 /// The app over a database of a private PostgreSQL cluster, which the
 /// test may stop and start.
-async fn on_private_cluster(
+pub(crate) async fn on_private_cluster(
     connect: Duration,
     statement: Duration,
 ) -> (crate::db::Cluster, TestApp) {

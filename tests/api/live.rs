@@ -666,3 +666,53 @@ async fn an_sse_client_sees_only_its_own_changes_across_two_instances() {
     )
     .await;
 }
+
+/// PostgreSQL stops and starts again under an open feed: the feed stays
+/// open (its reads wait, their position kept) and delivers what is
+/// written once the database is back — nothing lost, nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_outlives_a_postgres_restart_and_loses_nothing() {
+    if !crate::db::postgres() {
+        return;
+    }
+    let (cluster, t) =
+        crate::faults::on_private_cluster(Duration::from_secs(1), Duration::from_secs(2)).await;
+    let mut feed = open(&t, "/v1/books?fields=id,title", 1, None)
+        .await
+        .ok()
+        .unwrap();
+    let post = |title: &'static str| {
+        let t = &t;
+        async move {
+            let res = t
+                .post("/v1/books")
+                .json(json!({"title": title, "author": "PG"}))
+                .send()
+                .await;
+            (res.status.as_u16(), res.json()["id"].as_i64())
+        }
+    };
+    let (_, before) = post("before").await;
+    assert_eq!(feed.next().await.data["id"].as_i64(), before);
+    cluster.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(post("while down").await.0, 503);
+    cluster.start();
+    let back = std::time::Instant::now();
+    let after = loop {
+        match post("after").await {
+            (201, id) => break id,
+            _ => {
+                assert!(back.elapsed() < Duration::from_secs(15), "did not recover");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let e = feed.next().await;
+    assert_eq!(
+        (e.kind.as_str(), e.data["id"].as_i64()),
+        ("created", after),
+        "{e:?}"
+    );
+    assert!(feed.next_within(Duration::from_millis(700)).await.is_none());
+}
