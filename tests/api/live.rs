@@ -155,6 +155,19 @@ async fn open(
     })
 }
 
+/// Another instance of the notes API over `t`'s database.
+async fn second_instance(t: &TestApp) -> TestApp {
+    let text = format!("{NOTES}\n{QUICK}");
+    let other = restkit::open(
+        restkit::model::toml::parse(&text).unwrap(),
+        crate::helpers::settings(&text, &t.url),
+        &Registry::builtin(),
+    )
+    .await
+    .unwrap();
+    TestApp::from_app(other)
+}
+
 async fn post_note(t: &TestApp, user: i64, text: &str) -> i64 {
     let res = t
         .post("/api/notes")
@@ -407,15 +420,7 @@ async fn a_change_committed_elsewhere_reaches_the_feed_by_polling() {
     // same file or PostgreSQL database) writes; this app's feed hears of
     // it through the horizon poll, within the poll interval.
     let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
-    let text = format!("{NOTES}\n{QUICK}");
-    let other = restkit::open(
-        restkit::model::toml::parse(&text).unwrap(),
-        crate::helpers::settings(&text, &t.url),
-        &Registry::builtin(),
-    )
-    .await
-    .unwrap();
-    let other = TestApp::from_app(other);
+    let other = second_instance(&t).await;
     let mut feed = open(&t, "/api/notes", 1, None).await.ok().unwrap();
     let started = std::time::Instant::now();
     let id = post_note(&other, 1, "from elsewhere").await;
@@ -643,15 +648,7 @@ async fn an_sse_client_sees_only_its_own_changes_across_two_instances() {
         return;
     }
     let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
-    let text = format!("{NOTES}\n{QUICK}");
-    let other = restkit::open(
-        restkit::model::toml::parse(&text).unwrap(),
-        crate::helpers::settings(&text, &t.url),
-        &Registry::builtin(),
-    )
-    .await
-    .unwrap();
-    let other = TestApp::from_app(other);
+    let other = second_instance(&t).await;
     let (a, _stop_a) = t.listen().await;
     let (b, _stop_b) = other.listen().await;
     crate::helpers::run_client_script(

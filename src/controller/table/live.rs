@@ -15,7 +15,6 @@ use serde_json::Value;
 use super::{parse_id, TableController};
 use crate::controller::{Change, ChangeKind, Changes, Ctx, Operation};
 use crate::error::ApiError;
-use crate::model::RelationKind;
 use crate::query::{format_position, CollectionQuery};
 use crate::store::{ListQuery, Record, Selection};
 
@@ -107,23 +106,7 @@ impl TableController {
         let tombstones = self.tombstone_scope(&scope);
         let shown = q.fields.clone().unwrap_or_else(|| default_fields.clone());
         let created = r.fields.iter().position(|f| f.created_at);
-        let mut select = shown.clone();
-        let mut need = |i: usize| {
-            if !select.contains(&i) {
-                select.push(i);
-            }
-        };
-        need(r.primary_key);
-        need(updated);
-        if let Some(c) = created {
-            need(c);
-        }
-        for e in &q.expand {
-            let link = &self.links[e.relation];
-            if link.kind == RelationKind::BelongsTo {
-                need(link.key);
-            }
-        }
+        let select = self.columns(&shown, std::iter::once(updated).chain(created), &q);
         let since = self.since_of(&q);
         let Some(since) = since else {
             // From now: the mark alone (a one-row read of the newest).
@@ -220,11 +203,7 @@ impl TableController {
             .collect();
         self.expand(cx, &q, &mut records).await?;
         self.add_links(cx, &mut records);
-        for rec in &mut records {
-            for i in &select[shown.len()..] {
-                rec.shift_remove(&r.fields[*i].name);
-            }
-        }
+        self.strip(&mut records, &select, shown.len());
         let mut by_index: Vec<Option<Record>> = records.into_iter().map(Some).collect();
         let mut changes = Vec::with_capacity(order.len());
         for ((time, k), index) in order {

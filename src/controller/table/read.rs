@@ -76,17 +76,7 @@ impl TableController {
             .fields
             .clone()
             .unwrap_or_else(|| self.plan.view_fields.clone());
-        let mut select = shown.clone();
-        for i in std::iter::once(self.resource.primary_key).chain(
-            q.expand
-                .iter()
-                .filter(|e| self.links[e.relation].kind == RelationKind::BelongsTo)
-                .map(|e| self.links[e.relation].key),
-        ) {
-            if !select.contains(&i) {
-                select.push(i);
-            }
-        }
+        let select = self.columns(&shown, [], &q);
         let rec = cx
             .store
             .fetch(&self.resource, &select, n, &scope)
@@ -95,10 +85,8 @@ impl TableController {
         let mut records = [rec];
         self.expand(cx, &q, &mut records).await?;
         self.add_links(cx, &mut records);
-        let [mut rec] = records;
-        for i in &select[shown.len()..] {
-            rec.shift_remove(&self.resource.fields[*i].name);
-        }
+        self.strip(&mut records, &select, shown.len());
+        let [rec] = records;
         Ok(self.dated(self.record_reply(cx, rec)))
     }
 
@@ -165,6 +153,44 @@ impl TableController {
         }
     }
 
+    /// The columns a read takes: those `shown`, then the key, `extra`,
+    /// and the keys `q`'s expansions follow — the others stripped again
+    /// by [`Self::strip`] before the records leave.
+    pub(super) fn columns(
+        &self,
+        shown: &[usize],
+        extra: impl IntoIterator<Item = usize>,
+        q: &CollectionQuery,
+    ) -> Vec<usize> {
+        let r = &self.resource;
+        let belongs_to = q
+            .expand
+            .iter()
+            .map(|e| &self.links[e.relation])
+            .filter(|l| l.kind == RelationKind::BelongsTo)
+            .map(|l| l.key);
+        let mut select = shown.to_vec();
+        for i in std::iter::once(r.primary_key)
+            .chain(extra)
+            .chain(belongs_to)
+        {
+            if !select.contains(&i) {
+                select.push(i);
+            }
+        }
+        select
+    }
+
+    /// Removes from `records` the columns of `select` past the first
+    /// `shown` (read for the server's own use).
+    pub(super) fn strip(&self, records: &mut [Record], select: &[usize], shown: usize) {
+        for rec in records {
+            for i in &select[shown..] {
+                rec.shift_remove(&self.resource.fields[*i].name);
+            }
+        }
+    }
+
     /// The request's sync position (`timestamp=`), in stored form.
     pub(super) fn since_of(&self, q: &CollectionQuery) -> Option<SincePos> {
         let field = self.resource.fields.iter().position(|f| f.updated_at)?;
@@ -224,28 +250,9 @@ impl TableController {
         let order = sql::full_order(r, &sort);
         // Also read what expansion, cursors and positions need; strip it
         // afterwards.
-        let mut select = shown.clone();
-        let mut need = |i: usize| {
-            if !select.contains(&i) {
-                select.push(i);
-            }
-        };
-        need(r.primary_key);
-        if let Some(updated) = feed {
-            need(updated);
-        }
-        for e in &q.expand {
-            let link = &self.links[e.relation];
-            if link.kind == RelationKind::BelongsTo {
-                need(link.key);
-            }
-        }
         let cursor = matches!(q.position, Position::Cursor { .. });
-        if cursor {
-            for k in &order {
-                need(k.field);
-            }
-        }
+        let cursor_keys = order.iter().filter(|_| cursor).map(|k| k.field);
+        let select = self.columns(&shown, feed.into_iter().chain(cursor_keys), q);
         let after = match (&q.position, cx.query_param("cursor")) {
             (Position::Cursor { .. }, Some(token)) if !token.is_empty() => {
                 let keys = self
@@ -328,17 +335,7 @@ impl TableController {
         });
         self.expand(cx, q, &mut records).await?;
         self.add_links(cx, &mut records);
-        if select.len() > shown.len() {
-            let extra: Vec<&str> = select[shown.len()..]
-                .iter()
-                .map(|i| r.fields[*i].name.as_str())
-                .collect();
-            for rec in &mut records {
-                for name in &extra {
-                    rec.shift_remove(*name);
-                }
-            }
-        }
+        self.strip(&mut records, &select, shown.len());
         let sync = match mark {
             Some(mark) => Some(
                 self.sync_info(
