@@ -562,6 +562,10 @@ impl Follower {
                 // The group's reader stopped (its reads are refused): read
                 // alone, and hear why.
                 Err(broadcast::error::RecvError::Closed) => {
+                    // Its reader stops at shutdown too: say so.
+                    if *self.closing.borrow() {
+                        return Ok(());
+                    }
                     return Err(match self
                         .controller
                         .changes(&self.cx, self.id.as_deref(), Some(&self.position), 1)
