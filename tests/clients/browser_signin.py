@@ -10,6 +10,7 @@ Usage: python3 browser_signin.py BASE_URL OUTDIR [CHROMIUM]   (exit 0: all good)
 """
 import json
 import sys
+import time
 
 from playwright.sync_api import sync_playwright
 
@@ -30,6 +31,16 @@ with sync_playwright() as p:
         args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
     )
     page = browser.new_page(viewport={"width": 1100, "height": 900})
+    def wait_until(expression, seconds=15):
+        # Polled from here: Playwright's own polling evaluates strings in
+        # the page, which the page's CSP (rightly) forbids.
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            if page.evaluate(expression):
+                return
+            time.sleep(0.05)
+        check(False, f"within {seconds} s: {expression}")
+
     shot = lambda name: page.screenshot(path=f"{outdir}/{name}.png", full_page=True)  # noqa: E731
 
     res = page.goto(base + "/v1/books?limit=5")
@@ -73,8 +84,7 @@ with sync_playwright() as p:
     page.fill("#rk-fields input[name=author]", "Chromium")
     page.fill("#rk-fields input[name=year]", "3000")
     page.click("#rk-fields button[type=submit]")
-    page.wait_for_function(
-        "document.querySelector('[data-error-for=title]').textContent.length > 0")
+    wait_until("document.querySelector('[data-error-for=title]').textContent.length > 0")
     title_error = page.inner_text("[data-error-for=title]")
     year_error = page.inner_text("[data-error-for=year]")
     check(title_error != "" and year_error != "",
@@ -104,7 +114,7 @@ with sync_playwright() as p:
     page.select_option("select[name=method]", "POST")
     page.fill("textarea[name=body]", json.dumps({"title": "", "author": "Chromium"}))
     page.click("#rk-send button")
-    page.wait_for_function("document.body.innerText.includes('HTTP 422')")
+    wait_until("document.body.innerText.includes('HTTP 422')")
     text = page.inner_text("body")
     check("title" in text and "min_length" in text, "the raw form shows a 422 naming the field")
 
