@@ -713,3 +713,23 @@ async fn a_feed_outlives_a_postgres_restart_and_loses_nothing() {
     );
     assert!(feed.next_within(Duration::from_millis(700)).await.is_none());
 }
+
+#[tokio::test]
+async fn an_expired_token_ends_its_stream_saying_why() {
+    let t = TestApp::with(
+        NOTES,
+        &format!("{QUICK}[auth]\naccess_token_ttl = \"1s\"\n"),
+        Registry::builtin(),
+    )
+    .await;
+    let mut feed = open(&t, "/api/notes", 1, None).await.ok().unwrap();
+    // Past its lifetime and the verifier's leeway (5 s), at the next
+    // heartbeat.
+    let end = feed
+        .next_within(Duration::from_secs(10))
+        .await
+        .expect("an end event");
+    assert_eq!(end.kind, "end");
+    assert_eq!(end.data["reason"], "unauthorized");
+    assert!(feed.ended(Duration::from_secs(2)).await);
+}
