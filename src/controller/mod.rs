@@ -219,6 +219,10 @@ pub struct Changes {
     pub changes: Vec<Change>,
     pub position: String,
     pub more: bool,
+    /// Where the read itself got to, whatever position it was asked from
+    /// (`position` never moves back past a later one it was given): a
+    /// place from which to read on for others.
+    pub reached: String,
 }
 
 fn not_implemented() -> ApiError {

@@ -172,27 +172,27 @@ pub async fn follow(f: Follow) -> Result<axum::response::Response, ApiError> {
         .changes(&f.cx, f.id.as_deref(), after.as_deref(), BATCH)
         .await?;
     let streams = f.slot.streams.clone();
-    // The group's reader may already stand past this first read: then
-    // the follower reads for itself up to now before taking its batches.
-    let (group, cx, level) = streams.join(&f, &first.position);
-    let behind = !not_after(&level, &first.position);
     let mut me = Follower {
-        controller: f.controller,
-        cx,
-        id: f.id,
-        token: f.token,
-        tokens: f.tokens,
+        controller: f.controller.clone(),
+        cx: Arc::new(f.cx.clone()),
+        id: f.id.clone(),
+        token: f.token.clone(),
+        tokens: f.tokens.clone(),
         closing: streams.closing.subscribe(),
         settings: streams.settings.clone(),
+        group: None,
+        key: GroupKey::of(&f),
         _slot: f.slot,
-        group,
         position: String::new(),
         // EventSource reconnects after this many ms.
         pending: VecDeque::from([Bytes::from_static(b"retry: 2000\n\n")]),
-        catching_up: first.more || behind,
+        catching_up: first.more,
         ended: false,
     };
     me.sent(&first);
+    if !first.more {
+        me.join(&first.reached);
+    }
     let body = Body::from_stream(futures_util::stream::unfold(me, |mut me| async move {
         me.next().await.map(|b| (Ok::<_, Infallible>(b), me))
     }));
@@ -265,19 +265,24 @@ struct Shared {
 const GROUP_QUEUE: usize = 64;
 
 impl Streams {
-    /// Joins `f`'s group — starting its reader at `position`, where `f`
-    /// stands, if it has none — and says where the group stands.
-    fn join(self: &Arc<Self>, f: &Follow, position: &str) -> (Group, Arc<Ctx>, String) {
-        let key = GroupKey::of(f);
+    /// Joins the group of `key` — starting its reader at `position` if it
+    /// has none, reading with `cx` — and says where the group stands.
+    fn join(
+        self: &Arc<Self>,
+        key: &GroupKey,
+        controller: &Arc<dyn Controller>,
+        cx: &Arc<Ctx>,
+        id: &Option<String>,
+        position: &str,
+    ) -> (Group, Arc<Ctx>, String) {
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(g) = groups.get(&key) {
+        if let Some(g) = groups.get(key) {
             let rx = g.tx.subscribe();
             let at = g.position.lock().unwrap_or_else(|p| p.into_inner()).clone();
             return (rx, g.cx.clone(), at);
         }
         let (tx, rx) = broadcast::channel(GROUP_QUEUE);
         let shared = Arc::new(Mutex::new(position.to_string()));
-        let cx = Arc::new(f.cx.clone());
         groups.insert(
             key.clone(),
             Shared {
@@ -288,15 +293,15 @@ impl Streams {
         );
         let reader = Reader {
             streams: self.clone(),
-            key,
-            controller: f.controller.clone(),
+            key: key.clone(),
+            controller: controller.clone(),
             cx: cx.clone(),
-            id: f.id.clone(),
+            id: id.clone(),
             position: shared,
             tx,
         };
         tokio::spawn(reader.run());
-        (rx, cx, position.to_string())
+        (rx, cx.clone(), position.to_string())
     }
 }
 
@@ -436,8 +441,12 @@ struct Follower {
     tokens: Arc<crate::auth::tokens::Tokens>,
     closing: watch::Receiver<bool>,
     settings: LiveSettings,
+    /// Its group, once it is level with now (a follower resuming from
+    /// long ago reads alone until then, so no group's reader starts in the
+    /// past — nor, from a position in the future, past the present).
+    group: Option<Group>,
+    key: GroupKey,
     _slot: Slot,
-    group: Group,
     /// Where it stands: the last position sent.
     position: String,
     /// Frames ready for the connection.
@@ -471,6 +480,19 @@ impl Follower {
                 self.pending.push_back(end_frame(reason, &detail));
                 self.ended = true;
             }
+        }
+    }
+
+    /// Joins its group at `reached`, where its own read got to (reading
+    /// for itself again when the group already stands further).
+    fn join(&mut self, reached: &str) {
+        let streams = self._slot.streams.clone();
+        let (group, cx, level) =
+            streams.join(&self.key, &self.controller, &self.cx, &self.id, reached);
+        self.cx = cx;
+        self.group = Some(group);
+        if !not_after(&level, &self.position) {
+            self.catching_up = true;
         }
     }
 
@@ -545,6 +567,9 @@ impl Follower {
                 Ok(b) => {
                     self.sent(&b);
                     self.catching_up = b.more;
+                    if !b.more && self.group.is_none() {
+                        self.join(&b.reached);
+                    }
                 }
                 // The database away: the position stays; try again.
                 Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
@@ -555,8 +580,13 @@ impl Follower {
             }
             return Ok(());
         }
+        let Some(group) = self.group.as_mut() else {
+            // Not caught up and not catching up cannot both hold.
+            self.catching_up = true;
+            return Ok(());
+        };
         tokio::select! {
-            batch = self.group.recv() => match batch {
+            batch = group.recv() => match batch {
                 Ok(batch) => self.take(&batch),
                 Err(broadcast::error::RecvError::Lagged(_)) => self.catching_up = true,
                 // The group's reader stopped (its reads are refused): read

@@ -733,3 +733,32 @@ async fn an_expired_token_ends_its_stream_saying_why() {
     assert_eq!(end.data["reason"], "unauthorized");
     assert!(feed.ended(Duration::from_secs(2)).await);
 }
+
+#[tokio::test]
+async fn a_follower_from_the_future_or_the_past_leaves_its_group_reading_the_present() {
+    let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
+    let old = post_note(&t, 1, "old").await;
+    // The first follower of the feed gives a position far in the future,
+    // the second one from the start of time.
+    let mut future = open(&t, "/api/notes", 1, Some("2100-01-01T00:00:00Z"))
+        .await
+        .ok()
+        .unwrap();
+    let mut past = open(&t, "/api/notes", 1, Some("0")).await.ok().unwrap();
+    let mut now = open(&t, "/api/notes", 1, None).await.ok().unwrap();
+    assert_eq!(past.next().await.data["id"].as_i64(), Some(old));
+    // Every follower waiting on its group before the next change.
+    for feed in [&mut future, &mut past, &mut now] {
+        assert!(feed.next_within(Duration::from_millis(300)).await.is_none());
+    }
+    let new = post_note(&t, 1, "new").await;
+    for feed in [&mut past, &mut now] {
+        assert_eq!(feed.next().await.data["id"].as_i64(), Some(new));
+    }
+    // Nothing is later than where the first one said it stands.
+    assert!(future
+        .next_within(Duration::from_millis(500))
+        .await
+        .is_none());
+    assert_eq!(t.app.state().live.readers(), 1);
+}

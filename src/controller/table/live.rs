@@ -113,6 +113,7 @@ impl TableController {
             let now = self.mark(cx, &q, &scope, updated).await?;
             return Ok(Changes {
                 changes: Vec::new(),
+                reached: now.clone(),
                 position: now,
                 more: false,
             });
@@ -234,6 +235,7 @@ impl TableController {
         // Never behind where the caller said it stands (a position later
         // than anything it may see stays as it is).
         let start: Bound = (from.time.to_string(), from.key);
+        let reached = format_position(&upto.0, upto.1);
         let (t, k) = if after_bound(&(upto.0.clone(), upto.1.unwrap_or(i64::MAX)), &start) {
             upto
         } else {
@@ -244,6 +246,7 @@ impl TableController {
             changes,
             position,
             more,
+            reached,
         })
     }
 
