@@ -33,6 +33,7 @@ authenticated = { requests = 1000000000, period = "1s" }
 
 [live]
 max_streams_per_caller = $((FOLLOWERS + 10))
+max_streams = $((FOLLOWERS + 10))
 TOML
 sed -i 's/^\[server\]$/[server]\nmax_connections = 4096/' "$work/live.toml"
 ( cd "$work" && RUST_LOG=${BENCH_LOG:-info} exec "$BIN" serve --config "$work/live.toml" \

@@ -79,7 +79,12 @@ impl App {
         let openapi = bytes::Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
         let docs = bytes::Bytes::from(page::render(&document));
         let descriptions = openapi::describe_routes(&routes, &document);
-        let live = settings.live.clone();
+        let mut live = settings.live.clone();
+        // Each feed holds a connection: half of them stay for the rest.
+        live.max_streams = live
+            .max_streams
+            .min(settings.server.max_connections / 2)
+            .max(1);
         let state = Arc::new(AppState {
             store,
             settings,

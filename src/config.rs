@@ -133,7 +133,9 @@ impl Default for FormatSettings {
 pub struct LiveSettings {
     /// Serve them at all.
     pub enabled: bool,
-    /// Open streams on this instance, all callers together (over: 503).
+    /// Open streams on this instance, all callers together (over: 503);
+    /// never more than half of `server.max_connections`, since each holds
+    /// a connection and the other requests need the rest.
     pub max_streams: usize,
     /// Open streams of one caller: a user, a client, or an anonymous IP
     /// (over: 429).
@@ -151,7 +153,7 @@ impl Default for LiveSettings {
     fn default() -> Self {
         LiveSettings {
             enabled: true,
-            max_streams: 10_000,
+            max_streams: 512,
             max_streams_per_caller: 16,
             heartbeat: Duration::from_secs(15),
             poll_interval: Duration::from_millis(250),
@@ -633,6 +635,22 @@ impl Settings {
             if d.is_zero() {
                 return bad(key, "must be longer than zero");
             }
+        }
+        // Live feeds: each holds a connection, so they must leave room for
+        // every other request; zero intervals would make readers spin.
+        for (key, d) in [
+            ("live.heartbeat", self.live.heartbeat),
+            ("live.poll_interval", self.live.poll_interval),
+        ] {
+            if d < Duration::from_millis(10) {
+                return bad(key, "must be at least 10ms");
+            }
+        }
+        if !(1..=1_000_000).contains(&self.live.max_streams) {
+            return bad("live.max_streams", "must be between 1 and 1000000");
+        }
+        if self.live.max_streams_per_caller == 0 {
+            return bad("live.max_streams_per_caller", "must be at least 1");
         }
 
         if !matches!(self.log.format.as_str(), "text" | "json") {

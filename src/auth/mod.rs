@@ -273,6 +273,8 @@ pub fn bearer_token(parts: &http::request::Parts, public_url: &str) -> Option<St
                 .eq_ignore_ascii_case("bearer")
                 .then(|| rest.trim().to_string())
         }
+        // The session counts only when no other credential was sent.
+        None if parts.headers.contains_key(api_keys::HEADER) => None,
         None => session::token(parts, public_url).map(str::to_string),
     }
 }

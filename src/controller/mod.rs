@@ -209,6 +209,10 @@ pub struct Change {
     pub kind: ChangeKind,
     pub position: String,
     pub data: Value,
+    /// Where the record was made (`time~key`), when the resource keeps a
+    /// creation time: `created` or `updated` depends on whether a
+    /// follower stands before it.
+    pub made: Option<String>,
 }
 
 /// The changes after a position, in position order, and where the next

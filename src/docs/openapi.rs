@@ -72,7 +72,8 @@ fn live_content(event: &str) -> Value {
         "schema": {"type": "string", "description": "Server-Sent Events, asked for with `Accept: text/event-stream`, \
             `type=events` or a `.events` extension: `created`, `updated` and `deleted` \
             events as the list shows them (`q`, `filter`, `fields`, `expand` and owner rules \
-            apply). Each `id` is a sync position: send it back as `Last-Event-ID` (or \
+            apply; a deletion within the caller's scope is told whatever `q` or `filter` say, \
+            as a sync read's tombstones are). Each `id` is a sync position: send it back as `Last-Event-ID` (or \
             `timestamp=`) to resume right after it, losing nothing. A frame with only an \
             `id` moves that position; comments are heartbeats; an `end` event \
             (`{\"reason\": \"shutdown\" | \"unauthorized\" | \"refused\", \"detail\": …}`) \
@@ -85,10 +86,10 @@ fn event_schema(r: &Resource, record: &Value) -> Value {
     json!({
         "type": "object",
         "description": format!("An event of the {} live feed (one SSE frame).", r.name),
-        "required": ["event", "id", "data"],
+        "required": ["event", "data"],
         "properties": {
             "event": {"type": "string", "enum": ["created", "updated", "deleted", "end"]},
-            "id": {"type": "string", "description": "The sync position: `time~key`.",
+            "id": {"type": "string", "description": "The sync position: `time~key` (absent on `end`).",
                    "examples": ["2026-12-06T11:34:32.473744Z~42"]},
             "data": {"oneOf": [
                 record,

@@ -368,10 +368,12 @@ async fn steps(
     } else {
         None
     };
-    let token = if live {
-        auth::bearer_token(&parts, &state.settings.server.public_url)
-    } else {
-        None
+    // The token a live feed checks again as it goes: only one that
+    // authenticated this request (a stale session cookie was ignored by
+    // identity and must not end the stream later).
+    let token = match live.then(|| auth::bearer_token(&parts, &state.settings.server.public_url)) {
+        Some(Some(token)) if state.tokens.verify(&token, &state.store).await.is_ok() => Some(token),
+        _ => None,
     };
     let cx = Ctx {
         identity,

@@ -33,7 +33,7 @@ use http::{header, HeaderValue, StatusCode};
 use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::LiveSettings;
-use crate::controller::{Changes, Controller, Ctx};
+use crate::controller::{ChangeKind, Changes, Controller, Ctx};
 use crate::error::ApiError;
 
 /// Changes read at once: one statement's worth, a bounded frame batch.
@@ -163,10 +163,12 @@ pub fn start_position(cx: &Ctx) -> Option<String> {
 pub async fn follow(f: Follow) -> Result<axum::response::Response, ApiError> {
     // A record's feed opens only on a record the caller may read (404
     // otherwise, as its GET); once open, its deletion is an event.
-    if let Some(id) = &f.id {
+    let after = start_position(&f.cx);
+    // Resuming, the record may have been deleted meanwhile: its deletion
+    // is then the event owed (the read's scope still hides others').
+    if let (Some(id), None) = (&f.id, &after) {
         f.controller.fetch(&f.cx, id).await?;
     }
-    let after = start_position(&f.cx);
     let first = f
         .controller
         .changes(&f.cx, f.id.as_deref(), after.as_deref(), BATCH)
@@ -245,7 +247,16 @@ impl GroupKey {
 struct Batch {
     from: String,
     to: String,
-    frames: Vec<(String, Bytes)>,
+    frames: Vec<Frame>,
+}
+
+/// One change, encoded: its position and bytes, and for a `created`, the
+/// position where the record was made and its bytes as an `updated`.
+struct Frame {
+    position: String,
+    bytes: Bytes,
+    made: Option<String>,
+    as_update: Option<Bytes>,
 }
 
 /// A follower's end of its group's batches.
@@ -361,9 +372,12 @@ impl Reader {
                         let frames = b
                             .changes
                             .iter()
-                            .map(|c| {
-                                let frame = event_frame(c.kind.name(), &c.position, &c.data);
-                                (c.position.clone(), frame)
+                            .map(|c| Frame {
+                                position: c.position.clone(),
+                                bytes: event_frame(c.kind.name(), &c.position, &c.data),
+                                made: c.made.clone(),
+                                as_update: (c.kind == ChangeKind::Created)
+                                    .then(|| event_frame("updated", &c.position, &c.data)),
                             })
                             .collect();
                         let mut at = self.position.lock().unwrap_or_else(|p| p.into_inner());
@@ -389,7 +403,7 @@ impl Reader {
                 continue;
             }
             tokio::select! {
-                changed = wake.changed() => if changed.is_err() { return },
+                changed = wake.changed() => if changed.is_err() { self.leave(); return },
                 _ = closing.changed() => {}
                 _ = tokio::time::sleep(settings.heartbeat) => {}
             }
@@ -523,15 +537,22 @@ impl Follower {
         if not_after(&batch.to, &self.position) {
             return;
         }
+        // A batch from later skips what lies between: read for itself.
         if !not_after(&batch.from, &self.position) {
             self.catching_up = true;
             return;
         }
         let mut last = None;
-        for (p, frame) in &batch.frames {
-            if !not_after(p, &self.position) {
+        for f in &batch.frames {
+            if !not_after(&f.position, &self.position) {
+                // The group told `created` from its own position; a record
+                // made before this follower's stands is an update to it.
+                let frame = match (&f.as_update, &f.made) {
+                    (Some(update), Some(made)) if not_after(made, &self.position) => update,
+                    _ => &f.bytes,
+                };
                 self.pending.push_back(frame.clone());
-                last = Some(p.as_str());
+                last = Some(f.position.as_str());
             }
         }
         let last = last.map(str::to_string);

@@ -762,3 +762,61 @@ async fn a_follower_from_the_future_or_the_past_leaves_its_group_reading_the_pre
         .is_none());
     assert_eq!(t.app.state().live.readers(), 1);
 }
+
+#[tokio::test]
+async fn a_record_deleted_while_its_follower_was_away_is_told_on_resume() {
+    let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
+    let a = post_note(&t, 1, "a").await;
+    let path = format!("/api/notes/{a}");
+    let mut feed = open(&t, &path, 1, None).await.ok().unwrap();
+    t.patch(&path)
+        .by_user(1)
+        .json(json!({"text": "a2"}))
+        .send()
+        .await;
+    let seen = feed.next().await;
+    drop(feed);
+    t.delete(&path).by_user(1).send().await;
+    let mut again = open(&t, &path, 1, Some(&seen.id)).await.ok().unwrap();
+    let e = again.next().await;
+    assert_eq!((e.kind.as_str(), &e.data), ("deleted", &json!({ "id": a })));
+    // Without a position, a record that is gone is a 404, as its GET.
+    assert_problem(
+        &open(&t, &path, 1, None).await.err().unwrap(),
+        404,
+        "RESOURCE_NOT_FOUND",
+    );
+}
+
+#[tokio::test]
+async fn a_follower_ahead_of_its_group_never_gets_created_twice() {
+    let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
+    let mut first = open(&t, "/api/notes", 1, None).await.ok().unwrap();
+    assert!(first
+        .next_within(Duration::from_millis(300))
+        .await
+        .is_none());
+    // Made while the group has not read yet; the second follower reads it
+    // for itself (as created), joins a group standing before it, and the
+    // group's next batch tells of X's update.
+    let x = post_note(&t, 1, "x").await;
+    let mut second = open(&t, "/api/notes", 1, None).await.ok().unwrap();
+    let e = first.next().await;
+    assert_eq!(
+        (e.kind.as_str(), e.data["id"].as_i64()),
+        ("created", Some(x))
+    );
+    t.patch(&format!("/api/notes/{x}"))
+        .by_user(1)
+        .json(json!({"text": "x2"}))
+        .send()
+        .await;
+    let e = second.next().await;
+    assert_eq!(
+        (e.kind.as_str(), e.data["id"].as_i64()),
+        ("updated", Some(x)),
+        "{e:?}"
+    );
+    let e = first.next().await;
+    assert_eq!(e.kind, "updated");
+}

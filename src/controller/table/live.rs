@@ -5,8 +5,11 @@
 //! records the caller's list shows that changed after P, ordered by
 //! (change time, key), and the mark (nothing the caller may read changed
 //! later than it without being in the snapshot, see
-//! `sql::select_list_with_mark`); then the caller's tombstones between P
-//! and where the records end. Both merge in position order, so resuming
+//! `sql::select_list_with_mark`); then, in a second statement, the
+//! caller's tombstones between P and where the records end — complete,
+//! because that end is never past the mark, and the mark never past the
+//! clock (SQLite) or the horizon (PostgreSQL): nothing can still commit
+//! a deletion at or before it. Both merge in position order, so resuming
 //! at the position of any event sent gives exactly the events after it:
 //! none lost, none twice.
 
@@ -27,6 +30,13 @@ fn after_bound(p: &(String, i64), bound: &Bound) -> bool {
         Some(k) => (p.0.as_str(), p.1) > (bound.0.as_str(), k),
         None => p.0 > bound.0,
     }
+}
+
+/// Is `made` (a `time~key` position) after sync position `from`?
+fn made_after(made: &str, from: &crate::store::Since<'_>) -> bool {
+    let (time, key) = made.split_once('~').unwrap_or((made, ""));
+    let key: i64 = key.parse().unwrap_or(i64::MAX);
+    time > from.time || (time == from.time && from.key.is_some_and(|fk| key > fk))
 }
 
 /// Parameters that mean nothing to a feed, which is ordered by change and
@@ -188,18 +198,14 @@ impl TableController {
         // records come in position order).
         records.retain(|rec| at(rec).is_some_and(|p| !after_bound(&p, &upto)));
         let positions: Vec<Option<(String, i64)>> = records.iter().map(at).collect();
-        let was_created: Vec<bool> = records
+        // Where each record was made: (creation time, key) as a position.
+        let made: Vec<Option<String>> = records
             .iter()
             .zip(&positions)
             .map(|(rec, p)| {
-                let (Some(c), Some((_, k))) = (created, p) else {
-                    return false;
-                };
-                let Some(made) = rec.get(&r.fields[c].name).and_then(Value::as_str) else {
-                    return false;
-                };
-                // Made after the position: news to the follower.
-                made > from.time || (made == from.time && from.key.is_some_and(|fk| *k > fk))
+                let (c, (_, k)) = (created?, p.as_ref()?);
+                let made = rec.get(&r.fields[c].name).and_then(Value::as_str)?;
+                Some(format_position(made, Some(*k)))
             })
             .collect();
         self.expand(cx, &q, &mut records).await?;
@@ -214,14 +220,18 @@ impl TableController {
                     let Some(rec) = by_index[i].take() else {
                         continue;
                     };
+                    let made = made[i].clone();
+                    // Made after the position: news to the follower.
+                    let news = made.as_deref().is_some_and(|m| made_after(m, &from));
                     changes.push(Change {
-                        kind: if was_created[i] {
+                        kind: if news {
                             ChangeKind::Created
                         } else {
                             ChangeKind::Updated
                         },
                         position,
                         data: Value::Object(rec),
+                        made,
                     });
                 }
                 Some(_) => {}
@@ -229,6 +239,7 @@ impl TableController {
                     kind: ChangeKind::Deleted,
                     position,
                     data: serde_json::json!({ r.pk().name.clone(): k }),
+                    made: None,
                 }),
             }
         }
