@@ -127,11 +127,6 @@ impl Streams {
     pub fn readers(&self) -> usize {
         self.groups.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
-
-    /// Open streams on this instance.
-    pub fn count(&self) -> usize {
-        self.settings.max_streams - self.open.available_permits()
-    }
 }
 
 /// What a stream starts from.
@@ -148,7 +143,7 @@ pub struct Follow {
 }
 
 /// Where a stream starts: `Last-Event-ID`, else `timestamp=`, else now.
-pub fn start_position(cx: &Ctx) -> Option<String> {
+fn start_position(cx: &Ctx) -> Option<String> {
     cx.headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

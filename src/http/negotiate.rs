@@ -179,6 +179,15 @@ fn events_asked(uri: &Uri, headers: &HeaderMap) -> Option<Option<Uri>> {
     if let Some((path, "events")) = extension(uri.path()) {
         return Some(Some(with_path(uri, path)));
     }
+    // Every GET passes here: parse Accept only when it names the type.
+    let named = headers.get_all(header::ACCEPT).iter().any(|v| {
+        v.as_bytes()
+            .windows(b"event-stream".len())
+            .any(|w| w.eq_ignore_ascii_case(b"event-stream"))
+    });
+    if !named {
+        return None;
+    }
     let mut events = 0.0f32;
     let mut others = 0.0f32;
     for (media, q) in accept_ranges(headers) {
