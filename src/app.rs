@@ -185,6 +185,7 @@ impl App {
         let pruner = tokio::spawn(crate::auth::prune::run(
             self.state.store.clone(),
             self.state.tokens.clone(),
+            self.state.model.sync_tables(),
         ));
         // Live feeds end when shutdown begins (their clients reconnect
         // elsewhere); in-flight requests get the grace period.

@@ -147,6 +147,11 @@ pub struct LiveSettings {
     /// instance, another process) changed it, while streams are open.
     #[serde(deserialize_with = "duration")]
     pub poll_interval: Duration,
+    /// A feed's reader reads at most this often: changes committed closer
+    /// together go out in one write to each follower (a lone change after
+    /// a quiet spell goes at once). `0s`: every change at once.
+    #[serde(deserialize_with = "duration")]
+    pub batch_interval: Duration,
 }
 
 impl Default for LiveSettings {
@@ -157,6 +162,7 @@ impl Default for LiveSettings {
             max_streams_per_caller: 16,
             heartbeat: Duration::from_secs(15),
             poll_interval: Duration::from_millis(250),
+            batch_interval: Duration::from_millis(50),
         }
     }
 }
@@ -174,6 +180,13 @@ pub struct DatabaseSettings {
     /// a free one in the pool) before answering 503.
     #[serde(deserialize_with = "duration")]
     pub connect_timeout: Duration,
+    /// How long deletions are remembered for sync clients and live feeds
+    /// (§6.7, §16): older tombstones are pruned, and a position from
+    /// before what is kept is answered 410 `SYNC_TOO_OLD` (a feed: a
+    /// `resync` event). `"forever"`: never pruned. Every instance on one
+    /// database must say the same.
+    #[serde(deserialize_with = "keep")]
+    pub keep_deletions: Option<Duration>,
 }
 
 impl DatabaseSettings {
@@ -205,9 +218,13 @@ impl Default for DatabaseSettings {
             max_connections: 8,
             statement_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            keep_deletions: Some(DEFAULT_KEEP_DELETIONS),
         }
     }
 }
+
+/// `database.keep_deletions` unless set: 90 days.
+pub const DEFAULT_KEEP_DELETIONS: Duration = Duration::from_secs(90 * 86_400);
 
 /// The database URLs restkit opens (`database.url`), and how errors say
 /// so.
@@ -646,6 +663,20 @@ impl Settings {
                 return bad(key, "must be at least 10ms");
             }
         }
+        if self
+            .database
+            .keep_deletions
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            return bad(
+                "database.keep_deletions",
+                "must be at least 1s, or \"forever\"",
+            );
+        }
+        // Longer would hold every change back for longer than anyone waits.
+        if self.live.batch_interval > Duration::from_secs(5) {
+            return bad("live.batch_interval", "must be at most 5s");
+        }
         if !(1..=1_000_000).contains(&self.live.max_streams) {
             return bad("live.max_streams", "must be between 1 and 1000000");
         }
@@ -772,6 +803,19 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         .ok_or_else(|| D::Error::custom(format!("'{s}' is not a duration like 30s, 5m, 1h, 30d")))
 }
 
+/// A duration, or `"forever"` (`None`).
+fn keep<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.trim() == "forever" {
+        return Ok(None);
+    }
+    parse_duration(&s).map(Some).ok_or_else(|| {
+        D::Error::custom(format!(
+            "'{s}' is neither \"forever\" nor a duration like 30d"
+        ))
+    })
+}
+
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
 }
@@ -850,6 +894,26 @@ mod tests {
         assert_eq!(parse_size("1MiB"), Some(1 << 20));
         assert_eq!(parse_size("64KiB"), Some(65536));
         assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn deletions_are_kept_for_a_while_or_forever() {
+        let load = |t: &str| Settings::load(t, &Overrides::default());
+        assert_eq!(
+            load("").unwrap().database.keep_deletions,
+            Some(DEFAULT_KEEP_DELETIONS)
+        );
+        let forever = load("[database]\nkeep_deletions = \"forever\"\n").unwrap();
+        assert_eq!(forever.database.keep_deletions, None);
+        let week = load("[database]\nkeep_deletions = \"7d\"\n").unwrap();
+        assert_eq!(
+            week.database.keep_deletions,
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        for bad in ["0s", "500ms", "never"] {
+            let e = load(&format!("[database]\nkeep_deletions = \"{bad}\"\n")).unwrap_err();
+            assert!(e.to_string().contains("keep_deletions"), "{bad}: {e}");
+        }
     }
 
     #[test]

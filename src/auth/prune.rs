@@ -73,9 +73,11 @@ pub async fn prune(
     Ok(pruned)
 }
 
-/// Prunes every [`PRUNE_EVERY`], for as long as the server runs; a failed
-/// pass (the database busy or away) is logged and tried again next time.
-pub async fn run(store: Store, tokens: std::sync::Arc<Tokens>) {
+/// Prunes every [`PRUNE_EVERY`], for as long as the server runs — and
+/// the tombstones of `sync_tables` older than `database.keep_deletions`
+/// ([`Store::prune_deletions`]); a failed pass (the database busy or
+/// away) is logged and tried again next time.
+pub async fn run(store: Store, tokens: std::sync::Arc<Tokens>, sync_tables: Vec<String>) {
     let mut every = tokio::time::interval(PRUNE_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -90,6 +92,14 @@ pub async fn run(store: Store, tokens: std::sync::Arc<Tokens>) {
             ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e.detail, "pruning expired rows failed"),
+        }
+        match store
+            .prune_deletions(&sync_tables, chrono::Utc::now(), PRUNE_BATCH)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tombstones = n, "pruned deletions older than kept"),
+            Err(e) => tracing::warn!(error = %e, "pruning old tombstones failed"),
         }
     }
 }

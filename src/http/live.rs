@@ -164,10 +164,22 @@ pub async fn follow(f: Follow) -> Result<axum::response::Response, ApiError> {
     if let (Some(id), None) = (&f.id, &after) {
         f.controller.fetch(&f.cx, id).await?;
     }
-    let first = f
+    let first = match f
         .controller
         .changes(&f.cx, f.id.as_deref(), after.as_deref(), BATCH)
-        .await?;
+        .await
+    {
+        Ok(first) => first,
+        // A position from before the deletions kept: the stream says so
+        // (what `EventSource` shows its page), and ends.
+        Err(e) if e.status == StatusCode::GONE => {
+            let (reason, detail) = ending(&e);
+            let mut frames = b"retry: 2000\n\n".to_vec();
+            frames.extend_from_slice(&end_frame(reason, &detail));
+            return Ok(event_stream(Body::from(frames)));
+        }
+        Err(e) => return Err(e),
+    };
     let streams = f.slot.streams.clone();
     let mut me = Follower {
         controller: f.controller.clone(),
@@ -185,6 +197,7 @@ pub async fn follow(f: Follow) -> Result<axum::response::Response, ApiError> {
         pending: VecDeque::from([Bytes::from_static(b"retry: 2000\n\n")]),
         catching_up: first.more,
         ended: false,
+        heartbeat: Box::pin(tokio::time::sleep(streams.settings.heartbeat)),
     };
     me.sent(&first);
     if !first.more {
@@ -193,13 +206,18 @@ pub async fn follow(f: Follow) -> Result<axum::response::Response, ApiError> {
     let body = Body::from_stream(futures_util::stream::unfold(me, |mut me| async move {
         me.next().await.map(|b| (Ok::<_, Infallible>(b), me))
     }));
+    Ok(event_stream(body))
+}
+
+/// A `text/event-stream` answer with `body`.
+fn event_stream(body: Body) -> axum::response::Response {
     let mut res = axum::response::Response::new(body);
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(EVENT_STREAM));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // nginx and friends: pass each event on at once.
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(res)
+    res
 }
 
 /// Followers who see the same thing — one feed (route, record, query)
@@ -243,6 +261,9 @@ struct Batch {
     from: String,
     to: String,
     frames: Vec<Frame>,
+    /// Every frame's bytes in one: what a follower standing at `from`
+    /// (nearly every one) sends, without copying frame by frame.
+    whole: Bytes,
 }
 
 /// One change, encoded: its position and bytes, and for a `created`, the
@@ -351,7 +372,10 @@ impl Reader {
         let settings = &self.streams.settings;
         let mut wake = self.cx.store.listen_changes(settings.poll_interval);
         let mut closing = self.streams.closing.subscribe();
+        // When the last read that found changes began.
+        let mut last_news = None;
         loop {
+            let read_at = tokio::time::Instant::now();
             let from = self
                 .position
                 .lock()
@@ -364,7 +388,8 @@ impl Reader {
             let more = match read {
                 Ok(b) => {
                     if from != b.position || !b.changes.is_empty() {
-                        let frames = b
+                        last_news = Some(read_at);
+                        let frames: Vec<Frame> = b
                             .changes
                             .iter()
                             .map(|c| Frame {
@@ -375,12 +400,20 @@ impl Reader {
                                     .then(|| event_frame("updated", &c.position, &c.data)),
                             })
                             .collect();
+                        let whole = match frames.as_slice() {
+                            [one] => one.bytes.clone(),
+                            all => Bytes::from(all.iter().fold(Vec::new(), |mut v, f| {
+                                v.extend_from_slice(&f.bytes);
+                                v
+                            })),
+                        };
                         let mut at = self.position.lock().unwrap_or_else(|p| p.into_inner());
                         *at = b.position.clone();
                         let _ = self.tx.send(Arc::new(Batch {
                             from,
                             to: b.position,
                             frames,
+                            whole,
                         }));
                     }
                     b.more
@@ -409,6 +442,22 @@ impl Reader {
             if self.alone() {
                 return;
             }
+            // Changes committed closer together than the batch interval go
+            // out together: one write per follower instead of one each (a
+            // change after a quiet spell goes at once).
+            let ready = last_news.map(|t| t + settings.batch_interval);
+            if let Some(ready) = ready.filter(|r| *r > tokio::time::Instant::now()) {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(ready) => {}
+                    _ = closing.changed() => {}
+                }
+                if *closing.borrow() {
+                    self.leave();
+                    return;
+                }
+            }
+            // The read below sees every change signalled until now.
+            wake.borrow_and_update();
         }
     }
 }
@@ -419,10 +468,26 @@ fn event_frame(kind: &str, id: &str, data: &serde_json::Value) -> Bytes {
     Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {data}\n\n"))
 }
 
-/// The stream's last frame: why it ends.
+/// The stream's last frame: why it ends — an `end` event, or for a
+/// position from before the deletions kept, a `resync` event (the client
+/// must read the collection again).
 fn end_frame(reason: &str, detail: &str) -> Bytes {
+    let event = if reason == RESYNC { RESYNC } else { "end" };
     let data = serde_json::json!({"reason": reason, "detail": detail});
-    Bytes::from(format!("event: end\ndata: {data}\n\n"))
+    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}
+
+/// Why a refused read ends a stream.
+const RESYNC: &str = "resync";
+
+/// How a stream whose read was refused with `e` ends: (reason, detail).
+fn ending(e: &ApiError) -> (&'static str, String) {
+    let reason = if e.status == StatusCode::GONE {
+        RESYNC
+    } else {
+        "refused"
+    };
+    (reason, e.detail.to_string())
 }
 
 /// Positions in order: `time~key`, or a whole `time` (after every key).
@@ -464,6 +529,9 @@ struct Follower {
     catching_up: bool,
     /// Its last frame is pending.
     ended: bool,
+    /// When the next heartbeat is due: one timer for the stream's life,
+    /// not one per event.
+    heartbeat: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Follower {
@@ -537,6 +605,16 @@ impl Follower {
             self.catching_up = true;
             return;
         }
+        // Standing where the batch starts, it takes it whole, as the group
+        // told it.
+        if batch.from == self.position {
+            if !batch.whole.is_empty() {
+                self.pending.push_back(batch.whole.clone());
+            }
+            let last = batch.frames.last().map(|f| f.position.clone());
+            self.moved(last.as_deref(), &batch.to);
+            return;
+        }
         let mut last = None;
         for f in &batch.frames {
             if !not_after(&f.position, &self.position) {
@@ -592,7 +670,7 @@ impl Follower {
                     tracing::debug!(error = %e.detail, "live feed read failed; retrying");
                     tokio::time::sleep(self.settings.poll_interval).await;
                 }
-                Err(e) => return Err(("refused", e.detail.to_string())),
+                Err(e) => return Err(ending(&e)),
             }
             return Ok(());
         }
@@ -617,14 +695,16 @@ impl Follower {
                         .changes(&self.cx, self.id.as_deref(), Some(&self.position), 1)
                         .await
                     {
-                        Err(e) => ("refused", e.detail.to_string()),
+                        Err(e) => ending(&e),
                         Ok(_) => ("refused", "The feed stopped; reconnect to resume.".into()),
                     });
                 }
             },
             _ = self.closing.changed() => {}
-            _ = tokio::time::sleep(self.settings.heartbeat) => {
+            _ = self.heartbeat.as_mut() => {
                 self.pending.push_back(Bytes::from_static(b": heartbeat\n\n"));
+                let next = tokio::time::Instant::now() + self.settings.heartbeat;
+                self.heartbeat.as_mut().reset(next);
             }
         }
         Ok(())

@@ -598,6 +598,20 @@ impl ModelError {
 }
 
 impl ApiModel {
+    /// The tables whose deletions leave tombstones (§6.7), each once.
+    pub fn sync_tables(&self) -> Vec<String> {
+        let mut tables: Vec<String> = self
+            .modules
+            .iter()
+            .flat_map(|m| m.resources.iter())
+            .filter(|r| r.sync && r.controller.is_none())
+            .map(|r| r.table.clone())
+            .collect();
+        tables.sort();
+        tables.dedup();
+        tables
+    }
+
     /// Checks cross-references (parents, relations, owners, duplicates) and
     /// fills derived data. Called once before serving.
     pub fn validate(&mut self) -> Result<(), ModelError> {
@@ -703,13 +717,7 @@ impl ApiModel {
         // every delete from a sync table leaves a tombstone, whichever
         // module's route made it, so every declaration over it serves
         // `timestamp=` and `X-Sync-Timestamp` too.
-        let sync_tables: Vec<String> = self
-            .modules
-            .iter()
-            .flat_map(|m| m.resources.iter())
-            .filter(|r| r.sync && r.controller.is_none())
-            .map(|r| r.table.clone())
-            .collect();
+        let sync_tables = self.sync_tables();
         // Every declaration over a sync table must stamp the same column,
         // or writes through one would be invisible to syncs through another.
         let mut stamps: HashMap<&str, (&str, &str)> = HashMap::new();

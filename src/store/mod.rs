@@ -352,6 +352,14 @@ impl WriteTx {
             .await
     }
 
+    /// Runs a delete of restkit's own rows (no declared resource).
+    async fn execute_delete(
+        &mut self,
+        stmt: sea_query::DeleteStatement,
+    ) -> Result<u64, StoreError> {
+        self.execute(own::tombstones(), stmt).await
+    }
+
     async fn execute(
         &mut self,
         r: &Resource,
@@ -580,6 +588,9 @@ pub struct Limits {
     /// How long to wait for a connection (PostgreSQL: to connect, or for
     /// a free one in the pool) before answering 503.
     pub connect_timeout: std::time::Duration,
+    /// How long tombstones are kept (`None`: forever); see
+    /// [`Store::prune_deletions`].
+    pub keep_deletions: Option<std::time::Duration>,
 }
 
 impl From<&crate::config::DatabaseSettings> for Limits {
@@ -588,6 +599,7 @@ impl From<&crate::config::DatabaseSettings> for Limits {
             max_connections: d.max_connections,
             statement_timeout: d.statement_timeout,
             connect_timeout: d.connect_timeout,
+            keep_deletions: d.keep_deletions,
         }
     }
 }
@@ -598,6 +610,7 @@ impl Default for Limits {
             max_connections: 8,
             statement_timeout: std::time::Duration::ZERO,
             connect_timeout: std::time::Duration::from_secs(5),
+            keep_deletions: Some(crate::config::DEFAULT_KEEP_DELETIONS),
         }
     }
 }
@@ -606,6 +619,7 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    keep_deletions: Option<std::time::Duration>,
 }
 
 #[derive(Clone)]
@@ -655,6 +669,7 @@ impl Store {
                     .await?;
             return Ok(Store {
                 backend: Backend::Sqlite(s),
+                keep_deletions: limits.keep_deletions,
             });
         }
         let s = postgres::PgStore::connect(
@@ -666,6 +681,7 @@ impl Store {
         .await?;
         Ok(Store {
             backend: Backend::Postgres(s),
+            keep_deletions: limits.keep_deletions,
         })
     }
 
@@ -891,6 +907,113 @@ impl Store {
             ids: rows.into_iter().map(|(id, _)| id).collect(),
             cut: Some(cut),
         })
+    }
+
+    /// Where tombstones were pruned up to (stored time form): deletions
+    /// at or before it may be gone. `None` while none was ever pruned.
+    pub async fn deletions_pruned_upto(&self) -> Result<Option<String>, StoreError> {
+        let kept = own::deletions_kept();
+        let rows = own::rows_where(self, kept, "id", Value::from(1), 1).await?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.get("keptFrom"))
+            .and_then(Value::as_str)
+            .map(str::to_string))
+    }
+
+    /// Can changes after position (`time`, `key`) (stored form) no longer
+    /// be told in full, deletions after it having been pruned? `Some(where
+    /// the pruning reached)` then.
+    ///
+    /// Ask after reading the tombstones: the pruning moves that mark in
+    /// the transaction that deletes them, so a read that finds it before
+    /// `time` afterwards read every tombstone after `time` before.
+    pub async fn forgotten_after(
+        &self,
+        time: &str,
+        key: Option<i64>,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(keep) = self.keep_deletions else {
+            return Ok(None);
+        };
+        // Nothing from less than `keep` ago is ever pruned (an hour
+        // allowed for instances' clocks to differ): no need to ask.
+        let surely_kept = chrono::Duration::from_std(keep)
+            .ok()
+            .and_then(|k| chrono::Utc::now().checked_sub_signed(k))
+            .and_then(|t| t.checked_add_signed(chrono::Duration::hours(1)));
+        match surely_kept {
+            Some(t) if time >= format_datetime(t).as_str() => return Ok(None),
+            None => return Ok(None),
+            Some(_) => {}
+        }
+        let pruned = self.deletions_pruned_upto().await?;
+        // Pruned: every deletion at or before `upto`. A position at that
+        // time without a key comes after all of them.
+        Ok(pruned.filter(|upto| time < upto.as_str() || (time == upto && key.is_some())))
+    }
+
+    /// Prunes the tombstones of `tables` (sync tables) of deletions more
+    /// than `database.keep_deletions` before `now`, about `batch` per
+    /// transaction, each of which first moves the mark of where pruning
+    /// reached (see [`Store::forgotten_after`]). Returns how many went.
+    pub async fn prune_deletions(
+        &self,
+        tables: &[String],
+        now: chrono::DateTime<chrono::Utc>,
+        batch: u64,
+    ) -> Result<u64, StoreError> {
+        let before = self
+            .keep_deletions
+            .and_then(|k| chrono::Duration::from_std(k).ok())
+            .and_then(|k| now.checked_sub_signed(k));
+        let Some(before) = before else {
+            return Ok(0);
+        };
+        let before = format_datetime(before);
+        let batch = batch.max(1);
+        let kept = own::deletions_kept();
+        let mut pruned = 0;
+        for table in tables {
+            loop {
+                // Up to the batch's newest deletion time, ties included.
+                let mut upto = self
+                    .pairs(sql::old_tombstone(table, &before, batch - 1, false))
+                    .await?;
+                if upto.is_empty() {
+                    upto = self
+                        .pairs(sql::old_tombstone(table, &before, 0, true))
+                        .await?;
+                }
+                let Some((_, upto)) = upto.pop() else {
+                    break;
+                };
+                let mut tx = self.begin_write().await?;
+                let none = Scope::default();
+                let mark = Value::String(upto.clone());
+                match tx.fetch(kept, &[1], 1, &none).await? {
+                    None => {
+                        tx.insert(kept, &[(0, Value::from(1)), (1, mark)], &[0])
+                            .await?;
+                    }
+                    Some(row) if row.get("keptFrom").and_then(Value::as_str) < Some(&upto) => {
+                        tx.update(kept, 1, &none, &[(1, mark)], &[0]).await?;
+                    }
+                    Some(_) => {}
+                }
+                let n = tx
+                    .execute_delete(sql::delete_tombstones(table, &upto))
+                    .await?;
+                tx.commit().await?;
+                pruned += n;
+                if n < batch {
+                    break;
+                }
+                // Let the writes queued behind this batch go first.
+                tokio::task::yield_now().await;
+            }
+        }
+        Ok(pruned)
     }
 
     /// (id, deletion time) of the rows of `r` within `scope` deleted after

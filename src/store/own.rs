@@ -24,7 +24,11 @@ pub fn model() -> &'static ApiModel {
                     .resource(api_keys_resource())
                     .resource(secrets_resource()),
             )
-            .module(Module::new("/_restkit_sync").resource(tombstones_resource()))
+            .module(
+                Module::new("/_restkit_sync")
+                    .resource(tombstones_resource())
+                    .resource(deletions_kept_resource()),
+            )
             .module(Module::new("/_restkit_schema").resource(schema_history_resource()))
             .build()
             .expect("restkit's own model is valid")
@@ -235,6 +239,24 @@ fn schema_history_resource() -> Resource {
         .field(Field::new("declaration", FieldType::String).required())
         // What was done, as JSON.
         .field(Field::new("steps", FieldType::String).required())
+}
+
+/// `restkit_tombstones`: one row per deleted row of a sync table.
+pub fn tombstones() -> &'static Arc<Resource> {
+    &model().modules[1].resources[0]
+}
+
+/// `restkit_deletions_kept`: at most one row, where the kept tombstones
+/// begin (see [`super::Store::prune_deletions`]).
+pub fn deletions_kept() -> &'static Arc<Resource> {
+    &model().modules[1].resources[1]
+}
+
+fn deletions_kept_resource() -> Resource {
+    Resource::new("deletions_kept", "restkit_deletions_kept")
+        .field(Field::new("id", FieldType::Integer).primary_key())
+        // Tombstones of deletions before this time may be gone.
+        .field(Field::new("keptFrom", FieldType::DateTime).required())
 }
 
 /// `restkit_tombstones`: one row per deleted row of a sync table (§6.7).

@@ -893,6 +893,44 @@ pub fn select_tombstones(
     stmt
 }
 
+/// Pruning `table`'s tombstones from before `before`: the one `offset`
+/// places from the oldest (from the newest with `newest_first`), as
+/// (id, deletion time).
+pub fn old_tombstone(
+    table: &str,
+    before: &str,
+    offset: u64,
+    newest_first: bool,
+) -> SelectStatement {
+    let at = || Alias::new("deleted_at");
+    let mut stmt = Query::select();
+    stmt.from(Alias::new(TOMBSTONES))
+        .column(Alias::new("record_id"))
+        .column(at())
+        .and_where(Expr::col(Alias::new("table_name")).eq(table.to_string()))
+        .and_where(Expr::col(at()).lt(before.to_string()))
+        .order_by(
+            at(),
+            if newest_first {
+                Order::Desc
+            } else {
+                Order::Asc
+            },
+        )
+        .limit(1)
+        .offset(offset);
+    stmt
+}
+
+/// Deletes `table`'s tombstones of deletions at or before `upto`.
+pub fn delete_tombstones(table: &str, upto: &str) -> DeleteStatement {
+    let mut stmt = Query::delete();
+    stmt.from_table(Alias::new(TOMBSTONES))
+        .and_where(Expr::col(Alias::new("table_name")).eq(table.to_string()))
+        .and_where(Expr::col(Alias::new("deleted_at")).lte(upto.to_string()));
+    stmt
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

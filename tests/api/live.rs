@@ -820,3 +820,127 @@ async fn a_follower_ahead_of_its_group_never_gets_created_twice() {
     let e = first.next().await;
     assert_eq!(e.kind, "updated");
 }
+
+/// Deletions are remembered for `database.keep_deletions`: older
+/// tombstones are pruned, and a sync read or feed from a position before
+/// what is kept is told to read again (410; a feed: a `resync` event),
+/// while nothing is refused before anything was pruned, and positions
+/// after the pruning go on as before.
+#[tokio::test]
+async fn a_position_from_before_the_deletions_kept_is_told_to_resync() {
+    let keep = "[database]\nkeep_deletions = \"1s\"\n";
+    let t = TestApp::with(NOTES, &format!("{QUICK}{keep}"), Registry::builtin()).await;
+    let enc = |p: &str| -> String { form_urlencoded::byte_serialize(p.as_bytes()).collect() };
+    let a = post_note(&t, 1, "a").await;
+    let b = post_note(&t, 1, "b").await;
+    let mark = |res: &TestResponse| res.header("x-sync-timestamp").to_string();
+    let before = mark(&t.get("/api/notes").by_user(1).send().await);
+    for id in [a, b] {
+        let res = t
+            .delete(&format!("/api/notes/{id}"))
+            .by_user(1)
+            .send()
+            .await;
+        assert_eq!(res.status, 204);
+    }
+    // Older than `keep_deletions`, but not yet pruned: still told, even
+    // from the epoch.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let res = t
+        .get("/api/notes?timestamp=0&envelope=true")
+        .by_user(1)
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.json()["_meta"]["deleted"], json!([a, b]));
+    let c = post_note(&t, 1, "c").await;
+    let state = t.app.state();
+    let tables = state.model.sync_tables();
+    let pruned = state
+        .store
+        .prune_deletions(&tables, chrono::Utc::now(), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        pruned, 2,
+        "one transaction per batch of one, until none is left"
+    );
+    // From before the pruned deletions: 410, saying what to do.
+    for from in [before.as_str(), "0"] {
+        let res = t
+            .get(&format!("/api/notes?timestamp={}", enc(from)))
+            .by_user(1)
+            .send()
+            .await;
+        let p = assert_problem(&res, 410, "SYNC_TOO_OLD");
+        assert!(
+            p["detail"].as_str().unwrap().contains("without timestamp"),
+            "{p}"
+        );
+    }
+    // A feed resuming from there: a `resync` event, and the stream ends.
+    let mut feed = open(&t, "/api/notes", 1, Some(&before)).await.ok().unwrap();
+    let e = feed.next().await;
+    assert_eq!(
+        (e.kind.as_str(), &e.data["reason"]),
+        ("resync", &json!("resync"))
+    );
+    assert!(feed.ended(Duration::from_secs(2)).await);
+    // Read again from scratch: its position, and later ones, work.
+    let fresh = t.get("/api/notes").by_user(1).send().await;
+    assert_eq!(fresh.status, 200);
+    let now = mark(&fresh);
+    let res = t
+        .get(&format!("/api/notes?timestamp={}", enc(&now)))
+        .by_user(1)
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    let mut feed = open(&t, "/api/notes", 1, Some(&now)).await.ok().unwrap();
+    let res = t.delete(&format!("/api/notes/{c}")).by_user(1).send().await;
+    assert_eq!(res.status, 204);
+    let e = feed.next().await;
+    assert_eq!((e.kind.as_str(), &e.data), ("deleted", &json!({ "id": c })));
+}
+
+/// `live.batch_interval`: a lone change after a quiet spell goes out at
+/// once; changes committed closer together than the interval reach each
+/// follower in one write.
+#[tokio::test]
+async fn changes_close_together_reach_a_follower_in_one_write() {
+    let settings = format!("{QUICK}batch_interval = \"1s\"\n");
+    let t = TestApp::with(NOTES, &settings, Registry::builtin()).await;
+    let mut feed = open(&t, "/api/notes", 1, None).await.ok().unwrap();
+    // The next write the connection gets, skipping heartbeats and ids.
+    async fn write(feed: &mut Feed) -> String {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(5), feed.body.frame())
+                .await
+                .expect("a write within 5 s")
+                .expect("the stream goes on")
+                .unwrap();
+            let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
+            if text.contains("event:") {
+                return text;
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let sent = std::time::Instant::now();
+    let a = post_note(&t, 1, "a").await;
+    let first = write(&mut feed).await;
+    assert!(
+        sent.elapsed() < Duration::from_millis(900),
+        "a lone change waited {:?}",
+        sent.elapsed()
+    );
+    assert!(first.contains(&format!("\"id\":{a}")), "{first}");
+    let b = post_note(&t, 1, "b").await;
+    let c = post_note(&t, 1, "c").await;
+    let both = write(&mut feed).await;
+    assert_eq!(both.matches("event: created").count(), 2, "{both}");
+    assert!(
+        both.find(&format!("\"id\":{b}")) < both.find(&format!("\"id\":{c}")),
+        "{both}"
+    );
+}

@@ -167,6 +167,7 @@ impl TableController {
                 tombstones,
             )
             .await?;
+        super::read::kept_since(cx, from.time, from.key).await?;
         // More deletions than one read takes: it ends at the last kept.
         if deleted.len() as u64 > limit {
             deleted.truncate(limit as usize);

@@ -480,6 +480,7 @@ impl TableController {
                     .store
                     .deleted_since(&self.resource, &s.time, MAX_TOMBSTONES, tombstones)
                     .await?;
+                kept_since(cx, &s.time, s.key).await?;
                 if let Some(cut) = d.cut {
                     // Positions are `time[~key]`, times fixed-width: a cut
                     // earlier than a position's time comes first.
@@ -501,5 +502,24 @@ impl TableController {
             mark: carried_mark,
             next_position,
         })
+    }
+}
+
+/// Refuses a sync position from before the deletions kept
+/// (`database.keep_deletions`): what was deleted since cannot be told in
+/// full, so the client must read the collection again (410). Called after
+/// the tombstones were read (see [`crate::store::Store::forgotten_after`]).
+pub(super) async fn kept_since(cx: &Ctx, time: &str, key: Option<i64>) -> Result<(), ApiError> {
+    match cx.store.forgotten_after(time, key).await? {
+        None => Ok(()),
+        Some(upto) => Err(ApiError::new(
+            http::StatusCode::GONE,
+            "SYNC_TOO_OLD",
+            format!(
+                "Deletions up to {upto} are no longer kept, so the changes after {time} \
+                 cannot all be told: read the collection again without timestamp and \
+                 continue from its X-Sync-Timestamp."
+            ),
+        )),
     }
 }
