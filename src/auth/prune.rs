@@ -2,7 +2,9 @@
 //! of every token they cover, authorization codes past their ten minutes
 //! (used or not), refresh tokens and API keys past their expiry — and the
 //! in-process revocation set with them. Nothing else ever deletes these
-//! rows, so without this they grow with every sign-in for ever.
+//! rows, so without this they grow with every sign-in for ever. Sync
+//! tombstones older than `database.keep_deletions` go in the same task
+//! ([`Store::prune_deletions`]).
 //!
 //! [`run`] is started with the server ([`crate::App::serve`]); each pass
 //! ([`prune`]) deletes in transactions of at most [`PRUNE_BATCH`] rows, so

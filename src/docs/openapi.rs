@@ -77,7 +77,10 @@ fn live_content(event: &str) -> Value {
             `timestamp=`) to resume right after it, losing nothing. A frame with only an \
             `id` moves that position; comments are heartbeats; an `end` event \
             (`{\"reason\": \"shutdown\" | \"unauthorized\" | \"refused\", \"detail\": …}`) \
-            closes the stream. Without a position, it starts from now."}
+            closes the stream. A position from before the deletions still kept \
+            gets a `resync` event and the stream ends: read the list again and follow \
+            from its `X-Sync-Timestamp`. Without a position, it starts from now. \
+            Changes close together may arrive in one write."}
     })
 }
 
@@ -88,14 +91,20 @@ fn event_schema(r: &Resource, record: &Value) -> Value {
         "description": format!("An event of the {} live feed (one SSE frame).", r.name),
         "required": ["event", "data"],
         "properties": {
-            "event": {"type": "string", "enum": ["created", "updated", "deleted", "end"]},
-            "id": {"type": "string", "description": "The sync position: `time~key` (absent on `end`).",
+            "event": {"type": "string", "enum": ["created", "updated", "deleted", "end", "resync"]},
+            "id": {"type": "string", "description": "The sync position: `time~key` (absent on `end` and `resync`).",
                    "examples": ["2026-12-06T11:34:32.473744Z~42"]},
             "data": {"oneOf": [
                 record,
                 {"type": "object", "description": "A deleted record's key.",
                  "required": [r.pk().name.clone()],
-                 "properties": {r.pk().name.clone(): {"type": "integer"}}}
+                 "properties": {r.pk().name.clone(): {"type": "integer"}}},
+                {"type": "object", "description": "Why the stream ends (`end`, `resync`).",
+                 "required": ["reason", "detail"],
+                 "properties": {
+                    "reason": {"type": "string",
+                               "enum": ["shutdown", "unauthorized", "refused", "resync"]},
+                    "detail": {"type": "string"}}}
             ]}
         }
     })
@@ -1076,6 +1085,10 @@ pub fn document(routes: &[Arc<Route>], own: &OwnRoutes, settings: &Settings) -> 
                                        "content": c}),
                             );
                             responses.insert("304".into(), not_modified);
+                            // A `timestamp` from before the deletions kept.
+                            if resource.is_some_and(|r| r.sync) {
+                                responses.extend(errors(&["410"]));
+                            }
                         }
                         Operation::Fetch => {
                             let c = with_events(content(record_or_envelope(&record)), &mut schemas);

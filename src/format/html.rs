@@ -136,6 +136,7 @@ li.dataset.kind=k;li.textContent=k+' '+e.data;ol.insertBefore(li,ol.firstChild)}
 es.addEventListener('end',function(e){var r={};try{r=JSON.parse(e.data)}catch(x){}\
 if(r.reason==='shutdown'){ls.textContent='server restarting; reconnecting…';return}\
 ls.textContent='ended: '+(r.detail||e.data);es.close();es=null;lb.textContent='Follow live'});\
+es.addEventListener('resync',function(){es.close();es=null;location.reload()});\
 es.onerror=function(){if(es)ls.textContent='reconnecting…'};es.onopen=function(){ls.textContent='following'}})})();";
 
 /// The page's security headers: a CSP that allows exactly its own style
