@@ -851,6 +851,8 @@ pub const CLOCK: &str = "restkit_clock";
 pub struct TombstoneScope {
     pub owner: Option<i64>,
     pub parent: Option<i64>,
+    /// One record's only (a record's live feed).
+    pub record: Option<i64>,
 }
 
 /// `r`'s tombstones within `scope` (its owner and parent keys).
@@ -861,6 +863,9 @@ fn tombstone_condition(r: &Resource, scope: TombstoneScope) -> Condition {
     }
     if let Some(parent) = scope.parent {
         c = c.add(Expr::col(Alias::new("parent_id")).eq(parent));
+    }
+    if let Some(record) = scope.record {
+        c = c.add(Expr::col(Alias::new("record_id")).eq(record));
     }
     c
 }

@@ -19,7 +19,7 @@ use super::{parse_id, TableController};
 use crate::controller::{Change, ChangeKind, Changes, Ctx, Operation};
 use crate::error::ApiError;
 use crate::query::{format_position, CollectionQuery};
-use crate::store::{ListQuery, Record, Selection};
+use crate::store::{ListQuery, Record, Selection, TombstoneScope};
 
 /// A position a read goes up to: (time, key), or the whole of `time`.
 type Bound = (String, Option<i64>);
@@ -113,7 +113,11 @@ impl TableController {
             }
             None => None,
         };
-        let tombstones = self.tombstone_scope(&scope);
+        // A record's feed reads that record's tombstones only.
+        let tombstones = TombstoneScope {
+            record: key,
+            ..self.tombstone_scope(&scope)
+        };
         let shown = q.fields.clone().unwrap_or_else(|| default_fields.clone());
         let created = r.fields.iter().position(|f| f.created_at);
         let select = self.columns(&shown, std::iter::once(updated).chain(created), &q);
@@ -175,9 +179,6 @@ impl TableController {
                 upto = (t.clone(), Some(*id));
             }
             more = true;
-        }
-        if let Some(k) = key {
-            deleted.retain(|(id, _)| *id == k);
         }
         // Merge in position order, at most `limit` in all.
         let mut order: Vec<((String, i64), Option<usize>)> = records

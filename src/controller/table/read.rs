@@ -216,6 +216,7 @@ impl TableController {
         TombstoneScope {
             owner: key_of(self.resource.owner.as_ref().map(|o| o.field)),
             parent: key_of(self.resource.parent.as_ref().map(|p| p.field)),
+            record: None,
         }
     }
 
