@@ -371,9 +371,26 @@ async fn steps(
     // The token a live feed checks again as it goes: only one that
     // authenticated this request (a stale session cookie was ignored by
     // identity and must not end the stream later).
-    let token = match live.then(|| auth::bearer_token(&parts, &state.settings.server.public_url)) {
-        Some(Some(token)) if state.tokens.verify(&token, &state.store).await.is_ok() => Some(token),
-        _ => None,
+    let credential = if !live {
+        None
+    } else if let Some(key) = parts
+        .headers
+        .get(auth::api_keys::HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        // The request passed identity, so this key is what authenticated it.
+        let ip = parts
+            .extensions
+            .get::<crate::limit::ClientIp>()
+            .map(|c| c.0);
+        Some(super::live::Credential::ApiKey(key.to_string(), ip))
+    } else {
+        match auth::bearer_token(&parts, &state.settings.server.public_url) {
+            Some(token) if state.tokens.verify(&token, &state.store).await.is_ok() => {
+                Some(super::live::Credential::Bearer(token))
+            }
+            _ => None,
+        }
     };
     let cx = Ctx {
         identity,
@@ -404,7 +421,7 @@ async fn steps(
                 Value::Null
             };
             if live {
-                return follow(state, controller, *op, cx, record_id, &follower, token).await;
+                return follow(state, controller, *op, cx, record_id, &follower, credential).await;
             }
             match op {
                 Operation::Find => controller.find(&cx).await?,
@@ -439,7 +456,7 @@ async fn follow(
     cx: Ctx,
     id: Option<String>,
     follower: &str,
-    token: Option<String>,
+    credential: Option<super::live::Credential>,
 ) -> Result<Answer, ApiError> {
     let followable = matches!(op, Operation::Find | Operation::Fetch)
         && controller.live()
@@ -458,7 +475,7 @@ async fn follow(
         cx,
         id,
         slot,
-        token,
+        credential,
         tokens: state.tokens.clone(),
     })
     .await?;

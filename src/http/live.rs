@@ -136,10 +136,22 @@ pub struct Follow {
     /// The record followed; `None`: the collection.
     pub id: Option<String>,
     pub slot: Slot,
-    /// The bearer token the caller sent, checked again as the stream goes
-    /// on: when it expires or is revoked, the stream ends saying so.
-    pub token: Option<String>,
+    /// The credential that authenticated the caller, checked again as the
+    /// stream goes on: when it expires or is revoked, the stream ends
+    /// saying so.
+    pub credential: Option<Credential>,
     pub tokens: Arc<crate::auth::tokens::Tokens>,
+}
+
+/// A credential a stream checks again while it is open.
+#[derive(Clone)]
+pub enum Credential {
+    /// A bearer token (header, query or session): at every step — the
+    /// check is a cached signature and the in-memory revocations.
+    Bearer(String),
+    /// An API key from an address: at every heartbeat, the check being a
+    /// database read.
+    ApiKey(String, Option<std::net::IpAddr>),
 }
 
 /// Where a stream starts: `Last-Event-ID`, else `timestamp=`, else now.
@@ -185,7 +197,7 @@ pub async fn follow(f: Follow) -> Result<axum::response::Response, ApiError> {
         controller: f.controller.clone(),
         cx: Arc::new(f.cx.clone()),
         id: f.id.clone(),
-        token: f.token.clone(),
+        credential: f.credential.clone(),
         tokens: f.tokens.clone(),
         closing: streams.closing.subscribe(),
         settings: streams.settings.clone(),
@@ -511,7 +523,7 @@ struct Follower {
     /// Its group's request: what every follower of the group reads with.
     cx: Arc<Ctx>,
     id: Option<String>,
-    token: Option<String>,
+    credential: Option<Credential>,
     tokens: Arc<crate::auth::tokens::Tokens>,
     closing: watch::Receiver<bool>,
     settings: LiveSettings,
@@ -642,15 +654,8 @@ impl Follower {
                 "The server is shutting down; reconnect to resume.".into(),
             ));
         }
-        if let Some(token) = &self.token {
-            match self.tokens.verify(token, &self.cx.store).await {
-                // The database away: revocations cannot be caught up
-                // with now, which says nothing against the token.
-                Err(e) if e.status != StatusCode::SERVICE_UNAVAILABLE => {
-                    return Err(("unauthorized", e.detail.to_string()));
-                }
-                _ => {}
-            }
+        if let Some(Credential::Bearer(_)) = &self.credential {
+            self.still_authorized().await?;
         }
         if self.catching_up {
             let read = self
@@ -705,8 +710,34 @@ impl Follower {
                 self.pending.push_back(Bytes::from_static(b": heartbeat\n\n"));
                 let next = tokio::time::Instant::now() + self.settings.heartbeat;
                 self.heartbeat.as_mut().reset(next);
+                if let Some(Credential::ApiKey(..)) = &self.credential {
+                    self.still_authorized().await?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Does the credential the stream was opened with still hold? A 503
+    /// (the database away: revocations or keys cannot be read now) says
+    /// nothing against it.
+    async fn still_authorized(&self) -> Result<(), (&'static str, String)> {
+        let checked = match &self.credential {
+            Some(Credential::Bearer(token)) => {
+                self.tokens.verify(token, &self.cx.store).await.map(|_| ())
+            }
+            Some(Credential::ApiKey(key, ip)) => {
+                crate::auth::api_keys::verify(&self.cx.store, key, *ip)
+                    .await
+                    .map(|_| ())
+            }
+            None => Ok(()),
+        };
+        match checked {
+            Err(e) if e.status != StatusCode::SERVICE_UNAVAILABLE => {
+                Err(("unauthorized", e.detail.to_string()))
+            }
+            _ => Ok(()),
+        }
     }
 }

@@ -491,7 +491,7 @@ async fn the_document_describes_the_feed_where_there_is_one() {
     let event = &doc["components"]["schemas"]["ApiNotesEvent"];
     assert_eq!(
         event["properties"]["event"]["enum"],
-        json!(["created", "updated", "deleted", "end"])
+        json!(["created", "updated", "deleted", "end", "resync"])
     );
     // Not a sync resource: no feed, none described.
     let tags = &doc["paths"]["/api/tags"]["get"]["responses"]["200"]["content"];
@@ -943,4 +943,132 @@ async fn changes_close_together_reach_a_follower_in_one_write() {
         both.find(&format!("\"id\":{b}")) < both.find(&format!("\"id\":{c}")),
         "{both}"
     );
+}
+
+/// A feed opened with an API key ends when the key no longer holds
+/// (checked at each heartbeat): here, when it expires.
+#[tokio::test]
+async fn an_api_key_that_expires_ends_its_stream_saying_why() {
+    let model = NOTES.replace(
+        "prefix = \"/api\"",
+        "prefix = \"/api\"\ncredentials = [\"api_key\"]",
+    );
+    let t = TestApp::with(&model, QUICK, Registry::builtin()).await;
+    let store = &t.app.state().store;
+    let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    // Keys live in whole seconds: this one for about two.
+    let key = restkit::auth::api_keys::issue(store, 1, "stan", ip, 2)
+        .await
+        .unwrap();
+    let req = Request::get("/api/notes")
+        .header("accept", "text/event-stream")
+        .header("x-api-key", &key)
+        .extension(axum::extract::ConnectInfo(std::net::SocketAddr::new(
+            ip, 40000,
+        )))
+        .body(Body::empty())
+        .unwrap();
+    let res = t.app.call(req).await;
+    assert_eq!(res.status(), 200);
+    let mut feed = Feed {
+        body: res.into_body(),
+        buf: String::new(),
+        last_id: None,
+    };
+    // Still live while the key holds.
+    let res = t
+        .post("/api/notes")
+        .anonymous()
+        .sent_from("127.0.0.1")
+        .header("x-api-key", &key)
+        .json(json!({ "text": "a" }))
+        .send()
+        .await;
+    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+    let a = res.json()["id"].as_i64().unwrap();
+    let e = feed.next().await;
+    assert_eq!((e.kind.as_str(), &e.data["id"]), ("created", &json!(a)));
+    let end = feed
+        .next_within(Duration::from_secs(6))
+        .await
+        .expect("an end event");
+    assert_eq!(
+        (end.kind.as_str(), &end.data["reason"]),
+        ("end", &json!("unauthorized"))
+    );
+    assert!(feed.ended(Duration::from_secs(2)).await);
+}
+
+/// A client that takes nothing is cut off after `server.write_timeout`,
+/// over a real socket, with nothing buffered for it meanwhile: its
+/// stream's place is given back (here the caller's one allowed feed opens
+/// again), and it would resume from the last id it got.
+#[tokio::test]
+async fn a_client_that_reads_nothing_is_cut_off_and_its_place_freed() {
+    use tokio::io::AsyncWriteExt;
+    let settings = format!("{QUICK}max_streams_per_caller = 1\n[server]\nwrite_timeout = \"1s\"\n");
+    let t = TestApp::with(NOTES, &settings, Registry::builtin()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(t.app.clone().serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(addr).await.unwrap();
+    let token = t.token_for(1, &["basic", "write"]);
+    let head = format!(
+        "GET /api/notes HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    // The answer's head, then nothing more is read.
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::io::AsyncReadExt::read(&mut stalled, &mut byte)
+            .await
+            .unwrap();
+        assert!(n == 1, "closed early: {}", String::from_utf8_lossy(&got));
+        got.push(byte[0]);
+    }
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    // Open: the caller's only place is taken.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match open(&t, "/api/notes", 1, None).await {
+            Err(res) if res.status == 429 => break,
+            Err(res) => panic!("{}", res.status),
+            Ok(_) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the stalled feed never opened"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    // Far more than the socket's buffers hold, for a client that reads
+    // nothing.
+    let big = "x".repeat(60_000);
+    for _ in 0..120 {
+        post_note(&t, 1, &big).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match open(&t, "/api/notes", 1, None).await {
+            Ok(_) => break,
+            Err(res) if res.status == 429 => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the stalled client still holds its place"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(res) => panic!("{}", res.status),
+        }
+    }
+    drop(stalled);
 }
