@@ -1072,3 +1072,51 @@ async fn a_client_that_reads_nothing_is_cut_off_and_its_place_freed() {
     }
     drop(stalled);
 }
+
+/// Redis (the instances' shared rate limiter) goes away and comes back
+/// under an open feed: feeds wake on the database's horizon, not on
+/// Redis, so nothing is lost or told twice, and resuming afterwards gives
+/// exactly the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_goes_on_while_redis_is_away_and_when_it_is_back() {
+    let Some(mut redis) = crate::rate_limits::Redis::start() else {
+        return;
+    };
+    let settings = format!(
+        "{QUICK}[rate_limit]\nbackend = \"redis\"\nredis_url = \"{}\"\n\
+         redis_timeout = \"200ms\"\non_backend_error = \"allow\"\n",
+        redis.url()
+    );
+    let t = TestApp::with(NOTES, &settings, Registry::builtin()).await;
+    let mut feed = open(&t, "/api/notes", 1, None).await.ok().unwrap();
+    let mut told = Vec::new();
+    let a = post_note(&t, 1, "a").await;
+    told.push(feed.next().await);
+    redis.stop();
+    let b = post_note(&t, 1, "b").await;
+    told.push(feed.next().await);
+    assert!(redis.resume(), "redis restarts");
+    let c = post_note(&t, 1, "c").await;
+    told.push(feed.next().await);
+    let ids: Vec<(String, i64)> = told
+        .iter()
+        .map(|e| (e.kind.clone(), e.data["id"].as_i64().unwrap()))
+        .collect();
+    let created = |id| ("created".to_string(), id);
+    assert_eq!(ids, vec![created(a), created(b), created(c)]);
+    assert!(feed.next_within(Duration::from_millis(500)).await.is_none());
+    // Resuming after b: c, once.
+    let mut again = open(&t, "/api/notes", 1, Some(&told[1].id))
+        .await
+        .ok()
+        .unwrap();
+    let e = again.next().await;
+    assert_eq!(
+        (e.kind.as_str(), e.data["id"].as_i64()),
+        ("created", Some(c))
+    );
+    assert!(again
+        .next_within(Duration::from_millis(500))
+        .await
+        .is_none());
+}

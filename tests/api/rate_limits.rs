@@ -327,7 +327,7 @@ impl Redis {
     }
 
     /// (Re)starts the server on its port; true once it answers PING.
-    fn resume(&mut self) -> bool {
+    pub(crate) fn resume(&mut self) -> bool {
         let child = std::process::Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -346,7 +346,7 @@ impl Redis {
         false
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
