@@ -655,7 +655,9 @@ impl Follower {
             ));
         }
         if let Some(Credential::Bearer(_)) = &self.credential {
-            self.still_authorized().await?;
+            // Boxed: inline, its state would sit in every stream's body
+            // between steps.
+            Box::pin(self.still_authorized()).await?;
         }
         if self.catching_up {
             let read = self
@@ -711,7 +713,7 @@ impl Follower {
                 let next = tokio::time::Instant::now() + self.settings.heartbeat;
                 self.heartbeat.as_mut().reset(next);
                 if let Some(Credential::ApiKey(..)) = &self.credential {
-                    self.still_authorized().await?;
+                    Box::pin(self.still_authorized()).await?;
                 }
             }
         }

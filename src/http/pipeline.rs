@@ -83,6 +83,15 @@ impl Service<Request<Body>> for Pipeline {
         let answer = self.inner.call(req);
         Box::pin(async move {
             let Ok(res) = answer.await;
+            // An answer left uncompressed goes on as the body it was: the
+            // compression wrapper holds every encoder's state inline
+            // (~6 KiB), which boxing would copy for every request and keep
+            // for a live feed's whole life.
+            let res = if res.headers().contains_key(http::header::CONTENT_ENCODING) {
+                res.map(Body::new)
+            } else {
+                res.map(tower_http::compression::CompressionBody::into_inner)
+            };
             // A compressed body's ETag names its coding; a 304 drops the
             // body it kept for the choice of coding.
             let mut res = layers::not_modified_body(layers::tag_coding(res));
