@@ -229,6 +229,7 @@ fn default_user_message(status: StatusCode) -> &'static str {
         406 => "The requested format or version is not available.",
         408 => "The request took too long to arrive.",
         409 => "This conflicts with existing data.",
+        410 => "Your copy is too old to bring up to date; reload it.",
         412 => "The resource was changed by someone else; reload and retry.",
         413 => "The request is too large.",
         414 => "The request address is too long.",

@@ -660,6 +660,14 @@ impl Follower {
             Box::pin(self.still_authorized()).await?;
         }
         if self.catching_up {
+            // A long catch-up checks an API key as often as heartbeats would.
+            if self.heartbeat.is_elapsed() {
+                let next = tokio::time::Instant::now() + self.settings.heartbeat;
+                self.heartbeat.as_mut().reset(next);
+                if let Some(Credential::ApiKey(..)) = &self.credential {
+                    Box::pin(self.still_authorized()).await?;
+                }
+            }
             let read = self
                 .controller
                 .changes(&self.cx, self.id.as_deref(), Some(&self.position), BATCH)

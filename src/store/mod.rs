@@ -620,6 +620,10 @@ impl Default for Limits {
 pub struct Store {
     backend: Backend,
     keep_deletions: Option<std::time::Duration>,
+    /// Where pruning of tombstones had reached, as far as this process
+    /// knows (`None` until first read): it only ever grows, so what is
+    /// known is a lower bound of what is.
+    pruned: std::sync::Arc<std::sync::Mutex<Option<Option<String>>>>,
 }
 
 #[derive(Clone)]
@@ -670,6 +674,7 @@ impl Store {
             return Ok(Store {
                 backend: Backend::Sqlite(s),
                 keep_deletions: limits.keep_deletions,
+                pruned: std::sync::Arc::default(),
             });
         }
         let s = postgres::PgStore::connect(
@@ -682,6 +687,7 @@ impl Store {
         Ok(Store {
             backend: Backend::Postgres(s),
             keep_deletions: limits.keep_deletions,
+            pruned: std::sync::Arc::default(),
         })
     }
 
@@ -760,6 +766,7 @@ impl Store {
             )));
         };
         let horizon = self.read_bound().await?;
+        let floor = self.mark_floor().await?;
         let stmt = sql::select_list_with_mark(
             self.dialect(),
             r,
@@ -767,6 +774,7 @@ impl Store {
             updated_at,
             tombstones,
             horizon.as_deref(),
+            floor.as_deref(),
         );
         match &self.backend {
             Backend::Sqlite(s) => s.fetch_all_with_mark(r, q.fields, stmt).await,
@@ -921,6 +929,54 @@ impl Store {
             .map(str::to_string))
     }
 
+    /// What this process knows of where pruning reached: read once, then
+    /// raised by every later read (see [`Store::forgotten_after`]).
+    async fn known_pruned(&self) -> Result<Option<String>, StoreError> {
+        let known = self
+            .pruned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match known {
+            Some(known) => Ok(known),
+            None => {
+                let read = self.deletions_pruned_upto().await?;
+                Ok(self.learn_pruned(read))
+            }
+        }
+    }
+
+    /// Raises what is known of the pruning mark to `read`; the result.
+    fn learn_pruned(&self, read: Option<String>) -> Option<String> {
+        let mut known = self.pruned.lock().unwrap_or_else(|p| p.into_inner());
+        let best = known.clone().flatten().max(read);
+        *known = Some(best.clone());
+        best
+    }
+
+    /// The least sync mark a read hands out: half the retention ago
+    /// (rounded down, so marks stay put between reads), and never before
+    /// the pruning mark. A caller whose last visible change is older would
+    /// otherwise be given a position it is then refused (410) for, read
+    /// again, and be given the same one; positions at or past the floor
+    /// stay good for at least half the retention.
+    async fn mark_floor(&self) -> Result<Option<String>, StoreError> {
+        let known = self.known_pruned().await?;
+        let by_age = self.keep_deletions.and_then(|keep| {
+            let half = chrono::Duration::from_std(keep / 2).ok()?;
+            let step = (keep / 4)
+                .min(std::time::Duration::from_secs(3600))
+                .as_micros()
+                .max(1) as i64;
+            let micros = chrono::Utc::now()
+                .checked_sub_signed(half)?
+                .timestamp_micros();
+            let rounded = micros - micros.rem_euclid(step);
+            chrono::DateTime::from_timestamp_micros(rounded).map(format_datetime)
+        });
+        Ok(by_age.max(known))
+    }
+
     /// Can changes after position (`time`, `key`) (stored form) no longer
     /// be told in full, deletions after it having been pruned? `Some(where
     /// the pruning reached)` then.
@@ -933,6 +989,15 @@ impl Store {
         time: &str,
         key: Option<i64>,
     ) -> Result<Option<String>, StoreError> {
+        // Pruned: every deletion at or before the mark. A position at that
+        // time without a key comes after all of them.
+        let before = |upto: &str| time < upto || (time == upto && key.is_some());
+        // What is known is certain (the mark only grows), whatever the
+        // setting was when it was pruned.
+        if let Some(known) = self.known_pruned().await?.filter(|k| before(k)) {
+            return Ok(Some(known));
+        }
+        // Kept forever: nothing is pruned now.
         let Some(keep) = self.keep_deletions else {
             return Ok(None);
         };
@@ -948,9 +1013,7 @@ impl Store {
             Some(_) => {}
         }
         let pruned = self.deletions_pruned_upto().await?;
-        // Pruned: every deletion at or before `upto`. A position at that
-        // time without a key comes after all of them.
-        Ok(pruned.filter(|upto| time < upto.as_str() || (time == upto && key.is_some())))
+        Ok(self.learn_pruned(pruned).filter(|upto| before(upto)))
     }
 
     /// Prunes the tombstones of `tables` (sync tables) of deletions more
@@ -1005,6 +1068,7 @@ impl Store {
                     .execute_delete(sql::delete_tombstones(table, &upto))
                     .await?;
                 tx.commit().await?;
+                self.learn_pruned(Some(upto));
                 pruned += n;
                 if n < batch {
                     break;

@@ -317,6 +317,10 @@ pub fn select_list(d: Dialect, r: &Resource, q: &ListQuery<'_>) -> SelectStateme
 /// mark nor any row of the page (whose last row's time may be handed out
 /// as the next position) passes it. `None`: the clock row, read in the
 /// same snapshot (SQLite, whose writers are serialized).
+///
+/// `floor`: a time the mark is raised to (never past the clock) — a
+/// caller whose last visible change is older than the deletions still
+/// kept gets a position that is not (see `Store::mark_floor`).
 pub fn select_list_with_mark(
     d: Dialect,
     r: &Resource,
@@ -324,6 +328,7 @@ pub fn select_list_with_mark(
     updated_at: usize,
     tombstones: TombstoneScope,
     horizon: Option<&str>,
+    floor: Option<&str>,
 ) -> SelectStatement {
     let keys = full_order(r, &q.sort);
     // The page must also carry the order's columns for the outer ORDER BY.
@@ -376,14 +381,24 @@ pub fn select_list_with_mark(
         ),
     };
     let seen = || Func::greatest([latest(changed.clone()), latest(deleted.clone())]);
+    let mut stamp = Expr::from(Func::least([
+        Expr::from(Func::coalesce([clock.clone(), Expr::from(seen())])),
+        Expr::from(seen()),
+    ]));
+    if let Some(floor) = floor {
+        // Nothing the caller may read changed between what it saw and
+        // the floor, and every change up to the clock is in the snapshot.
+        let floor = Expr::val(floor.to_string());
+        stamp = Expr::from(Func::greatest([
+            stamp,
+            Expr::from(Func::least([
+                Expr::from(Func::coalesce([clock, floor.clone()])),
+                floor,
+            ])),
+        ]));
+    }
     let mut mark = Query::select();
-    mark.expr_as(
-        Func::least([
-            Expr::from(Func::coalesce([clock, Expr::from(seen())])),
-            Expr::from(seen()),
-        ]),
-        Alias::new("stamp"),
-    );
+    mark.expr_as(stamp, Alias::new("stamp"));
     let m = Alias::new("restkit_mark");
     let p = Alias::new("restkit_page");
     let mut stmt = Query::select();

@@ -831,6 +831,9 @@ async fn a_position_from_before_the_deletions_kept_is_told_to_resync() {
     let keep = "[database]\nkeep_deletions = \"1s\"\n";
     let t = TestApp::with(NOTES, &format!("{QUICK}{keep}"), Registry::builtin()).await;
     let enc = |p: &str| -> String { form_urlencoded::byte_serialize(p.as_bytes()).collect() };
+    // Ana's notes stay quiet from here on: her last change comes before
+    // every deletion that will be pruned.
+    post_note(&t, 2, "quiet").await;
     let a = post_note(&t, 1, "a").await;
     let b = post_note(&t, 1, "b").await;
     let mark = |res: &TestResponse| res.header("x-sync-timestamp").to_string();
@@ -886,6 +889,20 @@ async fn a_position_from_before_the_deletions_kept_is_told_to_resync() {
         ("resync", &json!("resync"))
     );
     assert!(feed.ended(Duration::from_secs(2)).await);
+    // Ana's position from a fresh read of her quiet notes is not before
+    // the pruning (or she would be told to read again for ever).
+    let hers = mark(&t.get("/api/notes").by_user(2).send().await);
+    let res = t
+        .get(&format!("/api/notes?timestamp={}", enc(&hers)))
+        .by_user(2)
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    let mut quiet = open(&t, "/api/notes", 2, Some(&hers)).await.ok().unwrap();
+    assert!(quiet
+        .next_within(Duration::from_millis(600))
+        .await
+        .is_none());
     // Read again from scratch: its position, and later ones, work.
     let fresh = t.get("/api/notes").by_user(1).send().await;
     assert_eq!(fresh.status, 200);

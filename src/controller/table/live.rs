@@ -124,7 +124,7 @@ impl TableController {
         let since = self.since_of(&q);
         let Some(since) = since else {
             // From now: the mark alone (a one-row read of the newest).
-            let now = self.mark(cx, &q, &scope, updated).await?;
+            let now = self.mark(cx, &q, &scope, tombstones, updated).await?;
             return Ok(Changes {
                 changes: Vec::new(),
                 reached: now.clone(),
@@ -269,6 +269,7 @@ impl TableController {
         cx: &Ctx,
         q: &CollectionQuery,
         scope: &crate::store::Scope,
+        tombstones: TombstoneScope,
         updated: usize,
     ) -> Result<String, ApiError> {
         let r = &self.resource;
@@ -288,10 +289,7 @@ impl TableController {
             limit: 1,
             offset: 0,
         };
-        let (mark, _) = cx
-            .store
-            .list_with_mark(r, &list, self.tombstone_scope(scope))
-            .await?;
+        let (mark, _) = cx.store.list_with_mark(r, &list, tombstones).await?;
         Ok(mark)
     }
 }
