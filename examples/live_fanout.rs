@@ -8,7 +8,8 @@
 //!    time its request was sent; every follower notes when each
 //!    `created` event arrives: delay from the write's send to the event
 //!    (an upper bound of commit → event), p50 and p99 over all followers,
-//!    and events missing or repeated; the server's CPU over the phase.
+//!    and events missing or repeated; the server's CPU over the phase,
+//!    and this client's own (it shares the machine).
 //!
 //! With `LIVE_WRK_URL` set, wrk loads that URL (`-t1 -c32`) during the
 //! write phase and its requests/s are printed: run once with 0 followers
@@ -190,6 +191,7 @@ async fn main() {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.set_nodelay(true).unwrap();
     let (_, ticks_before) = proc_stats(pid);
+    let (_, own_before) = proc_stats(std::process::id());
     let started = Instant::now();
     let mut written = Vec::new();
     let every = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
@@ -213,9 +215,12 @@ async fn main() {
     let wall = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, ticks_after) = proc_stats(pid);
+    let (_, own_after) = proc_stats(std::process::id());
     let (rss_end, _) = proc_stats(pid);
     let hz = 100.0; // USER_HZ on Linux
     let cpu = (ticks_after - ticks_before) as f64 / hz / (wall + 2.0) * 100.0;
+    // The followers' and writer's own share of the same cores.
+    let own = (own_after - own_before) as f64 / hz / (wall + 2.0) * 100.0;
     let mut d = delays.lock().unwrap().clone();
     d.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let seen = seen.lock().unwrap();
@@ -237,7 +242,7 @@ async fn main() {
         d.last().copied().unwrap_or(f64::NAN)
     );
     println!(
-        "server CPU {cpu:.0}% of one core over the write phase; RSS at the end {:.1} MiB",
+        "server CPU {cpu:.0}% of one core over the write phase (this load client: {own:.0}%); RSS at the end {:.1} MiB",
         rss_end / 1024.0
     );
     if let Some(load) = load {
