@@ -35,6 +35,7 @@ use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 use crate::config::LiveSettings;
 use crate::controller::{ChangeKind, Changes, Controller, Ctx};
 use crate::error::ApiError;
+use crate::query::position_order;
 
 /// Changes read at once: one statement's worth, a bounded frame batch.
 const BATCH: u64 = 100;
@@ -502,17 +503,9 @@ fn ending(e: &ApiError) -> (&'static str, String) {
     (reason, e.detail.to_string())
 }
 
-/// Positions in order: `time~key`, or a whole `time` (after every key).
-fn position_key(p: &str) -> (&str, i64) {
-    match p.split_once('~') {
-        Some((t, k)) => (t, k.parse().unwrap_or(i64::MAX)),
-        None => (p, i64::MAX),
-    }
-}
-
 /// Is position `a` at or before `b`?
 fn not_after(a: &str, b: &str) -> bool {
-    position_key(a) <= position_key(b)
+    position_order(a) <= position_order(b)
 }
 
 /// One follower, and the body of its response: its own reads until it is

@@ -299,6 +299,15 @@ pub fn parse_position(
     }
 }
 
+/// A sync position's place in change order: `time~key`, or a whole
+/// `time` (after every key at that time).
+pub fn position_order(p: &str) -> (&str, i64) {
+    match p.split_once('~') {
+        Some((t, k)) => (t, k.parse().unwrap_or(i64::MAX)),
+        None => (p, i64::MAX),
+    }
+}
+
 /// The text of a sync position: the stored time, and the key when given.
 pub fn format_position(time: &str, key: Option<i64>) -> String {
     match key {
@@ -642,6 +651,14 @@ mod tests {
         ] {
             assert!(PageRequest::parse(&q(&[bad]), p).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn positions_order_by_time_then_key_and_a_whole_time_comes_last() {
+        let t = "2026-12-06T10:00:00.000000Z";
+        assert!(position_order(&format!("{t}~7")) < position_order(&format!("{t}~8")));
+        assert!(position_order(&format!("{t}~8")) < position_order(t));
+        assert!(position_order(t) < position_order("2026-12-06T10:00:00.000001Z~1"));
     }
 
     #[test]

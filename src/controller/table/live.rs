@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::{parse_id, TableController};
 use crate::controller::{Change, ChangeKind, Changes, Ctx, Operation};
 use crate::error::ApiError;
-use crate::query::{format_position, CollectionQuery};
+use crate::query::{format_position, position_order, CollectionQuery};
 use crate::store::{ListQuery, Record, Selection, TombstoneScope};
 
 /// A position a read goes up to: (time, key), or the whole of `time`.
@@ -34,9 +34,7 @@ fn after_bound(p: &(String, i64), bound: &Bound) -> bool {
 
 /// Is `made` (a `time~key` position) after sync position `from`?
 fn made_after(made: &str, from: &crate::store::Since<'_>) -> bool {
-    let (time, key) = made.split_once('~').unwrap_or((made, ""));
-    let key: i64 = key.parse().unwrap_or(i64::MAX);
-    time > from.time || (time == from.time && from.key.is_some_and(|fk| key > fk))
+    position_order(made) > (from.time, from.key.unwrap_or(i64::MAX))
 }
 
 /// Parameters that mean nothing to a feed, which is ordered by change and
