@@ -368,7 +368,7 @@ async fn steps(
     } else {
         None
     };
-    // The token a live feed checks again as it goes: only one that
+    // The credential a live feed checks again as it goes: only one that
     // authenticated this request (a stale session cookie was ignored by
     // identity and must not end the stream later).
     let credential = if !live {

@@ -194,16 +194,17 @@ pub async fn follow(f: Follow) -> Result<axum::response::Response, ApiError> {
         Err(e) => return Err(e),
     };
     let streams = f.slot.streams.clone();
+    let key = GroupKey::of(&f);
     let mut me = Follower {
-        controller: f.controller.clone(),
-        cx: Arc::new(f.cx.clone()),
-        id: f.id.clone(),
-        credential: f.credential.clone(),
-        tokens: f.tokens.clone(),
+        controller: f.controller,
+        cx: Arc::new(f.cx),
+        id: f.id,
+        credential: f.credential,
+        tokens: f.tokens,
         closing: streams.closing.subscribe(),
         settings: streams.settings.clone(),
         group: None,
-        key: GroupKey::of(&f),
+        key,
         _slot: f.slot,
         position: String::new(),
         // EventSource reconnects after this many ms.
@@ -653,13 +654,9 @@ impl Follower {
             Box::pin(self.still_authorized()).await?;
         }
         if self.catching_up {
-            // A long catch-up checks an API key as often as heartbeats would.
+            // A long catch-up beats (and checks an API key) too.
             if self.heartbeat.is_elapsed() {
-                let next = tokio::time::Instant::now() + self.settings.heartbeat;
-                self.heartbeat.as_mut().reset(next);
-                if let Some(Credential::ApiKey(..)) = &self.credential {
-                    Box::pin(self.still_authorized()).await?;
-                }
+                self.beat().await?;
             }
             let read = self
                 .controller
@@ -709,14 +706,20 @@ impl Follower {
                 }
             },
             _ = self.closing.changed() => {}
-            _ = self.heartbeat.as_mut() => {
-                self.pending.push_back(Bytes::from_static(b": heartbeat\n\n"));
-                let next = tokio::time::Instant::now() + self.settings.heartbeat;
-                self.heartbeat.as_mut().reset(next);
-                if let Some(Credential::ApiKey(..)) = &self.credential {
-                    Box::pin(self.still_authorized()).await?;
-                }
-            }
+            _ = self.heartbeat.as_mut() => self.beat().await?,
+        }
+        Ok(())
+    }
+
+    /// A heartbeat: a comment for proxies, the next one due, and an API
+    /// key checked again (a database read, so this often only).
+    async fn beat(&mut self) -> Result<(), (&'static str, String)> {
+        self.pending
+            .push_back(Bytes::from_static(b": heartbeat\n\n"));
+        let next = tokio::time::Instant::now() + self.settings.heartbeat;
+        self.heartbeat.as_mut().reset(next);
+        if let Some(Credential::ApiKey(..)) = &self.credential {
+            Box::pin(self.still_authorized()).await?;
         }
         Ok(())
     }

@@ -963,14 +963,11 @@ impl Store {
     async fn mark_floor(&self) -> Result<Option<String>, StoreError> {
         let known = self.known_pruned().await?;
         let by_age = self.keep_deletions.and_then(|keep| {
-            let half = chrono::Duration::from_std(keep / 2).ok()?;
             let step = (keep / 4)
                 .min(std::time::Duration::from_secs(3600))
                 .as_micros()
                 .max(1) as i64;
-            let micros = chrono::Utc::now()
-                .checked_sub_signed(half)?
-                .timestamp_micros();
+            let micros = ago(chrono::Utc::now(), keep / 2)?.timestamp_micros();
             let rounded = micros - micros.rem_euclid(step);
             chrono::DateTime::from_timestamp_micros(rounded).map(format_datetime)
         });
@@ -1003,9 +1000,7 @@ impl Store {
         };
         // Nothing from less than `keep` ago is ever pruned (an hour
         // allowed for instances' clocks to differ): no need to ask.
-        let surely_kept = chrono::Duration::from_std(keep)
-            .ok()
-            .and_then(|k| chrono::Utc::now().checked_sub_signed(k))
+        let surely_kept = ago(chrono::Utc::now(), keep)
             .and_then(|t| t.checked_add_signed(chrono::Duration::hours(1)));
         match surely_kept {
             Some(t) if time >= format_datetime(t).as_str() => return Ok(None),
@@ -1026,11 +1021,7 @@ impl Store {
         now: chrono::DateTime<chrono::Utc>,
         batch: u64,
     ) -> Result<u64, StoreError> {
-        let before = self
-            .keep_deletions
-            .and_then(|k| chrono::Duration::from_std(k).ok())
-            .and_then(|k| now.checked_sub_signed(k));
-        let Some(before) = before else {
+        let Some(before) = self.keep_deletions.and_then(|keep| ago(now, keep)) else {
             return Ok(0);
         };
         let before = format_datetime(before);
@@ -1295,6 +1286,15 @@ impl Store {
 }
 
 pub use crate::model::value::format_datetime;
+
+/// `now` less `d`, when that is a time (`None` past the calendar's start:
+/// nothing is that old).
+fn ago(
+    now: chrono::DateTime<chrono::Utc>,
+    d: std::time::Duration,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    now.checked_sub_signed(chrono::Duration::from_std(d).ok()?)
+}
 
 /// Converts a validated JSON value for `ty` into a bound SQL value.
 ///
