@@ -116,6 +116,20 @@ impl Feed {
             }
         }
     }
+
+    /// The next event, within `wait`, is `kind` saying `reason`, and the
+    /// stream ends after it.
+    async fn ends_with(&mut self, kind: &str, reason: &str, wait: Duration) {
+        let last = self
+            .next_within(wait)
+            .await
+            .unwrap_or_else(|| panic!("no {kind} event within {wait:?}"));
+        assert_eq!(
+            (last.kind.as_str(), &last.data["reason"]),
+            (kind, &json!(reason))
+        );
+        assert!(self.ended(Duration::from_secs(2)).await);
+    }
 }
 
 /// Opens `path` as a feed for `user` (1 stan, 2 ana), resuming after
@@ -135,7 +149,12 @@ async fn open(
     if let Some(id) = last_id {
         req = req.header("last-event-id", id);
     }
-    let res = t.app.call(req.body(Body::empty()).unwrap()).await;
+    answer(t, req.body(Body::empty()).unwrap()).await
+}
+
+/// Sends a feed request: the 200 feed, or the error response.
+async fn answer(t: &TestApp, req: Request<Body>) -> Result<Feed, TestResponse> {
+    let res = t.app.call(req).await;
     if res.status() != 200 {
         let status = res.status();
         let headers = res.headers().clone();
@@ -395,10 +414,8 @@ async fn a_revoked_token_ends_its_stream_saying_why() {
         )
         .await
         .unwrap();
-    let end = feed.next().await;
-    assert_eq!(end.kind, "end");
-    assert_eq!(end.data["reason"], "unauthorized");
-    assert!(feed.ended(Duration::from_secs(2)).await);
+    feed.ends_with("end", "unauthorized", Duration::from_secs(5))
+        .await;
 }
 
 #[tokio::test]
@@ -406,12 +423,8 @@ async fn shutdown_ends_every_stream_with_an_end_event() {
     let t = TestApp::with(NOTES, QUICK, Registry::builtin()).await;
     let mut feed = open(&t, "/api/notes", 1, None).await.ok().unwrap();
     t.app.state().live.close_all();
-    let end = feed.next().await;
-    assert_eq!(
-        (end.kind.as_str(), &end.data["reason"]),
-        ("end", &json!("shutdown"))
-    );
-    assert!(feed.ended(Duration::from_secs(2)).await);
+    feed.ends_with("end", "shutdown", Duration::from_secs(5))
+        .await;
 }
 
 #[tokio::test]
@@ -725,13 +738,8 @@ async fn an_expired_token_ends_its_stream_saying_why() {
     let mut feed = open(&t, "/api/notes", 1, None).await.ok().unwrap();
     // Past its lifetime and the verifier's leeway (5 s), at the next
     // heartbeat.
-    let end = feed
-        .next_within(Duration::from_secs(10))
-        .await
-        .expect("an end event");
-    assert_eq!(end.kind, "end");
-    assert_eq!(end.data["reason"], "unauthorized");
-    assert!(feed.ended(Duration::from_secs(2)).await);
+    feed.ends_with("end", "unauthorized", Duration::from_secs(10))
+        .await;
 }
 
 #[tokio::test]
@@ -883,12 +891,8 @@ async fn a_position_from_before_the_deletions_kept_is_told_to_resync() {
     }
     // A feed resuming from there: a `resync` event, and the stream ends.
     let mut feed = open(&t, "/api/notes", 1, Some(&before)).await.ok().unwrap();
-    let e = feed.next().await;
-    assert_eq!(
-        (e.kind.as_str(), &e.data["reason"]),
-        ("resync", &json!("resync"))
-    );
-    assert!(feed.ended(Duration::from_secs(2)).await);
+    feed.ends_with("resync", "resync", Duration::from_secs(5))
+        .await;
     // Ana's position from a fresh read of her quiet notes is not before
     // the pruning (or she would be told to read again for ever).
     let hers = mark(&t.get("/api/notes").by_user(2).send().await);
@@ -985,13 +989,7 @@ async fn an_api_key_that_expires_ends_its_stream_saying_why() {
         )))
         .body(Body::empty())
         .unwrap();
-    let res = t.app.call(req).await;
-    assert_eq!(res.status(), 200);
-    let mut feed = Feed {
-        body: res.into_body(),
-        buf: String::new(),
-        last_id: None,
-    };
+    let mut feed = answer(&t, req).await.ok().unwrap();
     // Still live while the key holds.
     let res = t
         .post("/api/notes")
@@ -1005,15 +1003,8 @@ async fn an_api_key_that_expires_ends_its_stream_saying_why() {
     let a = res.json()["id"].as_i64().unwrap();
     let e = feed.next().await;
     assert_eq!((e.kind.as_str(), &e.data["id"]), ("created", &json!(a)));
-    let end = feed
-        .next_within(Duration::from_secs(6))
-        .await
-        .expect("an end event");
-    assert_eq!(
-        (end.kind.as_str(), &end.data["reason"]),
-        ("end", &json!("unauthorized"))
-    );
-    assert!(feed.ended(Duration::from_secs(2)).await);
+    feed.ends_with("end", "unauthorized", Duration::from_secs(6))
+        .await;
 }
 
 /// A client that takes nothing is cut off after `server.write_timeout`,
