@@ -21,7 +21,7 @@
 //! the only buffer; a client that takes nothing at all is cut off by the
 //! server's write timeout, and resumes from the last id it got. Streams
 //! are capped per caller (429) and per instance (503), and end on
-//! shutdown and when the caller's token no longer holds.
+//! shutdown and when the caller's credential no longer holds.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -416,10 +416,12 @@ impl Reader {
                             .collect();
                         let whole = match frames.as_slice() {
                             [one] => one.bytes.clone(),
-                            all => Bytes::from(all.iter().fold(Vec::new(), |mut v, f| {
-                                v.extend_from_slice(&f.bytes);
-                                v
-                            })),
+                            all => Bytes::from(
+                                all.iter()
+                                    .map(|f| &f.bytes[..])
+                                    .collect::<Vec<_>>()
+                                    .concat(),
+                            ),
                         };
                         let mut at = self.position.lock().unwrap_or_else(|p| p.into_inner());
                         *at = b.position.clone();
